@@ -1,0 +1,64 @@
+"""OER Hub: an open educational resource sharing hub.
+
+:func:`create_app` only wires things together; each feature package brings its
+own models, services, HTML views and JSON API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from hub.config import Settings
+
+csrf = CSRFProtect()
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; ``config`` holds ``HUB_*`` overrides on top of the environment."""
+    from hub import api, errors, jobs
+    from hub.accounts import auth
+    from hub.accounts import views as account_views
+    from hub.catalog import api as catalog_api
+    from hub.catalog import views as catalog_views
+    from hub.db import Database
+    from hub.media import api as media_api
+    from hub.media.storage.factory import make_storage
+
+    settings = Settings.load(config)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        JSON_SORT_KEYS=False,
+        # CSRF tokens last as long as the session: a teacher filling a form on
+        # a slow link should not lose it to a one-hour timer.
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in JSON
+    app.extensions["hub.settings"] = settings
+
+    database = Database(settings.database_url)
+    database.init_app(app)
+    app.extensions["hub.storage"] = make_storage(settings)
+    jobs.init_app(app, settings, database)
+    csrf.init_app(app)
+    errors.init_app(app)
+    auth.init_app(app)
+
+    for blueprint in (api.blueprint, catalog_api.blueprint, media_api.blueprint):
+        app.register_blueprint(blueprint)
+        # The API checks CSRF itself, only for cookie sessions (hub.accounts.auth):
+        # a bearer token is never sent by a browser on its own.
+        csrf.exempt(blueprint)
+    app.register_blueprint(catalog_views.blueprint)
+    app.register_blueprint(account_views.blueprint)
+    return app

@@ -1,0 +1,160 @@
+"""JSON API for courses, lessons and materials: parse, call one service, serialise."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, request
+
+from hub.accounts.auth import current_user, require_user
+from hub.api import PREFIX, operation
+from hub.catalog import services
+from hub.catalog.models import Course, Lesson
+from hub.catalog.schemas import (
+    CourseCreate,
+    CourseOut,
+    CoursePage,
+    CourseQuery,
+    CourseUpdate,
+    LessonCreate,
+    LessonList,
+    LessonOut,
+    MaterialOut,
+    SchoolRef,
+)
+from hub.db import request_session
+from hub.errors import HubError, Invalid
+from hub.media.api import material_out
+from hub.media.storage import Storage
+
+blueprint = Blueprint("catalog_api", __name__, url_prefix=PREFIX)
+
+
+def course_out(course: Course, lessons: int | None = None) -> CourseOut:
+    return CourseOut(
+        id=course.id,
+        title=course.title,
+        summary=course.summary,
+        category=course.category,
+        subject=course.subject,
+        grades=course.grades,
+        edition=course.edition,
+        volume=course.volume,
+        language=course.language,
+        license=course.license,
+        teacher=course.teacher,
+        status=course.status,
+        version=course.version,
+        school=SchoolRef(id=course.school.id, name=course.school.name),
+        lessons=len(course.lessons) if lessons is None else lessons,
+        created_at=course.created_at,
+        updated_at=course.updated_at,
+        published_at=course.published_at,
+    )
+
+
+def lesson_out(lesson: Lesson) -> LessonOut:
+    return LessonOut(
+        id=lesson.id,
+        course=lesson.course_id,
+        position=lesson.position,
+        title=lesson.title,
+        summary=lesson.summary,
+        unit=lesson.unit,
+        materials=[material_out(m) for m in lesson.materials],
+    )
+
+
+def _commit_course(course: Course) -> CourseOut:
+    request_session().commit()
+    return course_out(course)
+
+
+@operation(blueprint, "/courses", "GET", summary="List courses", query=CourseQuery, response=CoursePage)
+def list_courses(query: CourseQuery) -> CoursePage:
+    settings = current_app.extensions["hub.settings"]
+    page = services.list_courses(request_session(), current_user(), query, settings.page_size)
+    return CoursePage(
+        items=[course_out(c, n) for c, n in page.items],
+        total=page.total,
+        page=page.page,
+        per_page=page.per_page,
+    )
+
+
+@operation(blueprint, "/courses", "POST", summary="Create a draft course", body=CourseCreate,
+           response=CourseOut, status=201, auth=True)
+def create_course(body: CourseCreate) -> CourseOut:
+    return _commit_course(services.create_course(request_session(), require_user(), body))
+
+
+@operation(blueprint, "/courses/<int:course_id>", "GET", summary="Get a course", response=CourseOut)
+def get_course(course_id: int) -> CourseOut:
+    return course_out(services.get_course(request_session(), current_user(), course_id))
+
+
+@operation(blueprint, "/courses/<int:course_id>", "PATCH", summary="Change a course",
+           body=CourseUpdate, response=CourseOut, auth=True)
+def update_course(course_id: int, body: CourseUpdate) -> CourseOut:
+    return _commit_course(services.update_course(request_session(), require_user(), course_id, body))
+
+
+@operation(blueprint, "/courses/<int:course_id>/publish", "POST", summary="Publish a course",
+           response=CourseOut, auth=True)
+def publish_course(course_id: int) -> CourseOut:
+    return _commit_course(services.publish_course(request_session(), require_user(), course_id))
+
+
+@operation(blueprint, "/courses/<int:course_id>/withdraw", "POST", summary="Withdraw a course",
+           response=CourseOut, auth=True)
+def withdraw_course(course_id: int) -> CourseOut:
+    return _commit_course(services.withdraw_course(request_session(), require_user(), course_id))
+
+
+@operation(blueprint, "/courses/<int:course_id>/lessons", "GET", summary="List a course's lessons",
+           response=LessonList)
+def list_lessons(course_id: int) -> LessonList:
+    lessons = services.list_lessons(request_session(), current_user(), course_id)
+    return LessonList(items=[lesson_out(lesson) for lesson in lessons])
+
+
+@operation(blueprint, "/courses/<int:course_id>/lessons", "POST", summary="Add a lesson",
+           body=LessonCreate, response=LessonOut, status=201, auth=True)
+def create_lesson(course_id: int, body: LessonCreate) -> LessonOut:
+    lesson = services.create_lesson(request_session(), require_user(), course_id, body)
+    request_session().commit()
+    return lesson_out(lesson)
+
+
+@operation(blueprint, "/lessons/<int:lesson_id>", "GET", summary="Get a lesson with its materials",
+           response=LessonOut)
+def get_lesson(lesson_id: int) -> LessonOut:
+    return lesson_out(services.get_lesson(request_session(), current_user(), lesson_id))
+
+
+@operation(blueprint, "/lessons/<int:lesson_id>/materials", "POST",
+           summary="Add a material from a multipart upload (fields: file, title)",
+           response=MaterialOut, status=201, auth=True)
+def create_material(lesson_id: int) -> MaterialOut:
+    actor = require_user()
+    if request.mimetype != "multipart/form-data":
+        raise HubError("Send the file as multipart/form-data with fields 'file' and 'title'.")
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise Invalid("Choose a file to upload.", {"file": "This field is required"})
+    storage: Storage = current_app.extensions["hub.storage"]
+    material = services.add_material(
+        request_session(),
+        storage,
+        actor,
+        lesson_id,
+        upload.stream,
+        filename=upload.filename,
+        title=request.form.get("title", ""),
+    )
+    request_session().commit()
+    return material_out(material)
+
+
+@operation(blueprint, "/materials/<int:material_id>", "GET",
+           summary="Get a material with its processing status and renditions", response=MaterialOut)
+def get_material(material_id: int) -> MaterialOut:
+    return material_out(services.get_material(request_session(), current_user(), material_id))

@@ -1,0 +1,108 @@
+"""Courses, lessons and materials."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hub.accounts.models import School
+from hub.db import Base, Timestamped
+from hub.vocab import (
+    CATEGORIES,
+    COURSE_STATUSES,
+    LANGUAGES,
+    LICENSES,
+    MATERIAL_KINDS,
+    MATERIAL_STATUSES,
+    SUBJECTS,
+)
+
+
+def _enum(values: tuple[str, ...] | list[str], name: str) -> Enum:
+    # VARCHAR + CHECK rather than a native enum: same on SQLite and PostgreSQL,
+    # and adding a value later is a plain migration.
+    return Enum(*values, name=name, native_enum=False, create_constraint=True, length=32)
+
+
+class Course(Timestamped, Base):
+    __tablename__ = "course"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(_enum(list(CATEGORIES), "course_category"))
+    subject: Mapped[str] = mapped_column(_enum(list(SUBJECTS), "course_subject"), index=True)
+    # Grades 1–9 as a bit set (bit g = grade g): one indexed integer filters
+    # "covers grade 5" with a bitwise AND on SQLite and PostgreSQL alike.
+    grades_mask: Mapped[int] = mapped_column(Integer)
+    edition: Mapped[str] = mapped_column(String(50), default="")
+    volume: Mapped[str] = mapped_column(String(20), default="")
+    language: Mapped[str] = mapped_column(_enum(LANGUAGES, "course_language"))
+    license: Mapped[str] = mapped_column(_enum(LICENSES, "course_license"))
+    teacher: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[str] = mapped_column(_enum(COURSE_STATUSES, "course_status"), index=True)
+    # Goes up on every published change: the sync manifest's course version.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    school: Mapped[School] = relationship(lazy="joined")
+    lessons: Mapped[list[Lesson]] = relationship(
+        back_populates="course", order_by="Lesson.position", cascade="all, delete-orphan"
+    )
+
+    @property
+    def grades(self) -> list[int]:
+        return [g for g in range(1, 10) if self.grades_mask & (1 << g)]
+
+    @grades.setter
+    def grades(self, grades: list[int]) -> None:
+        self.grades_mask = grades_to_mask(grades)
+
+
+def grades_to_mask(grades: list[int]) -> int:
+    mask = 0
+    for grade in grades:
+        mask |= 1 << grade
+    return mask
+
+
+class Lesson(Timestamped, Base):
+    __tablename__ = "lesson"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    unit: Mapped[str] = mapped_column(String(100), default="")
+
+    course: Mapped[Course] = relationship(back_populates="lessons")
+    materials: Mapped[list[Material]] = relationship(
+        back_populates="lesson", order_by="Material.id", cascade="all, delete-orphan"
+    )
+
+
+class Material(Timestamped, Base):
+    __tablename__ = "material"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lesson_id: Mapped[int] = mapped_column(ForeignKey("lesson.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(_enum(MATERIAL_KINDS, "material_kind"))
+    title: Mapped[str] = mapped_column(String(200))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    original_sha256: Mapped[str] = mapped_column(ForeignKey("blob.sha256"), index=True)
+    status: Mapped[str] = mapped_column(_enum(MATERIAL_STATUSES, "material_status"))
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+    lesson: Mapped[Lesson] = relationship(back_populates="materials")
+    original: Mapped[Blob] = relationship(lazy="joined")
+    renditions: Mapped[list[Rendition]] = relationship(
+        back_populates="material", order_by="Rendition.id", cascade="all, delete-orphan"
+    )
+
+
+from hub.media.models import Blob, Rendition  # noqa: E402  (mutual relationship)

@@ -1,0 +1,181 @@
+"""Validated shapes of catalog input and output, shared by the API, pages and CLI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from hub.api import Strict
+from hub.vocab import CATEGORIES, LANGUAGES, LICENSES, SUBJECTS, VOLUMES
+
+Subject = Literal[tuple(SUBJECTS)]  # type: ignore[valid-type]
+Category = Literal[tuple(CATEGORIES)]  # type: ignore[valid-type]
+Language = Literal[LANGUAGES]  # type: ignore[valid-type]
+License = Literal[LICENSES]  # type: ignore[valid-type]
+Volume = Literal[("", *VOLUMES)]  # type: ignore[valid-type]
+Grade = Annotated[int, Field(ge=1, le=9, strict=True)]
+Title = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _grades_unique(grades: list[int]) -> list[int]:
+    return sorted(set(grades))
+
+
+class CourseFields(Strict):
+    title: Title
+    summary: Annotated[str, Field(max_length=5000)] = ""
+    category: Category = "curriculum"
+    subject: Subject
+    grades: Annotated[list[Grade], Field(min_length=1, max_length=9)]
+    edition: Annotated[str, Field(max_length=50, description="Textbook edition, e.g. 人教版")] = ""
+    volume: Volume = ""
+    language: Language
+    license: License
+    teacher: Annotated[str, Field(max_length=100)] = ""
+
+    _grades = field_validator("grades")(_grades_unique)
+
+
+class CourseCreate(CourseFields):
+    school: int | None = Field(
+        default=None, description="School id; only admins may create for another school"
+    )
+
+    @model_validator(mode="after")
+    def _textbook_only_for_curriculum(self) -> CourseCreate:
+        check_textbook(self.category, self.edition, self.volume)
+        return self
+
+
+def check_textbook(category: str, edition: str, volume: str) -> None:
+    if category != "curriculum" and (edition or volume):
+        raise ValueError("only curriculum courses name a textbook edition and volume")
+
+
+class CourseUpdate(Strict):
+    title: Title | None = None
+    summary: Annotated[str, Field(max_length=5000)] | None = None
+    category: Category | None = None
+    subject: Subject | None = None
+    grades: Annotated[list[Grade], Field(min_length=1, max_length=9)] | None = None
+    edition: Annotated[str, Field(max_length=50)] | None = None
+    volume: Volume | None = None
+    language: Language | None = None
+    license: License | None = None
+    teacher: Annotated[str, Field(max_length=100)] | None = None
+
+    @field_validator("grades")
+    @classmethod
+    def _grades(cls, grades: list[int] | None) -> list[int] | None:
+        return None if grades is None else _grades_unique(grades)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nulls(cls, value: object) -> object:
+        # PATCH {"title": null} would otherwise mean "leave unchanged": say so instead.
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
+
+
+class CourseQuery(BaseModel):
+    category: Category | None = None
+    subject: Subject | None = None
+    grade: Annotated[int, Field(ge=1, le=9)] | None = None
+    edition: str | None = None
+    language: Language | None = None
+    school: int | None = None
+    status: Literal["published", "draft", "withdrawn", "all"] = "published"
+    page: Annotated[int, Field(ge=1, le=100000)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100)] | None = None
+
+
+class SchoolRef(BaseModel):
+    id: int
+    name: str
+
+
+class CourseOut(BaseModel):
+    id: int
+    title: str
+    summary: str
+    category: str
+    subject: str
+    grades: list[int]
+    edition: str
+    volume: str
+    language: str
+    license: str
+    teacher: str
+    status: str
+    version: int
+    school: SchoolRef
+    lessons: int = 0
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None
+
+
+class CoursePage(BaseModel):
+    items: list[CourseOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class LessonCreate(Strict):
+    title: Title
+    summary: Annotated[str, Field(max_length=5000)] = ""
+    unit: Annotated[str, Field(max_length=100, description="Textbook unit (单元)")] = ""
+    position: Annotated[int, Field(ge=1, le=10000)] | None = None
+
+
+class OriginalOut(BaseModel):
+    sha256: str
+    bytes: int
+    media_type: str
+    url: str
+
+
+class RenditionOut(BaseModel):
+    profile: str
+    status: str
+    progress: int
+    error: str
+    bytes: int | None
+    kbps: float | None
+    width: int | None
+    height: int | None
+    duration: float | None
+    ssim: float | None
+    sha256: str | None
+    url: str | None
+
+
+class MaterialOut(BaseModel):
+    id: int
+    lesson: int
+    kind: str
+    title: str
+    filename: str
+    status: str
+    progress: int
+    error: str
+    original: OriginalOut
+    renditions: list[RenditionOut]
+
+
+class LessonOut(BaseModel):
+    id: int
+    course: int
+    position: int
+    title: str
+    summary: str
+    unit: str
+    materials: list[MaterialOut]
+
+
+class LessonList(BaseModel):
+    items: list[LessonOut]

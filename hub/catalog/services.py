@@ -1,0 +1,268 @@
+"""Catalog use cases: one function each, shared by the API, the pages, the CLI and workers.
+
+Visibility rules live here and nowhere else:
+
+- a published course is readable by everyone, anonymous included;
+- a draft or withdrawn course exists only for its own school and admins
+  (others get ``NotFound``, so a draft's existence does not leak);
+- only admins and the owning school's uploaders may change a course
+  (others who can see it get ``PermissionDenied``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy import ColumnElement, func, or_, select, true
+from sqlalchemy.orm import Session, selectinload
+
+from hub import jobs
+from hub.accounts.models import School, User
+from hub.catalog.models import Course, Lesson, Material, grades_to_mask
+from hub.catalog.schemas import CourseCreate, CourseQuery, CourseUpdate, LessonCreate, check_textbook
+from hub.db import utcnow
+from hub.errors import Conflict, Invalid, NotFound, PermissionDenied, Unauthorized
+from hub.media import services as media_services
+from hub.media.storage import Storage
+from hub.sync.models import Change
+
+
+def visible_clause(actor: User | None) -> ColumnElement[bool]:
+    if actor is not None and actor.is_admin:
+        return true()
+    if actor is None:
+        return Course.status == "published"
+    return or_(Course.status == "published", Course.school_id == actor.school_id)
+
+
+def can_edit(actor: User | None, course: Course) -> bool:
+    if actor is None:
+        return False
+    return actor.is_admin or (actor.role == "uploader" and actor.school_id == course.school_id)
+
+
+def _require_edit(actor: User | None, course: Course) -> None:
+    if actor is None:
+        raise Unauthorized("Sign in to change courses.")
+    if not can_edit(actor, course):
+        raise PermissionDenied("Only the school's uploaders can change this course.")
+
+
+@dataclass(frozen=True)
+class CoursePage:
+    items: list[tuple[Course, int]]  # (course, number of lessons)
+    total: int
+    page: int
+    per_page: int
+
+
+def list_courses(session: Session, actor: User | None, query: CourseQuery, per_page: int) -> CoursePage:
+    per_page = query.per_page or per_page
+    conditions = [visible_clause(actor)]
+    if query.status != "all":
+        conditions.append(Course.status == query.status)
+    if query.category:
+        conditions.append(Course.category == query.category)
+    if query.subject:
+        conditions.append(Course.subject == query.subject)
+    if query.grade:
+        conditions.append(Course.grades_mask.op("&")(1 << query.grade) != 0)
+    if query.edition:
+        conditions.append(Course.edition == query.edition)
+    if query.language:
+        conditions.append(Course.language == query.language)
+    if query.school:
+        conditions.append(Course.school_id == query.school)
+    total = session.scalar(select(func.count()).select_from(Course).where(*conditions)) or 0
+    lesson_count = (
+        select(func.count(Lesson.id)).where(Lesson.course_id == Course.id).scalar_subquery()
+    )
+    rows = session.execute(
+        select(Course, lesson_count)
+        .where(*conditions)
+        .order_by(Course.published_at.desc().nulls_last(), Course.id.desc())
+        .limit(per_page)
+        .offset((query.page - 1) * per_page)
+    ).all()
+    return CoursePage([(c, n) for c, n in rows], total, query.page, per_page)
+
+
+def grade_subject_counts(session: Session) -> dict[tuple[str, int], int]:
+    """Published courses per (subject, grade): the home page's grid."""
+    counts: dict[tuple[str, int], int] = {}
+    for subject, mask, n in session.execute(
+        select(Course.subject, Course.grades_mask, func.count())
+        .where(Course.status == "published")
+        .group_by(Course.subject, Course.grades_mask)
+    ):
+        for grade in range(1, 10):
+            if mask & (1 << grade):
+                counts[(subject, grade)] = counts.get((subject, grade), 0) + n
+    return counts
+
+
+def get_course(session: Session, actor: User | None, course_id: int) -> Course:
+    course = session.scalar(
+        select(Course).where(Course.id == course_id, visible_clause(actor))
+    )
+    if course is None:
+        raise NotFound(f"There is no course {course_id}.")
+    return course
+
+
+def create_course(session: Session, actor: User | None, data: CourseCreate) -> Course:
+    if actor is None:
+        raise Unauthorized("Sign in to create courses.")
+    if actor.role not in ("admin", "uploader"):
+        raise PermissionDenied("Only uploaders and admins create courses.")
+    school_id = actor.school_id
+    if data.school is not None and data.school != actor.school_id:
+        if not actor.is_admin:
+            raise PermissionDenied("Uploaders create courses for their own school only.")
+        if session.get(School, data.school) is None:
+            raise Invalid(f"There is no school {data.school}.", {"school": "Unknown school"})
+        school_id = data.school
+    course = Course(
+        school_id=school_id,
+        status="draft",
+        version=1,
+        **data.model_dump(exclude={"school", "grades"}),
+        grades_mask=grades_to_mask(data.grades),
+    )
+    session.add(course)
+    session.flush()
+    return course
+
+
+def update_course(session: Session, actor: User | None, course_id: int, data: CourseUpdate) -> Course:
+    course = get_course(session, actor, course_id)
+    _require_edit(actor, course)
+    changes = data.model_dump(exclude_unset=True)
+    category = changes.get("category", course.category)
+    edition = changes.get("edition", course.edition)
+    volume = changes.get("volume", course.volume)
+    try:
+        check_textbook(category, edition, volume)
+    except ValueError as exc:
+        raise Invalid(f"Some fields are not valid: {exc}.", {"edition": str(exc)}) from None
+    if "grades" in changes:
+        course.grades_mask = grades_to_mask(changes.pop("grades"))
+    for name, value in changes.items():
+        setattr(course, name, value)
+    if course.status == "published" and session.is_modified(course):
+        course.version += 1
+        session.add(Change(course_id=course.id, action="updated", version=course.version))
+    session.flush()
+    return course
+
+
+def publish_course(session: Session, actor: User | None, course_id: int) -> Course:
+    course = get_course(session, actor, course_id)
+    _require_edit(actor, course)
+    if course.status == "published":
+        return course  # publishing twice is harmless: nothing changes
+    if not course.lessons:
+        raise Conflict("Add at least one lesson before publishing the course.")
+    if course.published_at is not None:
+        course.version += 1  # a re-publication after withdrawal is a new version
+    course.status = "published"
+    course.published_at = utcnow()
+    session.add(Change(course_id=course.id, action="published", version=course.version))
+    session.flush()
+    return course
+
+
+def withdraw_course(session: Session, actor: User | None, course_id: int) -> Course:
+    course = get_course(session, actor, course_id)
+    _require_edit(actor, course)
+    if course.status == "withdrawn":
+        return course
+    if course.status != "published":
+        raise Conflict("Only a published course can be withdrawn; this one is a draft.")
+    course.status = "withdrawn"
+    course.version += 1
+    session.add(Change(course_id=course.id, action="withdrawn", version=course.version))
+    session.flush()
+    return course
+
+
+def create_lesson(session: Session, actor: User | None, course_id: int, data: LessonCreate) -> Lesson:
+    course = get_course(session, actor, course_id)
+    _require_edit(actor, course)
+    position = data.position
+    if position is None:
+        last = session.scalar(select(func.max(Lesson.position)).where(Lesson.course_id == course.id))
+        position = (last or 0) + 1
+    lesson = Lesson(course=course, position=position, **data.model_dump(exclude={"position"}))
+    session.add(lesson)
+    session.flush()
+    return lesson
+
+
+def list_lessons(session: Session, actor: User | None, course_id: int) -> list[Lesson]:
+    course = get_course(session, actor, course_id)
+    return list(
+        session.scalars(
+            select(Lesson)
+            .where(Lesson.course_id == course.id)
+            .order_by(Lesson.position, Lesson.id)
+            .options(selectinload(Lesson.materials).selectinload(Material.renditions))
+        )
+    )
+
+
+def get_lesson(session: Session, actor: User | None, lesson_id: int) -> Lesson:
+    lesson = session.scalar(
+        select(Lesson)
+        .join(Course)
+        .where(Lesson.id == lesson_id, visible_clause(actor))
+        .options(selectinload(Lesson.materials).selectinload(Material.renditions))
+    )
+    if lesson is None:
+        raise NotFound(f"There is no lesson {lesson_id}.")
+    return lesson
+
+
+def get_material(session: Session, actor: User | None, material_id: int) -> Material:
+    material = session.scalar(
+        select(Material)
+        .join(Lesson)
+        .join(Course)
+        .where(Material.id == material_id, visible_clause(actor))
+        .options(selectinload(Material.renditions))
+    )
+    if material is None:
+        raise NotFound(f"There is no material {material_id}.")
+    return material
+
+
+def add_material(
+    session: Session,
+    storage: Storage,
+    actor: User | None,
+    lesson_id: int,
+    fileobj: BinaryIO,
+    *,
+    filename: str,
+    title: str,
+) -> Material:
+    """Store an uploaded original and queue its processing after commit."""
+    lesson = get_lesson(session, actor, lesson_id)
+    _require_edit(actor, lesson.course)
+    title = title.strip() or filename
+    if not title or len(title) > 200:
+        raise Invalid("A material needs a title of at most 200 characters.", {"title": "1 to 200 characters"})
+    blob, kind = media_services.store_original(session, storage, fileobj, filename)
+    material = Material(
+        lesson=lesson,
+        kind=kind,
+        title=title,
+        filename=media_services.safe_filename(filename),
+        original=blob,
+        status="pending",
+    )
+    session.add(material)
+    session.flush()
+    jobs.enqueue(session, jobs.PROCESS_MATERIAL, material.id)
+    return material

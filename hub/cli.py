@@ -1,0 +1,178 @@
+"""The ``hub`` command. Each subcommand parses, calls one service, prints."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from hub.config import ConfigError
+from hub.errors import HubError
+
+
+def _app() -> Flask:
+    from hub import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+@contextmanager
+def _session(app: Flask) -> Iterator[Session]:
+    from hub.db import get_database
+
+    with get_database(app).session() as session:
+        try:
+            yield session
+        except HubError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+@click.group()
+def main() -> None:
+    """OER Hub: share lessons from famous schools with rural schools."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the database schema to the latest version."""
+    from hub.migrate import upgrade
+
+    app = _app()
+    upgrade(app.extensions["hub.settings"].database_url)
+    click.echo("database is up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+def serve(host: str, port: int, threads: int) -> None:
+    """Serve the web app and API with waitress."""
+    from waitress import serve as waitress_serve
+
+    app = _app()
+    click.echo(f"serving on http://{host}:{port}/", err=True)
+    waitress_serve(app, host=host, port=port, threads=threads, ident="oer-hub")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--concurrency", "-c", default=2, show_default=True, type=int)
+@click.option("--beat/--no-beat", default=True, show_default=True,
+              help="Also run the periodic scheduler (the outbox sweeper); one per deployment.")
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int, beat: bool) -> None:
+    """Start a Celery worker on every queue (extra arguments go to celery)."""
+    from hub import jobs
+
+    app = _app()
+    celery = app.extensions["celery"]
+    argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency}",
+            f"--queues={','.join(jobs.ALL_QUEUES)}", *ctx.args]
+    if beat:
+        argv.append("--beat")
+    celery.worker_main(argv)
+
+
+@main.group()
+def school() -> None:
+    """Schools."""
+
+
+@school.command("create")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["famous", "rural", "urban"]), required=True)
+@click.option("--region", default="")
+@click.option("--county", default="")
+def school_create(name: str, kind: str, region: str, county: str) -> None:
+    """Create a school."""
+    from hub.accounts import services
+
+    app = _app()
+    with _session(app) as session:
+        created = services.create_school(session, name, kind, region, county)
+        session.commit()
+        click.echo(f"school {created.id}: {created.name} ({created.kind})")
+
+
+@main.group()
+def user() -> None:
+    """Users."""
+
+
+@user.command("create")
+@click.argument("email")
+@click.option("--school", "school_name", required=True, help="Name of the user's school.")
+@click.option("--role", type=click.Choice(["admin", "uploader", "teacher"]), required=True)
+@click.option("--password", default=None, help="Web sign-in password (prompted if omitted on a terminal).")
+def user_create(email: str, school_name: str, role: str, password: str | None) -> None:
+    """Create a user of a school."""
+    from hub.accounts import services
+
+    if password is None and sys.stdin.isatty():
+        password = click.prompt("password (empty for API-only)", default="", hide_input=True,
+                                show_default=False) or None
+    app = _app()
+    with _session(app) as session:
+        school_row = services.get_school_by_name(session, school_name)
+        created = services.create_user(session, email, school_row, role, password)
+        session.commit()
+        click.echo(f"user {created.id}: {created.email} ({created.role} at {school_row.name})")
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.argument("email")
+def token_create(email: str) -> None:
+    """Create an API token; it is printed once, as the last line."""
+    from hub.accounts import services
+
+    app = _app()
+    with _session(app) as session:
+        account = services.get_user_by_email(session, email)
+        plain = services.create_token(session, account)
+        session.commit()
+    click.echo(f"token for {account.email} (shown once; only its hash is kept):", err=True)
+    click.echo(plain)
+
+
+@token.command("revoke")
+@click.argument("token_value", metavar="TOKEN")
+def token_revoke(token_value: str) -> None:
+    """Revoke an API token."""
+    from hub.accounts import services
+
+    app = _app()
+    with _session(app) as session:
+        services.revoke_token(session, token_value)
+        session.commit()
+    click.echo("revoked")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def demo(host: str, port: int) -> None:
+    """Migrate, seed a demo catalog, start a worker and serve: the whole hub on one machine."""
+    from hub.demo import run_demo
+
+    run_demo(_app(), host, port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Every ``HUB_*`` setting, declared once with its doc and embedded default.
+
+Settings are read once, when the app (or a worker, or the CLI) starts: the rest
+of the code receives a :class:`Settings` object and never looks at the
+environment itself. A bad value stops start-up with a message naming the
+setting, instead of failing later on the first request that needs it.
+
+Every embedded default lives under ``HUB_DATA_DIR`` so that one variable moves
+a whole instance: two hubs on one machine differ only in it and their port.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting has a value the hub cannot use; the message names it."""
+
+
+def _path(value: str) -> Path:
+    return Path(value).expanduser().resolve()
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive whole number")
+    return number
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if not any(scheme == s or scheme.startswith(s + "+") for s in schemes):
+            raise ValueError(f"must be a URL starting with one of {', '.join(schemes)}")
+        return value
+
+    return parse
+
+
+def _optional_url(value: str) -> str:
+    return _url("http", "https")(value) if value else ""
+
+
+def setting(doc: str, parse: Callable[[str], Any] = str, default: str | None = None) -> Any:
+    """Declare a setting: ``default`` may name ``{data_dir}``; None means derived."""
+    return field(default=None, metadata={"doc": doc, "parse": parse, "default": default})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The hub's configuration; attribute ``x`` is read from ``HUB_X``."""
+
+    data_dir: Path = setting(
+        "Directory for every embedded default's state (database, storage, broker, index, secret).",
+        _path,
+        "./var",
+    )
+    database_url: str = setting(
+        "SQLAlchemy database URL; PostgreSQL in production (postgresql+psycopg://…).",
+        _url("sqlite", "postgresql"),
+        "sqlite:///{data_dir}/hub.db",
+    )
+    storage: str = setting("Blob storage backend: local or s3.", _choice("local", "s3"), "local")
+    storage_dir: Path = setting(
+        "Directory of the local blob storage.", _path, "{data_dir}/storage"
+    )
+    s3_bucket: str = setting("S3 bucket for blobs (HUB_STORAGE=s3).", str, "")
+    s3_prefix: str = setting("Key prefix inside the S3 bucket.", str, "")
+    s3_endpoint_url: str = setting(
+        "S3 endpoint for MinIO, Ceph or a test server; empty for AWS.", _optional_url, ""
+    )
+    s3_region: str = setting("S3 region.", str, "us-east-1")
+    broker_url: str = setting(
+        "Celery broker URL; the default needs no server (kombu's SQLAlchemy transport).",
+        _url("sqla", "redis", "rediss", "amqp", "pyamqp", "memory"),
+        "sqla+sqlite:///{data_dir}/broker.db",
+    )
+    index_dir: Path = setting("Directory of the Whoosh search index.", _path, "{data_dir}/index")
+    secret_key: str = setting(
+        "Key that signs sessions and CSRF tokens; generated into HUB_DATA_DIR/secret_key when unset.",
+        str,
+        None,
+    )
+    max_upload_bytes: int = setting(
+        "Largest file accepted by a plain multipart upload (bigger files use resumable uploads).",
+        _positive_int,
+        str(64 * 1024 * 1024),
+    )
+    page_size: int = setting("Courses per page in lists.", _positive_int, "20")
+    outbox_resend_after: int = setting(
+        "Seconds after which the sweeper re-sends an outbox row the broker never took.",
+        _positive_int,
+        "30",
+    )
+    log_level: str = setting(
+        "Log level.", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
+    )
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None) -> Settings:
+        """Read settings from the environment, with ``overrides`` (``HUB_*`` keys) on top."""
+        source: dict[str, Any] = {k: v for k, v in os.environ.items() if k.startswith("HUB_")}
+        source.update(overrides or {})
+        known = {f"HUB_{f.name.upper()}" for f in fields(cls)}
+        unknown = sorted(k for k in (overrides or {}) if k not in known)
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]}")
+        values: dict[str, Any] = {}
+        data_dir = None
+        for f in fields(cls):  # data_dir is first, so later defaults can name it
+            name = f"HUB_{f.name.upper()}"
+            raw = source.get(name)
+            if raw is None or raw == "":
+                default = f.metadata["default"]
+                if default is None:
+                    values[f.name] = None
+                    continue
+                raw = default.format(data_dir=data_dir)
+            if not isinstance(raw, str):
+                raw = str(raw)
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r}: {exc}") from None
+            if f.name == "data_dir":
+                data_dir = values[f.name]
+        if values["storage"] == "s3" and not values["s3_bucket"]:
+            raise ConfigError("HUB_S3_BUCKET must be set when HUB_STORAGE=s3")
+        if values["secret_key"] is None:
+            values["secret_key"] = _stored_secret(values["data_dir"])
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(name, default, doc) for every setting: the README's configuration table."""
+        return [
+            (f"HUB_{f.name.upper()}", f.metadata["default"] or "(generated)", f.metadata["doc"])
+            for f in fields(cls)
+        ]
+
+
+def _stored_secret(data_dir: Path) -> str:
+    """Generate the secret once and keep it, so sessions survive restarts."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"secret_key.{os.getpid()}.tmp")
+        # 0600: the key signs every session cookie.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+        # Two processes starting together: the first link wins, both read it.
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()

@@ -1,0 +1,173 @@
+"""Celery wiring and the outbox: work is enqueued after the database commit.
+
+A service that needs background work calls :func:`enqueue` inside its
+transaction. The outbox row commits (or rolls back) with the change itself; an
+``after_commit`` hook then hands the rows to the broker. If the broker is down
+at that moment the request still succeeds and the row stays unsent; the
+periodic :data:`SWEEP_OUTBOX` task (and ``hub worker`` at start-up) sends it
+later. Tasks are written to be safe to run twice, so a row sent by both the
+hook and the sweeper costs a little work, never a wrong result.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+from sqlalchemy import JSON, DateTime, Integer, String, Text, delete, event, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hub.config import Settings
+from hub.db import Base, Database, utcnow
+
+log = logging.getLogger(__name__)
+
+# Task names: the contract between the app, which sends, and workers/, which
+# registers. tests/unit/test_jobs.py checks that every one of them is registered.
+PROCESS_MATERIAL = "hub.media.process_material"
+BUILD_RENDITION = "hub.media.build_rendition"
+SWEEP_OUTBOX = "hub.jobs.sweep_outbox"
+TASK_NAMES = frozenset({PROCESS_MATERIAL, BUILD_RENDITION, SWEEP_OUTBOX})
+
+# Transcodes are long and CPU-bound; keeping them on their own queue means a
+# backlog of videos never delays quick jobs.
+QUEUES = {PROCESS_MATERIAL: "media", BUILD_RENDITION: "media"}
+DEFAULT_QUEUE = "celery"
+ALL_QUEUES = (DEFAULT_QUEUE, "media")
+
+_PENDING = "hub.outbox.pending"
+
+
+class Outbox(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(100))
+    args: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+def enqueue(session: Session, task: str, *args: Any) -> Outbox:
+    """Record ``task(*args)`` to run once the session's transaction commits."""
+    if task not in TASK_NAMES:
+        raise ValueError(f"unknown task {task!r}")
+    row = Outbox(task=task, args=list(args))
+    session.add(row)
+    session.info.setdefault(_PENDING, []).append(row)
+    return row
+
+
+def init_app(app: Flask, settings: Settings, database: Database) -> Celery:
+    celery = make_celery(app, settings)
+    event.listen(database.sessionmaker, "after_commit", _after_commit)
+    event.listen(database.sessionmaker, "after_rollback", _after_rollback)
+    # Each session copies this dict: the after-commit hook finds its broker there.
+    database.sessionmaker.configure(info={"hub.celery": celery, "hub.database": database})
+    return celery
+
+
+def make_celery(app: Flask, settings: Settings) -> Celery:
+    class FlaskTask(Task):  # type: ignore[misc]
+        # Every task runs inside the app context, so services find settings,
+        # the database and storage exactly as a web request does.
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.import_name, task_cls=FlaskTask)
+    celery.conf.update(
+        broker_url=settings.broker_url,
+        task_ignore_result=True,
+        # Acknowledge after the work is done: a worker killed mid-task leaves
+        # the message to be redelivered to another worker.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process: long transcodes must not sit
+        # prefetched behind another long transcode.
+        worker_prefetch_multiplier=1,
+        task_default_queue=DEFAULT_QUEUE,
+        task_routes={name: {"queue": queue} for name, queue in QUEUES.items()},
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        broker_transport_options={
+            # Redis redelivers an unacknowledged message after this; it must
+            # outlast the longest transcode or a running job gets a twin.
+            "visibility_timeout": 6 * 3600,
+            # kombu's SQLAlchemy transport polls; half a second keeps jobs snappy.
+            "polling_interval": 0.5,
+        },
+        beat_schedule={
+            "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": float(settings.outbox_resend_after)},
+        },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        include=["workers.media", "workers.jobs"],
+        worker_hijack_root_logger=False,
+    )
+    app.extensions["celery"] = celery
+    return celery
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _after_commit(session: Session) -> None:
+    rows: list[Outbox] = session.info.pop(_PENDING, [])
+    if rows:
+        send(session.info["hub.celery"], session.info["hub.database"], rows)
+
+
+def send(celery: Celery, database: Database, rows: list[Outbox]) -> int:
+    """Hand outbox rows to the broker; rows the broker refuses stay unsent."""
+    sent, failed = [], []
+    for row in rows:
+        try:
+            celery.send_task(
+                row.task, args=row.args, queue=QUEUES.get(row.task, DEFAULT_QUEUE), retry=False
+            )
+            sent.append(row.id)
+        except Exception as exc:  # noqa: BLE001 - any broker failure means "try later"
+            log.warning("broker refused %s%s: %s; the sweeper will retry", row.task, row.args, exc)
+            failed.append((row.id, f"{type(exc).__name__}: {exc}"))
+    # A fresh session: the caller's has just committed and may be in use.
+    with database.session() as session:
+        if sent:
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id.in_(sent))
+                .values(sent_at=utcnow(), attempts=Outbox.attempts + 1)
+            )
+        for row_id, error in failed:
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id == row_id)
+                .values(attempts=Outbox.attempts + 1, last_error=error[:1000])
+            )
+        session.commit()
+    return len(sent)
+
+
+def sweep_outbox(celery: Celery, database: Database, settings: Settings) -> int:
+    """Re-send rows still unsent after a while; forget rows sent a week ago."""
+    now = utcnow()
+    with database.session() as session:
+        rows = list(
+            session.scalars(
+                select(Outbox)
+                .where(
+                    Outbox.sent_at.is_(None),
+                    Outbox.created_at < now - timedelta(seconds=settings.outbox_resend_after),
+                )
+                .order_by(Outbox.id)
+                .limit(1000)
+            )
+        )
+        session.execute(delete(Outbox).where(Outbox.sent_at < now - timedelta(days=7)))
+        session.commit()
+    return send(celery, database, rows) if rows else 0

@@ -1,0 +1,60 @@
+"""Blobs (bytes named by their sha256) and the renditions made from originals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hub.db import Base, Timestamped, utcnow
+from hub.vocab import RENDITION_STATUSES
+
+if TYPE_CHECKING:
+    from hub.catalog.models import Material
+
+
+class Blob(Base):
+    __tablename__ = "blob"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Rendition(Timestamped, Base):
+    __tablename__ = "rendition"
+    # One row per (material, profile): a redo updates the row, never adds one.
+    __table_args__ = (UniqueConstraint("material_id", "profile"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    material_id: Mapped[int] = mapped_column(ForeignKey("material.id", ondelete="CASCADE"))
+    profile: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(
+        Enum(*RENDITION_STATUSES, name="rendition_status", native_enum=False,
+             create_constraint=True, length=32)
+    )
+    blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blob.sha256"), index=True)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    kbps: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    ssim: Mapped[float | None] = mapped_column(Float)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+    material: Mapped[Material] = relationship(back_populates="renditions")
+    blob: Mapped[Blob | None] = relationship(lazy="joined")

@@ -1,0 +1,95 @@
+"""Blob and rendition use cases shared by the API, pages, CLI and workers."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import unicodedata
+from typing import BinaryIO
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from hub.accounts.models import User
+from hub.catalog.models import Course, Lesson, Material
+from hub.errors import NotFound
+from hub.media.models import Blob, Rendition
+from hub.media.storage import Storage, is_sha256
+
+# What the first bytes say (hub.media.ffmpeg.sniff) → (material kind, media type).
+SNIFFED = {
+    "mov": ("video", "video/mp4"),
+    "matroska": ("video", "video/webm"),
+    "avi": ("video", "video/x-msvideo"),
+    "mp3": ("audio", "audio/mpeg"),
+    "aac": ("audio", "audio/aac"),
+    "wav": ("audio", "audio/wav"),
+    "ogg": ("audio", "audio/ogg"),
+    "flac": ("audio", "audio/flac"),
+    "png": ("image", "image/png"),
+    "jpeg": ("image", "image/jpeg"),
+    "webp": ("image", "image/webp"),
+    "gif": ("image", "image/gif"),
+    "pdf": ("document", "application/pdf"),
+}
+
+
+def safe_filename(filename: str) -> str:
+    """A name safe to keep and to offer back: no directories, no control characters."""
+    name = unicodedata.normalize("NFC", filename).replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = re.sub(r"\s+", " ", name).strip(" .")
+    return name[:255] or "file"
+
+
+def _kind_and_type(storage: Storage, sha256: str, filename: str) -> tuple[str, str]:
+    from hub.media.ffmpeg import sniff_bytes  # reads magic numbers only; runs no ffmpeg
+
+    head = b"".join(storage.open_range(sha256, 0, 4095)) if storage.size(sha256) else b""
+    sniffed = sniff_bytes(head)
+    if sniffed in SNIFFED:
+        return SNIFFED[sniffed]
+    # Unknown content: keep the name's hint for the page; the worker's probe
+    # will fail it with a reason the uploader can read.
+    guessed = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    major = guessed.split("/")[0]
+    kind = {"video": "video", "audio": "audio", "image": "image"}.get(major, "document")
+    return kind, "application/octet-stream"
+
+
+def store_original(
+    session: Session, storage: Storage, fileobj: BinaryIO, filename: str
+) -> tuple[Blob, str]:
+    """Store uploaded bytes under their sha256 and record the blob; returns it and the kind."""
+    stored = storage.store(fileobj)
+    kind, media_type = _kind_and_type(storage, stored.sha256, filename)
+    blob = session.get(Blob, stored.sha256)
+    if blob is None:
+        blob = Blob(sha256=stored.sha256, size=stored.size, media_type=media_type)
+        session.add(blob)
+    return blob, kind
+
+
+def get_readable_blob(session: Session, actor: User | None, sha256: str) -> Blob:
+    """A blob is readable when some material or rendition using it is in a visible course."""
+    from hub.catalog.services import visible_clause
+
+    if not is_sha256(sha256):
+        raise NotFound("There is no such file.")
+    blob = session.get(Blob, sha256)
+    if blob is None:
+        raise NotFound("There is no such file.")
+    used = session.scalar(
+        select(Material.id)
+        .join(Lesson)
+        .join(Course)
+        .outerjoin(Rendition, Rendition.material_id == Material.id)
+        .where(
+            or_(Material.original_sha256 == sha256, Rendition.blob_sha256 == sha256),
+            visible_clause(actor),
+        )
+        .limit(1)
+    )
+    if used is None:
+        raise NotFound("There is no such file.")
+    return blob

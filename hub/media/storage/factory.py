@@ -1,0 +1,19 @@
+"""Choose the storage backend from configuration: a setting, not a code change."""
+
+from __future__ import annotations
+
+from hub.config import Settings
+from hub.media.storage.base import Storage
+from hub.media.storage.local import LocalStorage
+from hub.media.storage.s3 import S3Storage
+
+
+def make_storage(settings: Settings) -> Storage:
+    if settings.storage == "s3":
+        return S3Storage(
+            bucket=settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url or None,
+            region=settings.s3_region,
+        )
+    return LocalStorage(settings.storage_dir)

@@ -1,0 +1,50 @@
+"""Controlled vocabularies of the public contract (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+SCHOOL_KINDS = ("famous", "rural", "urban")
+ROLES = ("admin", "uploader", "teacher")
+
+# The 2022 compulsory-education curriculum, in the order a teacher reads them.
+SUBJECTS: dict[str, tuple[str, str]] = {
+    "chinese": ("语文", "Chinese"),
+    "math": ("数学", "Mathematics"),
+    "english": ("英语", "English"),
+    "morality": ("道德与法治", "Morality and Law"),
+    "history": ("历史", "History"),
+    "geography": ("地理", "Geography"),
+    "science": ("科学", "Science"),
+    "physics": ("物理", "Physics"),
+    "chemistry": ("化学", "Chemistry"),
+    "biology": ("生物", "Biology"),
+    "it": ("信息科技", "Information Technology"),
+    "pe": ("体育与健康", "PE and Health"),
+    "art": ("艺术", "Art"),
+    "music": ("音乐", "Music"),
+    "labor": ("劳动", "Labour"),
+}
+GRADES = tuple(range(1, 10))
+GRADE_NAMES = {
+    1: "一年级", 2: "二年级", 3: "三年级", 4: "四年级", 5: "五年级",
+    6: "六年级", 7: "七年级", 8: "八年级", 9: "九年级",
+}
+LANGUAGES = ("zh", "en")
+LICENSES = (
+    "CC-BY-4.0",
+    "CC-BY-SA-4.0",
+    "CC-BY-NC-4.0",
+    "CC-BY-NC-SA-4.0",
+    "CC-BY-ND-4.0",
+    "CC-BY-NC-ND-4.0",
+    "CC0-1.0",
+)
+CATEGORIES: dict[str, tuple[str, str]] = {
+    "curriculum": ("同步课程", "Curriculum"),
+    "after-school": ("课后服务", "After-school"),
+    "teacher-training": ("教师研修", "Teacher training"),
+}
+VOLUMES = ("上册", "下册")
+COURSE_STATUSES = ("draft", "published", "withdrawn")
+MATERIAL_KINDS = ("video", "audio", "document", "image")
+MATERIAL_STATUSES = ("pending", "processing", "ready", "failed")
+RENDITION_STATUSES = ("pending", "processing", "ready", "failed", "skipped")

@@ -1,0 +1,1 @@
+"""Celery task modules: each task is one call into a hub service."""
