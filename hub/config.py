@@ -151,9 +151,15 @@ class Settings:
     def describe(cls) -> list[tuple[str, str, str]]:
         """(name, default, doc) for every setting: the README's configuration table."""
         return [
-            (f"HUB_{f.name.upper()}", f.metadata["default"] or "(generated)", f.metadata["doc"])
+            (f"HUB_{f.name.upper()}", _shown_default(f.metadata["default"]), f.metadata["doc"])
             for f in fields(cls)
         ]
+
+
+def _shown_default(default: str | None) -> str:
+    if default is None:
+        return "(generated)"
+    return default or "(empty)"
 
 
 def _stored_secret(data_dir: Path) -> str:

@@ -1,0 +1,58 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Everything installs into .venv; Debian's ffmpeg and Ghostscript are installed when missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# The CI service run (see .ci/run): real PostgreSQL, a Redis broker, S3 on a moto server.
+SERVICE_ENV := HUB_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \
+               HUB_TEST_BROKER_URL=redis://127.0.0.1:6379/15 \
+               HUB_TEST_STORAGE=s3
+
+.PHONY: help install system-deps demo test test-services pytest lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP) system-deps  ## virtualenv + Python packages + ffmpeg/Ghostscript
+
+system-deps:  ## Debian's ffmpeg and Ghostscript, when missing
+	@missing=""; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v gs >/dev/null || missing="$$missing ghostscript"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from Debian"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+demo: install  ## migrate, seed a demo catalog, start a worker and serve on http://127.0.0.1:8000/
+	$(BIN)/hub demo
+
+test: install lint pytest  ## lint, type-check and run the whole suite on the embedded defaults
+
+pytest: install
+	$(BIN)/python -m pytest
+
+test-services: install  ## the suite again against PostgreSQL, Redis and S3 (moto server)
+	$(SERVICE_ENV) $(BIN)/python -m pytest
+
+lint: install  ## ruff and mypy, as CI runs them
+	$(BIN)/ruff check hub workers tests benchmarks
+	$(BIN)/mypy
+
+format: install  ## apply ruff's formatting and import order
+	$(BIN)/ruff check --fix hub workers tests benchmarks
+
+clean:  ## remove the virtualenv, caches and the embedded data directory
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,184 @@
+"""Processing an uploaded original into renditions: the services the media workers call.
+
+Two steps, each a task that takes an id, re-checks state and is safe to run twice:
+
+1. :func:`process_material` probes the original (bounded, untrusted input) and
+   plans one rendition row per applicable profile;
+2. :func:`build_rendition` transcodes one profile into a temp file, stores it
+   under its sha256 and marks the row ready (or skipped, or failed with a reason).
+
+A worker killed mid-transcode leaves its row ``processing``; the redelivered
+task simply redoes it. Outputs are content-addressed, so a redo that produces
+the same bytes stores nothing new, and the (material, profile) unique key keeps
+exactly one row per profile.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub import jobs
+from hub.catalog.models import Material
+from hub.db import Database
+from hub.media import ffmpeg
+from hub.media.models import Blob, Rendition
+from hub.media.profiles import PROFILES, applicable_profiles
+from hub.media.storage import Storage
+
+log = logging.getLogger(__name__)
+
+SETTLED = ("ready", "skipped", "failed")
+
+
+def process_material(session: Session, storage: Storage, material_id: int, limits: ffmpeg.MediaLimits,
+                     workdir: Path | None = None) -> list[int]:
+    """Probe the original and plan its renditions; returns the rendition ids queued."""
+    material = session.get(Material, material_id)
+    if material is None or material.status in ("ready", "failed"):
+        return []  # deleted since, or already done: a redelivered message
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="probe-") as tmp:
+        source = Path(tmp) / "original"
+        storage.fetch_to(material.original_sha256, source)
+        try:
+            probe = ffmpeg.probe(source, limits)
+        except ffmpeg.MediaError as exc:
+            if exc.transient:
+                raise
+            material.status = "failed"
+            material.error = exc.reason
+            session.commit()
+            return []
+    material.kind = probe.kind
+    existing = {r.profile: r for r in material.renditions}
+    queued: list[Rendition] = []
+    for profile in applicable_profiles(probe):
+        rendition = existing.get(profile.name)
+        if rendition is None:
+            rendition = Rendition(material=material, profile=profile.name, status="pending")
+            session.add(rendition)
+        if rendition.status not in ("ready", "skipped"):
+            queued.append(rendition)
+    material.status = "processing"
+    material.error = ""
+    session.flush()
+    for rendition in queued:
+        jobs.enqueue(session, jobs.BUILD_RENDITION, rendition.id)
+    if not queued:
+        _settle_material(material)
+    session.commit()
+    return [r.id for r in queued]
+
+
+class _Progress:
+    """Write progress at most every few seconds: the database is shared with the web."""
+
+    def __init__(self, database: Database, rendition_id: int) -> None:
+        self.database = database
+        self.rendition_id = rendition_id
+        self.last = 0.0
+
+    def __call__(self, percent: float) -> None:
+        now = time.monotonic()
+        if now - self.last < 2 and percent < 100:
+            return
+        self.last = now
+        with self.database.session() as session:
+            rendition = session.get(Rendition, self.rendition_id)
+            if rendition is not None:
+                rendition.progress = int(min(100, max(0, percent)))
+                _update_material_progress(rendition.material)
+                session.commit()
+
+
+def build_rendition(database: Database, storage: Storage, rendition_id: int, limits: ffmpeg.MediaLimits,
+                    workdir: Path | None = None) -> str:
+    """Make one rendition; returns its final status."""
+    with database.session() as session:
+        rendition = session.get(Rendition, rendition_id)
+        if rendition is None:
+            return "gone"
+        if rendition.status in ("ready", "skipped"):
+            return rendition.status  # a redelivered message for finished work
+        rendition.status = "processing"
+        rendition.progress = 0
+        session.commit()
+        profile = PROFILES[rendition.profile]
+        original = rendition.material.original_sha256
+
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="render-") as tmp:
+        source = Path(tmp) / "original"
+        dest = Path(tmp) / f"rendition{profile.extension}"
+        try:
+            storage.fetch_to(original, source)
+            probe = ffmpeg.probe(source, limits)
+            info = ffmpeg.transcode(source, probe, profile, dest,
+                                    on_progress=_Progress(database, rendition_id), limits=limits)
+            ssim = None
+            if info is not None and profile.kind == "video":
+                ssim = ffmpeg.ssim(source, dest, probe, info.width or 0, info.height or 0, limits=limits)
+            stored = storage.store_file(dest) if info is not None else None
+        except ffmpeg.MediaError as exc:
+            if exc.transient:
+                raise
+            return _finish(database, rendition_id, "failed", error=exc.reason)
+
+    if info is None or stored is None:
+        return _finish(database, rendition_id, "skipped")
+    with database.session() as session:
+        if session.get(Blob, stored.sha256) is None:
+            session.add(Blob(sha256=stored.sha256, size=stored.size, media_type=info.mime_type))
+            session.commit()
+    return _finish(database, rendition_id, "ready", sha256=stored.sha256, info=info, ssim=ssim)
+
+
+def _finish(database: Database, rendition_id: int, status: str, *, error: str = "",
+            sha256: str | None = None, info: ffmpeg.RenditionInfo | None = None,
+            ssim: float | None = None) -> str:
+    with database.session() as session:
+        rendition = session.get(Rendition, rendition_id)
+        if rendition is None:
+            return "gone"
+        rendition.status = status
+        rendition.error = error
+        rendition.progress = 100
+        rendition.blob_sha256 = sha256
+        if info is not None:
+            rendition.bytes = info.bytes
+            rendition.kbps = info.kbps
+            rendition.width = info.width
+            rendition.height = info.height
+            rendition.duration = info.duration
+        rendition.ssim = ssim
+        _settle_material(rendition.material)
+        session.commit()
+    return status
+
+
+def _update_material_progress(material: Material) -> None:
+    renditions = material.renditions
+    if renditions:
+        material.progress = int(sum(r.progress for r in renditions) / len(renditions))
+
+
+def _settle_material(material: Material) -> None:
+    """A material is ready when every rendition is settled; failed if any failed."""
+    _update_material_progress(material)
+    if not all(r.status in SETTLED for r in material.renditions):
+        return
+    failed = [r for r in material.renditions if r.status == "failed"]
+    if failed:
+        material.status = "failed"
+        material.error = "; ".join(f"{r.profile}: {r.error}" for r in failed)
+    else:
+        material.status = "ready"
+        material.progress = 100
+
+
+def materials_for_profile(session: Session, profile: str) -> list[int]:
+    return list(session.scalars(select(Rendition.material_id).where(Rendition.profile == profile)))

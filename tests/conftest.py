@@ -1,0 +1,174 @@
+"""Shared fixtures.
+
+The suite runs twice in CI. By default everything is embedded (SQLite, local
+storage, the SQLite broker). The service run is chosen by environment
+variables, never guessed:
+
+- ``HUB_TEST_DATABASE_URL`` — e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test
+- ``HUB_TEST_BROKER_URL``   — e.g. redis://127.0.0.1:6379/15
+- ``HUB_TEST_STORAGE=s3``   — blobs go to a moto S3 server the tests start on loopback
+
+Each test gets its own HUB_DATA_DIR. SQLite databases are copied from one
+migrated template; a PostgreSQL database is migrated once and emptied after
+every test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+import hub.models  # noqa: F401
+from hub import create_app
+from hub.accounts import services as accounts
+from hub.accounts.models import School, User
+from hub.db import Base, get_database, make_engine
+from hub.migrate import upgrade
+from tests.support.moto_server import TEST_AWS_ENV, create_bucket, moto_endpoint
+
+DATABASE_URL = os.environ.get("HUB_TEST_DATABASE_URL", "")
+BROKER_URL = os.environ.get("HUB_TEST_BROKER_URL", "")
+STORAGE = os.environ.get("HUB_TEST_STORAGE", "local")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    yield from moto_endpoint()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3_endpoint: str) -> str:
+    return create_bucket(s3_endpoint)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "hub.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    engine = make_engine(DATABASE_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    upgrade(DATABASE_URL)
+    yield DATABASE_URL
+
+
+def _empty_postgres(url: str) -> None:
+    engine = make_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def hub_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The ``HUB_*`` settings of this test's hub instance (also for subprocesses)."""
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    env = {"HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING"}
+    if DATABASE_URL:
+        env["HUB_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    else:
+        shutil.copy(request.getfixturevalue("sqlite_template"), data_dir / "hub.db")
+    if BROKER_URL:
+        env["HUB_BROKER_URL"] = BROKER_URL
+    if STORAGE == "s3":
+        env.update(
+            HUB_STORAGE="s3",
+            HUB_S3_ENDPOINT_URL=request.getfixturevalue("s3_endpoint"),
+            HUB_S3_BUCKET=request.getfixturevalue("s3_bucket"),
+            HUB_S3_PREFIX=f"{uuid.uuid4().hex}/",
+        )
+        env.update(TEST_AWS_ENV)
+    yield env
+    if DATABASE_URL:
+        _empty_postgres(DATABASE_URL)
+    if BROKER_URL.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(BROKER_URL).flushdb()
+
+
+@pytest.fixture
+def app(hub_env: dict[str, str]) -> Iterator[Flask]:
+    overrides = {k: v for k, v in hub_env.items() if k.startswith("HUB_")}
+    app = create_app(overrides)
+    app.config["TESTING"] = True
+    yield app
+    get_database(app).engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app: Flask) -> Iterator[Session]:
+    with get_database(app).session() as session:
+        yield session
+
+
+class Accounts:
+    """Schools, users and tokens made through the services, as the CLI makes them."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def school(self, name: str = "海淀实验小学", kind: str = "famous") -> School:
+        school = accounts.create_school(self.session, name, kind, "北京市", "海淀区")
+        self.session.commit()
+        return school
+
+    def user(self, email: str, school: School, role: str = "uploader", password: str | None = None) -> User:
+        user = accounts.create_user(self.session, email, school, role, password)
+        self.session.commit()
+        return user
+
+    def token(self, user: User) -> str:
+        token = accounts.create_token(self.session, user)
+        self.session.commit()
+        return token
+
+    def bearer(self, user: User) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+
+@pytest.fixture
+def make(db: Session) -> Accounts:
+    return Accounts(db)
+
+
+COURSE: dict[str, Any] = {
+    "title": "一元二次方程",
+    "summary": "配方法、公式法与因式分解法",
+    "subject": "math",
+    "grades": [9],
+    "edition": "人教版",
+    "volume": "上册",
+    "language": "zh",
+    "license": "CC-BY-SA-4.0",
+    "teacher": "王老师",
+}
+
+
+@pytest.fixture
+def course_body() -> dict[str, Any]:
+    return dict(COURSE)

@@ -1,0 +1,36 @@
+"""Media tasks: probe an original, build each rendition. Each is one service call."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from flask import current_app
+
+from hub import jobs
+from hub.db import get_database
+from hub.media import ffmpeg, pipeline
+
+# Only transient failures reach Celery (disk full, storage unreachable): they retry
+# with backoff. The pipeline turns bad input into a readable `failed` status instead;
+# it never raises for it.
+_RETRY = {"autoretry_for": (ffmpeg.MediaError, OSError), "retry_backoff": 10,
+          "retry_backoff_max": 600, "max_retries": 5}
+
+
+@shared_task(name=jobs.PROCESS_MATERIAL, **_RETRY)
+def process_material(material_id: int) -> list[int]:
+    database = get_database()
+    with database.session() as session:
+        return pipeline.process_material(
+            session, current_app.extensions["hub.storage"], material_id, ffmpeg_limits()
+        )
+
+
+@shared_task(name=jobs.BUILD_RENDITION, **_RETRY)
+def build_rendition(rendition_id: int) -> str:
+    return pipeline.build_rendition(
+        get_database(), current_app.extensions["hub.storage"], rendition_id, ffmpeg_limits()
+    )
+
+
+def ffmpeg_limits() -> ffmpeg.MediaLimits:
+    return current_app.extensions["hub.media_limits"]  # type: ignore[no-any-return]
