@@ -107,7 +107,6 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         include=["workers.media", "workers.jobs"],
-        worker_hijack_root_logger=False,
     )
     app.extensions["celery"] = celery
     return celery

@@ -1,0 +1,112 @@
+"""Real processes on loopback: the web app under waitress and a Celery worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+HUB = [sys.executable, "-m", "hub.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll ``check`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Process:
+    """A child process in its own process group, with its output kept in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        self.popen = subprocess.Popen(
+            args, env={**os.environ, **env}, stdout=self._out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.popen.wait(timeout=5)
+        self._out.close()
+
+
+class LiveServer:
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = Process([*HUB, "serve", "--port", str(self.port)], env, tmp_path / "serve.log")
+
+        def up() -> bool:
+            if self.process.popen.poll() is not None:
+                pytest.fail(f"the server exited:\n{self.process.output()}")
+            try:
+                return requests.get(f"{self.url}/api/v1/openapi.json", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, 30, "the web server")
+
+    def api(self, path: str) -> str:
+        return f"{self.url}/api/v1{path}"
+
+
+@pytest.fixture
+def live_server(hub_env: dict[str, str], tmp_path: Path) -> Iterator[LiveServer]:
+    server = LiveServer(hub_env, tmp_path)
+    yield server
+    server.process.stop()
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.process = Process([*HUB, "worker", "--concurrency", "1", "--no-beat"], env, log)
+        wait_until(lambda: "ready." in self.process.output() or self.process.popen.poll() is not None,
+                   60, "the worker to start")
+        if self.process.popen.poll() is not None:
+            pytest.fail(f"the worker exited:\n{self.process.output()}")
+
+
+@pytest.fixture
+def start_worker(hub_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], Worker]]:
+    started: list[Worker] = []
+
+    def start() -> Worker:
+        worker = Worker(hub_env, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.process.stop()

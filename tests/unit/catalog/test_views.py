@@ -1,0 +1,53 @@
+"""The catalog's HTML pages: light, no JavaScript, Chinese first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from hub.accounts.models import User
+from hub.catalog import services
+from hub.catalog.schemas import CourseCreate, LessonCreate
+from tests.conftest import Accounts
+
+
+def _course(db: Session, user: User, body: dict[str, Any], publish: bool = True) -> int:
+    course = services.create_course(db, user, CourseCreate(**body))
+    services.create_lesson(db, user, course.id, LessonCreate(title="古诗三首", unit="第一单元"))
+    if publish:
+        services.publish_course(db, user, course.id)
+    db.commit()
+    return course.id
+
+
+def test_pages(client: FlaskClient, make: Accounts, db: Session, course_body: dict[str, Any]) -> None:
+    uploader = make.user("up@x.cn", make.school(), "uploader")
+    published = _course(db, uploader, {**course_body, "title": "语文 古诗", "subject": "chinese", "grades": [3, 4]})
+    draft = _course(db, uploader, {**course_body, "title": "草稿课程"}, publish=False)
+
+    home = client.get("/")
+    assert home.status_code == 200
+    assert home.content_type == "text/html; charset=utf-8"
+    assert "<script" not in home.text
+    assert 'href="/courses?subject=chinese&amp;grade=3"' in home.text
+    assert "语文" in home.text
+
+    listing = client.get("/courses?subject=chinese&grade=4")
+    assert "语文 古诗" in listing.text
+    assert "草稿课程" not in client.get("/courses").text
+    assert "共 0 门课程" in client.get("/courses?subject=chinese&grade=9").text
+    assert client.get("/courses?subject=&grade=").status_code == 200  # an empty form field means "any"
+
+    page = client.get(f"/courses/{published}")
+    assert "古诗三首" in page.text and "第一单元" in page.text
+    lesson_id = services.list_lessons(db, None, published)[0].id
+    assert "古诗三首" in client.get(f"/lessons/{lesson_id}").text
+
+    missing = client.get(f"/courses/{draft}")
+    assert missing.status_code == 404
+    assert "There is no course" in missing.text
+    bad = client.get("/courses?grade=12")
+    assert bad.status_code == 422
+    assert "grade" in bad.text
