@@ -95,9 +95,7 @@ def operation(
     """Declare an endpoint: parse ``body``/``query``, call the view, serialise ``response``."""
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-        OPERATIONS.append(
-            Operation(PREFIX + rule, method, summary, bp.name, body, query, response, status, auth)
-        )
+        OPERATIONS.append(Operation(PREFIX + rule, method, summary, bp.name, body, query, response, status, auth))
 
         @functools.wraps(fn)
         def view(**path: Any) -> Any:
@@ -132,19 +130,28 @@ def openapi_document() -> dict[str, Any]:
         ref_template="#/components/schemas/{model}",
     )
     schemas = defs.get("$defs", {})
-    error = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    error = {
+        "description": "Error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         path = _PARAM.sub(r"{\2}", op.rule)
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True,
-             "schema": {"type": "integer" if conv == "int" else "string"}}
+            {"name": name, "in": "path", "required": True, "schema": {"type": "integer" if conv == "int" else "string"}}
             for conv, name in _PARAM.findall(op.rule)
         ]
         if op.query is not None:
             for name, field in op.query.model_fields.items():
-                params.append({"name": field.alias or name, "in": "query", "required": field.is_required(),
-                               "description": field.description or "", "schema": {"type": "string"}})
+                params.append(
+                    {
+                        "name": field.alias or name,
+                        "in": "query",
+                        "required": field.is_required(),
+                        "description": field.description or "",
+                        "schema": {"type": "string"},
+                    }
+                )
         entry: dict[str, Any] = {
             "summary": op.summary,
             "tags": [op.tag],

@@ -69,8 +69,12 @@ def serve(host: str, port: int, threads: int) -> None:
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--concurrency", "-c", default=2, show_default=True, type=int)
-@click.option("--beat/--no-beat", default=True, show_default=True,
-              help="Also run the periodic scheduler (the outbox sweeper); one per deployment.")
+@click.option(
+    "--beat/--no-beat",
+    default=True,
+    show_default=True,
+    help="Also run the periodic scheduler (the outbox sweeper); one per deployment.",
+)
 @click.pass_context
 def worker(ctx: click.Context, concurrency: int, beat: bool) -> None:
     """Start a Celery worker on every queue (extra arguments go to celery)."""
@@ -78,8 +82,13 @@ def worker(ctx: click.Context, concurrency: int, beat: bool) -> None:
 
     app = _app()
     celery = app.extensions["celery"]
-    argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency}",
-            f"--queues={','.join(jobs.ALL_QUEUES)}", *ctx.args]
+    argv = [
+        "worker",
+        "--loglevel=INFO",
+        f"--concurrency={concurrency}",
+        f"--queues={','.join(jobs.ALL_QUEUES)}",
+        *ctx.args,
+    ]
     if beat:
         argv.append("--beat")
     celery.worker_main(argv)
@@ -121,8 +130,9 @@ def user_create(email: str, school_name: str, role: str, password: str | None) -
     from hub.accounts import services
 
     if password is None and sys.stdin.isatty():
-        password = click.prompt("password (empty for API-only)", default="", hide_input=True,
-                                show_default=False) or None
+        password = (
+            click.prompt("password (empty for API-only)", default="", hide_input=True, show_default=False) or None
+        )
     app = _app()
     with _session(app) as session:
         school_row = services.get_school_by_name(session, school_name)

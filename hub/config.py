@@ -11,6 +11,7 @@ a whole instance: two hubs on one machine differ only in it and their port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -78,14 +79,10 @@ class Settings:
         "sqlite:///{data_dir}/hub.db",
     )
     storage: str = setting("Blob storage backend: local or s3.", _choice("local", "s3"), "local")
-    storage_dir: Path = setting(
-        "Directory of the local blob storage.", _path, "{data_dir}/storage"
-    )
+    storage_dir: Path = setting("Directory of the local blob storage.", _path, "{data_dir}/storage")
     s3_bucket: str = setting("S3 bucket for blobs (HUB_STORAGE=s3).", str, "")
     s3_prefix: str = setting("Key prefix inside the S3 bucket.", str, "")
-    s3_endpoint_url: str = setting(
-        "S3 endpoint for MinIO, Ceph or a test server; empty for AWS.", _optional_url, ""
-    )
+    s3_endpoint_url: str = setting("S3 endpoint for MinIO, Ceph or a test server; empty for AWS.", _optional_url, "")
     s3_region: str = setting("S3 region.", str, "us-east-1")
     broker_url: str = setting(
         "Celery broker URL; the default needs no server (kombu's SQLAlchemy transport).",
@@ -109,9 +106,7 @@ class Settings:
         _positive_int,
         "30",
     )
-    log_level: str = setting(
-        "Log level.", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
-    )
+    log_level: str = setting("Log level.", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -151,8 +146,7 @@ class Settings:
     def describe(cls) -> list[tuple[str, str, str]]:
         """(name, default, doc) for every setting: the README's configuration table."""
         return [
-            (f"HUB_{f.name.upper()}", _shown_default(f.metadata["default"]), f.metadata["doc"])
-            for f in fields(cls)
+            (f"HUB_{f.name.upper()}", _shown_default(f.metadata["default"]), f.metadata["doc"]) for f in fields(cls)
         ]
 
 
@@ -173,9 +167,7 @@ def _stored_secret(data_dir: Path) -> str:
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(48))
         # Two processes starting together: the first link wins, both read it.
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
-        except FileExistsError:
-            pass
         tmp.unlink(missing_ok=True)
     return path.read_text().strip()

@@ -99,7 +99,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
         return error_response(
-            400, "csrf_failed", f"The form has expired or was not sent by this site ({exc.description}). Reload the page and try again."
+            400,
+            "csrf_failed",
+            f"The form has expired or was not sent by this site ({exc.description}). Reload the page and try again.",
         )
 
     @app.errorhandler(HTTPException)

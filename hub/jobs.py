@@ -127,9 +127,7 @@ def send(celery: Celery, database: Database, rows: list[Outbox]) -> int:
     sent, failed = [], []
     for row in rows:
         try:
-            celery.send_task(
-                row.task, args=row.args, queue=QUEUES.get(row.task, DEFAULT_QUEUE), retry=False
-            )
+            celery.send_task(row.task, args=row.args, queue=QUEUES.get(row.task, DEFAULT_QUEUE), retry=False)
             sent.append(row.id)
         except Exception as exc:  # noqa: BLE001 - any broker failure means "try later"
             log.warning("broker refused %s%s: %s; the sweeper will retry", row.task, row.args, exc)
@@ -138,15 +136,11 @@ def send(celery: Celery, database: Database, rows: list[Outbox]) -> int:
     with database.session() as session:
         if sent:
             session.execute(
-                update(Outbox)
-                .where(Outbox.id.in_(sent))
-                .values(sent_at=utcnow(), attempts=Outbox.attempts + 1)
+                update(Outbox).where(Outbox.id.in_(sent)).values(sent_at=utcnow(), attempts=Outbox.attempts + 1)
             )
         for row_id, error in failed:
             session.execute(
-                update(Outbox)
-                .where(Outbox.id == row_id)
-                .values(attempts=Outbox.attempts + 1, last_error=error[:1000])
+                update(Outbox).where(Outbox.id == row_id).values(attempts=Outbox.attempts + 1, last_error=error[:1000])
             )
         session.commit()
     return len(sent)

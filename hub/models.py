@@ -7,6 +7,15 @@ from hub.media.models import Blob, Rendition
 from hub.sync.models import Change
 
 __all__ = [
-    "ApiToken", "Blob", "Change", "Course", "Lesson", "Material", "Outbox", "Pairing",
-    "Rendition", "School", "User",
+    "ApiToken",
+    "Blob",
+    "Change",
+    "Course",
+    "Lesson",
+    "Material",
+    "Outbox",
+    "Pairing",
+    "Rendition",
+    "School",
+    "User",
 ]

@@ -2,6 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
+# Literal types are what the API validates and documents (as JSON Schema enums);
+# the tuples and label tables below are derived from or checked against them.
+SubjectCode = Literal[
+    "chinese",
+    "math",
+    "english",
+    "morality",
+    "history",
+    "geography",
+    "science",
+    "physics",
+    "chemistry",
+    "biology",
+    "it",
+    "pe",
+    "art",
+    "music",
+    "labor",
+]
+CategoryCode = Literal["curriculum", "after-school", "teacher-training"]
+LanguageCode = Literal["zh", "en"]
+LicenseId = Literal[
+    "CC-BY-4.0",
+    "CC-BY-SA-4.0",
+    "CC-BY-NC-4.0",
+    "CC-BY-NC-SA-4.0",
+    "CC-BY-ND-4.0",
+    "CC-BY-NC-ND-4.0",
+    "CC0-1.0",
+]
+VolumeName = Literal["", "上册", "下册"]
+
 SCHOOL_KINDS = ("famous", "rural", "urban")
 ROLES = ("admin", "uploader", "teacher")
 
@@ -25,26 +59,28 @@ SUBJECTS: dict[str, tuple[str, str]] = {
 }
 GRADES = tuple(range(1, 10))
 GRADE_NAMES = {
-    1: "一年级", 2: "二年级", 3: "三年级", 4: "四年级", 5: "五年级",
-    6: "六年级", 7: "七年级", 8: "八年级", 9: "九年级",
+    1: "一年级",
+    2: "二年级",
+    3: "三年级",
+    4: "四年级",
+    5: "五年级",
+    6: "六年级",
+    7: "七年级",
+    8: "八年级",
+    9: "九年级",
 }
-LANGUAGES = ("zh", "en")
-LICENSES = (
-    "CC-BY-4.0",
-    "CC-BY-SA-4.0",
-    "CC-BY-NC-4.0",
-    "CC-BY-NC-SA-4.0",
-    "CC-BY-ND-4.0",
-    "CC-BY-NC-ND-4.0",
-    "CC0-1.0",
-)
+LANGUAGES: tuple[str, ...] = get_args(LanguageCode)
+LICENSES: tuple[str, ...] = get_args(LicenseId)
 CATEGORIES: dict[str, tuple[str, str]] = {
     "curriculum": ("同步课程", "Curriculum"),
     "after-school": ("课后服务", "After-school"),
     "teacher-training": ("教师研修", "Teacher training"),
 }
-VOLUMES = ("上册", "下册")
+VOLUMES: tuple[str, ...] = get_args(VolumeName)[1:]
 COURSE_STATUSES = ("draft", "published", "withdrawn")
 MATERIAL_KINDS = ("video", "audio", "document", "image")
 MATERIAL_STATUSES = ("pending", "processing", "ready", "failed")
 RENDITION_STATUSES = ("pending", "processing", "ready", "failed", "skipped")
+
+assert tuple(SUBJECTS) == get_args(SubjectCode), "SUBJECTS must label every SubjectCode"
+assert tuple(CATEGORIES) == get_args(CategoryCode), "CATEGORIES must label every CategoryCode"

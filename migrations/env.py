@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import pool
 
 import hub.models  # noqa: F401  (registers every table on Base.metadata)
 from hub.db import Base, make_engine

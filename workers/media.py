@@ -12,17 +12,19 @@ from hub.media import ffmpeg, pipeline
 # Only transient failures reach Celery (disk full, storage unreachable): they retry
 # with backoff. The pipeline turns bad input into a readable `failed` status instead;
 # it never raises for it.
-_RETRY = {"autoretry_for": (ffmpeg.MediaError, OSError), "retry_backoff": 10,
-          "retry_backoff_max": 600, "max_retries": 5}
+_RETRY = {
+    "autoretry_for": (ffmpeg.MediaError, OSError),
+    "retry_backoff": 10,
+    "retry_backoff_max": 600,
+    "max_retries": 5,
+}
 
 
 @shared_task(name=jobs.PROCESS_MATERIAL, **_RETRY)
 def process_material(material_id: int) -> list[int]:
     database = get_database()
     with database.session() as session:
-        return pipeline.process_material(
-            session, current_app.extensions["hub.storage"], material_id, ffmpeg_limits()
-        )
+        return pipeline.process_material(session, current_app.extensions["hub.storage"], material_id, ffmpeg_limits())
 
 
 @shared_task(name=jobs.BUILD_RENDITION, **_RETRY)
@@ -33,4 +35,5 @@ def build_rendition(rendition_id: int) -> str:
 
 
 def ffmpeg_limits() -> ffmpeg.MediaLimits:
-    return current_app.extensions["hub.media_limits"]  # type: ignore[no-any-return]
+    limits: ffmpeg.MediaLimits = current_app.extensions["hub.media_limits"]
+    return limits

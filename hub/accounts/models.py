@@ -51,9 +51,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("school.id"), index=True)
-    role: Mapped[str] = mapped_column(
-        Enum(*ROLES, name="user_role", native_enum=False, create_constraint=True)
-    )
+    role: Mapped[str] = mapped_column(Enum(*ROLES, name="user_role", native_enum=False, create_constraint=True))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

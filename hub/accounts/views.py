@@ -29,8 +29,9 @@ def login() -> Response | str | tuple[str, int]:
     try:
         user = services.authenticate_password(request_session(), email, request.form.get("password", ""))
     except Unauthorized as exc:
-        return render_template("accounts/login.html", next=request.form.get("next", ""),
-                               error=exc.message, email=email), 401
+        return render_template(
+            "accounts/login.html", next=request.form.get("next", ""), error=exc.message, email=email
+        ), 401
     auth.login(user)
     return redirect(_safe_next(request.form.get("next")))
 

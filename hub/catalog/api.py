@@ -80,8 +80,16 @@ def list_courses(query: CourseQuery) -> CoursePage:
     )
 
 
-@operation(blueprint, "/courses", "POST", summary="Create a draft course", body=CourseCreate,
-           response=CourseOut, status=201, auth=True)
+@operation(
+    blueprint,
+    "/courses",
+    "POST",
+    summary="Create a draft course",
+    body=CourseCreate,
+    response=CourseOut,
+    status=201,
+    auth=True,
+)
 def create_course(body: CourseCreate) -> CourseOut:
     return _commit_course(services.create_course(request_session(), require_user(), body))
 
@@ -91,48 +99,69 @@ def get_course(course_id: int) -> CourseOut:
     return course_out(services.get_course(request_session(), current_user(), course_id))
 
 
-@operation(blueprint, "/courses/<int:course_id>", "PATCH", summary="Change a course",
-           body=CourseUpdate, response=CourseOut, auth=True)
+@operation(
+    blueprint,
+    "/courses/<int:course_id>",
+    "PATCH",
+    summary="Change a course",
+    body=CourseUpdate,
+    response=CourseOut,
+    auth=True,
+)
 def update_course(course_id: int, body: CourseUpdate) -> CourseOut:
     return _commit_course(services.update_course(request_session(), require_user(), course_id, body))
 
 
-@operation(blueprint, "/courses/<int:course_id>/publish", "POST", summary="Publish a course",
-           response=CourseOut, auth=True)
+@operation(
+    blueprint, "/courses/<int:course_id>/publish", "POST", summary="Publish a course", response=CourseOut, auth=True
+)
 def publish_course(course_id: int) -> CourseOut:
     return _commit_course(services.publish_course(request_session(), require_user(), course_id))
 
 
-@operation(blueprint, "/courses/<int:course_id>/withdraw", "POST", summary="Withdraw a course",
-           response=CourseOut, auth=True)
+@operation(
+    blueprint, "/courses/<int:course_id>/withdraw", "POST", summary="Withdraw a course", response=CourseOut, auth=True
+)
 def withdraw_course(course_id: int) -> CourseOut:
     return _commit_course(services.withdraw_course(request_session(), require_user(), course_id))
 
 
-@operation(blueprint, "/courses/<int:course_id>/lessons", "GET", summary="List a course's lessons",
-           response=LessonList)
+@operation(blueprint, "/courses/<int:course_id>/lessons", "GET", summary="List a course's lessons", response=LessonList)
 def list_lessons(course_id: int) -> LessonList:
     lessons = services.list_lessons(request_session(), current_user(), course_id)
     return LessonList(items=[lesson_out(lesson) for lesson in lessons])
 
 
-@operation(blueprint, "/courses/<int:course_id>/lessons", "POST", summary="Add a lesson",
-           body=LessonCreate, response=LessonOut, status=201, auth=True)
+@operation(
+    blueprint,
+    "/courses/<int:course_id>/lessons",
+    "POST",
+    summary="Add a lesson",
+    body=LessonCreate,
+    response=LessonOut,
+    status=201,
+    auth=True,
+)
 def create_lesson(course_id: int, body: LessonCreate) -> LessonOut:
     lesson = services.create_lesson(request_session(), require_user(), course_id, body)
     request_session().commit()
     return lesson_out(lesson)
 
 
-@operation(blueprint, "/lessons/<int:lesson_id>", "GET", summary="Get a lesson with its materials",
-           response=LessonOut)
+@operation(blueprint, "/lessons/<int:lesson_id>", "GET", summary="Get a lesson with its materials", response=LessonOut)
 def get_lesson(lesson_id: int) -> LessonOut:
     return lesson_out(services.get_lesson(request_session(), current_user(), lesson_id))
 
 
-@operation(blueprint, "/lessons/<int:lesson_id>/materials", "POST",
-           summary="Add a material from a multipart upload (fields: file, title)",
-           response=MaterialOut, status=201, auth=True)
+@operation(
+    blueprint,
+    "/lessons/<int:lesson_id>/materials",
+    "POST",
+    summary="Add a material from a multipart upload (fields: file, title)",
+    response=MaterialOut,
+    status=201,
+    auth=True,
+)
 def create_material(lesson_id: int) -> MaterialOut:
     actor = require_user()
     if request.mimetype != "multipart/form-data":
@@ -154,7 +183,12 @@ def create_material(lesson_id: int) -> MaterialOut:
     return material_out(material)
 
 
-@operation(blueprint, "/materials/<int:material_id>", "GET",
-           summary="Get a material with its processing status and renditions", response=MaterialOut)
+@operation(
+    blueprint,
+    "/materials/<int:material_id>",
+    "GET",
+    summary="Get a material with its processing status and renditions",
+    response=MaterialOut,
+)
 def get_material(material_id: int) -> MaterialOut:
     return material_out(services.get_material(request_session(), current_user(), material_id))

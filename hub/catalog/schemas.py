@@ -8,13 +8,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from hub.api import Strict
-from hub.vocab import CATEGORIES, LANGUAGES, LICENSES, SUBJECTS, VOLUMES
+from hub.vocab import CategoryCode as Category
+from hub.vocab import LanguageCode as Language
+from hub.vocab import LicenseId as License
+from hub.vocab import SubjectCode as Subject
+from hub.vocab import VolumeName as Volume
 
-Subject = Literal[tuple(SUBJECTS)]  # type: ignore[valid-type]
-Category = Literal[tuple(CATEGORIES)]  # type: ignore[valid-type]
-Language = Literal[LANGUAGES]  # type: ignore[valid-type]
-License = Literal[LICENSES]  # type: ignore[valid-type]
-Volume = Literal[("", *VOLUMES)]  # type: ignore[valid-type]
 Grade = Annotated[int, Field(ge=1, le=9, strict=True)]
 Title = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -39,9 +38,7 @@ class CourseFields(Strict):
 
 
 class CourseCreate(CourseFields):
-    school: int | None = Field(
-        default=None, description="School id; only admins may create for another school"
-    )
+    school: int | None = Field(default=None, description="School id; only admins may create for another school")
 
     @model_validator(mode="after")
     def _textbook_only_for_curriculum(self) -> CourseCreate:

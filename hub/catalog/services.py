@@ -12,7 +12,7 @@ Visibility rules live here and nowhere else:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
@@ -75,9 +75,7 @@ def list_courses(session: Session, actor: User | None, query: CourseQuery, per_p
     if query.school:
         conditions.append(Course.school_id == query.school)
     total = session.scalar(select(func.count()).select_from(Course).where(*conditions)) or 0
-    lesson_count = (
-        select(func.count(Lesson.id)).where(Lesson.course_id == Course.id).scalar_subquery()
-    )
+    lesson_count = select(func.count(Lesson.id)).where(Lesson.course_id == Course.id).scalar_subquery()
     rows = session.execute(
         select(Course, lesson_count)
         .where(*conditions)
@@ -103,9 +101,7 @@ def grade_subject_counts(session: Session) -> dict[tuple[str, int], int]:
 
 
 def get_course(session: Session, actor: User | None, course_id: int) -> Course:
-    course = session.scalar(
-        select(Course).where(Course.id == course_id, visible_clause(actor))
-    )
+    course = session.scalar(select(Course).where(Course.id == course_id, visible_clause(actor)))
     if course is None:
         raise NotFound(f"There is no course {course_id}.")
     return course
@@ -242,7 +238,7 @@ def add_material(
     storage: Storage,
     actor: User | None,
     lesson_id: int,
-    fileobj: BinaryIO,
+    fileobj: IO[bytes],
     *,
     filename: str,
     title: str,

@@ -20,8 +20,7 @@ blueprint = Blueprint("catalog", __name__)
 
 @blueprint.app_context_processor
 def _vocabularies() -> dict[str, object]:
-    return {"SUBJECTS": SUBJECTS, "GRADE_NAMES": GRADE_NAMES, "CATEGORIES": CATEGORIES,
-            "LANGUAGES": LANGUAGES}
+    return {"SUBJECTS": SUBJECTS, "GRADE_NAMES": GRADE_NAMES, "CATEGORIES": CATEGORIES, "LANGUAGES": LANGUAGES}
 
 
 @blueprint.get("/")
@@ -50,8 +49,9 @@ def course_page(course_id: int) -> str:
     actor = current_user()
     course = services.get_course(session, actor, course_id)
     lessons = services.list_lessons(session, actor, course_id)
-    return render_template("catalog/course.html", course=course, lessons=lessons,
-                           can_edit=services.can_edit(actor, course))
+    return render_template(
+        "catalog/course.html", course=course, lessons=lessons, can_edit=services.can_edit(actor, course)
+    )
 
 
 @blueprint.get("/lessons/<int:lesson_id>")

@@ -43,8 +43,7 @@ class Rendition(Timestamped, Base):
     material_id: Mapped[int] = mapped_column(ForeignKey("material.id", ondelete="CASCADE"))
     profile: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(
-        Enum(*RENDITION_STATUSES, name="rendition_status", native_enum=False,
-             create_constraint=True, length=32)
+        Enum(*RENDITION_STATUSES, name="rendition_status", native_enum=False, create_constraint=True, length=32)
     )
     blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blob.sha256"), index=True)
     bytes: Mapped[int | None] = mapped_column(BigInteger)

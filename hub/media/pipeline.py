@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 SETTLED = ("ready", "skipped", "failed")
 
 
-def process_material(session: Session, storage: Storage, material_id: int, limits: ffmpeg.MediaLimits,
-                     workdir: Path | None = None) -> list[int]:
+def process_material(
+    session: Session, storage: Storage, material_id: int, limits: ffmpeg.MediaLimits, workdir: Path | None = None
+) -> list[int]:
     """Probe the original and plan its renditions; returns the rendition ids queued."""
     material = session.get(Material, material_id)
     if material is None or material.status in ("ready", "failed"):
@@ -96,8 +97,9 @@ class _Progress:
                 session.commit()
 
 
-def build_rendition(database: Database, storage: Storage, rendition_id: int, limits: ffmpeg.MediaLimits,
-                    workdir: Path | None = None) -> str:
+def build_rendition(
+    database: Database, storage: Storage, rendition_id: int, limits: ffmpeg.MediaLimits, workdir: Path | None = None
+) -> str:
     """Make one rendition; returns its final status."""
     with database.session() as session:
         rendition = session.get(Rendition, rendition_id)
@@ -117,8 +119,9 @@ def build_rendition(database: Database, storage: Storage, rendition_id: int, lim
         try:
             storage.fetch_to(original, source)
             probe = ffmpeg.probe(source, limits)
-            info = ffmpeg.transcode(source, probe, profile, dest,
-                                    on_progress=_Progress(database, rendition_id), limits=limits)
+            info = ffmpeg.transcode(
+                source, probe, profile, dest, on_progress=_Progress(database, rendition_id), limits=limits
+            )
             ssim = None
             if info is not None and profile.kind == "video":
                 ssim = ffmpeg.ssim(source, dest, probe, info.width or 0, info.height or 0, limits=limits)
@@ -137,9 +140,16 @@ def build_rendition(database: Database, storage: Storage, rendition_id: int, lim
     return _finish(database, rendition_id, "ready", sha256=stored.sha256, info=info, ssim=ssim)
 
 
-def _finish(database: Database, rendition_id: int, status: str, *, error: str = "",
-            sha256: str | None = None, info: ffmpeg.RenditionInfo | None = None,
-            ssim: float | None = None) -> str:
+def _finish(
+    database: Database,
+    rendition_id: int,
+    status: str,
+    *,
+    error: str = "",
+    sha256: str | None = None,
+    info: ffmpeg.RenditionInfo | None = None,
+    ssim: float | None = None,
+) -> str:
     with database.session() as session:
         rendition = session.get(Rendition, rendition_id)
         if rendition is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import unicodedata
-from typing import BinaryIO
+from typing import IO
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -57,9 +57,7 @@ def _kind_and_type(storage: Storage, sha256: str, filename: str) -> tuple[str, s
     return kind, "application/octet-stream"
 
 
-def store_original(
-    session: Session, storage: Storage, fileobj: BinaryIO, filename: str
-) -> tuple[Blob, str]:
+def store_original(session: Session, storage: Storage, fileobj: IO[bytes], filename: str) -> tuple[Blob, str]:
     """Store uploaded bytes under their sha256 and record the blob; returns it and the kind."""
     stored = storage.store(fileobj)
     kind, media_type = _kind_and_type(storage, stored.sha256, filename)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -59,9 +58,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column(
             "kind",
-            sa.Enum(
-                "famous", "rural", "urban", name="school_kind", native_enum=False, create_constraint=True
-            ),
+            sa.Enum("famous", "rural", "urban", name="school_kind", native_enum=False, create_constraint=True),
             nullable=False,
         ),
         sa.Column("region", sa.String(length=100), nullable=False),
@@ -194,9 +191,7 @@ def upgrade() -> None:
         sa.Column("school_id", sa.Integer(), nullable=False),
         sa.Column(
             "role",
-            sa.Enum(
-                "admin", "uploader", "teacher", name="user_role", native_enum=False, create_constraint=True
-            ),
+            sa.Enum("admin", "uploader", "teacher", name="user_role", native_enum=False, create_constraint=True),
             nullable=False,
         ),
         sa.Column("password_hash", sa.String(length=255), nullable=True),
@@ -290,9 +285,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["lesson_id"], ["lesson.id"], name=op.f("fk_material_lesson_id_lesson"), ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(
-            ["original_sha256"], ["blob.sha256"], name=op.f("fk_material_original_sha256_blob")
-        ),
+        sa.ForeignKeyConstraint(["original_sha256"], ["blob.sha256"], name=op.f("fk_material_original_sha256_blob")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_material")),
     )
     with op.batch_alter_table("material", schema=None) as batch_op:
@@ -342,7 +335,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("rendition", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_rendition_blob_sha256"), ["blob_sha256"], unique=False)
-
 
 
 def downgrade() -> None:

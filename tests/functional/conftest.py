@@ -40,7 +40,10 @@ class Process:
         self.log = log
         self._out = log.open("wb")
         self.popen = subprocess.Popen(
-            args, env={**os.environ, **env}, stdout=self._out, stderr=subprocess.STDOUT,
+            args,
+            env={**os.environ, **env},
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -92,8 +95,11 @@ def live_server(hub_env: dict[str, str], tmp_path: Path) -> Iterator[LiveServer]
 class Worker:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.process = Process([*HUB, "worker", "--concurrency", "1", "--no-beat"], env, log)
-        wait_until(lambda: "ready." in self.process.output() or self.process.popen.poll() is not None,
-                   60, "the worker to start")
+        wait_until(
+            lambda: "ready." in self.process.output() or self.process.popen.poll() is not None,
+            60,
+            "the worker to start",
+        )
         if self.process.popen.poll() is not None:
             pytest.fail(f"the worker exited:\n{self.process.output()}")
 

@@ -24,11 +24,17 @@ def test_catalog_round_trip(live_server: LiveServer, make: Accounts) -> None:
     created = http.post(live_server.api("/courses"), json=COURSE, headers=auth, timeout=10)
     assert created.status_code == 201, created.text
     course = created.json()
-    lesson = http.post(live_server.api(f"/courses/{course['id']}/lessons"),
-                       json={"title": "配方法", "unit": "第二十一章"}, headers=auth, timeout=10)
+    lesson = http.post(
+        live_server.api(f"/courses/{course['id']}/lessons"),
+        json={"title": "配方法", "unit": "第二十一章"},
+        headers=auth,
+        timeout=10,
+    )
     assert lesson.status_code == 201
-    assert http.post(live_server.api(f"/courses/{course['id']}/publish"), headers=auth, timeout=10).json()[
-        "status"] == "published"
+    assert (
+        http.post(live_server.api(f"/courses/{course['id']}/publish"), headers=auth, timeout=10).json()["status"]
+        == "published"
+    )
 
     listing = http.get(live_server.api("/courses"), params={"subject": "math", "grade": 9}, timeout=10).json()
     assert listing["total"] == 1
@@ -36,8 +42,9 @@ def test_catalog_round_trip(live_server: LiveServer, make: Accounts) -> None:
     # Chinese stays readable in JSON (not \\u escapes): smaller over slow links too.
     assert "一元二次方程".encode() in http.get(live_server.api(f"/courses/{course['id']}"), timeout=10).content
 
-    bad = http.post(live_server.api("/courses"), data=b"{nope", headers={**auth, "Content-Type": "application/json"},
-                    timeout=10)
+    bad = http.post(
+        live_server.api("/courses"), data=b"{nope", headers={**auth, "Content-Type": "application/json"}, timeout=10
+    )
     assert bad.status_code == 400
     assert bad.json()["error"]["code"] == "invalid_json"
     page = http.get(f"{live_server.url}/courses/{course['id']}", timeout=10)
@@ -46,25 +53,51 @@ def test_catalog_round_trip(live_server: LiveServer, make: Accounts) -> None:
 
 def _lavfi_video(path: Path, seconds: int = 3) -> Path:
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=15:d={seconds}",
-         "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
-         "-c:a", "aac", "-shortest", str(path)],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=320x240:rate=15:d={seconds}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:duration={seconds}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        ],
         check=True,
     )
     return path
 
 
 @pytest.mark.slow
-def test_material_job_round_trip(live_server: LiveServer, start_worker: Callable[[], Worker], make: Accounts,
-                                 db: Session, tmp_path: Path) -> None:
+def test_material_job_round_trip(
+    live_server: LiveServer, start_worker: Callable[[], Worker], make: Accounts, db: Session, tmp_path: Path
+) -> None:
     auth = make.bearer(make.user("up@x.cn", make.school(), "uploader"))
     course = requests.post(live_server.api("/courses"), json=COURSE, headers=auth, timeout=10).json()
-    lesson = requests.post(live_server.api(f"/courses/{course['id']}/lessons"), json={"title": "配方法"},
-                           headers=auth, timeout=10).json()
+    lesson = requests.post(
+        live_server.api(f"/courses/{course['id']}/lessons"), json={"title": "配方法"}, headers=auth, timeout=10
+    ).json()
     video = _lavfi_video(tmp_path / "lesson.mp4")
     with video.open("rb") as f:
-        upload = requests.post(live_server.api(f"/lessons/{lesson['id']}/materials"), headers=auth,
-                               data={"title": "第一课"}, files={"file": ("第一课.mp4", f, "video/mp4")}, timeout=30)
+        upload = requests.post(
+            live_server.api(f"/lessons/{lesson['id']}/materials"),
+            headers=auth,
+            data={"title": "第一课"},
+            files={"file": ("第一课.mp4", f, "video/mp4")},
+            timeout=30,
+        )
     assert upload.status_code == 201, upload.text
     material = upload.json()
     assert material["status"] == "pending"

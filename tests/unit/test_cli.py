@@ -23,8 +23,20 @@ def test_school_user_token(hub_env: dict[str, str], db: Session) -> None:
     bad_kind = runner.invoke(main, ["school", "create", "x", "--kind", "castle"])
     assert bad_kind.exit_code != 0
 
-    user = runner.invoke(main, ["user", "create", "Up@Haidian.cn", "--school", "海淀实验小学", "--role", "uploader",
-                                "--password", "a long password"])
+    user = runner.invoke(
+        main,
+        [
+            "user",
+            "create",
+            "Up@Haidian.cn",
+            "--school",
+            "海淀实验小学",
+            "--role",
+            "uploader",
+            "--password",
+            "a long password",
+        ],
+    )
     assert user.exit_code == 0, user.output
     no_school = runner.invoke(main, ["user", "create", "x@y.cn", "--school", "nowhere", "--role", "teacher"])
     assert no_school.exit_code != 0
@@ -39,7 +51,8 @@ def test_school_user_token(hub_env: dict[str, str], db: Session) -> None:
 
 
 def test_bad_configuration_is_named(hub_env: dict[str, str]) -> None:
-    result = CliRunner(env={**hub_env, "HUB_STORAGE": "floppy"}).invoke(main, ["school", "create", "x", "--kind",
-                                                                                "rural"])
+    result = CliRunner(env={**hub_env, "HUB_STORAGE": "floppy"}).invoke(
+        main, ["school", "create", "x", "--kind", "rural"]
+    )
     assert result.exit_code != 0
     assert "HUB_STORAGE" in result.output

@@ -26,8 +26,10 @@ def test_sign_in_and_out(app: Flask, make: Accounts) -> None:
     assert wrong.status_code == 401
     assert "Wrong email or password" in wrong.text
 
-    signed_in = client.post("/login", data={"email": "T@rural.cn", "password": "correct horse",
-                                            "csrf_token": token, "next": "//evil.example/x"})
+    signed_in = client.post(
+        "/login",
+        data={"email": "T@rural.cn", "password": "correct horse", "csrf_token": token, "next": "//evil.example/x"},
+    )
     assert signed_in.status_code == 302
     assert signed_in.headers["Location"] == "/"  # no open redirect
     home = client.get("/")
@@ -43,8 +45,9 @@ def test_form_posts_without_csrf_token_are_refused(app: Flask, make: Accounts) -
     response = client.post("/login", data={"email": "t@rural.cn", "password": "correct horse"})
     assert response.status_code == 400
     assert "expired" in response.text or "not sent by this site" in response.text
-    as_json = client.post("/login", data={"email": "t@rural.cn", "password": "correct horse"},
-                          headers={"Accept": "application/json"})
+    as_json = client.post(
+        "/login", data={"email": "t@rural.cn", "password": "correct horse"}, headers={"Accept": "application/json"}
+    )
     assert as_json.status_code == 400
     assert as_json.json["error"]["code"] == "csrf_failed"
     assert "t@rural.cn" not in client.get("/").text

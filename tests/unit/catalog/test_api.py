@@ -55,8 +55,9 @@ def test_course_life_cycle(client: FlaskClient, famous: dict[str, Any], course_b
     assert course["category"] == "curriculum"
     assert {k: course[k] for k in course_body} == course_body
 
-    patched = client.patch(f"/api/v1/courses/{course['id']}", json={"grades": [9, 8, 9], "title": "二次方程"},
-                           headers=famous["uploader"])
+    patched = client.patch(
+        f"/api/v1/courses/{course['id']}", json={"grades": [9, 8, 9], "title": "二次方程"}, headers=famous["uploader"]
+    )
     assert patched.status_code == 200
     assert patched.json["grades"] == [8, 9]
     assert patched.json["title"] == "二次方程"
@@ -66,10 +67,16 @@ def test_course_life_cycle(client: FlaskClient, famous: dict[str, Any], course_b
     assert "lesson" in refused.json["error"]["message"]
 
     for title in ("配方法", "公式法"):
-        assert client.post(f"/api/v1/courses/{course['id']}/lessons", json={"title": title, "unit": "第二十一章"},
-                           headers=famous["uploader"]).status_code == 201
+        assert (
+            client.post(
+                f"/api/v1/courses/{course['id']}/lessons",
+                json={"title": title, "unit": "第二十一章"},
+                headers=famous["uploader"],
+            ).status_code
+            == 201
+        )
     lessons = client.get(f"/api/v1/courses/{course['id']}/lessons", headers=famous["uploader"]).json["items"]
-    assert [(l["position"], l["title"]) for l in lessons] == [(1, "配方法"), (2, "公式法")]
+    assert [(x["position"], x["title"]) for x in lessons] == [(1, "配方法"), (2, "公式法")]
 
     published = client.post(f"/api/v1/courses/{course['id']}/publish", headers=famous["uploader"]).json
     assert published["status"] == "published"
@@ -89,8 +96,19 @@ def test_course_life_cycle(client: FlaskClient, famous: dict[str, Any], course_b
 def test_list_filters_and_paging(client: FlaskClient, famous: dict[str, Any], course_body: dict[str, Any]) -> None:
     for i in range(5):
         _published(client, famous["uploader"], {**course_body, "title": f"数学 {i}", "grades": [i + 1]})
-    _published(client, famous["uploader"], {**course_body, "title": "English", "subject": "english",
-                                            "language": "en", "edition": "", "volume": "", "category": "after-school"})
+    _published(
+        client,
+        famous["uploader"],
+        {
+            **course_body,
+            "title": "English",
+            "subject": "english",
+            "language": "en",
+            "edition": "",
+            "volume": "",
+            "category": "after-school",
+        },
+    )
     _create(client, famous["uploader"], {**course_body, "title": "draft"})
 
     everything = client.get("/api/v1/courses").json
@@ -130,15 +148,21 @@ def test_other_schools(client: FlaskClient, famous: dict[str, Any], course_body:
         assert response.json["error"]["code"] == "forbidden"
     # A teacher of the owning school reads drafts but does not write.
     assert client.get(f"/api/v1/courses/{draft['id']}", headers=famous["teacher"]).status_code == 200
-    assert client.patch(f"/api/v1/courses/{draft['id']}", json={"title": "x"},
-                        headers=famous["teacher"]).status_code == 403
+    assert (
+        client.patch(f"/api/v1/courses/{draft['id']}", json={"title": "x"}, headers=famous["teacher"]).status_code
+        == 403
+    )
     assert client.post("/api/v1/courses", json=course_body, headers=famous["teacher"]).status_code == 403
     # An uploader cannot create for another school; an admin can do anything.
     body = {**course_body, "school": famous["school"].id}
     assert client.post("/api/v1/courses", json=body, headers=other).status_code == 403
     assert client.post("/api/v1/courses", json=body, headers=famous["admin"]).status_code == 201
-    assert client.patch(f"/api/v1/courses/{draft['id']}", json={"title": "管理员改"},
-                        headers=famous["admin"]).json["title"] == "管理员改"
+    assert (
+        client.patch(f"/api/v1/courses/{draft['id']}", json={"title": "管理员改"}, headers=famous["admin"]).json[
+            "title"
+        ]
+        == "管理员改"
+    )
 
 
 @pytest.mark.parametrize(
@@ -158,8 +182,14 @@ def test_other_schools(client: FlaskClient, famous: dict[str, Any], course_body:
         ({"category": "after-school"}, "body"),  # a textbook edition on a non-curriculum course
     ],
 )
-def test_invalid_course_bodies(client: FlaskClient, famous: dict[str, Any], course_body: dict[str, Any],
-                               db: Session, body: dict[str, Any], field: str) -> None:
+def test_invalid_course_bodies(
+    client: FlaskClient,
+    famous: dict[str, Any],
+    course_body: dict[str, Any],
+    db: Session,
+    body: dict[str, Any],
+    field: str,
+) -> None:
     response = client.post("/api/v1/courses", json={**course_body, **body}, headers=famous["uploader"])
     assert response.status_code == 422
     error = response.json["error"]
@@ -169,14 +199,17 @@ def test_invalid_course_bodies(client: FlaskClient, famous: dict[str, Any], cour
     assert _count(db, Course) == 0
 
 
-def test_missing_field_and_malformed_json(client: FlaskClient, famous: dict[str, Any], db: Session,
-                                          course_body: dict[str, Any]) -> None:
-    missing = client.post("/api/v1/courses", json={k: v for k, v in course_body.items() if k != "subject"},
-                          headers=famous["uploader"])
+def test_missing_field_and_malformed_json(
+    client: FlaskClient, famous: dict[str, Any], db: Session, course_body: dict[str, Any]
+) -> None:
+    missing = client.post(
+        "/api/v1/courses", json={k: v for k, v in course_body.items() if k != "subject"}, headers=famous["uploader"]
+    )
     assert missing.status_code == 422
     assert missing.json["error"]["fields"] == {"subject": "This field is required"}
-    bad = client.post("/api/v1/courses", data=b'{"title": ', content_type="application/json",
-                      headers=famous["uploader"])
+    bad = client.post(
+        "/api/v1/courses", data=b'{"title": ', content_type="application/json", headers=famous["uploader"]
+    )
     assert bad.status_code == 400
     assert bad.json["error"]["code"] == "invalid_json"
     not_object = client.post("/api/v1/courses", json=[1, 2], headers=famous["uploader"])
@@ -189,19 +222,25 @@ def test_missing_field_and_malformed_json(client: FlaskClient, famous: dict[str,
     assert _count(db, Course) == 0
 
 
-def test_patch_rejects_bad_values_and_keeps_the_course(client: FlaskClient, famous: dict[str, Any],
-                                                       course_body: dict[str, Any]) -> None:
+def test_patch_rejects_bad_values_and_keeps_the_course(
+    client: FlaskClient, famous: dict[str, Any], course_body: dict[str, Any]
+) -> None:
     course = _create(client, famous["uploader"], course_body)
     for body in ({"grades": [12]}, {"category": "after-school"}, {"license": "MIT"}):
-        assert client.patch(f"/api/v1/courses/{course['id']}", json=body,
-                            headers=famous["uploader"]).status_code == 422
+        assert client.patch(f"/api/v1/courses/{course['id']}", json=body, headers=famous["uploader"]).status_code == 422
     again = client.get(f"/api/v1/courses/{course['id']}", headers=famous["uploader"]).json
     assert {k: again[k] for k in course_body} == course_body
 
 
 def test_unknown_ids_and_query_errors(client: FlaskClient, famous: dict[str, Any]) -> None:
-    for path in ("/api/v1/courses/999", "/api/v1/lessons/999", "/api/v1/materials/999",
-                 "/api/v1/courses/999/lessons", "/api/v1/nothing-here", "/api/v1/blobs/" + "0" * 64):
+    for path in (
+        "/api/v1/courses/999",
+        "/api/v1/lessons/999",
+        "/api/v1/materials/999",
+        "/api/v1/courses/999/lessons",
+        "/api/v1/nothing-here",
+        "/api/v1/blobs/" + "0" * 64,
+    ):
         response = client.get(path)
         assert response.status_code == 404, path
         assert response.json["error"]["code"] == "not_found"
@@ -230,15 +269,19 @@ def test_tokens(client: FlaskClient, make: Accounts, db: Session, course_body: d
     assert _count(db, Course) == 1
 
 
-def test_material_upload(client: FlaskClient, app: Any, famous: dict[str, Any], course_body: dict[str, Any],
-                         db: Session) -> None:
+def test_material_upload(
+    client: FlaskClient, app: Any, famous: dict[str, Any], course_body: dict[str, Any], db: Session
+) -> None:
     course = _create(client, famous["uploader"], course_body)
-    lesson = client.post(f"/api/v1/courses/{course['id']}/lessons", json={"title": "配方法"},
-                         headers=famous["uploader"]).json
+    lesson = client.post(
+        f"/api/v1/courses/{course['id']}/lessons", json={"title": "配方法"}, headers=famous["uploader"]
+    ).json
     pdf = b"%PDF-1.4\n" + b"x" * 5000
-    response = client.post(f"/api/v1/lessons/{lesson['id']}/materials",
-                           data={"title": "讲义", "file": (io.BytesIO(pdf), "../../讲义.pdf")},
-                           headers=famous["uploader"])
+    response = client.post(
+        f"/api/v1/lessons/{lesson['id']}/materials",
+        data={"title": "讲义", "file": (io.BytesIO(pdf), "../../讲义.pdf")},
+        headers=famous["uploader"],
+    )
     assert response.status_code == 201, response.json
     material = response.json
     assert material["kind"] == "document"
@@ -265,18 +308,21 @@ def test_material_upload(client: FlaskClient, app: Any, famous: dict[str, Any], 
     assert client.get(f"/api/v1/materials/{material['id']}", headers=famous["other"]).status_code == 404
 
 
-def test_material_upload_errors(client: FlaskClient, app: Any, famous: dict[str, Any], db: Session,
-                                course_body: dict[str, Any]) -> None:
+def test_material_upload_errors(
+    client: FlaskClient, app: Any, famous: dict[str, Any], db: Session, course_body: dict[str, Any]
+) -> None:
     course = _create(client, famous["uploader"], course_body)
-    lesson = client.post(f"/api/v1/courses/{course['id']}/lessons", json={"title": "配方法"},
-                         headers=famous["uploader"]).json
+    lesson = client.post(
+        f"/api/v1/courses/{course['id']}/lessons", json={"title": "配方法"}, headers=famous["uploader"]
+    ).json
     path = f"/api/v1/lessons/{lesson['id']}/materials"
     no_file = client.post(path, data={"title": "x"}, headers=famous["uploader"])
     assert no_file.status_code == 422
     assert "file" in no_file.json["error"]["fields"]
     app.config["MAX_CONTENT_LENGTH"] = 10_000
-    too_big = client.post(path, data={"title": "x", "file": (io.BytesIO(b"0" * 20_000), "big.mp4")},
-                          headers=famous["uploader"])
+    too_big = client.post(
+        path, data={"title": "x", "file": (io.BytesIO(b"0" * 20_000), "big.mp4")}, headers=famous["uploader"]
+    )
     assert too_big.status_code == 413
     assert too_big.json["error"]["code"] == "request_entity_too_large"
     other = client.post(path, data={"title": "x", "file": (io.BytesIO(b"abc"), "a.pdf")}, headers=famous["other"])
