@@ -316,7 +316,10 @@ def test_material_upload_errors(
         f"/api/v1/courses/{course['id']}/lessons", json={"title": "配方法"}, headers=famous["uploader"]
     ).json
     path = f"/api/v1/lessons/{lesson['id']}/materials"
-    no_file = client.post(path, data={"title": "x"}, headers=famous["uploader"])
+    not_multipart = client.post(path, data={"title": "x"}, headers=famous["uploader"])
+    assert not_multipart.status_code == 400
+    assert "multipart/form-data" in not_multipart.json["error"]["message"]
+    no_file = client.post(path, data={"title": "x"}, content_type="multipart/form-data", headers=famous["uploader"])
     assert no_file.status_code == 422
     assert "file" in no_file.json["error"]["fields"]
     app.config["MAX_CONTENT_LENGTH"] = 10_000
