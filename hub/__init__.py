@@ -27,6 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from hub.catalog import views as catalog_views
     from hub.db import Database
     from hub.media import api as media_api
+    from hub.media.ffmpeg import MediaLimits
     from hub.media.storage.factory import make_storage
 
     settings = Settings.load(config)
@@ -49,6 +50,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     database = Database(settings.database_url)
     database.init_app(app)
     app.extensions["hub.storage"] = make_storage(settings)
+    app.extensions["hub.media_limits"] = MediaLimits(
+        max_duration_s=settings.media_max_duration,
+        max_width=settings.media_max_width,
+        max_height=settings.media_max_height,
+        max_streams=settings.media_max_streams,
+        max_image_pixels=settings.media_max_image_pixels,
+        timeout_s=settings.media_timeout,
+    )
     jobs.init_app(app, settings, database)
     csrf.init_app(app)
     errors.init_app(app)

@@ -106,6 +106,20 @@ class Settings:
         _positive_int,
         "30",
     )
+    media_max_duration: int = setting(
+        "Longest video or audio accepted, in seconds.", _positive_int, str(4 * 3600)
+    )
+    media_max_width: int = setting("Widest video or image accepted, in pixels.", _positive_int, "4096")
+    media_max_height: int = setting("Tallest video or image accepted, in pixels.", _positive_int, "4096")
+    media_max_streams: int = setting("Most streams a media file may have.", _positive_int, "8")
+    media_max_image_pixels: int = setting(
+        "Most pixels an image may declare (stops image bombs before decoding).", _positive_int, "50000000"
+    )
+    media_timeout: int = setting(
+        "Seconds a probe, poster, image or document may run; transcodes add 3 s per media second.",
+        _positive_int,
+        "600",
+    )
     log_level: str = setting("Log level.", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
 
     @classmethod

@@ -16,6 +16,8 @@ from flask_wtf.csrf import CSRFError
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from hub.media.storage import BlobNotFound
+
 
 class HubError(Exception):
     status = 400
@@ -103,6 +105,12 @@ def init_app(app: Flask) -> None:
             "csrf_failed",
             f"The form has expired or was not sent by this site ({exc.description}). Reload the page and try again.",
         )
+
+    @app.errorhandler(BlobNotFound)
+    def _blob_missing(exc: BlobNotFound) -> tuple[Response | str, int]:
+        # The database knows the blob but storage does not: worth an operator's look.
+        app.logger.error("blob %s is recorded but missing from storage", exc.sha256)
+        return error_response(404, "not_found", "This file is missing from storage.")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response | str, int] | HTTPException:

@@ -95,13 +95,7 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
         task_routes={name: {"queue": queue} for name, queue in QUEUES.items()},
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
-        broker_transport_options={
-            # Redis redelivers an unacknowledged message after this; it must
-            # outlast the longest transcode or a running job gets a twin.
-            "visibility_timeout": 6 * 3600,
-            # kombu's SQLAlchemy transport polls; half a second keeps jobs snappy.
-            "polling_interval": 0.5,
-        },
+        broker_transport_options=_transport_options(settings.broker_url),
         beat_schedule={
             "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": float(settings.outbox_resend_after)},
         },
@@ -110,6 +104,15 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
     )
     app.extensions["celery"] = celery
     return celery
+
+
+def _transport_options(broker_url: str) -> dict[str, Any]:
+    if broker_url.startswith(("redis", "rediss")):
+        # Redis redelivers an unacknowledged message after this; it must
+        # outlast the longest transcode or a running job gets a twin.
+        return {"visibility_timeout": 6 * 3600}
+    # kombu's SQLAlchemy transport hands its options to create_engine(): none.
+    return {}
 
 
 def _after_rollback(session: Session) -> None:

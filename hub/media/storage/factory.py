@@ -15,5 +15,8 @@ def make_storage(settings: Settings) -> Storage:
             prefix=settings.s3_prefix,
             endpoint_url=settings.s3_endpoint_url or None,
             region=settings.s3_region,
+            # Uploads are hashed into a spool file before they go up; keep it
+            # on the data disk, not in a small (or in-memory) system /tmp.
+            tmp_dir=settings.data_dir / "tmp",
         )
     return LocalStorage(settings.storage_dir)

@@ -1,0 +1,433 @@
+"""One contract, two backends: every test here runs against LocalStorage and S3Storage.
+
+The S3 backend talks real HTTP to moto's server on a loopback port (the session
+fixture `s3_endpoint` in tests/conftest.py), a fresh bucket per test. Backend-specific
+behaviour (presigned URLs, local temp files, multipart) is asserted with the backend's
+name, still in this one suite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from hub.media.storage import (
+    BlobNotFound,
+    InvalidKey,
+    LocalStorage,
+    S3Storage,
+    Storage,
+    StoredBlob,
+    key_for,
+)
+from tests.support.moto_server import create_bucket, delete_bucket, s3_client
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    if request.param == "local":
+        yield LocalStorage(tmp_path / "blobs")
+        return
+    endpoint: str = request.getfixturevalue("s3_endpoint")
+    bucket = create_bucket(endpoint)
+    try:
+        yield S3Storage(
+            bucket,
+            prefix="blobs",
+            endpoint_url=endpoint,
+            region="us-east-1",
+            # Small enough that the 12 MiB test goes through multipart (S3's minimum
+            # part is 5 MiB).
+            multipart_threshold=5 * MiB,
+            tmp_dir=tmp_path / "spool",
+        )
+    finally:
+        delete_bucket(endpoint, bucket)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_all(storage: Storage, digest: str, **kwargs: Any) -> bytes:
+    return b"".join(storage.open_range(digest, **kwargs))
+
+
+def temp_dir(storage: Storage) -> Path:
+    tmp = getattr(storage, "tmp_dir", None)
+    assert isinstance(tmp, Path)
+    return tmp
+
+
+class FailingReader(io.RawIOBase):
+    """Gives `good` bytes, then fails as a dropped upload connection would."""
+
+    def __init__(self, good: int) -> None:
+        self.remaining = good
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.remaining <= 0:
+            raise ConnectionResetError("client went away")
+        n = self.remaining if size < 0 else min(size, self.remaining)
+        self.remaining -= n
+        return b"x" * n
+
+
+class UnseekableReader:
+    """A pipe-like source: read() only, no seek, no tell, no len."""
+
+    def __init__(self, data: bytes) -> None:
+        self._buf = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._buf.read(size)
+
+
+def test_is_a_storage(storage: Storage) -> None:
+    assert isinstance(storage, Storage)
+
+
+def test_store_and_read_back(storage: Storage) -> None:
+    data = b"hello, \xe4\xb8\x96\xe7\x95\x8c\n" * 1000
+
+    blob = storage.store(io.BytesIO(data))
+
+    assert blob == StoredBlob(sha256=sha(data), size=len(data), created=True)
+    assert storage.exists(blob.sha256)
+    assert storage.size(blob.sha256) == len(data)
+    assert read_all(storage, blob.sha256) == data
+
+
+def test_store_reads_from_a_stream_without_seeking(storage: Storage) -> None:
+    data = os.urandom(3 * MiB + 17)  # several 1 MiB read steps and a short tail
+
+    blob = storage.store(UnseekableReader(data))  # type: ignore[arg-type]
+
+    assert (blob.sha256, blob.size) == (sha(data), len(data))
+    assert read_all(storage, blob.sha256) == data
+
+
+def test_empty_blob(storage: Storage) -> None:
+    blob = storage.store(io.BytesIO(b""))
+
+    assert (blob.sha256, blob.size) == (sha(b""), 0)
+    assert storage.size(blob.sha256) == 0
+    assert list(storage.open_range(blob.sha256)) == []
+
+
+def test_store_dedupes(storage: Storage) -> None:
+    data = b"same bytes twice"
+
+    first = storage.store(io.BytesIO(data))
+    second = storage.store(io.BytesIO(data))
+
+    assert first.created is True
+    assert second == StoredBlob(sha256=first.sha256, size=len(data), created=False)
+    assert list(storage.iter_hashes()) == [first.sha256]
+
+
+def test_concurrent_stores_of_the_same_bytes(storage: Storage) -> None:
+    data = os.urandom(256 * 1024)
+    results: list[StoredBlob] = []
+    errors: list[BaseException] = []
+
+    def store() -> None:
+        try:
+            results.append(storage.store(io.BytesIO(data)))
+        except BaseException as error:  # noqa: BLE001 - reported by the assert below
+            errors.append(error)
+
+    threads = [threading.Thread(target=store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert {(r.sha256, r.size) for r in results} == {(sha(data), len(data))}
+    assert any(r.created for r in results)
+    assert list(storage.iter_hashes()) == [sha(data)]
+    assert read_all(storage, sha(data)) == data
+
+
+def test_store_file(storage: Storage, tmp_path: Path) -> None:
+    data = os.urandom(100_000)
+    source = tmp_path / "rendition.mp4"
+    source.write_bytes(data)
+
+    blob = storage.store_file(source)
+
+    assert blob == StoredBlob(sha256=sha(data), size=len(data), created=True)
+    assert source.read_bytes() == data  # the worker's file is left alone
+    assert storage.store_file(source).created is False
+    assert read_all(storage, blob.sha256) == data
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        pytest.param(0, None, slice(0, None), id="whole"),
+        pytest.param(0, 999, slice(0, 1000), id="whole-explicit"),
+        pytest.param(100, 199, slice(100, 200), id="middle"),
+        pytest.param(0, 0, slice(0, 1), id="first-byte"),
+        pytest.param(999, 999, slice(999, 1000), id="last-byte"),
+        pytest.param(990, None, slice(990, None), id="open-ended"),
+        # Like an HTTP range: an end past the last byte is clamped, not an error.
+        pytest.param(500, 10_000, slice(500, None), id="end-beyond-size-clamps"),
+        # Resuming a finished download reads nothing rather than failing.
+        pytest.param(1000, None, slice(1000, None), id="start-at-size-is-empty"),
+    ],
+)
+def test_open_range(storage: Storage, start: int, end: int | None, expected: slice) -> None:
+    data = os.urandom(1000)
+    digest = storage.store(io.BytesIO(data)).sha256
+
+    assert read_all(storage, digest, start=start, end=end) == data[expected]
+
+
+def test_open_range_yields_bounded_chunks(storage: Storage) -> None:
+    data = os.urandom(10_000)
+    digest = storage.store(io.BytesIO(data)).sha256
+
+    chunks = list(storage.open_range(digest, 1, 8_000, chunk_size=1024))
+
+    assert b"".join(chunks) == data[1:8001]
+    assert len(chunks) > 1
+    assert all(0 < len(chunk) <= 1024 for chunk in chunks)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        pytest.param(1001, None, id="start-beyond-size"),
+        pytest.param(5000, 6000, id="range-beyond-size"),
+        pytest.param(-1, None, id="negative-start"),
+        pytest.param(10, 9, id="end-before-start"),
+    ],
+)
+def test_open_range_rejects_invalid_ranges(storage: Storage, start: int, end: int | None) -> None:
+    digest = storage.store(io.BytesIO(os.urandom(1000))).sha256
+
+    # Raised by the call itself, before any byte is sent to a client.
+    with pytest.raises(ValueError):
+        storage.open_range(digest, start, end)
+
+
+def test_missing_blob(storage: Storage, tmp_path: Path) -> None:
+    missing = sha(b"never stored")
+
+    assert storage.exists(missing) is False
+    with pytest.raises(BlobNotFound):
+        storage.size(missing)
+    with pytest.raises(BlobNotFound):
+        storage.open_range(missing)
+    with pytest.raises(BlobNotFound):
+        storage.fetch_to(missing, tmp_path / "out.bin")
+    assert not (tmp_path / "out.bin").exists()
+    assert list(tmp_path.glob(".out.bin.*")) == []
+
+
+def test_large_blob_round_trip(storage: Storage, tmp_path: Path) -> None:
+    source = tmp_path / "large.bin"
+    digest = hashlib.sha256()
+    with source.open("wb") as f:
+        for _ in range(12):
+            chunk = os.urandom(MiB)
+            digest.update(chunk)
+            f.write(chunk)
+
+    with source.open("rb") as f:
+        blob = storage.store(f)
+
+    assert (blob.sha256, blob.size) == (digest.hexdigest(), 12 * MiB)
+    streamed = hashlib.sha256()
+    for chunk in storage.open_range(blob.sha256, chunk_size=MiB):
+        streamed.update(chunk)
+    assert streamed.hexdigest() == blob.sha256
+    fetched = tmp_path / "fetched.bin"
+    storage.fetch_to(blob.sha256, fetched)
+    assert hashlib.sha256(fetched.read_bytes()).hexdigest() == blob.sha256
+
+    if isinstance(storage, S3Storage):
+        # A multipart upload's ETag is "<md5 of part md5s>-<part count>".
+        head = s3_client(storage.client.meta.endpoint_url).head_object(
+            Bucket=storage.bucket, Key=storage.prefix + key_for(blob.sha256)
+        )
+        etag = head["ETag"].strip('"')
+        assert etag.endswith("-3")  # 12 MiB in 5 MiB parts
+
+
+def test_fetch_to(storage: Storage, tmp_path: Path) -> None:
+    data = os.urandom(70_000)
+    digest = storage.store(io.BytesIO(data)).sha256
+    dest = tmp_path / "work" / "job-1" / "input.mp4"
+
+    storage.fetch_to(digest, dest)
+
+    assert dest.read_bytes() == data
+    dest.write_bytes(b"stale")
+    storage.fetch_to(digest, dest)  # replaces what is there
+    assert dest.read_bytes() == data
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["input.mp4"]
+
+
+def test_delete_is_idempotent(storage: Storage) -> None:
+    keep = storage.store(io.BytesIO(b"keep")).sha256
+    gone = storage.store(io.BytesIO(b"gone")).sha256
+
+    storage.delete(gone)
+    storage.delete(gone)
+    storage.delete(sha(b"never stored"))
+
+    assert storage.exists(gone) is False
+    assert storage.exists(keep) is True
+    assert list(storage.iter_hashes()) == [keep]
+    assert storage.store(io.BytesIO(b"gone")).created is True  # can come back
+
+
+def test_iter_hashes(storage: Storage) -> None:
+    assert list(storage.iter_hashes()) == []
+    stored = {storage.store(io.BytesIO(f"blob {i}".encode())).sha256 for i in range(5)}
+
+    assert set(storage.iter_hashes()) == stored
+    assert len(list(storage.iter_hashes())) == 5
+
+
+INVALID_KEYS = [
+    pytest.param("../etc/passwd", id="traversal"),
+    pytest.param("../" * 20 + "etc/passwd" + "0" * 21, id="traversal-64-chars"),
+    pytest.param(sha(b"x").upper(), id="uppercase"),
+    pytest.param(sha(b"x")[:63], id="63-chars"),
+    pytest.param(sha(b"x") + "0", id="65-chars"),
+    pytest.param(sha(b"x")[:62] + "/a", id="slash"),
+    pytest.param(sha(b"x")[:63] + "\n", id="trailing-newline"),
+    pytest.param("", id="empty"),
+]
+
+
+@pytest.mark.parametrize("bad", INVALID_KEYS)
+def test_invalid_keys_are_refused_everywhere(storage: Storage, bad: str, tmp_path: Path) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: storage.exists(bad),
+        lambda: storage.size(bad),
+        lambda: storage.open_range(bad),
+        lambda: storage.fetch_to(bad, tmp_path / "out"),
+        lambda: storage.local_path(bad),
+        lambda: storage.presigned_url(bad),
+        lambda: storage.delete(bad),
+        lambda: key_for(bad),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidKey):
+            call()
+    assert issubclass(InvalidKey, ValueError)
+
+
+def test_local_path(storage: Storage) -> None:
+    data = b"served by the web server"
+    digest = storage.store(io.BytesIO(data)).sha256
+
+    path = storage.local_path(digest)
+
+    if isinstance(storage, LocalStorage):
+        assert path is not None
+        assert path.read_bytes() == data
+        assert path.relative_to(storage.root).as_posix() == key_for(digest)
+        with pytest.raises(BlobNotFound):
+            storage.local_path(sha(b"never stored"))
+    else:
+        assert path is None
+
+
+@pytest.mark.parametrize("filename", [None, "数学 第1课：分数.mp4"])
+def test_presigned_url(storage: Storage, filename: str | None) -> None:
+    data = os.urandom(5000)
+    digest = storage.store(io.BytesIO(data)).sha256
+
+    url = storage.presigned_url(digest, filename=filename, expires=600)
+
+    if isinstance(storage, LocalStorage):
+        assert url is None  # the app serves local blobs itself
+        return
+    assert url is not None
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200
+    assert response.content == data
+    assert "X-Amz-Signature=" in url  # SigV4: what every region and MinIO accept
+    ranged = requests.get(url, headers={"Range": "bytes=10-19"}, timeout=10)
+    assert ranged.status_code == 206
+    assert ranged.content == data[10:20]
+    disposition = response.headers.get("Content-Disposition")
+    if filename is None:
+        assert disposition is None
+    else:
+        assert disposition is not None
+        assert disposition.startswith("attachment; ")
+        # The ASCII stand-in for old clients keeps what survives folding to ASCII.
+        assert 'filename="1.mp4"' in disposition
+        assert (
+            "filename*=UTF-8''%E6%95%B0%E5%AD%A6%20%E7%AC%AC1%E8%AF%BE%EF%BC%9A%E5%88%86%E6%95%B0.mp4"
+        ) in disposition
+
+
+def test_presigned_url_refuses_bad_lifetimes(storage: Storage) -> None:
+    digest = storage.store(io.BytesIO(b"x")).sha256
+    if isinstance(storage, LocalStorage):
+        pytest.skip("local storage hands out no URLs")
+    with pytest.raises(ValueError):
+        storage.presigned_url(digest, expires=0)
+    with pytest.raises(ValueError):
+        storage.presigned_url(digest, expires=8 * 24 * 3600)
+
+
+def test_failed_store_leaves_nothing_behind(storage: Storage) -> None:
+    with pytest.raises(ConnectionResetError):
+        storage.store(FailingReader(good=2 * MiB + 5))  # type: ignore[arg-type]
+
+    assert list(storage.iter_hashes()) == []
+    tmp = temp_dir(storage)
+    assert not tmp.exists() or list(tmp.iterdir()) == []
+
+
+def test_local_blobs_stay_inside_root(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    storage = LocalStorage(root)
+    digest = sha(b"secret")
+    (outside / digest[2:4]).mkdir()
+    (outside / digest[2:4] / digest).write_bytes(b"secret")
+    root.mkdir()
+    # A shard directory that is a symlink out of the root must not be followed.
+    (root / digest[:2]).symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(InvalidKey):
+        storage.exists(digest)
+    with pytest.raises(InvalidKey):
+        storage.open_range(digest)
+    assert list(storage.iter_hashes()) == []
+
+
+def test_local_iter_hashes_ignores_strays(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "blobs")
+    digest = storage.store(io.BytesIO(b"real")).sha256
+    (storage.root / "tmp" / "store-leftover").write_bytes(b"")
+    (storage.root / "README").write_text("not a blob")
+    misplaced = sha(b"misplaced")
+    (storage.root / "00" / "00").mkdir(parents=True)
+    (storage.root / "00" / "00" / misplaced).write_bytes(b"misplaced")
+
+    assert list(storage.iter_hashes()) == [digest]
