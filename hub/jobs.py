@@ -30,13 +30,15 @@ log = logging.getLogger(__name__)
 PROCESS_MATERIAL = "hub.media.process_material"
 BUILD_RENDITION = "hub.media.build_rendition"
 SWEEP_OUTBOX = "hub.jobs.sweep_outbox"
-TASK_NAMES = frozenset({PROCESS_MATERIAL, BUILD_RENDITION, SWEEP_OUTBOX})
+INDEX_COURSE = "hub.search.index_course"
+TASK_NAMES = frozenset({PROCESS_MATERIAL, BUILD_RENDITION, SWEEP_OUTBOX, INDEX_COURSE})
 
 # Transcodes are long and CPU-bound; keeping them on their own queue means a
 # backlog of videos never delays quick jobs.
-QUEUES = {PROCESS_MATERIAL: "media", BUILD_RENDITION: "media"}
+# Whoosh has one writer at a time: index updates go through their own queue.
+QUEUES = {PROCESS_MATERIAL: "media", BUILD_RENDITION: "media", INDEX_COURSE: "search"}
 DEFAULT_QUEUE = "celery"
-ALL_QUEUES = (DEFAULT_QUEUE, "media")
+ALL_QUEUES = (DEFAULT_QUEUE, "media", "search")
 
 _PENDING = "hub.outbox.pending"
 
@@ -100,7 +102,7 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
             "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": float(settings.outbox_resend_after)},
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
-        include=["workers.media", "workers.jobs"],
+        include=["workers.media", "workers.jobs", "workers.search"],
     )
     app.extensions["celery"] = celery
     return celery

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 
 from hub.accounts.auth import current_user, require_user
-from hub.api import PREFIX, operation
+from hub.api import PREFIX, no_content, operation
 from hub.catalog import services
 from hub.catalog.models import Course, Lesson
 from hub.catalog.schemas import (

@@ -128,7 +128,13 @@ def create_course(session: Session, actor: User | None, data: CourseCreate) -> C
     )
     session.add(course)
     session.flush()
+    _reindex(session, course.id)
     return course
+
+
+def _reindex(session: Session, course_id: int) -> None:
+    """Every change a reader could see reaches the search index, after commit."""
+    jobs.enqueue(session, jobs.INDEX_COURSE, course_id)
 
 
 def update_course(session: Session, actor: User | None, course_id: int, data: CourseUpdate) -> Course:
@@ -150,6 +156,7 @@ def update_course(session: Session, actor: User | None, course_id: int, data: Co
         course.version += 1
         session.add(Change(course_id=course.id, action="updated", version=course.version))
     session.flush()
+    _reindex(session, course.id)
     return course
 
 
@@ -166,6 +173,7 @@ def publish_course(session: Session, actor: User | None, course_id: int) -> Cour
     course.published_at = utcnow()
     session.add(Change(course_id=course.id, action="published", version=course.version))
     session.flush()
+    _reindex(session, course.id)
     return course
 
 
@@ -180,7 +188,22 @@ def withdraw_course(session: Session, actor: User | None, course_id: int) -> Cou
     course.version += 1
     session.add(Change(course_id=course.id, action="withdrawn", version=course.version))
     session.flush()
+    _reindex(session, course.id)
     return course
+
+
+def delete_course(session: Session, actor: User | None, course_id: int) -> None:
+    """Delete a draft or withdrawn course; a published one must be withdrawn first.
+
+    The blobs stay: they are shared by content and may serve other materials.
+    """
+    course = get_course(session, actor, course_id)
+    _require_edit(actor, course)
+    if course.status == "published":
+        raise Conflict("Withdraw the course before deleting it: school servers may be mirroring it.")
+    session.delete(course)
+    session.flush()
+    _reindex(session, course_id)
 
 
 def create_lesson(session: Session, actor: User | None, course_id: int, data: LessonCreate) -> Lesson:
@@ -193,6 +216,7 @@ def create_lesson(session: Session, actor: User | None, course_id: int, data: Le
     lesson = Lesson(course=course, position=position, **data.model_dump(exclude={"position"}))
     session.add(lesson)
     session.flush()
+    _reindex(session, course.id)
     return lesson
 
 
@@ -261,4 +285,5 @@ def add_material(
     session.add(material)
     session.flush()
     jobs.enqueue(session, jobs.PROCESS_MATERIAL, material.id)
+    _reindex(session, lesson.course_id)
     return material
