@@ -113,6 +113,15 @@ def update_course(course_id: int, body: CourseUpdate) -> CourseOut:
 
 
 @operation(
+    blueprint, "/courses/<int:course_id>", "DELETE", summary="Delete a draft or withdrawn course", status=204, auth=True
+)
+def delete_course(course_id: int) -> Response:
+    services.delete_course(request_session(), require_user(), course_id)
+    request_session().commit()
+    return no_content()
+
+
+@operation(
     blueprint, "/courses/<int:course_id>/publish", "POST", summary="Publish a course", response=CourseOut, auth=True
 )
 def publish_course(course_id: int) -> CourseOut:

@@ -350,3 +350,17 @@ def test_openapi_is_generated_from_the_routes(client: FlaskClient, app: Any) -> 
     schema = doc["components"]["schemas"]["CourseCreate"]
     assert set(schema["required"]) >= {"title", "subject", "grades", "language", "license"}
     assert doc["paths"]["/api/v1/courses"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+
+
+def test_delete_course(client: FlaskClient, famous: dict[str, Any], course_body: dict[str, Any], db: Session) -> None:
+    draft = _create(client, famous["uploader"], course_body)
+    published = _published(client, famous["uploader"], {**course_body, "title": "公开课"})
+    assert client.delete(f"/api/v1/courses/{draft['id']}", headers=famous["other"]).status_code == 404
+    assert client.delete(f"/api/v1/courses/{published['id']}", headers=famous["other"]).status_code == 403
+    refused = client.delete(f"/api/v1/courses/{published['id']}", headers=famous["uploader"])
+    assert refused.status_code == 409
+    assert "Withdraw" in refused.json["error"]["message"]
+    assert client.delete(f"/api/v1/courses/{draft['id']}", headers=famous["uploader"]).status_code == 204
+    assert client.get(f"/api/v1/courses/{draft['id']}", headers=famous["uploader"]).status_code == 404
+    assert _count(db, Course) == 1
+    assert _count(db, Lesson) == 1  # the published course's lesson; the draft had none
