@@ -106,9 +106,7 @@ class Settings:
         _positive_int,
         "30",
     )
-    media_max_duration: int = setting(
-        "Longest video or audio accepted, in seconds.", _positive_int, str(4 * 3600)
-    )
+    media_max_duration: int = setting("Longest video or audio accepted, in seconds.", _positive_int, str(4 * 3600))
     media_max_width: int = setting("Widest video or image accepted, in pixels.", _positive_int, "4096")
     media_max_height: int = setting("Tallest video or image accepted, in pixels.", _positive_int, "4096")
     media_max_streams: int = setting("Most streams a media file may have.", _positive_int, "8")
@@ -119,6 +117,9 @@ class Settings:
         "Seconds a probe, poster, image or document may run; transcodes add 3 s per media second.",
         _positive_int,
         "600",
+    )
+    media_lease: int = setting(
+        "Seconds a transcode may go without progress before another worker takes it over.", _positive_int, "300"
     )
     log_level: str = setting("Log level.", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
 

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 PROCESS_MATERIAL = "hub.media.process_material"
 BUILD_RENDITION = "hub.media.build_rendition"
 SWEEP_OUTBOX = "hub.jobs.sweep_outbox"
+REQUEUE_STALLED = "hub.media.requeue_stalled"
 INDEX_COURSE = "hub.search.index_course"
-TASK_NAMES = frozenset({PROCESS_MATERIAL, BUILD_RENDITION, SWEEP_OUTBOX, INDEX_COURSE})
+TASK_NAMES = frozenset({PROCESS_MATERIAL, BUILD_RENDITION, SWEEP_OUTBOX, REQUEUE_STALLED, INDEX_COURSE})
 
 # Transcodes are long and CPU-bound; keeping them on their own queue means a
 # backlog of videos never delays quick jobs.
@@ -100,6 +101,7 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
         broker_transport_options=_transport_options(settings.broker_url),
         beat_schedule={
             "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": float(settings.outbox_resend_after)},
+            "requeue-stalled-media": {"task": REQUEUE_STALLED, "schedule": float(settings.media_lease)},
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         include=["workers.media", "workers.jobs", "workers.search"],

@@ -30,8 +30,19 @@ def process_material(material_id: int) -> list[int]:
 @shared_task(name=jobs.BUILD_RENDITION, **_RETRY)
 def build_rendition(rendition_id: int) -> str:
     return pipeline.build_rendition(
-        get_database(), current_app.extensions["hub.storage"], rendition_id, ffmpeg_limits()
+        get_database(),
+        current_app.extensions["hub.storage"],
+        rendition_id,
+        ffmpeg_limits(),
+        lease=current_app.extensions["hub.settings"].media_lease,
     )
+
+
+@shared_task(name=jobs.REQUEUE_STALLED)
+def requeue_stalled() -> int:
+    """Hand work of dead workers and lost messages to the broker again."""
+    with get_database().session() as session:
+        return pipeline.requeue_stalled(session, current_app.extensions["hub.settings"].media_lease)
 
 
 def ffmpeg_limits() -> ffmpeg.MediaLimits:

@@ -18,14 +18,15 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import jobs
 from hub.catalog.models import Material
-from hub.db import Database
+from hub.db import Database, utcnow
 from hub.media import ffmpeg
 from hub.media.models import Blob, Rendition
 from hub.media.profiles import PROFILES, applicable_profiles
@@ -34,6 +35,8 @@ from hub.media.storage import Storage
 log = logging.getLogger(__name__)
 
 SETTLED = ("ready", "skipped", "failed")
+# A pending rendition or material waits this many leases before its message counts as lost.
+PENDING_LEASES = 6
 
 
 def process_material(
@@ -93,23 +96,29 @@ class _Progress:
             rendition = session.get(Rendition, self.rendition_id)
             if rendition is not None:
                 rendition.progress = int(min(100, max(0, percent)))
+                rendition.updated_at = utcnow()  # renews this worker's lease (see _claim)
                 _update_material_progress(rendition.material)
                 session.commit()
 
 
 def build_rendition(
-    database: Database, storage: Storage, rendition_id: int, limits: ffmpeg.MediaLimits, workdir: Path | None = None
+    database: Database,
+    storage: Storage,
+    rendition_id: int,
+    limits: ffmpeg.MediaLimits,
+    *,
+    lease: int,
+    workdir: Path | None = None,
 ) -> str:
-    """Make one rendition; returns its final status."""
+    """Make one rendition; returns its final status (or "busy" when another worker has it)."""
     with database.session() as session:
         rendition = session.get(Rendition, rendition_id)
         if rendition is None:
             return "gone"
         if rendition.status in ("ready", "skipped"):
             return rendition.status  # a redelivered message for finished work
-        rendition.status = "processing"
-        rendition.progress = 0
-        session.commit()
+        if not _claim(session, rendition_id, lease):
+            return "busy"
         profile = PROFILES[rendition.profile]
         original = rendition.material.original_sha256
 
@@ -127,9 +136,14 @@ def build_rendition(
                 ssim = ffmpeg.ssim(source, dest, probe, info.width or 0, info.height or 0, limits=limits)
             stored = storage.store_file(dest) if info is not None else None
         except ffmpeg.MediaError as exc:
-            if exc.transient:
-                raise
-            return _finish(database, rendition_id, "failed", error=exc.reason)
+            if not exc.transient:
+                return _finish(database, rendition_id, "failed", error=exc.reason)
+            _release(database, rendition_id)
+            raise
+        except Exception:
+            # Storage or disk trouble: let the retry (or another worker) take it at once.
+            _release(database, rendition_id)
+            raise
 
     if info is None or stored is None:
         return _finish(database, rendition_id, "skipped")
@@ -138,6 +152,77 @@ def build_rendition(
             session.add(Blob(sha256=stored.sha256, size=stored.size, media_type=info.mime_type))
             session.commit()
     return _finish(database, rendition_id, "ready", sha256=stored.sha256, info=info, ssim=ssim)
+
+
+def _claim(session: Session, rendition_id: int, lease: int) -> bool:
+    """Take the rendition for this worker, unless a live worker already has it.
+
+    A worker holding a rendition touches ``updated_at`` with every progress
+    write (at least every few seconds while ffmpeg advances, which it must:
+    ffmpeg.py kills a stalled transcode). A row left ``processing`` and silent
+    for ``lease`` seconds belongs to a dead worker and may be taken over. The
+    conditional UPDATE makes the claim atomic on SQLite and PostgreSQL alike, so
+    a message delivered twice never runs two transcodes of one rendition.
+    """
+    now = utcnow()
+    claimed = session.execute(
+        update(Rendition)
+        .where(
+            Rendition.id == rendition_id,
+            or_(
+                Rendition.status.in_(("pending", "failed")),
+                and_(Rendition.status == "processing", Rendition.updated_at < now - timedelta(seconds=lease)),
+            ),
+        )
+        .values(status="processing", progress=0, error="", updated_at=now)
+    )
+    session.commit()
+    return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+
+def _release(database: Database, rendition_id: int) -> None:
+    with database.session() as session:
+        session.execute(
+            update(Rendition)
+            .where(Rendition.id == rendition_id, Rendition.status == "processing")
+            .values(status="pending", progress=0)
+        )
+        session.commit()
+
+
+def requeue_stalled(session: Session, lease: int) -> int:
+    """Re-enqueue work whose worker died or whose message the broker lost.
+
+    Called by the periodic sweeper. Renditions ``processing`` past their lease
+    and ``pending`` ones untouched for a long while are sent again; touching
+    ``updated_at`` keeps a backlog from being re-sent on every sweep. A
+    duplicate message is harmless: :func:`_claim` lets only one worker run.
+    """
+    now = utcnow()
+    lost = now - timedelta(seconds=lease * PENDING_LEASES)
+    stalled = list(
+        session.scalars(
+            select(Rendition)
+            .where(
+                or_(
+                    and_(Rendition.status == "processing", Rendition.updated_at < now - timedelta(seconds=lease)),
+                    and_(Rendition.status == "pending", Rendition.updated_at < lost),
+                )
+            )
+            .limit(500)
+        )
+    )
+    for rendition in stalled:
+        rendition.updated_at = now
+        jobs.enqueue(session, jobs.BUILD_RENDITION, rendition.id)
+    waiting = list(
+        session.scalars(select(Material).where(Material.status == "pending", Material.updated_at < lost).limit(500))
+    )
+    for material in waiting:
+        material.updated_at = now
+        jobs.enqueue(session, jobs.PROCESS_MATERIAL, material.id)
+    session.commit()
+    return len(stalled) + len(waiting)
 
 
 def _finish(
