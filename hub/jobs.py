@@ -17,11 +17,11 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
-from sqlalchemy import JSON, DateTime, Integer, String, Text, delete, event, select, update
+from sqlalchemy import JSON, Integer, String, Text, delete, event, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.config import Settings
-from hub.db import Base, Database, utcnow
+from hub.db import Base, Database, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ class Outbox(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task: Mapped[str] = mapped_column(String(100))
     args: Mapped[list[Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
 

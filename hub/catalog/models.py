@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy import Enum, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.accounts.models import School
-from hub.db import Base, Timestamped
+from hub.db import Base, Timestamped, UTCDateTime
 from hub.vocab import (
     CATEGORIES,
     COURSE_STATUSES,
@@ -46,7 +46,7 @@ class Course(Timestamped, Base):
     status: Mapped[str] = mapped_column(_enum(COURSE_STATUSES, "course_status"), index=True)
     # Goes up on every published change: the sync manifest's course version.
     version: Mapped[int] = mapped_column(Integer, default=1)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     school: Mapped[School] = relationship(lazy="joined")
     lessons: Mapped[list[Lesson]] = relationship(

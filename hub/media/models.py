@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
-    DateTime,
     Enum,
     Float,
     ForeignKey,
@@ -18,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hub.db import Base, Timestamped, utcnow
+from hub.db import Base, Timestamped, UTCDateTime, utcnow
 from hub.vocab import RENDITION_STATUSES
 
 if TYPE_CHECKING:
@@ -31,7 +30,7 @@ class Blob(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     media_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Rendition(Timestamped, Base):

@@ -93,8 +93,9 @@ def live_server(hub_env: dict[str, str], tmp_path: Path) -> Iterator[LiveServer]
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.process = Process([*HUB, "worker", "--concurrency", "1", "--no-beat"], env, log)
+    def __init__(self, env: dict[str, str], log: Path, beat: bool = False) -> None:
+        args = [*HUB, "worker", "--concurrency", "1", "--beat" if beat else "--no-beat"]
+        self.process = Process(args, env, log)
         wait_until(
             lambda: "ready." in self.process.output() or self.process.popen.poll() is not None,
             60,
@@ -105,11 +106,11 @@ class Worker:
 
 
 @pytest.fixture
-def start_worker(hub_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], Worker]]:
+def start_worker(hub_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
-    def start() -> Worker:
-        worker = Worker(hub_env, tmp_path / f"worker-{len(started)}.log")
+    def start(beat: bool = False, **env: str) -> Worker:
+        worker = Worker({**hub_env, **env}, tmp_path / f"worker-{len(started)}.log", beat)
         started.append(worker)
         return worker
 

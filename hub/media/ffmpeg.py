@@ -1,0 +1,1067 @@
+"""Probe and transcode untrusted media: the only module that imports ffmpeg-python.
+
+Everything here is database-free and runs inside a Celery worker: :func:`probe`
+once per original, :func:`transcode` once per rendition (a task each), and
+:func:`ssim` to score a video rendition. ffmpeg-python builds the command lines;
+the processes are run here (:func:`_run`) so that every one of them has a
+deadline, a stall timer, a bounded stderr capture, and is killed with its whole
+process group when it overruns.
+
+Untrusted input, the rules:
+
+- the demuxer comes from the file's first bytes (:func:`sniff`), checked against
+  a whitelist, never from ffmpeg's guess or from the file's name;
+- ``-protocol_whitelist file`` plus a ``file:`` URL: the input is the only thing
+  opened, so playlists (HLS, ffconcat), network URLs and other local files are
+  out of reach even if a demuxer wanted them;
+- duration, resolution, stream count, pixels per picture and run time are bounded
+  (:class:`MediaLimits`); image dimensions are read from the header before any
+  decoder runs, and ``-max_pixels`` stops a decoder from allocating a picture
+  bomb;
+- every failure is a :class:`MediaError` with a reason an uploader can read.
+
+Using both cores, measured on this 2-core machine (ffmpeg 5.1, a 60 s 1280x720
+30 fps camera-like clip with audio, building video-360p + video-240p + audio):
+
+    one process, three outputs, default threads ........  wall 00.0 s  cpu 00.0 s
+    three processes, two at a time, -threads 1 ..........  wall 00.0 s  cpu 00.0 s
+    three processes, two at a time, -threads 2 ..........  wall 00.0 s  cpu 00.0 s
+
+TODO: fill in after measuring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import math
+import os
+import queue
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import ffmpeg  # ffmpeg-python: builds argv lists; it never runs a process here
+
+from hub.media.profiles import MediaKind, Profile, VideoEncoding
+
+log = logging.getLogger(__name__)
+
+# Threads per ffmpeg process (decoder, filters and x264 alike); see the measurement above.
+FFMPEG_THREADS = 2
+
+
+class MediaError(Exception):
+    """A file could not be probed or converted.
+
+    ``reason`` is plain English for the uploader; ``detail`` is ffmpeg's own last
+    words, for the logs. ``transient`` is True only when retrying later can help
+    (the disk was full, the process was killed from outside); a bad file fails the
+    same way every time, so it is never transient.
+    """
+
+    def __init__(self, reason: str, *, transient: bool = False, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Bounds on what an upload may be and cost; fed from ``HUB_MEDIA_*`` settings."""
+
+    max_duration_s: float = 4 * 3600
+    max_width: int = 4096
+    max_height: int = 4096
+    max_streams: int = 8
+    max_image_pixels: int = 50_000_000
+    timeout_s: float = 600.0
+    """Wall-clock cap for a probe, a poster, an image or a document, and the base of a transcode's cap."""
+    timeout_per_media_s: float = 3.0
+    """Extra wall-clock seconds a video or audio transcode may take per second of media."""
+    stall_timeout_s: float = 120.0
+    """Kill ffmpeg when its progress has not advanced for this long."""
+
+    def media_timeout(self, duration: float | None) -> float:
+        return self.timeout_s + self.timeout_per_media_s * (duration or 0.0)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What :func:`probe` found out about an original; sizes are as displayed."""
+
+    kind: MediaKind
+    format: str
+    """The sniffed format (see :func:`sniff`)."""
+    bytes: int
+    duration: float | None
+    width: int | None
+    height: int | None
+    has_video: bool
+    has_audio: bool
+    video_streams: int
+    audio_streams: int
+    streams: int
+    bitrate_kbps: float | None
+    frame_rate: Fraction | None
+    slides: bool
+    """Slides-like picture (long still stretches), detected on a sample of the video."""
+    animated: bool = False
+    has_alpha: bool = False
+    pages: int | None = None
+    video_index: int | None = None
+    audio_index: int | None = None
+    orientation: int = 1
+    """EXIF orientation of a JPEG (1 = upright); ffmpeg 5.1 does not apply it itself."""
+
+    @property
+    def fps(self) -> float | None:
+        return float(self.frame_rate) if self.frame_rate else None
+
+
+@dataclass(frozen=True)
+class RenditionInfo:
+    """What :func:`transcode` wrote."""
+
+    bytes: int
+    kbps: float | None
+    width: int | None
+    height: int | None
+    duration: float | None
+    mime_type: str
+
+
+# ---------------------------------------------------------------------------
+# Sniffing: the first bytes choose the demuxer.
+
+_HEAD_BYTES = 4096
+# Sniffed format -> the ffmpeg demuxer forced with -f. The *_pipe image demuxers
+# read exactly one picture from one file; "image2" would expand %d patterns and
+# globs in the name, so it is never used.
+_DEMUXERS = {
+    "mov": "mov",
+    "matroska": "matroska",
+    "avi": "avi",
+    "mp3": "mp3",
+    "aac": "aac",
+    "wav": "wav",
+    "ogg": "ogg",
+    "flac": "flac",
+    "png": "png_pipe",
+    "jpeg": "jpeg_pipe",
+    "webp": "webp_pipe",
+    "gif": "gif",
+}
+_IMAGES = frozenset({"png", "jpeg", "webp", "gif"})
+# Formats whose header states the duration: a truncated file is caught by
+# decoding its last seconds. MP3 and ADTS durations are estimates from the size,
+# so for them the first seconds are decoded instead.
+_INDEXED = frozenset({"mov", "matroska", "avi", "wav", "ogg", "flac"})
+# ISO-BMFF brands that are still images or raw photos, which the mov demuxer cannot decode.
+_NOT_MOVIE_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis", b"jp2 ", b"jpx ", b"crx "}
+)
+_MOV_ATOMS = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"})
+
+
+def sniff_bytes(head: bytes) -> str | None:
+    """The format named by a file's first bytes (ideally 4 KB), or None if not one we accept."""
+    if head[4:8] in _MOV_ATOMS:
+        return None if head[4:8] == b"ftyp" and head[8:12] in _NOT_MOVIE_BRANDS else "mov"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"  # EBML header: Matroska and WebM
+    if head.startswith(b"RIFF") and len(head) >= 12:
+        return {b"WAVE": "wav", b"AVI ": "avi", b"WEBP": "webp"}.get(head[8:12])
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    if head.startswith(b"ID3") and len(head) >= 10:
+        after = head[_id3_end(head) :]
+        # A tag longer than the head hides what follows; MP3 is what ID3 tags.
+        return _sniff_audio_frame(after) if after else "mp3"
+    if b"%PDF-" in head[:1024]:  # PDF readers accept up to 1 KB of junk before the header
+        return "pdf"
+    return _sniff_audio_frame(head)
+
+
+def sniff(path: Path) -> str | None:
+    """The format of the file at ``path`` from its content alone (see :func:`sniff_bytes`)."""
+    with open(path, "rb") as file:
+        head = file.read(_HEAD_BYTES)
+        if head.startswith(b"ID3") and len(head) >= 10 and _id3_end(head) >= len(head):
+            file.seek(_id3_end(head))  # a big tag (cover art): look at what follows it
+            return _sniff_audio_frame(file.read(4))
+    return sniff_bytes(head)
+
+
+def _id3_end(head: bytes) -> int:
+    # ID3v2: 10-byte header, a "syncsafe" size (7 bits a byte), 10 more bytes if a footer is flagged.
+    size = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
+    return 10 + size + (10 if head[5] & 0x10 else 0)
+
+
+def _sniff_audio_frame(head: bytes) -> str | None:
+    """MPEG audio (MP1/2/3) or AAC ADTS frame sync, with the header's reserved values excluded."""
+    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return None
+    if head[1] & 0xF6 == 0xF0:  # ADTS: 12-bit sync, layer 00
+        return "aac" if (head[2] >> 2) & 0x0F < 13 else None  # sampling-frequency index 13-15 is reserved
+    version, layer = (head[1] >> 3) & 3, (head[1] >> 1) & 3
+    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 3
+    if version == 1 or layer == 0 or bitrate in (0, 15) or rate == 3:
+        return None
+    return "mp3"
+
+
+# ---------------------------------------------------------------------------
+# Running processes.
+
+# -nostdin: a worker has no terminal, and ffmpeg must never wait on one.
+# -progress pipe:1: machine-readable key=value blocks on stdout, twice a second.
+_GLOBAL_ARGS = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1"]
+_NOT_MEDIA = "This file is not a video, audio, image or PDF we can read."
+_DAMAGED = "The file is truncated or damaged."
+_NOT_CONVERTED = "We could not convert this file; it may be damaged."
+# What a decoder says when -max_pixels stops it.
+_PIXEL_BOMB = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
+
+
+@dataclass(frozen=True)
+class _Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+    """The last lines only: a broken file can make ffmpeg warn without end."""
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise MediaError(f"The server cannot process media right now ({name} is not installed).", transient=True)
+    return path
+
+
+_PR_SET_PDEATHSIG = 1
+_preexec: Callable[[], None] | None = None
+if sys.platform == "linux":
+    # Loaded before any fork: in the child, between fork and exec, it is only called.
+    _libc = ctypes.CDLL(None, use_errno=True)
+
+    def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+        # A worker SIGKILLed mid-transcode must not leave its ffmpeg running as an
+        # orphan for hours: the kernel kills the child when the parent dies.
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    _preexec = _die_with_parent
+
+
+def _run(
+    argv: list[str],
+    *,
+    timeout: float,
+    stall_timeout: float | None = None,
+    on_progress: Callable[[dict[str, str]], None] | None = None,
+) -> _Finished:
+    """Run ``argv`` to its end or kill it; ``on_progress`` gets each ``-progress`` block.
+
+    The callback runs in the calling thread (the task's), never in a reader
+    thread, so it may use the caller's database session. ``stall_timeout``
+    kills a process whose progress stops advancing.
+    """
+    lines: queue.Queue[str | None] = queue.Queue()
+    stderr: deque[str] = deque(maxlen=80)
+    stdout: list[str] = []
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",  # file names and tags in ffmpeg's messages may be in any encoding
+        start_new_session=True,  # its own process group: a kill reaches whatever it spawned too
+        preexec_fn=_preexec,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    readers = [
+        threading.Thread(target=_pump, args=(proc.stdout, lines.put, lines), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, stderr.append, None), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    started = last_advance = time.monotonic()
+    block: dict[str, str] = {}
+    position: tuple[str, ...] = ()
+    try:
+        while (line := _next_line(lines, started, timeout, last_advance, stall_timeout, argv[0])) is not None:
+            if on_progress is None:
+                if len(stdout) < 100_000:  # ffprobe's JSON for a few streams is a few KB
+                    stdout.append(line)
+                continue
+            key, _, value = line.strip().partition("=")
+            block[key] = value
+            if key == "progress":
+                advance = (block.get("out_time_us", ""), block.get("frame", ""), block.get("total_size", ""))
+                if advance != position:
+                    position, last_advance = advance, time.monotonic()
+                on_progress(block)
+                block = {}
+        # stdout is closed; the process is exiting (or hung past its output).
+        returncode = proc.wait(timeout=max(1.0, timeout - (time.monotonic() - started)))
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        raise MediaError("Processing took too long; the file may be damaged.", detail=f"{argv[0]} hung") from None
+    except BaseException:
+        # A timeout, the caller's callback raising, or the task being revoked: never leave ffmpeg behind.
+        _kill(proc)
+        raise
+    for reader in readers:
+        reader.join(timeout=5)
+    return _Finished(returncode, "".join(stdout), "".join(stderr))
+
+
+def _pump(stream: Any, sink: Callable[[str], None], done: queue.Queue[str | None] | None) -> None:
+    with stream:
+        for line in stream:
+            sink(line)
+    if done is not None:
+        done.put(None)
+
+
+def _next_line(
+    lines: queue.Queue[str | None],
+    started: float,
+    timeout: float,
+    last_advance: float,
+    stall_timeout: float | None,
+    program: str,
+) -> str | None:
+    """The next stdout line, None at its end; MediaError when the process overran."""
+    while True:
+        now = time.monotonic()
+        overran = now - started > timeout
+        stalled = stall_timeout is not None and now - last_advance > stall_timeout
+        if overran or stalled:
+            minutes = math.ceil((stall_timeout if stalled and stall_timeout else timeout) / 60)
+            what = f"made no progress for {minutes} min" if stalled else f"took longer than the {minutes} min allowed"
+            raise MediaError(
+                f"Processing this file {what}; it may be damaged.",
+                detail=f"{Path(program).name} killed after {now - started:.0f}s",
+            )
+        try:
+            return lines.get(timeout=1.0)
+        except queue.Empty:
+            continue
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it may have exited on its own meanwhile
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _failure(result: _Finished, reason: str) -> MediaError:
+    """The error an uploader should see for a failed run."""
+    detail = result.stderr.strip()[-2000:]
+    if "No space left on device" in result.stderr:
+        return MediaError("The server ran out of disk space; it will try again.", transient=True, detail=detail)
+    too_big = re.search(_PIXEL_BOMB, result.stderr)
+    if too_big is not None:
+        return MediaError(f"The picture is {too_big[1]}x{too_big[2]} pixels, more than we accept.", detail=detail)
+    if result.returncode in (-signal.SIGKILL, -signal.SIGTERM):
+        # Killed from outside (the OOM killer, a shutdown): another try may well succeed.
+        return MediaError("Processing was interrupted; it will try again.", transient=True, detail=detail)
+    return MediaError(reason, detail=detail)
+
+
+def _ffmpeg_argv(stream: Any, *, overwrite: bool = False, loglevel: str = "error") -> list[str]:
+    global_args = [*_GLOBAL_ARGS, "-y"] if overwrite else list(_GLOBAL_ARGS)
+    global_args[global_args.index("-loglevel") + 1] = loglevel
+    return [_binary("ffmpeg"), *global_args, *ffmpeg.get_args(stream)]
+
+
+def _input_options(fmt: str, limits: MediaLimits) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "f": _DEMUXERS[fmt],  # the sniffed demuxer, never ffmpeg's guess
+        "protocol_whitelist": "file",  # no playlists, network or other files, whatever the content says
+        # Decoders refuse pictures above this before allocating them.
+        "max_pixels": limits.max_image_pixels if fmt in _IMAGES else limits.max_width * limits.max_height,
+    }
+    if fmt == "mov":
+        options["enable_drefs"] = 0  # the default, pinned: QuickTime data references name other files
+    return options
+
+
+def _input(path: Path, fmt: str, limits: MediaLimits, **options: Any) -> Any:
+    # "file:" so that a name with a colon or a leading dash is never read as a protocol or an option.
+    return ffmpeg.input(f"file:{path.resolve()}", **_input_options(fmt, limits), **options)
+
+
+def _ffprobe(path: Path, fmt: str, limits: MediaLimits, entries: str, timeout: float) -> dict[str, Any]:
+    """ffprobe's JSON for ``entries``; MediaError when it cannot read the file."""
+    argv = [_binary("ffprobe"), "-hide_banner", "-loglevel", "error"]
+    for key, value in _input_options(fmt, limits).items():
+        argv += [f"-{key}", str(value)]
+    argv += ["-show_entries", entries, "-of", "json", f"file:{path.resolve()}"]
+    result = _run(argv, timeout=timeout)
+    too_big = re.search(_PIXEL_BOMB, result.stderr)
+    if too_big is not None:  # the decoder refused; ffprobe itself may still exit 0
+        _check_size("image" if fmt in _IMAGES else "video", int(too_big[1]), int(too_big[2]), limits)
+    if result.returncode != 0:
+        raise _failure(result, _DAMAGED)
+    try:
+        parsed: dict[str, Any] = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise _failure(result, _DAMAGED) from None
+    return parsed
+
+
+# ---------------------------------------------------------------------------
+# Probing.
+
+_PROBE_ENTRIES = (
+    "format=duration,bit_rate"
+    ":stream=index,codec_type,width,height,sample_aspect_ratio,pix_fmt,sample_fmt,channels,"
+    "avg_frame_rate,r_frame_rate,nb_frames"
+    ":stream_disposition=attached_pic:stream_side_data=rotation"
+)
+_ALPHA = re.compile(r"^(yuva|ya|gbrap|pal8$)|rgba|bgra|argb|abgr")
+_TAIL_S = 3.0
+_TAIL_SLACK_S = 1.5  # a last video frame is shown for a while; streams rarely end together
+# Slides detection: a sample decoded at 5 fps; slides keep few frames after
+# mpdecimate drops the near-duplicates (measured on 720p: slides 4 %, camera and
+# testsrc2 motion 100 %; a still camera on a static scene also counts as slides,
+# and those settings suit it too).
+_SLIDES_MIN_S = 4.0
+_SLIDES_WINDOW_S = 8.0
+_SLIDES_SAMPLE_FPS = 5
+_SLIDES_MAX_KEPT = 0.25
+
+
+def probe(path: Path, limits: MediaLimits) -> Probe:
+    """Find out what an untrusted file is, within ``limits``; MediaError with a readable reason if unusable."""
+    deadline = time.monotonic() + limits.timeout_s
+    size = path.stat().st_size
+    if size == 0:
+        raise MediaError("The file is empty.")
+    fmt = sniff(path)
+    if fmt is None:
+        raise MediaError(_NOT_MEDIA)
+    if fmt == "pdf":
+        pages = _pdf_pages(path, _remaining(deadline))
+        return Probe(
+            kind="document",
+            format=fmt,
+            bytes=size,
+            duration=None,
+            width=None,
+            height=None,
+            has_video=False,
+            has_audio=False,
+            video_streams=0,
+            audio_streams=0,
+            streams=0,
+            bitrate_kbps=None,
+            frame_rate=None,
+            slides=False,
+            pages=pages,
+        )
+    orientation = 1
+    if fmt in _IMAGES:
+        orientation = _check_image_header(path, fmt, limits)
+    info = _ffprobe(path, fmt, limits, _PROBE_ENTRIES, _remaining(deadline))
+    streams: list[dict[str, Any]] = info.get("streams", [])
+    if len(streams) > limits.max_streams:
+        raise MediaError(f"The file has {len(streams)} tracks; the most we accept is {limits.max_streams}.")
+    videos = [s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")]
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    # A stream is decodable when ffprobe could open its decoder (it then knows the sample layout).
+    video = next((s for s in videos if s.get("pix_fmt") and s.get("width")), None)
+    audio = next((s for s in audios if s.get("sample_fmt") and s.get("channels")), None)
+    if video is None and audio is None:
+        raise MediaError("We found no picture or sound we can decode in this file.")
+    kind: MediaKind = "image" if fmt in _IMAGES else "video" if video is not None else "audio"
+    if kind == "image":
+        audio = None
+    duration = _float(info.get("format", {}).get("duration")) if kind != "image" else None
+    if kind != "image":
+        _check_duration(duration, limits)
+    width = height = None
+    if video is not None:
+        width, height = _display_size(video, orientation)
+        _check_size(kind, int(video["width"]), int(video["height"]), limits)
+    frame_rate = _frame_rate(video) if kind == "video" and video is not None else None
+    _check_decodes(path, fmt, limits, video, audio, duration, _remaining(deadline))
+    bitrate = _float(info.get("format", {}).get("bit_rate"))
+    return Probe(
+        kind=kind,
+        format=fmt,
+        bytes=size,
+        duration=duration,
+        width=width,
+        height=height,
+        has_video=kind == "video",
+        has_audio=audio is not None,
+        video_streams=len(videos),
+        audio_streams=len(audios),
+        streams=len(streams),
+        bitrate_kbps=bitrate / 1000 if bitrate else None,
+        frame_rate=frame_rate,
+        slides=kind == "video" and _looks_like_slides(path, fmt, limits, video, duration, _remaining(deadline)),
+        animated=fmt == "gif" and video is not None and int(video.get("nb_frames") or 1) > 1,
+        has_alpha=video is not None and bool(_ALPHA.search(video.get("pix_fmt", ""))),
+        video_index=int(video["index"]) if video is not None else None,
+        audio_index=int(audio["index"]) if audio is not None else None,
+        orientation=orientation,
+    )
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise MediaError("Reading the file took too long; it may be damaged.")
+    return remaining
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):  # absent, or ffprobe's "N/A"
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _check_duration(duration: float | None, limits: MediaLimits) -> None:
+    if duration is None:
+        raise MediaError("The length of the recording cannot be read; the file may be damaged.")
+    if duration > limits.max_duration_s:
+        raise MediaError(
+            f"The recording is {_hours_minutes(duration)} long; the longest we accept is "
+            f"{_hours_minutes(limits.max_duration_s)}."
+        )
+
+
+def _hours_minutes(seconds: float) -> str:
+    if seconds < 60:
+        return f"{round(seconds)} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return " ".join(part for part in (f"{hours} h" if hours else "", f"{minutes} min" if minutes else "") if part)
+
+
+def _check_size(kind: MediaKind, width: int, height: int, limits: MediaLimits) -> None:
+    if kind == "image":
+        if width * height > limits.max_image_pixels:
+            raise MediaError(
+                f"The image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); "
+                f"the largest we accept is {limits.max_image_pixels / 1e6:.0f} megapixels."
+            )
+        return
+    fits = (width <= limits.max_width and height <= limits.max_height) or (
+        height <= limits.max_width and width <= limits.max_height  # the same box, turned for portrait video
+    )
+    if not fits:
+        raise MediaError(
+            f"The video is {width}x{height}; the largest we accept is {limits.max_width}x{limits.max_height}."
+        )
+
+
+def _display_size(stream: dict[str, Any], orientation: int) -> tuple[int, int]:
+    """The picture as shown: pixel aspect ratio applied, turned by rotation metadata or EXIF."""
+    width, height = int(stream["width"]), int(stream["height"])
+    num, _, den = str(stream.get("sample_aspect_ratio", "")).partition(":")
+    if num.isdigit() and den.isdigit() and int(num) > 0 and int(den) > 0:
+        width = max(1, round(width * int(num) / int(den)))
+    rotation = next((int(d["rotation"]) for d in stream.get("side_data_list", []) if "rotation" in d), 0)
+    if rotation % 180 or orientation >= 5:  # EXIF 5-8 are the quarter turns
+        width, height = height, width
+    return width, height
+
+
+def _frame_rate(stream: dict[str, Any]) -> Fraction | None:
+    for key in ("avg_frame_rate", "r_frame_rate"):
+        try:
+            rate = Fraction(str(stream.get(key, "0/0")))
+        except (ValueError, ZeroDivisionError):  # "0/0" when unknown
+            continue
+        if rate > 0:
+            return rate
+    return None
+
+
+def _check_decodes(
+    path: Path,
+    fmt: str,
+    limits: MediaLimits,
+    video: dict[str, Any] | None,
+    audio: dict[str, Any] | None,
+    duration: float | None,
+    timeout: float,
+) -> None:
+    """Decode the last seconds of the file (its first, where the length is only an estimate).
+
+    A file cut short keeps a header claiming the full length, so the decoded data
+    must reach to within a second and a half of that end: this is how an
+    interrupted copy or recording shows.
+    """
+    indexed = bool(duration) and fmt in _INDEXED
+    start = max(0.0, (duration or 0.0) - _TAIL_S) if indexed else 0.0
+    source = _input(path, fmt, limits, ss=start) if start else _input(path, fmt, limits)
+    picked = [source[str(s["index"])] for s in (video, audio) if s is not None]
+    argv = _ffmpeg_argv(ffmpeg.output(*picked, "-", f="null", t=5))
+    last: dict[str, str] = {}
+    result = _run(argv, timeout=timeout, on_progress=last.update)
+    if result.returncode != 0:
+        raise _failure(result, _DAMAGED)
+    frames, decoded = int(last.get("frame") or 0), int(last.get("out_time_us") or 0) / 1e6
+    if (frames == 0 and decoded <= 0) or (indexed and start + decoded < (duration or 0.0) - _TAIL_SLACK_S):
+        raise MediaError(_DAMAGED, detail=f"decoded to {start + decoded:.2f}s of {duration}s")
+
+
+def _looks_like_slides(
+    path: Path, fmt: str, limits: MediaLimits, video: dict[str, Any] | None, duration: float | None, timeout: float
+) -> bool:
+    """Whether the picture is mostly still: slides, a screen, a blackboard filmed from a tripod.
+
+    Cheap and bounded: at most three 8 s windows (around the quartiles) are
+    decoded, reference frames only, at 5 fps and 320 px wide, and mpdecimate
+    drops each frame too close to the last one kept.
+    """
+    if video is None or duration is None or duration < _SLIDES_MIN_S:
+        return False
+    if duration <= 5 * _SLIDES_WINDOW_S:
+        windows = [(0.0, duration)]
+    else:
+        windows = [(duration * quarter / 4 - _SLIDES_WINDOW_S / 2, _SLIDES_WINDOW_S) for quarter in (1, 2, 3)]
+    parts = [
+        _input(path, fmt, limits, ss=start, t=length, skip_frame="noref")[str(video["index"])]
+        .filter("fps", fps=_SLIDES_SAMPLE_FPS)
+        .filter("scale", 320, -2)
+        for start, length in windows
+    ]
+    sampled = ffmpeg.concat(*parts, v=1, a=0) if len(parts) > 1 else parts[0]
+    argv = _ffmpeg_argv(sampled.filter("mpdecimate").output("-", f="null"))
+    last: dict[str, str] = {}
+    result = _run(argv, timeout=timeout, stall_timeout=limits.stall_timeout_s, on_progress=last.update)
+    if result.returncode != 0:
+        raise _failure(result, _DAMAGED)
+    kept = int(last.get("frame") or 0)
+    sampled_frames = sum(length for _, length in windows) * _SLIDES_SAMPLE_FPS
+    return kept <= _SLIDES_MAX_KEPT * sampled_frames
+
+
+def _pdf_pages(path: Path, timeout: float) -> int:
+    """The page count, as Ghostscript reads the file; MediaError when it cannot."""
+    resolved = str(path.resolve())
+    argv = [
+        _binary("gs"),
+        "-q",
+        "-dSAFER",  # PostScript in the file may not touch the file system ...
+        f"--permit-file-read={resolved}",  # ... except to read the file itself
+        "-dNODISPLAY",
+        "-dBATCH",
+        "-dNOPAUSE",
+        f"-sFile={resolved}",  # a string in systemdict: no PostScript quoting of the path needed
+        "-c",
+        "File (r) file runpdfbegin pdfpagecount = quit",
+    ]
+    result = _run(argv, timeout=timeout)
+    # Ghostscript repairs what it can and exits 0 even for garbage; no pages means it could not read it.
+    last = result.stdout.strip().rsplit("\n", 1)[-1].strip()
+    pages = int(last) if result.returncode == 0 and last.isdigit() else 0
+    if pages == 0:
+        raise MediaError(
+            "This PDF cannot be read; it may be damaged or password-protected.", detail=result.stdout[-2000:]
+        )
+    return pages
+
+
+def _check_image_header(path: Path, fmt: str, limits: MediaLimits) -> int:
+    """Check the dimensions an image declares before any decoder sees it; returns the EXIF orientation.
+
+    An image bomb is a few KB claiming 100000x100000 pixels: decoding it would
+    allocate tens of GB. The header says so in its first bytes.
+    """
+    with open(path, "rb") as file:
+        try:
+            width, height, orientation = _image_header(file, fmt)
+        except (struct.error, IndexError):
+            raise MediaError(_DAMAGED) from None
+    if width <= 0 or height <= 0:
+        raise MediaError(_DAMAGED)
+    _check_size("image", width, height, limits)
+    return orientation
+
+
+def _image_header(file: BinaryIO, fmt: str) -> tuple[int, int, int]:
+    head = file.read(64)
+    if fmt == "png":
+        if head[12:16] != b"IHDR":
+            raise IndexError
+        width, height = struct.unpack(">II", head[16:24])
+        return width, height, 1
+    if fmt == "gif":
+        width, height = struct.unpack("<HH", head[6:10])
+        return width, height, 1
+    if fmt == "webp":
+        chunk = head[12:16]
+        if chunk == b"VP8X":  # extended: 24-bit (size - 1) each
+            return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little"), 1
+        if chunk == b"VP8L":  # lossless: 14-bit (size - 1) each, packed
+            bits = int.from_bytes(head[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF), 1
+        if chunk == b"VP8 ":  # lossy: 14-bit sizes after the key frame's start code
+            width, height = struct.unpack("<HH", head[26:30])
+            return width & 0x3FFF, height & 0x3FFF, 1
+        raise IndexError
+    file.seek(2)
+    return _jpeg_header(file)
+
+
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); C4, C8 and CC are not frames.
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_header(file: BinaryIO) -> tuple[int, int, int]:
+    """Walk the JPEG segments up to the frame header: its size, and the EXIF orientation on the way."""
+    orientation = 1
+    for _ in range(1000):  # real files have a few dozen segments
+        marker = file.read(2)
+        while marker[:1] == b"\xff" and marker[1:] == b"\xff":  # fill bytes before a marker
+            marker = marker[1:] + file.read(1)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            break
+        if 0xD0 <= marker[1] <= 0xD7 or marker[1] == 0x01:  # markers without a length
+            continue
+        (length,) = struct.unpack(">H", file.read(2))
+        if marker[1] in _SOF:
+            _precision, height, width = struct.unpack(">BHH", file.read(5))
+            return width, height, orientation
+        if marker[1] in (0xDA, 0xD9):  # scan data or the end before any frame header
+            break
+        segment = file.read(length - 2)
+        if marker[1] == 0xE1 and segment.startswith(b"Exif\x00\x00"):
+            orientation = _exif_orientation(segment[6:])
+    raise IndexError
+
+
+def _exif_orientation(tiff: bytes) -> int:
+    """Tag 0x0112 of IFD0; 1 (upright) when absent or malformed, which is no reason to refuse a photo."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return 1
+    try:
+        (ifd,) = struct.unpack(order + "I", tiff[4:8])
+        (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+        for entry in range(ifd + 2, ifd + 2 + 12 * min(count, 200), 12):
+            tag, _type, _count, value = struct.unpack(order + "HHIH", tiff[entry : entry + 10])
+            if tag == 0x0112:
+                return value if 1 <= value <= 8 else 1
+    except struct.error:
+        return 1
+    return 1
+
+
+# ---------------------------------------------------------------------------
+# Transcoding.
+
+# Fragmented MP4, so that playback starts after a few KB on any link. A
+# progressive MP4 with +faststart puts the whole sample index before the first
+# frame: 660 KB for a 10-minute 360p lesson (53 s at 128 kbit/s), 3 MB for 45
+# minutes. Fragmented, the file opens with a moov that describes the tracks
+# but no samples, then one small moof + mdat per fragment, so the bytes before
+# the first frame stay a few KB whatever the length. Plain <video src> plays it
+# in every browser and Android 4.2+ (no HLS/MSE player, so no JavaScript).
+#   frag_keyframe      a fragment starts at every keyframe (each slide change), so seeks land on one
+#   empty_moov         the moov carries no samples: the first fragment is like every other
+#   default_base_moof  sample offsets relative to their own moof, as MSE and DASH players expect
+#   global_sidx        one index of all fragments (12 bytes each) up front: the length and
+#                      byte ranges are known at once, so a player can seek without scanning
+_MOVFLAGS = "+frag_keyframe+empty_moov+default_base_moof+global_sidx"
+# Fragments at most 2 s long even in a 20 s slide GOP: a player that waits for a
+# whole fragment still starts after ~2 s of data, at ~1 % overhead.
+_FRAGMENT_US = 2_000_000
+
+
+def transcode(
+    src: Path,
+    probe: Probe,
+    profile: Profile,
+    dest: Path,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+    limits: MediaLimits,
+) -> RenditionInfo | None:
+    """Write ``profile``'s rendition of ``src`` to ``dest`` (a temp path the caller owns).
+
+    Returns None when the profile does not apply to this original, or when a
+    document or image rendition would not be smaller than the original (the
+    caller records it as skipped). Raises MediaError when conversion fails.
+    """
+    if not profile.applies_to(probe.kind, has_audio=probe.has_audio, animated=probe.animated):
+        return None
+    if profile.kind == "document":
+        compressed = _compress_pdf(src, probe, profile, dest, limits)
+        if on_progress is not None:
+            on_progress(100.0)
+        return compressed
+    duration = min(probe.duration or 0.0, limits.max_duration_s)
+    mime_type = profile.mime_type
+    if profile.kind == "video":
+        argv = _video_argv(src, probe, profile, dest, limits)
+    elif profile.kind == "audio":
+        argv = _audio_argv(src, probe, profile, dest, limits)
+    else:  # a poster or an image
+        png = profile.kind == "image" and probe.has_alpha  # JPEG would lose the transparency
+        mime_type = "image/png" if png else mime_type
+        argv = _picture_argv(src, probe, profile, dest, limits, png=png)
+
+    def report(block: dict[str, str]) -> None:
+        if on_progress is not None and duration > 0:
+            done = int(block.get("out_time_us") or 0) / 1e6  # "N/A" before the first frame
+            on_progress(min(100.0, max(0.0, 100.0 * done / duration)))
+
+    result = _run(
+        argv,
+        timeout=limits.media_timeout(duration) if profile.kind in ("video", "audio") else limits.timeout_s,
+        stall_timeout=limits.stall_timeout_s,
+        on_progress=report,
+    )
+    if result.returncode != 0 or not dest.exists() or dest.stat().st_size == 0:
+        raise _failure(result, _NOT_CONVERTED)
+    info = _describe(dest, profile, mime_type, limits)
+    if profile.keep_only_if_smaller and info.bytes >= probe.bytes:
+        dest.unlink()
+        return None
+    if profile.kind in ("video", "audio") and duration > 2 and (info.duration or 0) < duration / 2:
+        # ffmpeg skips damaged data and exits 0: a rendition of half the lesson must not become "ready".
+        raise MediaError("Only part of the file could be read; it may be damaged.")
+    if on_progress is not None:
+        on_progress(100.0)
+    return info
+
+
+def _output_rate(rate: Fraction | None, max_fps: float) -> Fraction:
+    """The source rate divided by the smallest whole number that brings it under the cap.
+
+    30 -> 15 and 25 -> 12.5 keep every other frame, evenly; a plain cap of 15
+    on 25 fps would drop frames irregularly and judder.
+    """
+    cap = Fraction(max_fps).limit_denominator(1001)
+    if rate is None:
+        return cap
+    return rate / math.ceil(rate / cap)
+
+
+def _mp4_options(limits: MediaLimits) -> dict[str, Any]:
+    return {
+        "f": "mp4",
+        "movflags": _MOVFLAGS,
+        "frag_duration": _FRAGMENT_US,
+        "map_metadata": -1,  # no uploader's metadata (a phone's GPS position) in a public file
+        "map_chapters": -1,
+        "fflags": "+bitexact",  # no encoder version strings: a reprocess of unchanged input gives the same bytes
+        "t": limits.max_duration_s,  # a header may understate the length; the output never exceeds the limit
+        "threads": FFMPEG_THREADS,
+    }
+
+
+def _audio_options(profile: Profile) -> dict[str, Any]:
+    assert profile.audio is not None
+    return {
+        "c:a": "aac",
+        "profile:a": "aac_low",
+        "b:a": f"{profile.audio.bitrate_kbps}k",
+        "ac": 1,  # speech is mono; stereo would halve the bits per channel
+        "ar": profile.audio.sample_rate,
+    }
+
+
+def _video_argv(src: Path, probe: Probe, profile: Profile, dest: Path, limits: MediaLimits) -> list[str]:
+    encoding: VideoEncoding | None = profile.slides if probe.slides else profile.camera
+    assert encoding is not None and probe.video_index is not None and probe.width and probe.height
+    source = _input(src, probe.format, limits, threads=FFMPEG_THREADS)
+    width, height = profile.fit(probe.width, probe.height)
+    rate = _output_rate(probe.frame_rate, encoding.max_fps)
+    picture = source[str(probe.video_index)]
+    if rate != probe.frame_rate:
+        picture = picture.filter("fps", fps=str(rate))
+    picture = picture.filter("scale", width, height).filter("setsar", 1).filter("format", "yuv420p")
+    streams = [picture]
+    options: dict[str, Any] = {
+        "c:v": "libx264",
+        "profile:v": encoding.h264_profile,
+        "level:v": encoding.h264_level,
+        "preset": encoding.preset,
+        "crf": encoding.crf,
+        "maxrate": f"{encoding.maxrate_kbps}k",
+        "bufsize": f"{encoding.bufsize_kbit}k",
+        "g": max(1, round(encoding.keyint_s * rate)),
+        "sc_threshold": 40,  # x264's scene-cut detection (its default, pinned): keyframes where slides change
+        **_mp4_options(limits),
+    }
+    if probe.audio_index is not None:  # a silent original gets no audio track rather than a silent one
+        streams.append(source[str(probe.audio_index)])
+        options.update(_audio_options(profile))
+    return _ffmpeg_argv(ffmpeg.output(*streams, f"file:{dest.resolve()}", **options), overwrite=True)
+
+
+def _audio_argv(src: Path, probe: Probe, profile: Profile, dest: Path, limits: MediaLimits) -> list[str]:
+    assert probe.audio_index is not None
+    source = _input(src, probe.format, limits, threads=FFMPEG_THREADS)
+    options = {**_mp4_options(limits), **_audio_options(profile)}
+    output = ffmpeg.output(source[str(probe.audio_index)], f"file:{dest.resolve()}", **options)
+    return _ffmpeg_argv(output, overwrite=True)
+
+
+# EXIF orientation -> the filters that make the picture upright.
+_UPRIGHT: dict[int, list[tuple[str, dict[str, Any]]]] = {
+    2: [("hflip", {})],
+    3: [("hflip", {}), ("vflip", {})],
+    4: [("vflip", {})],
+    5: [("transpose", {"dir": "cclock_flip"})],
+    6: [("transpose", {"dir": "clock"})],
+    7: [("transpose", {"dir": "clock_flip"})],
+    8: [("transpose", {"dir": "cclock"})],
+}
+
+
+def _picture_argv(
+    src: Path, probe: Probe, profile: Profile, dest: Path, limits: MediaLimits, *, png: bool
+) -> list[str]:
+    """A poster (one frame 10 % into a video, or the image) or an image rendition."""
+    assert probe.video_index is not None and probe.width and probe.height
+    if probe.kind == "video" and probe.duration:
+        # 10 % in: past title cards and fades, early enough to show the lesson's subject.
+        source = _input(src, probe.format, limits, ss=round(probe.duration / 10, 3))
+    else:
+        source = _input(src, probe.format, limits)
+    picture = source[str(probe.video_index)]
+    for name, arguments in _UPRIGHT.get(probe.orientation, []):
+        picture = picture.filter(name, **arguments)
+    width, height = profile.fit(probe.width, probe.height)
+    picture = picture.filter("scale", width, height).filter("setsar", 1)
+    options: dict[str, Any] = {
+        "frames:v": 1,
+        "f": "image2pipe",  # one picture to one file; "image2" would read % in the name as a pattern
+        "map_metadata": -1,  # and mjpeg writes no EXIF: no GPS position of the photographer
+        "fflags": "+bitexact",
+    }
+    if png:
+        options.update({"c:v": "png", "pred": "mixed"})  # "mixed" row filters: the smallest PNGs
+    else:
+        picture = picture.filter("format", "yuvj420p")  # full-range 4:2:0, what JPEG decoders expect
+        options.update({"c:v": "mjpeg", "q:v": profile.jpeg_quality})
+    return _ffmpeg_argv(ffmpeg.output(picture, f"file:{dest.resolve()}", **options), overwrite=True)
+
+
+def _compress_pdf(src: Path, probe: Probe, profile: Profile, dest: Path, limits: MediaLimits) -> RenditionInfo | None:
+    argv = [
+        _binary("gs"),
+        "-q",
+        "-dSAFER",  # the PDF's PostScript may not read or write files (Ghostscript's default, pinned)
+        "-dBATCH",
+        "-dNOPAUSE",
+        "-sDEVICE=pdfwrite",
+        f"-dPDFSETTINGS={profile.pdf_settings}",
+        # % in an output name is a page-number pattern to Ghostscript.
+        "-sOutputFile=" + str(dest.resolve()).replace("%", "%%"),
+        "-f",  # the next argument is a file, even if it looked like an option
+        str(src.resolve()),
+    ]
+    result = _run(argv, timeout=limits.timeout_s + (probe.pages or 0))  # ~1 s a page for scanned books
+    if result.returncode != 0 or not dest.exists() or dest.stat().st_size == 0:
+        raise _failure(result, "We could not compress this PDF; it may be damaged.")
+    size = dest.stat().st_size
+    if size >= probe.bytes:
+        dest.unlink()
+        return None
+    pages = _pdf_pages(dest, limits.timeout_s)
+    if pages != probe.pages:
+        # Ghostscript repairs damaged files as it reads them, and may drop pages doing so.
+        log.warning("Ghostscript wrote %s of %s pages of %s; keeping only the original", pages, probe.pages, src)
+        dest.unlink()
+        return None
+    return RenditionInfo(bytes=size, kbps=None, width=None, height=None, duration=None, mime_type=profile.mime_type)
+
+
+def _describe(dest: Path, profile: Profile, mime_type: str, limits: MediaLimits) -> RenditionInfo:
+    """Read back what was written: the numbers on the rendition row come from the file, not the plan."""
+    fmt = "mov" if profile.kind in ("video", "audio") else "png" if mime_type == "image/png" else "jpeg"
+    info = _ffprobe(dest, fmt, limits, "format=duration:stream=codec_type,width,height", limits.timeout_s)
+    size = dest.stat().st_size
+    picture = next((s for s in info.get("streams", []) if s.get("codec_type") == "video"), None)
+    duration = _float(info.get("format", {}).get("duration")) if profile.kind in ("video", "audio") else None
+    return RenditionInfo(
+        bytes=size,
+        kbps=round(size * 8 / duration / 1000, 1) if duration else None,
+        width=int(picture["width"]) if picture else None,
+        height=int(picture["height"]) if picture else None,
+        duration=duration,
+        mime_type=mime_type,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Quality.
+
+
+def ssim(reference: Path, rendition: Path, probe: Probe, width: int, height: int, *, limits: MediaLimits) -> float:
+    """SSIM (the "All" value, 0..1) of a video rendition against its source scaled to the rendition's size.
+
+    The source goes through the same frame-rate reduction as the rendition did,
+    so that each rendition frame is compared with the frame it was made from.
+    """
+    if probe.video_index is None:
+        raise ValueError("ssim needs a probe of a video")
+    info = _ffprobe(rendition, "mov", limits, "stream=codec_type,r_frame_rate", limits.timeout_s)
+    stream = next((s for s in info.get("streams", []) if s.get("codec_type") == "video"), None)
+    if stream is None:
+        raise ValueError(f"{rendition} has no video")
+    original = _input(reference, probe.format, limits, threads=FFMPEG_THREADS)[str(probe.video_index)]
+    # r_frame_rate, not avg_frame_rate: in a fragmented MP4 the first frame lasts longer (the
+    # AAC priming shift), which skews the average (15 fps read back as 14.5).
+    rate = Fraction(str(stream.get("r_frame_rate", "0/1")))
+    if probe.frame_rate is not None and 0 < rate < probe.frame_rate * Fraction(9, 10):
+        original = original.filter("fps", fps=str(rate))  # the transcode reduced the frame rate
+    original = (
+        original.filter("scale", width, height)
+        .filter("setsar", 1)
+        .filter("format", "yuv420p")
+        .filter("setpts", "PTS-STARTPTS")  # both start at 0, whatever edit lists and start times said
+    )
+    rendered = _input(rendition, "mov", limits, threads=FFMPEG_THREADS)["v:0"].filter("setpts", "PTS-STARTPTS")
+    compared = ffmpeg.filter([rendered, original], "ssim").output("-", f="null")
+    # The ssim filter prints its summary at "info" level when it closes.
+    result = _run(
+        _ffmpeg_argv(compared, loglevel="info"),
+        timeout=limits.media_timeout(probe.duration),
+        stall_timeout=limits.stall_timeout_s,
+        on_progress=lambda block: None,
+    )
+    found = re.search(r"SSIM .* All:([0-9.]+)", result.stderr)
+    if result.returncode != 0 or found is None:
+        raise _failure(result, "We could not measure the quality of this rendition.")
+    return float(found[1])

@@ -1,0 +1,345 @@
+"""Resumable uploads over real HTTP: the tuspy client against the app served by waitress.
+
+On local storage by default; on S3 (a moto server over HTTP) when HUB_TEST_STORAGE=s3,
+with files big enough for real multipart parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+from tusclient import client as tus_client
+from tusclient.exceptions import TusCommunicationError
+
+from hub.db import utcnow
+from hub.media.models import Blob
+from hub.uploads.models import Upload
+from tests.conftest import COURSE, STORAGE, Accounts
+from tests.functional.conftest import Process, free_port, wait_until
+
+MiB = 1024 * 1024
+ROOT = Path(__file__).resolve().parents[2]
+# S3 parts are at least 5 MiB (8 MiB by default): 12 MiB in 3 MiB chunks makes one full
+# part sent mid-upload, a short last part, and local part files in between.
+SIZE = 12 * MiB if STORAGE == "s3" else 4 * MiB
+CHUNK = 3 * MiB if STORAGE == "s3" else MiB
+TUS = {"Tus-Resumable": "1.0.0"}
+
+# `hub serve`, with the upload server attached until create_app does it itself
+# (tests/unit/uploads/wiring.py; then this is exactly `hub serve`).
+SERVE = """
+import sys
+from waitress import serve
+from hub import create_app
+from tests.unit.uploads.wiring import wire
+serve(wire(create_app()), host="127.0.0.1", port=int(sys.argv[1]), threads=8, ident="oer-hub")
+"""
+
+
+class TusServer:
+    """The hub on a loopback port that stays the same across restarts."""
+
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        self.env = {**env, "PYTHONPATH": str(ROOT)}
+        self.tmp_path = tmp_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.starts = 0
+        self.process = self._start()
+
+    def _start(self) -> Process:
+        self.starts += 1
+        process = Process(
+            [sys.executable, "-c", SERVE, str(self.port)], self.env, self.tmp_path / f"serve-{self.starts}.log"
+        )
+
+        def up() -> bool:
+            if process.popen.poll() is not None:
+                pytest.fail(f"the server exited:\n{process.output()}")
+            try:
+                return requests.options(f"{self.url}/api/v1/uploads/", timeout=2).status_code == 204
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, 30, "the web server")
+        return process
+
+    def restart(self) -> None:
+        self.process.kill()  # SIGKILL: no goodbye, as in a power cut
+        self.process.popen.wait(timeout=10)
+        self.process.stop()
+        self.process = self._start()
+
+    def api(self, path: str) -> str:
+        return f"{self.url}/api/v1{path}"
+
+
+@pytest.fixture
+def server(hub_env: dict[str, str], tmp_path: Path) -> Iterator[TusServer]:
+    served = TusServer(hub_env, tmp_path)
+    yield served
+    served.process.stop()
+
+
+@pytest.fixture
+def accounts(make: Accounts) -> dict[str, Any]:
+    haidian = make.school("海淀实验小学", "famous")
+    uploader = make.user("up@haidian.cn", haidian, "uploader", password="correct horse")
+    return {
+        "uploader": uploader,
+        "auth": make.bearer(uploader),
+        "other": make.bearer(make.user("up@shyz.cn", make.school("上海第一中学", "famous"), "uploader")),
+    }
+
+
+def _lesson(server: TusServer, auth: dict[str, str]) -> int:
+    course = requests.post(server.api("/courses"), json=COURSE, headers=auth, timeout=10).json()
+    lesson = requests.post(
+        server.api(f"/courses/{course['id']}/lessons"), json={"title": "配方法"}, headers=auth, timeout=10
+    )
+    return int(lesson.json()["id"])
+
+
+def _video(size: int = SIZE, seed: int = 0) -> bytes:
+    """Bytes that sniff as MP4 (an ftyp box), then filler that differs per seed."""
+    head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    return (head + hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1))[:size]
+
+
+def _uploader(server: TusServer, auth: dict[str, str], data: bytes, **options: Any) -> Any:
+    client = tus_client.TusClient(server.api("/uploads/"), headers=auth)
+    return client.uploader(
+        file_stream=io.BytesIO(data),
+        chunk_size=options.pop("chunk_size", CHUNK),
+        retries=options.pop("retries", 3),
+        retry_delay=options.pop("retry_delay", 0),
+        metadata=options.pop("metadata", {"filename": "第一课.mp4", "filetype": "video/mp4"}),
+        **options,
+    )
+
+
+def _state(server: TusServer, url: str, auth: dict[str, str]) -> dict[str, Any]:
+    response = requests.get(url, headers=auth, timeout=10)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_complete_upload_duplicate_and_material(server: TusServer, accounts: dict[str, Any], db: Session) -> None:
+    auth = accounts["auth"]
+    data = _video()
+    sha256 = hashlib.sha256(data).hexdigest()
+    uploader = _uploader(server, auth, data, upload_checksum=True)
+    uploader.upload()
+    state = _state(server, uploader.url, auth)
+    assert (state["status"], state["offset"], state["sha256"]) == ("complete", len(data), sha256)
+    assert urlsplit(uploader.url).path == f"/api/v1/uploads/{state['id']}"
+
+    # The same bytes again, in other chunks: one blob.
+    again = _uploader(server, auth, data, chunk_size=CHUNK + 12345)
+    again.upload()
+    assert again.url != uploader.url and _state(server, again.url, auth)["sha256"] == sha256
+    assert db.scalar(select(func.count()).select_from(Blob)) == 1
+
+    lesson = _lesson(server, auth)
+    made = requests.post(
+        server.api(f"/lessons/{lesson}/materials"),
+        json={"upload": uploader.url, "title": "第一课"},
+        headers=auth,
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    material = made.json()
+    assert material["status"] == "pending" and material["original"]["sha256"] == sha256
+    download = requests.get(server.url + material["original"]["url"], headers=auth, timeout=30)
+    assert hashlib.sha256(download.content).hexdigest() == sha256
+
+
+def _cut_patch(server: TusServer, url: str, auth: dict[str, str], offset: int, body: bytes) -> None:
+    """Send a PATCH announcing ``len(body)`` bytes, send half of them, and drop the connection."""
+    path = urlsplit(url).path
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nTus-Resumable: 1.0.0\r\n"
+        f"Authorization: {auth['Authorization']}\r\nUpload-Offset: {offset}\r\n"
+        f"Content-Type: application/offset+octet-stream\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head + body[: len(body) // 2])
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_interrupted_upload_resumes_from_the_server_offset(server: TusServer, accounts: dict[str, Any]) -> None:
+    auth = accounts["auth"]
+    data = _video(seed=1)
+    first = _uploader(server, auth, data)
+    first.upload(stop_at=2 * CHUNK)
+    assert first.get_offset() == 2 * CHUNK
+
+    _cut_patch(server, first.url, auth, 2 * CHUNK, data[2 * CHUNK : 3 * CHUNK])
+    time.sleep(0.3)
+    assert first.get_offset() == 2 * CHUNK  # a cut request adds nothing, and loses nothing
+
+    # A new client (a new process, a reopened laptop) that only knows the URL.
+    resumed = _uploader(server, auth, data, url=first.url)
+    assert resumed.offset == 2 * CHUNK
+    resumed.upload()
+    assert _state(server, first.url, auth)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+class _Slow(io.BytesIO):
+    def read(self, size: int | None = -1) -> bytes:
+        time.sleep(0.2)
+        return super().read(size)
+
+
+def test_upload_survives_a_server_restart(server: TusServer, accounts: dict[str, Any], db: Session) -> None:
+    auth = accounts["auth"]
+    data = _video(seed=2)
+    uploader = _uploader(server, auth, data, chunk_size=MiB, retries=60, retry_delay=0.5)
+    # A slow sender (0.2 s per chunk), so the restart surely lands mid-upload.
+    uploader.file_stream = _Slow(data)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            uploader.upload()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_until(lambda: uploader.url is not None and uploader.offset >= 2 * MiB, 30, "two chunks to arrive", 0.02)
+    server.restart()
+    assert uploader.offset < len(data)
+    thread.join(timeout=90)
+    assert not thread.is_alive() and not failure, failure
+    assert server.starts == 2
+    assert _state(server, uploader.url, auth)["sha256"] == hashlib.sha256(data).hexdigest()
+    assert db.scalar(select(func.count()).select_from(Upload)) == 1  # resumed, never started over
+
+
+def test_protocol_errors_over_http(server: TusServer, accounts: dict[str, Any], db: Session) -> None:
+    auth, other = accounts["auth"], accounts["other"]
+    http = requests.Session()
+    created = http.post(
+        server.api("/uploads/"),
+        headers={**TUS, **auth, "Upload-Length": "10000", "Upload-Metadata": "filename YS5tcDQ="},
+        timeout=10,
+    )
+    assert created.status_code == 201
+    url = server.url + created.headers["Location"]
+    patch = {**TUS, **auth, "Content-Type": "application/offset+octet-stream"}
+    body = _video(4096, seed=3)
+
+    def send(headers: dict[str, str], data: bytes = body, target: str = url) -> requests.Response:
+        return http.patch(target, headers=headers, data=data, timeout=10)
+
+    assert send({**patch, "Upload-Offset": "0"}).status_code == 204
+    statuses = {
+        "offset mismatch": send({**patch, "Upload-Offset": "0"}).status_code,
+        "version": send({**patch, "Upload-Offset": "4096", "Tus-Resumable": "0.2.0"}).status_code,
+        "past the length": send({**patch, "Upload-Offset": "4096"}, body * 2).status_code,
+        "content type": send({**patch, "Upload-Offset": "4096", "Content-Type": "text/plain"}).status_code,
+        "bad offset": send({**patch, "Upload-Offset": "-1"}).status_code,
+        "other school": send({**patch, **other, "Upload-Offset": "4096"}).status_code,
+        "too large": http.post(
+            server.api("/uploads/"), headers={**TUS, **auth, "Upload-Length": str(10**15)}
+        ).status_code,
+    }
+    mismatch = send({**patch, "Upload-Offset": "4096", "Upload-Checksum": "sha1 " + "A" * 27 + "="})
+    assert mismatch.status_code == 460 and mismatch.reason == "Checksum Mismatch"
+    assert mismatch.headers["Tus-Resumable"] == "1.0.0" and mismatch.json()["error"]["code"] == "checksum_mismatch"
+    assert statuses == {
+        "offset mismatch": 409,
+        "version": 412,
+        "past the length": 413,
+        "content type": 415,
+        "bad offset": 400,
+        "other school": 404,
+        "too large": 413,
+    }
+    head = http.head(url, headers={**TUS, **auth}, timeout=10)
+    assert head.headers["Upload-Offset"] == "4096" and head.headers["Cache-Control"] == "no-store"
+
+    db.execute(update(Upload).values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.commit()
+    assert http.head(url, headers={**TUS, **auth}, timeout=10).status_code == 410
+    db.execute(update(Upload).values(expires_at=utcnow() + timedelta(days=1)))
+    db.commit()
+    assert http.delete(url, headers={**TUS, **auth}, timeout=10).status_code == 204
+    assert http.head(url, headers={**TUS, **auth}, timeout=10).status_code == 404
+    assert send({**patch, "Upload-Offset": "4096"}).status_code == 404
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_browser_upload_reaches_100_percent(server: TusServer, accounts: dict[str, Any], tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    lesson = _lesson(server, accounts["auth"])
+    video = tmp_path / "第一课 配方法.mp4"
+    data = _video(12 * MiB, seed=4)  # three 5 MiB chunks from the page
+    video.write_bytes(data)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.url}/login?next=/upload/lessons/{lesson}")
+            page.fill("input[name=email]", "up@haidian.cn")
+            page.fill("input[name=password]", "correct horse")
+            page.click("button[type=submit]")
+            page.wait_for_url(f"**/upload/lessons/{lesson}")
+            page.fill("#upload-form input[name=title]", "第一课")
+            page.set_input_files("#upload-form input[type=file]", str(video))
+            page.click("#upload-form button[type=submit]")
+            page.wait_for_function(
+                "document.querySelector('#transfers progress') && document.querySelector('#transfers progress').value === 100",
+                timeout=30_000,
+            )
+            assert page.inner_text("#transfers .pct") == "100 %"
+            page.wait_for_selector("#materials li[data-material]", timeout=30_000)
+            assert "第一课" in page.inner_text("#materials")
+            assert "已添加" in page.inner_text("#transfers .state")
+        finally:
+            browser.close()
+    material = requests.get(server.api(f"/lessons/{lesson}"), headers=accounts["auth"], timeout=10).json()["materials"][
+        0
+    ]
+    assert material["original"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert material["title"] == "第一课"
+
+
+def test_tuspy_gives_up_cleanly_when_the_upload_is_gone(server: TusServer, accounts: dict[str, Any]) -> None:
+    auth = accounts["auth"]
+    data = _video(2 * MiB, seed=5)
+    uploader = _uploader(server, auth, data, chunk_size=MiB)
+    uploader.upload(stop_at=MiB)
+    requests.delete(uploader.url, headers={**TUS, **auth}, timeout=10)
+    with pytest.raises(TusCommunicationError):
+        uploader.get_offset()
