@@ -20,7 +20,7 @@ csrf = CSRFProtect()
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` holds ``HUB_*`` overrides on top of the environment."""
-    from hub import api, errors, jobs
+    from hub import api, errors, jobs, search
     from hub.accounts import auth
     from hub.accounts import views as account_views
     from hub.catalog import api as catalog_api
@@ -29,6 +29,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from hub.media import api as media_api
     from hub.media.ffmpeg import MediaLimits
     from hub.media.storage.factory import make_storage
+    from hub.search import api as search_api
+    from hub.search import views as search_views
 
     settings = Settings.load(config)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -59,15 +61,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         timeout_s=settings.media_timeout,
     )
     jobs.init_app(app, settings, database)
+    search.init_app(app, settings)
     csrf.init_app(app)
     errors.init_app(app)
     auth.init_app(app)
 
-    for blueprint in (api.blueprint, catalog_api.blueprint, media_api.blueprint):
+    for blueprint in (api.blueprint, catalog_api.blueprint, media_api.blueprint, search_api.blueprint):
         app.register_blueprint(blueprint)
         # The API checks CSRF itself, only for cookie sessions (hub.accounts.auth):
         # a bearer token is never sent by a browser on its own.
         csrf.exempt(blueprint)
     app.register_blueprint(catalog_views.blueprint)
+    app.register_blueprint(search_views.blueprint)
     app.register_blueprint(account_views.blueprint)
     return app

@@ -62,7 +62,10 @@ def serve(host: str, port: int, threads: int) -> None:
     """Serve the web app and API with waitress."""
     from waitress import serve as waitress_serve
 
+    from hub.search import ensure_index
+
     app = _app()
+    ensure_index(app)  # an old-schema or corrupt index is rebuilt in the background
     click.echo(f"serving on http://{host}:{port}/", err=True)
     waitress_serve(app, host=host, port=port, threads=threads, ident="oer-hub")
 
@@ -183,6 +186,14 @@ def demo(host: str, port: int) -> None:
 
     run_demo(_app(), host, port)
 
+
+def _attach_feature_commands() -> None:
+    from hub.search.cli import search_cli
+
+    main.add_command(search_cli)
+
+
+_attach_feature_commands()
 
 if __name__ == "__main__":
     main()

@@ -100,6 +100,9 @@ class Settings:
         _positive_int,
         str(64 * 1024 * 1024),
     )
+    search_cache_mb: int = setting(
+        "Memory for the search index's cached per-term document bitmaps, in MB.", _positive_int, "64"
+    )
     page_size: int = setting("Courses per page in lists.", _positive_int, "20")
     outbox_resend_after: int = setting(
         "Seconds after which the sweeper re-sends an outbox row the broker never took.",

@@ -943,6 +943,7 @@ def run_demo(app: Flask, host: str, port: int) -> None:
     """Migrate, seed, start a worker, print how to get in, and serve until stopped."""
     from hub.db import get_database
     from hub.migrate import upgrade
+    from hub.search import ensure_index
 
     settings: Settings = app.extensions["hub.settings"]
     print(f"data directory: {settings.data_dir}", flush=True)
@@ -958,6 +959,9 @@ def run_demo(app: Flask, host: str, port: int) -> None:
     print(report.summary(), flush=True)
     if report.media_note:
         print(report.media_note, flush=True)
+    # A first run indexes through the worker (every seeded course is queued);
+    # an index left by an older schema is rebuilt here, in the background.
+    ensure_index(app)
 
     worker = _Worker(worker_command(), _child_env(settings))
     atexit.register(worker.stop)

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-import tests.functional.conftest as functional
-from hub import create_app
 from hub.search.index import SearchIndex
 from hub.search.query import QueryEngine, SearchParams
 from tests.conftest import COURSE, Accounts
 from tests.functional.conftest import LiveServer, Worker, wait_until
-from tests.unit.search.support import HUB_WITH_SEARCH
-
-
-@pytest.fixture(autouse=True)
-def _hub_with_search(monkeypatch: pytest.MonkeyPatch, hub_env: dict[str, str]) -> Iterator[None]:
-    # Until create_app wires search, `hub serve` and `hub worker` start through
-    # a shim that adds it (tests/unit/search/support.py); afterwards the real command.
-    probe = create_app({k: v for k, v in hub_env.items() if k.startswith("HUB_")})
-    if "hub.search" not in probe.extensions:
-        monkeypatch.setattr(functional, "HUB", HUB_WITH_SEARCH)
-    yield
 
 
 def _raw_index(hub_env: dict[str, str]) -> QueryEngine:

@@ -1,0 +1,1 @@
+"""Search benchmark: a synthetic catalog with ground truth, hub search against FTS5 and tantivy."""

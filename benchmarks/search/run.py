@@ -1,0 +1,513 @@
+"""Search benchmark: hub search (Whoosh) against SQLite FTS5 and tantivy on the same catalog.
+
+One command::
+
+    .venv/bin/python -m benchmarks.search --lessons 100000
+
+What is measured, all in one process on the same data:
+
+- **hub**: the product path. The catalog is inserted into a migrated SQLite
+  database; ``hub.search.services.rebuild`` reads it and builds the index (so
+  the time includes reading rows and analysis); each query goes through
+  ``services.search`` — facets, top 20, database hydration, highlighted
+  snippets. Latency is measured cold (first time each query's terms are seen)
+  and again warm.
+- **fts5**: SQLite FTS5 over the same analysed terms (so its Chinese matching
+  is as good as ours), bm25 with the same field weights, facet counts by one
+  GROUP BY over the matches, the same snippet function.
+- **tantivy** (if ``tantivy`` installs): the same analysed terms on whitespace
+  tokenisation, a terms aggregation for facets, the same snippet function.
+
+Quality: precision@10 and recall@20 against the generator's ground truth
+(hits count when they are a relevant lesson or the course of one; recall is
+over min(20, relevant)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import hashlib
+import io
+import os
+import platform
+import pstats
+import resource
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.search.generate import Catalog, Query, generate, make_queries
+from hub.search.analysis import QueryUnit
+from hub.search.documents import Document, course_documents
+from hub.search.query import highlight, parse
+from hub.search.schema import FACETS, PINYIN_BOOST, TITLE_BOOST
+
+TOP = 20
+
+
+@dataclass
+class EngineResult:
+    name: str
+    build_s: float = 0.0
+    documents: int = 0
+    size_bytes: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    warm_latencies_ms: list[float] = field(default_factory=list)
+    precision10: dict[str, list[float]] = field(default_factory=dict)
+    recall20: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def pct(self, p: float, warm: bool = False) -> float:
+        values = sorted(self.warm_latencies_ms if warm else self.latencies_ms)
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, round(p * (len(values) - 1)))]
+
+    def quality(self, kinds: Iterable[str] | None = None) -> tuple[float, float]:
+        keys = list(kinds) if kinds is not None else list(self.precision10)
+        p = [v for k in keys for v in self.precision10.get(k, [])]
+        r = [v for k in keys for v in self.recall20.get(k, [])]
+        return (statistics.mean(p) if p else float("nan"), statistics.mean(r) if r else float("nan"))
+
+
+def judge(result: EngineResult, query: Query, keys: list[str]) -> None:
+    relevant = query.relevant
+    if not relevant:
+        return
+    top10 = keys[:10]
+    p = sum(1 for k in top10 if k in relevant) / min(10, len(relevant))
+    r = sum(1 for k in keys[:TOP] if k in relevant) / min(TOP, len(relevant))
+    result.precision10.setdefault(query.kind, []).append(min(p, 1.0))
+    result.recall20.setdefault(query.kind, []).append(r)
+
+
+def dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+# -- the catalog in a real hub database ---------------------------------------
+
+
+def load_database(catalog: Catalog, data_dir: Path) -> Any:
+    """Migrate a SQLite database under ``data_dir`` and insert the catalog with executemany."""
+    from hub import create_app
+    from hub.db import get_database
+    from hub.migrate import upgrade
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(f"sqlite:///{data_dir / 'hub.db'}")
+    app = create_app({"HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING"})
+    engine = get_database(app).engine
+    now = "2025-01-01 00:00:00"
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.executemany(
+            "INSERT INTO school (id, name, kind, region, county, rural, created_at) "
+            "VALUES (?, ?, 'famous', '', '', 0, ?)",
+            [(sid, name, now) for sid, name in catalog.schools],
+        )
+        raw.executemany(
+            "INSERT INTO course (id, school_id, title, summary, category, subject, grades_mask, edition, volume, "
+            "language, license, teacher, status, version, published_at, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'published', 1, ?, ?, ?)",
+            [
+                (c.id, c.school_id, c.title, c.summary, c.category, c.subject, sum(1 << g for g in c.grades),
+                 c.edition, c.volume, c.language, c.license, c.teacher, now, now, now)
+                for c in catalog.courses
+            ],
+        )
+        raw.executemany(
+            "INSERT INTO lesson (id, course_id, position, title, summary, unit, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(lsn.id, c.id, lsn.position, lsn.title, lsn.summary, lsn.unit, now, now)
+             for c in catalog.courses for lsn in c.lessons],
+        )
+        materials = [
+            (lsn.id, kind, title, hashlib.sha256(f"{lsn.id}/{i}".encode()).hexdigest())
+            for c in catalog.courses for lsn in c.lessons for i, (kind, title) in enumerate(lsn.materials)
+        ]
+        raw.executemany(
+            "INSERT INTO blob (sha256, size, media_type, created_at) VALUES (?, 1, 'application/octet-stream', ?)",
+            [(sha, now) for *_, sha in materials],
+        )
+        raw.executemany(
+            "INSERT INTO material (lesson_id, kind, title, filename, original_sha256, status, progress, error, "
+            "created_at, updated_at) VALUES (?, ?, ?, '', ?, 'ready', 100, '', ?, ?)",
+            [(lid, kind, title, sha, now, now) for lid, kind, title, sha in materials],
+        )
+    return app
+
+
+# -- hub (Whoosh) -------------------------------------------------------------
+
+
+def run_hub(
+    app: Any, queries: list[Query], profile_dir: Path | None
+) -> EngineResult:
+    from hub.db import get_database
+    from hub.search import SearchEngine, services
+    from hub.search.query import SearchParams
+
+    result = EngineResult("hub (Whoosh-Reloaded 2.7.5)")
+    engine: SearchEngine = app.extensions["hub.search"]
+    database = get_database(app)
+    profiler = cProfile.Profile() if profile_dir else None
+    with database.session() as session:
+        if profiler:
+            profiler.enable()
+        started = time.perf_counter()
+        report = services.rebuild(session, engine)
+        result.build_s = time.perf_counter() - started
+        if profiler:
+            profiler.disable()
+            _dump(profiler, profile_dir / "rebuild.txt")  # type: ignore[operator]
+        result.documents = report.documents
+        result.size_bytes = dir_size(engine.index.root)
+        started = time.perf_counter()
+        engine.query.warm()
+        result.notes.append(f"searcher open + facet bitmaps: {(time.perf_counter() - started) * 1000:.0f} ms")
+        profiler = cProfile.Profile() if profile_dir else None
+        for rnd, sink in enumerate((result.latencies_ms, result.warm_latencies_ms)):
+            if profiler and rnd == 0:
+                profiler.enable()
+            for query in queries:
+                started = time.perf_counter()
+                page = services.search(session, engine, None, SearchParams(q=query.text, per_page=TOP))
+                sink.append((time.perf_counter() - started) * 1000)
+                if rnd == 0:
+                    judge(result, query, [f"{h.type}:{h.id}" for h in page.hits])
+                session.rollback()
+            if profiler and rnd == 0:
+                profiler.disable()
+                _dump(profiler, profile_dir / "queries.txt")  # type: ignore[operator]
+    cache = engine.query.bitmaps
+    result.notes.append(f"bitmap cache: {cache.hits} hits, {cache.misses} misses, {cache._bytes / 1e6:.0f} MB")
+    return result
+
+
+def _dump(profiler: cProfile.Profile, path: Path) -> None:
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+    path.write_text(out.getvalue())
+
+
+# -- shared by the references -------------------------------------------------
+
+
+def _joined(terms: list[str]) -> str:
+    return " ".join(terms)
+
+
+def _facet_values(doc: Document) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name in FACETS:
+        value = doc[name]
+        for v in value if isinstance(value, list) else [value]:
+            if v != "-":
+                out.append((name, v))
+    return out
+
+
+def _texts(catalog: Catalog) -> dict[str, tuple[str, str]]:
+    texts: dict[str, tuple[str, str]] = {}
+    for course in catalog.courses:
+        texts[f"course:{course.id}"] = (course.title, course.summary)
+        for lesson in course.lessons:
+            texts[f"lesson:{lesson.id}"] = (lesson.title, lesson.summary)
+    return texts
+
+
+def _analysed(catalog: Catalog) -> tuple[list[Document], float]:
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        docs = [doc for course in catalog.courses for doc in course_documents(course)]
+        return docs, time.perf_counter() - started
+    finally:
+        gc.enable()
+
+
+# -- SQLite FTS5 ---------------------------------------------------------------
+
+
+def _fts_match(units: list[QueryUnit], relaxed: bool = False) -> str:
+    parts = []
+    for unit in units:
+        required = " AND ".join(f'"{t}"' for t in unit.required)
+        expr = f"({required})" if not unit.pinyin else f'(({required}) OR pinyin : "{unit.pinyin}")'
+        parts.append(expr)
+    return (" OR " if relaxed else " AND ").join(parts)
+
+
+def run_fts5(
+    catalog: Catalog, docs: list[Document], analysis_s: float, queries: list[Query], work: Path
+) -> EngineResult:
+    result = EngineResult("SQLite FTS5")
+    path = work / "fts5.db"
+    db = sqlite3.connect(path)
+    started = time.perf_counter()
+    db.executescript(
+        """
+        PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+        CREATE VIRTUAL TABLE fts USING fts5(title, body, pinyin, tokenize='unicode61');
+        CREATE TABLE docs (rowid INTEGER PRIMARY KEY, key TEXT, title TEXT, summary TEXT);
+        CREATE TABLE facets (rowid INTEGER, name TEXT, value TEXT);
+        """
+    )
+    texts = _texts(catalog)
+    with db:
+        db.executemany(
+            "INSERT INTO fts (rowid, title, body, pinyin) VALUES (?, ?, ?, ?)",
+            ((i, _joined(d["title"]), _joined(d["body"]), _joined(d["pinyin"])) for i, d in enumerate(docs, 1)),
+        )
+        db.executemany(
+            "INSERT INTO docs VALUES (?, ?, ?, ?)", ((i, d["key"], *texts[d["key"]]) for i, d in enumerate(docs, 1))
+        )
+        db.executemany(
+            "INSERT INTO facets VALUES (?, ?, ?)",
+            ((i, n, v) for i, d in enumerate(docs, 1) for n, v in _facet_values(d)),
+        )
+        db.execute("CREATE INDEX facets_rowid ON facets (rowid)")
+    result.build_s = time.perf_counter() - started + analysis_s
+    result.notes.append(f"build = {analysis_s:.1f} s the same analysis + {result.build_s - analysis_s:.1f} s inserts")
+    result.documents = len(docs)
+    result.size_bytes = path.stat().st_size
+    weights = f"{TITLE_BOOST}, 1.0, {PINYIN_BOOST}"
+    for rnd, sink in enumerate((result.latencies_ms, result.warm_latencies_ms)):
+        for query in queries:
+            started = time.perf_counter()
+            units = list(parse(query.text))
+            keys: list[str] = []
+            if units:
+                match = _fts_match(units)
+                if not db.execute("SELECT 1 FROM fts WHERE fts MATCH ? LIMIT 1", (match,)).fetchone():
+                    match = _fts_match(units, relaxed=True)
+                db.execute("DROP TABLE IF EXISTS temp.hits")
+                db.execute("CREATE TEMP TABLE hits AS SELECT rowid FROM fts WHERE fts MATCH ?", (match,))
+                total = db.execute("SELECT count(*) FROM temp.hits").fetchone()[0]
+                facets: dict[str, dict[str, int]] = {}
+                for name, value, count in db.execute(
+                    "SELECT name, value, count(*) FROM facets WHERE rowid IN (SELECT rowid FROM temp.hits) "
+                    "GROUP BY name, value"
+                ):
+                    facets.setdefault(name, {})[value] = count
+                # Only constants are formatted into the SQL; the query text is a parameter.
+                top = db.execute(
+                    "SELECT d.key, d.title, d.summary FROM fts JOIN docs d ON d.rowid = fts.rowid "  # noqa: S608
+                    f"WHERE fts MATCH ? ORDER BY bm25(fts, {weights}) LIMIT {TOP}",
+                    (match,),
+                ).fetchall()
+                for key, title, summary in top:
+                    highlight(title, units)
+                    highlight(summary, units)
+                    keys.append(key)
+                assert total >= len(keys)
+            sink.append((time.perf_counter() - started) * 1000)
+            if rnd == 0:
+                judge(result, query, keys)
+    db.close()
+    return result
+
+
+# -- tantivy -------------------------------------------------------------------
+
+
+def run_tantivy(
+    catalog: Catalog, docs: list[Document], analysis_s: float, queries: list[Query], work: Path
+) -> EngineResult | None:
+    try:
+        import tantivy  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    version = str(getattr(tantivy, "__version__", "")).split(",")[0].replace("tantivy ", "")
+    result = EngineResult(f"tantivy-py {version}")
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("key", stored=True, tokenizer_name="raw")
+    for name in ("title", "body", "pinyin"):
+        builder.add_text_field(name, tokenizer_name="whitespace", index_option="freq")
+    for name in FACETS:
+        builder.add_text_field(name, fast=True, tokenizer_name="raw", index_option="basic")
+    schema = builder.build()
+    path = work / "tantivy"
+    path.mkdir()
+    index = tantivy.Index(schema, path=str(path))
+    started = time.perf_counter()
+    writer = index.writer(heap_size=512_000_000, num_threads=2)
+    for doc in docs:
+        fields: dict[str, Any] = {
+            "key": doc["key"],
+            "title": _joined(doc["title"]),
+            "body": _joined(doc["body"]),
+            "pinyin": _joined(doc["pinyin"]),
+        }
+        for name, value in _facet_values(doc):
+            fields.setdefault(name, []).append(value)
+        writer.add_document(tantivy.Document(**fields))
+    writer.commit()
+    writer.wait_merging_threads()
+    index.reload()
+    result.build_s = time.perf_counter() - started + analysis_s
+    result.notes.append(f"build = {analysis_s:.1f} s the same analysis + {result.build_s - analysis_s:.1f} s indexing")
+    result.documents = len(docs)
+    result.size_bytes = dir_size(path)
+    searcher = index.searcher()
+    texts = _texts(catalog)
+    Occur = tantivy.Occur
+    aggs = {name: {"terms": {"field": name, "size": 200}} for name in FACETS}
+
+    term = tantivy.Query.term_query
+
+    def unit_query(unit: QueryUnit) -> Any:
+        required = [
+            tantivy.Query.boolean_query(
+                [
+                    (Occur.Should, tantivy.Query.boost_query(term(schema, "title", t), TITLE_BOOST)),
+                    (Occur.Should, tantivy.Query.term_query(schema, "body", t)),
+                ]
+            )
+            for t in unit.required
+        ]
+        q = tantivy.Query.boolean_query([(Occur.Must, r) for r in required])
+        if unit.pinyin:
+            pinyin = tantivy.Query.boost_query(tantivy.Query.term_query(schema, "pinyin", unit.pinyin), PINYIN_BOOST)
+            q = tantivy.Query.boolean_query([(Occur.Should, q), (Occur.Should, pinyin)])
+        return q
+
+    for rnd, sink in enumerate((result.latencies_ms, result.warm_latencies_ms)):
+        for query in queries:
+            started = time.perf_counter()
+            units = list(parse(query.text))
+            keys: list[str] = []
+            if units:
+                q = tantivy.Query.boolean_query([(Occur.Must, unit_query(u)) for u in units])
+                if searcher.search(q, 1).count == 0:
+                    q = tantivy.Query.boolean_query([(Occur.Should, unit_query(u)) for u in units])
+                found = searcher.search(q, TOP)
+                searcher.aggregate(q, aggs)
+                for _score, address in found.hits:
+                    key = searcher.doc(address)["key"][0]
+                    title, summary = texts[key]
+                    highlight(title, units)
+                    highlight(summary, units)
+                    keys.append(key)
+            sink.append((time.perf_counter() - started) * 1000)
+            if rnd == 0:
+                judge(result, query, keys)
+    return result
+
+
+# -- report --------------------------------------------------------------------
+
+
+def report(
+    lessons: int, catalog: Catalog, queries: list[Query], results: list[EngineResult], extra: list[str]
+) -> str:
+    hub = results[0]
+    lines = [
+        f"### Search at {lessons:,} lessons ({len(catalog.courses):,} courses, {hub.documents:,} documents)",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; load average at the start {os.getloadavg()[0]:.2f}. "
+        f"{len(queries)} queries: " + ", ".join(f"{k} {sum(1 for q in queries if q.kind == k)}" for k in
+                                              ("zh", "zh-trad", "zh-textbook", "en", "pinyin")) + ".",
+        "",
+        "| engine | full build | docs/s | index size | p50 cold | p95 cold | p50 warm | p95 warm "
+        "| P@10 | R@20 | R@20 Chinese |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    chinese = ("zh", "zh-trad", "zh-textbook", "pinyin")
+    for r in results:
+        p10, r20 = r.quality()
+        _, r20zh = r.quality(chinese)
+        lines.append(
+            f"| {r.name} | {r.build_s:.1f} s | {r.documents / r.build_s:,.0f} | {r.size_bytes / 1e6:.0f} MB "
+            f"| {r.pct(0.5):.1f} ms | {r.pct(0.95):.1f} ms | {r.pct(0.5, True):.1f} ms | {r.pct(0.95, True):.1f} ms "
+            f"| {p10:.3f} | {r20:.3f} | {r20zh:.3f} |"
+        )
+    lines.append("")
+    for r in results[1:]:
+        lines.append(
+            f"- hub ÷ {r.name}: build {hub.build_s / r.build_s:.1f}×, p95 cold {hub.pct(0.95) / r.pct(0.95):.1f}×, "
+            f"p95 warm {hub.pct(0.95, True) / r.pct(0.95, True):.1f}×, size {hub.size_bytes / r.size_bytes:.1f}×"
+        )
+    lines.append("")
+    lines.append("Quality by query kind (P@10 / R@20):")
+    lines.append("")
+    lines.append("| engine | " + " | ".join(hub.precision10) + " |")
+    lines.append("| --- |" + " ---: |" * len(hub.precision10))
+    for r in results:
+        cells = []
+        for kind in hub.precision10:
+            p, rc = r.quality([kind])
+            cells.append(f"{p:.2f} / {rc:.2f}")
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for r in results:
+        for note in r.notes:
+            lines.append(f"- {r.name}: {note}")
+    lines.extend(f"- {e}" for e in extra)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.search", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lessons", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--work", type=Path, default=None, help="working directory (default: a temporary one)")
+    parser.add_argument("--no-references", action="store_true", help="measure hub only")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write cProfile tops of rebuild and queries here (slows the run: its times are not comparable)",
+    )
+    parser.add_argument("--output", type=Path, default=None, help="also write the markdown report to this file")
+    args = parser.parse_args(argv)
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="hub-search-bench-"))
+    if work.exists() and args.work:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    try:
+        started = time.perf_counter()
+        catalog = generate(args.lessons)
+        queries = make_queries(catalog, args.queries)
+        extra = [f"catalog generated in {time.perf_counter() - started:.1f} s"]
+        started = time.perf_counter()
+        app = load_database(catalog, work / "hub")
+        extra.append(f"database loaded in {time.perf_counter() - started:.1f} s (not part of any build time)")
+        results = [run_hub(app, queries, args.profile)]
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        extra.append(f"peak RSS after the hub rebuild: {peak_mb:.0f} MB")
+        print(f"hub: build {results[0].build_s:.1f} s, p95 {results[0].pct(0.95):.1f} ms", flush=True)
+        if not args.no_references:
+            docs, analysis_s = _analysed(catalog)
+            results.append(run_fts5(catalog, docs, analysis_s, queries, work))
+            print(f"fts5: build {results[-1].build_s:.1f} s, p95 {results[-1].pct(0.95):.1f} ms", flush=True)
+            tantivy_result = run_tantivy(catalog, docs, analysis_s, queries, work)
+            if tantivy_result is None:
+                extra.append("tantivy: not installed (pip install tantivy), not measured")
+            else:
+                results.append(tantivy_result)
+        text = report(args.lessons, catalog, queries, results, extra)
+        print(text)
+        if args.output:
+            args.output.write_text(text)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+

@@ -1,0 +1,408 @@
+"""The index on disk: one writer at a time, rebuilds swapped in atomically, a schema stamp.
+
+Layout of ``HUB_INDEX_DIR``::
+
+    CURRENT            name of the live generation directory (replaced atomically)
+    write.lock         flock'ed by the one writer; holds its pid for diagnostics
+    gen-<time>-<rand>/ a complete Whoosh index + hub-stamp.json (schema version)
+
+Why generations: ``hub search rebuild`` writes a whole new index beside the
+live one while searches keep reading the old one, then swaps ``CURRENT`` with
+``os.replace`` (atomic on POSIX). The previous generation is kept until the
+next rebuild, because a searcher in another process may still have its files
+open for a moment; older ones are deleted.
+
+Why ``flock``: the kernel drops the lock when its holder dies, so a crashed or
+killed writer never leaves a stale lock behind. A leftover lock *file* is
+harmless (the lock is the flock, not the file), and Whoosh's own WRITELOCK
+inside a generation uses flock too. Half-written segments of a crashed writer
+are never referenced by a TOC and are removed by the next commit.
+
+The stamp is what makes an index trusted: a generation without a matching
+``hub-stamp.json`` (old schema, a crash mid-rebuild, files copied from
+elsewhere) is treated as missing and rebuilt. Whoosh keeps its schema as a
+pickle, so an index directory must only ever come from this machine's own
+rebuild, never from a bundle or another hub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import whoosh  # type: ignore[import-untyped]
+from whoosh import index as whoosh_index
+from whoosh.searching import Searcher  # type: ignore[import-untyped]
+from whoosh.util.numeric import byte_to_length, length_to_byte  # type: ignore[import-untyped]
+from whoosh.writing import LockError, SegmentWriter  # type: ignore[import-untyped]
+
+from hub.search.documents import Document
+from hub.search.schema import SCHEMA_VERSION, make_schema
+
+log = logging.getLogger(__name__)
+
+STAMP = "hub-stamp.json"
+CURRENT = "CURRENT"
+LOCK = "write.lock"
+
+
+class IndexBusy(Exception):
+    """Another process holds the writer lock; the caller retries later."""
+
+
+class IndexUnavailable(Exception):
+    """There is no usable index yet (missing, corrupt or of an old schema)."""
+
+
+@dataclass(frozen=True)
+class IndexState:
+    status: str  # ok | missing | outdated | corrupt
+    generation: str
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    schema_version: int
+    whoosh_version: str
+    documents: int
+    built_at: float
+
+
+class SearchIndex:
+    """A directory of index generations; thread-safe within a process."""
+
+    def __init__(self, root: Path, *, writer_memory_mb: int = 256) -> None:
+        self.root = root
+        self.writer_memory_mb = writer_memory_mb
+        self._lock = threading.RLock()
+        self._searcher: Searcher | None = None
+        self._generation = ""
+        self._current_stat: tuple[int, int] | None = None
+
+    # -- state ---------------------------------------------------------------
+
+    def current_generation(self) -> str:
+        try:
+            name = (self.root / CURRENT).read_text().strip()
+        except FileNotFoundError:
+            return ""
+        # Only a plain directory name under root: CURRENT is never a path elsewhere.
+        return name if name.startswith("gen-") and "/" not in name and ".." not in name else ""
+
+    def read_stamp(self, generation: str) -> Stamp | None:
+        try:
+            data = json.loads((self.root / generation / STAMP).read_text())
+            return Stamp(
+                int(data["schema_version"]),
+                str(data["whoosh_version"]),
+                int(data["documents"]),
+                float(data["built_at"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def state(self) -> IndexState:
+        """Cheap check (two small files): is there a live generation of the current schema?"""
+        generation = self.current_generation()
+        if not generation or not (self.root / generation).is_dir():
+            return IndexState("missing", generation)
+        stamp = self.read_stamp(generation)
+        if stamp is None:
+            return IndexState("corrupt", generation, "no readable schema stamp")
+        if stamp.schema_version != SCHEMA_VERSION:
+            return IndexState("outdated", generation, f"schema {stamp.schema_version}, code expects {SCHEMA_VERSION}")
+        return IndexState("ok", generation)
+
+    def verify(self) -> IndexState:
+        """Thorough check: also open the index and read it."""
+        state = self.state()
+        if not state.ok:
+            return state
+        try:
+            with self.searcher() as searcher:
+                searcher.doc_count()
+        except Exception as exc:  # noqa: BLE001 - any failure to read means the files are damaged
+            return IndexState("corrupt", state.generation, f"{type(exc).__name__}: {exc}")
+        return state
+
+    # -- reading -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def searcher(self) -> Iterator[Searcher]:
+        """The live searcher, reopened when a commit or a swap happened since.
+
+        One searcher per process, used under a lock: Whoosh searchers are not
+        safe to share between threads, and with the GIL a pure-Python search
+        gains nothing from running two at once anyway.
+        """
+        with self._lock:
+            yield self._fresh_searcher()
+
+    def _fresh_searcher(self) -> Searcher:
+        try:
+            st = os.stat(self.root / CURRENT)
+            current_stat: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            current_stat = None
+        if self._searcher is not None and current_stat == self._current_stat and self._searcher.up_to_date():
+            return self._searcher
+        # Not Searcher.refresh(): Whoosh 2.7 reuses a segment's reader when the
+        # segment id is unchanged, with its old set of deleted documents, so a
+        # withdrawn course would stay findable. A new searcher is cheap, and
+        # the bitmap caches (keyed by segment and deletion count) survive it.
+        state = self.state()
+        if not state.ok:
+            raise IndexUnavailable(f"search index {state.status}: {state.detail or self.root}")
+        try:
+            ix = whoosh_index.open_dir(str(self.root / state.generation))
+            searcher = ix.searcher()
+        except Exception as exc:
+            raise IndexUnavailable(f"search index corrupt: {type(exc).__name__}: {exc}") from exc
+        self.close()
+        self._searcher, self._generation, self._current_stat = searcher, state.generation, current_stat
+        return searcher
+
+    def close(self) -> None:
+        with self._lock:
+            if self._searcher is not None:
+                with contextlib.suppress(Exception):
+                    self._searcher.close()
+            self._searcher = None
+            self._current_stat = None
+
+    # -- writing -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writer_lock(self, wait: float = 0.0) -> Iterator[None]:
+        """Hold the one writer lock; :class:`IndexBusy` if another holder keeps it past ``wait`` seconds."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = self.lock_holder() or "another process"
+                        raise IndexBusy(f"the search index is being written by {holder}") from None
+                    time.sleep(0.05)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}@{socket.gethostname()} since {time.time():.0f}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def lock_holder(self) -> str:
+        """Who holds the writer lock, as it wrote itself down (empty when free)."""
+        try:
+            return (self.root / LOCK).read_text().strip()
+        except OSError:
+            return ""
+
+    def update(self, course_id: int, documents: list[Document]) -> None:
+        """Replace one course's documents. Caller holds :meth:`writer_lock`."""
+        state = self.state()
+        if not state.ok:
+            raise IndexUnavailable(f"search index {state.status}")
+        ix = whoosh_index.open_dir(str(self.root / state.generation))
+        try:
+            writer = ix.writer(limitmb=64)
+        except LockError as exc:
+            raise IndexBusy("Whoosh's own write lock is held") from exc
+        try:
+            writer.delete_by_term("course", str(course_id))
+            for document in documents:
+                writer.add_document(**document)
+            writer.commit()
+        except BaseException:
+            writer.cancel()
+            raise
+        finally:
+            ix.close()
+
+    def rebuild(self, documents: Iterable[Document]) -> int:
+        """Write every document into a new generation and swap it in. Caller holds :meth:`writer_lock`."""
+        generation = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+        path = self.root / generation
+        path.mkdir(parents=True)
+        count = 0
+        try:
+            ix = whoosh_index.create_in(str(path), make_schema())
+            writer = BulkWriter(ix, limitmb=self.writer_memory_mb)
+            try:
+                for document in documents:
+                    writer.add_document(**document)
+                    count += 1
+                writer.commit()
+            except BaseException:
+                writer.cancel()
+                raise
+            finally:
+                ix.close()
+            stamp = {
+                "schema_version": SCHEMA_VERSION,
+                "whoosh_version": whoosh.versionstring(),
+                "documents": count,
+                "built_at": time.time(),
+            }
+            _write_atomically(path / STAMP, json.dumps(stamp))
+            previous = self.current_generation()
+            _write_atomically(self.root / CURRENT, generation + "\n")
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        self._remove_old_generations(keep={generation, previous})
+        return count
+
+    def _remove_old_generations(self, keep: set[str]) -> None:
+        for child in self.root.iterdir():
+            if child.is_dir() and child.name not in keep:
+                # Anything else here is ours: old generations and Whoosh files
+                # of a pre-generation layout, or a half-built generation.
+                shutil.rmtree(child, ignore_errors=True)
+            elif child.is_file() and child.name not in (CURRENT, LOCK):
+                child.unlink(missing_ok=True)
+
+    def destroy(self) -> None:
+        """Remove every generation (tests, and `hub search rebuild --clean`)."""
+        self.close()
+        if self.root.exists():
+            shutil.rmtree(self.root)
+
+
+class _TermPool:
+    """Postings grouped by term as they arrive, instead of Whoosh's one big sort.
+
+    A rebuild adds documents in docnum order, so each term's list is already
+    sorted: only the distinct terms (~1 in 20 postings) need sorting. Whoosh's
+    PostingPool sorts every posting tuple and, past its memory limit, merges
+    sorted runs from disk with a Python heap, which at 100,000 lessons was
+    the largest single cost of a rebuild (see benchmarks/search/RESULTS.md).
+    """
+
+    def __init__(self) -> None:
+        self.terms: dict[tuple[str, bytes], list[tuple[int, float, bytes]]] = {}
+        self.fieldnames: set[str] = set()
+
+    def iter_postings(self) -> Iterator[tuple[str, bytes, int, float, bytes]]:
+        for key in sorted(self.terms):
+            fieldname, btext = key
+            for docnum, weight, vbytes in self.terms[key]:
+                yield fieldname, btext, docnum, weight, vbytes
+
+    def cleanup(self) -> None:
+        self.terms = {}
+
+
+class _Lengths:
+    """Field lengths kept in memory while the segment is written (Whoosh re-reads them from disk per posting)."""
+
+    def __init__(self, lengths: dict[str, list[int]]) -> None:
+        self._lengths = lengths
+
+    def doc_field_length(self, docnum: int, fieldname: str, default: int = 0) -> int:
+        lengths = self._lengths.get(fieldname)
+        return lengths[docnum] if lengths is not None else default
+
+    def close(self) -> None:
+        pass
+
+
+class BulkWriter(SegmentWriter):  # type: ignore[misc]
+    """Whoosh 2.7's SegmentWriter with a faster path for a full rebuild.
+
+    Same segment format on disk (it only changes how postings are gathered
+    before the codec writes them), so the result is read by stock Whoosh.
+    Tied to Whoosh-Reloaded 2.7.5's SegmentWriter internals, which is one
+    reason that version is pinned exactly.
+    """
+
+    def __init__(self, ix: Any, **kwargs: Any) -> None:
+        super().__init__(ix, **kwargs)
+        self.pool = _TermPool()
+        self._field_lengths: dict[str, list[int]] = {}
+        self._fields = {name: self.schema[name] for name in self.schema.names()}
+
+    def add_document(self, **fields: Any) -> None:
+        self._check_state()
+        perdocwriter = self.perdocwriter
+        docnum = self.docnum
+        terms = self.pool.terms
+        perdocwriter.start_doc(docnum)
+        try:
+            for fieldname in sorted(fields):
+                value = fields[fieldname]
+                if value is None:
+                    continue
+                field = self._fields[fieldname]
+                length = 0
+                if field.indexed:
+                    self.pool.fieldnames.add(fieldname)
+                    for tbytes, freq, weight, vbytes in field.index(value):
+                        length += freq
+                        key = (fieldname, tbytes)
+                        postings = terms.get(key)
+                        if postings is None:
+                            terms[key] = [(docnum, weight, vbytes)]
+                        else:
+                            postings.append((docnum, weight, vbytes))
+                if not field.scorable:
+                    length = 0
+                else:
+                    # Stored as one byte: keep the same approximation for block stats.
+                    self._field_lengths.setdefault(fieldname, []).extend(
+                        [0] * (docnum - len(self._field_lengths.get(fieldname, [])))
+                    )
+                    self._field_lengths[fieldname].append(byte_to_length(length_to_byte(length)))
+                perdocwriter.add_field(fieldname, field, value if field.stored else None, length)
+        except Exception:
+            perdocwriter.cancel_doc()
+            raise
+        perdocwriter.finish_doc()
+        self._added = True
+        self.docnum += 1
+
+    def _flush_segment(self) -> None:
+        self.perdocwriter.close()
+        count = self.docnum
+        lengths = {name: values + [0] * (count - len(values)) for name, values in self._field_lengths.items()}
+        self.fieldwriter.add_postings(self.schema, _Lengths(lengths), self.pool.iter_postings())
+        self.fieldwriter.close()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    # The rename is durable only once the directory entry is on disk.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,53 @@
+"""Analysis: folding, bigrams + words, stemming, pinyin, and query parsing that never fails."""
+
+from __future__ import annotations
+
+from hub.search import analysis
+
+
+def test_folding_keeps_length_and_meets_both_scripts() -> None:
+    for text in ("數學 古詩三首", "ＭＡＴＨ　Ｇｒａｄｅ５", "一元二次方程 Quadratic"):
+        assert len(analysis.fold(text)) == len(text)
+    assert analysis.fold("數學 古詩三首") == "数学 古诗三首"
+    assert analysis.fold("ＭＡＴＨ　Ｇｒａｄｅ５") == "math grade5"
+
+
+def test_chinese_terms_are_bigrams_plus_long_words() -> None:
+    terms = analysis.analyze("一元二次方程")
+    assert {"一元", "元二", "二次", "次方", "方程"} <= set(terms)
+    assert "一元二次方程" in terms  # the whole word ranks exact matches higher
+    # jieba alone splits 古诗三首 as 古 + 诗三首; the bigrams still have 古诗.
+    assert "古诗" in analysis.analyze("古诗三首")
+    assert set(analysis.analyze("古诗", unigrams=True)) == {"古诗", "古", "诗"}
+
+
+def test_english_is_stemmed_without_stop_words() -> None:
+    assert analysis.analyze("The Quadratic Equations") == ["quadrat", "equat"]
+    assert analysis.analyze("equation") == analysis.analyze("equations")
+
+
+def test_pinyin_full_and_initials_of_words_and_subwords() -> None:
+    assert {"shuxue", "sx"} <= set(analysis.pinyin_terms("数学"))
+    terms = set(analysis.pinyin_terms("古诗三首"))
+    assert {"gushi", "gs", "gushisanshou", "gsss"} <= terms
+    assert analysis.pinyin_terms("Photosynthesis") == []
+
+
+def test_query_syntax_emoji_and_junk_are_just_ignored() -> None:
+    units = analysis.analyze_query('"古诗 AND( title:*方程* 😀 ) \' OR 1=1; --')
+    texts = [u.text for u in units]
+    assert texts == ["古诗", "title", "方程", "1", "1"]
+    assert analysis.analyze_query("") == []
+    assert analysis.analyze_query("😀🎉 ！？") == []
+    assert analysis.analyze_query("the") != []  # only stop words: still a query
+
+
+def test_queries_are_bounded() -> None:
+    units = analysis.analyze_query("方程 " * 5000)
+    assert len(units) == 12
+    assert len(analysis.analyze_query("长" * 10_000)[0].required) < 1000
+
+
+def test_traditional_query_becomes_simplified_terms() -> None:
+    (unit,) = analysis.analyze_query("古詩")
+    assert unit.required == ("古诗",)

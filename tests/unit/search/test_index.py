@@ -1,0 +1,173 @@
+"""The index on disk: generations and atomic swap, schema stamp, the one writer, crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from hub.search import SearchEngine
+from hub.search import index as index_module
+from hub.search.documents import course_documents
+from hub.search.index import CURRENT, STAMP, IndexBusy, IndexUnavailable, SearchIndex
+from hub.search.query import QueryEngine, SearchParams
+from tests.unit.search.conftest import CATALOG, build
+from tests.unit.search.support import source
+
+
+def test_rebuild_swaps_generations_while_searches_go_on(tmp_path: Path) -> None:
+    index = build(tmp_path / "ix", CATALOG[:2])
+    first = index.current_generation()
+    queries = QueryEngine(index)
+    assert queries.run(SearchParams(q="古诗")).total > 0
+    with index.searcher() as old_searcher:
+        held = old_searcher  # a search in progress keeps its generation's files
+    with index.writer_lock():
+        index.rebuild(doc for course in CATALOG[4:] for doc in course_documents(course))
+    assert held.doc_count() > 0
+    second = index.current_generation()
+    assert second != first and (tmp_path / "ix" / first).is_dir()  # the previous one stays for a while
+    assert queries.run(SearchParams(q="古诗")).total == 0
+    assert queries.run(SearchParams(q="photosynthesis")).total > 0
+    with index.writer_lock():
+        index.rebuild(iter([]))
+    assert not (tmp_path / "ix" / first).exists()  # older ones go
+    kept = sorted(p.name for p in (tmp_path / "ix").iterdir() if p.is_dir())
+    assert kept == sorted([second, index.current_generation()])
+
+
+def test_schema_stamp_mismatch_means_outdated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = build(tmp_path / "ix", CATALOG[:1])
+    assert index.state().ok
+    stamp_path = tmp_path / "ix" / index.current_generation() / STAMP
+    stamp = json.loads(stamp_path.read_text())
+    stamp_path.write_text(json.dumps({**stamp, "schema_version": 0}))
+    assert index.state().status == "outdated"
+    with pytest.raises(IndexUnavailable):
+        QueryEngine(index).run(SearchParams(q="方程"))
+    stamp_path.unlink()
+    assert index.state().status == "corrupt"
+    (tmp_path / "ix" / CURRENT).write_text("../../etc\n")
+    assert index.state().status == "missing"
+
+
+def test_start_up_check_rebuilds_an_outdated_index_in_the_background(tmp_path: Path) -> None:
+    index = build(tmp_path / "ix", CATALOG[:1])
+    stamp_path = tmp_path / "ix" / index.current_generation() / STAMP
+    stamp_path.write_text(json.dumps({**json.loads(stamp_path.read_text()), "schema_version": 0}))
+    engine = SearchEngine(index)
+    rebuilt: list[int] = []
+
+    def rebuild() -> int:
+        with index.writer_lock():
+            rebuilt.append(index.rebuild(doc for c in CATALOG[:2] for doc in course_documents(c)))
+        return rebuilt[-1]
+
+    engine.set_rebuilder(rebuild)
+    assert engine.ensure_index() == "outdated"
+    engine.wait_for_rebuild(30)
+    assert rebuilt and engine.index.state().ok
+    assert engine.ensure_index() == "ok"
+    assert engine.query.run(SearchParams(q="古诗")).total > 0
+
+
+def test_one_writer_at_a_time(tmp_path: Path) -> None:
+    index = SearchIndex(tmp_path / "ix")
+    with index.writer_lock():
+        assert str(os.getpid()) in index.lock_holder()
+        with pytest.raises(IndexBusy, match=str(os.getpid())), SearchIndex(tmp_path / "ix").writer_lock(wait=0.1):
+            pass
+    with index.writer_lock():
+        pass
+    assert index.lock_holder() == ""
+
+
+def test_a_killed_writer_leaves_no_stale_lock(tmp_path: Path) -> None:
+    root = tmp_path / "ix"
+    build(root, CATALOG[:1])
+    # A writer process that takes the lock, starts writing, and is killed mid-way.
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from hub.search.index import SearchIndex
+        from hub.search.documents import course_documents
+        from tests.unit.search.conftest import CATALOG
+        index = SearchIndex(Path({str(root)!r}))
+        with index.writer_lock():
+            from whoosh import index as wi
+            ix = wi.open_dir(str(index.root / index.current_generation()))
+            writer = ix.writer()
+            for doc in course_documents(CATALOG[1]):
+                writer.add_document(**doc)
+            print("locked", flush=True)
+            time.sleep(60)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "locked"
+        index = SearchIndex(root)
+        with pytest.raises(IndexBusy), index.writer_lock():
+            pass
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    # The kernel dropped both locks (ours and Whoosh's) with the process.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with index.writer_lock():
+                index.update(2, course_documents(CATALOG[1]))
+            break
+        except IndexBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    assert QueryEngine(index).run(SearchParams(q="古诗")).total > 0
+
+
+def test_incremental_updates_replace_a_course(tmp_path: Path) -> None:
+    index = build(tmp_path / "ix", CATALOG)
+    queries = QueryEngine(index)
+    assert queries.run(SearchParams(q="古诗")).total == 2  # the lesson, and its course (lesson titles are in its body)
+    renamed = source(
+        2, "统编版语文三年级上册", [("秋天的雨", "感受秋天的美。")], subject="chinese", grades=(3,), edition="统编版"
+    )
+    with index.writer_lock():
+        index.update(2, course_documents(renamed))
+    assert queries.run(SearchParams(q="古诗")).total == 0
+    assert queries.run(SearchParams(q="秋天")).total == 2
+    with index.writer_lock():
+        index.update(2, [])
+    assert queries.run(SearchParams(q="秋天")).total == 0
+    assert queries.run(SearchParams(q="", filters=(("subject", "chinese"),))).total == 0
+
+
+def test_bulk_writer_builds_the_same_index_as_whoosh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.search.generate import generate, make_queries
+
+    catalog = generate(400)
+    fast = SearchIndex(tmp_path / "fast")
+    with fast.writer_lock():
+        fast.rebuild(doc for c in catalog.courses for doc in course_documents(c))
+    monkeypatch.setattr(index_module, "BulkWriter", lambda ix, **kw: ix.writer(**kw))
+    stock = SearchIndex(tmp_path / "stock")
+    with stock.writer_lock():
+        stock.rebuild(doc for c in catalog.courses for doc in course_documents(c))
+    a, b = QueryEngine(fast), QueryEngine(stock)
+    for query in make_queries(catalog, 60):
+        ra, rb = a.run(SearchParams(q=query.text)), b.run(SearchParams(q=query.text))
+        assert ra.total == rb.total and ra.facets == rb.facets, query.text
+        ranked = [(h.key, round(h.score, 6)) for h in ra.hits]
+        assert ranked == [(h.key, round(h.score, 6)) for h in rb.hits], query.text

@@ -1,0 +1,266 @@
+"""Search through the app: services, the JSON API and the HTML page, with a real database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.catalog.models import Course
+from hub.search import SearchEngine, services
+from tests.conftest import Accounts
+
+
+class Catalog:
+    """Courses made through the API, indexed the way the worker does it."""
+
+    def __init__(self, client: FlaskClient, make: Accounts, db: Session, engine: SearchEngine) -> None:
+        self.client, self.db, self.engine = client, db, engine
+        school = make.school()
+        self.auth = make.bearer(make.user("up@x.cn", school, "uploader"))
+        self.other_school = make.school("乡村小学", "rural")
+
+    def course(self, body: dict[str, Any], lessons: list[dict[str, str]], publish: bool = True) -> int:
+        created = self.client.post("/api/v1/courses", json=body, headers=self.auth)
+        assert created.status_code == 201, created.get_json()
+        course_id: int = created.get_json()["id"]
+        for lesson in lessons:
+            response = self.client.post(f"/api/v1/courses/{course_id}/lessons", json=lesson, headers=self.auth)
+            assert response.status_code == 201
+        if publish:
+            assert self.client.post(f"/api/v1/courses/{course_id}/publish", headers=self.auth).status_code == 200
+        self.index(course_id)
+        return course_id
+
+    def index(self, course_id: int) -> None:
+        self.db.expire_all()
+        services.index_course(self.db, self.engine, course_id)
+
+    def search(self, **params: Any) -> dict[str, Any]:
+        response = self.client.get("/api/v1/search", query_string=params)
+        assert response.status_code == 200, response.get_json()
+        body: dict[str, Any] = response.get_json()
+        return body
+
+
+@pytest.fixture
+def catalog(
+    client: FlaskClient, make: Accounts, db: Session, engine: SearchEngine, course_body: dict[str, Any]
+) -> Catalog:
+    cat = Catalog(client, make, db, engine)
+    cat.course(
+        course_body,
+        [
+            {"title": "一元二次方程的解法", "summary": "配方法与公式法", "unit": "第二十一章"},
+            {"title": "二次函数", "summary": "抛物线的图像"},
+        ],
+    )
+    cat.course(
+        {**course_body, "title": "统编版语文三年级上册", "subject": "chinese", "grades": [3], "edition": "统编版"},
+        [{"title": "古诗三首", "summary": "《山行》《赠刘景文》《夜书所见》"}],
+    )
+    cat.course(
+        {
+            **course_body,
+            "title": "Grade 7 Biology",
+            "subject": "biology",
+            "grades": [7],
+            "language": "en",
+            "edition": "",
+            "volume": "",
+            "summary": "Plants and cells",
+        },
+        [{"title": "Photosynthesis", "summary": "How green plants make food from light."}],
+    )
+    return cat
+
+
+def test_search_api_shape_and_chinese_cases(catalog: Catalog) -> None:
+    body = catalog.search(q="二次方程")
+    assert body["total"] >= 1 and body["page"] == 1
+    # The course titled 一元二次方程 first, then its lesson 一元二次方程的解法.
+    first_two = [(h["type"], h["title"]) for h in body["hits"][:2]]
+    assert first_two == [("course", "一元二次方程"), ("lesson", "一元二次方程的解法")]
+    hit = body["hits"][1]
+    assert hit["title_html"] == "一元<mark>二次方程</mark>的解法"
+    assert hit["unit"] == "第二十一章"
+    assert hit["course"]["title"] == "一元二次方程" and hit["course"]["school"]["name"]
+    assert body["facets"]["subject"] == {"math": body["total"]}
+    assert catalog.search(q="古詩")["hits"][0]["title"] == "古诗三首"
+    assert "古诗三首" in [h["title"] for h in catalog.search(q="gushi")["hits"]]
+    assert catalog.search(q="photosinthesis")["suggestion"] == "photosynthesis"
+
+
+def test_drafts_and_withdrawn_courses_never_appear(catalog: Catalog, course_body: dict[str, Any]) -> None:
+    draft = catalog.course({**course_body, "title": "草稿课程光合作用"}, [{"title": "光合作用草稿"}], publish=False)
+    assert catalog.search(q="光合作用")["total"] == 0
+    course_id = catalog.search(q="古诗")["hits"][0]["course"]["id"]
+    assert catalog.client.post(f"/api/v1/courses/{course_id}/withdraw", headers=catalog.auth).status_code == 200
+    # Before the worker updates the index, hydration already hides it...
+    assert catalog.search(q="古诗")["hits"] == []
+    catalog.index(course_id)
+    # ...and after, the index no longer has it.
+    assert catalog.search(q="古诗")["total"] == 0
+    # Even the owning school sees drafts in the catalog, not in search.
+    own = catalog.client.get("/api/v1/search", query_string={"q": "草稿"}, headers=catalog.auth)
+    assert own.get_json()["total"] == 0
+    assert draft
+
+
+def test_edits_reach_the_index(catalog: Catalog) -> None:
+    course_id = catalog.search(q="Photosynthesis")["hits"][0]["course"]["id"]
+    patched = catalog.client.patch(
+        f"/api/v1/courses/{course_id}", json={"title": "Grade 8 Life Science"}, headers=catalog.auth
+    )
+    assert patched.status_code == 200
+    catalog.index(course_id)
+    assert catalog.search(q="life science", type="course")["hits"][0]["title"] == "Grade 8 Life Science"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": ""},
+        {"q": '"'},
+        {"q": '"古诗'},
+        {"q": "*"},
+        {"q": "AND("},
+        {"q": "title:古诗"},
+        {"q": "古诗 OR (方程 AND NOT"},
+        {"q": "😀 古诗 🎉 equations ＡＢＣ"},
+        {"q": "' OR 1=1; DROP TABLE course; --"},
+        {"q": "%' UNION SELECT * FROM user_account --"},
+        {"q": "方程", "page": 999},
+        {"q": "\x00\x1f\u200b"},
+    ],
+)
+def test_bad_input_answers_with_results_never_500(catalog: Catalog, params: dict[str, Any]) -> None:
+    body = catalog.search(**params)
+    assert isinstance(body["hits"], list) and body["total"] >= 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "长" * 10_000},
+        {"subject": "alchemy"},
+        {"grade": 12},
+        {"grade": "five"},
+        {"page": 0},
+        {"page": 10**9},
+        {"language": "fr"},
+        {"kind": "hologram"},
+    ],
+)
+def test_bad_parameters_are_a_clear_422(client: FlaskClient, engine: SearchEngine, params: dict[str, Any]) -> None:
+    response = client.get("/api/v1/search", query_string=params)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid" and error["fields"]
+
+
+def test_unknown_free_text_filters_match_nothing(catalog: Catalog) -> None:
+    assert catalog.search(q="方程", edition="不存在的版本")["total"] == 0
+    assert catalog.search(q="方程", school=99999)["total"] == 0
+
+
+def test_suggest_endpoint(catalog: Catalog) -> None:
+    response = catalog.client.get("/api/v1/search/suggest", query_string={"q": "photo"})
+    assert response.status_code == 200
+    suggestions = response.get_json()["suggestions"]
+    assert suggestions[0]["title"] == "Photosynthesis"
+    assert len(response.data) < 500  # small enough for every keystroke on a slow link
+    assert catalog.client.get("/api/v1/search/suggest", query_string={"q": "一元"}).get_json()["suggestions"]
+    assert catalog.client.get("/api/v1/search/suggest", query_string={"q": ""}).get_json() == {"suggestions": []}
+
+
+def test_html_page_without_javascript(catalog: Catalog) -> None:
+    page = catalog.client.get("/search", query_string={"q": "古詩", "subject": ""})
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "<script" not in html
+    assert "<mark>古诗</mark>三首" in html
+    assert 'name="q" value="古詩"' in html
+    assert "subject=chinese" in html  # a facet link
+    empty = catalog.client.get("/search")
+    assert empty.status_code == 200
+    bad = catalog.client.get("/search", query_string={"grade": "x"}, headers={"Accept": "text/html"})
+    assert bad.status_code == 422
+
+
+def test_check_reports_missing_stale_and_extra(catalog: Catalog, db: Session, engine: SearchEngine) -> None:
+    assert services.check(db, engine).ok
+    course = db.scalars(select(Course).where(Course.title == "Grade 7 Biology")).one()
+    course.title = "Grade 7 Biology (new)"
+    db.commit()
+    report = services.check(db, engine)
+    assert report.stale and not report.missing
+    rebuilt = services.rebuild(db, engine)
+    assert rebuilt.documents == report.expected
+    assert services.check(db, engine).ok
+    engine.index.destroy()
+    report = services.check(db, engine)
+    assert report.state.status == "missing" and len(report.missing) == report.expected
+
+
+def test_missing_or_corrupt_index_is_rebuilt_in_the_background(catalog: Catalog, engine: SearchEngine) -> None:
+    engine.index.destroy()
+    first = catalog.search(q="古诗")
+    assert first["total"] == 0 and first["notice"]
+    engine.wait_for_rebuild(30)
+    assert catalog.search(q="古诗")["total"] >= 1
+
+    generation = engine.index.root / engine.index.current_generation()
+    for path in generation.iterdir():
+        if path.suffix in (".toc", ".seg") or path.name.startswith("_MAIN"):
+            path.write_bytes(b"not an index")
+    engine.index.close()
+    engine._last_attempt = -1e9  # the retry pause is for failures, not for this test
+    assert catalog.search(q="古诗")["notice"]
+    engine.wait_for_rebuild(30)
+    assert catalog.search(q="古诗")["total"] >= 1
+
+
+def test_a_missing_index_is_rebuilt_by_the_worker_task(catalog: Catalog, engine: SearchEngine, db: Session) -> None:
+    engine.index.destroy()
+    course_id = db.scalars(select(Course.id)).first()
+    assert course_id is not None
+    catalog.index(course_id)
+    assert engine.index.state().ok
+    assert catalog.search(q="古诗")["total"] >= 1
+
+
+def test_damaged_segment_files_answer_with_a_notice_not_a_500(catalog: Catalog, engine: SearchEngine) -> None:
+    generation = engine.index.root / engine.index.current_generation()
+    for path in generation.iterdir():
+        if path.suffix not in (".toc", ".json") and path.is_file():
+            path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
+    engine.index.close()
+    engine.query.bitmaps.clear()
+    body = catalog.search(q="古诗")
+    assert body["notice"] or body["total"] >= 0
+    engine.wait_for_rebuild(30)
+    assert catalog.search(q="古诗")["total"] >= 1
+
+
+def test_cli_check_and_rebuild(catalog: Catalog, engine: SearchEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+    from flask import Flask
+
+    from hub.search import cli
+
+    app: Flask = catalog.client.application
+    monkeypatch.setattr(cli, "_app", lambda: app)
+    runner = CliRunner()
+    checked = runner.invoke(cli.search_cli, ["check"])
+    assert checked.exit_code == 0, checked.output
+    assert "missing: 0" in checked.output and "stale: 0" in checked.output
+    engine.index.destroy()
+    checked = runner.invoke(cli.search_cli, ["check"])
+    assert checked.exit_code == 1 and "index: missing" in checked.output
+    rebuilt = runner.invoke(cli.search_cli, ["rebuild"])
+    assert rebuilt.exit_code == 0 and "search index rebuilt: 7 documents" in rebuilt.output, rebuilt.output
+    assert runner.invoke(cli.search_cli, ["check"]).exit_code == 0
