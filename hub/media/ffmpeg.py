@@ -20,14 +20,31 @@ Untrusted input, the rules:
   bomb;
 - every failure is a :class:`MediaError` with a reason an uploader can read.
 
-Using both cores, measured on this 2-core machine (ffmpeg 5.1, a 60 s 1280x720
-30 fps camera-like clip with audio, building video-360p + video-240p + audio):
+Using both cores. ffmpeg 5.1 runs a multi-output command's filter graph and
+muxing on one thread (x264 and the decoder thread on their own), so one pass
+feeding every rendition and one process per rendition were measured on this
+2-core machine: video-360p + video-240p + audio from 720p 30 fps inputs with
+speech. Wall seconds are the best of 4 runs (the machine was shared with other
+test runs, at load 2-6); CPU seconds, the steadier figure, are the range:
 
-    one process, three outputs, default threads ........  wall 00.0 s  cpu 00.0 s
-    three processes, two at a time, -threads 1 ..........  wall 00.0 s  cpu 00.0 s
-    three processes, two at a time, -threads 2 ..........  wall 00.0 s  cpu 00.0 s
+                                                2 min slides    1 min camera
+                                                wall   CPU      wall   CPU
+    one process, three outputs, threads auto    10.6   15-19    15.7   29-36
+    a process per rendition, two at a time       8.9   17-25    21.4   34-43
 
-TODO: fill in after measuring.
+Chosen: a process per rendition, run two at a time by two Celery worker
+processes, with two decoder threads and a single-threaded x264 each.
+
+- It is the Celery design: one task per rendition, so a failed or killed
+  rendition is redone alone, progress is reported per rendition, a reprocess
+  re-encodes one profile, and several workers or machines share one lesson.
+- It costs a decode of the source per video rendition: +15-30 % CPU (slides
+  stay near 10 CPU-s per media minute). Wall time is better on slides; a lone
+  camera lesson takes ~35 % longer, its single-threaded 360p encode being the
+  critical path, while with a queue of lessons both cores are busy either way.
+- x264 gets one thread because its VBV rate control is not deterministic with
+  frame or slice threads (see ``ENCODER_THREADS``); the parallelism comes from
+  the two processes instead, which keeps both cores busy without that cost.
 """
 
 from __future__ import annotations
@@ -60,8 +77,12 @@ from hub.media.profiles import MediaKind, Profile, VideoEncoding
 
 log = logging.getLogger(__name__)
 
-# Threads per ffmpeg process (decoder, filters and x264 alike); see the measurement above.
-FFMPEG_THREADS = 2
+# Threads per process; see "Using both cores" above. Decoding is deterministic with
+# any number of threads. x264 is not once VBV is on: with -threads 2 (frame or slice
+# threads) three runs gave three different files, single-threaded they are
+# byte-identical, so a redo or a reprocess of unchanged input stores the same blob.
+DECODER_THREADS = 2
+ENCODER_THREADS = 1
 
 
 class MediaError(Exception):
@@ -792,8 +813,10 @@ def _exif_orientation(tiff: bytes) -> int:
 # frame: 660 KB for a 10-minute 360p lesson (53 s at 128 kbit/s), 3 MB for 45
 # minutes. Fragmented, the file opens with a moov that describes the tracks
 # but no samples, then one small moof + mdat per fragment, so the bytes before
-# the first frame stay a few KB whatever the length. Plain <video src> plays it
-# in every browser and Android 4.2+ (no HLS/MSE player, so no JavaScript).
+# the first frame stay a few KB whatever the length (measured: 4.5 KB for 150 s,
+# ~45 KB projected for 45 minutes). Plain <video src> plays it in every
+# mainstream browser and in Android's own player (it is also DASH's format), so
+# no HLS or MSE player, no JavaScript, and one file per rendition to mirror.
 #   frag_keyframe      a fragment starts at every keyframe (each slide change), so seeks land on one
 #   empty_moov         the moov carries no samples: the first fragment is like every other
 #   default_base_moof  sample offsets relative to their own moof, as MSE and DASH players expect
@@ -884,7 +907,7 @@ def _mp4_options(limits: MediaLimits) -> dict[str, Any]:
         "map_chapters": -1,
         "fflags": "+bitexact",  # no encoder version strings: a reprocess of unchanged input gives the same bytes
         "t": limits.max_duration_s,  # a header may understate the length; the output never exceeds the limit
-        "threads": FFMPEG_THREADS,
+        "threads": ENCODER_THREADS,
     }
 
 
@@ -902,7 +925,7 @@ def _audio_options(profile: Profile) -> dict[str, Any]:
 def _video_argv(src: Path, probe: Probe, profile: Profile, dest: Path, limits: MediaLimits) -> list[str]:
     encoding: VideoEncoding | None = profile.slides if probe.slides else profile.camera
     assert encoding is not None and probe.video_index is not None and probe.width and probe.height
-    source = _input(src, probe.format, limits, threads=FFMPEG_THREADS)
+    source = _input(src, probe.format, limits, threads=DECODER_THREADS)
     width, height = profile.fit(probe.width, probe.height)
     rate = _output_rate(probe.frame_rate, encoding.max_fps)
     picture = source[str(probe.video_index)]
@@ -930,7 +953,7 @@ def _video_argv(src: Path, probe: Probe, profile: Profile, dest: Path, limits: M
 
 def _audio_argv(src: Path, probe: Probe, profile: Profile, dest: Path, limits: MediaLimits) -> list[str]:
     assert probe.audio_index is not None
-    source = _input(src, probe.format, limits, threads=FFMPEG_THREADS)
+    source = _input(src, probe.format, limits, threads=DECODER_THREADS)
     options = {**_mp4_options(limits), **_audio_options(profile)}
     output = ffmpeg.output(source[str(probe.audio_index)], f"file:{dest.resolve()}", **options)
     return _ffmpeg_argv(output, overwrite=True)
@@ -972,6 +995,14 @@ def _picture_argv(
     if png:
         options.update({"c:v": "png", "pred": "mixed"})  # "mixed" row filters: the smallest PNGs
     else:
+        if probe.has_alpha:
+            # JPEG has no transparency: lay the picture on white, as a page shows it, rather
+            # than let transparent pixels turn black (black text on a transparent diagram).
+            # (rgba pinned before the split: both branches must share a format, and the
+            # white one would otherwise make the negotiation drop the alpha channel.)
+            layers = picture.filter("format", "rgba").filter_multi_output("split")
+            white = layers[0].filter("format", "rgb24").filter("lutrgb", r=255, g=255, b=255)
+            picture = ffmpeg.overlay(white, layers[1])
         picture = picture.filter("format", "yuvj420p")  # full-range 4:2:0, what JPEG decoders expect
         options.update({"c:v": "mjpeg", "q:v": profile.jpeg_quality})
     return _ffmpeg_argv(ffmpeg.output(picture, f"file:{dest.resolve()}", **options), overwrite=True)
@@ -1040,7 +1071,7 @@ def ssim(reference: Path, rendition: Path, probe: Probe, width: int, height: int
     stream = next((s for s in info.get("streams", []) if s.get("codec_type") == "video"), None)
     if stream is None:
         raise ValueError(f"{rendition} has no video")
-    original = _input(reference, probe.format, limits, threads=FFMPEG_THREADS)[str(probe.video_index)]
+    original = _input(reference, probe.format, limits, threads=DECODER_THREADS)[str(probe.video_index)]
     # r_frame_rate, not avg_frame_rate: in a fragmented MP4 the first frame lasts longer (the
     # AAC priming shift), which skews the average (15 fps read back as 14.5).
     rate = Fraction(str(stream.get("r_frame_rate", "0/1")))
@@ -1052,7 +1083,7 @@ def ssim(reference: Path, rendition: Path, probe: Probe, width: int, height: int
         .filter("format", "yuv420p")
         .filter("setpts", "PTS-STARTPTS")  # both start at 0, whatever edit lists and start times said
     )
-    rendered = _input(rendition, "mov", limits, threads=FFMPEG_THREADS)["v:0"].filter("setpts", "PTS-STARTPTS")
+    rendered = _input(rendition, "mov", limits, threads=DECODER_THREADS)["v:0"].filter("setpts", "PTS-STARTPTS")
     compared = ffmpeg.filter([rendered, original], "ssim").output("-", f="null")
     # The ssim filter prints its summary at "info" level when it closes.
     result = _run(
