@@ -177,6 +177,26 @@ def token_revoke(token_value: str) -> None:
     click.echo("revoked")
 
 
+@main.group()
+def media() -> None:
+    """Media renditions."""
+
+
+@media.command("reprocess")
+@click.option("--profile", required=True, help="Rendition profile to redo, e.g. video-240p.")
+def media_reprocess(profile: str) -> None:
+    """Redo one rendition profile for every material (after the ladder changed)."""
+    from hub.media import pipeline
+
+    app = _app()
+    with _session(app) as session:
+        try:
+            queued = pipeline.reprocess_profile(session, profile)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"queued {len(queued)} {profile} renditions; workers will redo them")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

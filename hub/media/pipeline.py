@@ -131,6 +131,8 @@ def build_rendition(
             info = ffmpeg.transcode(
                 source, probe, profile, dest, on_progress=_Progress(database, rendition_id), limits=limits
             )
+            if info is not None and profile.kind != "poster" and info.bytes >= probe.bytes:
+                info = None  # never keep a rendition larger than its source: the original is smaller
             ssim = None
             if info is not None and profile.kind == "video":
                 ssim = ffmpeg.ssim(source, dest, probe, info.width or 0, info.height or 0, limits=limits)
@@ -213,6 +215,9 @@ def requeue_stalled(session: Session, lease: int) -> int:
         )
     )
     for rendition in stalled:
+        # Back to pending: the dead worker's claim is released, so the next
+        # delivery can take it, and the fresh updated_at stops a re-send per sweep.
+        rendition.status = "pending"
         rendition.updated_at = now
         jobs.enqueue(session, jobs.BUILD_RENDITION, rendition.id)
     waiting = list(
@@ -275,5 +280,31 @@ def _settle_material(material: Material) -> None:
         material.progress = 100
 
 
-def materials_for_profile(session: Session, profile: str) -> list[int]:
-    return list(session.scalars(select(Rendition.material_id).where(Rendition.profile == profile)))
+def reprocess_profile(session: Session, profile: str) -> list[int]:
+    """Redo one profile for every material, after the ladder changed.
+
+    Existing renditions of the profile go back to pending and are queued;
+    materials that could have the profile but lack it are probed again, which
+    adds it. Outputs are content-addressed, so a redo that produces the same
+    bytes stores nothing new. Returns the rendition ids queued.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    renditions = list(session.scalars(select(Rendition).where(Rendition.profile == profile)))
+    for rendition in renditions:
+        rendition.status = "pending"
+        rendition.progress = 0
+        rendition.material.status = "processing"
+        jobs.enqueue(session, jobs.BUILD_RENDITION, rendition.id)
+    lacking = session.scalars(
+        select(Material).where(
+            Material.kind.in_(PROFILES[profile].sources),
+            Material.status.in_(("ready", "failed")),
+            ~select(Rendition.id).where(Rendition.material_id == Material.id, Rendition.profile == profile).exists(),
+        )
+    )
+    for material in lacking:
+        material.status = "pending"
+        jobs.enqueue(session, jobs.PROCESS_MATERIAL, material.id)
+    session.commit()
+    return [r.id for r in renditions]

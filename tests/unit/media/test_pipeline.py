@@ -1,0 +1,161 @@
+"""The media pipeline's services with real ffmpeg on generated media, no broker."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub import jobs
+from hub.catalog import services as catalog
+from hub.catalog.models import Material
+from hub.catalog.schemas import CourseCreate, LessonCreate
+from hub.db import get_database, utcnow
+from hub.jobs import Outbox
+from hub.media import pipeline
+from hub.media.models import Rendition
+from tests.conftest import COURSE, Accounts
+
+
+@pytest.fixture
+def lesson_id(make: Accounts, db: Session) -> int:
+    user = make.user("up@x.cn", make.school(), "uploader")
+    course = catalog.create_course(db, user, CourseCreate(**COURSE))
+    lesson = catalog.create_lesson(db, user, course.id, LessonCreate(title="配方法"))
+    db.commit()
+    return lesson.id
+
+
+def _material(app: Flask, db: Session, lesson_id: int, data: bytes, name: str) -> Material:
+    user = db.scalars(select(catalog.User)).first()
+    material = catalog.add_material(
+        db, app.extensions["hub.storage"], user, lesson_id, io.BytesIO(data), filename=name, title=name
+    )
+    db.commit()
+    return material
+
+
+def _video(tmp_path: Path, seconds: int = 3) -> bytes:
+    path = tmp_path / "v.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=640x360:rate=25:d={seconds}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=d={seconds}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "10",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        ],
+        check=True,
+    )
+    return path.read_bytes()
+
+
+def _run(app: Flask, db: Session, material_id: int) -> Material:
+    """What the worker does, in this process: probe, then each rendition."""
+    limits = app.extensions["hub.media_limits"]
+    storage = app.extensions["hub.storage"]
+    for rendition_id in pipeline.process_material(db, storage, material_id, limits):
+        pipeline.build_rendition(get_database(app), storage, rendition_id, limits, lease=60)
+    db.expire_all()
+    material = db.get(Material, material_id)
+    assert material is not None
+    return material
+
+
+def test_video_ladder_is_built_once(app: Flask, db: Session, lesson_id: int, tmp_path: Path) -> None:
+    material = _material(app, db, lesson_id, _video(tmp_path), "lesson.mp4")
+    done = _run(app, db, material.id)
+    assert done.status == "ready" and done.progress == 100 and done.error == ""
+    by_profile = {r.profile: r for r in done.renditions}
+    assert {"video-360p", "video-240p", "audio", "poster"} <= set(by_profile)
+    small = by_profile["video-240p"]
+    assert small.status == "ready" and small.height == 240 and small.blob_sha256
+    assert small.bytes is not None and small.bytes < done.original.size  # never larger than the source
+    assert small.ssim is not None and 0.8 < small.ssim <= 1
+    assert by_profile["poster"].kbps is None or by_profile["poster"].kbps >= 0
+
+    # A redelivered message finds the work done and changes nothing.
+    before = {r.profile: (r.blob_sha256, r.updated_at) for r in done.renditions}
+    limits = app.extensions["hub.media_limits"]
+    assert pipeline.process_material(db, app.extensions["hub.storage"], material.id, limits) == []
+    assert (
+        pipeline.build_rendition(get_database(app), app.extensions["hub.storage"], small.id, limits, lease=60)
+        == "ready"
+    )
+    db.expire_all()
+    assert {r.profile: (r.blob_sha256, r.updated_at) for r in db.get(Material, material.id).renditions} == before
+
+
+def test_a_live_claim_is_respected_and_a_dead_one_taken_over(
+    app: Flask, db: Session, lesson_id: int, tmp_path: Path
+) -> None:
+    material = _material(app, db, lesson_id, _video(tmp_path), "lesson.mp4")
+    storage, limits = app.extensions["hub.storage"], app.extensions["hub.media_limits"]
+    rendition_ids = pipeline.process_material(db, storage, material.id, limits)
+    rendition = db.get(Rendition, rendition_ids[0])
+    assert rendition is not None
+    rendition.status = "processing"  # another worker is on it, and alive
+    db.commit()
+    assert pipeline.build_rendition(get_database(app), storage, rendition.id, limits, lease=60) == "busy"
+    assert pipeline.requeue_stalled(db, lease=60) == 0
+
+    rendition.updated_at = utcnow() - timedelta(seconds=120)  # that worker went silent: dead
+    db.commit()
+    sent_before = len(db.scalars(select(Outbox).where(Outbox.task == jobs.BUILD_RENDITION)).all())
+    assert pipeline.requeue_stalled(db, lease=60) == 1
+    assert len(db.scalars(select(Outbox).where(Outbox.task == jobs.BUILD_RENDITION)).all()) == sent_before + 1
+    assert pipeline.build_rendition(get_database(app), storage, rendition.id, limits, lease=60) == "ready"
+
+
+def test_bad_input_fails_with_a_reason(app: Flask, db: Session, lesson_id: int) -> None:
+    bad = _material(app, db, lesson_id, b"hello, this is a text file\n" * 50, "lesson.mp4")
+    done = _run(app, db, bad.id)
+    assert done.status == "failed"
+    assert "not a video, audio, image or PDF" in done.error
+    assert done.renditions == []
+
+
+def test_reprocess_profile_redoes_only_that_profile(app: Flask, db: Session, lesson_id: int, tmp_path: Path) -> None:
+    material = _material(app, db, lesson_id, _video(tmp_path), "lesson.mp4")
+    done = _run(app, db, material.id)
+    poster = next(r for r in done.renditions if r.profile == "poster")
+    queued = pipeline.reprocess_profile(db, "poster")
+    assert queued == [poster.id]
+    db.expire_all()
+    assert db.get(Rendition, poster.id).status == "pending"
+    assert db.get(Material, material.id).status == "processing"
+    assert (
+        pipeline.build_rendition(
+            get_database(app), app.extensions["hub.storage"], poster.id, app.extensions["hub.media_limits"], lease=60
+        )
+        == "ready"
+    )
+    db.expire_all()
+    again = db.get(Rendition, poster.id)
+    assert again.blob_sha256 == poster.blob_sha256  # same input, same bytes: nothing new stored
+    assert db.get(Material, material.id).status == "ready"
+    with pytest.raises(ValueError, match="unknown profile"):
+        pipeline.reprocess_profile(db, "video-8k")
