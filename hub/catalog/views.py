@@ -23,6 +23,30 @@ def _vocabularies() -> dict[str, object]:
     return {"SUBJECTS": SUBJECTS, "GRADE_NAMES": GRADE_NAMES, "CATEGORIES": CATEGORIES, "LANGUAGES": LANGUAGES}
 
 
+@blueprint.app_template_filter("filesize")
+def filesize(size: int | None) -> str:
+    if size is None:
+        return ""
+    for unit in ("B", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return ""  # unreachable: the loop returns at MB
+
+
+@blueprint.app_template_filter("download_time")
+def download_time(size: int | None, kbit_per_s: int) -> str:
+    """How long a download takes at a given link speed: what a rural teacher pays in waiting."""
+    if not size:
+        return ""
+    seconds = size * 8 / (kbit_per_s * 1000)
+    if seconds < 60:
+        return f"{max(1, round(seconds))} 秒 s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} 分钟 min"
+    return f"{seconds / 3600:.1f} 小时 h"
+
+
 @blueprint.get("/")
 def home() -> str:
     counts = services.grade_subject_counts(request_session())

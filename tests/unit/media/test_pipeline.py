@@ -159,3 +159,18 @@ def test_reprocess_profile_redoes_only_that_profile(app: Flask, db: Session, les
     assert db.get(Material, material.id).status == "ready"
     with pytest.raises(ValueError, match="unknown profile"):
         pipeline.reprocess_profile(db, "video-8k")
+
+
+def test_lesson_page_plays_and_prices_renditions(app: Flask, db: Session, lesson_id: int, tmp_path: Path) -> None:
+    material = _material(app, db, lesson_id, _video(tmp_path), "lesson.mp4")
+    done = _run(app, db, material.id)
+    course = done.lesson.course
+    catalog.publish_course(db, db.scalars(select(catalog.User)).first(), course.id)
+    db.commit()
+    page = app.test_client().get(f"/lessons/{lesson_id}")
+    assert page.status_code == 200
+    html = page.text
+    small = next(r for r in done.renditions if r.profile == "video-240p")
+    assert f'<source src="/api/v1/blobs/{small.blob_sha256}"' in html
+    assert "poster=" in html and "<script" not in html
+    assert "256 kbit/s" in html and " 秒 s" in html  # a few seconds' download for a 3 s clip
