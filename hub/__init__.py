@@ -20,7 +20,7 @@ csrf = CSRFProtect()
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` holds ``HUB_*`` overrides on top of the environment."""
-    from hub import api, errors, jobs, search
+    from hub import api, errors, jobs, search, uploads
     from hub.accounts import auth
     from hub.accounts import views as account_views
     from hub.catalog import api as catalog_api
@@ -65,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     errors.init_app(app)
     auth.init_app(app)
+    uploads.init_app(app)
 
     for blueprint in (api.blueprint, catalog_api.blueprint, media_api.blueprint, search_api.blueprint):
         app.register_blueprint(blueprint)

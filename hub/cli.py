@@ -209,8 +209,10 @@ def demo(host: str, port: int) -> None:
 
 def _attach_feature_commands() -> None:
     from hub.search.cli import search_cli
+    from hub.uploads.cli import upload
 
     main.add_command(search_cli)
+    main.add_command(upload)
 
 
 _attach_feature_commands()

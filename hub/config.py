@@ -36,6 +36,15 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        if int(value) < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return int(value)
+
+    return parse
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in allowed:
@@ -94,6 +103,22 @@ class Settings:
         "Key that signs sessions and CSRF tokens; generated into HUB_DATA_DIR/secret_key when unset.",
         str,
         None,
+    )
+    public_url: str = setting(
+        "Base URL clients reach this hub at (https://host[:port][/prefix]); resumable upload URLs start "
+        "with it. Empty: host-relative URLs.",
+        _optional_url,
+        "",
+    )
+    upload_dir: Path = setting(
+        "Directory of unfinished resumable uploads (local files; S3 parts not yet full).", _path, "{data_dir}/uploads"
+    )
+    upload_max_bytes: int = setting("Largest resumable upload (tus Tus-Max-Size).", _positive_int, str(20 * 1024**3))
+    upload_expires: int = setting(
+        "Seconds an upload may sit untouched before it expires and its bytes go.", _positive_int, str(7 * 24 * 3600)
+    )
+    upload_part_bytes: int = setting(
+        "S3 multipart part size of resumable uploads (at least 5 MiB).", _at_least(5 * 1024**2), str(8 * 1024**2)
     )
     max_upload_bytes: int = setting(
         "Largest file accepted by a plain multipart upload (bigger files use resumable uploads).",

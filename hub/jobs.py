@@ -32,7 +32,8 @@ BUILD_RENDITION = "hub.media.build_rendition"
 SWEEP_OUTBOX = "hub.jobs.sweep_outbox"
 REQUEUE_STALLED = "hub.media.requeue_stalled"
 INDEX_COURSE = "hub.search.index_course"
-TASK_NAMES = frozenset({PROCESS_MATERIAL, BUILD_RENDITION, SWEEP_OUTBOX, REQUEUE_STALLED, INDEX_COURSE})
+EXPIRE_UPLOADS = "hub.uploads.expire"
+TASK_NAMES = frozenset({PROCESS_MATERIAL, BUILD_RENDITION, SWEEP_OUTBOX, REQUEUE_STALLED, INDEX_COURSE, EXPIRE_UPLOADS})
 
 # Transcodes are long and CPU-bound; keeping them on their own queue means a
 # backlog of videos never delays quick jobs.
@@ -102,9 +103,10 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
         beat_schedule={
             "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": float(settings.outbox_resend_after)},
             "requeue-stalled-media": {"task": REQUEUE_STALLED, "schedule": float(settings.media_lease)},
+            "expire-uploads": {"task": EXPIRE_UPLOADS, "schedule": 3600.0},
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
-        include=["workers.media", "workers.jobs", "workers.search"],
+        include=["workers.media", "workers.jobs", "workers.search", "workers.uploads"],
     )
     app.extensions["celery"] = celery
     return celery

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from hub.accounts.auth import current_user, require_user
-from hub.api import PREFIX, no_content, operation
+from hub.api import PREFIX, no_content, operation, parse_json
 from hub.catalog import services
 from hub.catalog.models import Course, Lesson
 from hub.catalog.schemas import (
@@ -24,6 +24,7 @@ from hub.db import request_session
 from hub.errors import HubError, Invalid
 from hub.media.api import material_out
 from hub.media.storage import Storage
+from hub.uploads.api import MaterialFromUpload, create_material_from_upload
 
 blueprint = Blueprint("catalog_api", __name__, url_prefix=PREFIX)
 
@@ -166,13 +167,15 @@ def get_lesson(lesson_id: int) -> LessonOut:
     blueprint,
     "/lessons/<int:lesson_id>/materials",
     "POST",
-    summary="Add a material from a multipart upload (fields: file, title)",
+    summary="Add a material: multipart (fields file, title) or JSON {upload: <tus URL>, title}",
     response=MaterialOut,
     status=201,
     auth=True,
 )
 def create_material(lesson_id: int) -> MaterialOut:
     actor = require_user()
+    if request.is_json:  # {"upload": "<tus upload URL>", "title": ...}: a finished resumable upload
+        return create_material_from_upload(lesson_id, parse_json(MaterialFromUpload))
     if request.mimetype != "multipart/form-data":
         raise HubError("Send the file as multipart/form-data with fields 'file' and 'title'.")
     upload = request.files.get("file")

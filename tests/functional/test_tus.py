@@ -10,7 +10,6 @@ import hashlib
 import io
 import shutil
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from hub.db import utcnow
 from hub.media.models import Blob
 from hub.uploads.models import Upload
 from tests.conftest import COURSE, STORAGE, Accounts
-from tests.functional.conftest import Process, free_port, wait_until
+from tests.functional.conftest import HUB, Process, free_port, wait_until
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,16 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZE = 12 * MiB if STORAGE == "s3" else 4 * MiB
 CHUNK = 3 * MiB if STORAGE == "s3" else MiB
 TUS = {"Tus-Resumable": "1.0.0"}
-
-# `hub serve`, with the upload server attached until create_app does it itself
-# (tests/unit/uploads/wiring.py; then this is exactly `hub serve`).
-SERVE = """
-import sys
-from waitress import serve
-from hub import create_app
-from tests.unit.uploads.wiring import wire
-serve(wire(create_app()), host="127.0.0.1", port=int(sys.argv[1]), threads=8, ident="oer-hub")
-"""
 
 
 class TusServer:
@@ -65,7 +54,7 @@ class TusServer:
     def _start(self) -> Process:
         self.starts += 1
         process = Process(
-            [sys.executable, "-c", SERVE, str(self.port)], self.env, self.tmp_path / f"serve-{self.starts}.log"
+            [*HUB, "serve", "--port", str(self.port)], self.env, self.tmp_path / f"serve-{self.starts}.log"
         )
 
         def up() -> bool:
@@ -289,7 +278,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
-def test_browser_upload_reaches_100_percent(server: TusServer, accounts: dict[str, Any], tmp_path: Path) -> None:
+def test_browser_upload_pauses_retries_and_reaches_100_percent(
+    server: TusServer, accounts: dict[str, Any], tmp_path: Path
+) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     lesson = _lesson(server, accounts["auth"])
     video = tmp_path / "第一课 配方法.mp4"
@@ -315,22 +306,40 @@ def test_browser_upload_reaches_100_percent(server: TusServer, accounts: dict[st
             page.fill("input[name=password]", "correct horse")
             page.click("button[type=submit]")
             page.wait_for_url(f"**/upload/lessons/{lesson}")
+            # A slow link (4 MB/s up), so there is time to pause and to drop the connection.
+            cdp = page.context.new_cdp_session(page)
+            link = {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 4_000_000}
+            cdp.send("Network.emulateNetworkConditions", link)
             page.fill("#upload-form input[name=title]", "第一课")
             page.set_input_files("#upload-form input[type=file]", str(video))
             page.click("#upload-form button[type=submit]")
+            progress = "(document.querySelector('#transfers progress') || {value: 0}).value"
+            page.wait_for_function(f"{progress} >= 5", timeout=30_000)
+
+            page.click("#transfers button.pause")
+            assert "Paused" in page.inner_text("#transfers .state")
+            paused_at = page.evaluate(progress)
+            page.wait_for_timeout(1000)
+            assert page.evaluate(progress) == paused_at  # nothing moves while paused
+            page.click("#transfers button.resume")
+            page.wait_for_function(f"{progress} >= 50", timeout=30_000)
+
+            # The link drops: the page retries on its own and goes on from the server's offset.
+            cdp.send("Network.emulateNetworkConditions", {**link, "offline": True})
             page.wait_for_function(
-                "document.querySelector('#transfers progress') && document.querySelector('#transfers progress').value === 100",
-                timeout=30_000,
+                "document.querySelector('#transfers .state').textContent.includes('retrying')", timeout=30_000
             )
+            cdp.send("Network.emulateNetworkConditions", link)
+            page.wait_for_function(f"{progress} === 100", timeout=60_000)
             assert page.inner_text("#transfers .pct") == "100 %"
             page.wait_for_selector("#materials li[data-material]", timeout=30_000)
             assert "第一课" in page.inner_text("#materials")
             assert "已添加" in page.inner_text("#transfers .state")
         finally:
             browser.close()
-    material = requests.get(server.api(f"/lessons/{lesson}"), headers=accounts["auth"], timeout=10).json()["materials"][
-        0
-    ]
+    materials = requests.get(server.api(f"/lessons/{lesson}"), headers=accounts["auth"], timeout=10).json()["materials"]
+    assert len(materials) == 1
+    material = materials[0]
     assert material["original"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert material["title"] == "第一课"
 

@@ -1,0 +1,343 @@
+/*
+ * A small tus 1.0 client for the lesson upload page (no library, no CDN).
+ *
+ * Without this script the form posts the file in one request (small files only).
+ * With it, files of any size go through /api/v1/uploads/ in chunks: a progress bar,
+ * pause and resume, automatic retry with growing delays after a dropped connection,
+ * and resume after a closed laptop or a reloaded page (the upload URL is kept in
+ * localStorage under the file's name, size and date). The finished upload's URL is
+ * then posted to the same form endpoint, and the material's processing is followed.
+ *
+ * ES5 on purpose: the page must work on old Android phones and PCs.
+ */
+(function () {
+  'use strict';
+
+  var form = document.getElementById('upload-form');
+  if (!form || !window.XMLHttpRequest || !window.FormData || !window.Blob || !Blob.prototype.slice) {
+    return; // the plain form keeps working
+  }
+  var endpoint = form.getAttribute('data-endpoint');
+  var api = form.getAttribute('data-api');
+  var lesson = form.getAttribute('data-lesson');
+  var chunkSize = parseInt(form.getAttribute('data-chunk-size'), 10);
+  var maxSize = parseInt(form.getAttribute('data-max-size'), 10);
+  var csrf = form.querySelector('input[name=csrf_token]').value;
+  var fileInput = form.querySelector('input[type=file]');
+  var transfers = document.getElementById('transfers');
+  var materials = document.getElementById('materials');
+  // Seconds to wait before each retry: quick for a blip, patient for a long outage.
+  var RETRY_DELAYS = [1, 2, 4, 8, 15, 30, 30, 60, 60, 60, 120, 120, 300];
+  // A request that makes no progress for this long is presumed dead and retried.
+  var STALL_MS = 60000;
+  var POLL_MS = 5000;
+
+  var note = form.querySelector('.nojs-note');
+  if (note) { note.hidden = true; }
+  fileInput.multiple = true;
+
+  function storage() {
+    try { return window.localStorage; } catch (e) { return null; } // private mode may refuse
+  }
+
+  function remember(key, value) {
+    var s = storage();
+    if (!s) { return; }
+    try {
+      if (value) { s.setItem(key, value); } else { s.removeItem(key); }
+    } catch (e) { /* quota: resuming after a reload just starts over */ }
+  }
+
+  function base64(text) {
+    // UTF-8 first: file names are often Chinese.
+    return window.btoa(unescape(encodeURIComponent(text)));
+  }
+
+  function absolute(url) {
+    var a = document.createElement('a');
+    a.href = url;
+    return a.href;
+  }
+
+  function errorMessage(xhr, fallback) {
+    try {
+      return JSON.parse(xhr.responseText).error.message;
+    } catch (e) {
+      return fallback + ' (HTTP ' + xhr.status + ')';
+    }
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) { node.className = className; }
+    if (text) { node.appendChild(document.createTextNode(text)); }
+    return node;
+  }
+
+  function Transfer(file, title) {
+    this.file = file;
+    this.title = title;
+    this.key = 'hub-tus:' + lesson + ':' + file.name + ':' + file.size + ':' + file.lastModified;
+    var s = storage();
+    this.url = s ? s.getItem(this.key) : null;
+    this.offset = 0;
+    this.attempt = 0;
+    this.paused = false;
+    this.xhr = null;
+    this.timer = null;
+
+    var item = el('li');
+    var top = el('div', 'row');
+    top.appendChild(el('b', '', file.name));
+    this.pct = el('span', 'pct', '0 %');
+    top.appendChild(this.pct);
+    item.appendChild(top);
+    this.bar = el('progress');
+    this.bar.max = 100;
+    this.bar.value = 0;
+    item.appendChild(this.bar);
+    var bottom = el('div', 'row');
+    this.state = el('span', 'state', '准备中 Starting…');
+    bottom.appendChild(this.state);
+    var buttons = el('span');
+    this.pauseButton = el('button', 'pause', '暂停 Pause');
+    this.pauseButton.type = 'button';
+    this.resumeButton = el('button', 'resume', '继续 Resume');
+    this.resumeButton.type = 'button';
+    this.resumeButton.hidden = true;
+    buttons.appendChild(this.pauseButton);
+    buttons.appendChild(this.resumeButton);
+    bottom.appendChild(buttons);
+    item.appendChild(bottom);
+    this.item = item;
+    transfers.appendChild(item);
+
+    var self = this;
+    this.pauseButton.onclick = function () { self.pause(); };
+    this.resumeButton.onclick = function () { self.start(); };
+  }
+
+  Transfer.prototype.say = function (text) {
+    this.state.textContent = text;
+  };
+
+  Transfer.prototype.show = function (sent) {
+    var pct = this.file.size ? Math.floor(100 * sent / this.file.size) : 100;
+    this.bar.value = pct;
+    this.pct.textContent = pct + ' %';
+  };
+
+  Transfer.prototype.start = function () {
+    this.paused = false;
+    this.attempt = 0;
+    this.item.className = '';
+    this.pauseButton.hidden = false;
+    this.resumeButton.hidden = true;
+    if (this.file.size > maxSize) {
+      this.fail('文件太大 The file is larger than ' + Math.round(maxSize / 1073741824) + ' GB.');
+      return;
+    }
+    this.next();
+  };
+
+  Transfer.prototype.next = function () {
+    if (this.url) { this.head(); } else { this.create(); }
+  };
+
+  Transfer.prototype.pause = function () {
+    this.paused = true;
+    clearTimeout(this.timer);
+    if (this.xhr) { this.xhr.abort(); }
+    this.say('已暂停 Paused');
+    this.pauseButton.hidden = true;
+    this.resumeButton.hidden = false;
+  };
+
+  Transfer.prototype.fail = function (message) {
+    this.item.className = 'failed';
+    this.say(message);
+    this.pauseButton.hidden = true;
+    this.resumeButton.hidden = false;
+    this.resumeButton.textContent = '重试 Retry';
+  };
+
+  Transfer.prototype.retry = function () {
+    if (this.paused) { return; }
+    if (this.attempt >= RETRY_DELAYS.length) {
+      this.fail('网络中断 The connection keeps dropping. Press Retry to go on from where it stopped.');
+      return;
+    }
+    var delay = RETRY_DELAYS[this.attempt];
+    this.attempt += 1;
+    this.say('连接中断，' + delay + ' 秒后重试 Connection lost; retrying in ' + delay + ' s');
+    var self = this;
+    this.timer = setTimeout(function () { self.next(); }, delay * 1000);
+  };
+
+  // One request; a network error, a stall, 423 (locked) or a 5xx means "retry".
+  Transfer.prototype.send = function (method, url, headers, body, done) {
+    var self = this;
+    var xhr = new XMLHttpRequest();
+    var watchdog = null;
+    function alive() {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(function () { xhr.abort(); self.retry(); }, STALL_MS);
+    }
+    xhr.open(method, url, true);
+    xhr.setRequestHeader('Tus-Resumable', '1.0.0');
+    xhr.setRequestHeader('X-CSRFToken', csrf);
+    for (var name in headers) {
+      if (Object.prototype.hasOwnProperty.call(headers, name)) { xhr.setRequestHeader(name, headers[name]); }
+    }
+    xhr.onload = function () {
+      clearTimeout(watchdog);
+      self.xhr = null;
+      if (xhr.status === 423 || xhr.status >= 500) { self.retry(); return; }
+      done(xhr);
+    };
+    xhr.onerror = function () { clearTimeout(watchdog); self.xhr = null; self.retry(); };
+    xhr.onabort = function () { clearTimeout(watchdog); self.xhr = null; };
+    if (xhr.upload && body) {
+      xhr.upload.onprogress = function (event) {
+        alive();
+        self.show(self.offset + event.loaded);
+      };
+    }
+    this.xhr = xhr;
+    alive();
+    xhr.send(body || null);
+  };
+
+  Transfer.prototype.create = function () {
+    var self = this;
+    var metadata = 'filename ' + base64(this.file.name);
+    if (this.file.type) { metadata += ',filetype ' + base64(this.file.type); }
+    this.say('连接中 Connecting…');
+    this.send('POST', endpoint, {'Upload-Length': String(this.file.size), 'Upload-Metadata': metadata}, null,
+      function (xhr) {
+        if (xhr.status !== 201) { self.fail(errorMessage(xhr, '无法开始上传 Could not start the upload')); return; }
+        self.url = absolute(xhr.getResponseHeader('Location'));
+        remember(self.key, self.url);
+        self.offset = 0;
+        self.patch();
+      });
+  };
+
+  Transfer.prototype.head = function () {
+    var self = this;
+    this.say('继续上传 Resuming…');
+    this.send('HEAD', this.url, {}, null, function (xhr) {
+      if (xhr.status === 404 || xhr.status === 410) {
+        // Expired or removed on the server: start again from the first byte.
+        remember(self.key, null);
+        self.url = null;
+        self.create();
+        return;
+      }
+      if (xhr.status !== 200) { self.fail(errorMessage(xhr, '无法继续 Could not resume')); return; }
+      self.offset = parseInt(xhr.getResponseHeader('Upload-Offset'), 10);
+      self.show(self.offset);
+      if (self.offset >= self.file.size) { self.finish(); } else { self.patch(); }
+    });
+  };
+
+  Transfer.prototype.patch = function () {
+    if (this.paused) { return; }
+    var self = this;
+    var end = Math.min(this.offset + chunkSize, this.file.size);
+    this.say('上传中 Uploading…');
+    this.send('PATCH', this.url,
+      {'Upload-Offset': String(this.offset), 'Content-Type': 'application/offset+octet-stream'},
+      this.file.slice(this.offset, end),
+      function (xhr) {
+        if (xhr.status === 409) { self.head(); return; } // we and the server disagree: ask it
+        if (xhr.status !== 204) { self.fail(errorMessage(xhr, '上传失败 Upload failed')); return; }
+        self.attempt = 0;
+        self.offset = parseInt(xhr.getResponseHeader('Upload-Offset'), 10);
+        self.show(self.offset);
+        if (self.offset >= self.file.size) { self.finish(); } else { self.patch(); }
+      });
+  };
+
+  Transfer.prototype.finish = function () {
+    var self = this;
+    this.show(this.file.size);
+    this.pauseButton.hidden = true;
+    this.say('上传完成，正在添加材料 Uploaded; adding the material…');
+    var data = new FormData();
+    data.append('csrf_token', csrf);
+    data.append('title', this.title);
+    data.append('upload', this.url);
+    var xhr = new XMLHttpRequest();
+    xhr.open('POST', form.action, true);
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.setRequestHeader('X-CSRFToken', csrf);
+    xhr.onload = function () {
+      if (xhr.status !== 201) { self.fail(errorMessage(xhr, '无法添加材料 Could not add the material')); return; }
+      remember(self.key, null);
+      var material = JSON.parse(xhr.responseText);
+      self.say('已添加，等待处理 Added; waiting to be processed');
+      addMaterial(material);
+    };
+    xhr.onerror = function () { self.retryFinish(); };
+    xhr.send(data);
+  };
+
+  Transfer.prototype.retryFinish = function () {
+    var self = this;
+    this.say('连接中断，正在重试 Connection lost; retrying');
+    // Safe to repeat: the server answers a repeated request with the material it made.
+    this.timer = setTimeout(function () { self.finish(); }, 5000);
+  };
+
+  function addMaterial(material) {
+    var empty = materials.querySelector('.empty');
+    if (empty) { materials.removeChild(empty); }
+    var item = el('li');
+    item.setAttribute('data-material', material.id);
+    item.setAttribute('data-status', material.status);
+    item.appendChild(el('b', '', material.title));
+    item.appendChild(document.createTextNode(' '));
+    var meta = el('span', 'meta', material.kind + ' · ');
+    meta.appendChild(el('span', 'status', material.status));
+    item.appendChild(meta);
+    item.appendChild(el('p', 'error', material.error || ''));
+    materials.appendChild(item);
+    watch(item);
+  }
+
+  // Follow a material's processing until it is ready or failed.
+  function watch(item) {
+    var id = item.getAttribute('data-material');
+    function poll() {
+      var xhr = new XMLHttpRequest();
+      xhr.open('GET', api + '/materials/' + id, true);
+      xhr.setRequestHeader('Accept', 'application/json');
+      xhr.onload = function () {
+        if (xhr.status !== 200) { setTimeout(poll, POLL_MS * 4); return; }
+        var m = JSON.parse(xhr.responseText);
+        item.setAttribute('data-status', m.status);
+        item.querySelector('.status').textContent = m.status + (m.status === 'processing' ? ' ' + m.progress + '%' : '');
+        item.querySelector('.error').textContent = m.error || '';
+        if (m.status === 'pending' || m.status === 'processing') { setTimeout(poll, POLL_MS); }
+      };
+      xhr.onerror = function () { setTimeout(poll, POLL_MS * 4); };
+      xhr.send();
+    }
+    setTimeout(poll, POLL_MS);
+  }
+
+  var busy = materials.querySelectorAll('[data-status=pending], [data-status=processing]');
+  for (var i = 0; i < busy.length; i += 1) { watch(busy[i]); }
+
+  form.addEventListener('submit', function (event) {
+    var files = fileInput.files;
+    if (!files || !files.length) { return; } // the browser says the field is required
+    event.preventDefault();
+    var title = form.elements.title.value;
+    for (var j = 0; j < files.length; j += 1) {
+      new Transfer(files[j], files.length === 1 ? title : '').start();
+    }
+    form.reset();
+  });
+}());
