@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
-# Everything installs into .venv; Debian's ffmpeg and Ghostscript are installed when missing.
+# Everything installs into .venv; Debian's ffmpeg, Ghostscript and Chromium are installed when missing.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -25,12 +25,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(STAMP) system-deps  ## virtualenv + Python packages + ffmpeg/Ghostscript
+install: $(STAMP) system-deps  ## virtualenv + Python packages + ffmpeg/Ghostscript/Chromium
 
-system-deps:  ## Debian's ffmpeg and Ghostscript, when missing
+system-deps:  ## Debian's ffmpeg, Ghostscript and Chromium (browser tests), when missing
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	command -v gs >/dev/null || missing="$$missing ghostscript"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from Debian"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
