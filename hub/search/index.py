@@ -28,7 +28,6 @@ rebuild, never from a bundle or another hub.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ from whoosh.searching import Searcher  # type: ignore[import-untyped]
 from whoosh.util.numeric import byte_to_length, length_to_byte  # type: ignore[import-untyped]
 from whoosh.writing import LockError, SegmentWriter  # type: ignore[import-untyped]
 
+from hub.locks import LockBusy, file_lock
 from hub.search.documents import Document
 from hub.search.schema import SCHEMA_VERSION, make_schema
 
@@ -192,28 +192,17 @@ class SearchIndex:
     @contextlib.contextmanager
     def writer_lock(self, wait: float = 0.0) -> Iterator[None]:
         """Hold the one writer lock; :class:`IndexBusy` if another holder keeps it past ``wait`` seconds."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        holder = self.lock_holder() or "another process"
-                        raise IndexBusy(f"the search index is being written by {holder}") from None
-                    time.sleep(0.05)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}@{socket.gethostname()} since {time.time():.0f}\n".encode(), 0)
-            try:
-                yield
-            finally:
+            with file_lock(self.root / LOCK, wait) as fd:
                 os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+                os.pwrite(fd, f"{os.getpid()}@{socket.gethostname()} since {time.time():.0f}\n".encode(), 0)
+                try:
+                    yield
+                finally:
+                    os.ftruncate(fd, 0)
+        except LockBusy:
+            holder = self.lock_holder() or "another process"
+            raise IndexBusy(f"the search index is being written by {holder}") from None
 
     def lock_holder(self) -> str:
         """Who holds the writer lock, as it wrote itself down (empty when free)."""

@@ -15,13 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import fcntl
 import hashlib
 import logging
-import os
 import re
 import secrets
-import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -44,6 +41,7 @@ from hub.catalog import services as catalog
 from hub.catalog.models import Material
 from hub.db import Database, utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound, PermissionDenied, Unauthorized
+from hub.locks import LockBusy, file_lock
 from hub.media import services as media_services
 from hub.media.ffmpeg import sniff_bytes
 from hub.media.models import Blob
@@ -369,28 +367,17 @@ def upload_lock(session: Session, uploads: Uploads, upload_id: str, wait: float 
             session.rollback()
             raise
         return
-    path = uploads.partials.lock_path(upload_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        deadline = time.monotonic() + wait
-        while True:
+        with file_lock(uploads.partials.lock_path(upload_id), wait):
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise UploadLocked(
-                        "Another request is writing to this upload; try again shortly.", {"Retry-After": "5"}
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        except BaseException:
-            session.rollback()
-            raise
-    finally:
-        os.close(fd)  # releases the flock
+                yield
+            except BaseException:
+                session.rollback()
+                raise
+    except LockBusy:  # only the lock raises it: the body never takes file locks
+        raise UploadLocked(
+            "Another request is writing to this upload; try again shortly.", {"Retry-After": "5"}
+        ) from None
 
 
 # ---------------------------------------------------------------------------
