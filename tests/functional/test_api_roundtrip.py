@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import COURSE, Accounts
 from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.support.media import lesson_video
 
 
 def test_catalog_round_trip(live_server: LiveServer, make: Accounts) -> None:
@@ -51,35 +51,6 @@ def test_catalog_round_trip(live_server: LiveServer, make: Accounts) -> None:
     assert page.status_code == 200 and "配方法" in page.text
 
 
-def _lavfi_video(path: Path, seconds: int = 3) -> Path:
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size=320x240:rate=15:d={seconds}",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:duration={seconds}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-            "-shortest",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
-
-
 @pytest.mark.slow
 def test_material_job_round_trip(
     live_server: LiveServer, start_worker: Callable[[], Worker], make: Accounts, db: Session, tmp_path: Path
@@ -89,7 +60,7 @@ def test_material_job_round_trip(
     lesson = requests.post(
         live_server.api(f"/courses/{course['id']}/lessons"), json={"title": "配方法"}, headers=auth, timeout=10
     ).json()
-    video = _lavfi_video(tmp_path / "lesson.mp4")
+    video = lesson_video(tmp_path / "lesson.mp4", size="320x240", rate=15)
     with video.open("rb") as f:
         upload = requests.post(
             live_server.api(f"/lessons/{lesson['id']}/materials"),

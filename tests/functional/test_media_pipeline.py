@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from sqlalchemy.orm import Session
 from hub.media.models import Blob, Rendition
 from tests.conftest import COURSE, Accounts
 from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.support.media import ffmpeg, ffprobe, lesson_video
 
 pytestmark = pytest.mark.slow
 
@@ -58,16 +57,6 @@ def _wait_settled(server: LiveServer, auth: dict[str, str], material_id: int, ti
     return state
 
 
-def _ffprobe(path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
-
-
 def test_worker_killed_mid_transcode_is_redone_once(
     live_server: LiveServer,
     start_worker: Callable[..., Worker],
@@ -78,32 +67,7 @@ def test_worker_killed_mid_transcode_is_redone_once(
 ) -> None:
     auth = make.bearer(make.user("up@x.cn", make.school(), "uploader"))
     lesson = _lesson(live_server, auth)
-    video = tmp_path / "long.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25:d=40",
-            "-f",
-            "lavfi",
-            "-i",
-            "anoisesrc=d=40:a=0.1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-            "-shortest",
-            str(video),
-        ],
-        check=True,
-    )
+    video = lesson_video(tmp_path / "long.mp4", seconds=40)
     material = _upload(live_server, auth, lesson, video, "长视频")
 
     first = start_worker()
@@ -143,7 +107,7 @@ def test_bad_files_fail_readably_and_alone(
     playlist = tmp_path / "evil.mp4"
     playlist.write_text("#EXTM3U\n#EXTINF:10,\nfile:///etc/passwd\nhttp://127.0.0.1:1/x.ts\n")
     good = tmp_path / "good.wav"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "sine=d=3", str(good)], check=True)
+    ffmpeg(good, "-f", "lavfi", "-i", "sine=d=3")
     bad_ids = [_upload(live_server, auth, lesson, p, p.name)["id"] for p in (text, playlist)]
     good_id = _upload(live_server, auth, lesson, good, "朗读")["id"]
 
@@ -158,6 +122,6 @@ def test_bad_files_fail_readably_and_alone(
     download = requests.get(live_server.url + audio["url"], headers=auth, timeout=30)
     played = tmp_path / "audio.m4a"
     played.write_bytes(download.content)
-    streams = _ffprobe(played)["streams"]
+    streams = ffprobe(played)["streams"]
     assert [s["codec_type"] for s in streams] == ["audio"]
     assert audio["kbps"] <= 40

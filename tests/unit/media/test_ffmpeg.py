@@ -7,7 +7,6 @@ well under a minute on two cores; only the start-fast check needs a lesson-lengt
 
 from __future__ import annotations
 
-import json
 import shutil
 import struct
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from hub.media import ffmpeg as media
 from hub.media.ffmpeg import MediaError, MediaLimits, Probe, probe, sniff, sniff_bytes, ssim, transcode
 from hub.media.profiles import PROFILES, applicable_profiles
+from tests.support.media import ffmpeg, ffprobe
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("ffmpeg") and shutil.which("ffprobe") and shutil.which("gs")),
@@ -33,23 +33,6 @@ NOT_MEDIA = "This file is not a video, audio, image or PDF we can read."
 
 # ---------------------------------------------------------------------------
 # Generated inputs.
-
-
-def make(path: Path, *args: str) -> Path:
-    """Run ffmpeg (trusted arguments, generated content) into ``path``."""
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args, str(path)], check=True)
-    return path
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    result: dict[str, Any] = json.loads(out)
-    return result
 
 
 def stream(info: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -75,7 +58,7 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def clip(gen: Path) -> Path:
     """4 s of 640x480 30 fps camera-like motion with speech: larger than both video boxes."""
-    return make(
+    return ffmpeg(
         gen / "clip.mp4",
         "-f", "lavfi", "-i", "testsrc2=size=640x480:rate=30:duration=4",
         *speech(gen, 4),
@@ -86,7 +69,7 @@ def clip(gen: Path) -> Path:
 @pytest.fixture(scope="session")
 def slides(gen: Path) -> Path:
     """12 s of still pictures changing every 3 s, 30 fps, with speech: a slides lesson."""
-    return make(
+    return ffmpeg(
         gen / "slides.mp4",
         "-f", "lavfi", "-i", "testsrc=size=640x360:rate=1/3:duration=12,fps=30",
         *speech(gen, 12),
@@ -97,7 +80,7 @@ def slides(gen: Path) -> Path:
 @pytest.fixture(scope="session")
 def moving(gen: Path) -> Path:
     """6 s of testsrc2 motion, no audio."""
-    return make(
+    return ffmpeg(
         gen / "moving.mkv",
         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6",
         "-c:v", "libx264", "-preset", "ultrafast",
@@ -284,7 +267,7 @@ def top_level_boxes(path: Path) -> list[tuple[str, int, int]]:
 @pytest.mark.slow
 def test_video_starts_after_a_few_kilobytes(gen: Path, tmp_path: Path) -> None:
     """Bytes before the first media sample <= 120 KB: the first frame within 10 s at 128 kbit/s."""
-    lesson = make(
+    lesson = ffmpeg(
         gen / "lesson.mp4",
         "-f", "lavfi", "-i", "testsrc2=size=192x108:rate=30:duration=150",
         *speech(gen, 150),
@@ -320,7 +303,7 @@ def test_video_without_audio(moving: Path, tmp_path: Path) -> None:
 
 
 def test_audio_without_video(gen: Path, tmp_path: Path) -> None:
-    wav = make(gen / "talk.wav", *speech(gen, 5), "-ar", "44100", "-ac", "2")
+    wav = ffmpeg(gen / "talk.wav", *speech(gen, 5), "-ar", "44100", "-ac", "2")
     found = probe(wav, LIMITS)
     assert (found.kind, found.format, found.has_video, found.has_audio) == ("audio", "wav", False, True)
     assert [p.name for p in applicable_profiles(found)] == ["audio"]
@@ -331,7 +314,7 @@ def test_audio_without_video(gen: Path, tmp_path: Path) -> None:
 
 
 def test_half_second_clip_is_never_upscaled(gen: Path, tmp_path: Path) -> None:
-    short = make(
+    short = ffmpeg(
         gen / "short.mp4",
         "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30:duration=0.5",
         "-f", "lavfi", "-i", "sine=duration=0.5",
@@ -348,11 +331,11 @@ def test_half_second_clip_is_never_upscaled(gen: Path, tmp_path: Path) -> None:
 def test_portrait_phone_video_gets_a_portrait_box(gen: Path, tmp_path: Path) -> None:
     # Stored landscape with a rotation in its header, as phones record (ffmpeg 5.1 only
     # writes the rotation when copying, hence two steps).
-    landscape = make(
+    landscape = ffmpeg(
         gen / "landscape.mp4",
         "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
     )  # fmt: skip
-    turned = make(gen / "turned.mp4", "-i", str(landscape), "-c", "copy", "-metadata:s:v", "rotate=90")
+    turned = ffmpeg(gen / "turned.mp4", "-i", str(landscape), "-c", "copy", "-metadata:s:v", "rotate=90")
     found = probe(turned, LIMITS)
     assert (found.width, found.height) == (360, 640)
     info, _ = run_profile(turned, found, "video-240p", tmp_path / "out.mp4")
@@ -362,7 +345,7 @@ def test_portrait_phone_video_gets_a_portrait_box(gen: Path, tmp_path: Path) -> 
 
 
 def test_images(gen: Path, tmp_path: Path) -> None:
-    photo = make(gen / "photo.png", "-f", "lavfi", "-i", "testsrc2=size=1600x1200,noise=alls=20", "-frames:v", "1")
+    photo = ffmpeg(gen / "photo.png", "-f", "lavfi", "-i", "testsrc2=size=1600x1200,noise=alls=20", "-frames:v", "1")
     found = probe(photo, LIMITS)
     assert (found.kind, found.width, found.height, found.has_alpha) == ("image", 1600, 1200, False)
     assert [p.name for p in applicable_profiles(found)] == ["poster", "image"]
@@ -370,7 +353,7 @@ def test_images(gen: Path, tmp_path: Path) -> None:
     assert info is not None and (info.width, info.height, info.mime_type) == (1280, 960, "image/jpeg")
     assert info.bytes < found.bytes
 
-    logo = make(gen / "logo.png", "-f", "lavfi", "-i", "color=c=red@0.5:size=64x64,format=rgba", "-frames:v", "1")
+    logo = ffmpeg(gen / "logo.png", "-f", "lavfi", "-i", "color=c=red@0.5:size=64x64,format=rgba", "-frames:v", "1")
     found = probe(logo, LIMITS)
     assert found.has_alpha
     # Already tiny: a re-encode is not smaller, so it is not kept.
@@ -388,7 +371,7 @@ def test_images(gen: Path, tmp_path: Path) -> None:
 
 
 def test_image_with_transparency_stays_png(gen: Path, tmp_path: Path) -> None:
-    layered = make(
+    layered = ffmpeg(
         gen / "layered.png",
         "-f", "lavfi", "-i", "testsrc2=size=2000x1000,noise=alls=30,format=rgba,colorchannelmixer=aa=0.5",
         "-frames:v", "1",
@@ -408,7 +391,7 @@ def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
 
 
 def test_jpeg_exif_orientation_is_applied(gen: Path, tmp_path: Path) -> None:
-    photo = make(gen / "sideways.jpg", "-f", "lavfi", "-i", "testsrc2=size=640x480", "-frames:v", "1")
+    photo = ffmpeg(gen / "sideways.jpg", "-f", "lavfi", "-i", "testsrc2=size=640x480", "-frames:v", "1")
     turned = tmp_path / "turned.jpg"
     turned.write_bytes(with_exif_orientation(photo.read_bytes(), 6))  # "rotate 90 clockwise to view"
     found = probe(turned, LIMITS)
@@ -418,7 +401,7 @@ def test_jpeg_exif_orientation_is_applied(gen: Path, tmp_path: Path) -> None:
 
 
 def test_animated_gif_keeps_its_animation(gen: Path, tmp_path: Path) -> None:
-    gif = make(gen / "anim.gif", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=5:duration=2")
+    gif = ffmpeg(gen / "anim.gif", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=5:duration=2")
     found = probe(gif, LIMITS)
     assert found.kind == "image" and found.animated
     assert [p.name for p in applicable_profiles(found)] == ["poster"]
@@ -433,7 +416,7 @@ def make_pdf(path: Path, *postscript: str) -> Path:
 
 
 def test_document_recompressed_when_smaller(gen: Path, tmp_path: Path) -> None:
-    photo = make(gen / "scan.jpg", "-f", "lavfi", "-i", "testsrc2=size=1200x900,noise=alls=10", "-frames:v", "1")
+    photo = ffmpeg(gen / "scan.jpg", "-f", "lavfi", "-i", "testsrc2=size=1200x900,noise=alls=10", "-frames:v", "1")
     # A 1200 px photo on a 200 pt wide page: 430 dpi, which /ebook brings down to 150.
     scan = make_pdf(
         gen / "scan.pdf",
@@ -513,7 +496,7 @@ def test_playlists_and_urls_are_never_opened(tmp_path: Path, content: str, no_pr
 def test_truncated_mp4(clip: Path, tmp_path: Path, movflags: str) -> None:
     # Without faststart the index is at the end and is lost; with it, the index survives
     # and claims 4 s that are no longer there.
-    whole = make(tmp_path / "whole.mp4", "-i", str(clip), "-c", "copy", "-movflags", movflags or "0")
+    whole = ffmpeg(tmp_path / "whole.mp4", "-i", str(clip), "-c", "copy", "-movflags", movflags or "0")
     half = tmp_path / "half.mp4"
     half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     assert refuse(half).reason == "The file is truncated or damaged."
@@ -559,7 +542,7 @@ def test_image_bombs_in_other_formats(tmp_path: Path, name: str, header: bytes, 
 
 def test_huge_video_resolution(gen: Path) -> None:
     # One gray 9000x9000 frame: PNG-coded in Matroska, ~100 KB on disk.
-    huge = make(
+    huge = ffmpeg(
         gen / "huge.mkv",
         "-f", "lavfi", "-i", "color=c=gray:size=9000x9000:duration=0.04",
         "-frames:v", "1", "-c:v", "png", "-pix_fmt", "gray",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from hub.jobs import Outbox
 from hub.media import pipeline
 from hub.media.models import Rendition
 from tests.conftest import COURSE, Accounts
+from tests.support.media import lesson_video
 
 
 @pytest.fixture
@@ -41,38 +41,6 @@ def _material(app: Flask, db: Session, lesson_id: int, data: bytes, name: str) -
     return material
 
 
-def _video(tmp_path: Path, seconds: int = 3) -> bytes:
-    path = tmp_path / "v.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size=640x360:rate=25:d={seconds}",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=d={seconds}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-qp",
-            "10",
-            "-c:a",
-            "aac",
-            "-shortest",
-            str(path),
-        ],
-        check=True,
-    )
-    return path.read_bytes()
-
-
 def _run(app: Flask, db: Session, material_id: int) -> Material:
     """What the worker does, in this process: probe, then each rendition."""
     limits = app.extensions["hub.media_limits"]
@@ -86,7 +54,7 @@ def _run(app: Flask, db: Session, material_id: int) -> Material:
 
 
 def test_video_ladder_is_built_once(app: Flask, db: Session, lesson_id: int, tmp_path: Path) -> None:
-    material = _material(app, db, lesson_id, _video(tmp_path), "lesson.mp4")
+    material = _material(app, db, lesson_id, lesson_video(tmp_path / "v.mp4").read_bytes(), "lesson.mp4")
     done = _run(app, db, material.id)
     assert done.status == "ready" and done.progress == 100 and done.error == ""
     by_profile = {r.profile: r for r in done.renditions}
@@ -112,7 +80,7 @@ def test_video_ladder_is_built_once(app: Flask, db: Session, lesson_id: int, tmp
 def test_a_live_claim_is_respected_and_a_dead_one_taken_over(
     app: Flask, db: Session, lesson_id: int, tmp_path: Path
 ) -> None:
-    material = _material(app, db, lesson_id, _video(tmp_path), "lesson.mp4")
+    material = _material(app, db, lesson_id, lesson_video(tmp_path / "v.mp4").read_bytes(), "lesson.mp4")
     storage, limits = app.extensions["hub.storage"], app.extensions["hub.media_limits"]
     rendition_ids = pipeline.process_material(db, storage, material.id, limits)
     rendition = db.get(Rendition, rendition_ids[0])
@@ -139,7 +107,7 @@ def test_bad_input_fails_with_a_reason(app: Flask, db: Session, lesson_id: int) 
 
 
 def test_reprocess_profile_redoes_only_that_profile(app: Flask, db: Session, lesson_id: int, tmp_path: Path) -> None:
-    material = _material(app, db, lesson_id, _video(tmp_path), "lesson.mp4")
+    material = _material(app, db, lesson_id, lesson_video(tmp_path / "v.mp4").read_bytes(), "lesson.mp4")
     done = _run(app, db, material.id)
     poster = next(r for r in done.renditions if r.profile == "poster")
     queued = pipeline.reprocess_profile(db, "poster")
@@ -162,7 +130,7 @@ def test_reprocess_profile_redoes_only_that_profile(app: Flask, db: Session, les
 
 
 def test_lesson_page_plays_and_prices_renditions(app: Flask, db: Session, lesson_id: int, tmp_path: Path) -> None:
-    material = _material(app, db, lesson_id, _video(tmp_path), "lesson.mp4")
+    material = _material(app, db, lesson_id, lesson_video(tmp_path / "v.mp4").read_bytes(), "lesson.mp4")
     done = _run(app, db, material.id)
     course = done.lesson.course
     catalog.publish_course(db, db.scalars(select(catalog.User)).first(), course.id)
