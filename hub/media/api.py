@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, redirect, send_file, url_for
+from collections.abc import Iterable, Iterator
+
+from flask import Blueprint, Response, current_app, redirect, request, url_for
 
 from hub.accounts.auth import current_user
 from hub.api import PREFIX
 from hub.catalog.models import Material
 from hub.catalog.schemas import MaterialOut, OriginalOut, RenditionOut
-from hub.db import request_session
-from hub.media import services
-from hub.media.storage import Storage
+from hub.db import Database, get_database, request_session
+from hub.media import downloads, services
+from hub.media.storage import Storage, content_disposition
 
 blueprint = Blueprint("media_api", __name__, url_prefix=PREFIX)
 
@@ -57,15 +59,82 @@ def material_out(material: Material) -> MaterialOut:
 
 @blueprint.get("/blobs/<sha256>")
 def download_blob(sha256: str) -> Response:
-    blob = services.get_readable_blob(request_session(), current_user(), sha256)
+    """A blob by sha256, with ranges and conditional requests (see hub.media.downloads)."""
+    session = request_session()
+    actor = current_user()
+    blob = services.get_readable_blob(session, actor, sha256)
     storage: Storage = current_app.extensions["hub.storage"]
-    presigned = storage.presigned_url(blob.sha256)
+    database = get_database()
+    school_id = actor.school_id if actor is not None else None
+    headers = request.headers
+    decision = downloads.decide(
+        size=blob.size,
+        sha256=blob.sha256,
+        range_header=headers.get("Range"),
+        if_range=headers.get("If-Range"),
+        if_none_match=headers.get("If-None-Match"),
+    )
+    base_headers = {
+        "ETag": downloads.etag_for(blob.sha256),
+        # Content-addressed: the bytes behind this URL never change.
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "Accept-Ranges": "bytes",
+    }
+    if decision.status == 304:
+        return Response(status=304, headers=base_headers)
+
+    filename = downloads.download_filename(session, actor, blob, request.args.get("name"))
+    presigned = storage.presigned_url(blob.sha256, filename=filename)
     if presigned is not None:
-        return redirect(presigned, code=302)  # type: ignore[return-value]
-    path = storage.local_path(blob.sha256)
-    assert path is not None  # a backend without presigned URLs serves local files
-    # Content-addressed: the bytes behind this URL never change, so they can be
-    # cached for a year, and the ETag is the hash itself.
-    response = send_file(path, mimetype=blob.media_type, conditional=True, etag=blob.sha256, max_age=31536000)
-    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        # S3 serves the bytes (and honours Range) itself, so the hub never sees the end
+        # of the transfer. Approximation: count at redirect time a request that starts
+        # the file (no usable Range, or a range from byte 0); resumptions do not count.
+        if request.method == "GET" and (decision.status == 200 or (decision.start == 0 and decision.status == 206)):
+            downloads.safe_record_download(database, blob.sha256, school_id)
+        response = redirect(presigned, code=302)
+        response.headers["Cache-Control"] = "no-store"  # the presigned URL expires
+        return response  # type: ignore[return-value]
+
+    if decision.status == 416:
+        assert decision.content_range is not None
+        return Response(
+            status=416, headers={**base_headers, "Content-Range": decision.content_range, "Content-Length": "0"}
+        )
+
+    response_headers = {
+        **base_headers,
+        "Content-Disposition": content_disposition(filename),
+        "Content-Length": str(decision.length),
+    }
+    if decision.content_range is not None:
+        response_headers["Content-Range"] = decision.content_range
+    if request.method == "HEAD":
+        body: Iterable[bytes] = ()
+    else:
+        # open_range raises (BlobNotFound) here, before the response starts.
+        chunks = storage.open_range(blob.sha256, decision.start, decision.end) if decision.length else iter(())
+        completes = downloads.counts_as_completed(decision, blob.size)
+        body = _stream(chunks, database, blob.sha256, school_id, completes)
+    response = Response(
+        body, status=decision.status, headers=response_headers, mimetype=blob.media_type, direct_passthrough=True
+    )
     return response
+
+
+def _stream(
+    chunks: Iterator[bytes], database: Database, sha256: str, school_id: int | None, completes: bool
+) -> Iterator[bytes]:
+    """Yield the chunks; count the download once the last one has been handed over.
+
+    The code after the loop only runs when the server asks for more after the last
+    chunk, i.e. the whole body has been written out; a client that drops the link
+    makes the server close the iterator at a `yield` instead, and nothing is counted.
+    """
+    try:
+        yield from chunks
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    if completes:
+        downloads.safe_record_download(database, sha256, school_id)

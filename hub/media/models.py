@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
+    Date,
     Enum,
     Float,
     ForeignKey,
@@ -56,3 +57,19 @@ class Rendition(Timestamped, Base):
 
     material: Mapped[Material] = relationship(back_populates="renditions")
     blob: Mapped[Blob | None] = relationship(lazy="joined")
+
+
+class DownloadCount(Base):
+    """Completed downloads of one blob (original or rendition) per UTC day and school.
+
+    `school_id` is NULL for anonymous downloads. Written by hub.media.downloads.
+    """
+
+    __tablename__ = "download_count"
+    __table_args__ = (UniqueConstraint("blob_sha256", "day", "school_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob_sha256: Mapped[str] = mapped_column(ForeignKey("blob.sha256", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date, index=True)
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
