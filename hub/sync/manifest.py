@@ -1,0 +1,520 @@
+"""The sync manifest as data: what a school server mirrors, signed by the upstream.
+
+A manifest lists, for one subscriber school, every published course its
+subscriptions select, with their lessons, materials and the renditions chosen
+for mirroring (each named by sha256, with its size and media type). It is built
+on the upstream, signed with the upstream's Ed25519 key, and verified on the
+school server before anything in it is used. Nothing in a manifest is ever
+executed or unpickled: it is JSON, parsed into the strict pydantic models below,
+and a field that is missing, unknown or of the wrong type refuses the whole
+manifest.
+
+Format (``oer-hub-manifest/1``), the payload that is signed::
+
+    {
+      "format": "oer-hub-manifest/1",
+      "version": 7,                 # per subscriber; only ever goes up
+      "cursor": 1234,               # the change feed's last seq when it was built
+      "issued_at": "2026-12-01T20:00:00Z",
+      "expires_at": "2026-12-08T20:00:00Z",
+      "subscriber": {"id": 3, "name": "…", "kind": "rural", "region": "…", "county": "…"},
+      "courses": [
+        {"id": 12, "version": 4, "revision": "<16 hex: hash of this entry>",
+         "title": "…", "summary": "…", "category": "curriculum", "subject": "math",
+         "grades": [9], "edition": "人教版", "volume": "上册", "language": "zh",
+         "license": "CC-BY-SA-4.0", "teacher": "…", "published_at": "…" | null,
+         "school": {"id": 1, "name": "…", "kind": "famous", "region": "…", "county": "…"},
+         "lessons": [
+           {"id": 40, "position": 1, "title": "…", "summary": "…", "unit": "…",
+            "materials": [
+              {"id": 77, "kind": "video", "title": "…", "filename": "…", "status": "ready",
+               "original": {"sha256": "…", "size": 123, "media_type": "video/mp4"},
+               "renditions": [
+                 {"profile": "video-360p", "sha256": "…", "size": 45, "media_type": "video/mp4",
+                  "kbps": 300.0, "width": 640, "height": 360, "duration": 3.0, "ssim": 0.97}]}]}]}]
+    }
+
+Only the renditions listed are mirrored; originals are described (the school
+server's catalog needs their row) but their bytes are not carried: a school
+server serves the small renditions, never a multi-GB recording. For a video the
+first ready profile of the preference list is chosen (plus its poster), so a
+school never pays for two resolutions of the same lesson.
+
+The signed envelope (what travels, over HTTP or on a USB drive)::
+
+    {"format": "oer-hub-signed/1", "key": "<base64 public key>",
+     "payload": "<the payload above, as a JSON string>", "signature": "<base64 Ed25519>"}
+
+The signature covers the UTF-8 bytes of ``payload`` exactly as sent, so no
+canonicalisation is needed to verify; ``key`` is informational (the school
+server only trusts the key it was configured with).
+
+``revision`` changes whenever anything in the course entry changes (a lesson
+added, a rendition redone), even when the upstream course ``version`` does
+not: the school server applies a course when its revision differs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import and_, false, or_, select
+from sqlalchemy.orm import Session
+
+from hub.accounts.models import School
+from hub.catalog.models import Course, Lesson, Material
+from hub.errors import HubError
+from hub.media.models import Blob, Rendition
+from hub.vocab import CategoryCode, LanguageCode, LicenseId, SubjectCode
+
+FORMAT = "oer-hub-manifest/1"
+ENVELOPE_FORMAT = "oer-hub-signed/1"
+MAX_ENVELOPE_BYTES = 256 * 1024 * 1024
+"""A manifest of 100,000 lessons is some 60 MB; anything far beyond is not ours."""
+
+DEFAULT_VIDEO_PROFILES: tuple[str, ...] = ("video-360p", "video-240p")
+"""Which one video rendition a school server mirrors: the first of these that is ready."""
+
+
+class ManifestRefused(HubError):
+    """A manifest that must not be used; the school server keeps its old state."""
+
+    status = 422
+    code = "manifest_refused"
+
+
+# -- the payload, validated ----------------------------------------------------------
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Size = Annotated[int, Field(ge=0, strict=True)]
+Id = Annotated[int, Field(ge=1, strict=True)]
+Text200 = Annotated[str, Field(max_length=200)]
+MediaType = Annotated[str, Field(max_length=100, pattern=r"^[\w.+-]+/[\w.+-]+$")]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ManifestSchool(_Data):
+    id: Id
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: Literal["famous", "rural", "urban"]
+    region: Annotated[str, Field(max_length=100)] = ""
+    county: Annotated[str, Field(max_length=100)] = ""
+
+
+class ManifestFile(_Data):
+    sha256: Sha256
+    size: Size
+    media_type: MediaType
+
+
+class ManifestRendition(ManifestFile):
+    profile: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")]
+    kbps: float | None = None
+    width: Annotated[int, Field(ge=0)] | None = None
+    height: Annotated[int, Field(ge=0)] | None = None
+    duration: Annotated[float, Field(ge=0)] | None = None
+    ssim: float | None = None
+
+
+class ManifestMaterial(_Data):
+    id: Id
+    kind: Literal["video", "audio", "document", "image"]
+    title: Text200
+    filename: Annotated[str, Field(max_length=255)] = ""
+    status: Literal["pending", "processing", "ready", "failed"]
+    original: ManifestFile
+    renditions: list[ManifestRendition]
+
+
+class ManifestLesson(_Data):
+    id: Id
+    position: int
+    title: Text200
+    summary: Annotated[str, Field(max_length=20000)] = ""
+    unit: Annotated[str, Field(max_length=100)] = ""
+    materials: list[ManifestMaterial]
+
+
+class ManifestCourse(_Data):
+    id: Id
+    version: Id
+    revision: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    summary: Annotated[str, Field(max_length=5000)] = ""
+    category: CategoryCode
+    subject: SubjectCode
+    grades: Annotated[list[Annotated[int, Field(ge=1, le=9, strict=True)]], Field(min_length=1, max_length=9)]
+    edition: Annotated[str, Field(max_length=50)] = ""
+    volume: Literal["", "上册", "下册"] = ""
+    language: LanguageCode
+    license: LicenseId
+    teacher: Annotated[str, Field(max_length=100)] = ""
+    published_at: AwareDatetime | None = None
+    school: ManifestSchool
+    lessons: list[ManifestLesson]
+
+    def files(self) -> dict[str, ManifestFile]:
+        """The blobs a school server needs for this course, by sha256."""
+        return {r.sha256: r for lesson in self.lessons for m in lesson.materials for r in m.renditions}
+
+
+class Manifest(_Data):
+    format: Literal["oer-hub-manifest/1"]
+    version: Id
+    cursor: Annotated[int, Field(ge=0, strict=True)]
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+    subscriber: ManifestSchool
+    courses: list[ManifestCourse]
+
+    def files(self) -> dict[str, ManifestFile]:
+        """Every blob the manifest lists, by sha256 (content addressing dedupes them)."""
+        found: dict[str, ManifestFile] = {}
+        for course in self.courses:
+            found.update(course.files())
+        return found
+
+
+class _Envelope(_Data):
+    format: Literal["oer-hub-signed/1"]
+    key: Annotated[str, Field(max_length=100)] = ""
+    payload: str
+    signature: Annotated[str, Field(max_length=200)]
+
+
+# -- building (upstream) -------------------------------------------------------------
+
+
+class SubscriptionLike(Protocol):
+    """What selects courses: hub.sync.models.Subscription, or any object shaped like it."""
+
+    @property
+    def kind(self) -> str: ...  # course | subject | paired
+    @property
+    def course_id(self) -> int | None: ...
+    @property
+    def subject(self) -> str | None: ...
+    @property
+    def grade_min(self) -> int | None: ...
+    @property
+    def grade_max(self) -> int | None: ...
+    @property
+    def paired_school_id(self) -> int | None: ...
+
+
+def _grade_range_mask(low: int, high: int) -> int:
+    return sum(1 << g for g in range(low, high + 1))
+
+
+def select_course_ids(session: Session, subscriptions: Iterable[SubscriptionLike]) -> list[int]:
+    """Ids of the published courses any of `subscriptions` selects, in id order."""
+    clauses = []
+    for sub in subscriptions:
+        if sub.kind == "course" and sub.course_id is not None:
+            clauses.append(Course.id == sub.course_id)
+        elif sub.kind == "subject" and sub.subject:
+            mask = _grade_range_mask(sub.grade_min or 1, sub.grade_max or 9)
+            clauses.append(and_(Course.subject == sub.subject, Course.grades_mask.op("&")(mask) != 0))
+        elif sub.kind == "paired" and sub.paired_school_id is not None:
+            clauses.append(Course.school_id == sub.paired_school_id)
+    where = or_(*clauses) if clauses else false()
+    return list(session.scalars(select(Course.id).where(Course.status == "published", where).order_by(Course.id)))
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def school_entry(school: School) -> dict[str, Any]:
+    return {
+        "id": school.id,
+        "name": school.name,
+        "kind": school.kind,
+        "region": school.region,
+        "county": school.county,
+    }
+
+
+def _choose_renditions(kind: str, ready: list[dict[str, Any]], video_profiles: Sequence[str]) -> list[dict[str, Any]]:
+    if kind != "video":
+        return ready
+    by_profile = {r["profile"]: r for r in ready}
+    chosen = next((by_profile[p] for p in video_profiles if p in by_profile), None)
+    if chosen is None:
+        # Nothing preferred is ready: the smallest video rendition there is.
+        videos = sorted((r for r in ready if r["profile"].startswith("video-")), key=lambda r: r["size"])
+        chosen = videos[0] if videos else None
+    rest = [r for r in ready if not r["profile"].startswith("video-")]
+    return ([chosen] if chosen else []) + rest
+
+
+def build_courses(
+    session: Session, course_ids: Sequence[int], *, video_profiles: Sequence[str] = DEFAULT_VIDEO_PROFILES
+) -> list[dict[str, Any]]:
+    """The manifest entries of `course_ids` (published ones only), with their revisions.
+
+    Four set-wise queries whatever the number of lessons: the manifest of a large
+    catalog is built in one pass over flat rows, not by walking ORM relationships.
+    """
+    if not course_ids:
+        return []
+    wanted = select(Course.id).where(Course.id.in_(course_ids), Course.status == "published")
+    courses = list(session.scalars(select(Course).where(Course.id.in_(wanted)).order_by(Course.id)))
+    lessons: dict[int, list[dict[str, Any]]] = {}
+    lesson_rows = session.execute(
+        select(Lesson.id, Lesson.course_id, Lesson.position, Lesson.title, Lesson.summary, Lesson.unit)
+        .where(Lesson.course_id.in_(wanted))
+        .order_by(Lesson.course_id, Lesson.position, Lesson.id)
+    ).all()
+    by_lesson: dict[int, list[dict[str, Any]]] = {}
+    for lid, cid, position, title, summary, unit in lesson_rows:
+        materials: list[dict[str, Any]] = []
+        by_lesson[lid] = materials
+        lessons.setdefault(cid, []).append(
+            {"id": lid, "position": position, "title": title, "summary": summary, "unit": unit, "materials": materials}
+        )
+    material_rows = session.execute(
+        select(
+            Material.id,
+            Material.lesson_id,
+            Material.kind,
+            Material.title,
+            Material.filename,
+            Material.status,
+            Blob.sha256,
+            Blob.size,
+            Blob.media_type,
+        )
+        .join(Lesson, Lesson.id == Material.lesson_id)
+        .join(Blob, Blob.sha256 == Material.original_sha256)
+        .where(Lesson.course_id.in_(wanted))
+        .order_by(Material.id)
+    ).all()
+    ready: dict[int, list[dict[str, Any]]] = {}
+    rendition_rows = session.execute(
+        select(
+            Rendition.material_id,
+            Rendition.profile,
+            Blob.sha256,
+            Blob.size,
+            Blob.media_type,
+            Rendition.kbps,
+            Rendition.width,
+            Rendition.height,
+            Rendition.duration,
+            Rendition.ssim,
+        )
+        .join(Blob, Blob.sha256 == Rendition.blob_sha256)
+        .join(Material, Material.id == Rendition.material_id)
+        .join(Lesson, Lesson.id == Material.lesson_id)
+        .where(Lesson.course_id.in_(wanted), Rendition.status == "ready")
+        .order_by(Rendition.material_id, Rendition.profile)
+    ).all()
+    for mid, profile, sha, size, media_type, kbps, width, height, duration, ssim in rendition_rows:
+        ready.setdefault(mid, []).append(
+            {
+                "profile": profile,
+                "sha256": sha,
+                "size": size,
+                "media_type": media_type,
+                "kbps": kbps,
+                "width": width,
+                "height": height,
+                "duration": duration,
+                "ssim": ssim,
+            }
+        )
+    for mid, lid, kind, title, filename, status, sha, size, media_type in material_rows:
+        by_lesson[lid].append(
+            {
+                "id": mid,
+                "kind": kind,
+                "title": title,
+                "filename": filename,
+                "status": status,
+                "original": {"sha256": sha, "size": size, "media_type": media_type},
+                "renditions": _choose_renditions(kind, ready.get(mid, []), video_profiles),
+            }
+        )
+    entries = []
+    for course in courses:
+        entry: dict[str, Any] = {
+            "id": course.id,
+            "version": course.version,
+            "title": course.title,
+            "summary": course.summary,
+            "category": course.category,
+            "subject": course.subject,
+            "grades": course.grades,
+            "edition": course.edition,
+            "volume": course.volume,
+            "language": course.language,
+            "license": course.license,
+            "teacher": course.teacher,
+            "published_at": _iso(course.published_at),
+            "school": school_entry(course.school),
+            "lessons": lessons.get(course.id, []),
+        }
+        entry["revision"] = hashlib.sha256(canonical_json(entry)).hexdigest()[:16]
+        entries.append(entry)
+    return entries
+
+
+def content_digest(courses: list[dict[str, Any]]) -> str:
+    """What the subscriber would get, as one hash: unchanged digest, unchanged manifest."""
+    digest = hashlib.sha256()
+    for course in courses:
+        digest.update(f"{course['id']}:{course['revision']};".encode())
+    return digest.hexdigest()
+
+
+def build_manifest(
+    session: Session,
+    subscriptions: Iterable[SubscriptionLike],
+    *,
+    subscriber: School,
+    version: int,
+    cursor: int,
+    now: datetime,
+    lifetime: int,
+    video_profiles: Sequence[str] = DEFAULT_VIDEO_PROFILES,
+    courses: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The manifest payload (a plain dict) for `subscriber`; `courses` reuses entries already built."""
+    if courses is None:
+        courses = build_courses(session, select_course_ids(session, subscriptions), video_profiles=video_profiles)
+    return {
+        "format": FORMAT,
+        "version": version,
+        "cursor": cursor,
+        "issued_at": _iso(now),
+        "expires_at": _iso(now + timedelta(seconds=lifetime)),
+        "subscriber": school_entry(subscriber),
+        "courses": courses,
+    }
+
+
+def canonical_json(data: Any) -> bytes:
+    """One byte string per value: sorted keys, no spaces, UTF-8 (Chinese stays as is)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+# -- keys, signing and verifying -----------------------------------------------------
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def save_private_key(key: Ed25519PrivateKey, path: Path) -> None:
+    """Write the key as PKCS#8 PEM, readable by its owner only, never over an existing key."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL: two `hub keys generate` at once must not leave a key that signed nothing.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise HubError(f"There is no signing key at {path}; run `hub keys generate`.") from None
+    except ValueError as exc:
+        raise HubError(f"The signing key at {path} cannot be read: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise HubError(f"The signing key at {path} is not an Ed25519 key.")
+    return key
+
+
+def public_key_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The public key as the school server's HUB_UPSTREAM_PUBLIC_KEY: base64 of its 32 bytes."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    """Parse a public key as printed by `hub keys generate`; ValueError when it is not one."""
+    text = text.strip().removeprefix("ed25519:")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64") from None
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes (44 base64 characters)")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def sign(payload: bytes, private_key: Ed25519PrivateKey) -> bytes:
+    """The signed envelope (JSON bytes) carrying `payload` (canonical JSON bytes)."""
+    text = payload.decode()
+    envelope = {
+        "format": ENVELOPE_FORMAT,
+        "key": public_key_text(private_key),
+        "payload": text,
+        "signature": base64.b64encode(private_key.sign(text.encode())).decode(),
+    }
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def verify(
+    envelope_bytes: bytes,
+    public_key: Ed25519PublicKey,
+    *,
+    not_older_than: int | None,
+    now: datetime,
+) -> Manifest:
+    """The manifest inside a signed envelope, or ManifestRefused saying why.
+
+    Refused: not an envelope (unsigned), a signature that does not verify with
+    `public_key`, a payload that is not a valid manifest, a version below
+    `not_older_than` (a replay of an older state), or an expiry in the past.
+    The signature is checked before the payload is parsed, so unsigned bytes
+    never reach the validator.
+    """
+    if len(envelope_bytes) > MAX_ENVELOPE_BYTES:
+        raise ManifestRefused("The manifest is larger than any this hub accepts.")
+    try:
+        raw = json.loads(envelope_bytes)
+        envelope = _Envelope.model_validate(raw)
+    except (ValueError, UnicodeDecodeError, ValidationError):
+        raise ManifestRefused("The manifest is not signed (no valid signature envelope).") from None
+    try:
+        signature = base64.b64decode(envelope.signature, validate=True)
+        public_key.verify(signature, envelope.payload.encode())
+    except (binascii.Error, ValueError, InvalidSignature):
+        raise ManifestRefused(
+            "The manifest's signature does not match the upstream's public key (HUB_UPSTREAM_PUBLIC_KEY): "
+            "it was altered, or signed by another key."
+        ) from None
+    try:
+        manifest = Manifest.model_validate(json.loads(envelope.payload))
+    except (ValueError, ValidationError) as exc:
+        raise ManifestRefused(f"The signed manifest is not a valid manifest: {exc}".splitlines()[0]) from None
+    if not_older_than is not None and manifest.version < not_older_than:
+        raise ManifestRefused(
+            f"The manifest is version {manifest.version}, older than version {not_older_than} already seen: "
+            "a replay of an old state."
+        )
+    if manifest.expires_at <= now:
+        raise ManifestRefused(f"The manifest expired at {_iso(manifest.expires_at)}; fetch or export a fresh one.")
+    return manifest
