@@ -4,18 +4,34 @@ from hub.accounts.models import ApiToken, Pairing, School, User
 from hub.catalog.models import Course, Lesson, Material
 from hub.jobs import Outbox
 from hub.media.models import Blob, Rendition
-from hub.sync.models import Change
+from hub.sync.models import (
+    Change,
+    CountReport,
+    ManifestState,
+    MirrorCourse,
+    MirrorState,
+    ReportedCount,
+    Subscription,
+    SyncRun,
+)
 
 __all__ = [
     "ApiToken",
     "Blob",
     "Change",
+    "CountReport",
     "Course",
     "Lesson",
+    "ManifestState",
     "Material",
+    "MirrorCourse",
+    "MirrorState",
     "Outbox",
     "Pairing",
     "Rendition",
+    "ReportedCount",
     "School",
+    "Subscription",
+    "SyncRun",
     "User",
 ]

@@ -1,10 +1,22 @@
-"""The change feed: a monotonic sequence of published catalog changes."""
+"""Sync state on both sides.
+
+Upstream: the change feed (:class:`Change`), what each school subscribes to
+(:class:`Subscription`), the manifest version issued to each school
+(:class:`ManifestState`) and the download-count reports already received
+(:class:`CountReport`).
+
+School server (mirror mode): which upstream course each mirrored course is
+(:class:`MirrorCourse`), the one row of mirror state (:class:`MirrorState`),
+the run log (:class:`SyncRun`) and what was already reported upstream
+(:class:`ReportedCount`).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Integer, String
+from sqlalchemy import JSON, BigInteger, Date, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, UTCDateTime, utcnow
@@ -19,3 +31,116 @@ class Change(Base):
     action: Mapped[str] = mapped_column(String(20))  # published | updated | withdrawn
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+SUBSCRIPTION_KINDS = ("course", "subject", "paired")
+
+
+class Subscription(Base):
+    """What a school server mirrors: one course, a subject over a grade range, or a paired school's courses."""
+
+    __tablename__ = "sync_subscription"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(
+        Enum(*SUBSCRIPTION_KINDS, name="subscription_kind", native_enum=False, create_constraint=True, length=16)
+    )
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"))
+    subject: Mapped[str | None] = mapped_column(String(32))
+    grade_min: Mapped[int | None] = mapped_column(Integer)
+    grade_max: Mapped[int | None] = mapped_column(Integer)
+    paired_school_id: Mapped[int | None] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ManifestState(Base):
+    """The last manifest issued to a school: its version goes up only when its content changes."""
+
+    __tablename__ = "sync_manifest_state"
+
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CountReport(Base):
+    """A download-count report already added in: a school server resending it changes nothing."""
+
+    __tablename__ = "sync_count_report"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    downloads: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MirrorCourse(Base):
+    """A course mirrored from the upstream: which local course it is, at which revision."""
+
+    __tablename__ = "mirror_course"
+
+    upstream_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"), unique=True)
+    version: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[str] = mapped_column(String(16))
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MirrorState(Base):
+    """The school server's one row of sync state (id 1)."""
+
+    __tablename__ = "mirror_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cursor: Mapped[int] = mapped_column(Integer, default=0)
+    # The highest manifest version verified: anything older is a replay.
+    manifest_version: Mapped[int] = mapped_column(Integer, default=0)
+    # The manifest version whose every course is applied; 0 until one is complete.
+    applied_version: Mapped[int] = mapped_column(Integer, default=0)
+    # The last verified signed manifest, kept so this server can export bundles.
+    envelope: Mapped[str] = mapped_column(Text, default="")
+    # A download-count report sent but not yet acknowledged: resent as is, same id.
+    pending_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+RUN_STATUSES = ("running", "ok", "partial", "refused", "failed")
+
+
+class SyncRun(Base):
+    """One `hub sync pull` or `hub bundle import`: the run log and the progress the admin page shows."""
+
+    __tablename__ = "sync_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # pull | bundle
+    status: Mapped[str] = mapped_column(
+        Enum(*RUN_STATUSES, name="sync_run_status", native_enum=False, create_constraint=True, length=16)
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    manifest_version: Mapped[int | None] = mapped_column(Integer)
+    files_total: Mapped[int] = mapped_column(Integer, default=0)
+    files_done: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Bytes really received this run (resumed parts not counted twice).
+    bytes_transferred: Mapped[int] = mapped_column(BigInteger, default=0)
+    courses_applied: Mapped[int] = mapped_column(Integer, default=0)
+    courses_removed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class ReportedCount(Base):
+    """Downloads of a mirrored blob on one day already reported upstream."""
+
+    __tablename__ = "mirror_reported_count"
+    __table_args__ = (UniqueConstraint("blob_sha256", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob_sha256: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    count: Mapped[int] = mapped_column(Integer, default=0)
