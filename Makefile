@@ -27,10 +27,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) system-deps  ## virtualenv + Python packages + ffmpeg/Ghostscript/Chromium
 
-system-deps:  ## Debian's ffmpeg, Ghostscript and Chromium (browser tests), when missing
+system-deps:  ## Debian's ffmpeg, Ghostscript, Chromium (browser tests) and espeak-ng (media benchmark), when missing
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	command -v gs >/dev/null || missing="$$missing ghostscript"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from Debian"; \
