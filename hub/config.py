@@ -11,6 +11,7 @@ a whole instance: two hubs on one machine differ only in it and their port.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import secrets
@@ -34,6 +35,25 @@ def _positive_int(value: str) -> int:
     if number <= 0:
         raise ValueError("must be a positive whole number")
     return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or a positive whole number")
+    return number
+
+
+def _public_key(value: str) -> str:
+    if not value:
+        return ""
+    try:
+        raw = base64.b64decode(value.strip().removeprefix("ed25519:"), validate=True)
+    except ValueError:
+        raise ValueError("must be the base64 public key `hub keys generate` printed") from None
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes (44 base64 characters)")
+    return value.strip()
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -149,6 +169,42 @@ class Settings:
     media_lease: int = setting(
         "Seconds a transcode may go without progress before another worker takes it over.", _positive_int, "300"
     )
+    upstream_url: str = setting(
+        "Upstream hub this school server mirrors (mirror mode); empty: not a mirror.", _optional_url, ""
+    )
+    upstream_public_key: str = setting(
+        "The upstream's Ed25519 public key, as `hub keys generate` printed it there; needed with HUB_UPSTREAM_URL.",
+        _public_key,
+        "",
+    )
+    upstream_token: str = setting(
+        "Bearer token of this school's user on the upstream (`hub token create` there), for `hub sync`.", str, ""
+    )
+    sync_signing_key: Path = setting(
+        "Ed25519 private key that signs this hub's sync manifests (`hub keys generate`).",
+        _path,
+        "{data_dir}/sync_signing_key.pem",
+    )
+    sync_manifest_lifetime: int = setting(
+        "Seconds a signed manifest stays valid; a school server refuses it afterwards.",
+        _positive_int,
+        str(14 * 24 * 3600),
+    )
+    sync_dir: Path = setting(
+        "Directory of partial sync downloads (resumed on the next pull).", _path, "{data_dir}/sync"
+    )
+    sync_storage_budget: int = setting(
+        "Most bytes mirrored blobs may occupy on a school server; 0: no limit but the disk.", _non_negative_int, "0"
+    )
+    sync_disk_reserve: int = setting(
+        "Bytes `hub sync pull` always leaves free on the storage disk.", _non_negative_int, str(512 * 1024**2)
+    )
+    sync_parallel: int = setting("Blob downloads `hub sync pull` runs at once.", _positive_int, "4")
+    sync_video_profiles: str = setting(
+        "Video rendition profiles a school server mirrors, in preference order (one per video).",
+        str,
+        "video-360p,video-240p",
+    )
     log_level: str = setting("Log level.", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
 
     @classmethod
@@ -181,6 +237,8 @@ class Settings:
                 data_dir = values[f.name]
         if values["storage"] == "s3" and not values["s3_bucket"]:
             raise ConfigError("HUB_S3_BUCKET must be set when HUB_STORAGE=s3")
+        if values["upstream_url"] and not values["upstream_public_key"]:
+            raise ConfigError("HUB_UPSTREAM_PUBLIC_KEY must be set when HUB_UPSTREAM_URL is (mirror mode)")
         if values["secret_key"] is None:
             values["secret_key"] = _stored_secret(values["data_dir"])
         return cls(**values)
