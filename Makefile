@@ -12,7 +12,7 @@ SERVICE_ENV := HUB_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:543
                HUB_TEST_BROKER_URL=redis://127.0.0.1:6379/15 \
                HUB_TEST_STORAGE=s3
 
-.PHONY: help install system-deps demo test test-services pytest lint format clean
+.PHONY: help install system-deps demo test test-services pytest lint format messages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,11 @@ lint: install  ## ruff and mypy, as CI runs them
 
 format: install  ## apply ruff's formatting and import order
 	$(BIN)/ruff check --fix hub workers tests benchmarks
+
+messages: install  ## re-extract the interface's strings into hub/translations; then translate the new ones in zh/
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k N_ --no-location --sort-output -w 120 \
+	  --project "OER Hub" --copyright-holder "OER Hub" -o hub/translations/messages.pot .
+	$(BIN)/pybabel update -i hub/translations/messages.pot -d hub/translations --no-fuzzy-matching -w 120
 
 clean:  ## remove the virtualenv, caches and the embedded data directory
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -20,13 +20,14 @@ csrf = CSRFProtect()
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` holds ``HUB_*`` overrides on top of the environment."""
-    from hub import api, errors, jobs, search, uploads
+    from hub import api, errors, i18n, jobs, search, uploads, web
     from hub.accounts import auth
     from hub.accounts import views as account_views
     from hub.catalog import api as catalog_api
     from hub.catalog import views as catalog_views
     from hub.db import Database
     from hub.media import api as media_api
+    from hub.media import views as media_views
     from hub.media.ffmpeg import MediaLimits
     from hub.media.storage.factory import make_storage
     from hub.search import api as search_api
@@ -66,6 +67,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     auth.init_app(app)
     uploads.init_app(app)
+    i18n.init_app(app, settings.data_dir)
+    web.init_app(app)
 
     for blueprint in (api.blueprint, catalog_api.blueprint, media_api.blueprint, search_api.blueprint):
         app.register_blueprint(blueprint)
@@ -75,4 +78,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(catalog_views.blueprint)
     app.register_blueprint(search_views.blueprint)
     app.register_blueprint(account_views.blueprint)
+    app.register_blueprint(media_views.blueprint)
     return app

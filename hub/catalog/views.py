@@ -13,6 +13,8 @@ from hub.catalog import services
 from hub.catalog.schemas import CourseQuery
 from hub.db import request_session
 from hub.errors import invalid_from_pydantic
+from hub.media.course_download import plan_course_download
+from hub.media.views import default_quality
 from hub.vocab import CATEGORIES, GRADE_NAMES, LANGUAGES, SUBJECTS
 
 blueprint = Blueprint("catalog", __name__)
@@ -21,30 +23,6 @@ blueprint = Blueprint("catalog", __name__)
 @blueprint.app_context_processor
 def _vocabularies() -> dict[str, object]:
     return {"SUBJECTS": SUBJECTS, "GRADE_NAMES": GRADE_NAMES, "CATEGORIES": CATEGORIES, "LANGUAGES": LANGUAGES}
-
-
-@blueprint.app_template_filter("filesize")
-def filesize(size: int | None) -> str:
-    if size is None:
-        return ""
-    for unit in ("B", "KB", "MB"):
-        if size < 1024 or unit == "MB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
-    return ""  # unreachable: the loop returns at MB
-
-
-@blueprint.app_template_filter("download_time")
-def download_time(size: int | None, kbit_per_s: int) -> str:
-    """How long a download takes at a given link speed: what a rural teacher pays in waiting."""
-    if not size:
-        return ""
-    seconds = size * 8 / (kbit_per_s * 1000)
-    if seconds < 60:
-        return f"{max(1, round(seconds))} 秒 s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} 分钟 min"
-    return f"{seconds / 3600:.1f} 小时 h"
 
 
 @blueprint.get("/")
@@ -73,8 +51,14 @@ def course_page(course_id: int) -> str:
     actor = current_user()
     course = services.get_course(session, actor, course_id)
     lessons = services.list_lessons(session, actor, course_id)
+    storage = current_app.extensions["hub.storage"]
+    course_zip = plan_course_download(session, actor, storage, course_id, default_quality())
     return render_template(
-        "catalog/course.html", course=course, lessons=lessons, can_edit=services.can_edit(actor, course)
+        "catalog/course.html",
+        course=course,
+        lessons=lessons,
+        can_edit=services.can_edit(actor, course),
+        course_zip=course_zip,
     )
 
 

@@ -3,46 +3,42 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
+from flask_babel import lazy_gettext
 from pydantic import ValidationError
 
+from hub import i18n
 from hub.accounts.auth import current_user
 from hub.db import request_session
 from hub.errors import invalid_from_pydantic
 from hub.search import SearchEngine, services
 from hub.search.api import SearchQuery
-from hub.vocab import CATEGORIES, GRADE_NAMES, SUBJECTS
 
 blueprint = Blueprint("search", __name__)
 
-KIND_LABELS = {"video": "视频 Video", "audio": "音频 Audio", "document": "文档 Document", "image": "图片 Image"}
-TYPE_LABELS = {"course": "课程 Course", "lesson": "课时 Lesson"}
-LANGUAGE_LABELS = {"zh": "中文", "en": "English"}
 FACET_TITLES = {
-    "type": "类型 Type",
-    "category": "类别 Category",
-    "subject": "学科 Subject",
-    "grade": "年级 Grade",
-    "edition": "教材版本 Edition",
-    "language": "语言 Language",
-    "kind": "资源 Kind",
-    "school": "学校 School",
-    "license": "许可 Licence",
+    "type": lazy_gettext("Type"),
+    "category": lazy_gettext("Category"),
+    "subject": lazy_gettext("Subject"),
+    "grade": lazy_gettext("Grade"),
+    "edition": lazy_gettext("Textbook edition"),
+    "language": lazy_gettext("Language"),
+    "kind": lazy_gettext("Kind"),
+    "school": lazy_gettext("School"),
+    "license": lazy_gettext("Licence"),
 }
 
 
 def facet_label(name: str, value: str, school_names: dict[str, str]) -> str:
     if name == "subject":
-        return " ".join(SUBJECTS.get(value, (value, "")))
+        return i18n.subject_label(value)
     if name == "grade":
-        return GRADE_NAMES.get(int(value), value) if value.isdigit() else value
+        return i18n.grade_label(int(value)) if value.isdigit() else value
     if name == "category":
-        return " ".join(CATEGORIES.get(value, (value, "")))
-    if name == "kind":
-        return KIND_LABELS.get(value, value)
-    if name == "type":
-        return TYPE_LABELS.get(value, value)
+        return i18n.category_label(value)
+    if name in ("kind", "type"):
+        return i18n.label(name, value)
     if name == "language":
-        return LANGUAGE_LABELS.get(value, value)
+        return i18n.LANGUAGE_NAMES.get(value, value)
     if name == "school":
         return school_names.get(value, value)
     return value

@@ -1,0 +1,262 @@
+"""The interface in Simplified Chinese and English (Flask-Babel).
+
+Message ids are English; ``hub/translations/zh`` translates them. The language
+is the ``hub_lang`` cookie when a reader chose one with the switch in the page
+header (a plain link: no JavaScript, no account), else the best of
+``Accept-Language``, else Chinese: most readers are Chinese teachers whose
+phones do not always say so.
+
+Catalogs are compiled from the ``.po`` files when the app starts, not by a
+separate build step: a ``.mo`` is derived data, and compiling it here means a
+fresh clone, an edited ``.po`` and a test run can never see a stale one (``make
+install`` is skipped by a plain ``pytest``). It costs one ``stat`` per catalog
+when nothing changed and ~20 ms when a ``.po`` did. The ``.mo`` goes beside its
+``.po`` (git ignores it) or, when the package directory is read-only, into
+``HUB_DATA_DIR/translations``.
+
+Sizes, durations and dates are formatted here too, so that "12.3 MB",
+"3 分 20 秒" / "3 min 20 s" and "2026年12月1日" / "Dec 1, 2026" read naturally.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import datetime
+from io import BytesIO
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Blueprint, Flask, has_request_context, redirect, request, url_for
+from flask_babel import Babel, format_date, format_decimal, get_locale, gettext, lazy_gettext
+from werkzeug.wrappers import Response
+
+from hub.vocab import CATEGORIES, GRADE_NAMES, SUBJECTS
+
+LOCALES = ("zh", "en")
+DEFAULT_LOCALE = "zh"
+COOKIE = "hub_lang"
+COOKIE_MAX_AGE = 365 * 24 * 3600
+SOURCE_DIR = Path(__file__).parent / "translations"
+LANGUAGE_NAMES = {"zh": "中文", "en": "English"}  # each in its own language: never translated
+
+blueprint = Blueprint("i18n", __name__)
+
+
+def N_(message: str) -> str:  # the gettext convention for "mark now, translate where shown"
+    """Mark ``message`` for extraction; it is translated when shown (e.g. on an error page)."""
+    return message
+
+
+def select_locale() -> str:
+    if not has_request_context():
+        return DEFAULT_LOCALE
+    chosen = request.cookies.get(COOKIE)
+    if chosen in LOCALES:
+        return chosen
+    return request.accept_languages.best_match(LOCALES) or DEFAULT_LOCALE
+
+
+def current_locale() -> str:
+    return str(get_locale() or DEFAULT_LOCALE).split("_")[0]
+
+
+def compile_catalogs(source: Path, target: Path) -> None:
+    """Compile every ``source/<lang>/LC_MESSAGES/*.po`` newer than its ``.mo`` under ``target``."""
+    for po in sorted(source.glob("*/LC_MESSAGES/*.po")):
+        mo = target / po.relative_to(source).with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        with po.open("rb") as f:
+            catalog = read_po(f, locale=po.parent.parent.name)
+        data = BytesIO()
+        write_mo(data, catalog)  # fuzzy entries stay out: an unchecked guess is worse than English
+        mo.parent.mkdir(parents=True, exist_ok=True)
+        # Web server and worker may start together: each writes its own file, the rename is atomic.
+        partial = mo.with_name(f".{mo.name}.{os.getpid()}")
+        partial.write_bytes(data.getvalue())
+        os.replace(partial, mo)
+
+
+def _translation_dir(data_dir: Path) -> Path:
+    try:
+        compile_catalogs(SOURCE_DIR, SOURCE_DIR)
+        return SOURCE_DIR
+    except OSError:  # an installed, read-only package: compile into the instance's own directory
+        target = data_dir / "translations"
+        compile_catalogs(SOURCE_DIR, target)
+        return target
+
+
+# ---------------------------------------------------------------- vocabulary labels
+
+# Codes of the data model as a reader sees them; lazy, so they follow each request's language.
+CODE_LABELS = {
+    "status": {
+        "draft": lazy_gettext("draft"),
+        "published": lazy_gettext("published"),
+        "withdrawn": lazy_gettext("withdrawn"),
+    },
+    "material": {
+        "pending": lazy_gettext("waiting"),
+        "processing": lazy_gettext("processing"),
+        "ready": lazy_gettext("ready"),
+        "failed": lazy_gettext("processing failed"),
+    },
+    "kind": {
+        "video": lazy_gettext("Video"),
+        "audio": lazy_gettext("Audio"),
+        "document": lazy_gettext("Document"),
+        "image": lazy_gettext("Image"),
+    },
+    "type": {"course": lazy_gettext("Course"), "lesson": lazy_gettext("Lesson")},
+    "profile": {
+        "video-360p": lazy_gettext("Video 360p"),
+        "video-240p": lazy_gettext("Video 240p"),
+        "audio": lazy_gettext("Audio only"),
+        "poster": lazy_gettext("Poster"),
+        "document": lazy_gettext("Document (small)"),
+        "image": lazy_gettext("Image (small)"),
+    },
+}
+
+
+def label(table: str, code: str) -> str:
+    return str(CODE_LABELS.get(table, {}).get(code, code))
+
+
+
+def subject_label(code: str) -> str:
+    zh, en = SUBJECTS.get(code, (code, code))
+    return zh if current_locale() == "zh" else en
+
+
+def category_label(code: str) -> str:
+    zh, en = CATEGORIES.get(code, (code, code))
+    return zh if current_locale() == "zh" else en
+
+
+def grade_label(grade: int) -> str:
+    if current_locale() == "zh":
+        return GRADE_NAMES.get(grade, str(grade))
+    return f"Grade {grade}"
+
+
+def grades_label(grades: list[int]) -> str:
+    """Consecutive grades as a range: 七至九年级 / Grades 7–9; others listed."""
+    if not grades:
+        return ""
+    ordered = sorted(grades)
+    if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        if current_locale() == "zh":
+            return f"{GRADE_NAMES[ordered[0]][0]}至{GRADE_NAMES[ordered[-1]]}"
+        return f"Grades {ordered[0]}–{ordered[-1]}"
+    return " / ".join(grade_label(g) for g in ordered)
+
+
+# ---------------------------------------------------------------- numbers, sizes, times
+
+
+def filesize(size: int | None) -> str:
+    """Bytes as a reader thinks of them: 800 B, 12.3 KB, 4.5 MB, 1.2 GB (powers of 1024)."""
+    if size is None:
+        return ""
+    if size < 1024:
+        return f"{format_decimal(size)} B"
+    value = float(size)
+    for unit in ("KB", "MB", "GB"):
+        value /= 1024
+        if value < 1024 or unit == "GB":
+            break
+    return f"{format_decimal(value, format='#,##0.0')} {unit}"
+
+
+def duration(seconds: float | None) -> str:
+    """A length of time: 45 秒 / 45 s, 3 分 20 秒 / 3 min 20 s, 1 小时 5 分 / 1 h 5 min."""
+    if seconds is None:
+        return ""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        if minutes:
+            return str(gettext("%(h)d h %(m)d min", h=hours, m=minutes))
+        return str(gettext("%(h)d h", h=hours))
+    if minutes:
+        if secs:
+            return str(gettext("%(m)d min %(s)d s", m=minutes, s=secs))
+        return str(gettext("%(m)d min", m=minutes))
+    return str(gettext("%(s)d s", s=secs))
+
+
+def download_time(size: int | None, kbit_per_s: int) -> str:
+    """How long a download takes at a link speed, as precise as a waiting teacher cares."""
+    if not size:
+        return ""
+    seconds = size * 8 / (kbit_per_s * 1000)
+    if seconds < 60:
+        rounded = max(1, math.ceil(seconds))
+    elif seconds < 600:
+        rounded = math.ceil(seconds / 10) * 10  # 3 min 20 s, not 3 min 17 s
+    elif seconds < 3600:
+        rounded = math.ceil(seconds / 60) * 60
+    else:
+        rounded = math.ceil(seconds / 300) * 300
+    return duration(rounded)
+
+
+def date(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return str(format_date(value, format="medium"))
+
+
+# ---------------------------------------------------------------- the switch
+
+
+def _safe_path(target: str | None) -> str:
+    # Only same-site paths: the switch must never bounce a reader to another host.
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("catalog.home")
+
+
+@blueprint.get("/language/<code>")
+def switch_language(code: str) -> Response:
+    response = redirect(_safe_path(request.args.get("next")), code=303)
+    if code in LOCALES:
+        response.set_cookie(COOKIE, code, max_age=COOKIE_MAX_AGE, samesite="Lax", httponly=True)
+    return response
+
+
+def switch_url(code: str) -> str:
+    """The switch link for ``code``, coming back to the page the reader is on."""
+    here = request.full_path.rstrip("?") if has_request_context() else "/"
+    return url_for("i18n.switch_language", code=code, next=here)
+
+
+def init_app(app: Flask, data_dir: Path) -> None:
+    app.config["BABEL_DEFAULT_LOCALE"] = DEFAULT_LOCALE
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(_translation_dir(data_dir))
+    Babel(app, locale_selector=select_locale)
+    app.register_blueprint(blueprint)
+    app.jinja_env.filters.update(filesize=filesize, duration=duration, download_time=download_time, date=date)
+
+    @app.context_processor
+    def _i18n() -> dict[str, object]:
+        return {
+            "locale": current_locale(),
+            "LOCALES": LOCALES,
+            "LANGUAGE_NAMES": LANGUAGE_NAMES,
+            "switch_url": switch_url,
+            "subject_label": subject_label,
+            "category_label": category_label,
+            "grade_label": grade_label,
+            "grades_label": grades_label,
+            "label": label,
+        }
+
+
+__all__ = ["N_", "gettext", "init_app", "lazy_gettext"]

@@ -1,0 +1,133 @@
+"""How pages travel over a 2G link: gzip, Vary and cache headers, versioned static URLs.
+
+A small ``after_request`` instead of an extension, because what must *not* be
+touched matters as much as what is compressed: blob downloads (already
+compressed media, Range requests whose byte offsets refer to the stored file),
+streamed responses (a course ZIP being built) and anything that already has a
+``Content-Encoding``. Text above ~500 bytes is gzipped at level 6: a typical
+page shrinks 4–8×, and the CPU cost (~0.1 ms per 10 KB) is nothing beside the
+seconds each kilobyte costs at 256 kbit/s.
+
+Cache headers: an anonymous page is the same for everyone who sends the same
+language and encoding, so it may be cached briefly by the browser and shared
+proxies (``public, max-age=60``); a page for a signed-in user or one that sets
+a cookie is ``private, no-store``. Static files carry a content hash in their
+URL (``hub.css?v=1a2b3c4d``), so they can be cached for a year and a new
+stylesheet is still picked up at once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, request
+from werkzeug.wrappers import Response
+
+COMPRESSIBLE = {
+    "text/html",
+    "text/css",
+    "text/plain",
+    "text/javascript",
+    "application/javascript",
+    "application/json",
+    "image/svg+xml",
+}
+MIN_COMPRESS_BYTES = 500  # below this the gzip header and a round of deflate win nothing
+MAX_COMPRESS_BYTES = 4 * 1024 * 1024  # bigger bodies are downloads, not pages: never buffer them
+PAGE_MAX_AGE = 60
+STATIC_MAX_AGE = 365 * 24 * 3600
+
+
+def _accepts_gzip() -> bool:
+    return request.accept_encodings["gzip"] > 0
+
+
+def _add_vary(response: Response, *names: str) -> None:
+    for name in names:
+        response.vary.add(name)
+
+
+def compress(response: Response) -> Response:
+    if (
+        response.mimetype not in COMPRESSIBLE
+        or response.status_code < 200
+        or response.status_code in (204, 206, 304)
+        or "Content-Encoding" in response.headers
+        or "Content-Range" in response.headers
+        or response.is_streamed
+        or request.method == "HEAD"
+    ):
+        return response
+    if response.direct_passthrough:
+        # send_file (static files) hands over a file wrapper; small text files are read once.
+        if (response.content_length or MAX_COMPRESS_BYTES) >= MAX_COMPRESS_BYTES:
+            return response
+        response.direct_passthrough = False
+    _add_vary(response, "Accept-Encoding")
+    if not _accepts_gzip():
+        return response
+    body = response.get_data()
+    if len(body) < MIN_COMPRESS_BYTES:
+        return response
+    # mtime=0: the same page compresses to the same bytes (stable for caches and tests).
+    response.set_data(gzip.compress(body, compresslevel=6, mtime=0))
+    response.headers["Content-Encoding"] = "gzip"
+    etag, weak = response.get_etag()
+    if etag:
+        # The compressed body is a different representation: it needs its own validator.
+        response.set_etag(f"{etag}-gzip", weak=bool(weak))
+    return response
+
+
+def _cache_headers(response: Response) -> None:
+    if request.endpoint == "static":
+        if request.args.get("v"):
+            response.headers["Cache-Control"] = f"public, max-age={STATIC_MAX_AGE}, immutable"
+        return
+    if response.mimetype != "text/html" or "Cache-Control" in response.headers:
+        return
+    # Every page is rendered in the reader's language, chosen from these two.
+    _add_vary(response, "Accept-Language", "Cookie")
+    personal = g.get("user") is not None or "Set-Cookie" in response.headers
+    if personal or request.method not in ("GET", "HEAD") or response.status_code != 200:
+        response.headers["Cache-Control"] = "private, no-store"
+    else:
+        response.headers["Cache-Control"] = f"public, max-age={PAGE_MAX_AGE}"
+
+
+class StaticVersions:
+    """A short content hash per static file, recomputed when the file changes (mtime)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._known: dict[str, tuple[float, str]] = {}
+
+    def version(self, filename: str) -> str | None:
+        path = (self.folder / filename).resolve()
+        if not path.is_relative_to(self.folder.resolve()) or not path.is_file():
+            return None
+        mtime = path.stat().st_mtime
+        known = self._known.get(filename)
+        if known is None or known[0] != mtime:
+            known = (mtime, hashlib.sha256(path.read_bytes()).hexdigest()[:10])
+            self._known[filename] = known
+        return known[1]
+
+
+def init_app(app: Flask) -> None:
+    versions = StaticVersions(Path(app.static_folder or "static"))
+
+    @app.url_defaults
+    def _static_version(endpoint: str, values: dict[str, Any]) -> None:
+        if endpoint == "static" and "filename" in values and "v" not in values:
+            version = versions.version(values["filename"])
+            if version:
+                values["v"] = version
+
+    @app.after_request
+    def _light(response: Response) -> Response:
+        _cache_headers(response)
+        return compress(response)
