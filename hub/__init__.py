@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from hub.media.storage.factory import make_storage
     from hub.search import api as search_api
     from hub.search import views as search_views
+    from hub.sync import api as sync_api
 
     settings = Settings.load(config)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -70,7 +71,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     i18n.init_app(app, settings.data_dir)
     web.init_app(app)
 
-    for blueprint in (api.blueprint, catalog_api.blueprint, media_api.blueprint, search_api.blueprint):
+    for blueprint in (
+        api.blueprint,
+        catalog_api.blueprint,
+        media_api.blueprint,
+        search_api.blueprint,
+        sync_api.blueprint,
+    ):
         app.register_blueprint(blueprint)
         # The API checks CSRF itself, only for cookie sessions (hub.accounts.auth):
         # a bearer token is never sent by a browser on its own.

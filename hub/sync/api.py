@@ -1,0 +1,245 @@
+"""Upstream sync endpoints under /api/v1/sync/, for school servers.
+
+A school server authenticates with a bearer token of one of its school's
+users; everything it gets is for that school. Single blobs come from the blob
+endpoint (``/api/v1/blobs/<sha256>``, with Range); ``POST /sync/blobs`` sends
+many small ones in one response, so a lesson's poster and slides do not cost
+a round trip each. Nothing here accepts courses from a school server: the only
+thing a school server sends up is aggregated download counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from flask import Blueprint, Response, current_app
+from pydantic import BaseModel, Field
+
+from hub.accounts.auth import require_user
+from hub.api import PREFIX, Strict, no_content, operation, parse_query
+from hub.config import Settings
+from hub.db import request_session
+from hub.errors import HubError, Invalid
+from hub.media import services as media_services
+from hub.media.storage import Storage
+from hub.sync import manifest as mf
+from hub.sync import services
+from hub.sync.models import Subscription
+
+blueprint = Blueprint("sync_api", __name__, url_prefix=PREFIX)
+
+BATCH_MAX_BLOBS = 512
+BATCH_MAX_BYTES = 64 * 1024 * 1024
+"""One batch response at most: a dropped link costs at most this much again."""
+
+
+class NoSigningKey(HubError):
+    status = 503
+    code = "no_signing_key"
+
+
+class FeedQuery(BaseModel):
+    since: int = Field(default=0, ge=0, description="Last seq seen; 0 for the whole feed")
+    limit: int = Field(default=services.FEED_PAGE, ge=1, le=services.FEED_PAGE)
+
+
+class ChangeOut(BaseModel):
+    seq: int
+    course: int
+    action: str
+    version: int
+    at: datetime
+
+
+class FeedOut(BaseModel):
+    changes: list[ChangeOut]
+    cursor: int
+    more: bool
+
+
+class SubscriptionIn(Strict):
+    course: int | None = None
+    subject: str | None = None
+    grades: Annotated[str, Field(pattern=r"^[1-9](-[1-9])?$", description="A-B, e.g. 3-6")] | None = None
+    paired_with: str | None = Field(default=None, description="Name (or id) of the paired famous school")
+
+
+class SubscriptionOut(BaseModel):
+    id: int
+    kind: str
+    course: int | None
+    subject: str | None
+    grades: str | None
+    paired_with: int | None
+    description: str
+
+
+class SubscriptionList(BaseModel):
+    items: list[SubscriptionOut]
+
+
+class CountsOut(BaseModel):
+    added: int
+
+
+class BlobBatchIn(Strict):
+    sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1, max_length=BATCH_MAX_BLOBS)
+
+
+def parse_grades(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    low, _, high = text.partition("-")
+    return int(low), int(high or low)
+
+
+def _subscription_out(sub: Subscription) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=sub.id,
+        kind=sub.kind,
+        course=sub.course_id,
+        subject=sub.subject,
+        grades=f"{sub.grade_min}-{sub.grade_max}" if sub.kind == "subject" else None,
+        paired_with=sub.paired_school_id,
+        description=services.describe_subscription(sub, request_session()),
+    )
+
+
+@operation(
+    blueprint, "/sync/feed", "GET", summary="Published catalog changes after a cursor", response=FeedOut, auth=True
+)
+def get_feed() -> FeedOut:
+    require_user()
+    query = parse_query(FeedQuery)
+    page = services.feed(request_session(), query.since, query.limit)
+    return FeedOut(
+        changes=[
+            ChangeOut(seq=c.seq, course=c.course_id, action=c.action, version=c.version, at=c.created_at)
+            for c in page.changes
+        ],
+        cursor=page.cursor,
+        more=page.more,
+    )
+
+
+@operation(
+    blueprint,
+    "/sync/subscriptions",
+    "GET",
+    summary="The caller's school's subscriptions",
+    response=SubscriptionList,
+    auth=True,
+)
+def list_subscriptions() -> SubscriptionList:
+    user = require_user()
+    subs = services.list_subscriptions(request_session(), user.school_id)
+    return SubscriptionList(items=[_subscription_out(s) for s in subs])
+
+
+@operation(
+    blueprint,
+    "/sync/subscriptions",
+    "POST",
+    summary="Subscribe the caller's school to a course, a subject over grades, or its paired school",
+    body=SubscriptionIn,
+    response=SubscriptionOut,
+    status=201,
+    auth=True,
+)
+def create_subscription(body: SubscriptionIn) -> SubscriptionOut:
+    user = require_user()
+    session = request_session()
+    if body.grades is not None and body.subject is None:
+        raise Invalid("Grades go with a subject.", {"grades": "needs subject"})
+    sub = services.subscribe(
+        session,
+        user.school,
+        course_id=body.course,
+        subject=body.subject,
+        grades=parse_grades(body.grades),
+        paired_with=body.paired_with,
+    )
+    session.commit()
+    return _subscription_out(sub)
+
+
+@operation(blueprint, "/sync/subscriptions/<int:subscription_id>", "DELETE", summary="Unsubscribe", auth=True)
+def delete_subscription(subscription_id: int) -> Response:
+    user = require_user()
+    session = request_session()
+    services.unsubscribe(session, user.school_id, subscription_id)
+    session.commit()
+    return no_content()
+
+
+@operation(blueprint, "/sync/manifest", "GET", summary="The signed manifest of the caller's subscriptions", auth=True)
+def get_manifest() -> Response:
+    user = require_user()
+    settings: Settings = current_app.extensions["hub.settings"]
+    try:
+        key = mf.load_private_key(settings.sync_signing_key)
+    except HubError as exc:
+        raise NoSigningKey(f"This hub cannot sign manifests yet: {exc.message}") from None
+    session = request_session()
+    envelope = services.issue_manifest(
+        session,
+        user.school,
+        private_key=key,
+        lifetime=settings.sync_manifest_lifetime,
+        profiles=services.video_profiles(settings.sync_video_profiles),
+    )
+    session.commit()
+    return Response(envelope, mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
+@operation(
+    blueprint,
+    "/sync/counts",
+    "POST",
+    summary="Aggregated download counts from a school server (resending a report adds nothing)",
+    body=services.CountReportIn,
+    response=CountsOut,
+    auth=True,
+)
+def post_counts(body: services.CountReportIn) -> CountsOut:
+    user = require_user()
+    session = request_session()
+    added = services.receive_counts(session, user.school, body)
+    session.commit()
+    return CountsOut(added=added)
+
+
+@operation(
+    blueprint,
+    "/sync/blobs",
+    "POST",
+    summary="Many small blobs in one response: for each, a line '<sha256> <size>' then its bytes",
+    body=BlobBatchIn,
+    auth=True,
+)
+def post_blob_batch(body: BlobBatchIn) -> Response:
+    actor = require_user()
+    session = request_session()
+    storage: Storage = current_app.extensions["hub.storage"]
+    blobs = [media_services.get_readable_blob(session, actor, sha) for sha in dict.fromkeys(body.sha256)]
+    total = sum(b.size for b in blobs)
+    if total > BATCH_MAX_BYTES:
+        raise Invalid(f"Ask for at most {BATCH_MAX_BYTES} bytes per batch; these are {total}.")
+    sizes = [(b.sha256, b.size) for b in blobs]
+    # Opened now, so a blob missing from storage fails the request before it starts.
+    parts = [storage.open_range(sha, 0, None) for sha, _size in sizes]
+    length = sum(len(f"{sha} {size}\n") + size for sha, size in sizes)
+
+    def stream() -> Iterator[bytes]:
+        for (sha, size), chunks in zip(sizes, parts, strict=True):
+            yield f"{sha} {size}\n".encode()
+            yield from chunks
+
+    return Response(
+        stream(),
+        mimetype="application/octet-stream",
+        headers={"Content-Length": str(length), "Cache-Control": "no-store"},
+        direct_passthrough=True,
+    )

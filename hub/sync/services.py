@@ -1,0 +1,606 @@
+"""Sync use cases on both sides of the link.
+
+Upstream: the change feed, subscriptions, issuing signed manifests, receiving
+download counts. School server (mirror mode): mirror state, what a verified
+manifest asks for, applying one course version at a time, download-count
+reports.
+
+Applying is what keeps teachers on the LAN safe from half an update: a course
+is applied only when every blob it lists is already in storage (each verified
+against its sha256 when it was stored), and its metadata changes in one
+transaction, so a reader sees the old version or the new one. A sync killed at
+any point leaves applied courses whole and the rest untouched.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import IO, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from hub import jobs
+from hub.accounts.models import Pairing, School
+from hub.catalog.models import Course, Lesson, Material
+from hub.db import utcnow
+from hub.errors import Conflict, HubError, Invalid, NotFound
+from hub.media.models import Blob, DownloadCount, Rendition
+from hub.media.storage import Storage, is_sha256
+from hub.sync import manifest as mf
+from hub.sync.models import (
+    Change,
+    CountReport,
+    ManifestState,
+    MirrorCourse,
+    MirrorState,
+    ReportedCount,
+    Subscription,
+    SyncRun,
+)
+from hub.vocab import SUBJECTS
+
+# -- upstream: the change feed -------------------------------------------------------
+
+FEED_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    changes: list[Change]
+    cursor: int  # pass it back as `since` for the next page
+    more: bool
+
+
+def feed(session: Session, since: int, limit: int = FEED_PAGE) -> FeedPage:
+    """Published catalog changes after `since`, oldest first."""
+    limit = max(1, min(limit, FEED_PAGE))
+    rows = list(session.scalars(select(Change).where(Change.seq > since).order_by(Change.seq).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return FeedPage(rows, rows[-1].seq if rows else since, more)
+
+
+def current_cursor(session: Session) -> int:
+    return session.scalar(select(func.max(Change.seq))) or 0
+
+
+# -- upstream: subscriptions ---------------------------------------------------------
+
+
+def subscribe(
+    session: Session,
+    school: School,
+    *,
+    course_id: int | None = None,
+    subject: str | None = None,
+    grades: tuple[int, int] | None = None,
+    paired_with: str | None = None,
+) -> Subscription:
+    """Subscribe `school` to one course, a subject over grades, or its paired famous school's courses.
+
+    Subscribing twice to the same thing returns the existing subscription.
+    """
+    given = [course_id is not None, subject is not None, paired_with is not None]
+    if sum(given) != 1:
+        raise Invalid("Subscribe to exactly one of: a course, a subject with grades, or a paired school.")
+    values: dict[str, Any]
+    if course_id is not None:
+        course = session.get(Course, course_id)
+        if course is None or course.status != "published":
+            raise NotFound(f"There is no published course {course_id}.")
+        values = {"kind": "course", "course_id": course_id}
+    elif subject is not None:
+        if subject not in SUBJECTS:
+            raise Invalid(f"Unknown subject {subject!r}; use one of {', '.join(SUBJECTS)}.", {"subject": "unknown"})
+        low, high = grades or (1, 9)
+        if not 1 <= low <= high <= 9:
+            raise Invalid("Grades are a range A-B within 1-9, A not above B.", {"grades": "1-9"})
+        values = {"kind": "subject", "subject": subject, "grade_min": low, "grade_max": high}
+    else:
+        assert paired_with is not None
+        famous = session.scalar(select(School).where(School.name == paired_with))
+        if famous is None and paired_with.isdigit():
+            famous = session.get(School, int(paired_with))
+        if famous is None:
+            raise NotFound(f"There is no school {paired_with!r}.")
+        paired = session.scalar(
+            select(Pairing.id).where(Pairing.famous_school_id == famous.id, Pairing.rural_school_id == school.id)
+        )
+        if paired is None:
+            raise Conflict(f"{school.name} is not paired with {famous.name}; an admin pairs schools first.")
+        values = {"kind": "paired", "paired_school_id": famous.id}
+    existing = session.scalar(
+        select(Subscription).filter_by(school_id=school.id, **values).order_by(Subscription.id).limit(1)
+    )
+    if existing is not None:
+        return existing
+    subscription = Subscription(school_id=school.id, **values)
+    session.add(subscription)
+    session.flush()
+    return subscription
+
+
+def list_subscriptions(session: Session, school_id: int) -> list[Subscription]:
+    return list(
+        session.scalars(select(Subscription).where(Subscription.school_id == school_id).order_by(Subscription.id))
+    )
+
+
+def unsubscribe(session: Session, school_id: int, subscription_id: int) -> None:
+    subscription = session.get(Subscription, subscription_id)
+    if subscription is None or subscription.school_id != school_id:
+        raise NotFound(f"There is no subscription {subscription_id}.")
+    session.delete(subscription)
+    session.flush()
+
+
+def describe_subscription(subscription: Subscription, session: Session) -> str:
+    if subscription.kind == "course":
+        return f"course {subscription.course_id}"
+    if subscription.kind == "subject":
+        return f"{subscription.subject} grades {subscription.grade_min}-{subscription.grade_max}"
+    famous = session.get(School, subscription.paired_school_id)
+    return f"everything from {famous.name if famous else subscription.paired_school_id}"
+
+
+# -- upstream: manifests -------------------------------------------------------------
+
+
+def video_profiles(setting: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in setting.split(",") if p.strip())
+
+
+def issue_manifest(
+    session: Session,
+    school: School,
+    *,
+    private_key: Ed25519PrivateKey,
+    lifetime: int,
+    now: datetime | None = None,
+    profiles: Sequence[str] = mf.DEFAULT_VIDEO_PROFILES,
+) -> bytes:
+    """The signed manifest of everything `school` subscribes to (the caller commits).
+
+    Its version goes up exactly when its content does, so a school server can
+    refuse anything older than what it has seen, and a manifest fetched twice
+    in a row is the same version.
+    """
+    now = now or utcnow()
+    cursor = current_cursor(session)
+    subscriptions = list_subscriptions(session, school.id)
+    courses = mf.build_courses(session, mf.select_course_ids(session, subscriptions), video_profiles=profiles)
+    digest = mf.content_digest(courses)
+    state = session.get(ManifestState, school.id, with_for_update=True)
+    if state is None:
+        state = ManifestState(school_id=school.id, version=1, digest=digest)
+        session.add(state)
+    elif state.digest != digest:
+        state.version += 1
+        state.digest = digest
+    session.flush()
+    payload = mf.build_manifest(
+        session,
+        subscriptions,
+        subscriber=school,
+        version=state.version,
+        cursor=cursor,
+        now=now,
+        lifetime=lifetime,
+        courses=courses,
+    )
+    return mf.sign(mf.canonical_json(payload), private_key)
+
+
+# -- upstream: download counts -------------------------------------------------------
+
+
+class CountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    day: date
+    count: int = Field(ge=1, le=10_000_000)
+
+
+class CountReportIn(BaseModel):
+    """What a school server sends: aggregated downloads per blob and day, never who."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[0-9a-f]{32}$", description="Report id: resending the same report adds nothing")
+    counts: list[CountIn] = Field(max_length=100_000)
+
+
+def receive_counts(session: Session, school: School, report: CountReportIn) -> int:
+    """Add a school server's download counts to the school's; returns the downloads added.
+
+    A report arrives once or many times (a lost acknowledgement makes the school
+    server resend it), so its id is remembered and a repeat adds nothing. Counts
+    of blobs this hub does not know are dropped.
+    """
+    if session.get(CountReport, report.id) is not None:
+        return 0
+    known = set(
+        session.scalars(select(Blob.sha256).where(Blob.sha256.in_({c.sha256 for c in report.counts})))
+        if report.counts
+        else []
+    )
+    added = 0
+    for item in report.counts:
+        if item.sha256 not in known:
+            continue
+        row = session.scalar(
+            select(DownloadCount).where(
+                DownloadCount.blob_sha256 == item.sha256,
+                DownloadCount.day == item.day,
+                DownloadCount.school_id == school.id,
+            )
+        )
+        if row is None:
+            session.add(DownloadCount(blob_sha256=item.sha256, day=item.day, school_id=school.id, count=item.count))
+        else:
+            row.count += item.count
+        added += item.count
+    session.add(CountReport(id=report.id, school_id=school.id, downloads=added))
+    session.flush()
+    return added
+
+
+# -- school server: state ------------------------------------------------------------
+
+
+def mirror_state(session: Session) -> MirrorState:
+    state = session.get(MirrorState, 1)
+    if state is None:
+        state = MirrorState(id=1, cursor=0, manifest_version=0, applied_version=0, envelope="")
+        session.add(state)
+        session.flush()
+    return state
+
+
+def accept_manifest(
+    session: Session, envelope: bytes, public_key: Ed25519PublicKey, *, now: datetime | None = None
+) -> mf.Manifest:
+    """Verify `envelope` against the mirror's state and remember it (the caller commits).
+
+    Raises ManifestRefused, leaving the state as it was, for an unsigned, wrongly
+    signed, invalid, older or expired manifest.
+    """
+    state = mirror_state(session)
+    manifest = mf.verify(envelope, public_key, not_older_than=state.manifest_version or None, now=now or utcnow())
+    if manifest.version > state.manifest_version or not state.envelope:
+        state.manifest_version = manifest.version
+        state.envelope = envelope.decode()
+    state.cursor = max(state.cursor, manifest.cursor)
+    session.flush()
+    return manifest
+
+
+def stored_manifest(session: Session, public_key: Ed25519PublicKey) -> tuple[mf.Manifest, bytes] | None:
+    """The last accepted manifest (re-verified, expiry aside), or None before the first sync."""
+    state = session.get(MirrorState, 1)
+    if state is None or not state.envelope:
+        return None
+    envelope = state.envelope.encode()
+    # Expiry does not matter for what was already applied: only the signature is checked again.
+    manifest = mf.verify(envelope, public_key, not_older_than=None, now=datetime.min.replace(tzinfo=UTC))
+    return manifest, envelope
+
+
+@dataclass
+class Plan:
+    """What a verified manifest asks of this school server."""
+
+    apply: list[mf.ManifestCourse]  # new or changed courses
+    remove: list[int]  # upstream ids no longer listed
+    missing: dict[str, mf.ManifestFile]  # blobs to fetch, by sha256
+    unchanged: int = 0
+    skipped: list[str] = field(default_factory=list)  # human-readable: what did not fit
+
+
+def plan(session: Session, storage: Storage, manifest: mf.Manifest) -> Plan:
+    """Courses to apply or remove and the blobs missing for them: a set difference."""
+    mirrored = {m.upstream_id: m for m in session.scalars(select(MirrorCourse))}
+    listed = {c.id for c in manifest.courses}
+    to_apply = [c for c in manifest.courses if c.id not in mirrored or mirrored[c.id].revision != c.revision]
+    missing: dict[str, mf.ManifestFile] = {}
+    for course in to_apply:
+        for sha, file in course.files().items():
+            if sha not in missing and not storage.exists(sha):
+                missing[sha] = file
+    return Plan(
+        apply=to_apply,
+        remove=sorted(set(mirrored) - listed),
+        missing=missing,
+        unchanged=len(manifest.courses) - len(to_apply),
+    )
+
+
+def fit_budget(session: Session, storage: Storage, work: Plan, room: int | None) -> Plan:
+    """Keep the courses whose missing blobs fit in `room` bytes (None: no limit), in manifest order.
+
+    A course is all or nothing: half its videos would be of no use to a teacher.
+    """
+    if room is None:
+        return work
+    kept: list[mf.ManifestCourse] = []
+    missing: dict[str, mf.ManifestFile] = {}
+    skipped: list[str] = []
+    used = 0
+    for course in work.apply:
+        extra = {sha: f for sha, f in course.files().items() if sha in work.missing and sha not in missing}
+        need = sum(f.size for f in extra.values())
+        if used + need > room:
+            skipped.append(
+                f"course {course.id} {course.title!r} ({_size(need)} more than the {_size(room - used)} left)"
+            )
+            continue
+        used += need
+        missing.update(extra)
+        kept.append(course)
+    return Plan(apply=kept, remove=work.remove, missing=missing, unchanged=work.unchanged, skipped=skipped)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def mirrored_bytes(session: Session) -> int:
+    """Bytes of the blobs the mirrored courses use (what counts against the storage budget)."""
+    used = (
+        select(Rendition.blob_sha256)
+        .join(Material, Material.id == Rendition.material_id)
+        .join(Lesson, Lesson.id == Material.lesson_id)
+        .join(MirrorCourse, MirrorCourse.course_id == Lesson.course_id)
+        .where(Rendition.blob_sha256.is_not(None))
+        .distinct()
+    )
+    return int(session.scalar(select(func.coalesce(func.sum(Blob.size), 0)).where(Blob.sha256.in_(used))) or 0)
+
+
+class BlobMismatch(HubError):
+    """Bytes that are not what the manifest says: never kept."""
+
+    code = "blob_mismatch"
+
+
+def store_verified(storage: Storage, fileobj: IO[bytes], expected: mf.ManifestFile) -> None:
+    """Store bytes only if they hash to `expected`; otherwise nothing new stays in storage."""
+    stored = storage.store(fileobj)
+    if stored.sha256 != expected.sha256 or stored.size != expected.size:
+        if stored.created:
+            storage.delete(stored.sha256)
+        raise BlobMismatch(
+            f"A file that should be {expected.sha256[:12]}… ({expected.size} bytes) hashed to "
+            f"{stored.sha256[:12]}… ({stored.size} bytes): refused."
+        )
+
+
+def apply_course(session: Session, storage: Storage, entry: mf.ManifestCourse) -> Course:
+    """Make the local copy of one upstream course exactly `entry`, in the caller's transaction.
+
+    Refuses (Conflict) while any blob it lists is missing from storage. The
+    caller commits: the old version stays visible until that commit.
+    """
+    absent = [sha for sha in entry.files() if not storage.exists(sha)]
+    if absent:
+        raise Conflict(f"Course {entry.id} still lacks {len(absent)} files; it is not applied.")
+    school = _local_school(session, entry.school)
+    link = session.get(MirrorCourse, entry.id)
+    course = session.get(Course, link.course_id) if link is not None else None
+    if course is None:
+        course = Course(school_id=school.id, status="published")
+        session.add(course)
+    else:
+        # A whole replacement: the old lessons go in the same transaction as the new come.
+        course.lessons.clear()
+        session.flush()
+    course.school_id = school.id
+    course.status = "published"
+    for name in ("title", "summary", "category", "subject", "edition", "volume", "language", "license", "teacher"):
+        setattr(course, name, getattr(entry, name))
+    course.grades = list(entry.grades)
+    course.version = entry.version
+    course.published_at = entry.published_at or utcnow()
+    blobs: dict[str, Blob] = {}
+
+    def blob(file: mf.ManifestFile) -> Blob:
+        if file.sha256 not in blobs:
+            row = session.get(Blob, file.sha256)
+            if row is None:
+                row = Blob(sha256=file.sha256, size=file.size, media_type=file.media_type)
+                session.add(row)
+            blobs[file.sha256] = row
+        return blobs[file.sha256]
+
+    for item in entry.lessons:
+        lesson = Lesson(course=course, position=item.position, title=item.title, summary=item.summary, unit=item.unit)
+        session.add(lesson)
+        for m in item.materials:
+            material = Material(
+                lesson=lesson,
+                kind=m.kind,
+                title=m.title,
+                filename=m.filename,
+                original=blob(m.original),
+                status="ready" if m.renditions else m.status,
+                progress=100 if m.renditions else 0,
+            )
+            session.add(material)
+            for r in m.renditions:
+                session.add(
+                    Rendition(
+                        material=material,
+                        profile=r.profile,
+                        status="ready",
+                        blob=blob(r),
+                        bytes=r.size,
+                        kbps=r.kbps,
+                        width=r.width,
+                        height=r.height,
+                        duration=r.duration,
+                        ssim=r.ssim,
+                        progress=100,
+                    )
+                )
+    session.flush()
+    if link is None:
+        link = MirrorCourse(upstream_id=entry.id, course_id=course.id, version=entry.version, revision=entry.revision)
+        session.add(link)
+    else:
+        link.course_id, link.version, link.revision, link.applied_at = (
+            course.id,
+            entry.version,
+            entry.revision,
+            utcnow(),
+        )
+    session.flush()
+    # The search index is rebuilt here from the mirrored catalog, never taken from upstream.
+    jobs.enqueue(session, jobs.INDEX_COURSE, course.id)
+    return course
+
+
+def _local_school(session: Session, school: mf.ManifestSchool) -> School:
+    local = session.scalar(select(School).where(School.name == school.name))
+    if local is None:
+        local = School(
+            name=school.name,
+            kind=school.kind,
+            region=school.region,
+            county=school.county,
+            rural=school.kind == "rural",
+        )
+        session.add(local)
+        session.flush()
+    return local
+
+
+def remove_course(session: Session, upstream_id: int) -> None:
+    """Drop a mirrored course the upstream no longer lists (withdrawn or unsubscribed)."""
+    link = session.get(MirrorCourse, upstream_id)
+    if link is None:
+        return
+    course_id = link.course_id
+    course = session.get(Course, course_id)
+    session.delete(link)
+    if course is not None:
+        session.delete(course)
+    session.flush()
+    jobs.enqueue(session, jobs.INDEX_COURSE, course_id)
+
+
+def mirrored_courses(session: Session) -> dict[int, MirrorCourse]:
+    return {m.upstream_id: m for m in session.scalars(select(MirrorCourse))}
+
+
+# -- school server: run log ----------------------------------------------------------
+
+
+def start_run(session: Session, source: str) -> SyncRun:
+    run = SyncRun(source=source, status="running")
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_run(session: Session, run: SyncRun, status: str, message: str = "") -> None:
+    run.status = status
+    run.message = message[:4000]
+    run.finished_at = utcnow()
+    session.flush()
+
+
+def recent_runs(session: Session, limit: int = 20) -> list[SyncRun]:
+    return list(session.scalars(select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)))
+
+
+def close_abandoned_runs(session: Session) -> int:
+    """Runs left "running" by a killed process: marked failed so the log tells the truth."""
+    rows = list(session.scalars(select(SyncRun).where(SyncRun.status == "running")))
+    for run in rows:
+        finish_run(session, run, "failed", run.message or "interrupted (the process stopped before it finished)")
+    return len(rows)
+
+
+# -- school server: download counts --------------------------------------------------
+
+
+def pending_count_report(session: Session) -> dict[str, Any] | None:
+    """The report to send upstream: the one not yet acknowledged, else the new counts since the last.
+
+    Only downloads of mirrored blobs are counted, per blob and day; who
+    downloaded never leaves the school. Stored before it is sent, so a resend
+    after a lost answer carries the same id and adds nothing upstream.
+    """
+    state = mirror_state(session)
+    if state.pending_report:
+        return state.pending_report
+    mirrored = (
+        select(Rendition.blob_sha256)
+        .join(Material)
+        .join(Lesson)
+        .join(MirrorCourse, MirrorCourse.course_id == Lesson.course_id)
+    )
+    totals = session.execute(
+        select(DownloadCount.blob_sha256, DownloadCount.day, func.sum(DownloadCount.count))
+        .where(DownloadCount.blob_sha256.in_(mirrored))
+        .group_by(DownloadCount.blob_sha256, DownloadCount.day)
+    ).all()
+    reported = {(r.blob_sha256, r.day): r.count for r in session.scalars(select(ReportedCount))}
+    counts = []
+    for sha, day, total in totals:
+        delta = int(total) - reported.get((sha, day), 0)
+        if delta > 0:
+            counts.append({"sha256": sha, "day": day.isoformat(), "count": delta})
+    if not counts:
+        return None
+    state.pending_report = {"id": uuid.uuid4().hex, "counts": counts}
+    session.flush()
+    return state.pending_report
+
+
+def acknowledge_count_report(session: Session, report: dict[str, Any]) -> None:
+    """The upstream has the report: move its counts into what was reported."""
+    state = mirror_state(session)
+    for item in report["counts"]:
+        day = date.fromisoformat(item["day"])
+        row = session.scalar(
+            select(ReportedCount).where(ReportedCount.blob_sha256 == item["sha256"], ReportedCount.day == day)
+        )
+        if row is None:
+            session.add(ReportedCount(blob_sha256=item["sha256"], day=day, count=item["count"]))
+        else:
+            row.count += item["count"]
+    state.pending_report = None
+    session.flush()
+
+
+def drop_unreferenced_blobs(session: Session, candidates: Iterable[str]) -> list[str]:
+    """Forget the rows of `candidates` no material or rendition uses any more; returns their hashes.
+
+    The caller commits, then deletes the bytes: a crash in between leaves
+    unreferenced bytes (harmless, reclaimed next time), never a row without bytes.
+    """
+    dropped = []
+    for sha in set(candidates):
+        if not is_sha256(sha):
+            continue
+        in_material = session.scalar(select(Material.id).where(Material.original_sha256 == sha).limit(1))
+        in_rendition = session.scalar(select(Rendition.id).where(Rendition.blob_sha256 == sha).limit(1))
+        if in_material is None and in_rendition is None:
+            session.execute(delete(DownloadCount).where(DownloadCount.blob_sha256 == sha))
+            session.execute(delete(ReportedCount).where(ReportedCount.blob_sha256 == sha))
+            session.execute(delete(Blob).where(Blob.sha256 == sha))
+            dropped.append(sha)
+    session.flush()
+    return dropped
