@@ -1,0 +1,132 @@
+"""Download pages: the data-saver preference and whole-course ZIPs (HTML side, no /api)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, redirect, request, url_for
+
+from hub import csrf
+from hub.accounts.auth import current_user
+from hub.db import Database, get_database, request_session
+from hub.errors import PermissionDenied
+from hub.media import downloads
+from hub.media.course_download import CourseDownload, plan_course_download
+from hub.media.storage import Storage, content_disposition
+
+blueprint = Blueprint("media", __name__)
+
+DATA_SAVER_COOKIE = "data_saver"
+_COOKIE_MAX_AGE = 2 * 365 * 24 * 3600  # a preference, not a session: keep it for years
+
+
+def data_saver_on() -> bool:
+    """The browser's data-saver preference (a cookie: no account needed)."""
+    # On unless this browser turned it off: most teachers pay for every megabyte.
+    return request.cookies.get(DATA_SAVER_COOKIE) != "0"
+
+
+def default_quality() -> str:
+    """What a course ZIP carries unless `?quality=` says: the smallest files with data saver on."""
+    return "smallest" if data_saver_on() else "best"
+
+
+@blueprint.app_context_processor
+def _preferences() -> dict[str, object]:
+    return {"data_saver": data_saver_on()}
+
+
+def _same_origin() -> bool:
+    # Browsers send Origin on every cross-site POST (and Sec-Fetch-Site where they
+    # know it); a form of this site posts with our own host or with neither header.
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin") or request.headers.get("Referer")
+    return origin is None or origin == "null" or urlsplit(origin).netloc == request.host
+
+
+def _local_path(target: str | None) -> str:
+    """Where to go back to: only a path on this site, never another host."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("catalog.home")
+    return target
+
+
+# Exempt from the CSRF token on purpose: a token would put a session cookie on every
+# anonymous lesson page, which then could not be cached. The only effect of this POST
+# is one display preference of this browser, and a same-origin check refuses
+# cross-site posts.
+@blueprint.post("/preferences/data-saver")
+def set_data_saver() -> Response:
+    if not _same_origin():
+        raise PermissionDenied("The data-saver switch only works from this site's pages.")
+    on = request.form.get("data_saver") == "1"
+    response = redirect(_local_path(request.form.get("next")), code=303)
+    response.set_cookie(DATA_SAVER_COOKIE, "1" if on else "0", max_age=_COOKIE_MAX_AGE, samesite="Lax", httponly=True)
+    return response  # type: ignore[return-value]
+
+
+csrf.exempt(set_data_saver)
+
+
+@blueprint.get("/courses/<int:course_id>/download")
+def course_download(course_id: int) -> Response:
+    """The course as one ZIP, with Range, If-Range and If-None-Match over its manifest's hash."""
+    storage: Storage = current_app.extensions["hub.storage"]
+    actor = current_user()
+    plan = plan_course_download(
+        request_session(), actor, storage, course_id, request.args.get("quality") or default_quality()
+    )
+    headers = request.headers
+    decision = downloads.decide(
+        size=plan.size,
+        sha256=plan.etag,
+        range_header=headers.get("Range"),
+        if_range=headers.get("If-Range"),
+        if_none_match=headers.get("If-None-Match"),
+    )
+    base_headers = {
+        "ETag": downloads.etag_for(plan.etag),
+        # Same URL, new bytes when the course changes: revalidate (cheap, 304) every time.
+        "Cache-Control": ("public" if plan.course.status == "published" else "private") + ", no-cache",
+        "Accept-Ranges": "bytes",
+        "Vary": "Cookie",  # the default quality follows the data-saver cookie
+    }
+    if decision.status == 304:
+        return Response(status=304, headers=base_headers)
+    if decision.status == 416:
+        assert decision.content_range is not None
+        return Response(
+            status=416, headers={**base_headers, "Content-Range": decision.content_range, "Content-Length": "0"}
+        )
+    response_headers = {
+        **base_headers,
+        "Content-Disposition": content_disposition(plan.filename),
+        "Content-Length": str(decision.length),
+    }
+    if decision.content_range is not None:
+        response_headers["Content-Range"] = decision.content_range
+    body: Iterable[bytes] = ()
+    if request.method != "HEAD" and decision.length:
+        school_id = actor.school_id if actor is not None else None
+        completes = downloads.counts_as_completed(decision, plan.size)
+        body = _stream(plan, decision.start, decision.end, get_database(), school_id, completes)
+    return Response(
+        body, status=decision.status, headers=response_headers, mimetype="application/zip", direct_passthrough=True
+    )
+
+
+def _stream(
+    plan: CourseDownload, start: int, end: int, database: Database, school_id: int | None, completes: bool
+) -> Iterator[bytes]:
+    yield from plan.layout.iter_bytes(start, end)
+    # Reached only once the server asks for more after the last chunk (see
+    # hub.media.api._stream). A completed course ZIP counts one download of every
+    # media file in it, as if each had been fetched alone: the reach statistics are
+    # per rendition, and a teacher who took the course offline did get each lesson.
+    # index.html, manifest.json and SHA256SUMS are not blobs and do not count.
+    if completes:
+        for sha256 in dict.fromkeys(plan.media_sha256s):
+            downloads.safe_record_download(database, sha256, school_id)

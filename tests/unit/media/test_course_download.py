@@ -1,0 +1,170 @@
+"""Whole-course ZIPs (choice of files, manifest, offline index.html) and the data-saver switch."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import zipfile
+from datetime import date
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from hub.media.downloads import download_counts
+from hub.media.views import DATA_SAVER_COOKIE
+from tests.conftest import Accounts
+from tests.support.courses import SeededCourse, seed_course
+
+
+@pytest.fixture
+def seeded(app: Flask, db: Session, make: Accounts) -> SeededCourse:
+    return seed_course(app.extensions["hub.storage"], db, make.school().id)
+
+
+def fetch(client: FlaskClient, seeded: SeededCourse, **kw: Any) -> tuple[zipfile.ZipFile, dict[str, Any], bytes]:
+    r = client.get(f"/courses/{seeded.course_id}/download", **kw)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.headers["Content-Length"] == str(len(r.data))
+    archive = zipfile.ZipFile(io.BytesIO(r.data))
+    assert archive.testzip() is None
+    return archive, json.loads(archive.read("manifest.json")), r.data
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href", "poster") and value is not None:
+                self.targets.append(value)
+
+
+def test_manifest_sums_match_the_files(client: FlaskClient, seeded: SeededCourse) -> None:
+    archive, manifest, _ = fetch(client, seeded)
+    assert manifest["format"] == "oer-hub-course/1"
+    assert manifest["course"]["title"] == "一元二次方程" and manifest["course"]["school"] == "海淀实验小学"
+    listed = {f["path"]: f for f in manifest["files"]}
+    assert set(archive.namelist()) == set(listed) | {"manifest.json", "SHA256SUMS"}
+    for path, entry in listed.items():
+        data = archive.read(path)
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+    sums = archive.read("SHA256SUMS").decode().splitlines()
+    assert sorted(sums) == sorted(f"{f['sha256']}  {f['path']}" for f in manifest["files"])
+
+
+def test_offline_index_links_only_files_in_the_zip(client: FlaskClient, seeded: SeededCourse) -> None:
+    archive, manifest, _ = fetch(client, seeded)
+    page = archive.read("index.html").decode("utf-8")
+    assert '<meta charset="utf-8">' in page and "配方法讲解" in page
+    parser = Links()
+    parser.feed(page)
+    assert parser.targets, "the offline page links its files"
+    names = set(archive.namelist())
+    for target in parser.targets:
+        assert "://" not in target and not target.startswith("/"), target  # relative: works from file://
+        assert target in names, target
+    media = [f["path"] for f in manifest["files"] if f["path"] != "index.html"]
+    assert all(path in parser.targets for path in media)  # and every file is reachable from it
+    assert re.search(r'<video controls[^>]* src="lesson-01/01-video-240p.mp4"', page)
+
+
+def profiles(manifest: dict[str, Any]) -> dict[str, str]:
+    return {f["material"]["title"]: f["profile"] for f in manifest["files"] if "material" in f}
+
+
+def test_quality_chooses_the_files(client: FlaskClient, seeded: SeededCourse) -> None:
+    _, smallest, _ = fetch(client, seeded, query_string={"quality": "smallest"})
+    assert profiles(smallest) == {"配方法讲解": "video-240p", "练习题": "document", "图示": "original"}
+    assert [s["title"] for s in smallest["skipped"]] == ["还在处理"]  # still processing: not in the ZIP
+    _, best, _ = fetch(client, seeded, query_string={"quality": "best"})
+    assert profiles(best)["配方法讲解"] == "video-360p"
+    _, p360, _ = fetch(client, seeded, query_string={"quality": "360p"})
+    assert profiles(p360)["配方法讲解"] == "video-360p"
+    _, original, _ = fetch(client, seeded, query_string={"quality": "original"})
+    assert set(profiles(original).values()) == {"original"} and not original["skipped"]
+    assert client.get(f"/courses/{seeded.course_id}/download?quality=4k").status_code == 422
+
+
+def test_data_saver_is_the_default_and_can_be_turned_off(client: FlaskClient, seeded: SeededCourse) -> None:
+    _, manifest, _ = fetch(client, seeded)
+    assert manifest["quality"] == "smallest"
+    lesson = f"/lessons/{seeded.lesson_ids[0]}"
+    smallest, largest = seeded.by_role["video-240p"], seeded.by_role["video-360p"]
+    page = client.get(lesson).get_data(as_text=True)
+    assert page.index(smallest) < page.index(largest)  # the first <source> is what plays
+    # The switch is a plain form post without a CSRF token (see hub.media.views).
+    r = client.post("/preferences/data-saver", data={"data_saver": "0", "next": lesson})
+    assert r.status_code == 303 and r.headers["Location"].endswith(lesson)
+    assert f"{DATA_SAVER_COOKIE}=0" in r.headers["Set-Cookie"]
+    page = client.get(lesson).get_data(as_text=True)
+    assert page.index(largest) < page.index(smallest)
+    assert "关 off" in page
+    _, manifest, _ = fetch(client, seeded)
+    assert manifest["quality"] == "best"
+    client.post("/preferences/data-saver", data={"data_saver": "1", "next": lesson})
+    _, manifest, _ = fetch(client, seeded)
+    assert manifest["quality"] == "smallest"
+
+
+def test_data_saver_switch_refuses_other_sites(client: FlaskClient) -> None:
+    r = client.post("/preferences/data-saver", data={"data_saver": "0"}, headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403 and "Set-Cookie" not in r.headers
+    r = client.post("/preferences/data-saver", data={"data_saver": "0", "next": "//evil.example/x"})
+    assert r.status_code == 303 and r.headers["Location"] == "/"
+
+
+def test_course_page_links_the_zip_with_its_size(client: FlaskClient, seeded: SeededCourse) -> None:
+    page = client.get(f"/courses/{seeded.course_id}").get_data(as_text=True)
+    link = re.search(r'<a id="download-course" href="([^"]+)"[^>]*>.*?ZIP · ([0-9.]+ [KM]?B)', page, re.S)
+    assert link is not None
+    size = client.head(link.group(1)).headers["Content-Length"]
+    assert link.group(2) == f"{int(size) / 1024:.1f} KB"
+
+
+def test_ranges_and_conditionals_on_the_zip(client: FlaskClient, seeded: SeededCourse, db: Session) -> None:
+    url = f"/courses/{seeded.course_id}/download"
+    _, _, whole = fetch(client, seeded)
+    etag = client.head(url).headers["ETag"]
+    half = len(whole) // 2
+    rest = client.get(url, headers={"Range": f"bytes={half}-", "If-Range": etag})
+    assert rest.status_code == 206 and rest.headers["Content-Range"] == f"bytes {half}-{len(whole) - 1}/{len(whole)}"
+    assert whole[:half] + rest.data == whole
+    assert client.get(url, headers={"Range": "bytes=-22"}).data == whole[-22:]
+    stale = client.get(url, headers={"Range": f"bytes={half}-", "If-Range": '"' + "0" * 64 + '"'})
+    assert stale.status_code == 200 and stale.data == whole
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    unsatisfiable = client.get(url, headers={"Range": f"bytes={len(whole)}-"})
+    assert unsatisfiable.status_code == 416 and unsatisfiable.headers["Content-Range"] == f"bytes */{len(whole)}"
+    # Four bodies ran to the last byte (two 200s, two 206s to the end): each media file counted four times.
+    db.rollback()
+    counts = {t.sha256: t.count for t in download_counts(db, date(2000, 1, 1))}
+    assert counts[seeded.by_role["video-240p"]] == counts[seeded.by_role["document"]] == 4
+    assert seeded.by_role["video-360p"] not in counts and seeded.by_role["poster"] not in counts
+
+
+def test_etag_follows_the_content(app: Flask, client: FlaskClient, seeded: SeededCourse, db: Session) -> None:
+    from hub.catalog.models import Material
+
+    url = f"/courses/{seeded.course_id}/download"
+    before = client.head(url).headers["ETag"]
+    assert client.head(url).headers["ETag"] == before  # stable across requests
+    pending = db.get(Material, seeded.material_ids["pending"])
+    assert pending is not None
+    pending.title = "改了标题"
+    db.commit()
+    assert client.head(url).headers["ETag"] != before
+
+
+def test_visibility(app: Flask, client: FlaskClient, db: Session, make: Accounts) -> None:
+    school = make.school("另一所学校")
+    draft = seed_course(app.extensions["hub.storage"], db, school.id, status="draft", title="草稿")
+    assert client.get(f"/courses/{draft.course_id}/download").status_code == 404
+    assert client.get("/courses/999/download").status_code == 404
