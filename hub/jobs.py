@@ -4,7 +4,8 @@ A service that needs background work calls :func:`enqueue` inside its
 transaction. The outbox row commits (or rolls back) with the change itself; an
 ``after_commit`` hook then hands the rows to the broker. If the broker is down
 at that moment the request still succeeds and the row stays unsent; the
-periodic :data:`SWEEP_OUTBOX` task (and ``hub worker`` at start-up) sends it
+periodic :data:`SWEEP_OUTBOX` task (scheduled by the beat that ``hub worker``
+runs unless ``--no-beat``, every ``HUB_OUTBOX_RESEND_AFTER`` seconds) sends it
 later. Tasks are written to be safe to run twice, so a row sent by both the
 hook and the sweeper costs a little work, never a wrong result.
 """
