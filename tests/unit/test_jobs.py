@@ -25,6 +25,17 @@ def test_every_task_the_app_sends_is_registered(app: Flask) -> None:
     assert set(jobs.QUEUES) <= jobs.TASK_NAMES
 
 
+def test_the_beat_sends_only_registered_tasks_to_queues_workers_consume(app: Flask) -> None:
+    celery = app.extensions["celery"]
+    celery.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in celery.conf.beat_schedule.values()}
+    assert scheduled <= jobs.TASK_NAMES and scheduled <= set(celery.tasks)
+    # `hub worker` listens on ALL_QUEUES: a task routed anywhere else would wait forever.
+    assert set(jobs.QUEUES.values()) | {jobs.DEFAULT_QUEUE} <= set(jobs.ALL_QUEUES)
+    ours = {name for name in celery.tasks if name.startswith("hub.")}
+    assert ours == jobs.TASK_NAMES, "a registered hub task is missing from jobs.TASK_NAMES (enqueue would refuse it)"
+
+
 def test_unknown_task_names_are_refused(db: Session) -> None:
     with pytest.raises(ValueError, match="unknown task"):
         jobs.enqueue(db, "hub.nope")
