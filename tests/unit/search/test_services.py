@@ -264,3 +264,68 @@ def test_cli_check_and_rebuild(catalog: Catalog, engine: SearchEngine, monkeypat
     rebuilt = runner.invoke(cli.search_cli, ["rebuild"])
     assert rebuilt.exit_code == 0 and "search index rebuilt: 7 documents" in rebuilt.output, rebuilt.output
     assert runner.invoke(cli.search_cli, ["check"]).exit_code == 0
+
+
+def test_every_filter_through_the_api_matches_its_facet_count(catalog: Catalog) -> None:
+    import io
+
+    lesson = catalog.search(q="Photosynthesis", type="lesson")["hits"][0]
+    sheet = catalog.client.post(
+        f"/api/v1/lessons/{lesson['id']}/materials",
+        data={"title": "叶绿体观察记录单", "file": (io.BytesIO(b"%PDF-1.4\n" + b"x" * 3000), "sheet.pdf")},
+        headers=catalog.auth,
+    )
+    assert sheet.status_code == 201
+    catalog.index(lesson["course"]["id"])
+    everything = catalog.search(q="", per_page=50)
+    facets = everything["facets"]
+    assert set(facets) == {"type", "category", "subject", "grade", "edition", "language", "kind", "school", "license"}
+    assert facets["kind"] == {"document": 2}  # the lesson and its course
+    checked = 0
+    for name, counts in facets.items():
+        for value, count in counts.items():
+            found = catalog.search(q="", per_page=50, **{name: value})
+            assert found["total"] == count, (name, value)
+            for hit in found["hits"]:
+                course = hit["course"]
+                expected = {
+                    "type": hit["type"],
+                    "category": course["category"],
+                    "subject": course["subject"],
+                    "edition": course["edition"],
+                    "language": course["language"],
+                    "school": str(course["school"]["id"]),
+                    "license": course["license"],
+                }.get(name)
+                if name == "grade":
+                    assert int(value) in course["grades"]
+                elif expected is not None:
+                    assert expected == value, (name, value, hit)
+            checked += 1
+    assert checked >= 15
+    # A material's title finds its lesson.
+    assert "Photosynthesis" in [h["title"] for h in catalog.search(q="叶绿体")["hits"]]
+
+
+def test_pinyin_initials_through_the_api(catalog: Catalog) -> None:
+    assert "古诗三首" in [h["title"] for h in catalog.search(q="gsss")["hits"]]
+    assert "一元二次方程的解法" in [h["title"] for h in catalog.search(q="yyecfc")["hits"]]
+
+
+def test_a_deleted_course_leaves_the_index_through_its_queued_task(
+    catalog: Catalog, db: Session, engine: SearchEngine
+) -> None:
+    from hub.jobs import INDEX_COURSE, Outbox
+    from hub.search.query import SearchParams
+
+    course_id = catalog.search(q="古诗")["hits"][0]["course"]["id"]
+    assert catalog.client.post(f"/api/v1/courses/{course_id}/withdraw", headers=catalog.auth).status_code == 200
+    # The worker has not run since: the index still holds the course when it is deleted.
+    assert engine.query.run(SearchParams(q="古诗")).total > 0
+    assert catalog.client.delete(f"/api/v1/courses/{course_id}", headers=catalog.auth).status_code == 204
+    db.expire_all()
+    last = db.scalars(select(Outbox).where(Outbox.task == INDEX_COURSE).order_by(Outbox.id.desc())).first()
+    assert last is not None and last.args == [course_id]
+    services.index_course(db, engine, course_id)  # what the worker does with that row
+    assert engine.query.run(SearchParams(q="古诗")).total == 0
+    assert services.check(db, engine).ok
