@@ -1,0 +1,262 @@
+"""USB bundles: a signed manifest and the blobs it lists, for schools with no link at all.
+
+Layout of a bundle (a directory, or the same packed as ZIP or tar)::
+
+    manifest.json            the signed envelope (hub.sync.manifest), exactly as issued
+    blobs/ab/abcd…           each blob named by its sha256, sharded by its first two hex digits
+    blobs/ab/abcd….000, .001 a blob over 4 GiB, split for FAT32 (hub.sync.archive joins them)
+
+Export writes only the blobs a school lacks when told its state (``--state``,
+the file ``hub sync status --state-out`` writes on the school server). Import
+reads the bundle through hub.sync.archive (nothing is extracted; names, links,
+entry counts and decompressed bytes are checked as it reads), verifies the
+signature like a pull does, refuses a bundle holding anything the manifest does
+not list, verifies every blob against its sha256 as it stores it, and applies
+course by course exactly as ``hub sync pull`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, cast
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from flask import Flask
+
+from hub.config import Settings
+from hub.db import get_database, utcnow
+from hub.errors import HubError, Invalid
+from hub.media.storage import Storage, is_sha256
+from hub.sync import archive, services
+from hub.sync import manifest as mf
+from hub.sync.client import Progress, PullOptions, PullReport, apply_manifest
+from hub.sync.models import SyncRun
+
+MANIFEST_NAME = "manifest.json"
+STATE_FORMAT = "oer-hub-state/1"
+_SLACK_ENTRIES = 16
+
+
+def blob_name(sha256: str) -> str:
+    return f"blobs/{sha256[:2]}/{sha256}"
+
+
+# -- state files ---------------------------------------------------------------------
+
+
+def state_document(app: Flask) -> dict[str, Any]:
+    """What this school server holds, for an incremental export: the blobs it has, by hash."""
+    settings: Settings = app.extensions["hub.settings"]
+    storage: Storage = app.extensions["hub.storage"]
+    with get_database(app).session() as session:
+        state = services.mirror_state(session)
+        have: list[str] = []
+        if state.envelope and settings.upstream_public_key:
+            found = services.stored_manifest(session, mf.load_public_key(settings.upstream_public_key))
+            if found is not None:
+                have = sorted(sha for sha in found[0].files() if storage.exists(sha))
+        return {"format": STATE_FORMAT, "manifest_version": state.manifest_version, "blobs": have}
+
+
+def read_state(path: Path) -> set[str]:
+    """The blob hashes of a state file; Invalid when it is not one."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise Invalid(f"{path} is not a readable state file: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or not isinstance(data.get("blobs"), list):
+        raise Invalid(f"{path} is not a state file written by `hub sync status --state-out`.")
+    blobs = data["blobs"]
+    if not all(is_sha256(b) for b in blobs):
+        raise Invalid(f"{path} lists something that is not a sha256.")
+    return set(blobs)
+
+
+# -- export --------------------------------------------------------------------------
+
+
+def export_bundle(
+    app: Flask,
+    target: Path,
+    *,
+    school_name: str | None = None,
+    have: set[str] | None = None,
+    part_bytes: int = archive.FAT32_LIMIT,
+) -> dict[str, int]:
+    """Write a bundle into the directory `target`; returns counts of blobs and bytes written.
+
+    On the upstream, `school_name` names the subscriber and a fresh manifest is
+    signed for it. On a school server (no `school_name`), the last verified
+    manifest from its upstream is re-exported with the blobs it holds, so one
+    synced school can carry an update to its neighbour.
+    """
+    settings: Settings = app.extensions["hub.settings"]
+    storage: Storage = app.extensions["hub.storage"]
+    database = get_database(app)
+    with database.session() as session:
+        if school_name is not None:
+            from hub.accounts.services import get_school_by_name
+
+            school = get_school_by_name(session, school_name)
+            key = mf.load_private_key(settings.sync_signing_key)
+            envelope = services.issue_manifest(
+                session,
+                school,
+                private_key=key,
+                lifetime=settings.sync_manifest_lifetime,
+                profiles=services.video_profiles(settings.sync_video_profiles),
+            )
+            session.commit()
+            public_key = key.public_key()
+        else:
+            if not settings.upstream_public_key:
+                raise Invalid("Name the school to export for (--school), or run this on a synced school server.")
+            public_key = mf.load_public_key(settings.upstream_public_key)
+            found = services.stored_manifest(session, public_key)
+            if found is None:
+                raise Invalid("This school server has not synced yet: there is no manifest to export.")
+            envelope = found[1]
+    manifest = mf.verify(envelope, public_key, not_older_than=None, now=utcnow())
+    target.mkdir(parents=True, exist_ok=True)
+    written = {"blobs": 0, "bytes": 0, "skipped": 0}
+    for sha, file in sorted(manifest.files().items()):
+        if have is not None and sha in have:
+            written["skipped"] += 1
+            continue
+        if not storage.exists(sha):
+            raise HubError(f"Blob {sha[:12]}… of the manifest is not in this hub's storage; the bundle is incomplete.")
+        archive.write_file(target, blob_name(sha), storage.open_range(sha, 0, None, chunk_size=1024 * 1024), part_bytes)
+        written["blobs"] += 1
+        written["bytes"] += file.size
+    # The manifest last: a bundle whose export was interrupted has no manifest and is not taken for whole.
+    archive.write_file(target, MANIFEST_NAME, [envelope])
+    return written
+
+
+# -- import --------------------------------------------------------------------------
+
+
+def _read_limited(stream: IO[bytes], limit: int) -> bytes:
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise archive.BundleError("The bundle's manifest is larger than any this hub accepts.")
+    return data
+
+
+def import_bundle(app: Flask, path: Path, *, out: IO[str], options: PullOptions | None = None) -> PullReport:
+    """Verify and apply a bundle (directory, ZIP or tar); the report says what happened.
+
+    Refused (status "refused", nothing changed): a bad or missing signature, an
+    older or expired manifest, an entry the manifest does not list, an unsafe
+    archive. Blobs whose bytes do not match their hash are never stored and the
+    courses that need them are not applied (status "failed").
+    """
+    settings: Settings = app.extensions["hub.settings"]
+    if not settings.upstream_public_key:
+        raise Invalid("Set HUB_UPSTREAM_PUBLIC_KEY (the upstream's public key) before importing bundles.")
+    public_key = mf.load_public_key(settings.upstream_public_key)
+    options = options or PullOptions.from_settings(settings, report_counts=False)
+    database = get_database(app)
+    with database.session() as session:
+        services.close_abandoned_runs(session)
+        run = services.start_run(session, "bundle")
+        session.commit()
+        run_id = run.id
+    report = PullReport("failed", "", run_id=run_id)
+    try:
+        report = _import(app, path, public_key, options, out, run_id)
+    except (archive.BundleError, mf.ManifestRefused) as exc:
+        report.status, report.message = "refused", exc.message
+    except HubError as exc:
+        report.status, report.message = "failed", exc.message
+    finally:
+        with database.session() as session:
+            logged = session.get(SyncRun, run_id)
+            if logged is not None:
+                logged.manifest_version = report.manifest_version
+                logged.courses_applied, logged.courses_removed = report.courses_applied, report.courses_removed
+                logged.skipped = "\n".join(report.skipped)
+                services.finish_run(session, logged, report.status, report.message)
+                session.commit()
+    return report
+
+
+def _import(
+    app: Flask, path: Path, public_key: Ed25519PublicKey, options: PullOptions, out: IO[str], run_id: int
+) -> PullReport:
+    database = get_database(app)
+    storage: Storage = app.extensions["hub.storage"]
+    # First look: only the manifest, with a budget that fits nothing else.
+    with archive.open_bundle(path, max_bytes=mf.MAX_ENVELOPE_BYTES, max_entries=_first_look_entries()) as source:
+        if MANIFEST_NAME not in source.names():
+            raise archive.BundleError(f"{path} has no {MANIFEST_NAME}: not a bundle, or its export did not finish.")
+        with source.open(MANIFEST_NAME) as stream:
+            envelope = _read_limited(stream, mf.MAX_ENVELOPE_BYTES)
+    with database.session() as session:
+        manifest = services.accept_manifest(session, envelope, public_key)
+        files = manifest.files()
+        # Then the real budget: exactly the bytes and entries the signed manifest accounts for.
+        allowed = {MANIFEST_NAME} | {blob_name(sha) for sha in files}
+        max_bytes = len(envelope) + sum(f.size for f in files.values())
+        max_entries = len(files) * 2 + 256 + _SLACK_ENTRIES  # files, their shard directories, blobs/
+        with archive.open_bundle(path, max_bytes=max_bytes, max_entries=max_entries) as source:
+            names = source.names()
+            strangers = sorted(set(names) - allowed)
+            if strangers:
+                raise archive.BundleError(
+                    f"The bundle holds {len(strangers)} entries its manifest does not list "
+                    f"(first: {strangers[0][:100]!r}); nothing was imported."
+                )
+            session.commit()  # the manifest is accepted only once the bundle's contents are known to be its own
+            present = set(names)
+            out.write(f"bundle manifest version {manifest.version}: {len(manifest.courses)} courses\n")
+
+            def store_missing(missing: dict[str, mf.ManifestFile], progress: Progress) -> dict[str, str]:
+                failures: dict[str, str] = {}
+                for sha, file in missing.items():
+                    name = blob_name(sha)
+                    if name not in present:
+                        failures[sha] = "not in this bundle"
+                        continue
+                    try:
+                        with source.open(name) as stream:
+                            services.store_verified(storage, cast(IO[bytes], _Counting(stream, progress)), file)
+                    except services.BlobMismatch as exc:
+                        failures[sha] = exc.message
+                        continue
+                    progress.file_done()
+                return failures
+
+            return apply_manifest(app, manifest, options, out, run_id=run_id, fetcher=None, store_missing=store_missing)
+
+
+def _first_look_entries() -> int:
+    # Enough for a bundle of a very large catalog; the exact bound comes once the manifest is read.
+    return 4_000_000
+
+
+class _Counting:
+    """A read-only stream that counts its bytes into the run's progress."""
+
+    def __init__(self, stream: IO[bytes], progress: Progress) -> None:
+        self._stream = stream
+        self._progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._progress.received(len(data))
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(1024 * 1024):
+            yield chunk
+
+
+def pack_bundle(directory: Path, archive_path: Path) -> None:
+    """Pack an exported bundle directory as ZIP or tar (by suffix) for carrying as one file."""
+    archive.pack(directory, archive_path)

@@ -1,0 +1,267 @@
+"""``hub keys``, ``hub sync`` and ``hub bundle``: each command parses, calls the sync code, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+from flask import Flask
+
+from hub.config import ConfigError
+from hub.errors import HubError
+
+
+def _app() -> Flask:
+    from hub import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+def _fail(exc: HubError) -> click.ClickException:
+    return click.ClickException(exc.message)
+
+
+# -- keys ------------------------------------------------------------------------------
+
+
+@click.group("keys")
+def keys_cli() -> None:
+    """The upstream's manifest signing key."""
+
+
+@keys_cli.command("generate")
+def keys_generate() -> None:
+    """Create the Ed25519 signing key (once); print the public key as the last line.
+
+    Run again, it keeps the existing key and prints its public key: school
+    servers configured with it stay valid.
+    """
+    from hub.sync import manifest as mf
+
+    app = _app()
+    path: Path = app.extensions["hub.settings"].sync_signing_key
+    if path.exists():
+        key = mf.load_private_key(path)
+        click.echo(f"a signing key already exists at {path}; its public key:", err=True)
+    else:
+        key = mf.generate_private_key()
+        try:
+            mf.save_private_key(key, path)
+        except FileExistsError:  # another `hub keys generate` got there first: use its key
+            key = mf.load_private_key(path)
+        click.echo(f"signing key written to {path} (keep it private; back it up)", err=True)
+    click.echo("set HUB_UPSTREAM_PUBLIC_KEY on each school server to:", err=True)
+    click.echo(mf.public_key_text(key))
+
+
+# -- sync ------------------------------------------------------------------------------
+
+
+@click.group("sync")
+def sync_cli() -> None:
+    """Mirror courses from an upstream hub (school servers) or serve them (upstream)."""
+
+
+def _grades(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    low, _, high = value.partition("-")
+    try:
+        return int(low), int(high or low)
+    except ValueError:
+        raise click.BadParameter("grades are A-B, e.g. 3-6") from None
+
+
+@sync_cli.command("subscribe")
+@click.option("--course", "course_id", type=int, help="Upstream course id.")
+@click.option("--subject", help="Subject code, e.g. math (with --grades).")
+@click.option("--grades", help="Grade range A-B, e.g. 7-9 (default 1-9).")
+@click.option("--paired-with", "paired_with", help="Everything from this paired famous school (its name).")
+@click.option(
+    "--school",
+    "school_name",
+    help="On the upstream: subscribe this school directly (for bundles); otherwise asks HUB_UPSTREAM_URL.",
+)
+def sync_subscribe(
+    course_id: int | None, subject: str | None, grades: str | None, paired_with: str | None, school_name: str | None
+) -> None:
+    """Subscribe to a course, a subject over grades, or a paired school's courses."""
+    chosen = sum(x is not None for x in (course_id, subject, paired_with))
+    if chosen != 1:
+        raise click.UsageError("give exactly one of --course, --subject (with --grades) or --paired-with")
+    if grades is not None and subject is None:
+        raise click.UsageError("--grades goes with --subject")
+    app = _app()
+    settings = app.extensions["hub.settings"]
+    if school_name is not None:
+        from hub.accounts.services import get_school_by_name
+        from hub.db import get_database
+        from hub.sync import services
+
+        with get_database(app).session() as session:
+            try:
+                school = get_school_by_name(session, school_name)
+                sub = services.subscribe(
+                    session,
+                    school,
+                    course_id=course_id,
+                    subject=subject,
+                    grades=_grades(grades),
+                    paired_with=paired_with,
+                )
+                description = services.describe_subscription(sub, session)
+                session.commit()
+            except HubError as exc:
+                raise _fail(exc) from None
+        click.echo(f"subscription {sub.id}: {school.name} mirrors {description}")
+        return
+    if not settings.upstream_url or not settings.upstream_token:
+        raise click.ClickException(
+            "not a mirror: set HUB_UPSTREAM_URL and HUB_UPSTREAM_TOKEN, or use --school on the upstream"
+        )
+    from hub.sync.client import SyncError, Upstream
+
+    body: dict[str, object] = {}
+    if course_id is not None:
+        body["course"] = course_id
+    if subject is not None:
+        body["subject"] = subject
+        if grades is not None:
+            body["grades"] = grades
+    if paired_with is not None:
+        body["paired_with"] = paired_with
+    try:
+        answer = Upstream(settings.upstream_url, settings.upstream_token).json(
+            "POST", "/api/v1/sync/subscriptions", body
+        )
+    except SyncError as exc:
+        raise _fail(exc) from None
+    click.echo(f"subscription {answer['id']} on {settings.upstream_url}: {answer['description']}")
+
+
+@sync_cli.command("pull")
+@click.option("--max-rate", help="Bandwidth cap in bytes per second, e.g. 500k or 2M.")
+@click.option("--window", help="Only run inside this daily local-time window, e.g. 22:00-06:00.")
+@click.option("--parallel", type=int, help="Downloads at once (default HUB_SYNC_PARALLEL).")
+def sync_pull(max_rate: str | None, window: str | None, parallel: int | None) -> None:
+    """Fetch the signed manifest and the missing blobs; apply complete courses.
+
+    Exit status 0 when up to date (or outside the window, or some courses
+    skipped for the storage budget, which is said); 1 with a message when the
+    manifest is refused or the pull fails. The old state stays in both cases.
+    """
+    from hub.sync.client import PullOptions, SyncError, Window, parse_rate, pull
+
+    try:
+        rate = parse_rate(max_rate) if max_rate else None
+        parsed_window = Window.parse(window) if window else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    app = _app()
+    options = PullOptions.from_settings(
+        app.extensions["hub.settings"], max_rate=rate, window=parsed_window, parallel=parallel
+    )
+    try:
+        report = pull(app, options, out=sys.stderr)
+    except SyncError as exc:
+        raise _fail(exc) from None
+    for line in report.skipped:
+        click.echo(f"skipped: {line}", err=True)
+    if not report.ok:
+        raise click.ClickException(f"sync {report.status}: {report.message}")
+    click.echo(report.message)
+
+
+@sync_cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the state and recent runs as JSON.")
+@click.option(
+    "--state-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the blobs this server holds, for `hub bundle export --state` on the upstream.",
+)
+def sync_status(as_json: bool, state_out: Path | None) -> None:
+    """The mirror's manifest version, courses and recent runs."""
+    from hub.sync.client import status
+
+    app = _app()
+    if state_out is not None:
+        from hub.sync.bundles import state_document
+
+        document = state_document(app)
+        state_out.write_text(json.dumps(document, indent=1))
+        click.echo(f"state written to {state_out}: {len(document['blobs'])} blobs", err=True)
+    info = status(app)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    click.echo(
+        f"manifest version {info['manifest_version']} (applied {info['applied_version']}), "
+        f"{info['courses']} mirrored courses, feed cursor {info['cursor']}"
+    )
+    for run in info["runs"]:
+        click.echo(
+            f"  run {run['id']} {run['source']} {run['status']} {run['started_at']}: files {run['files']}, "
+            f"bytes {run['bytes']} ({run['transferred']} transferred) {run['message']}"
+        )
+
+
+# -- bundles ---------------------------------------------------------------------------
+
+
+@click.group("bundle")
+def bundle_cli() -> None:
+    """USB bundles: a signed manifest and its blobs, for schools with no link."""
+
+
+@bundle_cli.command("export")
+@click.option("--to", "target", required=True, type=click.Path(path_type=Path), help="Directory, or a .zip/.tar file.")
+@click.option("--school", "school_name", help="On the upstream: the subscriber school to export for.")
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The school's state file (`hub sync status --state-out`): only the blobs it lacks go in.",
+)
+def bundle_export(target: Path, school_name: str | None, state_file: Path | None) -> None:
+    """Write a bundle: the signed manifest and the blobs named by hash, split at 4 GiB."""
+    from hub.sync import bundles
+
+    app = _app()
+    try:
+        have = bundles.read_state(state_file) if state_file else None
+        if target.suffix.lower() in (".zip", ".tar", ".tgz", ".gz"):
+            with tempfile.TemporaryDirectory(dir=target.parent, prefix=".bundle-") as tmp:
+                written = bundles.export_bundle(app, Path(tmp), school_name=school_name, have=have)
+                bundles.pack_bundle(Path(tmp), target)
+        else:
+            written = bundles.export_bundle(app, target, school_name=school_name, have=have)
+    except HubError as exc:
+        raise _fail(exc) from None
+    click.echo(
+        f"bundle written to {target}: {written['blobs']} blobs ({written['bytes']} bytes), "
+        f"{written['skipped']} already at the school"
+    )
+
+
+@bundle_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def bundle_import(path: Path) -> None:
+    """Verify a bundle (directory, ZIP or tar) and apply it; exit 1 with a message when refused."""
+    from hub.sync.bundles import import_bundle
+
+    app = _app()
+    try:
+        report = import_bundle(app, path, out=sys.stderr)
+    except HubError as exc:
+        raise _fail(exc) from None
+    for line in report.skipped:
+        click.echo(f"skipped: {line}", err=True)
+    if not report.ok:
+        raise click.ClickException(f"bundle {report.status}: {report.message}")
+    click.echo(report.message)

@@ -1,0 +1,862 @@
+"""``hub sync pull``: bring a school server up to date with its upstream.
+
+One run:
+
+1. fetch the change feed since the stored cursor and the signed manifest;
+   refuse an unsigned, wrongly signed, older or expired manifest (nothing changes);
+2. plan: the courses whose revision changed, and of their blobs the ones not in
+   storage (content addressing makes this a set difference); keep the courses
+   that fit the storage budget, all or nothing per course;
+3. download the missing blobs in parallel over keep-alive connections: small
+   ones many per request (``POST /api/v1/sync/blobs``), large ones one by one,
+   each into a partial file resumed with ``Range`` + ``If-Range`` after a cut
+   or a killed process, each verified against its sha256 before it is stored;
+4. apply each course whose blobs are all present, one transaction per course;
+   drop the courses the manifest no longer lists and the blobs nobody uses;
+5. send the school's aggregated download counts upstream.
+
+A bandwidth cap, a time window (the run stops starting work and keeps its
+partial files when the window closes) and a storage budget bound a run; every
+run leaves a row in the run log (``sync_run``) that the status command and the
+admin page read, updated as it goes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.client
+import io
+import json
+import logging
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import time as clock
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlencode, urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from flask import Flask
+from sqlalchemy import select
+
+from hub.config import Settings
+from hub.db import Database, get_database, utcnow
+from hub.errors import HubError
+from hub.media.storage import Storage
+from hub.media.storage.local import LocalStorage
+from hub.sync import manifest as mf
+from hub.sync import services
+from hub.sync.models import SyncRun
+
+log = logging.getLogger(__name__)
+
+SMALL_BLOB = 256 * 1024
+"""Blobs up to this size travel many per request: their round trip would cost more than their bytes."""
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BLOBS = 128
+CHUNK = 64 * 1024
+ATTEMPTS = 4
+"""Tries per blob or batch; each retry resumes where the bytes stopped."""
+TIMEOUT = 60.0
+
+
+class SyncError(HubError):
+    """A pull that could not finish: the message says why; the old state stays."""
+
+    code = "sync_failed"
+
+
+class Stopped(Exception):
+    """The time window closed (or the run was interrupted): stop, keep the partial files."""
+
+
+# -- options ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """A daily time window in local time, e.g. 22:00-06:00 (it may cross midnight)."""
+
+    start: clock
+    end: clock
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        try:
+            first, second = text.split("-")
+            start = datetime.strptime(first.strip(), "%H:%M").time()
+            end = datetime.strptime(second.strip(), "%H:%M").time()
+        except ValueError:
+            raise ValueError(f"a window is HH:MM-HH:MM, e.g. 22:00-06:00, not {text!r}") from None
+        if start == end:
+            raise ValueError("a window needs different start and end times")
+        return cls(start, end)
+
+    def contains(self, moment: clock) -> bool:
+        if self.start < self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+    def seconds_left(self, now: datetime) -> float:
+        """Seconds from `now` (local, naive or aware) until the window closes; 0 outside it."""
+        moment = now.time().replace(tzinfo=None)
+        if not self.contains(moment):
+            return 0.0
+        now_s = moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
+        end_s = self.end.hour * 3600 + self.end.minute * 60
+        return (end_s - now_s) % 86400 or 86400.0
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+_RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_rate(text: str) -> int:
+    """Bytes per second from '500k', '2M', '1.5m' or '65536' (binary units, bytes not bits)."""
+    value = text.strip().lower().removesuffix("/s").removesuffix("b")
+    unit = value[-1:] if value[-1:] in ("k", "m", "g") else ""
+    try:
+        number = float(value[: len(value) - len(unit)])
+    except ValueError:
+        raise ValueError(f"a rate is bytes per second like 500k or 2M, not {text!r}") from None
+    rate = int(number * _RATE_UNITS[unit])
+    if rate < 1024:
+        raise ValueError("a rate below 1k per second would never finish a video")
+    return rate
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    max_rate: int | None = None  # bytes per second over all downloads
+    window: Window | None = None
+    parallel: int = 4
+    storage_budget: int = 0  # bytes mirrored blobs may occupy; 0: no limit but the disk
+    disk_reserve: int = 512 * 1024**2
+    report_counts: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> PullOptions:
+        values: dict[str, Any] = {
+            "parallel": settings.sync_parallel,
+            "storage_budget": settings.sync_storage_budget,
+            "disk_reserve": settings.sync_disk_reserve,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+# -- bandwidth and progress ------------------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket shared by every download thread: the cap holds for the sum of them."""
+
+    def __init__(self, rate: int | None) -> None:
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._allowance = float(rate or 0)
+        self._last = time.monotonic()
+
+    def take(self, count: int) -> None:
+        if not self.rate:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._allowance = min(float(self.rate), self._allowance + (now - self._last) * self.rate)
+            self._last = now
+            self._allowance -= count
+            wait = -self._allowance / self.rate if self._allowance < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
+
+
+@dataclass
+class Progress:
+    """Counters the download threads add to; the printer and the run log read them."""
+
+    files_total: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    bytes_done: int = 0
+    transferred: int = 0  # bytes received this run (a resumed file counts only its new bytes)
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def received(self, count: int) -> None:
+        with self._lock:
+            self.transferred += count
+            self.bytes_done += count
+
+    def resumed(self, count: int) -> None:
+        with self._lock:
+            self.bytes_done += count
+
+    def file_done(self) -> None:
+        with self._lock:
+            self.files_done += 1
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.transferred / elapsed
+        left = max(self.bytes_total - self.bytes_done, 0)
+        eta = _duration(left / rate) if rate > 0 else "?"
+        return (
+            f"{_size(self.bytes_done)} / {_size(self.bytes_total)}, "
+            f"{self.files_done}/{self.files_total} files, {_size(rate)}/s, {eta} left"
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.0f} B"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Reporter:
+    """Prints progress to the terminal and writes it to the run log, every `interval` seconds."""
+
+    def __init__(self, progress: Progress, database: Database, run_id: int, out: IO[str], interval: float = 1.0):
+        self.progress = progress
+        self.database = database
+        self.run_id = run_id
+        self.out = out
+        self.interval = interval
+        self._stop = threading.Event()
+        self._tty = out.isatty()
+        self._thread = threading.Thread(target=self._loop, name="sync-progress", daemon=True)
+
+    def __enter__(self) -> Reporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.tick(final=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.tick()
+
+    def tick(self, final: bool = False) -> None:
+        line = self.progress.line()
+        if self._tty:
+            self.out.write(f"\r{line}\033[K" + ("\n" if final else ""))
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+        try:
+            with self.database.session() as session:
+                run = session.get(SyncRun, self.run_id)
+                if run is not None:
+                    _copy_progress(run, self.progress)
+                    session.commit()
+        except Exception as exc:  # noqa: BLE001 - a busy database must not stop a download
+            log.debug("progress not written to the run log: %s", exc)
+
+
+def _copy_progress(run: SyncRun, progress: Progress) -> None:
+    run.files_total, run.files_done = progress.files_total, progress.files_done
+    run.bytes_total, run.bytes_done = progress.bytes_total, progress.bytes_done
+    run.bytes_transferred = progress.transferred
+
+
+# -- HTTP ------------------------------------------------------------------------------
+
+
+class Upstream:
+    """The upstream hub over HTTP: one keep-alive connection per thread, bearer token on each request."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = TIMEOUT) -> None:
+        parts = urlsplit(base_url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SyncError(f"HUB_UPSTREAM_URL must be an http(s) URL, not {base_url!r}.")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port
+        self.prefix = parts.path
+        self.token = token
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            conn = cls(self.host, self.port, timeout=self.timeout, blocksize=CHUNK)
+            self._local.conn = conn
+        return conn
+
+    def reset(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> http.client.HTTPResponse:
+        """Send a request on this thread's connection (reconnecting once if the server closed it)."""
+        all_headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json", **(headers or {})}
+        if body is not None:
+            all_headers.setdefault("Content-Type", "application/json")
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.request(method, self.prefix + path, body=body, headers=all_headers)
+                return conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # A keep-alive connection the server had closed: one fresh try.
+                self.reset()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def json(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            response = self.request(method, path, data)
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.reset()
+            raise SyncError(f"The upstream could not be reached ({exc}).") from None
+        if response.status >= 400:
+            raise SyncError(f"The upstream answered {response.status} to {method} {path}: {_error_message(raw)}")
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise SyncError(f"The upstream's answer to {path} is not JSON.") from None
+
+    def manifest(self) -> bytes:
+        try:
+            response = self.request("GET", "/api/v1/sync/manifest")
+            raw = response.read(mf.MAX_ENVELOPE_BYTES + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            self.reset()
+            raise SyncError(f"The upstream could not be reached ({exc}).") from None
+        if response.status != 200:
+            raise SyncError(f"The upstream refused the manifest ({response.status}): {_error_message(raw)}")
+        return raw
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        return str(json.loads(raw)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return raw[:200].decode(errors="replace")
+
+
+@dataclass
+class Transfer:
+    """What the download threads share: where partial files go, the cap, the counters, the stop flag."""
+
+    upstream: Upstream
+    storage: Storage
+    partial_dir: Path
+    limiter: RateLimiter
+    progress: Progress
+    deadline: float | None = None  # time.monotonic() at which the window closes
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def check(self) -> None:
+        if self.stop.is_set():
+            raise Stopped("stopped")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.stop.set()
+            raise Stopped("the time window closed")
+
+    def read_into(self, response: http.client.HTTPResponse, out: IO[bytes], length: int, digest: Any) -> None:
+        remaining = length
+        chunk_size = CHUNK if not self.limiter.rate else max(4096, min(CHUNK, self.limiter.rate // 8))
+        while remaining > 0:
+            self.check()
+            chunk = response.read(min(chunk_size, remaining))
+            if not chunk:
+                raise http.client.IncompleteRead(b"", remaining)
+            self.limiter.take(len(chunk))
+            out.write(chunk)
+            digest.update(chunk)
+            remaining -= len(chunk)
+            self.progress.received(len(chunk))
+
+
+def fetch_blob(transfer: Transfer, file: mf.ManifestFile) -> None:
+    """Download one blob into its partial file, resuming what arrived before; verify; store."""
+    partial = transfer.partial_dir / f"{file.sha256}.part"
+    for attempt in range(1, ATTEMPTS + 1):
+        transfer.check()
+        try:
+            _fetch_into(transfer, file, partial)
+            break
+        except (OSError, http.client.HTTPException) as exc:
+            transfer.upstream.reset()
+            if attempt == ATTEMPTS:
+                raise SyncError(f"Could not download {file.sha256[:12]}… after {ATTEMPTS} tries: {exc}") from None
+            time.sleep(min(0.2 * 2**attempt, 5))
+    try:
+        with partial.open("rb") as f:
+            services.store_verified(transfer.storage, f, file)
+    finally:
+        partial.unlink(missing_ok=True)
+    transfer.progress.file_done()
+
+
+def _fetch_into(transfer: Transfer, file: mf.ManifestFile, partial: Path) -> None:
+    digest = hashlib.sha256()
+    have = partial.stat().st_size if partial.exists() else 0
+    if have > file.size:
+        partial.unlink()
+        have = 0
+    if have:
+        with partial.open("rb") as f:
+            while chunk := f.read(1024 * 1024):
+                digest.update(chunk)
+        transfer.progress.resumed(have)
+    if have == file.size:
+        _check_digest(digest, file, partial)
+        return
+    headers = {"Accept": "*/*"}
+    if have:
+        # If-Range: should the bytes behind the name ever differ, the server sends them whole.
+        headers.update({"Range": f"bytes={have}-", "If-Range": f'"{file.sha256}"'})
+    response = transfer.upstream.request("GET", f"/api/v1/blobs/{file.sha256}", headers=headers)
+    if response.status in (301, 302, 303, 307, 308):
+        response.read()
+        response = _follow(response.getheader("Location") or "", headers)
+    if response.status == 200 and have:
+        transfer.progress.resumed(-have)
+        have = 0
+        digest = hashlib.sha256()
+    elif response.status == 206:
+        content_range = response.getheader("Content-Range") or ""
+        if not content_range.startswith(f"bytes {have}-"):
+            response.read()
+            partial.unlink(missing_ok=True)
+            raise http.client.HTTPException(f"unexpected Content-Range {content_range!r}")
+    elif response.status == 416:
+        response.read()
+        partial.unlink(missing_ok=True)
+        transfer.progress.resumed(-have)
+        raise http.client.HTTPException("the upstream does not have the bytes resumed from; starting over")
+    elif response.status != 200:
+        raw = response.read()
+        raise SyncError(f"The upstream answered {response.status} for {file.sha256[:12]}…: {_error_message(raw)}")
+    length = int(response.getheader("Content-Length") or file.size - have)
+    if have + length != file.size:
+        response.read()
+        raise SyncError(f"The upstream's {file.sha256[:12]}… is {have + length} bytes, the manifest says {file.size}.")
+    transfer.partial_dir.mkdir(parents=True, exist_ok=True)
+    with partial.open("ab" if have else "wb") as out:
+        transfer.read_into(response, out, length, digest)
+    _check_digest(digest, file, partial)
+
+
+def _follow(location: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+    """A redirect to object storage (presigned S3 URL): no bearer token goes there."""
+    parts = urlsplit(location)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise http.client.HTTPException(f"cannot follow redirect to {location!r}")
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=TIMEOUT, blocksize=CHUNK)
+    conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers)
+    return conn.getresponse()
+
+
+def _check_digest(digest: Any, file: mf.ManifestFile, partial: Path) -> None:
+    if digest.hexdigest() != file.sha256:
+        partial.unlink(missing_ok=True)
+        raise services.BlobMismatch(
+            f"The bytes received for {file.sha256[:12]}… do not match their hash: refused, nothing kept."
+        )
+
+
+def fetch_batch(transfer: Transfer, files: list[mf.ManifestFile]) -> None:
+    """Download small blobs in one request; retry the ones a cut connection did not deliver."""
+    remaining = list(files)
+    for attempt in range(1, ATTEMPTS + 1):
+        transfer.check()
+        try:
+            remaining = _fetch_batch_once(transfer, remaining)
+            if not remaining:
+                return
+        except (OSError, http.client.HTTPException) as exc:
+            transfer.upstream.reset()
+            if attempt == ATTEMPTS:
+                raise SyncError(
+                    f"Could not download {len(remaining)} small files after {ATTEMPTS} tries: {exc}"
+                ) from None
+            time.sleep(min(0.2 * 2**attempt, 5))
+    if remaining:
+        raise SyncError(f"The upstream did not send {len(remaining)} of the files asked for.")
+
+
+def _fetch_batch_once(transfer: Transfer, files: list[mf.ManifestFile]) -> list[mf.ManifestFile]:
+    body = json.dumps({"sha256": [f.sha256 for f in files]}).encode()
+    response = transfer.upstream.request("POST", "/api/v1/sync/blobs", body=body, headers={"Accept": "*/*"})
+    if response.status != 200:
+        raw = response.read()
+        raise SyncError(
+            f"The upstream refused a batch of {len(files)} files ({response.status}): {_error_message(raw)}"
+        )
+    wanted = {f.sha256: f for f in files}
+    remaining = dict(wanted)
+    for _ in range(len(files)):
+        header = response.readline(200)
+        if not header:
+            break
+        try:
+            sha, size_text = header.decode().split()
+            size = int(size_text)
+        except ValueError:
+            raise http.client.HTTPException(f"bad batch header {header[:80]!r}") from None
+        file = wanted.get(sha)
+        if file is None or size != file.size:
+            raise SyncError(f"The upstream sent {sha[:12]}… ({size} bytes), which was not asked for.")
+        buffer = io.BytesIO()
+        transfer.read_into(response, buffer, size, hashlib.sha256())
+        buffer.seek(0)
+        services.store_verified(transfer.storage, buffer, file)
+        transfer.progress.file_done()
+        remaining.pop(sha, None)
+    response.read()
+    return list(remaining.values())
+
+
+def download(transfer: Transfer, missing: dict[str, mf.ManifestFile], parallel: int) -> dict[str, str]:
+    """Fetch every missing blob; returns the failures (sha256 → reason). Raises Stopped when the window closed."""
+    small = sorted((f for f in missing.values() if f.size <= SMALL_BLOB), key=lambda f: f.sha256)
+    large = sorted((f for f in missing.values() if f.size > SMALL_BLOB), key=lambda f: -f.size)
+    batches: list[list[mf.ManifestFile]] = []
+    current: list[mf.ManifestFile] = []
+    current_bytes = 0
+    for file in small:
+        if current and (len(current) >= BATCH_BLOBS or current_bytes + file.size > BATCH_BYTES):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(file)
+        current_bytes += file.size
+    if current:
+        batches.append(current)
+    failures: dict[str, str] = {}
+    jobs: list[tuple[functools.partial[None], list[str]]] = [
+        (functools.partial(fetch_blob, transfer, f), [f.sha256]) for f in large
+    ] + [(functools.partial(fetch_batch, transfer, b), [f.sha256 for f in b]) for b in batches]
+    stopped = False
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="sync-fetch") as pool:
+        futures = {pool.submit(job): shas for job, shas in jobs}
+        try:
+            for future in as_completed(futures):
+                try:
+                    future.result()
+                except Stopped:
+                    stopped = True
+                except HubError as exc:
+                    for sha in futures[future]:
+                        failures[sha] = exc.message
+        except BaseException:
+            transfer.stop.set()  # Ctrl-C: let the threads finish their current chunk and go
+            raise
+    if stopped:
+        raise Stopped("the time window closed")
+    return failures
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+@dataclass
+class PullReport:
+    status: str  # ok | partial | refused | failed | outside-window
+    message: str
+    manifest_version: int | None = None
+    courses_applied: int = 0
+    courses_removed: int = 0
+    courses_unchanged: int = 0
+    files: int = 0
+    bytes_transferred: int = 0
+    skipped: list[str] = field(default_factory=list)
+    run_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "partial", "outside-window")
+
+
+def storage_room(session: Any, storage: Storage, options: PullOptions) -> int | None:
+    """Bytes this run may add to storage (None: no limit known), from the budget and the free disk."""
+    limits: list[int] = []
+    if options.storage_budget:
+        limits.append(options.storage_budget - services.mirrored_bytes(session))
+    if isinstance(storage, LocalStorage):
+        storage.root.mkdir(parents=True, exist_ok=True)
+        limits.append(shutil.disk_usage(storage.root).free - options.disk_reserve)
+    return max(min(limits), 0) if limits else None
+
+
+def pull(
+    app: Flask,
+    options: PullOptions,
+    *,
+    out: IO[str] | None = None,
+    now: Callable[[], datetime] = datetime.now,
+) -> PullReport:
+    """One `hub sync pull`: see the module docstring. Never raises for a refused manifest; reports it."""
+    settings: Settings = app.extensions["hub.settings"]
+    if not settings.upstream_url:
+        raise SyncError("This hub is not a mirror: set HUB_UPSTREAM_URL and HUB_UPSTREAM_PUBLIC_KEY.")
+    if not settings.upstream_token:
+        raise SyncError("Set HUB_UPSTREAM_TOKEN to a token of this school's user on the upstream (`hub token create`).")
+    public_key = mf.load_public_key(settings.upstream_public_key)
+    out = out or sys.stderr
+    deadline = None
+    if options.window is not None:
+        left = options.window.seconds_left(now())
+        if left <= 0:
+            return PullReport("outside-window", f"Outside the sync window {options.window}; nothing done.")
+        deadline = time.monotonic() + left
+    upstream = Upstream(settings.upstream_url, settings.upstream_token)
+    return _run(app, upstream, public_key, options, out, deadline, source="pull")
+
+
+def _run(
+    app: Flask,
+    upstream: Upstream,
+    public_key: Ed25519PublicKey,
+    options: PullOptions,
+    out: IO[str],
+    deadline: float | None,
+    source: str,
+) -> PullReport:
+    database = get_database(app)
+    with database.session() as session:
+        services.close_abandoned_runs(session)
+        run = services.start_run(session, source)
+        session.commit()
+        run_id = run.id
+
+    report = PullReport("failed", "", run_id=run_id)
+    try:
+        with database.session() as session:
+            state = services.mirror_state(session)
+            since = state.cursor
+            session.commit()
+        changes = _feed_count(upstream, since)
+        envelope = upstream.manifest()
+        with database.session() as session:
+            try:
+                manifest = services.accept_manifest(session, envelope, public_key)
+            except mf.ManifestRefused as exc:
+                session.rollback()
+                report.status, report.message = "refused", exc.message
+                return report
+            session.commit()
+        report.manifest_version = manifest.version
+        out.write(
+            f"manifest version {manifest.version}: {len(manifest.courses)} courses; "
+            f"{changes} catalog changes upstream since the last pull\n"
+        )
+        report = apply_manifest(app, manifest, options, out, run_id=run_id, fetcher=upstream, deadline=deadline)
+        if options.report_counts and report.status in ("ok", "partial"):
+            counts_note = send_counts(database, upstream)
+            if counts_note:
+                out.write(counts_note + "\n")
+        return report
+    except SyncError as exc:
+        report.status, report.message = "failed", exc.message
+        return report
+    except KeyboardInterrupt:
+        report.status, report.message = "failed", "interrupted"
+        raise
+    finally:
+        with database.session() as session:
+            logged = session.get(SyncRun, run_id)
+            if logged is not None:
+                logged.manifest_version = report.manifest_version
+                logged.courses_applied, logged.courses_removed = report.courses_applied, report.courses_removed
+                logged.skipped = "\n".join(report.skipped)
+                logged.bytes_transferred = max(logged.bytes_transferred, report.bytes_transferred)
+                services.finish_run(session, logged, report.status, report.message)
+                session.commit()
+
+
+def _feed_count(upstream: Upstream, since: int) -> int:
+    """Changes since the cursor (informational: the manifest, not the feed, decides what to fetch)."""
+    data = upstream.json("GET", "/api/v1/sync/feed?" + urlencode({"since": since}))
+    return len(data.get("changes", [])) if isinstance(data, dict) else 0  # the first page is enough to say
+
+
+def apply_manifest(
+    app: Flask,
+    manifest: mf.Manifest,
+    options: PullOptions,
+    out: IO[str],
+    *,
+    run_id: int,
+    fetcher: Upstream | None,
+    deadline: float | None = None,
+    store_missing: Callable[[dict[str, mf.ManifestFile], Progress], dict[str, str]] | None = None,
+) -> PullReport:
+    """Plan, fetch what is missing (from `fetcher`, or with `store_missing` for a bundle), apply, tidy up."""
+    database = get_database(app)
+    storage: Storage = app.extensions["hub.storage"]
+    settings: Settings = app.extensions["hub.settings"]
+    report = PullReport("ok", "", manifest_version=manifest.version, run_id=run_id)
+    with database.session() as session:
+        work = services.plan(session, storage, manifest)
+        work = services.fit_budget(session, storage, work, storage_room(session, storage, options))
+        report.courses_unchanged = work.unchanged
+        report.skipped = list(work.skipped)
+    progress = Progress(files_total=len(work.missing), bytes_total=sum(f.size for f in work.missing.values()))
+    failures: dict[str, str] = {}
+    stopped = False
+    if work.missing:
+        out.write(f"{len(work.missing)} files to fetch ({_size(progress.bytes_total)})\n")
+        with Reporter(progress, database, run_id, out):
+            try:
+                if store_missing is not None:
+                    failures = store_missing(work.missing, progress)
+                else:
+                    assert fetcher is not None
+                    transfer = Transfer(
+                        upstream=fetcher,
+                        storage=storage,
+                        partial_dir=settings.sync_dir / "partial",
+                        limiter=RateLimiter(options.max_rate),
+                        progress=progress,
+                        deadline=deadline,
+                    )
+                    failures = download(transfer, work.missing, options.parallel)
+            except Stopped:
+                stopped = True
+    report.files = progress.files_done
+    report.bytes_transferred = progress.transferred
+
+    replaced: set[str] = set()
+    with database.session() as session:
+        mirrored = services.mirrored_courses(session)
+        for entry in work.apply:
+            absent = [sha for sha in entry.files() if not storage.exists(sha)]
+            if absent:
+                reasons = {failures[s] for s in absent if s in failures}
+                why = "; ".join(sorted(reasons)) if reasons else "not fetched before the run stopped"
+                report.skipped.append(f"course {entry.id} {entry.title!r}: {len(absent)} files missing ({why})")
+                continue
+            link = mirrored.get(entry.id)
+            if link is not None:
+                replaced |= _course_blobs(session, link.course_id)
+            services.apply_course(session, storage, entry)
+            session.commit()  # one course version per transaction: old or new, never half
+            report.courses_applied += 1
+        for upstream_id in work.remove:
+            link = mirrored.get(upstream_id)
+            if link is not None:
+                replaced |= _course_blobs(session, link.course_id)
+            services.remove_course(session, upstream_id)
+            session.commit()
+            report.courses_removed += 1
+        dropped = services.drop_unreferenced_blobs(session, replaced - set(manifest.files()))
+        state = services.mirror_state(session)
+        complete = not report.skipped and not failures and not stopped
+        if complete:
+            state.applied_version = max(state.applied_version, manifest.version)
+        session.commit()
+    for sha in dropped:
+        storage.delete(sha)
+
+    if failures:
+        report.status = "failed"
+        first = next(iter(failures.values()))
+        report.message = (
+            f"{len(failures)} files could not be fetched ({first}); the courses that need them were not applied."
+        )
+    elif stopped:
+        report.status = "partial"
+        report.message = "The time window closed: partial files are kept and the next run resumes them."
+    elif report.skipped:
+        report.status = "partial"
+        report.message = f"Skipped {len(report.skipped)} courses that do not fit the storage budget or the disk."
+    else:
+        report.message = (
+            f"Up to date with manifest version {manifest.version}: {report.courses_applied} courses applied, "
+            f"{report.courses_removed} removed, {report.courses_unchanged} unchanged."
+        )
+    return report
+
+
+def _course_blobs(session: Any, course_id: int) -> set[str]:
+    from hub.catalog.models import Lesson, Material
+    from hub.media.models import Rendition
+
+    rows = session.execute(
+        select(Rendition.blob_sha256, Material.original_sha256)
+        .join(Material, Material.id == Rendition.material_id)
+        .join(Lesson, Lesson.id == Material.lesson_id)
+        .where(Lesson.course_id == course_id)
+    ).all()
+    return {sha for row in rows for sha in row if sha}
+
+
+def send_counts(database: Database, upstream: Upstream) -> str:
+    """Send the school's aggregated download counts; a failure is reported, never fatal."""
+    with database.session() as session:
+        report = services.pending_count_report(session)
+        session.commit()
+    if report is None:
+        return ""
+    try:
+        answer = upstream.json("POST", "/api/v1/sync/counts", report)
+    except SyncError as exc:
+        return f"download counts not sent ({exc.message}); they go with the next pull"
+    with database.session() as session:
+        services.acknowledge_count_report(session, report)
+        session.commit()
+    added = answer.get("added", 0) if isinstance(answer, dict) else 0
+    return f"sent {sum(c['count'] for c in report['counts'])} downloads upstream ({added} counted)"
+
+
+def status(app: Flask) -> dict[str, Any]:
+    """The mirror's state and recent runs, for `hub sync status` and the admin page."""
+    database = get_database(app)
+    with database.session() as session:
+        state = services.mirror_state(session)
+        runs = services.recent_runs(session, 10)
+        mirrored = services.mirrored_courses(session)
+        session.commit()
+        return {
+            "cursor": state.cursor,
+            "manifest_version": state.manifest_version,
+            "applied_version": state.applied_version,
+            "courses": len(mirrored),
+            "runs": [
+                {
+                    "id": r.id,
+                    "source": r.source,
+                    "status": r.status,
+                    "started_at": r.started_at.isoformat(),
+                    "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                    "files": f"{r.files_done}/{r.files_total}",
+                    "bytes": f"{r.bytes_done}/{r.bytes_total}",
+                    "transferred": r.bytes_transferred,
+                    "message": r.message,
+                    "skipped": r.skipped,
+                }
+                for r in runs
+            ],
+            "at": utcnow().isoformat(),
+        }
