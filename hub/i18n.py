@@ -56,7 +56,13 @@ def select_locale() -> str:
     chosen = request.cookies.get(COOKIE)
     if chosen in LOCALES:
         return chosen
-    return request.accept_languages.best_match(LOCALES) or DEFAULT_LOCALE
+    # By quality, on the primary subtag: werkzeug's best_match prefers an exact "en;q=0.2"
+    # over "zh-CN;q=0.9" for our bare "zh", which is the wrong answer for that reader.
+    for tag, quality in request.accept_languages:
+        primary = tag.split("-")[0].split("_")[0].lower()
+        if quality > 0 and primary in LOCALES:
+            return primary
+    return DEFAULT_LOCALE
 
 
 def current_locale() -> str:

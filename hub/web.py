@@ -23,7 +23,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, g, request, session
 from werkzeug.wrappers import Response
 
 COMPRESSIBLE = {
@@ -57,15 +57,16 @@ def compress(response: Response) -> Response:
         or response.status_code in (204, 206, 304)
         or "Content-Encoding" in response.headers
         or "Content-Range" in response.headers
-        or response.is_streamed
         or request.method == "HEAD"
     ):
         return response
-    if response.direct_passthrough:
-        # send_file (static files) hands over a file wrapper; small text files are read once.
+    if request.endpoint == "static" and response.direct_passthrough:
+        # send_file hands over a file wrapper; a small stylesheet or script is read once.
         if (response.content_length or MAX_COMPRESS_BYTES) >= MAX_COMPRESS_BYTES:
             return response
         response.direct_passthrough = False
+    elif response.is_streamed:
+        return response
     _add_vary(response, "Accept-Encoding")
     if not _accepts_gzip():
         return response
@@ -91,7 +92,8 @@ def _cache_headers(response: Response) -> None:
         return
     # Every page is rendered in the reader's language, chosen from these two.
     _add_vary(response, "Accept-Language", "Cookie")
-    personal = g.get("user") is not None or "Set-Cookie" in response.headers
+    # The session cookie is written after this hook, so ask the session, not the headers.
+    personal = g.get("user") is not None or session.modified or "Set-Cookie" in response.headers
     if personal or request.method not in ("GET", "HEAD") or response.status_code != 200:
         response.headers["Cache-Control"] = "private, no-store"
     else:
