@@ -193,3 +193,25 @@ def test_s3_redirect(served: Served, db: Session) -> None:
     wait_counted(db, served.sha256, 1)
     assert get(served, Range="bytes=0-99").status_code == 302
     wait_counted(db, served.sha256, 2)
+
+
+@s3_only
+def test_s3_unsatisfiable_and_multiple_ranges(served: Served) -> None:
+    # 416 is answered by the hub, with the Content-Range some S3 servers leave out.
+    r = get(served, Range=f"bytes={SIZE}-")
+    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{SIZE}"
+    # Several ranges are redirected too; S3 answers them with the whole object.
+    multi = requests.get(served.url, headers={"Range": "bytes=0-9,100-109"}, timeout=10)
+    assert multi.status_code == 200 and multi.content == served.data
+
+
+@s3_only
+def test_s3_interrupted_download_resumes_through_the_hub_url(served: Served) -> None:
+    with requests.get(served.url, stream=True, timeout=10) as first:
+        assert first.status_code == 200
+        part = first.raw.read(SIZE // 2)
+    # A browser resumes at the URL it started from, with the ETag it has; the hub
+    # redirects again and S3 sends the rest.
+    rest = requests.get(served.url, headers={"Range": f"bytes={len(part)}-", "If-Range": served.etag}, timeout=10)
+    assert rest.status_code == 206 and rest.headers["Content-Range"] == f"bytes {len(part)}-{SIZE - 1}/{SIZE}"
+    assert hashlib.sha256(part + rest.content).hexdigest() == served.sha256
