@@ -169,6 +169,14 @@ class Settings:
     media_lease: int = setting(
         "Seconds a transcode may go without progress before another worker takes it over.", _positive_int, "300"
     )
+    download_offload: str = setting(
+        "Who sends local blob bytes: none (the hub), x-accel-redirect (nginx) or x-sendfile (Apache, lighttpd).",
+        _choice("none", "x-accel-redirect", "x-sendfile"),
+        "none",
+    )
+    download_offload_prefix: str = setting(
+        "With x-accel-redirect: the internal nginx location that maps to HUB_STORAGE_DIR.", str, "/_blobs/"
+    )
     upstream_url: str = setting(
         "Upstream hub this school server mirrors (mirror mode); empty: not a mirror.", _optional_url, ""
     )
