@@ -352,3 +352,62 @@ def test_tuspy_gives_up_cleanly_when_the_upload_is_gone(server: TusServer, accou
     requests.delete(uploader.url, headers={**TUS, **auth}, timeout=10)
     with pytest.raises(TusCommunicationError):
         uploader.get_offset()
+
+
+def test_a_stalled_connection_never_blocks_the_client_that_takes_over(
+    server: TusServer, accounts: dict[str, Any]
+) -> None:
+    """A laptop closed mid-PATCH: its connection stays open, silent. A new client goes on at once,
+    and when the old request's bytes finally arrive, they change nothing."""
+    auth = accounts["auth"]
+    data = _video(seed=6)
+    first = _uploader(server, auth, data)
+    first.upload(stop_at=CHUNK)
+    path = urlsplit(first.url).path
+    late = data[CHUNK : 2 * CHUNK]
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nTus-Resumable: 1.0.0\r\n"
+        f"Authorization: {auth['Authorization']}\r\nUpload-Offset: {CHUNK}\r\n"
+        f"Content-Type: application/offset+octet-stream\r\nContent-Length: {len(late)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as stalled:
+        stalled.sendall(head + late[: len(late) // 2])
+        # The new client: same URL, the server's offset, every remaining chunk accepted.
+        resumed = _uploader(server, auth, data, url=first.url)
+        assert resumed.offset == CHUNK
+        resumed.upload()
+        sha256 = hashlib.sha256(data).hexdigest()
+        assert _state(server, first.url, auth)["sha256"] == sha256
+        # The old request completes at last: refused, the finished upload untouched.
+        stalled.sendall(late[len(late) // 2 :])
+        reply = stalled.recv(4096).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 403") or reply.startswith("HTTP/1.1 409"), reply[:200]
+    state = _state(server, first.url, auth)
+    assert (state["status"], state["offset"], state["sha256"]) == ("complete", len(data), sha256)
+
+
+def test_chunked_bodies_are_bounded_by_the_declared_length(server: TusServer, accounts: dict[str, Any]) -> None:
+    auth = accounts["auth"]
+    data = _video(2 * MiB, seed=7)
+    created = requests.post(
+        server.api("/uploads/"),
+        headers={**TUS, **auth, "Upload-Length": str(len(data)), "Upload-Metadata": "filename YS5tcDQ="},
+        timeout=10,
+    )
+    url = server.url + created.headers["Location"]
+    patch = {**TUS, **auth, "Content-Type": "application/offset+octet-stream"}
+
+    def chunked(body: bytes) -> Iterator[bytes]:  # a generator: requests sends Transfer-Encoding: chunked
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    first = requests.patch(url, headers={**patch, "Upload-Offset": "0"}, data=chunked(data[:MiB]), timeout=30)
+    assert first.status_code == 204 and first.headers["Upload-Offset"] == str(MiB)
+    past = requests.patch(
+        url, headers={**patch, "Upload-Offset": str(MiB)}, data=chunked(data[MiB:] + b"!"), timeout=30
+    )
+    assert past.status_code == 413, past.text
+    assert requests.head(url, headers={**TUS, **auth}, timeout=10).headers["Upload-Offset"] == str(MiB)
+    done = requests.patch(url, headers={**patch, "Upload-Offset": str(MiB)}, data=chunked(data[MiB:]), timeout=30)
+    assert done.status_code == 204
+    assert _state(server, url, auth)["sha256"] == hashlib.sha256(data).hexdigest()
