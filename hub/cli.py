@@ -58,7 +58,10 @@ def db_upgrade() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
-def serve(host: str, port: int, threads: int) -> None:
+# waitress stops accepting at 100 open connections by default, which 100 slow downloads
+# reach on their own; an open connection costs a socket in the I/O loop, not a thread.
+@click.option("--connections", default=1000, show_default=True, type=int, help="Most open connections.")
+def serve(host: str, port: int, threads: int, connections: int) -> None:
     """Serve the web app and API with waitress."""
     from waitress import serve as waitress_serve
 
@@ -67,7 +70,7 @@ def serve(host: str, port: int, threads: int) -> None:
     app = _app()
     ensure_index(app)  # an old-schema or corrupt index is rebuilt in the background
     click.echo(f"serving on http://{host}:{port}/", err=True)
-    waitress_serve(app, host=host, port=port, threads=threads, ident="oer-hub")
+    waitress_serve(app, host=host, port=port, threads=threads, connection_limit=connections, ident="oer-hub")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from flask import Blueprint, Response, current_app, redirect, request, url_for
 
@@ -12,7 +14,7 @@ from hub.catalog.models import Material
 from hub.catalog.schemas import MaterialOut, OriginalOut, RenditionOut
 from hub.db import Database, get_database, request_session
 from hub.media import downloads, services
-from hub.media.storage import Storage, content_disposition
+from hub.media.storage import BlobNotFound, Storage, content_disposition, key_for
 
 blueprint = Blueprint("media_api", __name__, url_prefix=PREFIX)
 
@@ -95,34 +97,109 @@ def download_blob(sha256: str) -> Response:
     # any validator the client holds for it (our sha256, or the MD5 ETag S3 sent it
     # the first time) names these very bytes, and S3 checks its own.
     presigned = storage.presigned_url(blob.sha256, filename=filename)
+    starts_the_file = decision.status == 200 or (decision.status == 206 and decision.start == 0)
     if presigned is not None:
         # S3 serves the bytes (and honours Range) itself, so the hub never sees the end
         # of the transfer. Approximation: count at redirect time a request that starts
         # the file (no usable Range, or a range from byte 0); resumptions do not count.
-        if request.method == "GET" and (decision.status == 200 or (decision.start == 0 and decision.status == 206)):
+        if request.method == "GET" and starts_the_file:
             downloads.safe_record_download(database, blob.sha256, school_id)
         response = redirect(presigned, code=302)
         response.headers["Cache-Control"] = "no-store"  # the presigned URL expires
         return response  # type: ignore[return-value]
 
-    response_headers = {
-        **base_headers,
-        "Content-Disposition": content_disposition(filename),
-        "Content-Length": str(decision.length),
-    }
+    disposition = {"Content-Disposition": content_disposition(filename)}
+    offload = current_app.extensions["hub.settings"].download_offload
+    local = storage.local_path(blob.sha256)
+    if offload != "none" and local is not None and request.method == "GET":
+        # The reverse proxy sends the file and answers Range itself from the original
+        # request; the hub's thread is free at once. Counted like S3 redirects.
+        if starts_the_file:
+            downloads.safe_record_download(database, blob.sha256, school_id)
+        return Response(
+            status=200, headers={**base_headers, **disposition, **_offload_header(offload, blob.sha256, local)}
+        )
+
+    response_headers = {**base_headers, **disposition, "Content-Length": str(decision.length)}
     if decision.content_range is not None:
         response_headers["Content-Range"] = decision.content_range
-    if request.method == "HEAD":
-        body: Iterable[bytes] = ()
+    completes = downloads.counts_as_completed(decision, blob.size)
+    body: Iterable[bytes]
+    file_wrapper = request.environ.get("wsgi.file_wrapper")
+    if request.method == "HEAD" or not decision.length:
+        body = ()
+    elif local is not None and file_wrapper is not None:
+        # Handed to the server as a file (waitress: its event loop sends it as the
+        # socket drains), so a slow client holds no worker thread (benchmarks/downloads).
+        on_done = _count_later(database, blob.sha256, school_id) if completes else None
+        body = file_wrapper(_RangeFile(local, decision.start, decision.end + 1, on_done), 65536)
     else:
         # open_range raises (BlobNotFound) here, before the response starts.
-        chunks = storage.open_range(blob.sha256, decision.start, decision.end) if decision.length else iter(())
-        completes = downloads.counts_as_completed(decision, blob.size)
+        chunks = storage.open_range(blob.sha256, decision.start, decision.end)
         body = _stream(chunks, database, blob.sha256, school_id, completes)
     response = Response(
         body, status=decision.status, headers=response_headers, mimetype=blob.media_type, direct_passthrough=True
     )
     return response
+
+
+def _offload_header(offload: str, sha256: str, local: Path) -> dict[str, str]:
+    if offload == "x-accel-redirect":
+        prefix = current_app.extensions["hub.settings"].download_offload_prefix
+        return {"X-Accel-Redirect": prefix.rstrip("/") + "/" + key_for(sha256)}
+    return {"X-Sendfile": str(local)}
+
+
+def _count_later(database: Database, sha256: str, school_id: int | None) -> Callable[[], None]:
+    def count() -> None:
+        # Called from the server's I/O loop: the database write goes to its own thread.
+        threading.Thread(target=downloads.safe_record_download, args=(database, sha256, school_id), daemon=True).start()
+
+    return count
+
+
+class _RangeFile:
+    """A window [start, stop) of a file that looks like a whole file to a file_wrapper.
+
+    The end of the window is the end of the file (seek(0, 2), read), so a server
+    that sends "the rest of the file" sends exactly the range. `on_done` runs at
+    close when the server has moved past the last byte, i.e. it was all sent.
+    """
+
+    def __init__(self, path: Path, start: int, stop: int, on_done: Callable[[], None] | None) -> None:
+        # Opened now: a missing file is BlobNotFound before the response starts.
+        try:
+            self._file = path.open("rb")
+        except FileNotFoundError:
+            raise BlobNotFound(path.name) from None
+        self._file.seek(start)
+        self._stop = stop
+        self._on_done = on_done
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._stop - self._file.tell()
+        if left <= 0:
+            return b""
+        return self._file.read(left if size is None or size < 0 else min(size, left))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 2:
+            return self._file.seek(self._stop + offset)
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._file.closed:
+            return
+        done = self._file.tell() >= self._stop
+        self._file.close()
+        if done and self._on_done is not None:
+            self._on_done()
 
 
 def _stream(
