@@ -117,3 +117,31 @@ def test_the_script_path_posts_the_upload_url(app: Flask, make: Accounts, client
     other = _signed_in(app, make, school=make.school("上海第一中学"))
     assert other.get(f"/upload/lessons/{lesson['id']}").status_code == 404
     assert other.get(f"/upload/courses/{course['id']}").status_code == 404
+
+
+def test_the_lesson_page_shows_processing_status_and_errors(app: Flask, make: Accounts, db: Session) -> None:
+    from hub.catalog.models import Lesson
+
+    client = _signed_in(app, make)
+    token = _csrf(client.get("/upload/").text)
+    course = client.post("/api/v1/courses", json=COURSE, headers={"X-CSRFToken": token}).json
+    lesson = client.post(
+        f"/api/v1/courses/{course['id']}/lessons", json={"title": "配方法"}, headers={"X-CSRFToken": token}
+    ).json
+    for title in ("坏文件", "正在转码"):
+        added = client.post(
+            f"/upload/lessons/{lesson['id']}/materials",
+            data={"csrf_token": token, "title": title, "file": (io.BytesIO(mp4_bytes(5000, seed=len(title))), "a.mp4")},
+            content_type="multipart/form-data",
+        )
+        assert added.status_code == 303
+    row = db.get(Lesson, lesson["id"])
+    assert row is not None
+    failed, busy = sorted(row.materials, key=lambda m: m.id)
+    failed.status, failed.error = "failed", "这不是可读的视频 The file is not a video we can read."
+    busy.status = "processing"
+    db.commit()
+    html = client.get(f"/upload/lessons/{lesson['id']}").text
+    assert f'data-material="{failed.id}" data-status="failed"' in html
+    assert "The file is not a video we can read." in html
+    assert f'data-material="{busy.id}" data-status="processing"' in html
