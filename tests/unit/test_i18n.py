@@ -50,7 +50,7 @@ def test_every_interface_string_has_a_chinese_translation() -> None:
 
 
 # Text that is the same in every language: units, symbols, data examples.
-_SAME_IN_EVERY_LANGUAGE = {"kbit/s", "人教版", "—", "·", "›", "‹", "✕", "%", "/", ":", "?", "!"}
+_SAME_IN_EVERY_LANGUAGE = {"kbit/s", "Mbit/s", "人教版", "—", "·", "›", "‹", "✕", "%", "/", ":", "?", "!"}
 _JINJA = re.compile(r"\{#.*?#\}|\{%.*?%\}|\{\{.*?\}\}", re.S)
 _ATTRIBUTES = re.compile(r'\b(?:placeholder|title|alt|aria-label|value)="([^"]*)"')
 
@@ -61,7 +61,11 @@ def _bare_text(source: str) -> list[str]:
     text = re.sub(r"<[^>]*>", " ", _JINJA.sub(" ", source))
     words = re.split(r"\s+", re.sub(r"&[#\w]+;", " ", text))
     words += _ATTRIBUTES.findall(_JINJA.sub("", source))
-    return [w for w in words if re.search(r"\w", w) and w.strip() not in _SAME_IN_EVERY_LANGUAGE]
+    return [
+        w
+        for w in words
+        if re.search(r"\w", w) and w not in _SAME_IN_EVERY_LANGUAGE and not re.fullmatch(r"[\d.,%]+", w)
+    ]
 
 
 def test_templates_have_no_text_outside_the_catalog() -> None:

@@ -1,0 +1,300 @@
+"""A rural teacher's visit in Chromium on a phone-sized screen, against real processes.
+
+One hub (waitress) and one worker (real ffmpeg, the search queue) are shared by the
+module: the catalog is made once through the API, a tiny generated video is
+transcoded once, and each test walks one part of the visit in a fresh browser
+context (own cookies), so they do not depend on each other's order. Debian's
+/usr/bin/chromium is driven through Playwright: no browser download.
+
+Screenshots of each main page, in Chinese and in English, go to test-artifacts/
+(gitignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from hub import create_app
+from hub.db import get_database
+from tests.conftest import BROKER_URL, COURSE, DATABASE_URL, STORAGE, Accounts, _empty_postgres
+from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.support.media import lesson_video
+from tests.support.moto_server import TEST_AWS_ENV
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PHONE = {"width": 360, "height": 740}
+# An old Android phone's Chrome: what a rural teacher's browser says about itself.
+SLOW_PHONE_UA = (
+    "Mozilla/5.0 (Linux; Android 7.0; Redmi 4A) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/79.0.3945.136 Mobile Safari/537.36"
+)
+
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@dataclass
+class Site:
+    server: LiveServer
+    course_id: int
+    lesson_id: int
+    other_course_id: int
+    material: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def module_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """``hub_env`` for a whole module (the same choices as tests/conftest.py's)."""
+    data_dir = tmp_path_factory.mktemp("browser") / "var"
+    data_dir.mkdir()
+    env = {"HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING"}
+    if DATABASE_URL:
+        env["HUB_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    else:
+        shutil.copy(request.getfixturevalue("sqlite_template"), data_dir / "hub.db")
+    if BROKER_URL:
+        env["HUB_BROKER_URL"] = BROKER_URL
+    if STORAGE == "s3":
+        env.update(
+            HUB_STORAGE="s3",
+            HUB_S3_ENDPOINT_URL=request.getfixturevalue("s3_endpoint"),
+            HUB_S3_BUCKET=request.getfixturevalue("s3_bucket"),
+            HUB_S3_PREFIX=f"{uuid.uuid4().hex}/",
+        )
+        env.update(TEST_AWS_ENV)
+    yield env
+    if DATABASE_URL:
+        _empty_postgres(DATABASE_URL)
+    if BROKER_URL.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(BROKER_URL).flushdb()
+
+
+def _bearer(env: dict[str, str]) -> dict[str, str]:
+    app = create_app(env)
+    try:
+        with get_database(app).session() as db:
+            make = Accounts(db)
+            return make.bearer(make.user("up@haidian.cn", make.school(), "uploader"))
+    finally:
+        get_database(app).engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def site(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    logs = tmp_path_factory.mktemp("browser-logs")
+    auth = _bearer(module_env)
+    server = LiveServer(module_env, logs)
+    worker: Worker | None = None
+    try:
+        http = requests.Session()
+        http.headers.update(auth)
+
+        def api(method: str, path: str, **kwargs: Any) -> Any:
+            response = http.request(method, server.api(path), timeout=30, **kwargs)
+            assert response.status_code < 300, response.text
+            return response.json() if response.content else None
+
+        course = api("POST", "/courses", json=COURSE)
+        lessons = f"/courses/{course['id']}/lessons"
+        lesson = api("POST", lessons, json={"title": "一元二次方程的配方法", "unit": "第二十一章"})
+        api("POST", lessons, json={"title": "公式法", "unit": "第二十一章"})
+        video = lesson_video(logs / "配方法.mp4", seconds=2)
+        with video.open("rb") as f:
+            material = api(
+                "POST", f"/lessons/{lesson['id']}/materials", data={"title": "配方法讲解"}, files={"file": f}
+            )
+        api("POST", f"/courses/{course['id']}/publish")
+        chinese = {**COURSE, "title": "统编版语文三年级上册", "subject": "chinese", "grades": [3]}
+        other = api("POST", "/courses", json=chinese)
+        api("POST", f"/courses/{other['id']}/lessons", json={"title": "古诗三首"})
+        api("POST", f"/courses/{other['id']}/publish")
+
+        worker = Worker(module_env, logs / "worker.log")
+        state: dict[str, Any] = {}
+
+        def processed() -> bool:
+            state.update(api("GET", f"/materials/{material['id']}"))
+            return state["status"] in ("ready", "failed")
+
+        wait_until(processed, 300, "the video to be transcoded", interval=1)
+        assert state["status"] == "ready", state
+
+        def indexed() -> bool:
+            hits = requests.get(server.api("/search"), params={"q": "二次方程"}, timeout=10).json()["hits"]
+            return {h["title"] for h in hits} >= {"一元二次方程", "一元二次方程的配方法"}
+
+        wait_until(indexed, 60, "the worker to index the course", interval=0.5)
+        yield Site(server, course["id"], lesson["id"], other["id"], state)
+    finally:
+        if worker is not None:
+            worker.process.stop()
+        server.process.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, site: Site) -> Iterator[Any]:
+    """A new phone-sized tab with its own cookies, whose browser asks for Chinese."""
+    context = browser.new_context(
+        viewport=PHONE, user_agent=SLOW_PHONE_UA, locale="zh-CN", accept_downloads=True, is_mobile=True
+    )
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield tab
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def _shot(page: Any, name: str) -> None:
+    """A full-page screenshot, and a check that nothing is wider than the phone's screen."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{name}: the page is {overflow}px wider than a 360px screen"
+
+
+def test_browse_by_subject_and_grade(page: Any, site: Site) -> None:
+    page.goto(site.server.url + "/")
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    assert page.locator("h1").inner_text() == "按学科和年级浏览"
+    _shot(page, "zh-home")
+    cell = page.locator('table.grid a[href="/courses?subject=math&grade=9"]')
+    assert cell.inner_text() == "1"
+    cell.click()
+    page.wait_for_url("**/courses?subject=math&grade=9")
+    titles = page.locator("ul.courses a.title").all_inner_texts()
+    assert titles == ["一元二次方程"]
+    assert "数学 · 九年级" in page.locator("ul.courses .meta").first.inner_text()
+    _shot(page, "zh-courses")
+    page.click("text=一元二次方程")
+    page.wait_for_url(f"**/courses/{site.course_id}")
+    assert page.locator("ol.lessons a").all_inner_texts() == ["一元二次方程的配方法", "公式法"]
+    _shot(page, "zh-course")
+    # The other subject's row leads to the other course only.
+    page.goto(site.server.url + "/")
+    page.click('table.grid a[href="/courses?subject=chinese&grade=3"]')
+    assert page.locator("ul.courses a.title").all_inner_texts() == ["统编版语文三年级上册"]
+
+
+def test_search_in_chinese(page: Any, site: Site) -> None:
+    page.goto(site.server.url + "/")
+    page.fill("form[role=search] input[name=q]", "二次方程")
+    page.click("form[role=search] button[type=submit]")
+    page.wait_for_url("**/search?q=*")
+    titles = page.locator("ul.courses a.title").all_inner_texts()
+    # The course and the lesson named by the words come first; lessons of the course may follow.
+    assert set(titles[:2]) == {"一元二次方程", "一元二次方程的配方法"}, titles
+    assert page.locator("ul.courses a.title mark").count() >= 2  # the words found are highlighted
+    assert page.locator("p.count").inner_text() == f"共 {len(titles)} 条结果"
+    _shot(page, "zh-search")
+    page.click("ul.courses a.title >> text=一元二次方程的配方法")
+    page.wait_for_url(f"**/lessons/{site.lesson_id}")
+
+
+def test_open_a_lesson_and_play_the_smallest_rendition(page: Any, site: Site) -> None:
+    page.goto(f"{site.server.url}/courses/{site.course_id}")
+    page.click("ol.lessons >> text=一元二次方程的配方法")
+    page.wait_for_url(f"**/lessons/{site.lesson_id}")
+    video = page.locator("ul.materials video")
+    assert video.count() == 1
+    videos = [r for r in site.material["renditions"] if r["status"] == "ready" and r["profile"].startswith("video")]
+    smallest = min(videos, key=lambda r: r["bytes"])
+    # Data saver is on by default: the smallest rendition is the first source, so it is what plays.
+    first_source = video.locator("source").first.get_attribute("src")
+    assert first_source is not None and first_source.endswith(smallest["sha256"])
+    assert page.locator("table.downloads").first.inner_text().count("256 kbit/s") == 1
+    _shot(page, "zh-lesson")
+    player = "document.querySelector('ul.materials video')"
+    page.evaluate(f"() => {{ const v = {player}; v.muted = true; return v.play(); }}")
+    # Enough data for the current frame, and the clock moving: it really plays.
+    page.wait_for_function(f"() => {player}.readyState >= 2 && {player}.currentTime > 0")
+    current = page.evaluate(f"{player}.currentSrc")
+    assert current.endswith(smallest["sha256"]), current
+
+
+def test_switch_language_and_see_every_page_in_english(page: Any, site: Site) -> None:
+    page.goto(site.server.url + "/")
+    page.click("a.lang[hreflang=en]")
+    page.wait_for_url(site.server.url + "/")
+    assert page.locator("h1").inner_text() == "Browse by subject and grade"
+    assert page.locator("html").get_attribute("lang") == "en"
+    _shot(page, "en-home")
+    # Remembered (a cookie), though the browser still asks for Chinese.
+    page.click("text=Mathematics")
+    assert "Mathematics · Grade 9" in page.locator("ul.courses .meta").first.inner_text()
+    _shot(page, "en-courses")
+    page.goto(f"{site.server.url}/search?q=二次方程")
+    assert page.locator("p.count").inner_text().endswith(" results")
+    _shot(page, "en-search")
+    page.goto(f"{site.server.url}/courses/{site.course_id}")
+    assert page.locator("h2").first.inner_text() == "Lessons"
+    _shot(page, "en-course")
+    page.goto(f"{site.server.url}/lessons/{site.lesson_id}")
+    assert "Materials" in page.locator("h2").first.inner_text()
+    assert "Video 240p" in page.locator("table.downloads").first.inner_text()
+    _shot(page, "en-lesson")
+    page.click("a.lang[hreflang=zh]")
+    page.wait_for_url(f"**/lessons/{site.lesson_id}")  # back to the same page, in Chinese
+    assert page.locator("h2").first.inner_text() == "材料"
+
+
+def test_download_the_course_zip(page: Any, site: Site, tmp_path: Path) -> None:
+    page.goto(f"{site.server.url}/courses/{site.course_id}")
+    with page.expect_download() as info:
+        page.click("#download-course")
+    download = info.value
+    saved = tmp_path / download.suggested_filename
+    download.save_as(str(saved))
+    assert saved.suffix == ".zip"
+    with zipfile.ZipFile(saved) as archive:
+        names = archive.namelist()
+        manifest = json.loads(archive.read("manifest.json"))
+        media = [n for n in names if n.endswith(".mp4")]
+        assert len(media) == 1, names  # one video, at the data saver's (smallest) quality
+        sums = json.dumps(manifest, ensure_ascii=False)
+        digest = hashlib.sha256(archive.read(media[0])).hexdigest()
+    assert "index.html" in names and digest in sums
+    videos = [r for r in site.material["renditions"] if r["status"] == "ready" and r["profile"].startswith("video")]
+    assert digest == min(videos, key=lambda r: r["bytes"])["sha256"]
