@@ -27,12 +27,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) system-deps  ## virtualenv + Python packages + ffmpeg/Ghostscript/Chromium
 
-system-deps:  ## Debian's ffmpeg, Ghostscript, Chromium (browser tests) and espeak-ng (media benchmark), when missing
+system-deps:  ## Debian's ffmpeg, Ghostscript, Chromium (browser tests), espeak-ng (media benchmark) and nginx (download offload test and benchmark), when missing
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	command -v gs >/dev/null || missing="$$missing ghostscript"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from Debian"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

@@ -116,8 +116,12 @@ def download_blob(sha256: str) -> Response:
         # request; the hub's thread is free at once. Counted like S3 redirects.
         if starts_the_file:
             downloads.safe_record_download(database, blob.sha256, school_id)
+        # No Accept-Ranges here: the proxy adds its own.
+        handed = {k: v for k, v in base_headers.items() if k != "Accept-Ranges"}
         return Response(
-            status=200, headers={**base_headers, **disposition, **_offload_header(offload, blob.sha256, local)}
+            status=200,
+            headers={**handed, **disposition, **_offload_header(offload, blob.sha256, local)},
+            mimetype=blob.media_type,
         )
 
     response_headers = {**base_headers, **disposition, "Content-Length": str(decision.length)}
