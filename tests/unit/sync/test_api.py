@@ -1,0 +1,119 @@
+"""The upstream's sync endpoints through Flask's test client: who may ask, and what comes back."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from hub.accounts import services as accounts
+from hub.catalog import services as catalog
+from hub.catalog.schemas import CourseCreate, LessonCreate
+from hub.media.models import Blob, Rendition
+from hub.sync import manifest as mf
+from tests.conftest import COURSE, Accounts
+
+
+@pytest.fixture
+def setup(app: Flask, db: Session, make: Accounts) -> dict[str, Any]:
+    famous = make.school("海淀实验小学", "famous")
+    rural = make.school("山村小学", "rural")
+    accounts.pair_schools(db, famous, rural)
+    uploader = make.user("up@famous.example", famous, "uploader")
+    storage = app.extensions["hub.storage"]
+    course = catalog.create_course(db, uploader, CourseCreate(**COURSE))
+    lesson = catalog.create_lesson(db, uploader, course.id, LessonCreate(title="配方法"))
+    material = catalog.add_material(
+        db, storage, uploader, lesson.id, io.BytesIO(os.urandom(100)), filename="a.mp4", title="配方法"
+    )
+    blobs = []
+    for profile, size in (("video-360p", 3000), ("poster", 200)):
+        stored = storage.store(io.BytesIO(os.urandom(size)))
+        db.add(Blob(sha256=stored.sha256, size=size, media_type="video/mp4"))
+        db.add(Rendition(material=material, profile=profile, status="ready", blob_sha256=stored.sha256))
+        blobs.append(stored.sha256)
+    catalog.publish_course(db, uploader, course.id)
+    db.commit()
+    key = mf.generate_private_key()
+    mf.save_private_key(key, app.extensions["hub.settings"].sync_signing_key)
+    return {
+        "course": course.id,
+        "blobs": blobs,
+        "key": key,
+        "rural": make.bearer(make.user("s@rural.cn", rural, "teacher")),
+    }
+
+
+def test_everything_needs_a_token(client: FlaskClient) -> None:
+    for method, path in [
+        ("get", "/api/v1/sync/feed"),
+        ("get", "/api/v1/sync/manifest"),
+        ("post", "/api/v1/sync/counts"),
+    ]:
+        body = {"id": "a" * 32, "counts": []} if method == "post" else None
+        response = getattr(client, method)(path, json=body)
+        assert response.status_code == 401, path
+
+
+def test_subscribe_then_get_a_signed_manifest(client: FlaskClient, setup: dict[str, Any]) -> None:
+    headers = setup["rural"]
+    created = client.post("/api/v1/sync/subscriptions", json={"paired_with": "海淀实验小学"}, headers=headers)
+    assert created.status_code == 201, created.json
+    assert created.json["kind"] == "paired"
+    listed = client.get("/api/v1/sync/subscriptions", headers=headers).json["items"]
+    assert [s["id"] for s in listed] == [created.json["id"]]
+    response = client.get("/api/v1/sync/manifest", headers=headers)
+    assert response.status_code == 200
+    manifest = mf.verify(response.data, setup["key"].public_key(), not_older_than=None, now=mf.datetime.now(mf.UTC))
+    assert [c.id for c in manifest.courses] == [setup["course"]]
+    assert manifest.subscriber.name == "山村小学"
+    assert client.delete(f"/api/v1/sync/subscriptions/{created.json['id']}", headers=headers).status_code == 204
+
+
+def test_bad_subscriptions_are_422_or_404(client: FlaskClient, setup: dict[str, Any]) -> None:
+    headers = setup["rural"]
+    assert client.post("/api/v1/sync/subscriptions", json={"subject": "alchemy"}, headers=headers).status_code == 422
+    assert client.post("/api/v1/sync/subscriptions", json={"grades": "3-4"}, headers=headers).status_code == 422
+    assert client.post("/api/v1/sync/subscriptions", json={"course": 999}, headers=headers).status_code == 404
+    assert client.post("/api/v1/sync/subscriptions", json={"evil": 1}, headers=headers).status_code == 422
+
+
+def test_no_signing_key_is_a_503_that_says_what_to_do(app: Flask, client: FlaskClient, setup: dict[str, Any]) -> None:
+    app.extensions["hub.settings"].sync_signing_key.unlink()
+    response = client.get("/api/v1/sync/manifest", headers=setup["rural"])
+    assert response.status_code == 503
+    assert "hub keys generate" in response.json["error"]["message"]
+
+
+def test_feed_pages_by_cursor(client: FlaskClient, setup: dict[str, Any]) -> None:
+    feed = client.get("/api/v1/sync/feed?since=0", headers=setup["rural"]).json
+    assert [(c["course"], c["action"]) for c in feed["changes"]] == [(setup["course"], "published")]
+    later = client.get(f"/api/v1/sync/feed?since={feed['cursor']}", headers=setup["rural"]).json
+    assert later["changes"] == [] and later["cursor"] == feed["cursor"]
+
+
+def test_blob_batches_carry_many_blobs_in_one_response(client: FlaskClient, setup: dict[str, Any], app: Flask) -> None:
+    storage = app.extensions["hub.storage"]
+    response = client.post("/api/v1/sync/blobs", json={"sha256": setup["blobs"]}, headers=setup["rural"])
+    assert response.status_code == 200
+    body = io.BytesIO(response.data)
+    for sha in setup["blobs"]:
+        name, size = body.readline().decode().split()
+        assert name == sha
+        assert body.read(int(size)) == b"".join(storage.open_range(sha, 0, None))
+    assert body.read() == b""
+    unknown = client.post("/api/v1/sync/blobs", json={"sha256": ["0" * 64]}, headers=setup["rural"])
+    assert unknown.status_code == 404
+
+
+def test_counts_are_added_once_per_report(client: FlaskClient, setup: dict[str, Any]) -> None:
+    body = {"id": "b" * 32, "counts": [{"sha256": setup["blobs"][0], "day": "2026-11-30", "count": 7}]}
+    assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {"added": 7}
+    assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {"added": 0}
+    bad = {"id": "not-an-id", "counts": []}
+    assert client.post("/api/v1/sync/counts", json=bad, headers=setup["rural"]).status_code == 422

@@ -1,0 +1,86 @@
+"""The pull client's pure parts: time windows, rates, the shared bandwidth cap."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from datetime import time as clock
+
+import pytest
+
+from hub.sync import client
+from hub.sync.client import Window, parse_rate
+
+
+@pytest.mark.parametrize(
+    ("window", "moment", "inside"),
+    [
+        ("22:00-06:00", "23:30", True),
+        ("22:00-06:00", "05:59", True),
+        ("22:00-06:00", "06:00", False),
+        ("22:00-06:00", "12:00", False),
+        ("01:00-05:00", "03:00", True),
+        ("01:00-05:00", "00:59", False),
+    ],
+)
+def test_windows_may_cross_midnight(window: str, moment: str, inside: bool) -> None:
+    assert Window.parse(window).contains(clock.fromisoformat(moment)) is inside
+
+
+def test_seconds_left_in_a_window() -> None:
+    window = Window.parse("22:00-06:00")
+    assert window.seconds_left(datetime(2026, 12, 1, 23, 0)) == 7 * 3600
+    assert window.seconds_left(datetime(2026, 12, 1, 5, 59, 30)) == 30
+    assert window.seconds_left(datetime(2026, 12, 1, 12, 0)) == 0
+
+
+@pytest.mark.parametrize("text", ["22:00", "25:00-06:00", "22:00-22:00", "night"])
+def test_bad_windows_say_how_to_write_one(text: str) -> None:
+    with pytest.raises(ValueError, match="window"):
+        Window.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"), [("65536", 65536), ("500k", 512_000), ("2M", 2 * 1024**2), ("1.5m", 1572864), ("64KB/s", 65536)]
+)
+def test_rates(text: str, rate: int) -> None:
+    assert parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("text", ["fast", "10", "-5k"])
+def test_bad_rates(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rate(text)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept += seconds
+        self.now += seconds
+
+
+def test_the_rate_limiter_holds_the_cap_over_all_takers(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeClock()
+    monkeypatch.setattr(client.time, "monotonic", fake.monotonic)
+    monkeypatch.setattr(client.time, "sleep", fake.sleep)
+    limiter = client.RateLimiter(100_000)
+    for _ in range(50):  # 50 × 10 kB = 500 kB: at 100 kB/s, the first second's burst plus 4 s
+        limiter.take(10_000)
+    assert fake.slept == pytest.approx(4.0, rel=0.01)
+    unlimited = client.RateLimiter(None)
+    unlimited.take(10**9)
+    assert fake.slept == pytest.approx(4.0, rel=0.01)
+
+
+def test_progress_line_names_bytes_files_rate_and_time_left() -> None:
+    progress = client.Progress(files_total=4, bytes_total=4 * 1024**2)
+    progress.received(1024**2)
+    progress.file_done()
+    line = progress.line()
+    assert "1.0 MiB / 4.0 MiB" in line and "1/4 files" in line and "/s" in line and "left" in line
