@@ -484,7 +484,11 @@ def test_zero_bytes(tmp_path: Path, no_process: None) -> None:
         "ffconcat version 1.0\nfile '/etc/passwd'\nfile 'http://203.0.113.1/x.mp4'\n",
         "file:///etc/passwd\n",
         "http://203.0.113.1/lesson.mp4\n",
+        # An SDP file: a stream description that makes ffmpeg listen on (or fetch from) the network.
+        "v=0\r\no=- 0 0 IN IP4 203.0.113.1\r\ns=lesson\r\nc=IN IP4 203.0.113.1\r\nt=0 0\r\n"
+        "m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
     ],
+    ids=["hls", "ffconcat", "file-url", "http-url", "sdp"],
 )
 def test_playlists_and_urls_are_never_opened(tmp_path: Path, content: str, no_process: None) -> None:
     playlist = tmp_path / "lesson.m3u8"

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,10 +16,12 @@ from hub import jobs
 from hub.catalog import services as catalog
 from hub.catalog.models import Material
 from hub.catalog.schemas import CourseCreate, LessonCreate
+from hub.cli import main
 from hub.db import get_database, utcnow
 from hub.jobs import Outbox
 from hub.media import pipeline
 from hub.media.models import Rendition
+from hub.media.storage import StoredBlob
 from tests.conftest import COURSE, Accounts
 from tests.support.media import lesson_video
 
@@ -142,3 +145,72 @@ def test_lesson_page_plays_and_prices_renditions(app: Flask, db: Session, lesson
     assert f'<source src="/api/v1/blobs/{small.blob_sha256}"' in html
     assert "poster=" in html and "<script" not in html
     assert "256 kbit/s" in html and " 秒 s" in html  # a few seconds' download for a 3 s clip
+
+
+def test_progress_shows_in_the_api_and_on_the_lesson_page(
+    app: Flask, db: Session, lesson_id: int, make: Accounts, tmp_path: Path
+) -> None:
+    material = _material(app, db, lesson_id, lesson_video(tmp_path / "v.mp4").read_bytes(), "lesson.mp4")
+    user = db.scalars(select(catalog.User)).first()
+    catalog.publish_course(db, user, material.lesson.course_id)
+    db.commit()
+    rendition_ids = pipeline.process_material(
+        db, app.extensions["hub.storage"], material.id, app.extensions["hub.media_limits"]
+    )
+    db.get(Rendition, rendition_ids[0]).status = "processing"  # a worker has claimed it
+    db.commit()
+    # What that worker's progress callback writes as ffmpeg reports 40 % of the rendition.
+    pipeline._Progress(get_database(app), rendition_ids[0])(40.0)
+
+    client = app.test_client()
+    shown = client.get(f"/api/v1/materials/{material.id}", headers=make.bearer(user)).get_json()
+    assert shown["status"] == "processing"
+    assert [r["progress"] for r in shown["renditions"] if r["status"] == "processing"] == [40]
+    expected = 40 // len(rendition_ids)  # the material's progress: the mean over its renditions
+    assert shown["progress"] == expected > 0
+    page = client.get(f"/lessons/{lesson_id}").text
+    assert f'<progress max="100" value="{expected}"' in page
+
+
+def test_cli_reprocess_is_idempotent(
+    app: Flask, db: Session, lesson_id: int, hub_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    material = _material(app, db, lesson_id, lesson_video(tmp_path / "v.mp4").read_bytes(), "lesson.mp4")
+    done = _run(app, db, material.id)
+    before = {r.profile: (r.id, r.blob_sha256, r.bytes) for r in done.renditions}
+    storage = app.extensions["hub.storage"]
+    stored_before = set(storage.iter_hashes())
+    runner = CliRunner(env=hub_env)
+    for _ in range(2):  # an operator running it twice, or before the first run was worked off
+        result = runner.invoke(main, ["media", "reprocess", "--profile", "video-240p"])
+        assert result.exit_code == 0, result.output
+        assert "queued 1 video-240p renditions" in result.output
+    db.expire_all()
+    rendition_id = before["video-240p"][0]
+    assert db.get(Rendition, rendition_id).status == "pending"
+    assert db.get(Material, material.id).status == "processing"
+
+    created: list[bool] = []
+    store_file = storage.store_file
+
+    def recording(path: Path) -> StoredBlob:
+        blob = store_file(path)
+        created.append(blob.created)
+        return blob
+
+    monkeypatch.setattr(storage, "store_file", recording)
+    limits = app.extensions["hub.media_limits"]
+    # Two messages: the first redoes the rendition, the second finds it done.
+    assert [pipeline.build_rendition(get_database(app), storage, rendition_id, limits, lease=60) for _ in range(2)] == [
+        "ready",
+        "ready",
+    ]
+    assert created == [False]  # the same input gives the same bytes: nothing is written again
+    db.expire_all()
+    again = db.get(Material, material.id)
+    assert again.status == "ready"
+    assert {r.profile: (r.id, r.blob_sha256, r.bytes) for r in again.renditions} == before
+    assert set(storage.iter_hashes()) == stored_before
+
+    unknown = runner.invoke(main, ["media", "reprocess", "--profile", "video-8k"])
+    assert unknown.exit_code != 0 and "unknown profile" in unknown.output
