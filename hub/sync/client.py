@@ -236,9 +236,10 @@ class Reporter:
         self.database = database
         self.run_id = run_id
         self.out = out
-        self.interval = interval
         self._stop = threading.Event()
         self._tty = out.isatty()
+        # A terminal gets a live line; a log file (cron) a line every few seconds, not a flood.
+        self.interval = interval if self._tty else max(interval, 5.0)
         self._thread = threading.Thread(target=self._loop, name="sync-progress", daemon=True)
 
     def __enter__(self) -> Reporter:

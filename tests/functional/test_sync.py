@@ -20,7 +20,7 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from hub.media.models import Blob, Rendition
 from hub.media.storage import Storage
 from hub.sync import bundles, services
 from hub.sync import manifest as mf
-from hub.sync.client import PullOptions, pull
+from hub.sync.client import PullOptions, Window, pull
 from hub.sync.models import MirrorCourse, MirrorState, SyncRun
 from tests.conftest import COURSE, STORAGE, Accounts
 from tests.functional.conftest import HUB, LiveServer, free_port, wait_until
@@ -368,8 +368,22 @@ def test_first_sync_then_an_edit_moves_only_the_changed_blob(upstream: Upstream,
     assert proxy.blob_body_bytes == 0
 
 
-def test_a_cut_connection_resumes_without_fetching_again(upstream: Upstream, school: School, proxy: Proxy) -> None:
+def test_limits_then_a_cut_connection_resumes_without_fetching_again(
+    upstream: Upstream, school: School, proxy: Proxy
+) -> None:
     assert school.hub("sync", "subscribe", "--course", str(upstream.course_id)).exit_code == 0
+    proxy.reset_counts()
+    # Outside the time window: nothing is asked of the upstream at all.
+    night = Window.parse("22:00-06:00")
+    outside = pull(school.app, PullOptions(window=night), out=io.StringIO(), now=lambda: datetime(2026, 12, 1, 12))
+    assert outside.status == "outside-window" and outside.ok
+    assert proxy.requests == []
+    # A storage budget too small for the course: skipped whole, said so, nothing fetched.
+    budgeted = school.pull(storage_budget=VIDEO)
+    assert budgeted.status == "partial" and budgeted.ok
+    assert len(budgeted.skipped) == 1 and "more than the" in budgeted.skipped[0]
+    assert school.courses() == [] and proxy.blob_body_bytes == 0
+
     proxy.cut_blob_after = VIDEO // 2
     report = school.pull(parallel=1)
     assert report.status == "ok", report.message

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from datetime import time as clock
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +86,24 @@ def test_progress_line_names_bytes_files_rate_and_time_left() -> None:
     progress.file_done()
     line = progress.line()
     assert "1.0 MiB / 4.0 MiB" in line and "1/4 files" in line and "/s" in line and "left" in line
+
+
+def test_a_closed_window_stops_the_downloads(tmp_path: Path) -> None:
+    from hub.media.storage.local import LocalStorage
+    from hub.sync import manifest as mf
+
+    transfer = client.Transfer(
+        upstream=client.Upstream("http://127.0.0.1:9", "token"),  # never reached: the window is shut
+        storage=LocalStorage(tmp_path / "storage"),
+        partial_dir=tmp_path / "partial",
+        limiter=client.RateLimiter(None),
+        progress=client.Progress(),
+        deadline=time.monotonic() - 1,
+    )
+    files = {
+        sha: mf.ManifestFile(sha256=sha, size=size, media_type="video/mp4")
+        for sha, size in (("a" * 64, 10), ("b" * 64, 10**6))
+    }
+    with pytest.raises(client.Stopped):
+        client.download(transfer, files, parallel=2)
+    assert transfer.stop.is_set()
