@@ -28,10 +28,11 @@ from flask import Flask
 from hub.config import Settings
 from hub.db import get_database, utcnow
 from hub.errors import HubError, Invalid
+from hub.locks import LockBusy, file_lock
 from hub.media.storage import Storage, is_sha256
 from hub.sync import archive, services
 from hub.sync import manifest as mf
-from hub.sync.client import Progress, PullOptions, PullReport, apply_manifest
+from hub.sync.client import Progress, PullOptions, PullReport, apply_manifest, sync_lock_path
 from hub.sync.models import SyncRun
 
 MANIFEST_NAME = "manifest.json"
@@ -158,6 +159,16 @@ def import_bundle(app: Flask, path: Path, *, out: IO[str], options: PullOptions 
         raise Invalid("Set HUB_UPSTREAM_PUBLIC_KEY (the upstream's public key) before importing bundles.")
     public_key = mf.load_public_key(settings.upstream_public_key)
     options = options or PullOptions.from_settings(settings, report_counts=False)
+    try:
+        with file_lock(sync_lock_path(settings)):
+            return _import_locked(app, path, public_key, options, out)
+    except LockBusy:
+        return PullReport("failed", "A `hub sync pull` or another import is running; try again when it has finished.")
+
+
+def _import_locked(
+    app: Flask, path: Path, public_key: Ed25519PublicKey, options: PullOptions, out: IO[str]
+) -> PullReport:
     database = get_database(app)
     with database.session() as session:
         services.close_abandoned_runs(session)

@@ -49,6 +49,7 @@ from sqlalchemy import select
 from hub.config import Settings
 from hub.db import Database, get_database, utcnow
 from hub.errors import HubError
+from hub.locks import LockBusy, file_lock
 from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
 from hub.sync import manifest as mf
@@ -583,7 +584,7 @@ def download(transfer: Transfer, missing: dict[str, mf.ManifestFile], parallel: 
 
 @dataclass
 class PullReport:
-    status: str  # ok | partial | refused | failed | outside-window
+    status: str  # ok | partial | refused | failed | outside-window | busy
     message: str
     manifest_version: int | None = None
     courses_applied: int = 0
@@ -596,7 +597,7 @@ class PullReport:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("ok", "partial", "outside-window")
+        return self.status in ("ok", "partial", "outside-window", "busy")
 
 
 def storage_room(session: Any, storage: Storage, options: PullOptions) -> int | None:
@@ -632,7 +633,17 @@ def pull(
             return PullReport("outside-window", f"Outside the sync window {options.window}; nothing done.")
         deadline = time.monotonic() + left
     upstream = Upstream(settings.upstream_url, settings.upstream_token)
-    return _run(app, upstream, public_key, options, out, deadline, source="pull")
+    try:
+        # One sync at a time: two would append to the same partial files. cron may start
+        # the next run while a long one is still going; that one simply says so.
+        with file_lock(sync_lock_path(settings)):
+            return _run(app, upstream, public_key, options, out, deadline, source="pull")
+    except LockBusy:
+        return PullReport("busy", "Another `hub sync pull` or `hub bundle import` is running; nothing done.")
+
+
+def sync_lock_path(settings: Settings) -> Path:
+    return settings.sync_dir / "sync.lock"
 
 
 def _run(
@@ -734,6 +745,7 @@ def apply_manifest(
                     failures = store_missing(work.missing, progress)
                 else:
                     assert fetcher is not None
+                    _drop_stale_partials(settings.sync_dir / "partial", work.missing)
                     transfer = Transfer(
                         upstream=fetcher,
                         storage=storage,
@@ -798,6 +810,15 @@ def apply_manifest(
             f"{report.courses_removed} removed, {report.courses_unchanged} unchanged."
         )
     return report
+
+
+def _drop_stale_partials(partial_dir: Path, missing: dict[str, mf.ManifestFile]) -> None:
+    """Partial files of blobs no manifest wants any more (a re-transcode replaced them) only take room."""
+    if not partial_dir.is_dir():
+        return
+    for path in partial_dir.glob("*.part"):
+        if path.stem not in missing:
+            path.unlink(missing_ok=True)
 
 
 def _course_blobs(session: Any, course_id: int) -> set[str]:

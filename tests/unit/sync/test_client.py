@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import datetime
 from datetime import time as clock
@@ -107,3 +108,27 @@ def test_a_closed_window_stops_the_downloads(tmp_path: Path) -> None:
     with pytest.raises(client.Stopped):
         client.download(transfer, files, parallel=2)
     assert transfer.stop.is_set()
+
+
+def test_one_sync_at_a_time(hub_env: dict[str, str]) -> None:
+    from hub import create_app
+    from hub.db import get_database
+    from hub.locks import file_lock
+    from hub.sync import manifest as mf
+
+    env = {
+        **hub_env,
+        "HUB_UPSTREAM_URL": "http://127.0.0.1:9",
+        "HUB_UPSTREAM_PUBLIC_KEY": mf.public_key_text(mf.generate_private_key()),
+        "HUB_UPSTREAM_TOKEN": "t",
+    }
+    app = create_app(env)
+    try:
+        with file_lock(client.sync_lock_path(app.extensions["hub.settings"])):
+            report = client.pull(app, client.PullOptions())
+        assert report.status == "busy" and report.ok and "running" in report.message
+        # Free again: this run gets as far as the (unreachable) upstream and says so.
+        report = client.pull(app, client.PullOptions(), out=io.StringIO())
+        assert report.status == "failed" and "could not be reached" in report.message
+    finally:
+        get_database(app).engine.dispose()
