@@ -1059,11 +1059,22 @@ def _describe(dest: Path, profile: Profile, mime_type: str, limits: MediaLimits)
 # Quality.
 
 
-def ssim(reference: Path, rendition: Path, probe: Probe, width: int, height: int, *, limits: MediaLimits) -> float:
+def ssim(
+    reference: Path,
+    rendition: Path,
+    probe: Probe,
+    width: int,
+    height: int,
+    *,
+    limits: MediaLimits,
+    on_progress: Callable[[float], None] | None = None,
+) -> float:
     """SSIM (the "All" value, 0..1) of a video rendition against its source scaled to the rendition's size.
 
     The source goes through the same frame-rate reduction as the rendition did,
     so that each rendition frame is compared with the frame it was made from.
+    ``on_progress`` gets the percentage compared: on a long lesson this decode
+    of the whole source takes minutes, and a worker must show it is alive.
     """
     if probe.video_index is None:
         raise ValueError("ssim needs a probe of a video")
@@ -1085,12 +1096,19 @@ def ssim(reference: Path, rendition: Path, probe: Probe, width: int, height: int
     )
     rendered = _input(rendition, "mov", limits, threads=DECODER_THREADS)["v:0"].filter("setpts", "PTS-STARTPTS")
     compared = ffmpeg.filter([rendered, original], "ssim").output("-", f="null")
+    duration = probe.duration or 0.0
+
+    def report(block: dict[str, str]) -> None:
+        if on_progress is not None and duration > 0:
+            done = int(block.get("out_time_us") or 0) / 1e6  # "N/A" before the first frame
+            on_progress(min(100.0, max(0.0, 100.0 * done / duration)))
+
     # The ssim filter prints its summary at "info" level when it closes.
     result = _run(
         _ffmpeg_argv(compared, loglevel="info"),
         timeout=limits.media_timeout(probe.duration),
         stall_timeout=limits.stall_timeout_s,
-        on_progress=lambda block: None,
+        on_progress=report,
     )
     found = re.search(r"SSIM .* All:([0-9.]+)", result.stderr)
     if result.returncode != 0 or found is None:

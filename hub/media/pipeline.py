@@ -86,6 +86,7 @@ class _Progress:
         self.database = database
         self.rendition_id = rendition_id
         self.last = 0.0
+        self.renewed = 0.0
 
     def __call__(self, percent: float) -> None:
         now = time.monotonic()
@@ -99,6 +100,25 @@ class _Progress:
                 rendition.updated_at = utcnow()  # renews this worker's lease (see _claim)
                 _update_material_progress(rendition.material)
                 session.commit()
+
+    def renew(self, _percent: float) -> None:
+        """Keep the lease through a step that shows no progress of its own (the SSIM check).
+
+        Measuring a 45-minute lesson decodes the whole source again and can take
+        longer than the lease; without this, the sweeper would hand the rendition
+        to a second worker while the first is still on it.
+        """
+        now = time.monotonic()
+        if now - self.renewed < 2:
+            return
+        self.renewed = now
+        with self.database.session() as session:
+            session.execute(
+                update(Rendition)
+                .where(Rendition.id == self.rendition_id, Rendition.status == "processing")
+                .values(updated_at=utcnow())
+            )
+            session.commit()
 
 
 def build_rendition(
@@ -128,14 +148,15 @@ def build_rendition(
         try:
             storage.fetch_to(original, source)
             probe = ffmpeg.probe(source, limits)
-            info = ffmpeg.transcode(
-                source, probe, profile, dest, on_progress=_Progress(database, rendition_id), limits=limits
-            )
+            progress = _Progress(database, rendition_id)
+            info = ffmpeg.transcode(source, probe, profile, dest, on_progress=progress, limits=limits)
             if info is not None and profile.kind != "poster" and info.bytes >= probe.bytes:
                 info = None  # never keep a rendition larger than its source: the original is smaller
             ssim = None
             if info is not None and profile.kind == "video":
-                ssim = ffmpeg.ssim(source, dest, probe, info.width or 0, info.height or 0, limits=limits)
+                ssim = ffmpeg.ssim(
+                    source, dest, probe, info.width or 0, info.height or 0, limits=limits, on_progress=progress.renew
+                )
             stored = storage.store_file(dest) if info is not None else None
         except ffmpeg.MediaError as exc:
             if not exc.transient:

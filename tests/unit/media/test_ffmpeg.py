@@ -248,8 +248,13 @@ def test_a_redo_writes_the_same_bytes(clip: Path, clip_probe: Probe, tmp_path: P
 def test_ssim(clip: Path, clip_probe: Probe, tmp_path: Path) -> None:
     info, _ = run_profile(clip, clip_probe, "video-240p", tmp_path / "out.mp4")
     assert info is not None and info.width and info.height
-    score = ssim(clip, tmp_path / "out.mp4", clip_probe, info.width, info.height, limits=LIMITS)
+    progress: list[float] = []
+    score = ssim(
+        clip, tmp_path / "out.mp4", clip_probe, info.width, info.height, limits=LIMITS, on_progress=progress.append
+    )
     assert 0.5 < score <= 1
+    # Reported as it goes (a worker renews its lease from it), up to the whole clip compared.
+    assert progress and progress == sorted(progress) and progress[-1] > 90
 
 
 def top_level_boxes(path: Path) -> list[tuple[str, int, int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -101,6 +102,32 @@ def test_a_live_claim_is_respected_and_a_dead_one_taken_over(
     assert pipeline.build_rendition(get_database(app), storage, rendition.id, limits, lease=60) == "ready"
 
 
+def test_the_lease_is_kept_while_the_ssim_is_measured(
+    app: Flask, db: Session, lesson_id: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    material = _material(app, db, lesson_id, lesson_video(tmp_path / "v.mp4").read_bytes(), "lesson.mp4")
+    storage, limits = app.extensions["hub.storage"], app.extensions["hub.media_limits"]
+    rendition_ids = pipeline.process_material(db, storage, material.id, limits)
+    video = next(r for r in db.get(Material, material.id).renditions if r.profile == "video-240p")
+    assert video.id in rendition_ids
+    measure = pipeline.ffmpeg.ssim
+    during: list[int] = []
+
+    def slow_ssim(*args: Any, **kwargs: Any) -> float:
+        # As if the transcode had ended long ago and the SSIM of a long lesson were still running.
+        with get_database(app).session() as session:
+            session.get(Rendition, video.id).updated_at = utcnow() - timedelta(seconds=600)
+            session.commit()
+        score = measure(*args, **kwargs)
+        with get_database(app).session() as session:
+            during.append(pipeline.requeue_stalled(session, lease=60))
+        return score
+
+    monkeypatch.setattr(pipeline.ffmpeg, "ssim", slow_ssim)
+    assert pipeline.build_rendition(get_database(app), storage, video.id, limits, lease=60) == "ready"
+    assert during == [0]  # the measuring worker still held it: nobody else was sent to redo it
+
+
 def test_bad_input_fails_with_a_reason(app: Flask, db: Session, lesson_id: int) -> None:
     bad = _material(app, db, lesson_id, b"hello, this is a text file\n" * 50, "lesson.mp4")
     done = _run(app, db, bad.id)
@@ -144,7 +171,7 @@ def test_lesson_page_plays_and_prices_renditions(app: Flask, db: Session, lesson
     small = next(r for r in done.renditions if r.profile == "video-240p")
     assert f'<source src="/api/v1/blobs/{small.blob_sha256}"' in html
     assert "poster=" in html and "<script" not in html
-    assert "256 kbit/s" in html and " 秒 s" in html  # a few seconds' download for a 3 s clip
+    assert "256 kbit/s" in html and " 秒</td>" in html  # a few seconds' download for a 3 s clip
 
 
 def test_progress_shows_in_the_api_and_on_the_lesson_page(
