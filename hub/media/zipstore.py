@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["ZipEntry", "ZipLayout", "crc_cache_clear"]
+__all__ = ["ZipEntry", "ZipLayout", "ZipWindow", "crc_cache_clear"]
 
 Reader = Callable[[int, int], Iterator[bytes]]
 """read(start, stop) yields the bytes [start, stop) of an entry's data."""
@@ -181,6 +181,7 @@ class ZipLayout:
         spans.append(_Span(offset, offset + tail, "central", -1))
         self.size = offset + tail
         self._spans = spans
+        self._central_bytes: bytes | None = None
 
     # -- records -------------------------------------------------------------------
 
@@ -293,7 +294,9 @@ class ZipLayout:
             return self._headers[span.entry]
         if span.kind == "descriptor":
             return self._descriptor(self.entries[span.entry])
-        return self._central()
+        if self._central_bytes is None:
+            self._central_bytes = self._central()
+        return self._central_bytes
 
     def _data(self, entry: ZipEntry, lo: int, hi: int) -> Iterator[bytes]:
         """Entry bytes [lo, hi), learning the CRC on the way when this read can give it."""
@@ -312,3 +315,92 @@ class ZipLayout:
             yield chunk
         if hi == entry.size:
             entry._set_crc(crc)
+
+
+class ZipWindow:
+    """Archive bytes [start, stop) as a read-only file, for a WSGI server's file_wrapper.
+
+    waitress sends a file_wrapper from its I/O loop as the socket drains, so a slow
+    client holds no worker thread; it reads forward in small steps, re-reading a
+    step when the socket took only part of it. The CRC of each entry is learnt on
+    that forward pass (a frontier per entry, so re-reads are not hashed twice); what
+    the pass cannot learn, the part of the archive before `start`, is hashed here, in
+    the request's thread. Only for local storage: entry reads must be quick file
+    reads, never network round trips, inside the I/O loop.
+    """
+
+    def __init__(self, layout: ZipLayout, start: int, stop: int, on_done: Callable[[], None] | None = None) -> None:
+        if not 0 <= start <= stop <= layout.size:
+            raise ValueError(f"bad window {start}-{stop} of {layout.size} bytes")
+        self._layout = layout
+        self._start, self._stop, self._pos = start, stop, start
+        self._on_done = on_done
+        self._closed = False
+        self._frontier: dict[int, tuple[int, int]] = {}  # entry → (bytes hashed, crc so far)
+        for index, entry in enumerate(layout.entries):
+            data_start = entry.offset + len(layout._headers[index])
+            if entry.crc is not None or data_start >= start:
+                continue
+            if data_start + entry.size <= start:
+                if stop > data_start + entry.size:  # its descriptor or the directory is to be sent
+                    entry.ensure_crc()
+                continue
+            crc = 0
+            for chunk in entry.read(0, start - data_start):
+                crc = zlib.crc32(chunk, crc)
+            self._frontier[index] = (start - data_start, crc)
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._stop - self._pos
+        want = left if size is None or size < 0 else min(size, left)
+        if want <= 0:
+            return b""
+        lo_abs, hi_abs = self._pos, self._pos + want
+        parts: list[bytes] = []
+        for span in self._layout._spans:
+            if span.stop <= lo_abs or span.start >= hi_abs:
+                continue
+            lo, hi = max(lo_abs, span.start) - span.start, min(hi_abs, span.stop) - span.start
+            if span.kind == "data":
+                parts.append(self._data(span.entry, lo, hi))
+            else:
+                parts.append(self._layout._record(span)[lo:hi])
+        data = b"".join(parts)
+        self._pos += len(data)
+        return data
+
+    def _data(self, index: int, lo: int, hi: int) -> bytes:
+        entry = self._layout.entries[index]
+        data = b"".join(entry.read(lo, hi))
+        if entry.crc is None:
+            done, crc = self._frontier.get(index, (0, 0))
+            if lo <= done < hi:
+                crc = zlib.crc32(data[done - lo :], crc)
+                done = hi
+                if done == entry.size:
+                    entry._set_crc(crc)
+                self._frontier[index] = (done, crc)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            target = offset
+        elif whence == 1:
+            target = self._pos + offset
+        else:
+            target = self._stop + offset  # the end of the window is the end of "the file"
+        self._pos = min(max(target, self._start), self._stop)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._pos >= self._stop and self._on_done is not None:
+            self._on_done()

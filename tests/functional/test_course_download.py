@@ -11,6 +11,7 @@ import io
 import json
 import re
 import zipfile
+from datetime import date
 from typing import Any
 
 import pytest
@@ -19,8 +20,9 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from hub.catalog.models import Material
+from hub.media.downloads import download_counts
 from tests.conftest import Accounts
-from tests.functional.conftest import LiveServer
+from tests.functional.conftest import LiveServer, wait_until
 from tests.support.courses import SeededCourse, seed_course
 
 
@@ -45,7 +47,12 @@ def check_archive(body: bytes, seeded: SeededCourse) -> dict[str, Any]:
     return manifest
 
 
-def test_course_zip_streams_with_its_size_known(live_server: LiveServer, seeded: SeededCourse) -> None:
+def counted(db: Session, sha256: str) -> int:
+    db.rollback()  # a fresh snapshot: the server counts in its own transaction
+    return sum(t.count for t in download_counts(db, date(2000, 1, 1)) if t.sha256 == sha256)
+
+
+def test_course_zip_streams_with_its_size_known(live_server: LiveServer, seeded: SeededCourse, db: Session) -> None:
     page = requests.get(f"{live_server.url}/courses/{seeded.course_id}", timeout=10).text
     href = re.search(r'<a id="download-course" href="([^"]+)"', page)
     assert href is not None
@@ -61,6 +68,9 @@ def test_course_zip_streams_with_its_size_known(live_server: LiveServer, seeded:
         r.headers["ETag"]
         == '"' + hashlib.sha256(zipfile.ZipFile(io.BytesIO(r.content)).read("manifest.json")).hexdigest() + '"'
     )
+    # A completed ZIP counts each media file in it once (hub.media.views).
+    wait_until(lambda: counted(db, seeded.by_role["video-240p"]) == 1, 10, "the ZIP's files counted")
+    assert counted(db, seeded.by_role["document"]) == 1 and counted(db, seeded.by_role["video-360p"]) == 0
 
 
 def test_interrupted_course_zip_resumes(live_server: LiveServer, seeded: SeededCourse) -> None:
