@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask_babel import gettext
 from flask_wtf.csrf import CSRFError
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from hub.i18n import N_
 from hub.media.storage import BlobNotFound
 
 
@@ -23,10 +25,21 @@ class HubError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, fields: dict[str, str] | None = None, **params: object) -> None:
+        # ``message`` may be a template ("There is no course %(id)s.") marked with
+        # hub.i18n.N_: the API answers in English, pages translate the template.
+        self.template = message
+        self.params = params
+        self.message = message % params if params else message
+        super().__init__(self.message)
         self.fields = fields or {}
+
+    def localized(self) -> str:
+        """The message in the reader's language, for pages."""
+        return str(gettext(self.template, **self.params))
+
+    def localized_fields(self) -> dict[str, str]:
+        return {name: str(gettext(message)) for name, message in self.fields.items()}
 
 
 class Invalid(HubError):
@@ -61,12 +74,11 @@ def invalid_from_pydantic(exc: ValidationError) -> Invalid:
         name = ".".join(str(p) for p in err["loc"]) or "body"
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = "Unknown field"
+            message = N_("Unknown field")
         elif err["type"] == "missing":
-            message = "This field is required"
+            message = N_("This field is required")
         fields.setdefault(name, message)
-    names = ", ".join(fields)
-    return Invalid(f"Some fields are not valid: {names}", fields)
+    return Invalid(N_("Some fields are not valid: %(names)s"), fields, names=", ".join(fields))
 
 
 def _wants_json() -> bool:
@@ -77,18 +89,21 @@ def _wants_json() -> bool:
 
 
 def error_response(
-    status: int, code: str, message: str, fields: dict[str, Any] | None = None
+    status: int, code: str, message: str, fields: dict[str, Any] | None = None, **params: object
 ) -> tuple[Response | str, int]:
+    """The error as JSON (English, ``message % params``) or as a page in the reader's language."""
     if _wants_json():
-        body = {"error": {"code": code, "message": message, "fields": fields or {}}}
+        text = message % params if params else message
+        body = {"error": {"code": code, "message": text, "fields": fields or {}}}
         return jsonify(body), status
-    return render_template("error.html", status=status, message=message, fields=fields or {}), status
+    page_fields = {name: gettext(str(msg)) for name, msg in (fields or {}).items()}
+    return render_template("error.html", status=status, message=gettext(message, **params), fields=page_fields), status
 
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(HubError)
     def _hub_error(exc: HubError) -> tuple[Response | str, int]:
-        response = error_response(exc.status, exc.code, exc.message, exc.fields)
+        response = error_response(exc.status, exc.code, exc.template, exc.fields, **exc.params)
         if isinstance(exc, Unauthorized) and _wants_json():
             response[0].headers["WWW-Authenticate"] = 'Bearer realm="hub"'  # type: ignore[union-attr]
         return response
@@ -96,21 +111,22 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> tuple[Response | str, int]:
         err = invalid_from_pydantic(exc)
-        return error_response(err.status, err.code, err.message, err.fields)
+        return error_response(err.status, err.code, err.template, err.fields, **err.params)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
         return error_response(
             400,
             "csrf_failed",
-            f"The form has expired or was not sent by this site ({exc.description}). Reload the page and try again.",
+            N_("The form has expired or was not sent by this site (%(reason)s). Reload the page and try again."),
+            reason=exc.description,
         )
 
     @app.errorhandler(BlobNotFound)
     def _blob_missing(exc: BlobNotFound) -> tuple[Response | str, int]:
         # The database knows the blob but storage does not: worth an operator's look.
         app.logger.error("blob %s is recorded but missing from storage", exc.sha256)
-        return error_response(404, "not_found", "This file is missing from storage.")
+        return error_response(404, "not_found", N_("This file is missing from storage."))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response | str, int] | HTTPException:
@@ -118,8 +134,10 @@ def init_app(app: Flask) -> None:
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
         messages = {
-            404: "Nothing is here. Check the address.",
-            405: f"{request.method} is not allowed here.",
-            413: "The file is too large for this upload form. Use a resumable upload for large files.",
+            404: N_("Nothing is here. Check the address."),
+            405: N_("%(method)s is not allowed here."),
+            413: N_("The file is too large for this upload form. Use a resumable upload for large files."),
         }
-        return error_response(exc.code, code, messages.get(exc.code, exc.description or exc.name))
+        if exc.code in messages:
+            return error_response(exc.code, code, messages[exc.code], method=request.method)
+        return error_response(exc.code, code, exc.description or exc.name)

@@ -262,6 +262,8 @@ def init_app(app: Flask, data_dir: Path) -> None:
             "grade_label": grade_label,
             "grades_label": grades_label,
             "label": label,
+            # A message marked with N_ elsewhere, translated here (no %-formatting of its text).
+            "translate": gettext,
         }
 
 

@@ -9,6 +9,7 @@ from hub.accounts import services
 from hub.accounts.models import User
 from hub.db import request_session
 from hub.errors import Unauthorized
+from hub.i18n import N_
 
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -24,7 +25,7 @@ def current_user() -> User | None:
 def require_user() -> User:
     user = current_user()
     if user is None:
-        raise Unauthorized("Sign in, or send an API token as Authorization: Bearer <token>.")
+        raise Unauthorized(N_("Sign in, or send an API token as Authorization: Bearer <token>."))
     return user
 
 

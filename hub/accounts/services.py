@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from hub.accounts.models import ApiToken, Pairing, School, User
 from hub.db import utcnow
 from hub.errors import Conflict, Invalid, NotFound, Unauthorized
+from hub.i18n import N_
 from hub.vocab import ROLES, SCHOOL_KINDS
 
 TOKEN_PREFIX = "hub_"  # noqa: S105  (a marker that makes leaked tokens greppable, not a secret)
@@ -84,9 +85,9 @@ def authenticate_password(session: Session, email: str, password: str) -> User:
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None or not user.active or not user.password_hash:
         # Same message either way: do not reveal which emails exist.
-        raise Unauthorized("Wrong email or password.")
+        raise Unauthorized(N_("Wrong email or password."))
     if not check_password_hash(user.password_hash, password):
-        raise Unauthorized("Wrong email or password.")
+        raise Unauthorized(N_("Wrong email or password."))
     return user
 
 

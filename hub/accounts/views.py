@@ -30,7 +30,7 @@ def login() -> Response | str | tuple[str, int]:
         user = services.authenticate_password(request_session(), email, request.form.get("password", ""))
     except Unauthorized as exc:
         return render_template(
-            "accounts/login.html", next=request.form.get("next", ""), error=exc.message, email=email
+            "accounts/login.html", next=request.form.get("next", ""), error=exc.localized(), email=email
         ), 401
     auth.login(user)
     return redirect(_safe_next(request.form.get("next")))

@@ -23,6 +23,7 @@ from hub.catalog.models import Course, Lesson, Material, grades_to_mask
 from hub.catalog.schemas import CourseCreate, CourseQuery, CourseUpdate, LessonCreate, check_textbook
 from hub.db import utcnow
 from hub.errors import Conflict, Invalid, NotFound, PermissionDenied, Unauthorized
+from hub.i18n import N_
 from hub.media import services as media_services
 from hub.media.storage import Storage
 from hub.sync.models import Change
@@ -44,9 +45,9 @@ def can_edit(actor: User | None, course: Course) -> bool:
 
 def _require_edit(actor: User | None, course: Course) -> None:
     if actor is None:
-        raise Unauthorized("Sign in to change courses.")
+        raise Unauthorized(N_("Sign in to change courses."))
     if not can_edit(actor, course):
-        raise PermissionDenied("Only the school's uploaders can change this course.")
+        raise PermissionDenied(N_("Only the school's uploaders can change this course."))
 
 
 @dataclass(frozen=True)
@@ -103,19 +104,19 @@ def grade_subject_counts(session: Session) -> dict[tuple[str, int], int]:
 def get_course(session: Session, actor: User | None, course_id: int) -> Course:
     course = session.scalar(select(Course).where(Course.id == course_id, visible_clause(actor)))
     if course is None:
-        raise NotFound(f"There is no course {course_id}.")
+        raise NotFound(N_("There is no course %(id)s."), id=course_id)
     return course
 
 
 def create_course(session: Session, actor: User | None, data: CourseCreate) -> Course:
     if actor is None:
-        raise Unauthorized("Sign in to create courses.")
+        raise Unauthorized(N_("Sign in to create courses."))
     if actor.role not in ("admin", "uploader"):
-        raise PermissionDenied("Only uploaders and admins create courses.")
+        raise PermissionDenied(N_("Only uploaders and admins create courses."))
     school_id = actor.school_id
     if data.school is not None and data.school != actor.school_id:
         if not actor.is_admin:
-            raise PermissionDenied("Uploaders create courses for their own school only.")
+            raise PermissionDenied(N_("Uploaders create courses for their own school only."))
         if session.get(School, data.school) is None:
             raise Invalid(f"There is no school {data.school}.", {"school": "Unknown school"})
         school_id = data.school
@@ -166,7 +167,7 @@ def publish_course(session: Session, actor: User | None, course_id: int) -> Cour
     if course.status == "published":
         return course  # publishing twice is harmless: nothing changes
     if not course.lessons:
-        raise Conflict("Add at least one lesson before publishing the course.")
+        raise Conflict(N_("Add at least one lesson before publishing the course."))
     if course.published_at is not None:
         course.version += 1  # a re-publication after withdrawal is a new version
     course.status = "published"
@@ -183,7 +184,7 @@ def withdraw_course(session: Session, actor: User | None, course_id: int) -> Cou
     if course.status == "withdrawn":
         return course
     if course.status != "published":
-        raise Conflict("Only a published course can be withdrawn; this one is a draft.")
+        raise Conflict(N_("Only a published course can be withdrawn; this one is a draft."))
     course.status = "withdrawn"
     course.version += 1
     session.add(Change(course_id=course.id, action="withdrawn", version=course.version))
@@ -200,7 +201,7 @@ def delete_course(session: Session, actor: User | None, course_id: int) -> None:
     course = get_course(session, actor, course_id)
     _require_edit(actor, course)
     if course.status == "published":
-        raise Conflict("Withdraw the course before deleting it: school servers may be mirroring it.")
+        raise Conflict(N_("Withdraw the course before deleting it: school servers may be mirroring it."))
     session.delete(course)
     session.flush()
     _reindex(session, course_id)
@@ -240,7 +241,7 @@ def get_lesson(session: Session, actor: User | None, lesson_id: int) -> Lesson:
         .options(selectinload(Lesson.materials).selectinload(Material.renditions))
     )
     if lesson is None:
-        raise NotFound(f"There is no lesson {lesson_id}.")
+        raise NotFound(N_("There is no lesson %(id)s."), id=lesson_id)
     return lesson
 
 
@@ -253,7 +254,7 @@ def get_material(session: Session, actor: User | None, material_id: int) -> Mate
         .options(selectinload(Material.renditions))
     )
     if material is None:
-        raise NotFound(f"There is no material {material_id}.")
+        raise NotFound(N_("There is no material %(id)s."), id=material_id)
     return material
 
 

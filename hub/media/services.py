@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from hub.accounts.models import User
 from hub.catalog.models import Course, Lesson, Material
 from hub.errors import NotFound
+from hub.i18n import N_
 from hub.media.models import Blob, Rendition
 from hub.media.storage import Storage, is_sha256
 
@@ -73,10 +74,10 @@ def get_readable_blob(session: Session, actor: User | None, sha256: str) -> Blob
     from hub.catalog.services import visible_clause
 
     if not is_sha256(sha256):
-        raise NotFound("There is no such file.")
+        raise NotFound(N_("There is no such file."))
     blob = session.get(Blob, sha256)
     if blob is None:
-        raise NotFound("There is no such file.")
+        raise NotFound(N_("There is no such file."))
     used = session.scalar(
         select(Material.id)
         .join(Lesson)
@@ -89,5 +90,5 @@ def get_readable_blob(session: Session, actor: User | None, sha256: str) -> Blob
         .limit(1)
     )
     if used is None:
-        raise NotFound("There is no such file.")
+        raise NotFound(N_("There is no such file."))
     return blob

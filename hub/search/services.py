@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from hub.accounts.models import School, User
 from hub.catalog.models import Course, Lesson
 from hub.catalog.services import visible_clause
+from hub.i18n import N_
 from hub.search import SearchEngine
 from hub.search.documents import Document, course_documents, digests, load_courses
 from hub.search.index import IndexBusy, IndexState, IndexUnavailable
@@ -173,7 +174,7 @@ class SearchPage:
         return max(1, -(-self.total // self.per_page))
 
 
-UNAVAILABLE = "搜索索引正在重建，请稍后再试。The search index is being rebuilt; try again in a moment."
+UNAVAILABLE = N_("The search index is being rebuilt; try again in a moment.")  # translated on the page
 
 
 # What damaged index files raise from deep inside Whoosh (a truncated posting

@@ -21,6 +21,7 @@ from hub.catalog import services as catalog
 from hub.catalog.schemas import CourseCreate, CourseQuery, LessonCreate
 from hub.db import request_session
 from hub.errors import HubError, Invalid, PermissionDenied, invalid_from_pydantic
+from hub.i18n import N_
 from hub.media.api import material_out
 from hub.media.storage import Storage
 from hub.uploads import get_uploads, services
@@ -38,7 +39,7 @@ def _uploader() -> User | Response:
     if user is None:
         return redirect(url_for("accounts.login", next=request.path))
     if user.role not in ("admin", "uploader"):
-        raise PermissionDenied("Only a school's uploaders and admins can upload lessons.")
+        raise PermissionDenied(N_("Only a school's uploaders and admins can upload lessons."))
     return user
 
 
@@ -117,7 +118,7 @@ def _course(
     session = request_session()
     course = catalog.get_course(session, user, course_id)
     if not catalog.can_edit(user, course):
-        raise PermissionDenied("Only the school's uploaders can change this course.")
+        raise PermissionDenied(N_("Only the school's uploaders can change this course."))
     lessons = catalog.list_lessons(session, user, course_id)
     return render_template(
         "uploads/course.html", course=course, lessons=lessons, error=error, form=form or {}
@@ -163,7 +164,7 @@ def lesson_page(lesson_id: int) -> Response | tuple[str, int]:
 def _lesson(user: User, lesson_id: int, error: HubError | None = None) -> tuple[str, int]:
     lesson = catalog.get_lesson(request_session(), user, lesson_id)
     if not catalog.can_edit(user, lesson.course):
-        raise PermissionDenied("Only the school's uploaders can change this course.")
+        raise PermissionDenied(N_("Only the school's uploaders can change this course."))
     uploads = get_uploads(current_app)
     return render_template(
         "uploads/lesson.html",
@@ -194,7 +195,7 @@ def add_material(lesson_id: int) -> Any:
         else:
             file = request.files.get("file")
             if file is None or not file.filename:
-                raise Invalid("Choose a file to upload.", {"file": "This field is required"})
+                raise Invalid(N_("Choose a file to upload."), {"file": N_("This field is required")})
             material = catalog.add_material(
                 session, _storage(), user, lesson_id, file.stream, filename=file.filename, title=title
             )

@@ -24,7 +24,7 @@ def test_sign_in_and_out(app: Flask, make: Accounts) -> None:
 
     wrong = client.post("/login", data={"email": "t@rural.cn", "password": "nope", "csrf_token": token})
     assert wrong.status_code == 401
-    assert "Wrong email or password" in wrong.text
+    assert "邮箱或密码不正确" in wrong.text  # pages speak the reader's language (Chinese by default)
 
     signed_in = client.post(
         "/login",
@@ -44,7 +44,7 @@ def test_form_posts_without_csrf_token_are_refused(app: Flask, make: Accounts) -
     client: FlaskClient = app.test_client()
     response = client.post("/login", data={"email": "t@rural.cn", "password": "correct horse"})
     assert response.status_code == 400
-    assert "expired" in response.text or "not sent by this site" in response.text
+    assert "表单已过期" in response.text
     as_json = client.post(
         "/login", data={"email": "t@rural.cn", "password": "correct horse"}, headers={"Accept": "application/json"}
     )

@@ -47,7 +47,11 @@ def test_pages(client: FlaskClient, make: Accounts, db: Session, course_body: di
 
     missing = client.get(f"/courses/{draft}")
     assert missing.status_code == 404
-    assert "There is no course" in missing.text
+    assert f"没有编号为 {draft} 的课程" in missing.text
+    english = client.get(f"/courses/{draft}", headers={"Accept-Language": "en"})
+    assert f"There is no course {draft}." in english.text
+    as_json = client.get(f"/api/v1/courses/{draft}", headers={"Accept-Language": "zh-CN"})
+    assert as_json.json["error"]["message"] == f"There is no course {draft}."  # type: ignore[index]  # the API stays English
     bad = client.get("/courses?grade=12")
     assert bad.status_code == 422
     assert "grade" in bad.text

@@ -41,7 +41,7 @@ def test_pages_need_an_uploader(app: Flask, make: Accounts) -> None:
     teacher = _signed_in(app, make, "teacher")
     refused = teacher.get("/upload/")
     assert refused.status_code == 403
-    assert "uploaders" in refused.text
+    assert "只有学校的上传员和管理员可以上传课程" in refused.text
 
 
 def test_course_lesson_and_plain_form_upload(app: Flask, make: Accounts, db: Session) -> None:
@@ -71,7 +71,7 @@ def test_course_lesson_and_plain_form_upload(app: Flask, make: Accounts, db: Ses
 
     lesson_id = int(lesson_url.rsplit("/", 1)[-1])
     missing = client.post(f"/upload/lessons/{lesson_id}/materials", data={"csrf_token": token, "title": "x"})
-    assert missing.status_code == 422 and "Choose a file" in missing.text
+    assert missing.status_code == 422 and "请选择要上传的文件" in missing.text
     plain = client.post(
         f"/upload/lessons/{lesson_id}/materials",
         data={"csrf_token": token, "title": "第一课", "file": (io.BytesIO(mp4_bytes(5000)), "第一课.mp4")},
