@@ -103,6 +103,15 @@ def test_worker_killed_mid_transcode_is_redone_once(
     by_profile = {r["profile"]: r for r in state["renditions"]}
     assert {"video-360p", "video-240p", "audio", "poster"} <= set(by_profile)
     assert all(r["status"] == "ready" and r["sha256"] for r in by_profile.values()), by_profile
+    # Plausible and playable: the redone rendition is a whole 240-line H.264 + AAC file, smaller than the upload.
+    small = by_profile["video-240p"]
+    assert (small["height"], round(small["duration"])) == (240, 40)
+    assert small["bytes"] < material["original"]["bytes"] / 2
+    played = tmp_path / "240p.mp4"
+    played.write_bytes(requests.get(live_server.url + small["url"], headers=auth, timeout=30).content)
+    info = ffprobe(played)
+    assert sorted(s["codec_name"] for s in info["streams"]) == ["aac", "h264"]
+    assert round(float(info["format"]["duration"])) == 40
     # Every stored byte string is known to the database: nothing orphaned.
     stored = set(app.extensions["hub.storage"].iter_hashes())
     known = set(db.scalars(select(Blob.sha256)))
