@@ -22,9 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.accounts.models import School, User
-from hub.catalog.models import Course, Lesson
+from hub.catalog.models import Course, Lesson, Material
 from hub.catalog.services import visible_clause
 from hub.i18n import N_
+from hub.media.models import Rendition
 from hub.search import SearchEngine
 from hub.search.documents import Document, course_documents, digests, load_courses
 from hub.search.index import IndexBusy, IndexState, IndexUnavailable
@@ -168,6 +169,7 @@ class SearchPage:
     relaxed: bool = False
     notice: str = ""
     school_names: dict[str, str] = field(default_factory=dict)
+    posters: dict[int, Rendition] = field(default_factory=dict)  # lesson id → its first ready poster
 
     @property
     def pages(self) -> int:
@@ -204,7 +206,24 @@ def search(session: Session, engine: SearchEngine, actor: User | None, params: S
         suggestion=raw.suggestion,
         relaxed=raw.relaxed,
         school_names=names,
+        posters=_posters(session, [hit.lesson.id for hit in hits if hit.lesson is not None]),
     )
+
+
+def _posters(session: Session, lesson_ids: list[int]) -> dict[int, Rendition]:
+    """One query for the posters of a page of lesson hits (the page shows them as thumbnails)."""
+    if not lesson_ids:
+        return {}
+    rows = session.execute(
+        select(Material.lesson_id, Rendition)
+        .join(Rendition.material)
+        .where(Material.lesson_id.in_(lesson_ids), Rendition.profile == "poster", Rendition.status == "ready")
+        .order_by(Material.id)
+    )
+    posters: dict[int, Rendition] = {}
+    for lesson_id, rendition in rows:
+        posters.setdefault(lesson_id, rendition)
+    return posters
 
 
 def _hydrate(session: Session, actor: User | None, raw: RawResults) -> list[SearchHit]:

@@ -228,6 +228,16 @@ def test_search_in_chinese(page: Any, site: Site) -> None:
     assert set(titles[:2]) == {"一元二次方程", "一元二次方程的配方法"}, titles
     assert page.locator("ul.courses a.title mark").count() >= 2  # the words found are highlighted
     assert page.locator("p.count").inner_text() == f"共 {len(titles)} 条结果"
+    assert page.locator("img.thumb").count() == 0  # data saver (on by default): no thumbnails
+    page.context.add_cookies([{"name": "data_saver", "value": "0", "url": site.server.url}])
+    page.reload()
+    thumb = page.locator("img.thumb")
+    assert thumb.count() == 1  # the lesson with a video
+    assert thumb.get_attribute("loading") == "lazy"
+    assert (thumb.get_attribute("width"), thumb.get_attribute("height")) == ("96", "54")  # 480x270, no reflow
+    poster = next(r for r in site.material["renditions"] if r["profile"] == "poster")
+    assert (thumb.get_attribute("src") or "").endswith(poster["sha256"])
+    page.wait_for_function("() => document.querySelector('img.thumb').naturalWidth > 0")
     _shot(page, "zh-search")
     page.click("ul.courses a.title >> text=一元二次方程的配方法")
     page.wait_for_url(f"**/lessons/{site.lesson_id}")
