@@ -290,6 +290,32 @@ def test_switch_language_and_see_every_page_in_english(page: Any, site: Site) ->
     assert page.locator("h2").first.inner_text() == "材料"
 
 
+def test_everything_works_without_javascript(browser: Any, site: Site) -> None:
+    context = browser.new_context(viewport=PHONE, user_agent=SLOW_PHONE_UA, locale="zh-CN", java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(site.server.url + "/")
+        page.click('table.grid a[href="/courses?subject=math&grade=9"]')
+        assert page.locator("ul.courses a.title").all_inner_texts() == ["一元二次方程"]
+        page.select_option("select[name=subject]", "chinese")
+        page.select_option("select[name=grade]", "3")
+        page.click("form.filters button[type=submit]")  # a plain GET form
+        assert page.locator("ul.courses a.title").all_inner_texts() == ["统编版语文三年级上册"]
+        page.goto(site.server.url + "/")
+        page.fill("form[role=search] input[name=q]", "古诗")
+        page.click("form[role=search] button[type=submit]")
+        assert "古诗三首" in page.locator("ul.courses a.title").all_inner_texts()
+        page.click("a.lang[hreflang=en]")
+        assert page.locator("h1").inner_text() == "Search"
+        assert "古诗三首" in page.locator("ul.courses a.title").all_inner_texts()  # same search, in English
+        page.goto(f"{site.server.url}/lessons/{site.lesson_id}")
+        assert page.locator("ul.materials video source").count() >= 1
+        page.click(".data-saver button[type=submit]")  # the other preference is a plain form too
+        assert page.locator("#data-saver-state").inner_text() == "off"
+    finally:
+        context.close()
+
+
 def test_download_the_course_zip(page: Any, site: Site, tmp_path: Path) -> None:
     page.goto(f"{site.server.url}/courses/{site.course_id}")
     with page.expect_download() as info:
