@@ -174,8 +174,8 @@ def issue_manifest(
     now = now or utcnow()
     cursor = current_cursor(session)
     subscriptions = list_subscriptions(session, school.id)
-    courses = mf.build_courses(session, mf.select_course_ids(session, subscriptions), video_profiles=profiles)
-    digest = mf.content_digest(courses)
+    entries = mf.ENTRY_CACHE.entries(session, mf.select_course_ids(session, subscriptions), profiles)
+    digest = mf.entries_digest(entries)
     state = session.get(ManifestState, school.id, with_for_update=True)
     if state is None:
         state = ManifestState(school_id=school.id, version=1, digest=digest)
@@ -184,17 +184,15 @@ def issue_manifest(
         state.version += 1
         state.digest = digest
     session.flush()
-    payload = mf.build_manifest(
-        session,
-        subscriptions,
+    payload = mf.payload_bytes(
+        [entry for _cid, entry in entries],
         subscriber=school,
         version=state.version,
         cursor=cursor,
         now=now,
         lifetime=lifetime,
-        courses=courses,
     )
-    return mf.sign(mf.canonical_json(payload), private_key)
+    return mf.sign(payload, private_key)
 
 
 # -- upstream: download counts -------------------------------------------------------

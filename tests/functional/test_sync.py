@@ -440,9 +440,8 @@ def _envelope_with(upstream: Upstream, **changes: Any) -> bytes:
     """A manifest signed with the upstream's own key, as issued, with `changes` to its payload."""
     key = mf.load_private_key(upstream.app.extensions["hub.settings"].sync_signing_key)
     school_row = accounts.get_school_by_name(upstream.db, RURAL)
-    payload = json.loads(
-        json.loads(services.issue_manifest(upstream.db, school_row, private_key=key, lifetime=3600).decode())["payload"]
-    )
+    envelope = services.issue_manifest(upstream.db, school_row, private_key=key, lifetime=3600)
+    payload = json.loads(envelope.split(b"\n", 1)[1])
     upstream.db.commit()
     payload.update(changes)
     return mf.sign(mf.canonical_json(payload), key)
@@ -470,12 +469,11 @@ def test_bad_manifests_and_bad_bytes_are_refused_keeping_the_old_state(
         assert sorted(storage.iter_hashes()) == stored_before
 
     # Altered on the way: the signature no longer matches.
-    envelope = json.loads(_envelope_with(upstream, version=version + 1))
-    envelope["payload"] = envelope["payload"].replace("第二版", "第三版")
-    proxy.manifest_override = json.dumps(envelope).encode()
+    header, payload = _envelope_with(upstream, version=version + 1).split(b"\n", 1)
+    proxy.manifest_override = header + b"\n" + payload.replace("第二版".encode(), "第三版".encode())
     refused("signature does not match")
     # Unsigned: the bare payload.
-    proxy.manifest_override = envelope["payload"].encode()
+    proxy.manifest_override = payload
     refused("not signed")
     # An older manifest, genuinely signed, replayed.
     proxy.manifest_override = first_envelope

@@ -100,10 +100,16 @@ def test_unsigned_bytes_are_refused(key: mf.Ed25519PrivateKey) -> None:
 
 
 def test_a_tampered_payload_is_refused(key: mf.Ed25519PrivateKey) -> None:
-    envelope = json.loads(signed(key, payload()))
-    envelope["payload"] = envelope["payload"].replace("一元二次方程", "一元三次方程")
+    envelope = signed(key, payload())
+    altered = envelope.replace("一元二次方程".encode(), "一元三次方程".encode())
     with pytest.raises(mf.ManifestRefused, match="signature does not match"):
-        mf.verify(json.dumps(envelope).encode(), key.public_key(), not_older_than=None, now=NOW)
+        mf.verify(altered, key.public_key(), not_older_than=None, now=NOW)
+    # A header whose digest was changed to match the altered payload: the signature still says no.
+    header, body = altered.split(b"\n", 1)
+    fields = json.loads(header)
+    fields["sha256"] = mf.hashlib.sha256(body).hexdigest()
+    with pytest.raises(mf.ManifestRefused, match="signature does not match"):
+        mf.verify(mf.canonical_json(fields) + b"\n" + body, key.public_key(), not_older_than=None, now=NOW)
 
 
 def test_another_key_is_refused(key: mf.Ed25519PrivateKey) -> None:

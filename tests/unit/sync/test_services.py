@@ -347,3 +347,44 @@ def test_the_mirror_reports_new_downloads_once(cat: Catalog, key: mf.Ed25519Priv
     cat.db.flush()
     again = services.pending_count_report(cat.db)
     assert again is not None and again["id"] != report["id"] and [c["count"] for c in again["counts"]] == [2]
+
+
+def test_cached_entries_make_the_same_bytes_and_rebuild_only_what_changed(
+    cat: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    courses = [cat.course(lessons=2) for _ in range(3)]
+    ids = [c.id for c in courses]
+    cache = mf.EntryCache()
+    built: list[list[int]] = []
+    real_build = mf.build_courses
+
+    def counting_build(session: Session, course_ids: list[int], **kwargs: Any) -> list[dict[str, Any]]:
+        built.append(sorted(course_ids))
+        return real_build(session, course_ids, **kwargs)
+
+    monkeypatch.setattr(mf, "build_courses", counting_build)
+    now = services.utcnow()
+    entries = cache.entries(cat.db, ids)
+    joined = mf.payload_bytes([e for _, e in entries], subscriber=cat.rural, version=1, cursor=5, now=now, lifetime=60)
+    whole = mf.build_manifest(
+        cat.db, [], subscriber=cat.rural, version=1, cursor=5, now=now, lifetime=60, courses=real_build(cat.db, ids)
+    )
+    assert joined == mf.canonical_json(whole)
+    assert built == [ids]
+
+    assert cache.entries(cat.db, ids) == entries and built[-1] == []  # nothing changed, nothing rebuilt
+    lesson = cat.db.scalars(select(Lesson).where(Lesson.course_id == ids[1])).first()
+    cat.db.delete(lesson)
+    cat.db.commit()
+    after_delete = cache.entries(cat.db, ids)
+    assert built[-1] == [ids[1]]
+    assert after_delete[1][1].revision != entries[1][1].revision
+    material = cat.db.scalars(select(Material).join(Lesson).where(Lesson.course_id == ids[2])).first()
+    assert material is not None
+    cat.rendition(material, "poster", 301)
+    cat.db.commit()
+    cache.entries(cat.db, ids)
+    assert built[-1] == [ids[2]]
+    catalog.withdraw_course(cat.db, cat.uploader, ids[0])
+    cat.db.commit()
+    assert [cid for cid, _ in cache.entries(cat.db, ids)] == ids[1:]
