@@ -461,7 +461,7 @@ class EntryCache:
     ) -> list[tuple[int, CachedEntry]]:
         """(course id, entry) for each published course of `course_ids`, in id order."""
         profiles = tuple(video_profiles)
-        where = str(session.get_bind().url)
+        where = str(session.get_bind().engine.url)
         markers = course_markers(session, course_ids)
         with self._lock:
             known = {cid: self._entries.get((where, cid, profiles)) for cid in markers}
