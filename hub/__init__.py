@@ -68,7 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     auth.init_app(app)
     uploads.init_app(app)
-    i18n.init_app(app, settings.data_dir)
+    i18n.init_app(app, settings)
     web.init_app(app)
 
     for blueprint in (

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from babel.dates import get_timezone
+
 
 class ConfigError(ValueError):
     """A setting has a value the hub cannot use; the message names it."""
@@ -88,6 +90,15 @@ def _optional_url(value: str) -> str:
     return _url("http", "https")(value) if value else ""
 
 
+def _timezone(value: str) -> str:
+    # Babel's lookup is the one the pages use (pytz's own data: no system tzdata needed).
+    try:
+        get_timezone(value)
+    except LookupError:
+        raise ValueError("must be a time zone name such as Asia/Shanghai or UTC") from None
+    return value
+
+
 def setting(doc: str, parse: Callable[[str], Any] = str, default: str | None = None) -> Any:
     """Declare a setting: ``default`` may name ``{data_dir}``; None means derived."""
     return field(default=None, metadata={"doc": doc, "parse": parse, "default": default})
@@ -149,6 +160,7 @@ class Settings:
         "Memory for the search index's cached per-term document bitmaps, in MB.", _positive_int, "64"
     )
     page_size: int = setting("Courses per page in lists.", _positive_int, "20")
+    timezone: str = setting("Time zone of the dates shown on pages (an IANA name).", _timezone, "Asia/Shanghai")
     outbox_resend_after: int = setting(
         "Seconds after which the sweeper re-sends an outbox row the broker never took.",
         _positive_int,

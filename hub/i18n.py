@@ -33,6 +33,7 @@ from flask import Blueprint, Flask, has_request_context, redirect, request, url_
 from flask_babel import Babel, format_date, format_decimal, get_locale, gettext, lazy_gettext
 from werkzeug.wrappers import Response
 
+from hub.config import Settings
 from hub.vocab import CATEGORIES, GRADE_NAMES, SUBJECTS
 
 LOCALES = ("zh", "en")
@@ -243,9 +244,10 @@ def switch_url(code: str) -> str:
     return url_for("i18n.switch_language", code=code, next=here)
 
 
-def init_app(app: Flask, data_dir: Path) -> None:
+def init_app(app: Flask, settings: Settings) -> None:
     app.config["BABEL_DEFAULT_LOCALE"] = DEFAULT_LOCALE
-    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(_translation_dir(data_dir))
+    app.config["BABEL_DEFAULT_TIMEZONE"] = settings.timezone
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(_translation_dir(settings.data_dir))
     Babel(app, locale_selector=select_locale)
     app.register_blueprint(blueprint)
     app.jinja_env.filters.update(filesize=filesize, duration=duration, download_time=download_time, date=date)

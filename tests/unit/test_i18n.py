@@ -147,7 +147,7 @@ def test_sizes_durations_and_dates_read_naturally(app: Flask, language: str, exp
             # 6.3 MB at 256 kbit/s is 196.9 s: rounded up to the next 10 s, never promised shorter.
             i18n.download_time(6_300_000, 256),
             i18n.download_time(10, 256),
-            i18n.date(datetime(2026, 12, 1, 8, 30, tzinfo=UTC)),
+            i18n.date(datetime(2026, 11, 30, 20, 30, tzinfo=UTC)),  # already Dec 1 in Beijing (HUB_TIMEZONE)
             i18n.grades_label([9, 7, 8]),
             i18n.grades_label([3, 4]),
             i18n.subject_label("math"),
