@@ -70,7 +70,21 @@ def serve(host: str, port: int, threads: int, connections: int) -> None:
     app = _app()
     ensure_index(app)  # an old-schema or corrupt index is rebuilt in the background
     click.echo(f"serving on http://{host}:{port}/", err=True)
-    waitress_serve(app, host=host, port=port, threads=threads, connection_limit=connections, ident="oer-hub")
+    # poll(), not select(): select() cannot watch descriptors past 1024, and scans every
+    # socket on each wake-up of the I/O loop that sends the slow downloads.
+    waitress_serve(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        connection_limit=connections,
+        asyncore_use_poll=True,
+        # waitress reads request bodies 8 KiB per recv() by default: a 32 MiB tus PATCH
+        # was 4,096 turns of its Python I/O loop, 0.9 s of CPU per 256 MiB uploaded
+        # (benchmarks/uploads/RESULTS.md); 256 KiB brings that to ~0.15 s.
+        recv_bytes=256 * 1024,
+        ident="oer-hub",
+    )
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
