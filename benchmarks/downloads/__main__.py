@@ -151,6 +151,7 @@ class DownloadStats:
     bytes: int = 0
     seconds: float = 0.0  # summed over clients, from connect to the end
     first_byte: list[float] = field(default_factory=list)
+    first_byte_at: list[float] = field(default_factory=list)  # monotonic clock
     errors: int = 0
 
 
@@ -179,6 +180,7 @@ async def slow_download(host: str, port: int, path: str, rate: float, deadline: 
                 break
             if first:
                 stats.first_byte.append(time.monotonic() - t0)
+                stats.first_byte_at.append(time.monotonic())
                 stats.answered += 1
                 status = chunk.split(b"\r\n", 1)[0].split(b" ")[1:2]
                 key = status[0].decode() if status else "?"
@@ -212,7 +214,9 @@ def run_downloads(host: str, port: int, path: str, clients: int, rate: float, de
     return stats
 
 
-def page_views(base: str, paths: list[str], start: float, deadline: float, out: list[float], failed: list[int]) -> None:
+def page_views(
+    base: str, paths: list[str], start: float, deadline: float, out: list[tuple[float, float]], failed: list[int]
+) -> None:
     """Back-to-back page views (new connection each, like separate phones) until the deadline."""
     i = 0
     while time.monotonic() < start:
@@ -227,7 +231,7 @@ def page_views(base: str, paths: list[str], start: float, deadline: float, out: 
         except requests.RequestException:
             ok = False
         elapsed = time.monotonic() - t0
-        out.append(elapsed if ok else PAGE_TIMEOUT)
+        out.append((t0, elapsed if ok else PAGE_TIMEOUT))
         if not ok:
             failed.append(1)
         time.sleep(0.1)
@@ -244,6 +248,7 @@ class Result:
     clients: int
     page_ms: list[float]
     page_failed: int
+    steady_ms: list[float] | None
     downloads: DownloadStats | None
     busy_max: int
     busy_mean: float
@@ -252,11 +257,22 @@ class Result:
     hub_rss_start: int
     nginx_rss_peak: int = 0
 
-    def pct(self, q: float) -> float:
-        if not self.page_ms:
+    def pct(self, q: float, steady: bool = False) -> float:
+        values = self.page_ms if not steady or self.steady_ms is None else self.steady_ms
+        if not values:
             return float("nan")
-        ordered = sorted(self.page_ms)
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _steady(views: list[tuple[float, float]], stats: DownloadStats | None, clients: int) -> list[float] | None:
+    """Page views that started once every download had its first byte (None: that never happened)."""
+    if stats is None:
+        return [x * 1000 for _t, x in views]
+    if len(stats.first_byte_at) < clients:
+        return None
+    settled = max(stats.first_byte_at)
+    return [x * 1000 for t, x in views if t >= settled]
 
 
 def _rss_of(pids: list[int]) -> int:
@@ -324,7 +340,7 @@ def run_scenario(name: str, inst: Instance, args: argparse.Namespace, workdir: P
         duration = args.duration if downloads else args.reference_duration
         start = time.monotonic() + (3.0 if downloads else 0.0)  # let the clients connect first
         deadline = start + duration
-        page_ms: list[float] = []
+        page_ms: list[tuple[float, float]] = []
         failed: list[int] = []
         viewers = [
             threading.Thread(target=page_views, args=(base, pages, start, deadline, page_ms, failed), daemon=True)
@@ -361,7 +377,8 @@ def run_scenario(name: str, inst: Instance, args: argparse.Namespace, workdir: P
             what="",
             threads=threads,
             clients=args.clients if downloads else 0,
-            page_ms=[x * 1000 for x in page_ms],
+            page_ms=[x * 1000 for _t, x in page_ms],
+            steady_ms=_steady(page_ms, stats, args.clients),
             page_failed=len(failed),
             downloads=stats,
             busy_max=max(s["busy"] for s in window),
@@ -401,20 +418,22 @@ def mb(n: int) -> str:
 
 def table(results: list[Result]) -> str:
     lines = [
-        "| scenario | threads | downloads | page p50 | page p99 | page views (failed) | busy threads max / mean "
-        "| queued max | hub RSS start → peak | nginx RSS | download kbit/s each | first byte p50 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scenario | threads | downloads answered | page p50 | page p99 | p99 once all started | page views (failed) "
+        "| busy threads max / mean | queued max | hub RSS start → peak | nginx RSS | download kbit/s each "
+        "| first byte p50 / max |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         d = r.downloads
         if d is not None and d.answered:
             rate = d.bytes * 8 / 1000 / max(d.seconds, 1e-9)  # mean per client
-            first = f"{statistics.median(d.first_byte) * 1000:.0f} ms"
+            first = f"{statistics.median(d.first_byte):.1f} / {max(d.first_byte):.1f} s"
             served = f"{d.answered}/{d.started}" + (f" ({d.errors} err)" if d.errors else "")
         else:
             rate, first, served = float("nan"), "—", "—"
         lines.append(
             f"| {WHAT[r.name]} | {r.threads} | {served} | {r.pct(0.5):.0f} ms | {r.pct(0.99):.0f} ms "
+            f"| {'never' if r.steady_ms is None else f'{r.pct(0.99, steady=True):.0f} ms ({len(r.steady_ms)})'} "
             f"| {len(r.page_ms)} ({r.page_failed}) | {r.busy_max} / {r.busy_mean:.1f} | {r.queued_max} "
             f"| {mb(r.hub_rss_start)} → {mb(r.hub_rss_peak)} | {mb(r.nginx_rss_peak) if r.nginx_rss_peak else '—'} "
             f"| {'—' if rate != rate else f'{rate:.0f}'} | {first} |"
@@ -435,7 +454,11 @@ def write_results(results: list[Result], args: argparse.Namespace, inst: Instanc
         ("zips-s3-threads", "reference"),
     ):
         if name in by and ref in by:
-            ratios.append(f"{name} ÷ {ref} page p99: {by[name].pct(0.99) / max(by[ref].pct(0.99), 0.001):.1f}×")
+            r, base = by[name], by[ref].pct(0.99)
+            steady = (
+                "never steady" if r.steady_ms is None else f"{r.pct(0.99, steady=True) / base:.1f}× once all started"
+            )
+            ratios.append(f"{name} ÷ {ref} page p99: {r.pct(0.99) / base:.1f}× ({steady})")
     body = f"""## Results
 
 {when}, load average {load:.1f}, {platform.python_implementation()} {platform.python_version()},

@@ -35,8 +35,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--stats", type=Path, required=True)
     args = parser.parse_args()
-    server = create_server(
-        create_app(), host="127.0.0.1", port=args.port, threads=args.threads, ident="oer-hub", connection_limit=1000
+    server = create_server(  # the arguments of `hub serve` (hub/cli.py)
+        create_app(),
+        host="127.0.0.1",
+        port=args.port,
+        threads=args.threads,
+        connection_limit=1000,
+        asyncore_use_poll=True,
+        ident="oer-hub",
     )
     dispatcher = server.task_dispatcher  # type: ignore[union-attr]
 
