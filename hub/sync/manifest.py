@@ -278,6 +278,28 @@ def build_courses(
     Four set-wise queries whatever the number of lessons: the manifest of a large
     catalog is built in one pass over flat rows, not by walking ORM relationships.
     """
+    return [entry for entry, _body in _build(session, course_ids, video_profiles)]
+
+
+def _entry_bytes(entry: dict[str, Any]) -> tuple[str, bytes]:
+    """(revision, canonical JSON with the revision) of an entry, encoding its lessons once.
+
+    The revision is the hash of the entry's canonical JSON without it. Keys sort,
+    so the bytes are the keys before "lessons", the lessons, and the keys after:
+    the lessons (nearly all of the bytes) are encoded once and spliced into both.
+    """
+    lessons = canonical_json(entry["lessons"])
+    head = canonical_json({k: v for k, v in entry.items() if k < "lessons"})[:-1]
+    tail = {k: v for k, v in entry.items() if k > "lessons" and k != "revision"}
+    middle = b',"lessons":' + lessons + b","
+    revision = hashlib.sha256(head + middle + canonical_json(tail)[1:]).hexdigest()[:16]
+    tail["revision"] = revision
+    return revision, head + middle + canonical_json(tail)[1:]
+
+
+def _build(
+    session: Session, course_ids: Sequence[int], video_profiles: Sequence[str]
+) -> list[tuple[dict[str, Any], bytes]]:
     if not course_ids:
         return []
     wanted = select(Course.id).where(Course.id.in_(course_ids), Course.status == "published")
@@ -377,8 +399,8 @@ def build_courses(
             "school": school_entry(course.school),
             "lessons": lessons.get(course.id, []),
         }
-        entry["revision"] = hashlib.sha256(canonical_json(entry)).hexdigest()[:16]
-        entries.append(entry)
+        entry["revision"], body = _entry_bytes(entry)
+        entries.append((entry, body))
     return entries
 
 
@@ -467,8 +489,8 @@ class EntryCache:
             known = {cid: self._entries.get((where, cid, profiles)) for cid in markers}
         stale = [cid for cid, entry in known.items() if entry is None or entry.marker != markers[cid]]
         fresh: dict[int, CachedEntry] = {}
-        for built in build_courses(session, stale, video_profiles=profiles):
-            fresh[built["id"]] = CachedEntry(markers[built["id"]], built["revision"], canonical_json(built))
+        for built, body in _build(session, stale, profiles):
+            fresh[built["id"]] = CachedEntry(markers[built["id"]], built["revision"], body)
         with self._lock:
             for cid in stale:
                 if cid in fresh:

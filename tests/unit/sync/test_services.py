@@ -356,21 +356,28 @@ def test_cached_entries_make_the_same_bytes_and_rebuild_only_what_changed(
     ids = [c.id for c in courses]
     cache = mf.EntryCache()
     built: list[list[int]] = []
-    real_build = mf.build_courses
+    real_build = mf._build
 
-    def counting_build(session: Session, course_ids: list[int], **kwargs: Any) -> list[dict[str, Any]]:
+    def counting_build(session: Session, course_ids: list[int], profiles: Any) -> Any:
         built.append(sorted(course_ids))
-        return real_build(session, course_ids, **kwargs)
+        return real_build(session, course_ids, profiles)
 
-    monkeypatch.setattr(mf, "build_courses", counting_build)
+    monkeypatch.setattr(mf, "_build", counting_build)
     now = services.utcnow()
     entries = cache.entries(cat.db, ids)
     joined = mf.payload_bytes([e for _, e in entries], subscriber=cat.rural, version=1, cursor=5, now=now, lifetime=60)
     whole = mf.build_manifest(
-        cat.db, [], subscriber=cat.rural, version=1, cursor=5, now=now, lifetime=60, courses=real_build(cat.db, ids)
+        cat.db,
+        [],
+        subscriber=cat.rural,
+        version=1,
+        cursor=5,
+        now=now,
+        lifetime=60,
+        courses=mf.build_courses(cat.db, ids),
     )
     assert joined == mf.canonical_json(whole)
-    assert built == [ids]
+    assert built == [ids, ids]  # the cache built every course once; the second is the reference above
 
     assert cache.entries(cat.db, ids) == entries and built[-1] == []  # nothing changed, nothing rebuilt
     lesson = cat.db.scalars(select(Lesson).where(Lesson.course_id == ids[1])).first()
