@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -187,37 +188,65 @@ class TusClient:
         moves the bar back rather than past 100 %.
         """
         refused = 0
-        while offset < length:
-            size = min(self.chunk_size, length - offset)
-            digest = _sha256_region(file, offset, size)
-            headers = {
-                "Content-Type": "application/offset+octet-stream",
-                "Upload-Offset": str(offset),
-                "Content-Length": str(size),
-                "Upload-Checksum": f"sha256 {base64.b64encode(digest).decode()}",
-            }
-
-            def patch(start: int = offset, size: int = size, headers: dict[str, str] = headers) -> Reply:
-                return self.request("PATCH", url, headers, _Region(file, start, size, progress))
-
-            # A retried PATCH after a dropped connection is the same PATCH: if the
-            # server kept none of it (it keeps a chunk whole or not at all) it fits;
-            # if it kept some, the answer is 409 and we ask for the offset below.
-            reply = self.retrying("sending", patch)
-            if reply.status == 204:
-                offset = int(reply.headers["upload-offset"])
-                refused = 0
-            elif reply.status in (409, 460) and refused < self.retries:
-                # Out of step, or bytes damaged on the way: go on from what the server has.
-                refused += 1
-                server = self.offset(url)
-                if server is None:
-                    raise UploadError("the upload expired on the server; run the command again to start over")
-                offset = server
-            else:
-                raise UploadError(f"the server refused a chunk: {reply.message()}")
-            progress(offset)
+        # The checksum goes in the headers, so a chunk is hashed before it is sent; while
+        # the server writes one chunk (and the client only waits), the next is hashed on
+        # a helper thread. pread() leaves the file position to http.client's reads.
+        fileno = _fileno(file)
+        ahead: tuple[int, int, Future[bytes]] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tus-checksum") as hasher:
+            while offset < length:
+                size = min(self.chunk_size, length - offset)
+                if ahead is not None and ahead[:2] == (offset, size):
+                    digest = ahead[2].result()
+                else:
+                    digest = _sha256_region(file, offset, size)
+                following = offset + size
+                ahead = None
+                if fileno is not None and following < length:
+                    next_size = min(self.chunk_size, length - following)
+                    ahead = (following, next_size, hasher.submit(_sha256_pread, fileno, following, next_size))
+                offset, refused = self._send_chunk(url, file, offset, size, digest, refused, progress)
         return offset
+
+    def _send_chunk(
+        self,
+        url: str,
+        file: IO[bytes],
+        offset: int,
+        size: int,
+        digest: bytes,
+        refused: int,
+        progress: Callable[[int], None],
+    ) -> tuple[int, int]:
+        """PATCH one chunk; returns (the offset to go on from, refusals in a row)."""
+        headers = {
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Offset": str(offset),
+            "Content-Length": str(size),
+            "Upload-Checksum": f"sha256 {base64.b64encode(digest).decode()}",
+        }
+
+        def patch(start: int = offset, size: int = size, headers: dict[str, str] = headers) -> Reply:
+            return self.request("PATCH", url, headers, _Region(file, start, size, progress))
+
+        # A retried PATCH after a dropped connection is the same PATCH: if the
+        # server kept none of it (it keeps a chunk whole or not at all) it fits;
+        # if it kept some, the answer is 409 and we ask for the offset below.
+        reply = self.retrying("sending", patch)
+        if reply.status == 204:
+            offset = int(reply.headers["upload-offset"])
+            refused = 0
+        elif reply.status in (409, 460) and refused < self.retries:
+            # Out of step, or bytes damaged on the way: go on from what the server has.
+            refused += 1
+            server = self.offset(url)
+            if server is None:
+                raise UploadError("the upload expired on the server; run the command again to start over")
+            offset = server
+        else:
+            raise UploadError(f"the server refused a chunk: {reply.message()}")
+        progress(offset)
+        return offset, refused
 
     def describe(self, url: str) -> dict[str, Any]:
         reply = self.retrying("checking the upload", lambda: self.request("GET", url))
@@ -240,6 +269,27 @@ def _sha256_region(file: IO[bytes], start: int, length: int) -> bytes:
             raise UploadError("the file got shorter while uploading it")
         digest.update(data)
         length -= len(data)
+    return digest.digest()
+
+
+def _fileno(file: IO[bytes]) -> int | None:
+    try:
+        fileno = file.fileno()
+        os.pread(fileno, 0, 0)
+    except (AttributeError, OSError, ValueError):
+        return None  # not a regular file (a pipe, an in-memory stream): hash in line
+    return fileno
+
+
+def _sha256_pread(fileno: int, start: int, length: int) -> bytes:
+    digest = hashlib.sha256()
+    end = start + length
+    while start < end:
+        data = os.pread(fileno, min(_READ_BLOCK, end - start), start)
+        if not data:
+            raise UploadError("the file got shorter while uploading it")
+        digest.update(data)
+        start += len(data)
     return digest.digest()
 
 

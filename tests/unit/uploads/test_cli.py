@@ -126,3 +126,30 @@ def test_usage_errors(server: str, school: School, tmp_path: Path) -> None:
     video.write_bytes(mp4_bytes(100))
     bad_token = CliRunner().invoke(cli.upload, [str(video), "--lesson", "1", "--url", server, "--token", "nope"])
     assert bad_token.exit_code == 1 and "unknown or revoked" in bad_token.output
+
+
+def test_every_chunk_carries_its_own_checksum(
+    server: str, school: School, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks after the first are hashed ahead, while the previous one is on its way.
+    import base64
+
+    video = tmp_path / "b.mp4"
+    data = mp4_bytes(4 * MiB + 3, seed=23)
+    video.write_bytes(data)
+    real_request = cli.TusClient.request
+    sent: list[tuple[int, str]] = []
+
+    def record(self: cli.TusClient, method: str, url: str, headers: Any = None, body: Any = None) -> Any:
+        if method == "PATCH":
+            sent.append((int(headers["Upload-Offset"]), headers["Upload-Checksum"]))
+        return real_request(self, method, url, headers, body)
+
+    monkeypatch.setattr(cli.TusClient, "request", record)
+    done = _run(server, school, str(video), "--lesson", str(school.lesson_id))
+    assert done.exit_code == 0, done.output
+    expected = [
+        (start, "sha256 " + base64.b64encode(hashlib.sha256(data[start : start + MiB]).digest()).decode())
+        for start in range(0, len(data), MiB)
+    ]
+    assert sent == expected  # one PATCH per chunk: no 460 and no resend
