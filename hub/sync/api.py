@@ -22,7 +22,6 @@ from hub.api import PREFIX, Strict, no_content, operation, parse_query
 from hub.config import Settings
 from hub.db import request_session
 from hub.errors import HubError, Invalid
-from hub.media import services as media_services
 from hub.media.storage import Storage
 from hub.sync import manifest as mf
 from hub.sync import services
@@ -223,7 +222,7 @@ def post_blob_batch(body: BlobBatchIn) -> Response:
     actor = require_user()
     session = request_session()
     storage: Storage = current_app.extensions["hub.storage"]
-    blobs = [media_services.get_readable_blob(session, actor, sha) for sha in dict.fromkeys(body.sha256)]
+    blobs = services.readable_blobs(session, actor, body.sha256)
     total = sum(b.size for b in blobs)
     if total > BATCH_MAX_BYTES:
         raise Invalid(f"Ask for at most {BATCH_MAX_BYTES} bytes per batch; these are {total}.")

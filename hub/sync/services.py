@@ -26,7 +26,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from hub import jobs
-from hub.accounts.models import Pairing, School
+from hub.accounts.models import Pairing, School, User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
@@ -193,6 +193,35 @@ def issue_manifest(
         lifetime=lifetime,
     )
     return mf.sign(payload, private_key)
+
+
+def readable_blobs(session: Session, actor: User | None, shas: Sequence[str]) -> list[Blob]:
+    """The blobs `shas` names, in order, each used by a course `actor` may see; NotFound names the first that is not.
+
+    The set-wise form of hub.media.services.get_readable_blob, for a batch of hundreds.
+    """
+    from hub.catalog.services import visible_clause
+
+    wanted = list(dict.fromkeys(shas))
+    via_renditions = (
+        select(Rendition.blob_sha256)
+        .join(Material, Material.id == Rendition.material_id)
+        .join(Lesson, Lesson.id == Material.lesson_id)
+        .join(Course, Course.id == Lesson.course_id)
+        .where(Rendition.blob_sha256.in_(wanted), visible_clause(actor))
+    )
+    via_originals = (
+        select(Material.original_sha256)
+        .join(Lesson, Lesson.id == Material.lesson_id)
+        .join(Course, Course.id == Lesson.course_id)
+        .where(Material.original_sha256.in_(wanted), visible_clause(actor))
+    )
+    visible = {sha for sha in session.scalars(via_renditions) if sha} | set(session.scalars(via_originals))
+    rows = {b.sha256: b for b in session.scalars(select(Blob).where(Blob.sha256.in_(visible)))} if visible else {}
+    missing = next((sha for sha in wanted if sha not in rows), None)
+    if missing is not None:
+        raise NotFound(f"There is no such file ({missing[:12]}…).")
+    return [rows[sha] for sha in wanted]
 
 
 # -- upstream: download counts -------------------------------------------------------
@@ -384,13 +413,16 @@ def store_verified(storage: Storage, fileobj: IO[bytes], expected: mf.ManifestFi
         )
 
 
-def apply_course(session: Session, storage: Storage, entry: mf.ManifestCourse) -> Course:
+def apply_course(
+    session: Session, storage: Storage, entry: mf.ManifestCourse, *, present: set[str] | None = None
+) -> Course:
     """Make the local copy of one upstream course exactly `entry`, in the caller's transaction.
 
-    Refuses (Conflict) while any blob it lists is missing from storage. The
-    caller commits: the old version stays visible until that commit.
+    Refuses (Conflict) while any blob it lists is missing from storage; `present`
+    names blobs the caller has just seen in storage, so they are not looked up
+    again. The caller commits: the old version stays visible until that commit.
     """
-    absent = [sha for sha in entry.files() if not storage.exists(sha)]
+    absent = [sha for sha in entry.files() if not (present is not None and sha in present) and not storage.exists(sha)]
     if absent:
         raise Conflict(f"Course {entry.id} still lacks {len(absent)} files; it is not applied.")
     school = _local_school(session, entry.school)
@@ -410,47 +442,49 @@ def apply_course(session: Session, storage: Storage, entry: mf.ManifestCourse) -
     course.grades = list(entry.grades)
     course.version = entry.version
     course.published_at = entry.published_at or utcnow()
-    blobs: dict[str, Blob] = {}
+    # Every blob row the course needs, found in one query: a get() per file would
+    # flush the whole pending course each time (quadratic in its files).
+    files = {m.original.sha256: m.original for lesson in entry.lessons for m in lesson.materials}
+    files.update(entry.files())
+    blobs = {b.sha256: b for b in session.scalars(select(Blob).where(Blob.sha256.in_(list(files))))}
+    for sha, file in files.items():
+        if sha not in blobs:
+            blobs[sha] = Blob(sha256=sha, size=file.size, media_type=file.media_type)
+            session.add(blobs[sha])
 
-    def blob(file: mf.ManifestFile) -> Blob:
-        if file.sha256 not in blobs:
-            row = session.get(Blob, file.sha256)
-            if row is None:
-                row = Blob(sha256=file.sha256, size=file.size, media_type=file.media_type)
-                session.add(row)
-            blobs[file.sha256] = row
-        return blobs[file.sha256]
-
-    for item in entry.lessons:
-        lesson = Lesson(course=course, position=item.position, title=item.title, summary=item.summary, unit=item.unit)
-        session.add(lesson)
-        for m in item.materials:
-            material = Material(
-                lesson=lesson,
-                kind=m.kind,
-                title=m.title,
-                filename=m.filename,
-                original=blob(m.original),
-                status="ready" if m.renditions else m.status,
-                progress=100 if m.renditions else 0,
+    with session.no_autoflush:
+        for item in entry.lessons:
+            lesson = Lesson(
+                course=course, position=item.position, title=item.title, summary=item.summary, unit=item.unit
             )
-            session.add(material)
-            for r in m.renditions:
-                session.add(
-                    Rendition(
-                        material=material,
-                        profile=r.profile,
-                        status="ready",
-                        blob=blob(r),
-                        bytes=r.size,
-                        kbps=r.kbps,
-                        width=r.width,
-                        height=r.height,
-                        duration=r.duration,
-                        ssim=r.ssim,
-                        progress=100,
-                    )
+            session.add(lesson)
+            for m in item.materials:
+                material = Material(
+                    lesson=lesson,
+                    kind=m.kind,
+                    title=m.title,
+                    filename=m.filename,
+                    original=blobs[m.original.sha256],
+                    status="ready" if m.renditions else m.status,
+                    progress=100 if m.renditions else 0,
                 )
+                session.add(material)
+                for r in m.renditions:
+                    session.add(
+                        Rendition(
+                            material=material,
+                            profile=r.profile,
+                            status="ready",
+                            blob=blobs[r.sha256],
+                            bytes=r.size,
+                            kbps=r.kbps,
+                            width=r.width,
+                            height=r.height,
+                            duration=r.duration,
+                            ssim=r.ssim,
+                            progress=100,
+                        )
+                    )
     session.flush()
     if link is None:
         link = MirrorCourse(upstream_id=entry.id, course_id=course.id, version=entry.version, revision=entry.revision)
