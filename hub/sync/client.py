@@ -33,6 +33,7 @@ import shutil
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -348,14 +349,28 @@ class Upstream:
 
     def manifest(self) -> bytes:
         try:
-            response = self.request("GET", "/api/v1/sync/manifest")
+            response = self.request("GET", "/api/v1/sync/manifest", headers={"Accept-Encoding": "gzip"})
             raw = response.read(mf.MAX_ENVELOPE_BYTES + 1)
         except (OSError, http.client.HTTPException) as exc:
             self.reset()
             raise SyncError(f"The upstream could not be reached ({exc}).") from None
         if response.status != 200:
             raise SyncError(f"The upstream refused the manifest ({response.status}): {_error_message(raw)}")
+        if (response.getheader("Content-Encoding") or "").lower() == "gzip":
+            raw = gunzip_bounded(raw, mf.MAX_ENVELOPE_BYTES)
         return raw
+
+
+def gunzip_bounded(data: bytes, limit: int) -> bytes:
+    """Decompress gzip bytes, refusing more than `limit` bytes out (a gzip bomb stops there)."""
+    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = decompressor.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise SyncError(f"The upstream's compressed manifest is damaged ({exc}).") from None
+    if len(out) > limit or decompressor.unconsumed_tail:
+        raise SyncError("The upstream's manifest decompresses to more than any this hub accepts.")
+    return out
 
 
 def _error_message(raw: bytes) -> str:

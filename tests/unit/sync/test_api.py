@@ -117,3 +117,16 @@ def test_counts_are_added_once_per_report(client: FlaskClient, setup: dict[str, 
     assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {"added": 0}
     bad = {"id": "not-an-id", "counts": []}
     assert client.post("/api/v1/sync/counts", json=bad, headers=setup["rural"]).status_code == 422
+
+
+def test_the_manifest_travels_compressed_when_asked(client: FlaskClient, setup: dict[str, Any]) -> None:
+    import gzip
+
+    headers = setup["rural"]
+    client.post("/api/v1/sync/subscriptions", json={"course": setup["course"]}, headers=headers)
+    plain = client.get("/api/v1/sync/manifest", headers=headers)
+    packed = client.get("/api/v1/sync/manifest", headers={**headers, "Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain.headers
+    key, now = setup["key"].public_key(), mf.datetime.now(mf.UTC)
+    unpacked = mf.verify(gzip.decompress(packed.data), key, not_older_than=None, now=now)
+    assert unpacked.courses == mf.verify(plain.data, key, not_older_than=None, now=now).courses

@@ -132,3 +132,13 @@ def test_one_sync_at_a_time(hub_env: dict[str, str]) -> None:
         assert report.status == "failed" and "could not be reached" in report.message
     finally:
         get_database(app).engine.dispose()
+
+
+def test_a_compressed_manifest_is_bounded() -> None:
+    import gzip
+
+    assert client.gunzip_bounded(gzip.compress(b"x" * 1000), 1000) == b"x" * 1000
+    with pytest.raises(client.SyncError, match="more than"):
+        client.gunzip_bounded(gzip.compress(b"\0" * 10_000_000), 1_000_000)  # 10 MB from ~10 kB
+    with pytest.raises(client.SyncError, match="damaged"):
+        client.gunzip_bounded(b"\x1f\x8b not gzip", 1000)
