@@ -130,3 +130,19 @@ def test_the_manifest_travels_compressed_when_asked(client: FlaskClient, setup: 
     key, now = setup["key"].public_key(), mf.datetime.now(mf.UTC)
     unpacked = mf.verify(gzip.decompress(packed.data), key, not_older_than=None, now=now)
     assert unpacked.courses == mf.verify(plain.data, key, not_older_than=None, now=now).courses
+
+
+def test_a_batch_never_carries_a_draft_courses_blob(
+    app: Flask, client: FlaskClient, db: Session, setup: dict[str, Any]
+) -> None:
+    uploader = accounts.get_user_by_email(db, "up@famous.example")
+    draft = catalog.create_course(db, uploader, CourseCreate(**COURSE))
+    lesson = catalog.create_lesson(db, uploader, draft.id, LessonCreate(title="草稿"))
+    material = catalog.add_material(
+        db, app.extensions["hub.storage"], uploader, lesson.id, io.BytesIO(b"draft bytes"), filename="d.pdf", title="d"
+    )
+    db.commit()
+    secret = material.original_sha256
+    response = client.post("/api/v1/sync/blobs", json={"sha256": [setup["blobs"][0], secret]}, headers=setup["rural"])
+    assert response.status_code == 404
+    assert secret not in response.text and setup["blobs"][0] not in response.text
