@@ -168,3 +168,26 @@ def test_visibility(app: Flask, client: FlaskClient, db: Session, make: Accounts
     draft = seed_course(app.extensions["hub.storage"], db, school.id, status="draft", title="草稿")
     assert client.get(f"/courses/{draft.course_id}/download").status_code == 404
     assert client.get("/courses/999/download").status_code == 404
+
+
+def test_a_course_without_lessons_is_a_valid_small_zip(client: FlaskClient, db: Session, make: Accounts) -> None:
+    from hub.catalog.models import Course
+
+    course = Course(
+        school_id=make.school().id,
+        title="空课程",
+        category="curriculum",
+        subject="math",
+        grades_mask=1 << 9,
+        language="zh",
+        license="CC-BY-4.0",
+        status="published",
+    )
+    db.add(course)
+    db.commit()
+    assert "download-course" in client.get(f"/courses/{course.id}").get_data(as_text=True)
+    r = client.get(f"/courses/{course.id}/download")
+    archive = zipfile.ZipFile(io.BytesIO(r.data))
+    assert archive.testzip() is None
+    assert sorted(archive.namelist()) == ["SHA256SUMS", "index.html", "manifest.json"]
+    assert [f["path"] for f in json.loads(archive.read("manifest.json"))["files"]] == ["index.html"]
