@@ -17,8 +17,11 @@ course by course exactly as ``hub sync pull`` does.
 
 from __future__ import annotations
 
+import io
 import json
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -32,7 +35,7 @@ from hub.locks import LockBusy, file_lock
 from hub.media.storage import Storage, is_sha256
 from hub.sync import archive, services
 from hub.sync import manifest as mf
-from hub.sync.client import Progress, PullOptions, PullReport, apply_manifest, sync_lock_path
+from hub.sync.client import STORE_THREADS, Progress, PullOptions, PullReport, apply_manifest, sync_lock_path
 from hub.sync.models import SyncRun
 
 MANIFEST_NAME = "manifest.json"
@@ -122,15 +125,25 @@ def export_bundle(
     manifest = mf.verify(envelope, public_key, not_older_than=None, now=utcnow())
     target.mkdir(parents=True, exist_ok=True)
     written = {"blobs": 0, "bytes": 0, "skipped": 0}
+    todo = []
     for sha, file in sorted(manifest.files().items()):
         if have is not None and sha in have:
             written["skipped"] += 1
             continue
         if not storage.exists(sha):
             raise HubError(f"Blob {sha[:12]}… of the manifest is not in this hub's storage; the bundle is incomplete.")
-        archive.write_file(target, blob_name(sha), storage.open_range(sha, 0, None, chunk_size=1024 * 1024), part_bytes)
-        written["blobs"] += 1
-        written["bytes"] += file.size
+        todo.append(file)
+
+    def copy(file: mf.ManifestFile) -> None:
+        chunks = storage.open_range(file.sha256, 0, None, chunk_size=1024 * 1024)
+        archive.write_file(target, blob_name(file.sha256), chunks, part_bytes)
+
+    # Each file is written, fsynced and renamed; several at once share the disk's commits
+    # (see hub.sync.client.STORE_THREADS).
+    with ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="bundle-export") as pool:
+        for file, _done in zip(todo, pool.map(copy, todo), strict=True):
+            written["blobs"] += 1
+            written["bytes"] += file.size
     # The manifest last: a bundle whose export was interrupted has no manifest and is not taken for whole.
     archive.write_file(target, MANIFEST_NAME, [envelope])
     return written
@@ -226,21 +239,69 @@ def _import(
 
             def store_missing(missing: dict[str, mf.ManifestFile], progress: Progress) -> dict[str, str]:
                 failures: dict[str, str] = {}
-                for sha, file in missing.items():
-                    name = blob_name(sha)
-                    if name not in present:
-                        failures[sha] = "not in this bundle"
-                        continue
-                    try:
-                        with source.open(name) as stream:
-                            services.store_verified(storage, cast(IO[bytes], _Counting(stream, progress)), file)
-                    except services.BlobMismatch as exc:
+                pending: deque[tuple[str, Future[None]]] = deque()
+
+                def settle(sha: str, future: Future[None]) -> None:
+                    exc = future.exception()
+                    if isinstance(exc, services.BlobMismatch):
                         failures[sha] = exc.message
-                        continue
-                    progress.file_done()
+                    elif exc is not None:
+                        raise exc
+
+                # The archive is read in order by this thread; small files are stored by a pool,
+                # whose fsyncs overlap, with at most PENDING of them held in memory.
+                with ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="bundle-store") as pool:
+                    for sha, file in missing.items():
+                        name = blob_name(sha)
+                        if name not in present:
+                            failures[sha] = "not in this bundle"
+                            continue
+                        with source.open(name) as stream:
+                            counted = cast(IO[bytes], _Counting(stream, progress))
+                            if file.size > IN_MEMORY_BYTES:
+                                pending.append((sha, _stored_now(storage, counted, file, progress)))
+                            else:
+                                data = io.BytesIO(_read_up_to(counted, file.size + 1))
+                                pending.append((sha, pool.submit(_store, storage, data, file, progress)))
+                        while len(pending) > PENDING:
+                            settle(*pending.popleft())
+                    while pending:
+                        settle(*pending.popleft())
                 return failures
 
             return apply_manifest(app, manifest, options, out, run_id=run_id, fetcher=None, store_missing=store_missing)
+
+
+IN_MEMORY_BYTES = 8 * 1024 * 1024
+PENDING = 32
+
+
+def _read_up_to(stream: IO[bytes], limit: int) -> bytes:
+    """Up to `limit` bytes, however short the stream's reads are (one more than expected shows a liar)."""
+    parts: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = stream.read(min(left, 1024 * 1024))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _store(storage: Storage, data: IO[bytes], file: mf.ManifestFile, progress: Progress) -> None:
+    services.store_verified(storage, data, file)
+    progress.file_done()
+
+
+def _stored_now(storage: Storage, data: IO[bytes], file: mf.ManifestFile, progress: Progress) -> Future[None]:
+    future: Future[None] = Future()
+    try:
+        _store(storage, data, file, progress)
+        future.set_result(None)
+    except services.BlobMismatch as exc:
+        future.set_exception(exc)
+    return future
 
 
 def _first_look_entries() -> int:

@@ -523,6 +523,16 @@ def test_bundles_round_trip_through_a_directory_and_a_zip(
     assert exported.exit_code == 0, exported.output
     with zipfile.ZipFile(archive_path) as zf:
         assert sorted(zf.namelist()) == sorted(["manifest.json", bundles.blob_name(new_sha)])
+    # The same update with the video's bytes swapped: refused, nothing of it kept.
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(archive_path) as good, zipfile.ZipFile(forged, "w") as bad:
+        bad.writestr("manifest.json", good.read("manifest.json"))
+        bad.writestr(bundles.blob_name(new_sha), os.urandom(VIDEO))
+    report = bundles.import_bundle(school.app, forged, out=io.StringIO())
+    assert report.status == "failed" and "hashed to" in report.message, report.message
+    assert school.courses()[0][0] == COURSE["title"]
+    assert not school.app.extensions["hub.storage"].exists(new_sha)
+
     report = bundles.import_bundle(school.app, archive_path, out=io.StringIO())
     assert report.status == "ok", report.message
     [(title, _v, shas)] = school.courses()
