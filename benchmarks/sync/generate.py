@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ class Catalog:
     lessons: list[tuple[int, int]] = field(default_factory=list)  # (lesson id, course id)
     # The blob each mirrored rendition uses: rendition id -> (lesson id, profile, sha256, size)
     renditions: dict[int, tuple[int, str, str, int]] = field(default_factory=dict)
+    edited_courses: int = 0  # courses the last edit() touched
 
     def mirrored(self) -> dict[str, int]:
         """sha256 -> size of every blob a school server subscribed to everything should hold."""
@@ -233,9 +235,18 @@ def _rendition_row(rendition_id: int, material_id: int, profile: str, sha: str, 
 
 
 def edit(
-    engine: Any, catalog: Catalog, fraction: float, *, blob_root: Path | None = None, seed: int = 11
+    engine: Any,
+    catalog: Catalog,
+    fraction: float,
+    *,
+    blob_root: Path | None = None,
+    seed: int = 11,
+    clustered: bool = False,
 ) -> dict[str, int]:
     """Edit `fraction` of the lessons as an uploader would: a new video (360p + poster) and a new title.
+
+    The lessons are drawn at random over the catalog, or with `clustered` from as few
+    courses as hold them.
 
     Each edited course gets a new version and an ``updated`` change, as
     hub.catalog.services does. Returns sha256 -> size of the new blobs a mirror must fetch.
@@ -243,37 +254,49 @@ def edit(
     rng = random.Random(seed)
     source = _Bytes(seed * 1000, blob_root)
     source.counter = 10**9 + seed * 10**7  # distinct from every blob load() or another edit made
-    chosen = rng.sample(catalog.lessons, max(1, round(len(catalog.lessons) * fraction)))
+    count = max(1, round(len(catalog.lessons) * fraction))
+    if clustered:
+        # Whole courses, as when a school revises a textbook's course: the same lessons in fewer courses.
+        courses_chosen = set(rng.sample(catalog.courses, max(1, round(len(catalog.courses) * fraction))))
+        chosen = [pair for pair in catalog.lessons if pair[1] in courses_chosen][:count]
+    else:
+        chosen = rng.sample(catalog.lessons, count)
     by_lesson: dict[int, list[int]] = {}
     for rid, (lid, profile, _, _) in catalog.renditions.items():
         if profile in ("video-360p", "poster"):
             by_lesson.setdefault(lid, []).append(rid)
     new: dict[str, int] = {}
+    # A real edit's time, as the ORM's onupdate would write it.
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     connection = _raw(engine)
     try:
         db = connection.driver_connection
         courses: set[int] = set()
         for lesson_id, course_id in chosen:
             courses.add(course_id)
-            db.execute("UPDATE lesson SET title = title || '（修订）', updated_at = ? WHERE id = ?", (NOW, lesson_id))
+            db.execute("UPDATE lesson SET title = title || '（修订）', updated_at = ? WHERE id = ?", (now, lesson_id))
             for rid in by_lesson[lesson_id]:
                 lid, profile, _, _ = catalog.renditions[rid]
                 sha, size = source.blob(profile)
                 db.execute(
                     "INSERT INTO blob (sha256, size, media_type, created_at) VALUES (?, ?, ?, ?)",
-                    (sha, size, MEDIA_TYPES[profile], NOW),
+                    (sha, size, MEDIA_TYPES[profile], now),
                 )
-                db.execute("UPDATE rendition SET blob_sha256 = ?, bytes = ? WHERE id = ?", (sha, size, rid))
+                db.execute(
+                    "UPDATE rendition SET blob_sha256 = ?, bytes = ?, updated_at = ? WHERE id = ?",
+                    (sha, size, now, rid),
+                )
                 catalog.renditions[rid] = (lid, profile, sha, size)
                 new[sha] = size
         for course_id in sorted(courses):
-            db.execute("UPDATE course SET version = version + 1, updated_at = ? WHERE id = ?", (NOW, course_id))
+            db.execute("UPDATE course SET version = version + 1, updated_at = ? WHERE id = ?", (now, course_id))
             db.execute(
                 "INSERT INTO change (course_id, action, version, created_at) "
                 "SELECT id, 'updated', version, ? FROM course WHERE id = ?",
-                (NOW, course_id),
+                (now, course_id),
             )
         connection.commit()
     finally:
         connection.close()
+    catalog.edited_courses = len(courses)
     return new

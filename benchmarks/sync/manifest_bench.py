@@ -8,7 +8,9 @@ revisions, digest, bump the version, canonical JSON, Ed25519 signature):
 - ``first``: the first manifest (version 1);
 - ``unchanged``: asked again with nothing changed (same version);
 - ``incremental``: asked again after 2 % of the lessons were edited (new version) —
-  the number the issue's target (≤ 2 s) is about.
+  the number the issue's target (≤ 2 s) is about; the process keeps its entry cache
+  between manifests as a web worker does, and once more with the cache emptied (a
+  worker that has just started).
 
 Reference in the same run: the floor, sqlite3 fetching the same rows the four
 manifest queries read (no Python objects beyond tuples, no JSON, no signature).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import cProfile
 import io
+import json
 import pstats
 import statistics
 import time
@@ -38,7 +41,10 @@ class ManifestResult:
     first_s: float = 0.0
     unchanged_s: list[float] = field(default_factory=list)
     incremental_s: list[float] = field(default_factory=list)
-    phases_s: dict[str, float] = field(default_factory=dict)  # of one incremental build
+    edited: str = ""
+    clustered_s: float = 0.0  # the same number of lessons, in whole courses
+    clustered: str = ""
+    cold_incremental_s: float = 0.0  # the same, in a process whose entry cache is empty
     floor_s: list[float] = field(default_factory=list)
     manifest_bytes: int = 0
     versions: list[int] = field(default_factory=list)
@@ -77,35 +83,6 @@ def _floor(engine: Any) -> float:
         connection.close()
 
 
-def _phases(session: Any, school: Any, key: Any) -> tuple[dict[str, float], bytes]:
-    """issue_manifest's steps one by one, to show where the time goes."""
-    from hub.db import utcnow
-    from hub.sync import manifest as mf
-    from hub.sync import services
-
-    phases: dict[str, float] = {}
-    t = time.perf_counter()
-    subscriptions = services.list_subscriptions(session, school.id)
-    ids = mf.select_course_ids(session, subscriptions)
-    phases["select courses"] = time.perf_counter() - t
-    t = time.perf_counter()
-    courses = mf.build_courses(session, ids)
-    phases["build entries + revisions"] = time.perf_counter() - t
-    t = time.perf_counter()
-    mf.content_digest(courses)
-    phases["digest"] = time.perf_counter() - t
-    t = time.perf_counter()
-    payload = mf.build_manifest(
-        session, subscriptions, subscriber=school, version=1, cursor=0, now=utcnow(), lifetime=3600, courses=courses
-    )
-    data = mf.canonical_json(payload)
-    phases["canonical JSON"] = time.perf_counter() - t
-    t = time.perf_counter()
-    envelope = mf.sign(data, key)
-    phases["sign + envelope"] = time.perf_counter() - t
-    return phases, envelope
-
-
 def run(work: Path, lessons: int, *, profile: bool = False) -> ManifestResult:
     from hub import create_app
     from hub.accounts.models import School
@@ -140,16 +117,27 @@ def run(work: Path, lessons: int, *, profile: bool = False) -> ManifestResult:
     result.versions.append(_version(envelope))
     for round_ in range(REPEAT):
         edit(database.engine, catalog, 0.02, seed=100 + round_)
+        result.edited = (
+            f"{round(lessons * 0.02):,} lessons in {catalog.edited_courses:,} of {len(catalog.courses):,} courses"
+        )
         seconds, envelope = issue()
         result.incremental_s.append(seconds)
         result.versions.append(_version(envelope))
     result.manifest_bytes = len(envelope)
     for _ in range(REPEAT):
         result.floor_s.append(_floor(database.engine))
+    edit(database.engine, catalog, 0.02, seed=150, clustered=True)
+    result.clustered = f"{catalog.edited_courses:,} courses"
+    result.clustered_s, envelope = issue()
+    result.versions.append(_version(envelope))
+    # A web worker just started (or another one of several) has no cached entries.
+    mf.ENTRY_CACHE.clear()
+    edit(database.engine, catalog, 0.02, seed=200)
+    result.cold_incremental_s, envelope = issue()
+    result.versions.append(_version(envelope))
     with database.session() as session:
         school = session.get(School, catalog.rural_id)
         assert school is not None
-        result.phases_s, _ = _phases(session, school, key)
         if profile:
             edit(database.engine, catalog, 0.02, seed=999)
             profiler = cProfile.Profile()
@@ -165,9 +153,9 @@ def run(work: Path, lessons: int, *, profile: bool = False) -> ManifestResult:
 
 
 def _version(envelope: bytes) -> int:
-    import json
-
-    return int(json.loads(json.loads(envelope)["payload"])["version"])
+    # The envelope is a signed header line, then the payload's bytes.
+    _header, _, payload = envelope.partition(b"\n")
+    return int(json.loads(payload)["version"])
 
 
 def report(result: ManifestResult) -> list[str]:
@@ -181,20 +169,26 @@ def report(result: ManifestResult) -> list[str]:
         "| --- | ---: | ---: |",
         f"| first (version {result.versions[0]}) | {result.first_s:.2f} s | {result.first_s / result.floor:.1f}× |",
         f"| asked again, nothing changed (version {result.versions[1]}) | {same:.2f} s | {same / result.floor:.1f}× |",
-        f"| **incremental** after editing 2 % of lessons, median of {len(result.incremental_s)} "
-        f"(versions {', '.join(map(str, result.versions[2:]))}) | **{inc:.2f} s** | {inc / result.floor:.1f}× |",
-        f"| reference: sqlite3 fetching the same rows | {result.floor:.2f} s | 1.0× |",
+        f"| **incremental**: asked again after editing 2 % of lessons, median of {len(result.incremental_s)} "
+        f"(versions {', '.join(map(str, result.versions[2:-2]))}) | **{inc:.2f} s** | {inc / result.floor:.1f}× |",
+        f"| incremental, the same 2 % of lessons in whole courses ({result.clustered}; version {result.versions[-2]}) "
+        f"| {result.clustered_s:.2f} s | {result.clustered_s / result.floor:.1f}× |",
+        f"| incremental in a process with an empty entry cache (version {result.versions[-1]}) "
+        f"| {result.cold_incremental_s:.2f} s | {result.cold_incremental_s / result.floor:.1f}× |",
+        f"| reference: sqlite3 fetching the rows a full build reads | {result.floor:.2f} s | 1.0× |",
         "",
-        f"Signed manifest: {result.manifest_bytes / 1e6:.1f} MB. Where one build's time goes: "
-        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.phases_s.items())
-        + f". Catalog loaded in {result.load_s:.0f} s (not measured).",
+        f"Each edit: {result.edited} (lessons drawn at random: a new video rendition and poster, a new title). "
+        f"Signed manifest: {result.manifest_bytes / 1e6:.1f} MB. Catalog loaded in {result.load_s:.0f} s "
+        "(setup, not measured). All in one process, as in a long-running web worker, so the entry cache "
+        "(`hub.sync.manifest.ENTRY_CACHE`) is warm after the first manifest except where said.",
         "",
-        f"Target: incremental manifest ≤ 2 s at 100,000 lessons — {'met' if inc <= 2 else '**missed**'} ({inc:.2f} s).",
+        f"Target: incremental manifest ≤ 2 s at {result.lessons:,} lessons — "
+        f"{'met' if inc <= 2 else '**missed**'} ({inc:.2f} s).",
     ]
     if result.profile:
         lines += [
             "",
-            "cProfile of one incremental `issue_manifest`, by own time:",
+            "cProfile of one more incremental `issue_manifest` (warm cache, 2 % edited), by own time:",
             "",
             "```",
             *_trim(result.profile),

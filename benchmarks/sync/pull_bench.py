@@ -65,8 +65,10 @@ class PullResult:
     changed_bytes: int = 0
     hub: list[Transfer] = field(default_factory=list)
     rsync: list[Transfer] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the mirror got wrong, if anything
     rsync_version: str = ""
+    edited_courses: int = 0
+    courses: int = 0
 
 
 def free_port() -> int:
@@ -313,7 +315,9 @@ def run(work: Path, lessons: int, fraction: float = 0.02) -> PullResult:
     upstream_dir, school_dir = work / "upstream", work / "school"
     catalog, public_key, token = setup_upstream(upstream_dir, lessons)
     wanted = catalog.mirrored()
-    result = PullResult(lessons=lessons, blobs=len(wanted), blob_bytes=sum(wanted.values()))
+    result = PullResult(
+        lessons=lessons, blobs=len(wanted), blob_bytes=sum(wanted.values()), courses=len(catalog.courses)
+    )
     result.rsync_version = subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     port = free_port()
     server = subprocess.Popen(
@@ -351,6 +355,7 @@ def run(work: Path, lessons: int, fraction: float = 0.02) -> PullResult:
         changed = edit(engine, catalog, fraction, blob_root=upstream_dir / "storage")
         engine.dispose()
         result.changed_blobs, result.changed_bytes = len(changed), sum(changed.values())
+        result.edited_courses = catalog.edited_courses
         wanted = catalog.mirrored()
         rsync_tree(upstream_dir / "storage", tree, wanted)
 
@@ -368,6 +373,7 @@ def report(result: PullResult, fraction: float = 0.02) -> list[str]:
     lines = [
         f"#### Two hubs on loopback: {result.lessons:,} lessons, {result.blobs:,} mirrored blobs "
         f"({result.blob_bytes / 1e6:.1f} MB); then {fraction:.0%} of lessons edited "
+        f"in {result.edited_courses} of {result.courses} courses "
         f"({result.changed_blobs:,} new blobs, {result.changed_bytes / 1e6:.2f} MB)",
         "",
         "| sync | hub time | rsync time | hub ÷ rsync | hub run log ÷ rsync | hub bytes on the wire "
@@ -393,7 +399,9 @@ def report(result: PullResult, fraction: float = 0.02) -> list[str]:
             f"{transfer.up:,} up; " + "; ".join(transfer.notes)
         )
     lines.append(f"- reference: {result.rsync_version}")
-    lines.extend(f"- **{n}**" for n in result.notes)
+    lines.extend(f"- **mirror check failed: {n}**" for n in result.notes)
+    if not result.notes:
+        lines.append("- mirror check: after each sync the school server held every blob, course and lesson it should")
     if len(result.hub) == 2:
         inc = result.hub[1]
         lines += [

@@ -23,6 +23,7 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -46,12 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.work and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=RESULTS.parent)
     lines = [
         f"{MARKER}",
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; load average at the start {os.getloadavg()[0]:.1f} "
-        "(a shared machine: compare the ratios, not the seconds).",
+        f"(a shared machine: compare the ratios, not the seconds). Code at {commit.stdout.strip() or '?'}.",
         "",
     ]
     try:
