@@ -33,6 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from hub.search import api as search_api
     from hub.search import views as search_views
     from hub.sync import api as sync_api
+    from hub.sync import views as sync_views
 
     settings = Settings.load(config)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -86,4 +87,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(search_views.blueprint)
     app.register_blueprint(account_views.blueprint)
     app.register_blueprint(media_views.blueprint)
+    app.register_blueprint(sync_views.blueprint)
     return app

@@ -146,3 +146,18 @@ def test_a_batch_never_carries_a_draft_courses_blob(
     response = client.post("/api/v1/sync/blobs", json={"sha256": [setup["blobs"][0], secret]}, headers=setup["rural"])
     assert response.status_code == 404
     assert secret not in response.text and setup["blobs"][0] not in response.text
+
+
+def test_the_sync_page_is_for_admins(client: FlaskClient, make: Accounts) -> None:
+    school = make.school("山村小学", "rural")
+    make.user("admin@rural.cn", school, "admin", password="a long password 1")
+    make.user("t@rural.cn", school, "teacher", password="a long password 2")
+    assert client.get("/admin/sync/").status_code == 302  # sign in first
+    with client.session_transaction() as session:
+        session["user_id"] = accounts.get_user_by_email(make.session, "t@rural.cn").id
+    assert client.get("/admin/sync/").status_code == 403
+    with client.session_transaction() as session:
+        session["user_id"] = accounts.get_user_by_email(make.session, "admin@rural.cn").id
+    page = client.get("/admin/sync/", headers={"Accept-Language": "en"})
+    assert page.status_code == 200
+    assert "not a mirror" in page.text and "No runs yet." in page.text
