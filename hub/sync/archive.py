@@ -9,9 +9,10 @@ A USB bundle arrives from outside the hub, so everything in it is hostile until 
   it verifies, so no archive path can make us write anywhere.
 - ``max_bytes`` bounds the bytes really produced by decompression (counted as they are read,
   never taken from the sizes an archive declares), across every stream of one source: a zip
-  bomb stops when the budget is crossed, in the middle of a read. ``max_entries`` bounds the
-  entries (files and directories) a source may list, checked before an archive's index is
-  loaded into memory.
+  bomb stops when the budget is crossed, in the middle of a read. Listing a compressed tar
+  has to decompress it; that listing stops at the budget or at 16 times the file's size,
+  whichever is larger. ``max_entries`` bounds the entries (files and directories) a source
+  may list, checked before an archive's index is loaded into memory.
 
 FAT32 cannot hold a file of 4 GiB, so ``write_file`` splits a large logical file into
 ``NAME.000``, ``NAME.001``, … and a source folds them back into one logical ``NAME``. A name
@@ -67,6 +68,10 @@ _MAX_CENTRAL_RECORD = 46 + _MAX_NAME + 1024 + 1024
 # header; plus the end-of-archive blocks and the final record's padding.
 _TAR_ENTRY_OVERHEAD = 4 * 512 + _MAX_NAME * 2
 _TAR_END_OVERHEAD = 20 * 512
+
+# Media is already compressed: a real bundle's tar.gz inflates to about its own size.
+# A stream that grows beyond this many times the file is a bomb.
+_MAX_EXPANSION = 16
 
 
 class BundleError(Invalid):
@@ -430,9 +435,14 @@ class _TarSource(_Source):
         self._stack = ExitStack()
         try:
             stream = self._stack.enter_context(_decompressed(path))
-            # Listing a tar means reading through it (decompressing everything for .tar.gz):
-            # stop the listing once the stream is longer than the budget and headers explain.
-            limit = max_bytes + (max_entries + 1) * _TAR_ENTRY_OVERHEAD + _TAR_END_OVERHEAD
+            # Listing a compressed tar decompresses all of it. The listing may go as far as
+            # the budget (plus headers) or as far as a plausible expansion of the file,
+            # whichever is larger: a caller can list a big bundle on a small budget to read
+            # one small member, while a bomb stops long before its declared sizes.
+            limit = max(
+                max_bytes + (max_entries + 1) * _TAR_ENTRY_OVERHEAD + _TAR_END_OVERHEAD,
+                _MAX_EXPANSION * path.stat().st_size,
+            )
             bounded = _BoundedStream(stream, limit)
             tar = tarfile.open(fileobj=cast(IO[bytes], bounded), mode="r:")  # noqa: SIM115 -- closed by the stack
             self._tar = self._stack.enter_context(tar)

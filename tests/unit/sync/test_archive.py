@@ -341,6 +341,21 @@ def test_a_compressed_tar_bomb_is_refused_before_it_is_decompressed(jail: Path) 
     refused(archive, "longer than its limit", max_bytes=MiB)
 
 
+@pytest.mark.parametrize("suffix", [".zip", ".tar", ".tar.gz"])
+def test_a_small_budget_still_lists_a_big_bundle_and_reads_what_fits(jail: Path, suffix: str) -> None:
+    root = jail / "bundle"
+    write_file(root, "manifest.json", [b"{}"])
+    write_file(root, "blobs/big", [os.urandom(2 * MiB)])  # incompressible, like media
+    archive = jail / f"bundle{suffix}"
+    pack(root, archive)
+
+    with open_bundle(archive, max_bytes=MiB, max_entries=10) as source:
+        assert source.names() == ["blobs/big", "manifest.json"]
+        assert source.open("manifest.json").read() == b"{}"
+        with pytest.raises(BundleError, match="over the limit"):
+            source.open("blobs/big").read()
+
+
 def test_a_damaged_zip_member_is_refused(jail: Path) -> None:
     archive = jail / "b.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as packed:
