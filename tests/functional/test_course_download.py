@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import socket
 import zipfile
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +24,9 @@ from sqlalchemy.orm import Session
 
 from hub.catalog.models import Material
 from hub.media.downloads import download_counts
-from tests.conftest import Accounts
-from tests.functional.conftest import LiveServer, wait_until
+from hub.media.models import Blob
+from tests.conftest import STORAGE, Accounts
+from tests.functional.conftest import HUB, LiveServer, Process, free_port, wait_until
 from tests.support.courses import SeededCourse, seed_course
 
 
@@ -110,3 +114,48 @@ def test_anonymous_users_get_published_courses_only(
     draft = seed_course(app.extensions["hub.storage"], db, make.school().id, status="draft", title="草稿课程")
     r = requests.get(f"{live_server.url}/courses/{draft.course_id}/download", timeout=10)
     assert r.status_code == 404
+
+
+@pytest.mark.skipif(STORAGE == "s3", reason="S3 course ZIPs are read by a worker thread (README)")
+def test_stalled_downloads_hold_no_worker_thread(
+    app: Flask, db: Session, make: Accounts, hub_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Clients that stop reading must not take waitress's threads (here 2) from page views.
+
+    Bodies bigger than waitress's 16 MiB output buffer are what used to hold a thread:
+    a generator blocks once that buffer is full. Files go to the I/O loop instead.
+    """
+    seeded = seed_course(app.extensions["hub.storage"], db, make.school().id)
+    big = app.extensions["hub.storage"].store(io.BytesIO(os.urandom(24 * 1024 * 1024)))
+    video = db.get(Material, seeded.material_ids["video"])
+    assert video is not None
+    rendition = next(r for r in video.renditions if r.profile == "video-240p")
+    db.add(Blob(sha256=big.sha256, size=big.size, media_type="video/mp4"))
+    rendition.blob_sha256, rendition.bytes = big.sha256, big.size
+    db.commit()
+    port = free_port()
+    server = Process([*HUB, "serve", "--port", str(port), "--threads", "2"], hub_env, tmp_path / "serve2.log")
+    base = f"http://127.0.0.1:{port}"
+    stalled: list[socket.socket] = []
+    try:
+        wait_until(lambda: _up(base), 30, "the web server")
+        for path in [f"/api/v1/blobs/{big.sha256}"] * 2 + [f"/courses/{seeded.course_id}/download"] * 2:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            assert sock.recv(12).startswith(b"HTTP/1.1 200")  # it started, then the client stops reading
+            stalled.append(sock)
+        for _ in range(3):
+            page = requests.get(f"{base}/courses/{seeded.course_id}", timeout=20)
+            assert page.status_code == 200
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.stop()
+
+
+def _up(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/api/v1/openapi.json", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
