@@ -291,7 +291,7 @@ def _read_up_to(stream: IO[bytes], limit: int) -> bytes:
 
 def _store(storage: Storage, data: IO[bytes], file: mf.ManifestFile, progress: Progress) -> None:
     services.store_verified(storage, data, file)
-    progress.file_done()
+    progress.file_done(file.sha256)
 
 
 def _stored_now(storage: Storage, data: IO[bytes], file: mf.ManifestFile, progress: Progress) -> Future[None]:

@@ -192,6 +192,7 @@ class Progress:
     bytes_done: int = 0
     transferred: int = 0  # bytes received this run (a resumed file counts only its new bytes)
     started: float = field(default_factory=time.monotonic)
+    stored: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def received(self, count: int) -> None:
@@ -203,9 +204,12 @@ class Progress:
         with self._lock:
             self.bytes_done += count
 
-    def file_done(self) -> None:
+    def file_done(self, sha256: str = "") -> None:
+        """One more file stored (verified); `sha256` joins the set the apply step trusts."""
         with self._lock:
             self.files_done += 1
+            if sha256:
+                self.stored.add(sha256)
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-6)
@@ -398,7 +402,7 @@ class Transfer:
 
         def run() -> None:
             services.store_verified(self.storage, buffer, file)
-            self.progress.file_done()
+            self.progress.file_done(file.sha256)
 
         if self.store_pool is None:
             future: Future[None] = Future()
@@ -450,7 +454,7 @@ def fetch_blob(transfer: Transfer, file: mf.ManifestFile) -> None:
             services.store_verified(transfer.storage, f, file)
     finally:
         partial.unlink(missing_ok=True)
-    transfer.progress.file_done()
+    transfer.progress.file_done(file.sha256)
 
 
 def _fetch_into(transfer: Transfer, file: mf.ManifestFile, partial: Path) -> None:
@@ -809,9 +813,7 @@ def apply_manifest(
 
     # Present: what the plan found in storage, and what this run stored (each verified).
     wanted = {sha for entry in work.apply for sha in entry.files()}
-    present = (wanted - set(work.missing)) | {
-        sha for sha in work.missing if sha not in failures and storage.exists(sha)
-    }
+    present = (wanted - set(work.missing)) | progress.stored
     replaced: set[str] = set()
     with database.session() as session:
         mirrored = services.mirrored_courses(session)
