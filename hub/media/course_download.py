@@ -29,7 +29,7 @@ from hub.accounts.models import User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
 from hub.errors import Invalid
-from hub.media.models import Blob, Rendition
+from hub.media.models import Blob
 from hub.media.profiles import PROFILES
 from hub.media.storage import Storage
 from hub.media.zipstore import ZipEntry, ZipLayout
@@ -84,43 +84,33 @@ class CourseDownload:
         return self.layout.size
 
 
-def _playable_fallback(material: Material, ready: dict[str, Rendition], profiles: tuple[str, ...]) -> bool:
-    """The original stands in when the pipeline skipped a profile because the original was smaller."""
-    return (
-        material.status == "ready"
-        and any(r.profile in profiles and r.status == "skipped" for r in material.renditions)
-        and not any(p in ready for p in profiles)
-    )
-
-
 def choose_file(material: Material, quality: str) -> ChosenFile | None:
     """The file of `material` a course ZIP of `quality` carries, or None (not ready)."""
     if quality == "original":
         return ChosenFile(material, "original", material.original)
     profiles = _CANDIDATES[material.kind]
-    ready = {
-        r.profile: r
+    candidates: dict[str, tuple[int, Blob]] = {
+        r.profile: (r.blob.size, r.blob)
         for r in material.renditions
         if r.status == "ready" and r.blob is not None and r.profile in profiles
     }
-    if not ready:
-        # A skipped rendition means the original was already smaller than it would be.
-        if _playable_fallback(material, ready, profiles) or (
-            material.kind in ("document", "image") and material.status == "ready"
-        ):
-            return ChosenFile(material, "original", material.original)
+    skipped = {r.profile for r in material.renditions if r.status == "skipped" and r.profile in profiles}
+    if material.status == "ready" and (skipped or (not candidates and material.kind in ("document", "image"))):
+        # The pipeline skips a rendition that would be bigger than the original: the
+        # original stands in for it (and a ready document or image is usable as it is).
+        candidates["original"] = (material.original.size, material.original)
+    if not candidates:
         return None
-    by_size = sorted(ready.values(), key=lambda r: (r.bytes or 0, r.profile))
     wanted = {"360p": "video-360p", "240p": "video-240p"}.get(quality)
-    if wanted in ready:
-        pick = ready[wanted]
-    elif quality == "best":
-        pick = by_size[-1]
+    if wanted in candidates:
+        profile = wanted
+    elif wanted in skipped:
+        profile = "original"
     else:
-        # "smallest", and a profile this material lacks: the cheapest file to fetch.
-        pick = by_size[0]
-    assert pick.blob is not None
-    return ChosenFile(material, pick.profile, pick.blob)
+        by_size = sorted(candidates, key=lambda name: (candidates[name][0], name))
+        # "best" is the biggest; "smallest", and a profile this material lacks, the cheapest to fetch.
+        profile = by_size[-1] if quality == "best" else by_size[0]
+    return ChosenFile(material, profile, candidates[profile][1])
 
 
 def _extension(chosen: ChosenFile) -> str:

@@ -191,3 +191,44 @@ def test_a_course_without_lessons_is_a_valid_small_zip(client: FlaskClient, db: 
     assert archive.testzip() is None
     assert sorted(archive.namelist()) == ["SHA256SUMS", "index.html", "manifest.json"]
     assert [f["path"] for f in json.loads(archive.read("manifest.json"))["files"]] == ["index.html"]
+
+
+def _video(original_size: int, renditions: dict[str, int | None], status: str = "ready") -> Any:
+    """A transient material: profile → blob size (None: skipped, the original was smaller)."""
+    from hub.catalog.models import Material
+    from hub.media.models import Blob, Rendition
+
+    material = Material(kind="video", title="t", filename="a.mp4", status=status)
+    material.original = Blob(sha256="0" * 64, size=original_size, media_type="video/mp4")
+    for i, (profile, size) in enumerate(renditions.items(), start=1):
+        if size is None:
+            material.renditions.append(Rendition(profile=profile, status="skipped"))
+        else:
+            blob = Blob(sha256=str(i) * 64, size=size, media_type="video/mp4")
+            material.renditions.append(Rendition(profile=profile, status="ready", blob=blob, bytes=size))
+    return material
+
+
+@pytest.mark.parametrize(
+    ("original", "renditions", "quality", "expected"),
+    [
+        (900, {"video-360p": 600, "video-240p": 300}, "smallest", "video-240p"),
+        (900, {"video-360p": 600, "video-240p": 300}, "best", "video-360p"),
+        (900, {"video-360p": 600, "video-240p": 300}, "240p", "video-240p"),
+        (200, {"video-360p": 600, "video-240p": None}, "smallest", "original"),  # skipped: the original is smaller
+        (200, {"video-360p": 600, "video-240p": None}, "240p", "original"),
+        (900, {"video-360p": 600}, "240p", "video-360p"),  # lacking the profile: the cheapest there is
+        (900, {"video-360p": 600, "video-240p": 300}, "original", "original"),
+    ],
+)
+def test_choose_file(original: int, renditions: dict[str, int | None], quality: str, expected: str) -> None:
+    from hub.media.course_download import choose_file
+
+    chosen = choose_file(_video(original, renditions), quality)
+    assert chosen is not None and chosen.profile == expected
+
+
+def test_a_video_still_processing_has_nothing_to_download() -> None:
+    from hub.media.course_download import choose_file
+
+    assert choose_file(_video(900, {}, status="processing"), "smallest") is None
