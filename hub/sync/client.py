@@ -351,18 +351,29 @@ class Upstream:
         except ValueError:
             raise SyncError(f"The upstream's answer to {path} is not JSON.") from None
 
-    def manifest(self) -> bytes:
+    def manifest(self, known_version: int | None = None) -> bytes | None:
+        """The signed manifest, or None when it is still `known_version` (HTTP 304)."""
+        headers = {"Accept-Encoding": "gzip"}
+        if known_version is not None:
+            headers["If-None-Match"] = mf.manifest_etag(known_version)
         try:
-            response = self.request("GET", "/api/v1/sync/manifest", headers={"Accept-Encoding": "gzip"})
+            response = self.request("GET", "/api/v1/sync/manifest", headers=headers)
             raw = response.read(mf.MAX_ENVELOPE_BYTES + 1)
         except (OSError, http.client.HTTPException) as exc:
             self.reset()
             raise SyncError(f"The upstream could not be reached ({exc}).") from None
+        if response.status == 304 and known_version is not None:
+            return None
         if response.status != 200:
             raise SyncError(f"The upstream refused the manifest ({response.status}): {_error_message(raw)}")
         if (response.getheader("Content-Encoding") or "").lower() == "gzip":
             raw = gunzip_bounded(raw, mf.MAX_ENVELOPE_BYTES)
         return raw
+
+
+def _fresh_enough(manifest: mf.Manifest) -> bool:
+    lifetime = manifest.expires_at - manifest.issued_at
+    return manifest.expires_at - utcnow() > lifetime / 2
 
 
 def gunzip_bounded(data: bytes, limit: int) -> bytes:
@@ -718,12 +729,20 @@ def _run(
         with database.session() as session:
             state = services.mirror_state(session)
             since = state.cursor
+            stored = services.stored_manifest(session, public_key) if state.envelope else None
             session.commit()
         changes = _feed_count(upstream, since)
-        envelope = upstream.manifest()
+        # Ask "has it changed?" while the copy we hold has at least half its life left: an
+        # unchanged catalog then costs a 304, not the whole manifest, on every cron run.
+        known = stored[0] if stored is not None and _fresh_enough(stored[0]) else None
+        envelope = upstream.manifest(known.version if known is not None else None)
         with database.session() as session:
             try:
-                manifest = services.accept_manifest(session, envelope, public_key)
+                if envelope is None:
+                    assert known is not None
+                    manifest = known
+                else:
+                    manifest = services.accept_manifest(session, envelope, public_key)
             except mf.ManifestRefused as exc:
                 session.rollback()
                 report.status, report.message = "refused", exc.message

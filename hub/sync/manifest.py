@@ -644,6 +644,18 @@ def sign(payload: bytes, private_key: Ed25519PrivateKey) -> bytes:
     return canonical_json(header) + b"\n" + payload
 
 
+def manifest_etag(version: int) -> str:
+    """The entity tag of manifest `version`: the upstream answers 304 while it is still current."""
+    return f'"manifest-{version}"'
+
+
+def unverified_version(envelope_bytes: bytes) -> int:
+    """The version an envelope this hub just signed carries (for its ETag); never use on received bytes."""
+    payload = envelope_bytes[envelope_bytes.index(b"\n") + 1 :]
+    marker = payload.rindex(b',"version":')
+    return int(payload[marker + len(b',"version":') : -1])
+
+
 def verify(
     envelope_bytes: bytes,
     public_key: Ed25519PublicKey,

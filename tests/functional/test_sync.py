@@ -366,6 +366,9 @@ def test_first_sync_then_an_edit_moves_only_the_changed_blob(upstream: Upstream,
     assert (report.status, report.bytes_transferred, report.courses_applied) == ("ok", 0, 0)
     assert school.state().manifest_version == version_before  # type: ignore[union-attr]
     assert proxy.blob_body_bytes == 0
+    # The manifest itself did not travel again: the upstream said 304 to the version held.
+    assert ("GET", "/api/v1/sync/manifest", "") in proxy.requests
+    assert proxy.total_bytes < 5_000
 
 
 def test_limits_then_a_cut_connection_resumes_without_fetching_again(

@@ -161,3 +161,14 @@ def test_the_sync_page_is_for_admins(client: FlaskClient, make: Accounts) -> Non
     page = client.get("/admin/sync/", headers={"Accept-Language": "en"})
     assert page.status_code == 200
     assert "not a mirror" in page.text and "No runs yet." in page.text
+
+
+def test_an_unchanged_manifest_is_a_304(client: FlaskClient, setup: dict[str, Any]) -> None:
+    headers = setup["rural"]
+    client.post("/api/v1/sync/subscriptions", json={"course": setup["course"]}, headers=headers)
+    first = client.get("/api/v1/sync/manifest", headers=headers)
+    assert first.headers["ETag"] == mf.manifest_etag(1)
+    again = client.get("/api/v1/sync/manifest", headers={**headers, "If-None-Match": mf.manifest_etag(1)})
+    assert again.status_code == 304 and again.data == b""
+    older = client.get("/api/v1/sync/manifest", headers={**headers, "If-None-Match": mf.manifest_etag(0)})
+    assert older.status_code == 200 and older.data
