@@ -2,8 +2,9 @@
 
 One run:
 
-1. fetch the change feed since the stored cursor and the signed manifest;
-   refuse an unsigned, wrongly signed, older or expired manifest (nothing changes);
+1. fetch the change feed since the stored cursor and the signed manifest (gzip;
+   a 304 when the version held is still current); refuse an unsigned, wrongly
+   signed, older or expired manifest (nothing changes);
 2. plan: the courses whose revision changed, and of their blobs the ones not in
    storage (content addressing makes this a set difference); keep the courses
    that fit the storage budget, all or nothing per course;
