@@ -46,7 +46,7 @@ from hub.sync import manifest as mf
 from hub.sync.client import PullOptions, Window, pull
 from hub.sync.models import MirrorCourse, MirrorState, SyncRun
 from tests.conftest import COURSE, STORAGE, Accounts
-from tests.functional.conftest import HUB, LiveServer, free_port, wait_until
+from tests.functional.conftest import HUB, LiveServer, wait_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -65,7 +65,7 @@ POSTER = 6_000  # small: fetched in a batch
 @dataclass
 class Proxy:
     upstream_port: int
-    port: int = field(default_factory=free_port)
+    port: int = 0  # set once the proxy is listening
     blob_body_bytes: int = 0  # bytes of blob bodies passed to the school server
     total_bytes: int = 0  # every response byte passed on, headers included
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Range)
@@ -158,7 +158,9 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def proxy(live_server: LiveServer) -> Iterator[Proxy]:
     proxy = Proxy(upstream_port=live_server.port)
-    server = ThreadingHTTPServer(("127.0.0.1", proxy.port), _handler(proxy))
+    # Port 0: the kernel picks a free port as it binds, so no other process can take it first.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
+    proxy.port = server.server_address[1]
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
