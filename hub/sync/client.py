@@ -729,14 +729,21 @@ def _run(
     try:
         with database.session() as session:
             state = services.mirror_state(session)
-            since = state.cursor
-            stored = services.stored_manifest(session, public_key) if state.envelope else None
+            since, held = state.cursor, (state.manifest_version if state.envelope else None)
             session.commit()
         changes = _feed_count(upstream, since)
-        # Ask "has it changed?" while the copy we hold has at least half its life left: an
-        # unchanged catalog then costs a 304, not the whole manifest, on every cron run.
-        known = stored[0] if stored is not None and _fresh_enough(stored[0]) else None
-        envelope = upstream.manifest(known.version if known is not None else None)
+        # "Has it changed?": an unchanged catalog costs a 304, not the whole manifest, on
+        # every cron run. The copy held is used only while it has half its life left;
+        # after that a freshly signed one is fetched, so it never expires in use.
+        envelope = upstream.manifest(held)
+        known = None
+        if envelope is None:
+            with database.session() as session:
+                stored = services.stored_manifest(session, public_key)
+            if stored is not None and _fresh_enough(stored[0]):
+                known = stored[0]
+            else:
+                envelope = upstream.manifest(None)
         with database.session() as session:
             try:
                 if envelope is None:
