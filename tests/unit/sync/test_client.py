@@ -142,3 +142,58 @@ def test_a_compressed_manifest_is_bounded() -> None:
         client.gunzip_bounded(gzip.compress(b"\0" * 10_000_000), 1_000_000)  # 10 MB from ~10 kB
     with pytest.raises(client.SyncError, match="damaged"):
         client.gunzip_bounded(b"\x1f\x8b not gzip", 1000)
+
+
+def test_a_304_uses_the_copy_held_unless_it_is_near_expiry(hub_env: dict[str, str]) -> None:
+    from datetime import UTC, timedelta
+
+    from hub import create_app
+    from hub.db import get_database
+    from hub.sync import manifest as mf
+    from hub.sync import services
+
+    key = mf.generate_private_key()
+    app = create_app(
+        {**hub_env, "HUB_UPSTREAM_URL": "http://127.0.0.1:9", "HUB_UPSTREAM_PUBLIC_KEY": mf.public_key_text(key)}
+    )
+
+    def envelope(version: int, issued: datetime, lifetime: timedelta) -> bytes:
+        school = {"id": 2, "name": "山村小学", "kind": "rural", "region": "", "county": ""}
+        payload = {
+            "format": mf.FORMAT,
+            "version": version,
+            "cursor": 0,
+            "issued_at": issued.isoformat(),
+            "expires_at": (issued + lifetime).isoformat(),
+            "subscriber": school,
+            "courses": [],
+        }
+        return mf.sign(mf.canonical_json(payload), key)
+
+    class FakeUpstream:
+        def __init__(self, fresh: bytes) -> None:
+            self.asked: list[int | None] = []
+            self.fresh = fresh
+
+        def json(self, method: str, path: str, body: object = None) -> dict[str, object]:
+            return {"changes": [], "cursor": 0, "more": False}
+
+        def manifest(self, known_version: int | None = None) -> bytes | None:
+            self.asked.append(known_version)
+            return None if known_version is not None else self.fresh
+
+    now = datetime.now(UTC)
+    try:
+        for issued, asked in ((now - timedelta(hours=1), [3]), (now - timedelta(days=6), [3, None])):
+            with get_database(app).session() as session:
+                state = services.mirror_state(session)
+                state.manifest_version, state.envelope = 3, envelope(3, issued, timedelta(days=7)).decode()
+                session.commit()
+            upstream = FakeUpstream(envelope(3, now, timedelta(days=7)))
+            report = client._run(
+                app, upstream, key.public_key(), client.PullOptions(report_counts=False), io.StringIO(), None, "pull"
+            )  # type: ignore[arg-type]
+            assert report.status == "ok", report.message
+            assert upstream.asked == asked
+    finally:
+        get_database(app).engine.dispose()
