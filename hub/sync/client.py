@@ -761,11 +761,12 @@ def _run(
             f"manifest version {manifest.version}: {len(manifest.courses)} courses; "
             f"{changes} catalog changes upstream since the last pull\n"
         )
-        report = apply_manifest(app, manifest, options, out, run_id=run_id, fetcher=upstream, deadline=deadline)
-        if options.report_counts and report.status in ("ok", "partial"):
+        if options.report_counts:
+            # Before applying: a replaced rendition's blob, and its local counts, go away then.
             counts_note = send_counts(database, upstream)
             if counts_note:
                 out.write(counts_note + "\n")
+        report = apply_manifest(app, manifest, options, out, run_id=run_id, fetcher=upstream, deadline=deadline)
         return report
     except SyncError as exc:
         report.status, report.message = "failed", exc.message

@@ -39,7 +39,8 @@ from hub.catalog.models import Course, Lesson, Material
 from hub.catalog.schemas import CourseCreate, CourseUpdate, LessonCreate
 from hub.db import get_database, utcnow
 from hub.jobs import INDEX_COURSE, Outbox
-from hub.media.models import Blob, Rendition
+from hub.media.downloads import record_download
+from hub.media.models import Blob, DownloadCount, Rendition
 from hub.media.storage import Storage
 from hub.sync import bundles, services
 from hub.sync import manifest as mf
@@ -311,6 +312,17 @@ def school(tmp_path: Path, sqlite_template: Path, upstream: Upstream, proxy: Pro
     get_database(app).engine.dispose()
 
 
+def upstream_downloads(upstream: Upstream, sha: str) -> int:
+    upstream.db.rollback()  # a fresh snapshot: the server counted in its own transaction
+    rural = accounts.get_school_by_name(upstream.db, RURAL)
+    return sum(
+        row.count
+        for row in upstream.db.scalars(
+            select(DownloadCount).where(DownloadCount.blob_sha256 == sha, DownloadCount.school_id == rural.id)
+        )
+    )
+
+
 def blob_bytes(storage: Storage, sha: str) -> bytes:
     return b"".join(storage.open_range(sha, 0, None))
 
@@ -346,6 +358,10 @@ def test_first_sync_then_an_edit_moves_only_the_changed_blob(upstream: Upstream,
     run = school.last_run()
     assert (run.status, run.files_done, run.bytes_transferred) == ("ok", 4, 2 * VIDEO + 2 * POSTER)
 
+    # Teachers on the LAN download a poster three times; the next pull reports that upstream.
+    for _ in range(3):
+        record_download(get_database(school.app), posters[0], None)
+
     # An edit upstream: the course is retitled and one lesson's video is transcoded again.
     upstream.retitle("一元二次方程（修订）")
     new_video = os.urandom(VIDEO)
@@ -358,6 +374,7 @@ def test_first_sync_then_an_edit_moves_only_the_changed_blob(upstream: Upstream,
     assert proxy.blob_body_bytes == len(new_video)  # nothing else crossed the link as blob bytes
     [(title, version, shas)] = school.courses()
     assert title == "一元二次方程（修订）" and version == 2
+    assert upstream_downloads(upstream, posters[0]) == 3  # aggregated: blob, day, school; never who
     assert new_sha in shas and old_sha not in shas
     assert not school_storage.exists(old_sha)  # the replaced rendition's bytes are reclaimed
 
@@ -371,6 +388,7 @@ def test_first_sync_then_an_edit_moves_only_the_changed_blob(upstream: Upstream,
     # The manifest itself did not travel again: the upstream said 304 to the version held.
     assert ("GET", "/api/v1/sync/manifest", "") in proxy.requests
     assert proxy.total_bytes < 5_000
+    assert upstream_downloads(upstream, posters[0]) == 3  # reported once, not again
 
 
 def test_limits_then_a_cut_connection_resumes_without_fetching_again(
