@@ -698,6 +698,30 @@ def write_results(text: str) -> None:
 # The run.
 
 
+INPUTS: tuple[tuple[str, str, Callable[[Path, float], Path]], ...] = (
+    ("slides", "slides + speech lesson", inputs.slides_lesson),
+    ("camera", "hand-held classroom camera with sensor noise", inputs.camera_clip),
+)
+
+
+def measure_ladder(run: Run, slides: Source, work: Path, out: Path, sequential: dict[str, Path]) -> Ladder:
+    """The poster one at a time, then the whole slides ladder two at a time, alone and as the workers run it."""
+    poster = PROFILES["poster"]
+    _, poster_wall, poster_cpu = timed(
+        lambda: ffmpeg.transcode(slides.path, slides.probe, poster, out / "slides-poster.jpg", limits=LIMITS)
+    )
+    sequential["poster"] = out / "slides-poster.jpg"
+    say("the slides ladder, two renditions at a time")
+    ladder = run_ladder(slides, work / "ladder", sequential)
+    mine = [e for e in run.encodes if e.group == "ours" and e.source is slides]
+    ladder.sequential_wall = sum(e.wall for e in mine) + poster_wall
+    ladder.sequential_cpu = sum(e.cpu for e in mine) + poster_cpu
+    ladder.decode_cpu = decode_cpu(slides)
+    say("the slides ladder as the workers run it, two renditions at a time")
+    ladder.worker_wall, ladder.worker_cpu = run_worker_ladder(slides, work / "worker-ladder")
+    return ladder
+
+
 def workdir(requested: str | None) -> tuple[Path, bool]:
     """The work directory and whether it is a temp dir to remove; never inside the repository."""
     path = Path(requested).resolve() if requested else Path(tempfile.mkdtemp(prefix="oer-media-bench-")).resolve()
@@ -714,6 +738,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", action="store_true", help="also measure candidate profile changes")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     parser.add_argument("--no-write", action="store_true", help="print the results only")
+    parser.add_argument(
+        "--input",
+        choices=("slides", "camera"),
+        help="only this input (re-measuring one part after a profile change; prints, never rewrites RESULTS.md)",
+    )
     args = parser.parse_args(argv)
     for tool in ("ffmpeg", "ffprobe", "espeak-ng"):
         if shutil.which(tool) is None:
@@ -725,10 +754,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         slides_s, camera_s = (60, 20) if args.quick else (600, 120)
         say("generating inputs")
-        made = [
-            ("slides", "slides + speech lesson", inputs.slides_lesson(work, slides_s)),
-            ("camera", "hand-held classroom camera with sensor noise", inputs.camera_clip(work, camera_s)),
-        ]
+        wanted = [(key, label, make) for key, label, make in INPUTS if args.input in (None, key)]
+        made = [(key, label, make(work, slides_s if key == "slides" else camera_s)) for key, label, make in wanted]
         for key, label, path in made:
             run.sources.append(Source(key, label, path, ffmpeg.probe(path, LIMITS)))
         out = work / "out"
@@ -744,25 +771,15 @@ def main(argv: list[str] | None = None) -> int:
                         sequential[profile.name] = target
             for height in (480, 360, 240):
                 run.encodes.append(encode_reference(source, out / f"{source.key}-reference-{height}.mp4", height))
-        slides = run.sources[0]
-        poster = PROFILES["poster"]
-        _, poster_wall, poster_cpu = timed(
-            lambda: ffmpeg.transcode(slides.path, slides.probe, poster, out / "slides-poster.jpg", limits=LIMITS)
-        )
-        sequential["poster"] = out / "slides-poster.jpg"
         if args.variants:
             for key, label, profile in variants():
-                source = next(s for s in run.sources if s.key == key)
-                target = out / f"{key}-variant-{len(run.encodes)}{profile.extension}"
-                run.encodes.append(encode_ours(source, profile, target, group="variant", name=label))
-        say("the slides ladder, two renditions at a time")
-        run.ladder = run_ladder(slides, work / "ladder", sequential)
-        mine = [e for e in run.encodes if e.group == "ours" and e.source is slides]
-        run.ladder.sequential_wall = sum(e.wall for e in mine) + poster_wall
-        run.ladder.sequential_cpu = sum(e.cpu for e in mine) + poster_cpu
-        run.ladder.decode_cpu = decode_cpu(slides)
-        say("the slides ladder as the workers run it, two renditions at a time")
-        run.ladder.worker_wall, run.ladder.worker_cpu = run_worker_ladder(slides, work / "worker-ladder")
+                chosen = next((s for s in run.sources if s.key == key), None)
+                if chosen is not None:
+                    target = out / f"{key}-variant-{len(run.encodes)}{profile.extension}"
+                    run.encodes.append(encode_ours(chosen, profile, target, group="variant", name=label))
+        slides = next((s for s in run.sources if s.key == "slides"), None)
+        if slides is not None:
+            run.ladder = measure_ladder(run, slides, work, out, sequential)
         say("SSIM, two at a time (untimed)")
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(score, run.encodes))
@@ -770,8 +787,8 @@ def main(argv: list[str] | None = None) -> int:
         run.seconds = time.perf_counter() - clock
         text = report(run)
         print(text)
-        if args.quick or args.no_write:
-            say("RESULTS.md not rewritten (quick run or --no-write)")
+        if args.quick or args.no_write or args.input:
+            say("RESULTS.md not rewritten (quick run, one input, or --no-write)")
         else:
             write_results(text)
             say(f"wrote {RESULTS.relative_to(ROOT)}")
