@@ -69,6 +69,9 @@ def download_blob(sha256: str) -> Response:
     database = get_database()
     school_id = actor.school_id if actor is not None else None
     headers = request.headers
+    # A school server mirroring a blob is not a teacher downloading it: its LAN
+    # downloads arrive later as aggregated counts (hub.sync), so none is counted twice.
+    counted = downloads.MIRROR_HEADER not in headers
     decision = downloads.decide(
         size=blob.size,
         sha256=blob.sha256,
@@ -102,7 +105,7 @@ def download_blob(sha256: str) -> Response:
         # S3 serves the bytes (and honours Range) itself, so the hub never sees the end
         # of the transfer. Approximation: count at redirect time a request that starts
         # the file (no usable Range, or a range from byte 0); resumptions do not count.
-        if request.method == "GET" and starts_the_file:
+        if request.method == "GET" and starts_the_file and counted:
             downloads.safe_record_download(database, blob.sha256, school_id)
         response = redirect(presigned, code=302)
         response.headers["Cache-Control"] = "no-store"  # the presigned URL expires
@@ -114,7 +117,7 @@ def download_blob(sha256: str) -> Response:
     if offload != "none" and local is not None and request.method == "GET":
         # The reverse proxy sends the file and answers Range itself from the original
         # request; the hub's thread is free at once. Counted like S3 redirects.
-        if starts_the_file:
+        if starts_the_file and counted:
             downloads.safe_record_download(database, blob.sha256, school_id)
         # No Accept-Ranges here: the proxy adds its own.
         handed = {k: v for k, v in base_headers.items() if k != "Accept-Ranges"}
@@ -127,7 +130,7 @@ def download_blob(sha256: str) -> Response:
     response_headers = {**base_headers, **disposition, "Content-Length": str(decision.length)}
     if decision.content_range is not None:
         response_headers["Content-Range"] = decision.content_range
-    completes = downloads.counts_as_completed(decision, blob.size)
+    completes = counted and downloads.counts_as_completed(decision, blob.size)
     body: Iterable[bytes]
     file_wrapper = request.environ.get("wsgi.file_wrapper")
     if request.method == "HEAD" or not decision.length:

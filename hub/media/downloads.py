@@ -168,6 +168,10 @@ def decide(
     return Decision(206, start, end, f"bytes {start}-{end}/{size}")
 
 
+# Sent by `hub sync pull` on every blob request: mirroring is not a download (see hub.media.api).
+MIRROR_HEADER = "Hub-Mirror"
+
+
 def counts_as_completed(decision: Decision, size: int) -> bool:
     """A body that ends at the last byte completes a download once it is fully sent.
 

@@ -52,6 +52,7 @@ from hub.config import Settings
 from hub.db import Database, get_database, utcnow
 from hub.errors import HubError
 from hub.locks import LockBusy, file_lock
+from hub.media.downloads import MIRROR_HEADER
 from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
 from hub.sync import manifest as mf
@@ -483,7 +484,7 @@ def _fetch_into(transfer: Transfer, file: mf.ManifestFile, partial: Path) -> Non
     if have == file.size:
         _check_digest(digest, file, partial)
         return
-    headers = {"Accept": "*/*"}
+    headers = {"Accept": "*/*", MIRROR_HEADER: "1"}
     if have:
         # If-Range: should the bytes behind the name ever differ, the server sends them whole.
         headers.update({"Range": f"bytes={have}-", "If-Range": f'"{file.sha256}"'})

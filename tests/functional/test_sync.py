@@ -357,6 +357,8 @@ def test_first_sync_then_an_edit_moves_only_the_changed_blob(upstream: Upstream,
         assert lessons == ["配方法", "公式法"]
     run = school.last_run()
     assert (run.status, run.files_done, run.bytes_transferred) == ("ok", 4, 2 * VIDEO + 2 * POSTER)
+    # Mirroring is not a teacher downloading: only the LAN's own counts, reported below, count.
+    assert [upstream_downloads(upstream, sha) for sha in shas] == [0] * len(shas)
 
     # Teachers on the LAN download a poster three times; the next pull reports that upstream.
     for _ in range(3):
