@@ -58,33 +58,16 @@ def db_upgrade() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
-# waitress stops accepting at 100 open connections by default, which 100 slow downloads
-# reach on their own; an open connection costs a socket in the I/O loop, not a thread.
 @click.option("--connections", default=1000, show_default=True, type=int, help="Most open connections.")
 def serve(host: str, port: int, threads: int, connections: int) -> None:
     """Serve the web app and API with waitress."""
-    from waitress import serve as waitress_serve
-
     from hub.search import ensure_index
+    from hub.web import serve as serve_app
 
     app = _app()
     ensure_index(app)  # an old-schema or corrupt index is rebuilt in the background
     click.echo(f"serving on http://{host}:{port}/", err=True)
-    # poll(), not select(): select() cannot watch descriptors past 1024, and scans every
-    # socket on each wake-up of the I/O loop that sends the slow downloads.
-    waitress_serve(
-        app,
-        host=host,
-        port=port,
-        threads=threads,
-        connection_limit=connections,
-        asyncore_use_poll=True,
-        # waitress reads request bodies 8 KiB per recv() by default: a 32 MiB tus PATCH
-        # was 4,096 turns of its Python I/O loop, 0.9 s of CPU per 256 MiB uploaded
-        # (benchmarks/uploads/RESULTS.md); 256 KiB brings that to ~0.15 s.
-        recv_bytes=256 * 1024,
-        ident="oer-hub",
-    )
+    serve_app(app, host, port, threads=threads, connections=connections)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -934,9 +934,9 @@ def _demo_url(host: str, port: int) -> str:
 
 
 def _serve(app: Flask, host: str, port: int) -> None:
-    from waitress import serve
+    from hub.web import serve
 
-    serve(app, host=host, port=port, threads=8, ident="oer-hub")
+    serve(app, host, port)
 
 
 def run_demo(app: Flask, host: str, port: int) -> None:
