@@ -159,6 +159,11 @@ class Settings:
     search_cache_mb: int = setting(
         "Memory for the search index's cached per-term document bitmaps, in MB.", _positive_int, "64"
     )
+    streamed_downloads: int = setting(
+        "Most course ZIPs streamed from S3 storage at once (each holds a web server thread); more get a 503.",
+        _positive_int,
+        "4",
+    )
     page_size: int = setting("Courses per page in lists.", _positive_int, "20")
     timezone: str = setting("Time zone of the dates shown on pages (an IANA name).", _timezone, "Asia/Shanghai")
     outbox_resend_after: int = setting(

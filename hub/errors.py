@@ -62,6 +62,14 @@ class NotFound(HubError):
     code = "not_found"
 
 
+class Busy(HubError):
+    """The server is at its limit for this kind of work; the client should retry later."""
+
+    status = 503
+    code = "busy"
+    retry_after = 60  # seconds, sent as Retry-After
+
+
 class Conflict(HubError):
     status = 409
     code = "conflict"
@@ -102,11 +110,14 @@ def error_response(
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(HubError)
-    def _hub_error(exc: HubError) -> tuple[Response | str, int]:
-        response = error_response(exc.status, exc.code, exc.template, exc.fields, **exc.params)
+    def _hub_error(exc: HubError) -> tuple[Response | str, int, dict[str, str]]:
+        body, status = error_response(exc.status, exc.code, exc.template, exc.fields, **exc.params)
+        headers: dict[str, str] = {}
         if isinstance(exc, Unauthorized) and _wants_json():
-            response[0].headers["WWW-Authenticate"] = 'Bearer realm="hub"'  # type: ignore[union-attr]
-        return response
+            headers["WWW-Authenticate"] = 'Bearer realm="hub"'
+        if isinstance(exc, Busy):
+            headers["Retry-After"] = str(exc.retry_after)
+        return body, status, headers
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> tuple[Response | str, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, request, url_for
@@ -11,7 +11,8 @@ from flask import Blueprint, Response, current_app, redirect, request, url_for
 from hub import csrf
 from hub.accounts.auth import current_user
 from hub.db import Database, get_database, request_session
-from hub.errors import PermissionDenied
+from hub.errors import Busy, PermissionDenied
+from hub.i18n import N_
 from hub.media import downloads
 from hub.media.course_download import CourseDownload, plan_course_download
 from hub.media.storage import Storage, content_disposition
@@ -125,16 +126,50 @@ def course_download(course_id: int) -> Response:
             window = ZipWindow(plan.layout, decision.start, decision.end + 1, on_done)
             body = file_wrapper(window, 65536)
         else:
-            # S3: each entry is one ranged GET, streamed by this thread.
-            body = _stream(plan, decision.start, decision.end, database, school_id, completes)
+            # S3: each entry is one ranged GET, streamed by this thread, which it holds for
+            # the hour a course takes at 256 kbit/s. Only a few at once, then: the rest are
+            # asked to come back instead of taking every thread from page views
+            # (benchmarks/downloads: 8 slow S3 ZIPs left no thread for any page).
+            slots = _stream_slots()
+            if not slots.acquire(blocking=False):
+                raise Busy(N_("Too many course downloads are being sent right now; please try again in a minute."))
+            chunks = _stream(plan, decision.start, decision.end, database, school_id, completes)
+            body = _HoldingSlot(chunks, slots.release)
     return Response(
         body, status=decision.status, headers=response_headers, mimetype="application/zip", direct_passthrough=True
     )
 
 
+def _stream_slots() -> threading.BoundedSemaphore:
+    slots = current_app.extensions.get("hub.zip_stream_slots")
+    if slots is None:
+        limit = current_app.extensions["hub.settings"].streamed_downloads
+        slots = current_app.extensions.setdefault("hub.zip_stream_slots", threading.BoundedSemaphore(limit))
+    return slots  # type: ignore[no-any-return]
+
+
+class _HoldingSlot:
+    """A streamed body that gives its slot back when the server closes it: sent, or the client left."""
+
+    def __init__(self, chunks: Generator[bytes, None, None], release: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        try:
+            self._chunks.close()
+        finally:
+            if self._release is not None:
+                self._release()
+                self._release = None
+
+
 def _stream(
     plan: CourseDownload, start: int, end: int, database: Database, school_id: int | None, completes: bool
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     yield from plan.layout.iter_bytes(start, end)
     # Reached only once the server asks for more after the last chunk (see
     # hub.media.api._stream). A completed course ZIP counts one download of every

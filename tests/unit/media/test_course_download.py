@@ -232,3 +232,22 @@ def test_a_video_still_processing_has_nothing_to_download() -> None:
     from hub.media.course_download import choose_file
 
     assert choose_file(_video(900, {}, status="processing"), "smallest") is None
+
+
+def test_streamed_zips_are_bounded_and_give_their_slot_back(app: Flask, seeded: SeededCourse) -> None:
+    # The test client has no wsgi.file_wrapper, so every ZIP takes the streamed path that
+    # S3 storage takes, holding a server thread while the client reads.
+    url = f"/courses/{seeded.course_id}/download"
+    limit = app.extensions["hub.settings"].streamed_downloads
+    client = app.test_client()
+    held = [client.get(url, buffered=False) for _ in range(limit)]
+    assert [r.status_code for r in held] == [200] * limit
+    refused = client.get(url)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "60"
+    assert "一分钟后再试" in refused.get_data(as_text=True)
+    assert client.get(url, headers={"Accept": "application/json"}).get_json()["error"]["code"] == "busy"
+    held.pop().close()  # a client that left, or a download that ended, frees its slot
+    again = client.get(url)
+    assert again.status_code == 200 and zipfile.ZipFile(io.BytesIO(again.data)).testzip() is None
+    for response in held:
+        response.close()
