@@ -180,9 +180,7 @@ def pull(label: str, work: Path, school_dir: Path, upstream_port: int, env: dict
         raise SystemExit(f"hub sync pull ({label}) failed with {done.returncode}:\n{done.stdout}\n{done.stderr}")
     transfer = Transfer(label, seconds, counts["down"], counts["up"], counts["connections"], payload)
     envelope = _envelope(school_dir)
-    transfer.notes.append(
-        f"the signed manifest is {len(envelope):,} bytes of it ({len(zlib.compress(envelope, 6)):,} if gzipped)"
-    )
+    transfer.notes.append(f"signed manifest {len(envelope):,} bytes, {len(zlib.compress(envelope, 6)):,} gzipped")
     run = _last_run(school_dir)
     if run:
         transfer.run_seconds = float(run["seconds"])
