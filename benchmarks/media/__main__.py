@@ -1,4 +1,4 @@
-"""``python -m benchmarks.media [--quick] [--workdir DIR] [--variants]``."""
+"""``python -m benchmarks.media [--quick] [--workdir DIR] [--variants] [--input slides|camera]``."""
 
 import sys
 
