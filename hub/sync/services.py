@@ -31,7 +31,7 @@ from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
 from hub.media.models import Blob, DownloadCount, Rendition
-from hub.media.storage import Storage, is_sha256
+from hub.media.storage import BlobBatch, Storage, is_sha256
 from hub.sync import manifest as mf
 from hub.sync.models import (
     Change,
@@ -407,6 +407,18 @@ def store_verified(storage: Storage, fileobj: IO[bytes], expected: mf.ManifestFi
     if stored.sha256 != expected.sha256 or stored.size != expected.size:
         if stored.created:
             storage.delete(stored.sha256)
+        raise BlobMismatch(
+            f"A file that should be {expected.sha256[:12]}… ({expected.size} bytes) hashed to "
+            f"{stored.sha256[:12]}… ({stored.size} bytes): refused."
+        )
+
+
+def add_verified(batch: BlobBatch, fileobj: IO[bytes], expected: mf.ManifestFile) -> None:
+    """store_verified into a storage batch: bytes that do not hash to `expected` are not kept."""
+    stored = batch.add(fileobj)
+    if stored.sha256 != expected.sha256 or stored.size != expected.size:
+        if stored.created:
+            batch.discard(stored.sha256)
         raise BlobMismatch(
             f"A file that should be {expected.sha256[:12]}… ({expected.size} bytes) hashed to "
             f"{stored.sha256[:12]}… ({stored.size} bytes): refused."

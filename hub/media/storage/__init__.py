@@ -1,6 +1,7 @@
 """Content-addressed blob storage: a local directory by default, S3 by configuration."""
 
 from .base import (
+    BlobBatch,
     BlobNotFound,
     InvalidKey,
     Storage,
@@ -13,6 +14,7 @@ from .local import LocalStorage
 from .s3 import S3Storage
 
 __all__ = [
+    "BlobBatch",
     "BlobNotFound",
     "InvalidKey",
     "LocalStorage",

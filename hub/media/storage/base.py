@@ -11,6 +11,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol, TypeGuard, runtime_checkable
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 __all__ = [
     "CHUNK_SIZE",
+    "BlobBatch",
     "BlobNotFound",
     "InvalidKey",
     "Storage",
@@ -57,6 +59,18 @@ class StoredBlob:
     created: bool  # False when the blob already existed (dedup)
 
 
+class BlobBatch(Protocol):
+    """Blobs stored together behind one durability barrier (see Storage.batch)."""
+
+    def add(self, fileobj: IO[bytes]) -> StoredBlob:
+        """Stream `fileobj` in, hashing on the way; created=False when the blob is already stored or added."""
+        ...
+
+    def discard(self, sha256: str) -> None:
+        """Do not keep a blob this batch created (bytes that failed a check); otherwise a no-op."""
+        ...
+
+
 @runtime_checkable
 class Storage(Protocol):
     """Content-addressed blob storage: local directory by default, S3 in production."""
@@ -67,6 +81,16 @@ class Storage(Protocol):
 
     def store_file(self, path: Path) -> StoredBlob:
         """Store the file at `path` (a worker's output); the file is left in place."""
+        ...
+
+    def batch(self) -> AbstractContextManager[BlobBatch]:
+        """Store many blobs at the cost of one durability barrier instead of one per blob.
+
+        When the block exits normally, every blob added and not discarded is stored,
+        durable and visible under its name; when it raises, none it created is kept.
+        Inside the block an added blob may not be visible yet (the local backend keeps
+        "durable before visible under its name" by publishing at the exit).
+        """
         ...
 
     def exists(self, sha256: str) -> bool: ...

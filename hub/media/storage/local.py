@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .base import (
+    BlobBatch,
     BlobNotFound,
     InvalidKey,
     StoredBlob,
@@ -81,6 +85,16 @@ class LocalStorage:
         # rewrite) its file, and it may live on another filesystem.
         with Path(path).open("rb") as f:
             return self.store(f)
+
+    @contextmanager
+    def batch(self) -> Iterator[BlobBatch]:
+        batch = _LocalBatch(self)
+        try:
+            yield batch
+        except BaseException:
+            batch.abandon()
+            raise
+        batch.publish()
 
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).is_file()
@@ -180,11 +194,118 @@ class LocalStorage:
                             yield name
 
 
+class _LocalBatch:
+    """Blobs written to root/tmp without an fsync each, published together by `publish`.
+
+    A blob becomes visible under its name only after its bytes are durable, as with
+    store(): one barrier for the whole batch (syncfs(2) of the storage filesystem, or
+    an fsync per file where that is unavailable), then the renames, then one more
+    barrier for the names. A sync pull's 6,000 small blobs cost two barriers per
+    batch instead of two fsyncs each. Thread-safe: several threads may add at once.
+    """
+
+    def __init__(self, storage: LocalStorage) -> None:
+        self._storage = storage
+        self._staged: dict[str, Path] = {}
+        self._lock = threading.Lock()
+
+    def add(self, fileobj: IO[bytes]) -> StoredBlob:
+        tmp_dir = self._storage.tmp_dir
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="batch-")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                sha256, size = copy_and_hash(fileobj, out)
+            target = self._storage._path(sha256)
+            with self._lock:
+                if sha256 not in self._staged and not target.exists():
+                    self._staged[sha256] = tmp
+                    return StoredBlob(sha256=sha256, size=size, created=True)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        tmp.unlink(missing_ok=True)
+        return StoredBlob(sha256=sha256, size=size, created=False)
+
+    def discard(self, sha256: str) -> None:
+        with self._lock:
+            tmp = self._staged.pop(sha256, None)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+    def abandon(self) -> None:
+        with self._lock:
+            staged, self._staged = self._staged, {}
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+
+    def publish(self) -> None:
+        with self._lock:
+            staged, self._staged = self._staged, {}
+        if not staged:
+            return
+        root = self._storage.root
+        try:
+            if not _syncfs(root):
+                for tmp in staged.values():
+                    _fsync_file(tmp)
+            touched: set[Path] = set()
+            for sha256, tmp in staged.items():
+                target = self._storage._path(sha256)
+                if target.exists():
+                    continue  # stored meanwhile by someone else: same name, same bytes
+                os.chmod(tmp, _BLOB_MODE)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
+                touched.update((target.parent, target.parent.parent))
+            if touched and not _syncfs(root):
+                for directory in sorted(touched, reverse=True):
+                    fsync_dir(directory)
+                fsync_dir(root)
+        finally:
+            for tmp in staged.values():
+                tmp.unlink(missing_ok=True)
+
+
+def _load_syncfs() -> Any:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None  # not Linux (or no syncfs): the fsync-per-file fallback
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNCFS = _load_syncfs()
+
+
+def _syncfs(path: Path) -> bool:
+    """Flush every file and name of the filesystem holding `path` in one call; False if not possible."""
+    if _SYNCFS is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return int(_SYNCFS(fd)) == 0
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _subdirs(path: Path) -> list[Path]:
     try:
         with os.scandir(path) as entries:
-            return sorted(
-                Path(e.path) for e in entries if len(e.name) == 2 and e.is_dir(follow_symlinks=False)
-            )
+            return sorted(Path(e.path) for e in entries if len(e.name) == 2 and e.is_dir(follow_symlinks=False))
     except FileNotFoundError:
         return []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .base import (
+    BlobBatch,
     BlobNotFound,
     StoredBlob,
     content_disposition,
@@ -82,9 +85,7 @@ class S3Storage:
                 # MinIO and Ceph behind a plain host name or an IP only do path-style.
                 s3={"addressing_style": "path"} if endpoint_url else {},
             )
-            client = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint_url, region_name=region, config=config
-            )
+            client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         self.client: Any = client
 
     def __repr__(self) -> str:
@@ -143,6 +144,16 @@ class S3Storage:
             Config=self.transfer_config,
         )
         return StoredBlob(sha256=sha256, size=size, created=True)
+
+    @contextmanager
+    def batch(self) -> Iterator[BlobBatch]:
+        # An object S3 has acknowledged is durable: a batch is a set of stores to undo on failure.
+        batch = _S3Batch(self)
+        try:
+            yield batch
+        except BaseException:
+            batch.abandon()
+            raise
 
     def exists(self, sha256: str) -> bool:
         return self._head(sha256) is not None
@@ -241,6 +252,34 @@ class S3Storage:
                 # Other things may share the bucket; only keys of our layout are blobs.
                 if is_sha256(name) and rest == key_for(name):
                     yield name
+
+
+class _S3Batch:
+    def __init__(self, storage: S3Storage) -> None:
+        self._storage = storage
+        self._created: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, fileobj: IO[bytes]) -> StoredBlob:
+        stored = self._storage.store(fileobj)
+        with self._lock:
+            if not stored.created or stored.sha256 in self._created:
+                return StoredBlob(sha256=stored.sha256, size=stored.size, created=False)
+            self._created.add(stored.sha256)
+        return stored
+
+    def discard(self, sha256: str) -> None:
+        with self._lock:
+            if sha256 not in self._created:
+                return
+            self._created.discard(sha256)
+        self._storage.delete(sha256)
+
+    def abandon(self) -> None:
+        with self._lock:
+            created, self._created = self._created, set()
+        for sha256 in created:
+            self._storage.delete(sha256)
 
 
 def _check_expires(seconds: int) -> int:

@@ -431,3 +431,97 @@ def test_local_iter_hashes_ignores_strays(tmp_path: Path) -> None:
     (storage.root / "00" / "00" / misplaced).write_bytes(b"misplaced")
 
     assert list(storage.iter_hashes()) == [digest]
+
+
+# -- batches: many blobs behind one durability barrier ------------------------------
+
+
+def test_batch_stores_every_blob_at_exit(storage: Storage) -> None:
+    before = storage.store(io.BytesIO(b"stored before")).sha256
+    blobs = [os.urandom(1000 + i) for i in range(5)]
+
+    with storage.batch() as batch:
+        added = [batch.add(io.BytesIO(data)) for data in blobs]
+        again = batch.add(io.BytesIO(blobs[0]))
+        old = batch.add(io.BytesIO(b"stored before"))
+
+    assert [(a.sha256, a.size, a.created) for a in added] == [(sha(d), len(d), True) for d in blobs]
+    assert again == StoredBlob(sha256=sha(blobs[0]), size=len(blobs[0]), created=False)
+    assert old.created is False
+    assert sorted(storage.iter_hashes()) == sorted([before, *map(sha, blobs)])
+    assert [read_all(storage, sha(d)) for d in blobs] == blobs
+    tmp = temp_dir(storage)
+    assert not tmp.exists() or list(tmp.iterdir()) == []
+
+
+def test_batch_discard_keeps_only_what_it_created(storage: Storage) -> None:
+    kept_before = storage.store(io.BytesIO(b"someone else's")).sha256
+
+    with storage.batch() as batch:
+        wrong = batch.add(io.BytesIO(b"bytes that failed a check")).sha256
+        right = batch.add(io.BytesIO(b"good bytes")).sha256
+        batch.add(io.BytesIO(b"someone else's"))
+        batch.discard(wrong)
+        batch.discard(kept_before)  # not created by this batch: stays
+
+    assert sorted(storage.iter_hashes()) == sorted([kept_before, right])
+
+
+def test_batch_that_raises_keeps_nothing_it_created(storage: Storage) -> None:
+    kept_before = storage.store(io.BytesIO(b"kept")).sha256
+
+    with pytest.raises(RuntimeError), storage.batch() as batch:
+        batch.add(io.BytesIO(b"new"))
+        batch.add(io.BytesIO(b"kept"))
+        raise RuntimeError("the caller failed")
+
+    assert list(storage.iter_hashes()) == [kept_before]
+    tmp = temp_dir(storage)
+    assert not tmp.exists() or list(tmp.iterdir()) == []
+
+
+def test_batch_accepts_adds_from_many_threads(storage: Storage) -> None:
+    blobs = [os.urandom(2000 + i) for i in range(16)]
+    results: list[StoredBlob] = []
+    with storage.batch() as batch:
+        threads = [threading.Thread(target=lambda d=data: results.append(batch.add(io.BytesIO(d)))) for data in blobs]
+        threads += [threading.Thread(target=lambda: results.append(batch.add(io.BytesIO(blobs[0]))))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert sum(r.created for r in results) == len(blobs)
+    assert sorted(storage.iter_hashes()) == sorted(map(sha, blobs))
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "fsync-each"])
+def test_local_batch_is_durable_before_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool) -> None:
+    # A crash must never leave a name that claims bytes which were not on disk yet:
+    # every barrier over the file data comes before any rename into place.
+    from hub.media.storage import local
+
+    storage = LocalStorage(tmp_path / "blobs")
+    blobs = [os.urandom(500 + i) for i in range(4)]
+    barriers: list[int] = []  # blobs visible at each data or name barrier
+
+    def visible() -> int:
+        return sum(storage.exists(sha(d)) for d in blobs)
+
+    real_syncfs, real_fsync_file, real_fsync_dir = local._syncfs, local._fsync_file, local.fsync_dir
+    if syncfs:
+        monkeypatch.setattr(local, "_syncfs", lambda path: barriers.append(visible()) or real_syncfs(path))
+    else:
+        monkeypatch.setattr(local, "_syncfs", lambda path: False)
+        monkeypatch.setattr(local, "_fsync_file", lambda path: barriers.append(visible()) or real_fsync_file(path))
+        monkeypatch.setattr(local, "fsync_dir", lambda path: barriers.append(visible()) or real_fsync_dir(path))
+
+    with storage.batch() as batch:
+        for data in blobs:
+            batch.add(io.BytesIO(data))
+        assert visible() == 0
+
+    assert visible() == len(blobs)
+    data_barriers = barriers[: 1 if syncfs else len(blobs)]
+    assert data_barriers and set(data_barriers) == {0}
+    assert barriers[-1] == len(blobs)  # and the names are made durable after the renames
