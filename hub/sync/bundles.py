@@ -219,6 +219,8 @@ def _import(
         with source.open(MANIFEST_NAME) as stream:
             envelope = _read_limited(stream, mf.MAX_ENVELOPE_BYTES)
     with database.session() as session:
+        state = services.mirror_state(session)
+        before = (state.manifest_version, state.envelope, state.cursor)
         manifest = services.accept_manifest(session, envelope, public_key)
         files = manifest.files()
         # Then the real budget: exactly the bytes and entries the signed manifest accounts for.
@@ -269,7 +271,18 @@ def _import(
                         settle(*pending.popleft())
                 return failures
 
-            return apply_manifest(app, manifest, options, out, run_id=run_id, fetcher=None, store_missing=store_missing)
+            try:
+                return apply_manifest(
+                    app, manifest, options, out, run_id=run_id, fetcher=None, store_missing=store_missing
+                )
+            except archive.BundleError:
+                # Refused while its blobs were read (past its budget, say): the signed manifest
+                # came with contents that are not its own, so the mirror forgets it again. A
+                # pull that fails mid-way keeps its manifest instead, to resume from it.
+                state = services.mirror_state(session)
+                state.manifest_version, state.envelope, state.cursor = before
+                session.commit()
+                raise
 
 
 IN_MEMORY_BYTES = 8 * 1024 * 1024
