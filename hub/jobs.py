@@ -33,13 +33,16 @@ BUILD_RENDITION = "hub.media.build_rendition"
 SWEEP_OUTBOX = "hub.jobs.sweep_outbox"
 REQUEUE_STALLED = "hub.media.requeue_stalled"
 INDEX_COURSE = "hub.search.index_course"
+INDEX_COURSES = "hub.search.index_courses"  # many at once: a sync pull applies courses by the dozen
 EXPIRE_UPLOADS = "hub.uploads.expire"
-TASK_NAMES = frozenset({PROCESS_MATERIAL, BUILD_RENDITION, SWEEP_OUTBOX, REQUEUE_STALLED, INDEX_COURSE, EXPIRE_UPLOADS})
+TASK_NAMES = frozenset(
+    {PROCESS_MATERIAL, BUILD_RENDITION, SWEEP_OUTBOX, REQUEUE_STALLED, INDEX_COURSE, INDEX_COURSES, EXPIRE_UPLOADS}
+)
 
 # Transcodes are long and CPU-bound; keeping them on their own queue means a
 # backlog of videos never delays quick jobs.
 # Whoosh has one writer at a time: index updates go through their own queue.
-QUEUES = {PROCESS_MATERIAL: "media", BUILD_RENDITION: "media", INDEX_COURSE: "search"}
+QUEUES = {PROCESS_MATERIAL: "media", BUILD_RENDITION: "media", INDEX_COURSE: "search", INDEX_COURSES: "search"}
 DEFAULT_QUEUE = "celery"
 ALL_QUEUES = (DEFAULT_QUEUE, "media", "search")
 

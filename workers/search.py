@@ -15,3 +15,12 @@ def index_course(course_id: int) -> None:
     """Bring the index in line with the course as it is now (or remove it)."""
     with get_database().session() as session:
         services.index_course(session, current_app.extensions["hub.search"], course_id)
+
+
+@shared_task(name=jobs.INDEX_COURSES, autoretry_for=(services.IndexBusy,), retry_backoff=2, max_retries=10)
+def index_courses(course_ids: list[int]) -> None:
+    """index_course for each of `course_ids` (a retry redoes them all: each is idempotent)."""
+    with get_database().session() as session:
+        engine = current_app.extensions["hub.search"]
+        for course_id in course_ids:
+            services.index_course(session, engine, course_id)

@@ -395,3 +395,39 @@ def test_cached_entries_make_the_same_bytes_and_rebuild_only_what_changed(
     catalog.withdraw_course(cat.db, cat.uploader, ids[0])
     cat.db.commit()
     assert [cid for cid, _ in cache.entries(cat.db, ids)] == ids[1:]
+
+
+def test_drop_unreferenced_blobs_drops_only_what_nothing_uses(cat: Catalog) -> None:
+    course = cat.course(lessons=2)
+    material = cat.db.scalars(select(Material).join(Lesson).where(Lesson.course_id == course.id)).first()
+    assert material is not None
+    used_original = material.original_sha256
+    used_rendition = material.renditions[0].blob_sha256
+    orphans = [hashlib.sha256(f"orphan {n}".encode()).hexdigest() for n in range(3)]
+    for sha in orphans:
+        cat.db.add(Blob(sha256=sha, size=1, media_type="video/mp4"))
+        cat.db.add(DownloadCount(blob_sha256=sha, day=date(2026, 1, 1), count=2))
+    cat.db.flush()
+
+    dropped = services.drop_unreferenced_blobs(cat.db, [*orphans, used_original, used_rendition, "not-a-hash"])
+    cat.db.commit()
+
+    assert sorted(dropped) == sorted(orphans)
+    left = set(cat.db.scalars(select(Blob.sha256).where(Blob.sha256.in_([*orphans, used_original, used_rendition]))))
+    assert left == {used_original, used_rendition}
+    assert (
+        cat.db.scalar(select(func.count()).select_from(DownloadCount).where(DownloadCount.blob_sha256.in_(orphans)))
+        == 0
+    )
+
+
+def test_reindex_courses_queues_one_task_for_many(cat: Catalog) -> None:
+    from hub.jobs import INDEX_COURSES
+
+    services.reindex_courses(cat.db, [7, 8, 9])
+    services.reindex_courses(cat.db, [10])
+    services.reindex_courses(cat.db, [])
+    cat.db.commit()
+
+    rows = cat.db.execute(select(Outbox.task, Outbox.args).order_by(Outbox.id.desc()).limit(2)).all()
+    assert [tuple(r) for r in rows] == [(INDEX_COURSE, [10]), (INDEX_COURSES, [[7, 8, 9]])]  # one argument: the list
