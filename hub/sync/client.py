@@ -434,7 +434,7 @@ class Transfer:
             self.stop.set()
             raise Stopped("the time window closed")
 
-    def read_into(self, response: http.client.HTTPResponse, out: IO[bytes], length: int, digest: Any) -> None:
+    def read_into(self, response: http.client.HTTPResponse, out: IO[bytes], length: int, digest: Any = None) -> None:
         remaining = length
         chunk_size = CHUNK if not self.limiter.rate else max(4096, min(CHUNK, self.limiter.rate // 8))
         while remaining > 0:
@@ -444,7 +444,8 @@ class Transfer:
                 raise http.client.IncompleteRead(b"", remaining)
             self.limiter.take(len(chunk))
             out.write(chunk)
-            digest.update(chunk)
+            if digest is not None:
+                digest.update(chunk)
             remaining -= len(chunk)
             self.progress.received(len(chunk))
 
@@ -588,7 +589,7 @@ def _fetch_batch_once(transfer: Transfer, files: list[mf.ManifestFile]) -> list[
             if file is None or size != file.size:
                 raise SyncError(f"The upstream sent {sha[:12]}… ({size} bytes), which was not asked for.")
             buffer = io.BytesIO()
-            transfer.read_into(response, buffer, size, hashlib.sha256())
+            transfer.read_into(response, buffer, size)  # hashed once, as the batch stores it
             buffer.seek(0)
             stores.append((transfer.add(batch, buffer, file), file))
             remaining.pop(sha, None)

@@ -206,13 +206,12 @@ class _LocalBatch:
 
     def __init__(self, storage: LocalStorage) -> None:
         self._storage = storage
-        self._staged: dict[str, Path] = {}
+        self._staged: dict[str, tuple[Path, Path]] = {}  # sha256 -> (staged file, its place)
         self._lock = threading.Lock()
+        storage.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def add(self, fileobj: IO[bytes]) -> StoredBlob:
-        tmp_dir = self._storage.tmp_dir
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="batch-")
+        fd, tmp_name = tempfile.mkstemp(dir=self._storage.tmp_dir, prefix="batch-")
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -220,7 +219,7 @@ class _LocalBatch:
             target = self._storage._path(sha256)
             with self._lock:
                 if sha256 not in self._staged and not target.exists():
-                    self._staged[sha256] = tmp
+                    self._staged[sha256] = (tmp, target)
                     return StoredBlob(sha256=sha256, size=size, created=True)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -230,14 +229,14 @@ class _LocalBatch:
 
     def discard(self, sha256: str) -> None:
         with self._lock:
-            tmp = self._staged.pop(sha256, None)
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            staged = self._staged.pop(sha256, None)
+        if staged is not None:
+            staged[0].unlink(missing_ok=True)
 
     def abandon(self) -> None:
         with self._lock:
             staged, self._staged = self._staged, {}
-        for tmp in staged.values():
+        for tmp, _target in staged.values():
             tmp.unlink(missing_ok=True)
 
     def publish(self) -> None:
@@ -248,15 +247,15 @@ class _LocalBatch:
         root = self._storage.root
         try:
             if not _syncfs(root):
-                for tmp in staged.values():
+                for tmp, _target in staged.values():
                     _fsync_file(tmp)
             touched: set[Path] = set()
-            for sha256, tmp in staged.items():
-                target = self._storage._path(sha256)
+            for tmp, target in staged.values():
                 if target.exists():
                     continue  # stored meanwhile by someone else: same name, same bytes
                 os.chmod(tmp, _BLOB_MODE)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.parent not in touched:
+                    target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, target)
                 touched.update((target.parent, target.parent.parent))
             if touched and not _syncfs(root):
@@ -264,7 +263,7 @@ class _LocalBatch:
                     fsync_dir(directory)
                 fsync_dir(root)
         finally:
-            for tmp in staged.values():
+            for tmp, _target in staged.values():
                 tmp.unlink(missing_ok=True)
 
 
