@@ -106,10 +106,18 @@ def hub_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str
         redis.Redis.from_url(BROKER_URL).flushdb()
 
 
+def hub_settings(env: dict[str, str]) -> dict[str, str]:
+    """The ``HUB_*`` part of a test hub's environment: what ``create_app`` takes as overrides.
+
+    ``hub_env`` also carries the S3 credentials that subprocesses need (AWS_*), which
+    ``create_app`` would refuse as unknown settings.
+    """
+    return {k: v for k, v in env.items() if k.startswith("HUB_")}
+
+
 @pytest.fixture
 def app(hub_env: dict[str, str]) -> Iterator[Flask]:
-    overrides = {k: v for k, v in hub_env.items() if k.startswith("HUB_")}
-    app = create_app(overrides)
+    app = create_app(hub_settings(hub_env))
     app.config["TESTING"] = True
     yield app
     get_database(app).engine.dispose()

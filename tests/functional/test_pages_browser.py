@@ -27,7 +27,7 @@ import requests
 
 from hub import create_app
 from hub.db import get_database
-from tests.conftest import BROKER_URL, COURSE, DATABASE_URL, STORAGE, Accounts, _empty_postgres
+from tests.conftest import BROKER_URL, COURSE, DATABASE_URL, STORAGE, Accounts, _empty_postgres, hub_settings
 from tests.functional.conftest import LiveServer, Worker, wait_until
 from tests.support.media import lesson_video
 from tests.support.moto_server import TEST_AWS_ENV
@@ -87,7 +87,7 @@ def module_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 def _bearer(env: dict[str, str]) -> dict[str, str]:
-    app = create_app(env)
+    app = create_app(hub_settings(env))
     try:
         with get_database(app).session() as db:
             make = Accounts(db)

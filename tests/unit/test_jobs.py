@@ -14,6 +14,7 @@ import workers.media
 from hub import create_app, jobs
 from hub.db import get_database
 from hub.jobs import Outbox
+from tests.conftest import hub_settings
 
 
 def test_every_task_the_app_sends_is_registered(app: Flask) -> None:
@@ -58,7 +59,7 @@ def test_rows_are_sent_after_commit_only(app: Flask, db: Session) -> None:
 def test_broker_down_loses_nothing(hub_env: dict[str, str], tmp_path: Path) -> None:
     # Nothing listens on port 9 of loopback: every send fails at once.
     down = create_app(
-        {**{k: v for k, v in hub_env.items() if k.startswith("HUB_")}, "HUB_BROKER_URL": "redis://127.0.0.1:9/0"}
+        {**hub_settings(hub_env), "HUB_BROKER_URL": "redis://127.0.0.1:9/0"}
     )
     with get_database(down).session() as session:
         row = jobs.enqueue(session, jobs.SWEEP_OUTBOX)
@@ -69,7 +70,7 @@ def test_broker_down_loses_nothing(hub_env: dict[str, str], tmp_path: Path) -> N
         assert "Error" in row.last_error
 
     # The broker is back (the same database, a working broker): the sweeper sends it.
-    up = create_app({**{k: v for k, v in hub_env.items() if k.startswith("HUB_")}, "HUB_OUTBOX_RESEND_AFTER": "1"})
+    up = create_app({**hub_settings(hub_env), "HUB_OUTBOX_RESEND_AFTER": "1"})
     with get_database(up).session() as session:
         session.execute(Outbox.__table__.update().values(created_at=row.created_at.replace(year=2000)))
         session.commit()

@@ -12,6 +12,7 @@ import pytest
 
 from hub.sync import client
 from hub.sync.client import Window, parse_rate
+from tests.conftest import hub_settings
 
 
 @pytest.mark.parametrize(
@@ -122,7 +123,7 @@ def test_one_sync_at_a_time(hub_env: dict[str, str]) -> None:
         "HUB_UPSTREAM_PUBLIC_KEY": mf.public_key_text(mf.generate_private_key()),
         "HUB_UPSTREAM_TOKEN": "t",
     }
-    app = create_app(env)
+    app = create_app(hub_settings(env))
     try:
         with file_lock(client.sync_lock_path(app.extensions["hub.settings"])):
             report = client.pull(app, client.PullOptions())
@@ -154,7 +155,11 @@ def test_a_304_uses_the_copy_held_unless_it_is_near_expiry(hub_env: dict[str, st
 
     key = mf.generate_private_key()
     app = create_app(
-        {**hub_env, "HUB_UPSTREAM_URL": "http://127.0.0.1:9", "HUB_UPSTREAM_PUBLIC_KEY": mf.public_key_text(key)}
+        {
+            **hub_settings(hub_env),
+            "HUB_UPSTREAM_URL": "http://127.0.0.1:9",
+            "HUB_UPSTREAM_PUBLIC_KEY": mf.public_key_text(key),
+        }
     )
 
     def envelope(version: int, issued: datetime, lifetime: timedelta) -> bytes:
