@@ -524,7 +524,9 @@ def apply_course(
         for r in m.renditions
     ]
     if renditions:
-        session.execute(insert(Rendition), renditions)
+        # render_nulls: without it the ORM leaves None columns out and starts a new statement each
+        # time the pattern changes (a video's kbps, then a poster's None): one INSERT per row.
+        session.execute(insert(Rendition), renditions, execution_options={"render_nulls": True})
     session.expire(course, ["lessons"])
     session.flush()
     if link is None:
@@ -567,11 +569,24 @@ def _delete_lessons(session: Session, course_id: int) -> None:
 def _insert_returning_ids(
     session: Session, model: type[Lesson] | type[Material], rows: list[dict[str, Any]]
 ) -> list[int]:
-    """Insert `rows` in one statement; their new ids, in the order of `rows`."""
+    """Insert `rows`; their new ids, in the order of `rows`.
+
+    RETURNING gives no row order, and asking SQLAlchemy for one makes it send a
+    statement per row on SQLite. So the rows come back with their own values and
+    are matched on them: one statement whenever no two rows are alike (always, for
+    lessons, which differ by position), a statement per row otherwise.
+    """
     if not rows:
         return []
-    result = session.execute(insert(model).returning(model.id, sort_by_parameter_order=True), rows)
-    return list(result.scalars())
+    names = [name for name in rows[0] if name not in ("created_at", "updated_at")]
+    keys = [tuple(row[name] for name in names) for row in rows]
+    if len(set(keys)) < len(keys):
+        result = session.execute(insert(model).returning(model.id, sort_by_parameter_order=True), rows)
+        return list(result.scalars())
+    columns = [getattr(model, name) for name in names]
+    returned = session.execute(insert(model).returning(model.id, *columns), rows)
+    ids = {tuple(row[1:]): row[0] for row in returned}
+    return [ids[key] for key in keys]
 
 
 def _local_school(session: Session, school: mf.ManifestSchool) -> School:

@@ -431,3 +431,42 @@ def test_reindex_courses_queues_one_task_for_many(cat: Catalog) -> None:
 
     rows = cat.db.execute(select(Outbox.task, Outbox.args).order_by(Outbox.id.desc()).limit(2)).all()
     assert [tuple(r) for r in rows] == [(INDEX_COURSE, [10]), (INDEX_COURSES, [[7, 8, 9]])]  # one argument: the list
+
+
+def test_applying_keeps_each_rendition_with_its_material(
+    cat: Catalog, key: mf.Ed25519PrivateKey, sqlite_template: Path, tmp_path: Path
+) -> None:
+    # Rows are inserted set-wise and matched back to their ids by value; two identical
+    # materials in one lesson take the one-row-at-a-time path. Either way each rendition
+    # must end up under the material the manifest lists it with.
+    course = cat.course(lessons=3)
+    services.subscribe(cat.db, cat.rural, course_id=course.id)
+    entry = _manifest(cat, key).courses[0]
+    first, second, third = entry.lessons
+    twin = first.materials[0]
+    lessons = [first.model_copy(update={"materials": [twin, twin]}), second, third]
+    entry = entry.model_copy(update={"lessons": lessons})
+    data_dir = tmp_path / "mirror"
+    data_dir.mkdir()
+    shutil.copy(sqlite_template, data_dir / "hub.db")
+    mirror_app = create_app({"HUB_DATA_DIR": str(data_dir)})
+    mirror_storage: Storage = mirror_app.extensions["hub.storage"]
+    for sha in {**entry.files(), **{m.original.sha256: m for lesson in lessons for m in lesson.materials}}:
+        mirror_storage.store(io.BytesIO(b"".join(cat.storage.open_range(sha, 0, None))))
+    with get_database(mirror_app).session() as session:
+        local = services.apply_course(session, mirror_storage, entry)
+        session.commit()
+        got = [
+            [
+                (m.original_sha256, sorted((r.profile, r.blob_sha256) for r in m.renditions))
+                for m in sorted(lesson.materials, key=lambda m: m.id)
+            ]
+            for lesson in local.lessons
+        ]
+    get_database(mirror_app).engine.dispose()
+    want = [
+        [(m.original.sha256, sorted((r.profile, r.sha256) for r in m.renditions)) for m in lesson.materials]
+        for lesson in lessons
+    ]
+    assert got == want
+    assert len({tuple(rs) for lesson in want for _o, rs in lesson}) == 3  # a mix-up would show
