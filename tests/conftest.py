@@ -77,10 +77,12 @@ def _empty_postgres(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture
-def hub_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The ``HUB_*`` settings of this test's hub instance (also for subprocesses)."""
-    data_dir = tmp_path / "var"
+def instance_env(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[dict[str, str]]:
+    """The environment of one test hub instance in ``data_dir``, on this run's backends.
+
+    A generator for fixtures to ``yield from``: after the test, the shared services
+    (a PostgreSQL database, a Redis broker) are emptied for the next one.
+    """
     data_dir.mkdir()
     env = {"HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING"}
     if DATABASE_URL:
@@ -104,6 +106,12 @@ def hub_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str
         import redis
 
         redis.Redis.from_url(BROKER_URL).flushdb()
+
+
+@pytest.fixture
+def hub_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The ``HUB_*`` settings of this test's hub instance (also for subprocesses)."""
+    yield from instance_env(request, tmp_path / "var")
 
 
 def hub_settings(env: dict[str, str]) -> dict[str, str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +26,9 @@ import requests
 
 from hub import create_app
 from hub.db import get_database
-from tests.conftest import BROKER_URL, COURSE, DATABASE_URL, STORAGE, Accounts, _empty_postgres, hub_settings
+from tests.conftest import COURSE, Accounts, hub_settings, instance_env
 from tests.functional.conftest import LiveServer, Worker, wait_until
 from tests.support.media import lesson_video
-from tests.support.moto_server import TEST_AWS_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -60,30 +58,7 @@ class Site:
 @pytest.fixture(scope="module")
 def module_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """``hub_env`` for a whole module (the same choices as tests/conftest.py's)."""
-    data_dir = tmp_path_factory.mktemp("browser") / "var"
-    data_dir.mkdir()
-    env = {"HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING"}
-    if DATABASE_URL:
-        env["HUB_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    else:
-        shutil.copy(request.getfixturevalue("sqlite_template"), data_dir / "hub.db")
-    if BROKER_URL:
-        env["HUB_BROKER_URL"] = BROKER_URL
-    if STORAGE == "s3":
-        env.update(
-            HUB_STORAGE="s3",
-            HUB_S3_ENDPOINT_URL=request.getfixturevalue("s3_endpoint"),
-            HUB_S3_BUCKET=request.getfixturevalue("s3_bucket"),
-            HUB_S3_PREFIX=f"{uuid.uuid4().hex}/",
-        )
-        env.update(TEST_AWS_ENV)
-    yield env
-    if DATABASE_URL:
-        _empty_postgres(DATABASE_URL)
-    if BROKER_URL.startswith("redis"):
-        import redis
-
-        redis.Redis.from_url(BROKER_URL).flushdb()
+    yield from instance_env(request, tmp_path_factory.mktemp("browser") / "var")
 
 
 def _bearer(env: dict[str, str]) -> dict[str, str]:
