@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -211,12 +212,16 @@ class _LocalBatch:
         storage.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def add(self, fileobj: IO[bytes]) -> StoredBlob:
-        fd, tmp_name = tempfile.mkstemp(dir=self._storage.tmp_dir, prefix="batch-")
-        tmp = Path(tmp_name)
+        tmp = self._storage.tmp_dir / f"batch-{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _BLOB_MODE)
         try:
+            os.fchmod(fd, _BLOB_MODE)  # whatever the umask, as store() does
             with os.fdopen(fd, "wb") as out:
                 sha256, size = copy_and_hash(fileobj, out)
-            target = self._storage._path(sha256)
+            # Not _path(): resolving every component costs a dozen lstat per blob. The root is
+            # resolved and the name validated, so only the two shard directories could lead
+            # elsewhere; publish() refuses them before renaming into them.
+            target = self._storage.root / key_for(validate_sha256(sha256))
             with self._lock:
                 if sha256 not in self._staged and not target.exists():
                     self._staged[sha256] = (tmp, target)
@@ -250,12 +255,13 @@ class _LocalBatch:
                 for tmp, _target in staged.values():
                     _fsync_file(tmp)
             touched: set[Path] = set()
-            for tmp, target in staged.values():
+            for sha256, (tmp, target) in staged.items():
                 if target.exists():
                     continue  # stored meanwhile by someone else: same name, same bytes
-                os.chmod(tmp, _BLOB_MODE)
                 if target.parent not in touched:
                     target.parent.mkdir(parents=True, exist_ok=True)
+                    if target.parent.is_symlink() or target.parent.parent.is_symlink():
+                        raise InvalidKey(f"blob path escapes the storage root: {sha256!r}")
                 os.replace(tmp, target)
                 touched.update((target.parent, target.parent.parent))
             if touched and not _syncfs(root):

@@ -450,6 +450,9 @@ def test_batch_stores_every_blob_at_exit(storage: Storage) -> None:
     assert old.created is False
     assert sorted(storage.iter_hashes()) == sorted([before, *map(sha, blobs)])
     assert [read_all(storage, sha(d)) for d in blobs] == blobs
+    path = storage.local_path(sha(blobs[0]))
+    if path is not None:  # readable by a reverse proxy running as another user, as store() makes them
+        assert path.stat().st_mode & 0o777 == 0o644
     tmp = temp_dir(storage)
     assert not tmp.exists() or list(tmp.iterdir()) == []
 
@@ -525,3 +528,20 @@ def test_local_batch_is_durable_before_visible(tmp_path: Path, monkeypatch: pyte
     data_barriers = barriers[: 1 if syncfs else len(blobs)]
     assert data_barriers and set(data_barriers) == {0}
     assert barriers[-1] == len(blobs)  # and the names are made durable after the renames
+
+
+def test_local_batch_refuses_a_symlinked_shard_directory(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    storage = LocalStorage(root)
+    data = b"would land outside"
+    digest = sha(data)
+    root.mkdir()
+    (root / digest[:2]).symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(InvalidKey), storage.batch() as batch:
+        batch.add(io.BytesIO(data))
+
+    assert [p for p in outside.rglob("*") if p.is_file()] == []
+    assert list(storage.tmp_dir.iterdir()) == []
