@@ -72,28 +72,16 @@ def download_blob(sha256: str) -> Response:
     # A school server mirroring a blob is not a teacher downloading it: its LAN
     # downloads arrive later as aggregated counts (hub.sync), so none is counted twice.
     counted = downloads.MIRROR_HEADER not in headers
-    decision = downloads.decide(
-        size=blob.size,
-        sha256=blob.sha256,
-        range_header=headers.get("Range"),
-        if_range=headers.get("If-Range"),
-        if_none_match=headers.get("If-None-Match"),
-    )
+    decision = downloads.decide_request(headers, size=blob.size, sha256=blob.sha256)
     base_headers = {
         "ETag": downloads.etag_for(blob.sha256),
         # Content-addressed: the bytes behind this URL never change.
         "Cache-Control": "public, max-age=31536000, immutable",
         "Accept-Ranges": "bytes",
     }
-    if decision.status == 304:
-        return Response(status=304, headers=base_headers)
-
-    if decision.status == 416:
-        # Answered here for S3 too: some S3 servers send 416 without Content-Range.
-        assert decision.content_range is not None
-        return Response(
-            status=416, headers={**base_headers, "Content-Range": decision.content_range, "Content-Length": "0"}
-        )
+    # Answered here for S3 too: some S3 servers send 416 without Content-Range.
+    if (bodiless := downloads.bodiless_answer(decision, base_headers)) is not None:
+        return bodiless
 
     filename = downloads.download_filename(session, actor, blob, request.args.get("name"))
     # Redirected whatever the If-Range: the bytes behind a blob URL never change, so

@@ -25,10 +25,12 @@ from datetime import date
 from pathlib import PurePosixPath
 from typing import Any
 
+from flask import Response
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import Headers
 
 from hub.accounts.models import User
 from hub.db import Database, utcnow
@@ -170,6 +172,27 @@ def decide(
 
 # Sent by `hub sync pull` on every blob request: mirroring is not a download (see hub.media.api).
 MIRROR_HEADER = "Hub-Mirror"
+
+
+def decide_request(request_headers: Headers, *, size: int, sha256: str) -> Decision:
+    """`decide` for a request's Range, If-Range and If-None-Match headers."""
+    return decide(
+        size=size,
+        sha256=sha256,
+        range_header=request_headers.get("Range"),
+        if_range=request_headers.get("If-Range"),
+        if_none_match=request_headers.get("If-None-Match"),
+    )
+
+
+def bodiless_answer(decision: Decision, headers: dict[str, str]) -> Response | None:
+    """The 304 or the 416 (with `Content-Range: bytes */size`) a decision calls for, else None."""
+    if decision.status == 304:
+        return Response(status=304, headers=headers)
+    if decision.status == 416:
+        assert decision.content_range is not None
+        return Response(status=416, headers={**headers, "Content-Range": decision.content_range, "Content-Length": "0"})
+    return None
 
 
 def counts_as_completed(decision: Decision, size: int) -> bool:

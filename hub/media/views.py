@@ -82,14 +82,7 @@ def course_download(course_id: int) -> Response:
     plan = plan_course_download(
         request_session(), actor, storage, course_id, request.args.get("quality") or default_quality()
     )
-    headers = request.headers
-    decision = downloads.decide(
-        size=plan.size,
-        sha256=plan.etag,
-        range_header=headers.get("Range"),
-        if_range=headers.get("If-Range"),
-        if_none_match=headers.get("If-None-Match"),
-    )
+    decision = downloads.decide_request(request.headers, size=plan.size, sha256=plan.etag)
     base_headers = {
         "ETag": downloads.etag_for(plan.etag),
         # Same URL, new bytes when the course changes: revalidate (cheap, 304) every time.
@@ -97,13 +90,8 @@ def course_download(course_id: int) -> Response:
         "Accept-Ranges": "bytes",
         "Vary": "Cookie",  # the default quality follows the data-saver cookie
     }
-    if decision.status == 304:
-        return Response(status=304, headers=base_headers)
-    if decision.status == 416:
-        assert decision.content_range is not None
-        return Response(
-            status=416, headers={**base_headers, "Content-Range": decision.content_range, "Content-Length": "0"}
-        )
+    if (bodiless := downloads.bodiless_answer(decision, base_headers)) is not None:
+        return bodiless
     response_headers = {
         **base_headers,
         "Content-Disposition": content_disposition(plan.filename),
