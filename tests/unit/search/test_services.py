@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -248,7 +249,6 @@ def test_damaged_segment_files_answer_with_a_notice_not_a_500(catalog: Catalog, 
 
 def test_cli_check_and_rebuild(catalog: Catalog, engine: SearchEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
-    from flask import Flask
 
     from hub.search import cli
 
@@ -329,3 +329,21 @@ def test_a_deleted_course_leaves_the_index_through_its_queued_task(
     services.index_course(db, engine, course_id)  # what the worker does with that row
     assert engine.query.run(SearchParams(q="古诗")).total == 0
     assert services.check(db, engine).ok
+
+
+def test_the_batch_task_indexes_each_course_it_names(app: Flask, catalog: Catalog, engine: SearchEngine) -> None:
+    """`hub.search.index_courses` (one per synced transaction of courses) does what index_course does, for each."""
+    import workers.search
+    from hub.search.query import SearchParams
+
+    ids = sorted({hit["course"]["id"] for q in ("二次方程", "古诗") for hit in catalog.search(q=q)["hits"]})
+    assert len(ids) == 2
+    for course_id in ids:
+        response = catalog.client.post(f"/api/v1/courses/{course_id}/withdraw", headers=catalog.auth)
+        assert response.status_code == 200
+    assert engine.query.run(SearchParams(q="古诗")).total > 0  # no worker has run yet
+    with app.app_context():
+        workers.search.index_courses.run(ids)
+    assert engine.query.run(SearchParams(q="古诗")).total == 0
+    assert engine.query.run(SearchParams(q="二次方程")).total == 0
+    assert services.check(catalog.db, engine).ok
