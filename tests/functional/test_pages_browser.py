@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,11 +27,11 @@ from hub import create_app
 from hub.db import get_database
 from tests.conftest import COURSE, Accounts, hub_settings, instance_env
 from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.support.browser import CHROMIUM, chromium
 from tests.support.media import lesson_video
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PHONE = {"width": 360, "height": 740}
 # An old Android phone's Chrome: what a rural teacher's browser says about itself.
@@ -43,7 +42,6 @@ SLOW_PHONE_UA = (
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @dataclass
@@ -125,24 +123,9 @@ def site(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    # Media plays without a click: the test checks playback, not the autoplay policy.
+    with chromium("--autoplay-policy=no-user-gesture-required") as launched:
+        yield launched
 
 
 @pytest.fixture

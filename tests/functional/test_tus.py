@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ from hub.media.models import Blob
 from hub.uploads.models import Upload
 from tests.conftest import COURSE, STORAGE, Accounts
 from tests.functional.conftest import HUB, Process, free_port, wait_until
+from tests.support.browser import chromium, needs_chromium
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,69 +274,50 @@ def test_protocol_errors_over_http(server: TusServer, accounts: dict[str, Any], 
     assert send({**patch, "Upload-Offset": "4096"}).status_code == 404
 
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_browser_upload_pauses_retries_and_reaches_100_percent(
     server: TusServer, accounts: dict[str, Any], tmp_path: Path
 ) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
     lesson = _lesson(server, accounts["auth"])
     video = tmp_path / "第一课 配方法.mp4"
     data = _video(12 * MiB, seed=4)  # three 5 MiB chunks from the page
     video.write_bytes(data)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{server.url}/login?next=/upload/lessons/{lesson}")
+        page.fill("input[name=email]", "up@haidian.cn")
+        page.fill("input[name=password]", "correct horse")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"**/upload/lessons/{lesson}")
+        # A slow link (4 MB/s up), so there is time to pause and to drop the connection.
+        cdp = page.context.new_cdp_session(page)
+        link = {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 4_000_000}
+        cdp.send("Network.emulateNetworkConditions", link)
+        page.fill("#upload-form input[name=title]", "第一课")
+        page.set_input_files("#upload-form input[type=file]", str(video))
+        page.click("#upload-form button[type=submit]")
+        progress = "(document.querySelector('#transfers progress') || {value: 0}).value"
+        page.wait_for_function(f"{progress} >= 5", timeout=30_000)
+
+        page.click("#transfers button.pause")
+        assert "Paused" in page.inner_text("#transfers .state")
+        paused_at = page.evaluate(progress)
+        page.wait_for_timeout(1000)
+        assert page.evaluate(progress) == paused_at  # nothing moves while paused
+        page.click("#transfers button.resume")
+        page.wait_for_function(f"{progress} >= 50", timeout=30_000)
+
+        # The link drops: the page retries on its own and goes on from the server's offset.
+        cdp.send("Network.emulateNetworkConditions", {**link, "offline": True})
+        page.wait_for_function(
+            "document.querySelector('#transfers .state').textContent.includes('retrying')", timeout=30_000
         )
-        try:
-            page = browser.new_page()
-            page.goto(f"{server.url}/login?next=/upload/lessons/{lesson}")
-            page.fill("input[name=email]", "up@haidian.cn")
-            page.fill("input[name=password]", "correct horse")
-            page.click("button[type=submit]")
-            page.wait_for_url(f"**/upload/lessons/{lesson}")
-            # A slow link (4 MB/s up), so there is time to pause and to drop the connection.
-            cdp = page.context.new_cdp_session(page)
-            link = {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 4_000_000}
-            cdp.send("Network.emulateNetworkConditions", link)
-            page.fill("#upload-form input[name=title]", "第一课")
-            page.set_input_files("#upload-form input[type=file]", str(video))
-            page.click("#upload-form button[type=submit]")
-            progress = "(document.querySelector('#transfers progress') || {value: 0}).value"
-            page.wait_for_function(f"{progress} >= 5", timeout=30_000)
-
-            page.click("#transfers button.pause")
-            assert "Paused" in page.inner_text("#transfers .state")
-            paused_at = page.evaluate(progress)
-            page.wait_for_timeout(1000)
-            assert page.evaluate(progress) == paused_at  # nothing moves while paused
-            page.click("#transfers button.resume")
-            page.wait_for_function(f"{progress} >= 50", timeout=30_000)
-
-            # The link drops: the page retries on its own and goes on from the server's offset.
-            cdp.send("Network.emulateNetworkConditions", {**link, "offline": True})
-            page.wait_for_function(
-                "document.querySelector('#transfers .state').textContent.includes('retrying')", timeout=30_000
-            )
-            cdp.send("Network.emulateNetworkConditions", link)
-            page.wait_for_function(f"{progress} === 100", timeout=60_000)
-            assert page.inner_text("#transfers .pct") == "100 %"
-            page.wait_for_selector("#materials li[data-material]", timeout=30_000)
-            assert "第一课" in page.inner_text("#materials")
-            assert "已添加" in page.inner_text("#transfers .state")
-        finally:
-            browser.close()
+        cdp.send("Network.emulateNetworkConditions", link)
+        page.wait_for_function(f"{progress} === 100", timeout=60_000)
+        assert page.inner_text("#transfers .pct") == "100 %"
+        page.wait_for_selector("#materials li[data-material]", timeout=30_000)
+        assert "第一课" in page.inner_text("#materials")
+        assert "已添加" in page.inner_text("#transfers .state")
     materials = requests.get(server.api(f"/lessons/{lesson}"), headers=accounts["auth"], timeout=10).json()["materials"]
     assert len(materials) == 1
     material = materials[0]
