@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Enum, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -52,6 +53,25 @@ class Course(Timestamped, Base):
     lessons: Mapped[list[Lesson]] = relationship(
         back_populates="course", order_by="Lesson.position", cascade="all, delete-orphan"
     )
+
+    # What describes a course to a reader, in the order the exports (course ZIP and sync
+    # manifests) write it.
+    DESCRIPTIVE_FIELDS = (
+        "title",
+        "summary",
+        "category",
+        "subject",
+        "grades",
+        "edition",
+        "volume",
+        "language",
+        "license",
+        "teacher",
+    )
+
+    def description(self) -> dict[str, Any]:
+        """The descriptive fields as plain data."""
+        return {name: getattr(self, name) for name in self.DESCRIPTIVE_FIELDS}
 
     @property
     def grades(self) -> list[int]:
