@@ -6,12 +6,16 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import Flask
 
 from hub.config import ConfigError
 from hub.errors import HubError
+
+if TYPE_CHECKING:  # the sync modules load only when a command runs
+    from hub.sync.client import PullReport
 
 
 def _app() -> Flask:
@@ -171,11 +175,7 @@ def sync_pull(max_rate: str | None, window: str | None, parallel: int | None) ->
         report = pull(app, options, out=sys.stderr)
     except SyncError as exc:
         raise _fail(exc) from None
-    for line in report.skipped:
-        click.echo(f"skipped: {line}", err=True)
-    if not report.ok:
-        raise click.ClickException(f"sync {report.status}: {report.message}")
-    click.echo(report.message)
+    _report(report, "sync")
 
 
 @sync_cli.command("status")
@@ -260,8 +260,13 @@ def bundle_import(path: Path) -> None:
         report = import_bundle(app, path, out=sys.stderr)
     except HubError as exc:
         raise _fail(exc) from None
+    _report(report, "bundle")
+
+
+def _report(report: PullReport, what: str) -> None:
+    """What a pull or an import skipped, then its outcome: exit 1 with the message unless it went well."""
     for line in report.skipped:
         click.echo(f"skipped: {line}", err=True)
     if not report.ok:
-        raise click.ClickException(f"bundle {report.status}: {report.message}")
+        raise click.ClickException(f"{what} {report.status}: {report.message}")
     click.echo(report.message)
