@@ -254,21 +254,27 @@ def test_everything_works_without_javascript(browser: Any, site: Site) -> None:
         page = context.new_page()
         page.goto(site.server.url + "/")
         page.click('table.grid a[href="/courses?subject=math&grade=9"]')
+        # Reading the list right after a click may read the page being left: wait for the new one.
+        page.wait_for_url("**/courses?subject=math&grade=9")
         assert page.locator("ul.courses a.title").all_inner_texts() == ["一元二次方程"]
         page.select_option("select[name=subject]", "chinese")
         page.select_option("select[name=grade]", "3")
         page.click("form.filters button[type=submit]")  # a plain GET form
+        page.wait_for_url("**/courses?*grade=3*")
         assert page.locator("ul.courses a.title").all_inner_texts() == ["统编版语文三年级上册"]
         page.goto(site.server.url + "/")
         page.fill("form[role=search] input[name=q]", "古诗")
         page.click("form[role=search] button[type=submit]")
+        page.wait_for_url("**/search?*")
         assert "古诗三首" in page.locator("ul.courses a.title").all_inner_texts()
         page.click("a.lang[hreflang=en]")
+        page.locator("h1", has_text="Search").wait_for()
         assert page.locator("h1").inner_text() == "Search"
         assert "古诗三首" in page.locator("ul.courses a.title").all_inner_texts()  # same search, in English
         page.goto(f"{site.server.url}/lessons/{site.lesson_id}")
         assert page.locator("ul.materials video source").count() >= 1
         page.click(".data-saver button[type=submit]")  # the other preference is a plain form too
+        page.locator("#data-saver-state", has_text="off").wait_for()
         assert page.locator("#data-saver-state").inner_text() == "off"
     finally:
         context.close()
