@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text, event, inspect, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 from hub.accounts.models import School
-from hub.db import Base, Timestamped, UTCDateTime
+from hub.db import Base, Timestamped, UTCDateTime, utcnow
 from hub.vocab import (
     CATEGORIES,
     COURSE_STATUSES,
@@ -91,6 +92,8 @@ def grades_to_mask(grades: list[int]) -> int:
 
 class Lesson(Timestamped, Base):
     __tablename__ = "lesson"
+    # Which lessons of these courses changed: read by every sync manifest (hub.sync.manifest).
+    __table_args__ = (Index("ix_lesson_course_id_changed_at", "course_id", "changed_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     course_id: Mapped[int] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"), index=True)
@@ -98,6 +101,10 @@ class Lesson(Timestamped, Base):
     title: Mapped[str] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text, default="")
     unit: Mapped[str] = mapped_column(String(100), default="")
+    # When the lesson or anything in it (its materials, their renditions) last changed;
+    # stamped on every ORM write by _stamp_changed_lessons below. A sync upstream
+    # rebuilds and re-sends only the lessons whose stamp moved.
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
 
     course: Mapped[Course] = relationship(back_populates="lessons")
     materials: Mapped[list[Material]] = relationship(
@@ -126,3 +133,47 @@ class Material(Timestamped, Base):
 
 
 from hub.media.models import Blob, Rendition  # noqa: E402  (mutual relationship)
+
+# Columns whose writes do not change what a lesson is: a running transcode writes its
+# progress and renews its lease every few seconds, and that must not re-send the lesson.
+_NOT_CONTENT = frozenset({"progress", "error", "created_at", "updated_at", "changed_at"})
+
+
+def _content_changed(obj: object) -> bool:
+    state = inspect(obj)
+    return any(
+        state.attrs[column.key].history.has_changes()
+        for column in state.mapper.column_attrs
+        if column.key not in _NOT_CONTENT
+    )
+
+
+@event.listens_for(Session, "after_flush")
+def _stamp_changed_lessons(session: Session, _context: object) -> None:
+    """Stamp `Lesson.changed_at` of every lesson whose row, materials or renditions this flush changed.
+
+    One place for every writer (catalog services, the media pipeline, admin
+    tools), so the sync manifest can trust the stamp. In after_flush the new,
+    dirty and deleted sets and their attribute histories still show what the
+    flush wrote, and new rows have their ids. Writes that bypass the ORM (bulk
+    UPDATEs) must stamp the lesson themselves; the pipeline's bulk UPDATEs only
+    move renditions between pending and processing, which no manifest lists.
+    """
+    lessons: set[int] = set()
+    materials: set[int] = set()
+    for obj in (*session.dirty, *session.deleted, *session.new):
+        if not isinstance(obj, Lesson | Material | Rendition) or (obj in session.dirty and not _content_changed(obj)):
+            continue
+        if isinstance(obj, Lesson) and obj in session.dirty:
+            lessons.add(obj.id)  # a new lesson has its stamp already; a deleted one needs none
+        elif isinstance(obj, Material) and obj.lesson_id is not None:
+            lessons.add(obj.lesson_id)
+        elif isinstance(obj, Rendition) and obj.material_id is not None:
+            materials.add(obj.material_id)
+    if not lessons and not materials:
+        return
+    which: ColumnElement[bool] = Lesson.id.in_(lessons)
+    if materials:
+        which = or_(which, Lesson.id.in_(select(Material.lesson_id).where(Material.id.in_(materials))))
+    # On the connection, not the session: a flush is under way, and the ORM must not track this row.
+    session.connection().execute(update(Lesson).where(which).values(changed_at=utcnow()))

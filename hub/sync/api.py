@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Annotated
 
 from flask import Blueprint, Response, current_app, request
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from hub.accounts.auth import require_user
 from hub.api import PREFIX, Strict, no_content, operation, parse_query
@@ -57,6 +57,7 @@ class FeedOut(BaseModel):
     changes: list[ChangeOut]
     cursor: int
     more: bool
+    pending: int = Field(description="Changes after `since` in all: ask with limit=1 to learn only how many")
 
 
 class SubscriptionIn(Strict):
@@ -82,6 +83,15 @@ class SubscriptionList(BaseModel):
 
 class CountsOut(BaseModel):
     added: int
+
+
+class CoursesIn(Strict):
+    courses: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=services.MAX_ENTRIES)
+    since: AwareDatetime | None = Field(
+        default=None,
+        description="issued_at of the manifest whose entries the school server holds: only the lessons "
+        "changed since are sent",
+    )
 
 
 class BlobBatchIn(Strict):
@@ -121,6 +131,7 @@ def get_feed() -> FeedOut:
         ],
         cursor=page.cursor,
         more=page.more,
+        pending=services.pending_changes(request_session(), query.since),
     )
 
 
@@ -196,13 +207,39 @@ def get_manifest() -> Response:
     if mf.manifest_etag(version) in request.headers.get("If-None-Match", ""):
         # The school holds this version already: it keeps its copy (whose signature it checked).
         return Response(status=304, headers=headers)
+    return _maybe_gzip(envelope, "application/octet-stream", headers)
+
+
+def _maybe_gzip(body: bytes, mimetype: str, headers: dict[str, str]) -> Response:
     if "gzip" in request.headers.get("Accept-Encoding", ""):
-        # JSON of hashes and titles shrinks 4-5x: on an incremental sync the manifest
-        # would otherwise outweigh the blobs that changed. Level 1 above a few MB keeps
-        # a 100,000-lesson manifest to well under a second of compression.
-        envelope = gzip.compress(envelope, compresslevel=6 if len(envelope) < 4 * 1024 * 1024 else 1, mtime=0)
+        # JSON of hashes and titles shrinks 4-5x: on an incremental sync it would otherwise
+        # outweigh the blobs that changed. Level 1 above a few MB keeps the entries of a
+        # 100,000-lesson catalog to well under a second of compression.
+        body = gzip.compress(body, compresslevel=6 if len(body) < 4 * 1024 * 1024 else 1, mtime=0)
         headers["Content-Encoding"] = "gzip"
-    return Response(envelope, mimetype="application/octet-stream", headers=headers)
+    return Response(body, mimetype=mimetype, headers=headers)
+
+
+@operation(
+    blueprint,
+    "/sync/courses",
+    "POST",
+    summary="Course entries the signed manifest lists by sha256: one JSON line each, whole or as a patch since",
+    body=CoursesIn,
+    auth=True,
+)
+def post_courses(body: CoursesIn) -> Response:
+    user = require_user()
+    settings: Settings = current_app.extensions["hub.settings"]
+    lines = services.course_entries(
+        request_session(),
+        user.school,
+        body.courses,
+        since=body.since,
+        profiles=services.video_profiles(settings.sync_video_profiles),
+    )
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    return _maybe_gzip(b"".join(line + b"\n" for line in lines), "application/x-ndjson", headers)
 
 
 @operation(

@@ -2,7 +2,8 @@
 
 Layout of a bundle (a directory, or the same packed as ZIP or tar)::
 
-    manifest.json            the signed envelope (hub.sync.manifest), exactly as issued
+    manifest.json            the signed index (hub.sync.manifest) exactly as issued, then every
+                             course entry it lists, one line each (checked against its sha256)
     blobs/ab/abcd…           each blob named by its sha256, sharded by its first two hex digits
     blobs/ab/abcd….000, .001 a blob over 4 GiB, split for FAT32 (hub.sync.archive joins them)
 
@@ -52,15 +53,10 @@ def blob_name(sha256: str) -> str:
 
 def state_document(app: Flask) -> dict[str, Any]:
     """What this school server holds, for an incremental export: the blobs it has, by hash."""
-    settings: Settings = app.extensions["hub.settings"]
     storage: Storage = app.extensions["hub.storage"]
     with get_database(app).session() as session:
         state = services.mirror_state(session)
-        have: list[str] = []
-        if state.envelope and settings.upstream_public_key:
-            found = services.stored_manifest(session, mf.load_public_key(settings.upstream_public_key))
-            if found is not None:
-                have = sorted(sha for sha in found[0].files() if storage.exists(sha))
+        have = sorted(sha for sha in services.mirrored_blobs(session) if storage.exists(sha))
         return {"format": STATE_FORMAT, "manifest_version": state.manifest_version, "blobs": have}
 
 
@@ -112,6 +108,10 @@ def export_bundle(
                 lifetime=settings.sync_manifest_lifetime,
                 profiles=services.video_profiles(settings.sync_video_profiles),
             )
+            index = mf.verify(envelope, key.public_key(), not_older_than=None, now=utcnow())
+            bodies = mf.ENTRY_CACHE.entries(
+                session, [c.id for c in index.courses], services.video_profiles(settings.sync_video_profiles)
+            )
             session.commit()
             public_key = key.public_key()
         else:
@@ -121,8 +121,18 @@ def export_bundle(
             found = services.stored_manifest(session, public_key)
             if found is None:
                 raise Invalid("This school server has not synced yet: there is no manifest to export.")
-            envelope = found[1]
-    manifest = mf.verify(envelope, public_key, not_older_than=None, now=utcnow())
+            index, envelope = found
+            held = services.held_entries(session, [c.id for c in index.courses])
+            bodies = {cid: body for cid, (body, _issued) in held.items()}
+    absent = [c.id for c in index.courses if c.id not in bodies]
+    if absent:
+        raise HubError(
+            f"{len(absent)} courses of the manifest (first: {absent[0]}) are not applied on this hub yet; "
+            "sync first, then export."
+        )
+    document = mf.document(envelope, [bodies[c.id] for c in index.courses])
+    # Checked like an import checks it: an entry that does not match the index is never carried.
+    manifest, _envelope = mf.verify_document(document, public_key, not_older_than=None, now=utcnow())
     target.mkdir(parents=True, exist_ok=True)
     written = {"blobs": 0, "bytes": 0, "skipped": 0}
     todo = []
@@ -145,7 +155,7 @@ def export_bundle(
             written["blobs"] += 1
             written["bytes"] += file.size
     # The manifest last: a bundle whose export was interrupted has no manifest and is not taken for whole.
-    archive.write_file(target, MANIFEST_NAME, [envelope])
+    archive.write_file(target, MANIFEST_NAME, [document])
     return written
 
 
@@ -213,19 +223,19 @@ def _import(
     database = get_database(app)
     storage: Storage = app.extensions["hub.storage"]
     # First look: only the manifest, with a budget that fits nothing else.
-    with archive.open_bundle(path, max_bytes=mf.MAX_ENVELOPE_BYTES, max_entries=_first_look_entries()) as source:
+    with archive.open_bundle(path, max_bytes=mf.MAX_DOCUMENT_BYTES, max_entries=_first_look_entries()) as source:
         if MANIFEST_NAME not in source.names():
             raise archive.BundleError(f"{path} has no {MANIFEST_NAME}: not a bundle, or its export did not finish.")
         with source.open(MANIFEST_NAME) as stream:
-            envelope = _read_limited(stream, mf.MAX_ENVELOPE_BYTES)
+            document = _read_limited(stream, mf.MAX_DOCUMENT_BYTES)
     with database.session() as session:
         state = services.mirror_state(session)
         before = (state.manifest_version, state.envelope, state.cursor)
-        manifest = services.accept_manifest(session, envelope, public_key)
+        manifest = services.accept_document(session, document, public_key)
         files = manifest.files()
         # Then the real budget: exactly the bytes and entries the signed manifest accounts for.
         allowed = {MANIFEST_NAME} | {blob_name(sha) for sha in files}
-        max_bytes = len(envelope) + sum(f.size for f in files.values())
+        max_bytes = len(document) + sum(f.size for f in files.values())
         max_entries = len(files) * 2 + 256 + _SLACK_ENTRIES  # files, their shard directories, blobs/
         with archive.open_bundle(path, max_bytes=max_bytes, max_entries=max_entries) as source:
             names = source.names()

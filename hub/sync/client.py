@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -356,26 +356,59 @@ class Upstream:
             raise SyncError(f"The upstream's answer to {path} is not JSON.") from None
 
     def manifest(self, known_version: int | None = None) -> bytes | None:
-        """The signed manifest, or None when it is still `known_version` (HTTP 304)."""
+        """The signed manifest (index), or None when it is still `known_version` (HTTP 304)."""
         headers = {"Accept-Encoding": "gzip"}
         if known_version is not None:
             headers["If-None-Match"] = mf.manifest_etag(known_version)
+        status, raw = self._fetch("GET", "/api/v1/sync/manifest", None, headers, mf.MAX_ENVELOPE_BYTES)
+        if status == 304 and known_version is not None:
+            return None
+        if status != 200:
+            raise SyncError(f"The upstream refused the manifest ({status}): {_error_message(raw)}")
+        return raw
+
+    def entries(self, course_ids: list[int], since: datetime | None) -> dict[int, tuple[bytes, Any]]:
+        """The upstream's answer for these course entries: per course id, its line and the line parsed."""
+        body: dict[str, Any] = {"courses": course_ids}
+        if since is not None:
+            body["since"] = since.isoformat()
+        headers = {"Accept-Encoding": "gzip", "Accept": "application/x-ndjson"}
+        status, raw = self._fetch("POST", "/api/v1/sync/courses", json.dumps(body).encode(), headers, MAX_ENTRIES_BYTES)
+        if status != 200:
+            raise SyncError(f"The upstream refused the course entries ({status}): {_error_message(raw)}")
+        found: dict[int, tuple[bytes, Any]] = {}
+        for line in raw.splitlines():
+            try:
+                data = json.loads(line)
+                found[int(data["id"])] = (line, data)
+            except (ValueError, KeyError, TypeError, RecursionError):
+                raise SyncError("The upstream's course entries are not JSON lines.") from None
+        return found
+
+    def _fetch(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], limit: int
+    ) -> tuple[int, bytes]:
+        """(status, body) of one request, gunzipped when the upstream compressed it, at most `limit` bytes."""
         try:
-            response = self.request("GET", "/api/v1/sync/manifest", headers=headers)
-            raw = response.read(mf.MAX_ENVELOPE_BYTES + 1)
+            response = self.request(method, path, body, headers=headers)
+            raw = response.read(limit + 1)
+            if response.length:  # more than any answer we take: do not leave it on the connection
+                self.reset()
         except (OSError, http.client.HTTPException) as exc:
             self.reset()
             raise SyncError(f"The upstream could not be reached ({exc}).") from None
-        if response.status == 304 and known_version is not None:
-            return None
-        if response.status != 200:
-            raise SyncError(f"The upstream refused the manifest ({response.status}): {_error_message(raw)}")
+        if len(raw) > limit:
+            raise SyncError(f"The upstream's answer to {path} is larger than any this hub accepts.")
         if (response.getheader("Content-Encoding") or "").lower() == "gzip":
-            raw = gunzip_bounded(raw, mf.MAX_ENVELOPE_BYTES)
-        return raw
+            raw = gunzip_bounded(raw, limit)
+        return response.status, raw
 
 
-def _fresh_enough(manifest: mf.Manifest) -> bool:
+MAX_ENTRIES_BYTES = 512 * 1024 * 1024
+"""One answer of course entries at most, once decompressed (500 courses are some 15 MB)."""
+
+
+def _fresh_enough(manifest: mf.Index) -> bool:
     lifetime = manifest.expires_at - manifest.issued_at
     return manifest.expires_at - utcnow() > lifetime / 2
 
@@ -386,9 +419,9 @@ def gunzip_bounded(data: bytes, limit: int) -> bytes:
     try:
         out = decompressor.decompress(data, limit + 1)
     except zlib.error as exc:
-        raise SyncError(f"The upstream's compressed manifest is damaged ({exc}).") from None
+        raise SyncError(f"The upstream's compressed answer is damaged ({exc}).") from None
     if len(out) > limit or decompressor.unconsumed_tail:
-        raise SyncError("The upstream's manifest decompresses to more than any this hub accepts.")
+        raise SyncError("The upstream's answer decompresses to more than any this hub accepts.")
     return out
 
 
@@ -758,25 +791,28 @@ def _run(
             try:
                 if envelope is None:
                     assert known is not None
-                    manifest = known
+                    index = known
                 else:
-                    manifest = services.accept_manifest(session, envelope, public_key)
+                    index = services.accept_manifest(session, envelope, public_key)
             except mf.ManifestRefused as exc:
                 session.rollback()
                 report.status, report.message = "refused", exc.message
                 return report
             session.commit()
-        report.manifest_version = manifest.version
+        report.manifest_version = index.version
         out.write(
-            f"manifest version {manifest.version}: {len(manifest.courses)} courses; "
+            f"manifest version {index.version}: {len(index.courses)} courses; "
             f"{changes} catalog changes upstream since the last pull\n"
         )
+        manifest, unfetched = fetch_entries(upstream, database, index, out)
         if options.report_counts:
             # Before applying: a replaced rendition's blob, and its local counts, go away then.
             counts_note = send_counts(database, upstream)
             if counts_note:
                 out.write(counts_note + "\n")
-        report = apply_manifest(app, manifest, options, out, run_id=run_id, fetcher=upstream, deadline=deadline)
+        report = apply_manifest(
+            app, manifest, options, out, run_id=run_id, fetcher=upstream, deadline=deadline, unfetched=unfetched
+        )
         return report
     except SyncError as exc:
         report.status, report.message = "failed", exc.message
@@ -798,8 +834,88 @@ def _run(
 
 def _feed_count(upstream: Upstream, since: int) -> int:
     """Changes since the cursor (informational: the manifest, not the feed, decides what to fetch)."""
-    data = upstream.json("GET", "/api/v1/sync/feed?" + urlencode({"since": since}))
-    return len(data.get("changes", [])) if isinstance(data, dict) else 0  # the first page is enough to say
+    data = upstream.json("GET", "/api/v1/sync/feed?" + urlencode({"since": since, "limit": 1}))
+    return int(data.get("pending", 0)) if isinstance(data, dict) else 0
+
+
+def fetch_entries(
+    upstream: Upstream, database: Database, index: mf.Index, out: IO[str]
+) -> tuple[mf.Manifest, list[str]]:
+    """The entries of the courses whose revision this school server lacks, each checked against `index`.
+
+    A course held at an older revision is asked for as a patch (the lessons
+    changed since the manifest it came with), merged into the entry held and
+    checked like a whole one; a patch that does not give the signed revision
+    (a write the upstream's stamps missed) is asked for again whole. Returns the
+    manifest and, human-readable, the courses whose entry could not be had.
+    """
+    with database.session() as session:
+        need = services.entries_needed(session, index)
+        held = services.held_entries(session, [c.id for c in need])
+    courses: dict[int, mf.ManifestCourse] = {}
+    bodies: dict[int, bytes] = {}
+    unfetched: list[str] = []
+    whole: list[mf.IndexCourse] = []
+    by_since: dict[datetime | None, list[mf.IndexCourse]] = {}
+    for listed in need:
+        by_since.setdefault(held[listed.id][1] if listed.id in held else None, []).append(listed)
+    patched = 0
+    for since, group in by_since.items():
+        for start in range(0, len(group), services.MAX_ENTRIES):
+            chunk = group[start : start + services.MAX_ENTRIES]
+            answers = upstream.entries([c.id for c in chunk], since)
+            for listed in chunk:
+                answer = answers.get(listed.id)
+                try:
+                    found = _entry(answer, listed, held.get(listed.id, (b"", None))[0])
+                except mf.ManifestRefused as exc:
+                    if since is None:
+                        unfetched.append(f"course {listed.id}: {exc.message}")
+                        continue
+                    found = None
+                if found is None:
+                    whole.append(listed)
+                    continue
+                bodies[listed.id], courses[listed.id] = found
+                patched += since is not None
+    for start in range(0, len(whole), services.MAX_ENTRIES):
+        chunk = whole[start : start + services.MAX_ENTRIES]
+        answers = upstream.entries([c.id for c in chunk], None)
+        for listed in chunk:
+            try:
+                found = _entry(answers.get(listed.id), listed, b"")
+            except mf.ManifestRefused as exc:
+                unfetched.append(f"course {listed.id}: {exc.message}")
+                continue
+            if found is None:
+                unfetched.append(f"course {listed.id}: the upstream sent a patch where the whole entry was asked for")
+                continue
+            bodies[listed.id], courses[listed.id] = found
+    if need:
+        out.write(f"{len(courses)} course entries fetched ({patched} as changes to the entry held)\n")
+    ordered = [courses[c.id] for c in index.courses if c.id in courses]
+    return mf.Manifest(index=index, courses=ordered, bodies=bodies), unfetched
+
+
+_ENTRY_PREFIX = b'{"entry":'
+
+
+def _entry(
+    answer: tuple[bytes, Any] | None, listed: mf.IndexCourse, held: bytes
+) -> tuple[bytes, mf.ManifestCourse] | None:
+    """(canonical bytes, entry) from one answer line; None when a patch does not fit what is held."""
+    if answer is None:
+        raise mf.ManifestRefused("the upstream did not send its entry (withdrawn or changed meanwhile); next pull")
+    line, data = answer
+    if isinstance(data, dict) and "entry" in data and line.startswith(_ENTRY_PREFIX):
+        # The entry's bytes as the upstream hashed them: no need to encode them again.
+        body = line[len(_ENTRY_PREFIX) : line.rindex(b',"id":')]
+        return body, mf.entry_from_bytes(body, listed, data["entry"])
+    merged = mf.merge_patch(held, data.get("patch") if isinstance(data, dict) else None)
+    if merged is None:
+        return None
+    body = mf.canonical_json(merged)
+    return body, mf.entry_from_bytes(body, listed, merged)
 
 
 def apply_manifest(
@@ -812,8 +928,12 @@ def apply_manifest(
     fetcher: Upstream | None,
     deadline: float | None = None,
     store_missing: Callable[[dict[str, mf.ManifestFile], Progress], dict[str, str]] | None = None,
+    unfetched: Sequence[str] = (),
 ) -> PullReport:
-    """Plan, fetch what is missing (from `fetcher`, or with `store_missing` for a bundle), apply, tidy up."""
+    """Plan, fetch what is missing (from `fetcher`, or with `store_missing` for a bundle), apply, tidy up.
+
+    `unfetched` names the courses whose entries could not be had: skipped, so the run is partial.
+    """
     database = get_database(app)
     storage: Storage = app.extensions["hub.storage"]
     settings: Settings = app.extensions["hub.settings"]
@@ -822,7 +942,7 @@ def apply_manifest(
         work = services.plan(session, storage, manifest)
         work = services.fit_budget(session, storage, work, storage_room(session, storage, options))
         report.courses_unchanged = work.unchanged
-        report.skipped = list(work.skipped)
+        report.skipped = [*unfetched, *work.skipped]
     progress = Progress(files_total=len(work.missing), bytes_total=sum(f.size for f in work.missing.values()))
     failures: dict[str, str] = {}
     stopped = False
@@ -876,7 +996,16 @@ def apply_manifest(
             link = mirrored.get(entry.id)
             if link is not None:
                 replaced |= _course_blobs(session, link.course_id)
-            group.append(services.apply_course(session, storage, entry, present=present, reindex=False).id)
+            applied = services.apply_course(
+                session,
+                storage,
+                entry,
+                body=manifest.bodies[entry.id],
+                issued_at=manifest.issued_at,
+                present=present,
+                reindex=False,
+            )
+            group.append(applied.id)
             if len(group) >= APPLY_GROUP:
                 commit_group()
         if group:

@@ -65,8 +65,8 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -76,7 +76,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import and_, false, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from hub.accounts.models import School
 from hub.catalog.models import Course, Lesson, Material
@@ -84,10 +84,12 @@ from hub.errors import HubError
 from hub.media.models import Blob, Rendition
 from hub.vocab import CategoryCode, LanguageCode, LicenseId, SubjectCode
 
-FORMAT = "oer-hub-manifest/1"
+FORMAT = "oer-hub-manifest/2"
 ENVELOPE_FORMAT = "oer-hub-signed/1"
-MAX_ENVELOPE_BYTES = 256 * 1024 * 1024
-"""A manifest of 100,000 lessons is some 60 MB; anything far beyond is not ours."""
+MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
+"""A signed index of 100,000 courses is some 12 MB; anything far beyond is not ours."""
+MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024
+"""A bundle's manifest with every entry: 100,000 lessons are some 130 MB."""
 
 DEFAULT_VIDEO_PROFILES: tuple[str, ...] = ("video-360p", "video-240p")
 """Which one video rendition a school server mirrors: the first of these that is ready."""
@@ -156,9 +158,11 @@ class ManifestLesson(_Data):
 
 
 class ManifestCourse(_Data):
+    """One course's entry: fetched apart from the index and checked against its revision there."""
+
     id: Id
     version: Id
-    revision: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    revision: Sha256  # sha256 of the entry's canonical JSON (which does not hold it)
     title: Annotated[str, Field(min_length=1, max_length=200)]
     summary: Annotated[str, Field(max_length=5000)] = ""
     category: CategoryCode
@@ -178,17 +182,56 @@ class ManifestCourse(_Data):
         return {r.sha256: r for lesson in self.lessons for m in lesson.materials for r in m.renditions}
 
 
-class Manifest(_Data):
-    format: Literal["oer-hub-manifest/1"]
+class IndexCourse(_Data):
+    id: Id
+    version: Id
+    revision: Sha256
+
+
+class Index(_Data):
+    """The signed part of a manifest: every course the subscriber gets, with its entry's sha256."""
+
+    format: Literal["oer-hub-manifest/2"]
     version: Id
     cursor: Annotated[int, Field(ge=0, strict=True)]
     issued_at: AwareDatetime
     expires_at: AwareDatetime
     subscriber: ManifestSchool
+    courses: Annotated[list[IndexCourse], Field(max_length=1_000_000)]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A verified index and the course entries at hand, each checked against it.
+
+    A bundle carries every entry; a pull fetches only the entries whose revision
+    the school server does not hold, so `courses` may list fewer than `index`.
+    `bodies` keeps each entry's canonical bytes (what its revision hashes): the
+    school server stores them, to merge later patches into and to re-export.
+    """
+
+    index: Index
     courses: list[ManifestCourse]
+    bodies: dict[int, bytes]
+
+    @property
+    def version(self) -> int:
+        return self.index.version
+
+    @property
+    def cursor(self) -> int:
+        return self.index.cursor
+
+    @property
+    def issued_at(self) -> datetime:
+        return self.index.issued_at
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.index.expires_at
 
     def files(self) -> dict[str, ManifestFile]:
-        """Every blob the manifest lists, by sha256 (content addressing dedupes them)."""
+        """Every blob the entries at hand list, by sha256 (content addressing dedupes them)."""
         found: dict[str, ManifestFile] = {}
         for course in self.courses:
             found.update(course.files())
@@ -270,247 +313,334 @@ def _choose_renditions(kind: str, ready: list[dict[str, Any]], video_profiles: S
     return ([chosen] if chosen else []) + rest
 
 
-def build_courses(
-    session: Session, course_ids: Sequence[int], *, video_profiles: Sequence[str] = DEFAULT_VIDEO_PROFILES
-) -> list[dict[str, Any]]:
-    """The manifest entries of `course_ids` (published ones only), with their revisions.
+_IN_CHUNK = 5000
+"""Ids per IN (...) list: well under SQLite's bound-parameter limit."""
 
-    Four set-wise queries whatever the number of lessons: the manifest of a large
-    catalog is built in one pass over flat rows, not by walking ORM relationships.
+
+def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
+    for i in range(0, len(ids), _IN_CHUNK):
+        yield list(ids[i : i + _IN_CHUNK])
+
+
+def _build_lessons(session: Session, lesson_ids: Sequence[int], video_profiles: Sequence[str]) -> dict[int, bytes]:
+    """The canonical JSON of each lesson's entry, by id: three set-wise queries per chunk of ids.
+
+    Flat rows, not ORM objects: a 100,000-lesson catalog is built in one pass.
     """
-    return [entry for entry, _body in _build(session, course_ids, video_profiles)]
-
-
-def _entry_bytes(entry: dict[str, Any]) -> tuple[str, bytes]:
-    """(revision, canonical JSON with the revision) of an entry, encoding its lessons once.
-
-    The revision is the hash of the entry's canonical JSON without it. Keys sort,
-    so the bytes are the keys before "lessons", the lessons, and the keys after:
-    the lessons (nearly all of the bytes) are encoded once and spliced into both.
-    """
-    lessons = canonical_json(entry["lessons"])
-    head = canonical_json({k: v for k, v in entry.items() if k < "lessons"})[:-1]
-    tail = {k: v for k, v in entry.items() if k > "lessons" and k != "revision"}
-    middle = b',"lessons":' + lessons + b","
-    revision = hashlib.sha256(head + middle + canonical_json(tail)[1:]).hexdigest()[:16]
-    tail["revision"] = revision
-    return revision, head + middle + canonical_json(tail)[1:]
-
-
-def _build(
-    session: Session, course_ids: Sequence[int], video_profiles: Sequence[str]
-) -> list[tuple[dict[str, Any], bytes]]:
-    if not course_ids:
-        return []
-    wanted = select(Course.id).where(Course.id.in_(course_ids), Course.status == "published")
-    courses = list(session.scalars(select(Course).where(Course.id.in_(wanted)).order_by(Course.id)))
-    lessons: dict[int, list[dict[str, Any]]] = {}
-    lesson_rows = session.execute(
-        select(Lesson.id, Lesson.course_id, Lesson.position, Lesson.title, Lesson.summary, Lesson.unit)
-        .where(Lesson.course_id.in_(wanted))
-        .order_by(Lesson.course_id, Lesson.position, Lesson.id)
-    ).all()
-    by_lesson: dict[int, list[dict[str, Any]]] = {}
-    for lid, cid, position, title, summary, unit in lesson_rows:
-        materials: list[dict[str, Any]] = []
-        by_lesson[lid] = materials
-        lessons.setdefault(cid, []).append(
-            {"id": lid, "position": position, "title": title, "summary": summary, "unit": unit, "materials": materials}
-        )
-    material_rows = session.execute(
-        select(
-            Material.id,
-            Material.lesson_id,
-            Material.kind,
-            Material.title,
-            Material.filename,
-            Material.status,
-            Blob.sha256,
-            Blob.size,
-            Blob.media_type,
-        )
-        .join(Lesson, Lesson.id == Material.lesson_id)
-        .join(Blob, Blob.sha256 == Material.original_sha256)
-        .where(Lesson.course_id.in_(wanted))
-        .order_by(Material.id)
-    ).all()
-    ready: dict[int, list[dict[str, Any]]] = {}
-    rendition_rows = session.execute(
-        select(
-            Rendition.material_id,
-            Rendition.profile,
-            Blob.sha256,
-            Blob.size,
-            Blob.media_type,
-            Rendition.kbps,
-            Rendition.width,
-            Rendition.height,
-            Rendition.duration,
-            Rendition.ssim,
-        )
-        .join(Blob, Blob.sha256 == Rendition.blob_sha256)
-        .join(Material, Material.id == Rendition.material_id)
-        .join(Lesson, Lesson.id == Material.lesson_id)
-        .where(Lesson.course_id.in_(wanted), Rendition.status == "ready")
-        .order_by(Rendition.material_id, Rendition.profile)
-    ).all()
-    for mid, profile, sha, size, media_type, kbps, width, height, duration, ssim in rendition_rows:
-        ready.setdefault(mid, []).append(
-            {
-                "profile": profile,
-                "sha256": sha,
-                "size": size,
-                "media_type": media_type,
-                "kbps": kbps,
-                "width": width,
-                "height": height,
-                "duration": duration,
-                "ssim": ssim,
-            }
-        )
-    for mid, lid, kind, title, filename, status, sha, size, media_type in material_rows:
-        by_lesson[lid].append(
-            {
-                "id": mid,
-                "kind": kind,
+    bodies: dict[int, bytes] = {}
+    for chunk in _chunks(lesson_ids):
+        lessons: dict[int, dict[str, Any]] = {}
+        for lid, position, title, summary, unit in session.execute(
+            select(Lesson.id, Lesson.position, Lesson.title, Lesson.summary, Lesson.unit).where(Lesson.id.in_(chunk))
+        ):
+            lessons[lid] = {
+                "id": lid,
+                "position": position,
                 "title": title,
-                "filename": filename,
-                "status": status,
-                "original": {"sha256": sha, "size": size, "media_type": media_type},
-                "renditions": _choose_renditions(kind, ready.get(mid, []), video_profiles),
+                "summary": summary,
+                "unit": unit,
+                "materials": [],
             }
+        ready: dict[int, list[dict[str, Any]]] = {}
+        for mid, profile, sha, size, media_type, kbps, width, height, duration, ssim in session.execute(
+            select(
+                Rendition.material_id,
+                Rendition.profile,
+                Blob.sha256,
+                Blob.size,
+                Blob.media_type,
+                Rendition.kbps,
+                Rendition.width,
+                Rendition.height,
+                Rendition.duration,
+                Rendition.ssim,
+            )
+            .join(Blob, Blob.sha256 == Rendition.blob_sha256)
+            .join(Material, Material.id == Rendition.material_id)
+            .where(Material.lesson_id.in_(chunk), Rendition.status == "ready")
+            .order_by(Rendition.material_id, Rendition.profile)
+        ):
+            ready.setdefault(mid, []).append(
+                {
+                    "profile": profile,
+                    "sha256": sha,
+                    "size": size,
+                    "media_type": media_type,
+                    "kbps": kbps,
+                    "width": width,
+                    "height": height,
+                    "duration": duration,
+                    "ssim": ssim,
+                }
+            )
+        for mid, lid, kind, title, filename, status, sha, size, media_type in session.execute(
+            select(
+                Material.id,
+                Material.lesson_id,
+                Material.kind,
+                Material.title,
+                Material.filename,
+                Material.status,
+                Blob.sha256,
+                Blob.size,
+                Blob.media_type,
+            )
+            .join(Blob, Blob.sha256 == Material.original_sha256)
+            .where(Material.lesson_id.in_(chunk))
+            .order_by(Material.id)
+        ):
+            lessons[lid]["materials"].append(
+                {
+                    "id": mid,
+                    "kind": kind,
+                    "title": title,
+                    "filename": filename,
+                    "status": status,
+                    "original": {"sha256": sha, "size": size, "media_type": media_type},
+                    "renditions": _choose_renditions(kind, ready.get(mid, []), video_profiles),
+                }
+            )
+        bodies.update((lid, canonical_json(lesson)) for lid, lesson in lessons.items())
+    return bodies
+
+
+@dataclass(frozen=True)
+class _CachedCourse:
+    marker: tuple[Any, ...]
+    version: int
+    fields: bytes  # canonical JSON of the entry without its lessons: the head of a patch
+    prefix: bytes  # the entry's bytes before its lessons' and after them, as canonical JSON orders
+    suffix: bytes
+    lessons: tuple[int, ...]  # lesson ids in entry order
+    revision: str
+
+
+@dataclass(frozen=True)
+class _CachedLesson:
+    stamp: datetime | None  # Lesson.changed_at when built
+    body: bytes
+
+
+@dataclass(frozen=True)
+class IndexLine:
+    id: int
+    version: int
+    revision: str
+
+
+class EntryCache:
+    """Lesson and course entries kept between manifests: an incremental manifest rebuilds only what changed.
+
+    Change detection reads two rows per course (the course and an aggregate of
+    its lessons' ``changed_at``), then the lesson stamps of the courses that
+    moved; only the lessons whose stamp moved are rebuilt, and a course's bytes
+    are the join of its lessons'. Per process (a web worker keeps it warm);
+    thread-safe; keyed by database and video profile preference.
+    """
+
+    def __init__(self) -> None:
+        self._courses: dict[tuple[str, int, tuple[str, ...]], _CachedCourse] = {}
+        self._lessons: dict[tuple[str, int, tuple[str, ...]], _CachedLesson] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._courses.clear()
+            self._lessons.clear()
+
+    def index(
+        self, session: Session, course_ids: Sequence[int], video_profiles: Sequence[str] = DEFAULT_VIDEO_PROFILES
+    ) -> list[IndexLine]:
+        """(id, version, revision) of each published course of `course_ids`, in id order."""
+        courses = self._refresh(session, course_ids, tuple(video_profiles))
+        return [IndexLine(cid, c.version, c.revision) for cid, c in sorted(courses.items())]
+
+    def entries(
+        self, session: Session, course_ids: Sequence[int], video_profiles: Sequence[str] = DEFAULT_VIDEO_PROFILES
+    ) -> dict[int, bytes]:
+        """The canonical JSON of each published course's entry (what its revision hashes), by id."""
+        profiles = tuple(video_profiles)
+        where = _where(session)
+        courses = self._refresh(session, course_ids, profiles)
+        with self._lock:
+            return {cid: self._body(where, c, profiles) for cid, c in courses.items()}
+
+    def patches(
+        self,
+        session: Session,
+        course_ids: Sequence[int],
+        since: datetime,
+        video_profiles: Sequence[str] = DEFAULT_VIDEO_PROFILES,
+    ) -> dict[int, bytes]:
+        """Per course, what changed since `since`: its fields, its lesson ids, the lessons stamped since.
+
+        A school server holding the course's entry as of `since` merges these
+        into it and checks the result against the signed revision; a lesson
+        whose stamp is older than `since` minus a margin is left out.
+        """
+        profiles = tuple(video_profiles)
+        where = _where(session)
+        courses = self._refresh(session, course_ids, profiles)
+        after = since - PATCH_MARGIN
+        patches: dict[int, bytes] = {}
+        with self._lock:
+            for cid, course in courses.items():
+                changed = []
+                for lid in course.lessons:
+                    lesson = self._lessons[(where, lid, profiles)]
+                    if lesson.stamp is None or lesson.stamp > after:
+                        changed.append(lesson.body)
+                patches[cid] = (
+                    b'{"changed":['
+                    + b",".join(changed)
+                    + b'],"fields":'
+                    + course.fields
+                    + b',"lessons":'
+                    + canonical_json(list(course.lessons))
+                    + b"}"
+                )
+        return patches
+
+    def _body(self, where: str, course: _CachedCourse, profiles: tuple[str, ...]) -> bytes:
+        lessons = b",".join(self._lessons[(where, lid, profiles)].body for lid in course.lessons)
+        return course.prefix + b',"lessons":[' + lessons + b"]," + course.suffix
+
+    def _refresh(
+        self, session: Session, course_ids: Sequence[int], profiles: tuple[str, ...]
+    ) -> dict[int, _CachedCourse]:
+        where = _where(session)
+        markers = _course_markers(session, course_ids)
+        with self._lock:
+            known = {cid: self._courses.get((where, cid, profiles)) for cid in markers}
+        stale = sorted(cid for cid, cached in known.items() if cached is None or cached.marker != markers[cid])
+        result = {cid: cached for cid, cached in known.items() if cached is not None and cid not in stale}
+        if not stale:
+            return result
+        # The lessons of the courses that moved, and of those only the ones whose stamp moved.
+        order: dict[int, list[int]] = {cid: [] for cid in stale}
+        stamps: dict[int, datetime | None] = {}
+        for chunk in _chunks(stale):
+            for lid, cid, stamp in session.execute(
+                select(Lesson.id, Lesson.course_id, Lesson.changed_at)
+                .where(Lesson.course_id.in_(chunk))
+                .order_by(Lesson.course_id, Lesson.position, Lesson.id)
+            ):
+                order[cid].append(lid)
+                stamps[lid] = stamp
+        with self._lock:
+            have = {lid: self._lessons.get((where, lid, profiles)) for lid in stamps}
+        rebuild = [lid for lid, cached in have.items() if cached is None or cached.stamp != stamps[lid]]
+        built = _build_lessons(session, rebuild, profiles)
+        fresh = {lid: _CachedLesson(stamps[lid], body) for lid, body in built.items()}
+        rows = session.scalars(
+            select(Course).where(Course.id.in_(stale), Course.status == "published").options(joinedload(Course.school))
         )
-    entries = []
-    for course in courses:
-        entry: dict[str, Any] = {
+        heads = {course.id: course for course in rows}
+        with self._lock:
+            for lid, lesson in fresh.items():
+                self._lessons[(where, lid, profiles)] = lesson
+            for cid in stale:
+                old = known.get(cid)
+                keep = set(order[cid]) if cid in heads else set()
+                for lid in old.lessons if old is not None else ():
+                    if lid not in keep:
+                        self._lessons.pop((where, lid, profiles), None)
+                course = heads.get(cid)
+                if course is None:  # withdrawn while we looked
+                    self._courses.pop((where, cid, profiles), None)
+                    continue
+                cached = self._course_entry(where, course, markers[cid], tuple(order[cid]), profiles)
+                self._courses[(where, cid, profiles)] = cached
+                result[cid] = cached
+        return result
+
+    def _course_entry(
+        self, where: str, course: Course, marker: tuple[Any, ...], lessons: tuple[int, ...], profiles: tuple[str, ...]
+    ) -> _CachedCourse:
+        fields: dict[str, Any] = {
             "id": course.id,
             "version": course.version,
             **course.description(),
             "published_at": _iso(course.published_at),
             "school": school_entry(course.school),
-            "lessons": lessons.get(course.id, []),
         }
-        entry["revision"], body = _entry_bytes(entry)
-        entries.append((entry, body))
-    return entries
+        # Keys sort, so an entry's bytes are the keys before "lessons", the lessons, and the keys
+        # after: the lessons (nearly all of the bytes) are joined from their cached bytes.
+        prefix = canonical_json({k: v for k, v in fields.items() if k < "lessons"})[:-1]
+        suffix = canonical_json({k: v for k, v in fields.items() if k > "lessons"})[1:]
+        cached = _CachedCourse(marker, course.version, canonical_json(fields), prefix, suffix, lessons, "")
+        body = self._body(where, cached, profiles)
+        return replace(cached, revision=hashlib.sha256(body).hexdigest())
 
 
-def course_markers(session: Session, course_ids: Sequence[int]) -> dict[int, str]:
-    """A cheap fingerprint per course of everything its manifest entry is built from.
+PATCH_MARGIN = timedelta(seconds=2)
+"""How far before `since` a patch still re-sends lessons: a write stamped just before an index was
+built may commit just after it. A write older than that is in the index the school holds; one
+missed anyway (a transaction open longer) makes the merged entry's hash differ, and the school
+server then fetches the whole entry: the margin costs bytes, never correctness."""
 
-    Counts and latest ``updated_at`` of its lessons, materials and renditions,
-    with the course's own row and its school's: any edit, addition or deletion
-    through the services changes one of them. Aggregates in SQL, so checking a
-    100,000-lesson catalog for changes reads no row into Python.
+
+def _where(session: Session) -> str:
+    # Keyed by database: tests (and tools) run several hubs in one process.
+    return str(session.get_bind().engine.url)
+
+
+def _course_markers(session: Session, course_ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
+    """A fingerprint per published course of everything its entry is built from.
+
+    The course's row (its ``updated_at`` moves with every ORM write) and school,
+    with the count and latest ``changed_at`` of its lessons (stamped by every
+    write to a lesson, its materials or their renditions): two aggregate queries,
+    no lesson row read into Python.
     """
-    if not course_ids:
-        return {}
-    ids = list(course_ids)
-    markers: dict[int, list[str]] = {}
-    for cid, version, status, updated, name, kind, region, county in session.execute(
-        select(
-            Course.id,
-            Course.version,
-            Course.status,
-            Course.updated_at,
-            School.name,
-            School.kind,
-            School.region,
-            School.county,
-        )
-        .join(School, School.id == Course.school_id)
-        .where(Course.id.in_(ids))
-    ):
-        markers[cid] = [str(version), status, _iso(updated) or "", name, kind, region, county]
-    lesson = select(Lesson.course_id, func.count(Lesson.id), func.max(Lesson.updated_at)).where(
-        Lesson.course_id.in_(ids)
-    )
-    material = (
-        select(Lesson.course_id, func.count(Material.id), func.max(Material.updated_at))
-        .join(Lesson, Lesson.id == Material.lesson_id)
-        .where(Lesson.course_id.in_(ids))
-    )
-    rendition = (
-        select(Lesson.course_id, func.count(Rendition.id), func.max(Rendition.updated_at))
-        .join(Material, Material.id == Rendition.material_id)
-        .join(Lesson, Lesson.id == Material.lesson_id)
-        .where(Lesson.course_id.in_(ids))
-    )
-    for query in (lesson, material, rendition):
-        for cid, count, latest in session.execute(query.group_by(Lesson.course_id)):
-            markers.setdefault(cid, []).extend((str(count), str(latest)))
-    for parts in markers.values():
-        parts.append("|")  # keeps "no lessons" apart from a shifted list
-    return {cid: "\x1f".join(parts) for cid, parts in markers.items()}
-
-
-@dataclass(frozen=True)
-class CachedEntry:
-    marker: str
-    revision: str
-    body: bytes  # canonical JSON of the entry, revision included
-
-
-class EntryCache:
-    """Course entries kept between manifests: an incremental manifest rebuilds only what changed.
-
-    A manifest asked for again after 2 % of a catalog's lessons changed costs
-    the fingerprint queries, the rebuild of the changed courses and a join of
-    byte strings, instead of a rebuild of every entry. Per process (a web
-    worker keeps it warm); thread-safe; keyed by the video profile preference.
-    """
-
-    def __init__(self) -> None:
-        # Keyed by database too: tests (and tools) run several hubs in one process.
-        self._entries: dict[tuple[str, int, tuple[str, ...]], CachedEntry] = {}
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def entries(
-        self, session: Session, course_ids: Sequence[int], video_profiles: Sequence[str] = DEFAULT_VIDEO_PROFILES
-    ) -> list[tuple[int, CachedEntry]]:
-        """(course id, entry) for each published course of `course_ids`, in id order."""
-        profiles = tuple(video_profiles)
-        where = str(session.get_bind().engine.url)
-        markers = course_markers(session, course_ids)
-        with self._lock:
-            known = {cid: self._entries.get((where, cid, profiles)) for cid in markers}
-        stale = [cid for cid, entry in known.items() if entry is None or entry.marker != markers[cid]]
-        fresh: dict[int, CachedEntry] = {}
-        for built, body in _build(session, stale, profiles):
-            fresh[built["id"]] = CachedEntry(markers[built["id"]], built["revision"], body)
-        with self._lock:
-            for cid in stale:
-                if cid in fresh:
-                    self._entries[(where, cid, profiles)] = fresh[cid]
-                else:  # no longer published
-                    self._entries.pop((where, cid, profiles), None)
-        result: list[tuple[int, CachedEntry]] = []
-        for cid in sorted(markers):
-            cached = fresh.get(cid) if cid in stale else known.get(cid)
-            if cached is not None:
-                result.append((cid, cached))
-        return result
+    markers: dict[int, tuple[Any, ...]] = {}
+    lessons: dict[int, tuple[int, datetime | None]] = {}
+    for chunk in _chunks(list(course_ids)):
+        for cid, version, updated, name, kind, region, county in session.execute(
+            select(
+                Course.id,
+                Course.version,
+                Course.updated_at,
+                School.name,
+                School.kind,
+                School.region,
+                School.county,
+            )
+            .join(School, School.id == Course.school_id)
+            .where(Course.id.in_(chunk), Course.status == "published")
+        ):
+            markers[cid] = (version, updated, name, kind, region, county)
+        for cid, count, latest in session.execute(
+            select(Lesson.course_id, func.count(Lesson.id), func.max(Lesson.changed_at))
+            .where(Lesson.course_id.in_(chunk))
+            .group_by(Lesson.course_id)
+        ):
+            lessons[cid] = (count, latest)
+    return {cid: (*marker, *lessons.get(cid, (0, None))) for cid, marker in markers.items()}
 
 
 ENTRY_CACHE = EntryCache()
 
 
-def payload_bytes(
-    entries: Sequence[CachedEntry],
-    *,
-    subscriber: School,
-    version: int,
-    cursor: int,
-    now: datetime,
-    lifetime: int,
+def build_courses(
+    session: Session, course_ids: Sequence[int], *, video_profiles: Sequence[str] = DEFAULT_VIDEO_PROFILES
+) -> list[dict[str, Any]]:
+    """The entries of `course_ids` (published ones only) as plain data with their revisions, built afresh."""
+    cache = EntryCache()
+    bodies = cache.entries(session, course_ids, video_profiles)
+    return [
+        {**json.loads(bodies[line.id]), "revision": line.revision}
+        for line in cache.index(session, course_ids, video_profiles)
+    ]
+
+
+def index_payload(
+    lines: Sequence[IndexLine], *, subscriber: School, version: int, cursor: int, now: datetime, lifetime: int
 ) -> bytes:
-    """The canonical JSON payload, joined from cached entry bytes (same bytes as canonical_json of the dict)."""
-    rest = canonical_json(
+    """The canonical JSON of the signed index."""
+    return canonical_json(
         {
+            "courses": [{"id": line.id, "revision": line.revision, "version": line.version} for line in lines],
             "cursor": cursor,
             "expires_at": _iso(now + timedelta(seconds=lifetime)),
             "format": FORMAT,
@@ -519,50 +649,64 @@ def payload_bytes(
             "version": version,
         }
     )
-    # "courses" sorts before every other key, so it leads, as canonical_json would put it.
-    return b'{"courses":[' + b",".join(e.body for e in entries) + b"]," + rest[1:]
 
 
-def entries_digest(entries: Sequence[tuple[int, CachedEntry]]) -> str:
-    """content_digest over cached entries."""
+def index_digest(lines: Sequence[IndexLine]) -> str:
+    """What the subscriber would get, as one hash: unchanged digest, unchanged manifest version."""
     digest = hashlib.sha256()
-    for cid, entry in entries:
-        digest.update(f"{cid}:{entry.revision};".encode())
+    for line in lines:
+        digest.update(f"{line.id}:{line.revision};".encode())
     return digest.hexdigest()
 
 
-def content_digest(courses: list[dict[str, Any]]) -> str:
-    """What the subscriber would get, as one hash: unchanged digest, unchanged manifest."""
-    digest = hashlib.sha256()
-    for course in courses:
-        digest.update(f"{course['id']}:{course['revision']};".encode())
-    return digest.hexdigest()
+# -- course entries on the school server ---------------------------------------------
 
 
-def build_manifest(
-    session: Session,
-    subscriptions: Iterable[SubscriptionLike],
-    *,
-    subscriber: School,
-    version: int,
-    cursor: int,
-    now: datetime,
-    lifetime: int,
-    video_profiles: Sequence[str] = DEFAULT_VIDEO_PROFILES,
-    courses: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The manifest payload (a plain dict) for `subscriber`; `courses` reuses entries already built."""
-    if courses is None:
-        courses = build_courses(session, select_course_ids(session, subscriptions), video_profiles=video_profiles)
-    return {
-        "format": FORMAT,
-        "version": version,
-        "cursor": cursor,
-        "issued_at": _iso(now),
-        "expires_at": _iso(now + timedelta(seconds=lifetime)),
-        "subscriber": school_entry(subscriber),
-        "courses": courses,
-    }
+def entry_from(data: Any, expected: IndexCourse) -> ManifestCourse:
+    """A course entry (parsed JSON) checked against its line of a verified index; ManifestRefused otherwise."""
+    try:
+        body = canonical_json(data)
+    except (TypeError, ValueError, RecursionError):
+        raise ManifestRefused(f"The entry of course {expected.id} is not JSON data.") from None
+    return entry_from_bytes(body, expected, data)
+
+
+def entry_from_bytes(body: bytes, expected: IndexCourse, data: Any = None) -> ManifestCourse:
+    """A course entry from its canonical bytes, if they hash to the revision the signed index gives."""
+    if hashlib.sha256(body).hexdigest() != expected.revision:
+        raise ManifestRefused(
+            f"The entry of course {expected.id} does not match the signed index (its sha256 differs): refused."
+        )
+    try:
+        parsed = json.loads(body) if data is None else data
+        if not isinstance(parsed, dict) or "revision" in parsed:
+            raise ValueError("not an entry")
+        course = ManifestCourse.model_validate({**parsed, "revision": expected.revision})
+    except (ValueError, ValidationError) as exc:
+        raise ManifestRefused(f"The entry of course {expected.id} is not valid: {exc}".splitlines()[0]) from None
+    if course.id != expected.id or course.version != expected.version:
+        raise ManifestRefused(f"The entry of course {expected.id} is not the one the signed index lists.")
+    return course
+
+
+def merge_patch(held: bytes, patch: Any) -> dict[str, Any] | None:
+    """The entry `held` (canonical bytes) with `patch` applied, or None when the patch does not fit it.
+
+    `patch` comes before any check (its result is checked against the signed
+    revision), so anything malformed gives None, never an exception.
+    """
+    try:
+        old = json.loads(held) if held else None
+        if not isinstance(old, dict) or not isinstance(patch, dict):
+            return None
+        fields, order, changed = patch["fields"], patch["lessons"], patch["changed"]
+        if not isinstance(fields, dict) or "lessons" in fields or not isinstance(order, list):
+            return None
+        lessons = {lesson["id"]: lesson for lesson in old.get("lessons", [])}
+        lessons.update((lesson["id"], lesson) for lesson in changed)
+        return {**fields, "lessons": [lessons[lid] for lid in order]}
+    except (KeyError, TypeError, ValueError, RecursionError):
+        return None
 
 
 def canonical_json(data: Any) -> bytes:
@@ -653,8 +797,8 @@ def verify(
     *,
     not_older_than: int | None,
     now: datetime,
-) -> Manifest:
-    """The manifest inside a signed envelope, or ManifestRefused saying why.
+) -> Index:
+    """The index inside a signed envelope, or ManifestRefused saying why.
 
     Refused: not an envelope (unsigned), a signature that does not verify with
     `public_key`, a payload that is not a valid manifest, a version below
@@ -683,9 +827,11 @@ def verify(
             "it was altered, or signed by another key."
         ) from None
     try:
-        manifest = Manifest.model_validate_json(payload)
+        manifest = Index.model_validate_json(payload)
     except (ValueError, ValidationError) as exc:
         raise ManifestRefused(f"The signed manifest is not a valid manifest: {exc}".splitlines()[0]) from None
+    if len({c.id for c in manifest.courses}) != len(manifest.courses):
+        raise ManifestRefused("The signed manifest lists a course twice.")
     if not_older_than is not None and manifest.version < not_older_than:
         raise ManifestRefused(
             f"The manifest is version {manifest.version}, older than version {not_older_than} already seen: "
@@ -694,3 +840,35 @@ def verify(
     if manifest.expires_at <= now:
         raise ManifestRefused(f"The manifest expired at {_iso(manifest.expires_at)}; fetch or export a fresh one.")
     return manifest
+
+
+# -- the whole manifest as one document (USB bundles) --------------------------------
+
+
+def document(envelope: bytes, entries: Sequence[bytes]) -> bytes:
+    """The signed index followed by every course entry, one canonical JSON line each, in index order."""
+    return b"\n".join([envelope, *entries]) + b"\n"
+
+
+def verify_document(
+    data: bytes, public_key: Ed25519PublicKey, *, not_older_than: int | None, now: datetime
+) -> tuple[Manifest, bytes]:
+    """The manifest a document carries and its signed envelope; every entry checked against the index."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise ManifestRefused("The manifest is larger than any this hub accepts.")
+    first = data.find(b"\n", 0, _MAX_HEADER)
+    second = data.find(b"\n", first + 1) if first >= 0 else -1
+    if second < 0:
+        raise ManifestRefused("The manifest is not signed (no valid signature header).")
+    envelope = data[:second]
+    index = verify(envelope, public_key, not_older_than=not_older_than, now=now)
+    lines = data[second + 1 :].split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if len(lines) != len(index.courses):
+        raise ManifestRefused(
+            f"The manifest holds {len(lines)} course entries; its signed index lists {len(index.courses)}."
+        )
+    courses = [entry_from_bytes(line, listed) for line, listed in zip(lines, index.courses, strict=True)]
+    bodies = {listed.id: line for line, listed in zip(lines, index.courses, strict=True)}
+    return Manifest(index=index, courses=courses, bodies=bodies), envelope

@@ -84,7 +84,13 @@ class MirrorCourse(Base):
     upstream_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     course_id: Mapped[int] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"), unique=True)
     version: Mapped[int] = mapped_column(Integer)
-    revision: Mapped[str] = mapped_column(String(16))
+    revision: Mapped[str] = mapped_column(String(64))  # sha256 of `entry`
+    # The entry as applied (canonical JSON, hub.sync.manifest): merged with the lessons
+    # an incremental pull fetches, and re-exported in bundles by this school server.
+    entry: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The upstream's issued_at of the manifest the entry came with: a later pull asks only
+    # for the lessons changed since.
+    issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

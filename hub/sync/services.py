@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Select, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from hub import jobs
@@ -64,6 +64,10 @@ def feed(session: Session, since: int, limit: int = FEED_PAGE) -> FeedPage:
     more = len(rows) > limit
     rows = rows[:limit]
     return FeedPage(rows, rows[-1].seq if rows else since, more)
+
+
+def pending_changes(session: Session, since: int) -> int:
+    return session.scalar(select(func.count(Change.seq)).where(Change.seq > since)) or 0
 
 
 def current_cursor(session: Session) -> int:
@@ -165,17 +169,18 @@ def issue_manifest(
     now: datetime | None = None,
     profiles: Sequence[str] = mf.DEFAULT_VIDEO_PROFILES,
 ) -> bytes:
-    """The signed manifest of everything `school` subscribes to (the caller commits).
+    """The signed index of everything `school` subscribes to (the caller commits).
 
     Its version goes up exactly when its content does, so a school server can
     refuse anything older than what it has seen, and a manifest fetched twice
-    in a row is the same version.
+    in a row is the same version. The course entries it lists by sha256 are
+    fetched apart (:func:`course_entries`), only where the school lacks them.
     """
     now = now or utcnow()
     cursor = current_cursor(session)
-    subscriptions = list_subscriptions(session, school.id)
-    entries = mf.ENTRY_CACHE.entries(session, mf.select_course_ids(session, subscriptions), profiles)
-    digest = mf.entries_digest(entries)
+    selected = mf.select_course_ids(session, list_subscriptions(session, school.id))
+    lines = mf.ENTRY_CACHE.index(session, selected, profiles)
+    digest = mf.index_digest(lines)
     state = session.get(ManifestState, school.id, with_for_update=True)
     if state is None:
         state = ManifestState(school_id=school.id, version=1, digest=digest)
@@ -184,15 +189,41 @@ def issue_manifest(
         state.version += 1
         state.digest = digest
     session.flush()
-    payload = mf.payload_bytes(
-        [entry for _cid, entry in entries],
-        subscriber=school,
-        version=state.version,
-        cursor=cursor,
-        now=now,
-        lifetime=lifetime,
+    payload = mf.index_payload(
+        lines, subscriber=school, version=state.version, cursor=cursor, now=now, lifetime=lifetime
     )
     return mf.sign(payload, private_key)
+
+
+MAX_ENTRIES = 500
+"""Course entries per request: bounds one answer to some 15 MB before compression."""
+
+
+def course_entries(
+    session: Session,
+    school: School,
+    course_ids: Sequence[int],
+    *,
+    since: datetime | None = None,
+    profiles: Sequence[str] = mf.DEFAULT_VIDEO_PROFILES,
+) -> list[bytes]:
+    """One JSON line per course of `course_ids` that `school` subscribes to: its entry, or a patch since `since`.
+
+    ``{"id": 12, "entry": {…}}`` carries the whole entry (its canonical JSON is
+    what the signed index's revision hashes); ``{"id": 12, "patch": {…}}`` only
+    the lessons changed since `since`, for a school server holding the entry of
+    that time (:func:`hub.sync.manifest.merge_patch`). A course not selected is
+    left out: the school server reports it and asks again next time.
+    """
+    if len(course_ids) > MAX_ENTRIES:
+        raise Invalid(f"Ask for at most {MAX_ENTRIES} course entries at a time.", {"courses": "too many"})
+    selected = set(mf.select_course_ids(session, list_subscriptions(session, school.id)))
+    wanted = sorted({cid for cid in course_ids if cid in selected})
+    if since is None:
+        bodies = mf.ENTRY_CACHE.entries(session, wanted, profiles)
+        return [b'{"entry":' + bodies[cid] + b',"id":%d}' % cid for cid in wanted if cid in bodies]
+    patches = mf.ENTRY_CACHE.patches(session, wanted, since, profiles)
+    return [b'{"id":%d,"patch":' % cid + patches[cid] + b"}" for cid in wanted if cid in patches]
 
 
 def readable_blobs(session: Session, actor: User | None, shas: Sequence[str]) -> list[Blob]:
@@ -293,31 +324,59 @@ def mirror_state(session: Session) -> MirrorState:
 
 def accept_manifest(
     session: Session, envelope: bytes, public_key: Ed25519PublicKey, *, now: datetime | None = None
-) -> mf.Manifest:
-    """Verify `envelope` against the mirror's state and remember it (the caller commits).
+) -> mf.Index:
+    """Verify `envelope` (a signed index) against the mirror's state and remember it (the caller commits).
 
     Raises ManifestRefused, leaving the state as it was, for an unsigned, wrongly
     signed, invalid, older or expired manifest.
     """
     state = mirror_state(session)
-    manifest = mf.verify(envelope, public_key, not_older_than=state.manifest_version or None, now=now or utcnow())
-    if manifest.version > state.manifest_version or not state.envelope:
-        state.manifest_version = manifest.version
+    index = mf.verify(envelope, public_key, not_older_than=state.manifest_version or None, now=now or utcnow())
+    if index.version > state.manifest_version or not state.envelope:
+        state.manifest_version = index.version
         state.envelope = envelope.decode()
-    state.cursor = max(state.cursor, manifest.cursor)
+    state.cursor = max(state.cursor, index.cursor)
     session.flush()
+    return index
+
+
+def accept_document(
+    session: Session, document: bytes, public_key: Ed25519PublicKey, *, now: datetime | None = None
+) -> mf.Manifest:
+    """accept_manifest for a whole manifest document (a bundle's): its index and every entry checked."""
+    state = mirror_state(session)
+    manifest, envelope = mf.verify_document(
+        document, public_key, not_older_than=state.manifest_version or None, now=now or utcnow()
+    )
+    accept_manifest(session, envelope, public_key, now=now)
     return manifest
 
 
-def stored_manifest(session: Session, public_key: Ed25519PublicKey) -> tuple[mf.Manifest, bytes] | None:
-    """The last accepted manifest (re-verified, expiry aside), or None before the first sync."""
+def stored_manifest(session: Session, public_key: Ed25519PublicKey) -> tuple[mf.Index, bytes] | None:
+    """The last accepted index (re-verified, expiry aside) and its envelope, or None before the first sync."""
     state = session.get(MirrorState, 1)
     if state is None or not state.envelope:
         return None
     envelope = state.envelope.encode()
     # Expiry does not matter for what was already applied: only the signature is checked again.
-    manifest = mf.verify(envelope, public_key, not_older_than=None, now=datetime.min.replace(tzinfo=UTC))
-    return manifest, envelope
+    index = mf.verify(envelope, public_key, not_older_than=None, now=datetime.min.replace(tzinfo=UTC))
+    return index, envelope
+
+
+def entries_needed(session: Session, index: mf.Index) -> list[mf.IndexCourse]:
+    """The courses of `index` whose entry this school server does not hold at that revision."""
+    held = {cid: revision for cid, revision in session.execute(select(MirrorCourse.upstream_id, MirrorCourse.revision))}
+    return [c for c in index.courses if held.get(c.id) != c.revision]
+
+
+def held_entries(session: Session, course_ids: Sequence[int]) -> dict[int, tuple[bytes, datetime | None]]:
+    """The entries this school server holds (as applied) and the upstream time they are of."""
+    rows = session.execute(
+        select(MirrorCourse.upstream_id, MirrorCourse.entry, MirrorCourse.issued_at).where(
+            MirrorCourse.upstream_id.in_(list(course_ids)), MirrorCourse.entry != ""
+        )
+    )
+    return {cid: (entry.encode(), issued) for cid, entry, issued in rows}
 
 
 @dataclass
@@ -334,19 +393,15 @@ class Plan:
 def plan(session: Session, storage: Storage, manifest: mf.Manifest) -> Plan:
     """Courses to apply or remove and the blobs missing for them: a set difference."""
     mirrored = {m.upstream_id: m for m in session.scalars(select(MirrorCourse))}
-    listed = {c.id for c in manifest.courses}
+    listed = {c.id for c in manifest.index.courses}
     to_apply = [c for c in manifest.courses if c.id not in mirrored or mirrored[c.id].revision != c.revision]
+    current = sum(1 for c in manifest.index.courses if c.id in mirrored and mirrored[c.id].revision == c.revision)
     missing: dict[str, mf.ManifestFile] = {}
     for course in to_apply:
         for sha, file in course.files().items():
             if sha not in missing and not storage.exists(sha):
                 missing[sha] = file
-    return Plan(
-        apply=to_apply,
-        remove=sorted(set(mirrored) - listed),
-        missing=missing,
-        unchanged=len(manifest.courses) - len(to_apply),
-    )
+    return Plan(apply=to_apply, remove=sorted(set(mirrored) - listed), missing=missing, unchanged=current)
 
 
 def fit_budget(session: Session, storage: Storage, work: Plan, room: int | None) -> Plan:
@@ -382,9 +437,8 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def mirrored_bytes(session: Session) -> int:
-    """Bytes of the blobs the mirrored courses use (what counts against the storage budget)."""
-    used = (
+def _mirrored_blobs() -> Select[str | None]:
+    return (
         select(Rendition.blob_sha256)
         .join(Material, Material.id == Rendition.material_id)
         .join(Lesson, Lesson.id == Material.lesson_id)
@@ -392,6 +446,16 @@ def mirrored_bytes(session: Session) -> int:
         .where(Rendition.blob_sha256.is_not(None))
         .distinct()
     )
+
+
+def mirrored_blobs(session: Session) -> set[str]:
+    """The blobs the mirrored courses use."""
+    return {sha for sha in session.scalars(_mirrored_blobs()) if sha}
+
+
+def mirrored_bytes(session: Session) -> int:
+    """Bytes of the blobs the mirrored courses use (what counts against the storage budget)."""
+    used = _mirrored_blobs()
     return int(session.scalar(select(func.coalesce(func.sum(Blob.size), 0)).where(Blob.sha256.in_(used))) or 0)
 
 
@@ -430,10 +494,15 @@ def apply_course(
     storage: Storage,
     entry: mf.ManifestCourse,
     *,
+    body: bytes,
+    issued_at: datetime,
     present: set[str] | None = None,
     reindex: bool = True,
 ) -> Course:
     """Make the local copy of one upstream course exactly `entry`, in the caller's transaction.
+
+    `body` is the entry's canonical bytes and `issued_at` the upstream time of the
+    manifest it came with: kept, so a later pull fetches only what changed since.
 
     Refuses (Conflict) while any blob it lists is missing from storage; `present`
     names blobs the caller has just seen in storage, so they are not looked up
@@ -530,15 +599,10 @@ def apply_course(
     session.expire(course, ["lessons"])
     session.flush()
     if link is None:
-        link = MirrorCourse(upstream_id=entry.id, course_id=course.id, version=entry.version, revision=entry.revision)
+        link = MirrorCourse(upstream_id=entry.id, course_id=course.id)
         session.add(link)
-    else:
-        link.course_id, link.version, link.revision, link.applied_at = (
-            course.id,
-            entry.version,
-            entry.revision,
-            utcnow(),
-        )
+    link.course_id, link.version, link.revision, link.applied_at = course.id, entry.version, entry.revision, utcnow()
+    link.entry, link.issued_at = body.decode(), issued_at
     session.flush()
     if reindex:
         reindex_courses(session, [course.id])
