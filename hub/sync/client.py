@@ -1032,6 +1032,11 @@ def apply_manifest(
         report.message = (
             f"{len(failures)} files could not be fetched ({first}); the courses that need them were not applied."
         )
+    elif unfetched:
+        # An entry that does not hash to its signed revision was altered on the way, or the
+        # course changed upstream while this pull ran: either way it is not applied.
+        report.status = "failed"
+        report.message = f"{len(unfetched)} course entries could not be used ({unfetched[0]}); those were not applied."
     elif stopped:
         report.status = "partial"
         report.message = "The time window closed: partial files are kept and the next run resumes them."

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,6 +72,7 @@ class Proxy:
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Range)
     cut_blob_after: int | None = None  # the next GET of a blob is cut after this many body bytes
     manifest_override: bytes | None = None
+    entries_tamper: Callable[[bytes], bytes] | None = None  # rewrites the course entries on the way
     blob_override: dict[str, bytes] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -104,6 +105,17 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._forward()
 
+        def _tamper_entries(self, body: bytes | None, tamper: Callable[[bytes], bytes]) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
+            skip = ("host", "connection", "accept-encoding")  # plain text, to rewrite
+            conn.request(
+                "POST", self.path, body=body, headers={k: v for k, v in self.headers.items() if k.lower() not in skip}
+            )
+            response = conn.getresponse()
+            data = tamper(response.read())
+            conn.close()
+            return self._send(response.status, {"Content-Type": "application/x-ndjson"}, data, False)
+
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
@@ -112,6 +124,8 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             is_blob = self.path.startswith("/api/v1/blobs/") or self.path == "/api/v1/sync/blobs"
             if self.command == "GET" and self.path == "/api/v1/sync/manifest" and proxy.manifest_override is not None:
                 return self._send(200, {"Content-Type": "application/json"}, proxy.manifest_override, False)
+            if self.path == "/api/v1/sync/courses" and proxy.entries_tamper is not None:
+                return self._tamper_entries(body, proxy.entries_tamper)
             sha = self.path.rsplit("/", 1)[-1]
             if self.path.startswith("/api/v1/blobs/") and sha in proxy.blob_override:
                 data = proxy.blob_override[sha]
@@ -495,7 +509,7 @@ def test_bad_manifests_and_bad_bytes_are_refused_keeping_the_old_state(
 
     # Altered on the way: the signature no longer matches.
     header, payload = _envelope_with(upstream, version=version + 1).split(b"\n", 1)
-    proxy.manifest_override = header + b"\n" + payload.replace("第二版".encode(), "第三版".encode())
+    proxy.manifest_override = header + b"\n" + payload.replace(RURAL.encode(), "别的学校".encode())
     refused("signature does not match")
     # Unsigned: the bare payload.
     proxy.manifest_override = payload
@@ -508,6 +522,21 @@ def test_bad_manifests_and_bad_bytes_are_refused_keeping_the_old_state(
     proxy.manifest_override = _envelope_with(upstream, version=version + 5, expires_at=past)
     refused("expired")
     proxy.manifest_override = None
+
+    # The signed index is genuine, the course entry it lists is altered on the way (first as a
+    # patch, then whole): its sha256 is not the signed one, so the course stays as it was.
+    upstream.retitle("第三版")
+    proxy.entries_tamper = lambda data: data.replace("第三版".encode(), "第四版".encode())
+    proxy.reset_counts()
+    result = school.hub("sync", "pull")
+    assert result.exit_code == 1 and "does not match the signed index" in result.stderr, result.output
+    assert school.courses() == good
+    assert [path for _method, path, _range in proxy.requests].count("/api/v1/sync/courses") == 2
+    proxy.entries_tamper = None
+    assert school.pull().status == "ok"
+    assert school.courses()[0][0] == "第三版"
+    good = school.courses()
+    stored_before = sorted(storage.iter_hashes())
 
     # A new video whose bytes are swapped on the way: never stored, the course stays as it was.
     new_sha = upstream.set_rendition(upstream.material(upstream.lesson_ids[0]), "video-360p", os.urandom(VIDEO))

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub.accounts import services as accounts
+from hub.accounts.models import User
 from hub.catalog import services as catalog
+from hub.catalog.models import Lesson
 from hub.catalog.schemas import CourseCreate, LessonCreate
+from hub.db import utcnow
 from hub.media.models import Blob, Rendition
 from hub.sync import manifest as mf
 from tests.conftest import COURSE, Accounts
@@ -172,3 +179,51 @@ def test_an_unchanged_manifest_is_a_304(client: FlaskClient, setup: dict[str, An
     assert again.status_code == 304 and again.data == b""
     older = client.get("/api/v1/sync/manifest", headers={**headers, "If-None-Match": mf.manifest_etag(0)})
     assert older.status_code == 200 and older.data
+
+
+def test_course_entries_come_whole_or_as_changes_since_and_only_for_subscribed_courses(
+    app: Flask, db: Session, client: FlaskClient, setup: dict[str, Any], make: Accounts
+) -> None:
+    headers = setup["rural"]
+    client.post("/api/v1/sync/subscriptions", json={"course": setup["course"]}, headers=headers)
+    uploader = db.scalars(select(User).where(User.email == "up@famous.example")).one()
+    other = catalog.create_course(db, uploader, CourseCreate(**COURSE))  # a draft, and not subscribed anyway
+    db.execute(update(Lesson).values(changed_at=utcnow() - timedelta(hours=1)))
+    db.commit()
+    key, now = setup["key"].public_key(), mf.datetime.now(mf.UTC)
+    index = mf.verify(client.get("/api/v1/sync/manifest", headers=headers).data, key, not_older_than=None, now=now)
+
+    response = client.post("/api/v1/sync/courses", json={"courses": [setup["course"], other.id]}, headers=headers)
+    assert response.status_code == 200 and response.mimetype == "application/x-ndjson"
+    [line] = [json.loads(raw) for raw in response.data.splitlines()]
+    assert line["id"] == setup["course"]
+    body = mf.canonical_json(line["entry"])
+    assert hashlib.sha256(body).hexdigest() == index.courses[0].revision
+    assert mf.entry_from_bytes(body, index.courses[0]).lessons[0].title == "配方法"
+
+    # As of the index: a lesson added since is all a patch carries.
+    added = catalog.create_lesson(db, uploader, setup["course"], LessonCreate(title="公式法"))
+    db.commit()
+    newer = mf.verify(client.get("/api/v1/sync/manifest", headers=headers).data, key, not_older_than=None, now=now)
+    since = {"courses": [setup["course"]], "since": index.issued_at.isoformat()}
+    [patch] = [
+        json.loads(raw)["patch"]
+        for raw in client.post("/api/v1/sync/courses", json=since, headers=headers).data.splitlines()
+    ]
+    assert [lesson["id"] for lesson in patch["changed"]] == [added.id]
+    merged = mf.merge_patch(body, patch)
+    assert merged is not None and hashlib.sha256(mf.canonical_json(merged)).hexdigest() == newer.courses[0].revision
+
+    too_many = {"courses": list(range(1, 502))}
+    assert client.post("/api/v1/sync/courses", json=too_many, headers=headers).status_code == 422
+    assert client.post("/api/v1/sync/courses", json={"courses": []}, headers=headers).status_code == 422
+    naive = {"courses": [1], "since": "2026-12-01T20:00:00"}
+    assert client.post("/api/v1/sync/courses", json=naive, headers=headers).status_code == 422
+    assert client.post("/api/v1/sync/courses", json={"courses": [1]}).status_code == 401
+
+
+def test_the_feed_says_how_many_changes_wait_without_sending_them(client: FlaskClient, setup: dict[str, Any]) -> None:
+    feed = client.get("/api/v1/sync/feed?since=0&limit=1", headers=setup["rural"]).json
+    assert feed["pending"] == 1 and len(feed["changes"]) == 1
+    later = client.get(f"/api/v1/sync/feed?since={feed['cursor']}&limit=1", headers=setup["rural"]).json
+    assert later["pending"] == 0

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from hub import create_app
@@ -85,8 +86,15 @@ def cat(app: Flask, db: Session, make: Accounts) -> Catalog:
     return Catalog(db, app.extensions["hub.storage"], famous, rural, uploader)
 
 
-def verified(envelope: bytes, key: mf.Ed25519PrivateKey) -> mf.Manifest:
-    return mf.verify(envelope, key.public_key(), not_older_than=None, now=services.utcnow())
+def verified(cat: Catalog, envelope: bytes, key: mf.Ed25519PrivateKey) -> mf.Manifest:
+    """The index in `envelope` with every entry it lists, fetched as a school server would, checked."""
+    index = mf.verify(envelope, key.public_key(), not_older_than=None, now=services.utcnow())
+    bodies = {}
+    for line in services.course_entries(cat.db, cat.rural, [c.id for c in index.courses]):
+        data = json.loads(line)
+        bodies[data["id"]] = mf.canonical_json(data["entry"])
+    courses = [mf.entry_from_bytes(bodies[c.id], c) for c in index.courses]
+    return mf.Manifest(index=index, courses=courses, bodies=bodies)
 
 
 @pytest.fixture
@@ -151,7 +159,7 @@ def test_manifest_version_goes_up_exactly_when_content_changes(cat: Catalog, key
     def issue() -> mf.Manifest:
         envelope = services.issue_manifest(cat.db, cat.rural, private_key=key, lifetime=3600)
         cat.db.commit()
-        return verified(envelope, key)
+        return verified(cat, envelope, key)
 
     first = issue()
     assert first.version == 1 and [c.id for c in first.courses] == [course.id]
@@ -199,7 +207,7 @@ def test_build_courses_leaves_out_unpublished_courses(cat: Catalog) -> None:
 def _manifest(cat: Catalog, key: mf.Ed25519PrivateKey) -> mf.Manifest:
     envelope = services.issue_manifest(cat.db, cat.rural, private_key=key, lifetime=3600)
     cat.db.commit()
-    return verified(envelope, key)
+    return verified(cat, envelope, key)
 
 
 def test_plan_is_a_set_difference_and_the_budget_keeps_whole_courses(
@@ -256,12 +264,14 @@ def test_applying_replaces_a_course_whole_or_not_at_all(
     with get_database(mirror_app).session() as session:
         entry = manifest.courses[0]
         with pytest.raises(Conflict, match="lacks"):
-            services.apply_course(session, mirror_storage, entry)
+            services.apply_course(session, mirror_storage, entry, body=b"", issued_at=manifest.issued_at)
         session.rollback()
         assert session.scalar(select(func.count()).select_from(Course)) == 0
         for sha in entry.files():
             mirror_storage.store(io.BytesIO(b"".join(cat.storage.open_range(sha, 0, None))))
-        local = services.apply_course(session, mirror_storage, entry)
+        local = services.apply_course(
+            session, mirror_storage, entry, body=manifest.bodies[entry.id], issued_at=manifest.issued_at
+        )
         session.commit()
         assert [lesson.title for lesson in local.lessons] == ["第1课", "第2课"]
         assert session.scalars(select(Outbox.args).where(Outbox.task == INDEX_COURSE)).all()[-1] == [local.id]
@@ -272,14 +282,19 @@ def test_applying_replaces_a_course_whole_or_not_at_all(
         lesson = cat.db.scalars(select(Lesson).where(Lesson.course_id == course.id).order_by(Lesson.position)).all()[1]
         cat.db.delete(lesson)
         cat.db.commit()
-        newer = _manifest(cat, key).courses[0]
-        local = services.apply_course(session, mirror_storage, newer)
+        again = _manifest(cat, key)
+        newer = again.courses[0]
+        local = services.apply_course(
+            session, mirror_storage, newer, body=again.bodies[newer.id], issued_at=again.issued_at
+        )
         session.commit()
         session.expire_all()
         assert local.id == first_id and local.title == "第二版" and len(local.lessons) == 1
         assert session.scalar(select(func.count()).select_from(Lesson)) == 1
         link = session.get(MirrorCourse, course.id)
         assert link is not None and link.revision == newer.revision
+        # The entry is kept as applied, to merge the next pull's changes into.
+        assert link.entry.encode() == again.bodies[newer.id] and link.issued_at == again.issued_at
 
         services.remove_course(session, course.id)
         session.commit()
@@ -335,7 +350,7 @@ def test_the_mirror_reports_new_downloads_once(cat: Catalog, key: mf.Ed25519Priv
     ).first()
     assert sha is not None
     # Play the mirror on this database: the course is "mirrored" and downloaded on the LAN.
-    cat.db.add(MirrorCourse(upstream_id=course.id, course_id=course.id, version=1, revision="0" * 16))
+    cat.db.add(MirrorCourse(upstream_id=course.id, course_id=course.id, version=1, revision="0" * 64))
     cat.db.add(DownloadCount(blob_sha256=sha, day=date(2026, 11, 30), school_id=None, count=4))
     cat.db.commit()
     report = services.pending_count_report(cat.db)
@@ -354,47 +369,69 @@ def test_cached_entries_make_the_same_bytes_and_rebuild_only_what_changed(
 ) -> None:
     courses = [cat.course(lessons=2) for _ in range(3)]
     ids = [c.id for c in courses]
+    # A catalog written an hour ago: patches below leave its lessons out (PATCH_MARGIN is seconds).
+    cat.db.execute(update(Lesson).values(changed_at=services.utcnow() - timedelta(hours=1)))
+    cat.db.commit()
     cache = mf.EntryCache()
     built: list[list[int]] = []
-    real_build = mf._build
+    real_build = mf._build_lessons
 
-    def counting_build(session: Session, course_ids: list[int], profiles: Any) -> Any:
-        built.append(sorted(course_ids))
-        return real_build(session, course_ids, profiles)
+    def counting_build(session: Session, lesson_ids: list[int], profiles: Any) -> Any:
+        built.append(sorted(lesson_ids))
+        return real_build(session, lesson_ids, profiles)
 
-    monkeypatch.setattr(mf, "_build", counting_build)
-    now = services.utcnow()
-    entries = cache.entries(cat.db, ids)
-    joined = mf.payload_bytes([e for _, e in entries], subscriber=cat.rural, version=1, cursor=5, now=now, lifetime=60)
-    whole = mf.build_manifest(
-        cat.db,
-        [],
-        subscriber=cat.rural,
-        version=1,
-        cursor=5,
-        now=now,
-        lifetime=60,
-        courses=mf.build_courses(cat.db, ids),
-    )
-    assert joined == mf.canonical_json(whole)
-    assert built == [ids, ids]  # the cache built every course once; the second is the reference above
+    def lesson_ids(course_id: int) -> list[int]:
+        return list(cat.db.scalars(select(Lesson.id).where(Lesson.course_id == course_id).order_by(Lesson.id)))
 
-    assert cache.entries(cat.db, ids) == entries and built[-1] == []  # nothing changed, nothing rebuilt
-    lesson = cat.db.scalars(select(Lesson).where(Lesson.course_id == ids[1])).first()
+    monkeypatch.setattr(mf, "_build_lessons", counting_build)
+    index = cache.index(cat.db, ids)
+    bodies = cache.entries(cat.db, ids)
+    # The joined bytes are exactly the canonical JSON of the entry, and the revision its sha256.
+    reference = {e["id"]: e for e in mf.build_courses(cat.db, ids)}
+    for line in index:
+        assert bodies[line.id] == mf.canonical_json({k: v for k, v in reference[line.id].items() if k != "revision"})
+        assert line.revision == reference[line.id]["revision"] == hashlib.sha256(bodies[line.id]).hexdigest()
+    assert built[0] == sorted(lid for cid in ids for lid in lesson_ids(cid))
+    built.clear()
+
+    assert cache.index(cat.db, ids) == index and built == []  # nothing changed, nothing rebuilt
+    # A running transcode's progress writes are not changes.
+    progressing = cat.db.scalars(
+        select(Rendition).join(Material).join(Lesson).where(Lesson.course_id == ids[0])
+    ).first()
+    assert progressing is not None
+    progressing.progress = 42
+    cat.db.commit()
+    assert cache.index(cat.db, ids) == index and built == []
+
+    before_edit = services.utcnow()
+    lesson = cat.db.get(Lesson, lesson_ids(ids[1])[0])
     cat.db.delete(lesson)
     cat.db.commit()
-    after_delete = cache.entries(cat.db, ids)
-    assert built[-1] == [ids[1]]
-    assert after_delete[1][1].revision != entries[1][1].revision
+    after_delete = cache.index(cat.db, ids)
+    assert built == [[]]  # the course's entry changes; none of its lessons is built again
+    assert after_delete[1].revision != index[1].revision and after_delete[0] == index[0]
+
     material = cat.db.scalars(select(Material).join(Lesson).where(Lesson.course_id == ids[2])).first()
     assert material is not None
     cat.rendition(material, "poster", 301)
     cat.db.commit()
-    cache.entries(cat.db, ids)
-    assert built[-1] == [ids[2]]
+    after_poster = cache.index(cat.db, ids)
+    assert built[-1] == [material.lesson_id]
+    assert after_poster[2].revision != index[2].revision
+
+    # A school server holding the entries of before the edits gets only what changed, and
+    # merging it gives the new revisions exactly.
+    patches = cache.patches(cat.db, ids, before_edit)
+    for old, new in ((index[1], after_poster[1]), (index[2], after_poster[2])):
+        patch = json.loads(patches[new.id])
+        assert [lesson["id"] for lesson in patch["changed"]] == ([material.lesson_id] if new.id == ids[2] else [])
+        merged = mf.merge_patch(bodies[old.id], patch)
+        assert merged is not None and hashlib.sha256(mf.canonical_json(merged)).hexdigest() == new.revision
+
     catalog.withdraw_course(cat.db, cat.uploader, ids[0])
     cat.db.commit()
-    assert [cid for cid, _ in cache.entries(cat.db, ids)] == ids[1:]
+    assert [line.id for line in cache.index(cat.db, ids)] == ids[1:]
 
 
 def test_drop_unreferenced_blobs_drops_only_what_nothing_uses(cat: Catalog) -> None:
@@ -441,7 +478,8 @@ def test_applying_keeps_each_rendition_with_its_material(
     # must end up under the material the manifest lists it with.
     course = cat.course(lessons=3)
     services.subscribe(cat.db, cat.rural, course_id=course.id)
-    entry = _manifest(cat, key).courses[0]
+    manifest = _manifest(cat, key)
+    entry = manifest.courses[0]
     first, second, third = entry.lessons
     twin = first.materials[0]
     lessons = [first.model_copy(update={"materials": [twin, twin]}), second, third]
@@ -454,7 +492,7 @@ def test_applying_keeps_each_rendition_with_its_material(
     for sha in {**entry.files(), **{m.original.sha256: m for lesson in lessons for m in lesson.materials}}:
         mirror_storage.store(io.BytesIO(b"".join(cat.storage.open_range(sha, 0, None))))
     with get_database(mirror_app).session() as session:
-        local = services.apply_course(session, mirror_storage, entry)
+        local = services.apply_course(session, mirror_storage, entry, body=b"", issued_at=manifest.issued_at)
         session.commit()
         got = [
             [
