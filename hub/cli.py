@@ -5,20 +5,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
-from flask import Flask
-from sqlalchemy.orm import Session
 
 from hub.config import ConfigError
 from hub.errors import HubError
 
+if TYPE_CHECKING:  # `hub --help` and a cron'd `hub sync pull` start fast: each command loads what it runs
+    from flask import Flask
+    from sqlalchemy.orm import Session
 
-def _app() -> Flask:
+
+def _app(*, web: bool = False) -> Flask:
+    """The app; with ``web`` its pages and API too, which only the commands that serve or run workers need."""
     from hub import create_app
 
     try:
-        return create_app()
+        return create_app(web=web)
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
 
@@ -64,7 +68,7 @@ def serve(host: str, port: int, threads: int, connections: int) -> None:
     from hub.search import ensure_index
     from hub.web import serve as serve_app
 
-    app = _app()
+    app = _app(web=True)
     ensure_index(app)  # an old-schema or corrupt index is rebuilt in the background
     click.echo(f"serving on http://{host}:{port}/", err=True)
     serve_app(app, host, port, threads=threads, connections=connections)
@@ -83,8 +87,8 @@ def worker(ctx: click.Context, concurrency: int, beat: bool) -> None:
     """Start a Celery worker on every queue (extra arguments go to celery)."""
     from hub import jobs
 
-    app = _app()
-    celery = app.extensions["celery"]
+    app = _app(web=True)
+    celery = jobs.get_celery(app)
     argv = [
         "worker",
         "--loglevel=INFO",
@@ -204,7 +208,7 @@ def demo(host: str, port: int) -> None:
     """Migrate, seed a demo catalog, start a worker and serve: the whole hub on one machine."""
     from hub.demo import run_demo
 
-    run_demo(_app(), host, port)
+    run_demo(_app(web=True), host, port)
 
 
 def _attach_feature_commands() -> None:

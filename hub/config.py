@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from babel.dates import get_timezone
-
 
 class ConfigError(ValueError):
     """A setting has a value the hub cannot use; the message names it."""
@@ -92,6 +90,9 @@ def _optional_url(value: str) -> str:
 
 def _timezone(value: str) -> str:
     # Babel's lookup is the one the pages use (pytz's own data: no system tzdata needed).
+    # Imported here: the `hub` command loads this module just to print its help.
+    from babel.dates import get_timezone
+
     try:
         get_timezone(value)
     except LookupError:

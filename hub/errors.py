@@ -9,16 +9,13 @@ HTML pages render the same message in a page instead.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, jsonify, render_template, request
-from flask_babel import gettext
-from flask_wtf.csrf import CSRFError
-from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
-
-from hub.i18n import N_
-from hub.media.storage import BlobNotFound
+# Every service and the CLI import the error classes; Flask, Babel, pydantic and
+# the storage backends load only where an error is translated for the web.
+if TYPE_CHECKING:
+    from flask import Flask, Response
+    from pydantic import ValidationError
 
 
 class HubError(Exception):
@@ -36,9 +33,13 @@ class HubError(Exception):
 
     def localized(self) -> str:
         """The message in the reader's language, for pages."""
+        from flask_babel import gettext
+
         return str(gettext(self.template, **self.params))
 
     def localized_fields(self) -> dict[str, str]:
+        from flask_babel import gettext
+
         return {name: str(gettext(message)) for name, message in self.fields.items()}
 
 
@@ -77,6 +78,8 @@ class Conflict(HubError):
 
 def invalid_from_pydantic(exc: ValidationError) -> Invalid:
     """One message per field, in words a person can act on."""
+    from hub.i18n import N_
+
     fields: dict[str, str] = {}
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "body"
@@ -90,6 +93,8 @@ def invalid_from_pydantic(exc: ValidationError) -> Invalid:
 
 
 def _wants_json() -> bool:
+    from flask import request
+
     if request.path.startswith("/api/"):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
@@ -100,6 +105,9 @@ def error_response(
     status: int, code: str, message: str, fields: dict[str, Any] | None = None, **params: object
 ) -> tuple[Response | str, int]:
     """The error as JSON (English, ``message % params``) or as a page in the reader's language."""
+    from flask import jsonify, render_template
+    from flask_babel import gettext
+
     if _wants_json():
         text = message % params if params else message
         body = {"error": {"code": code, "message": text, "fields": fields or {}}}
@@ -109,6 +117,14 @@ def error_response(
 
 
 def init_app(app: Flask) -> None:
+    from flask import request
+    from flask_wtf.csrf import CSRFError
+    from pydantic import ValidationError
+    from werkzeug.exceptions import HTTPException
+
+    from hub.i18n import N_
+    from hub.media.storage import BlobNotFound
+
     @app.errorhandler(HubError)
     def _hub_error(exc: HubError) -> tuple[Response | str, int, dict[str, str]]:
         body, status = error_response(exc.status, exc.code, exc.template, exc.fields, **exc.params)

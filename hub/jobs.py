@@ -13,16 +13,20 @@ hook and the sweeper costs a little work, never a wrong result.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery import Celery, Task
-from flask import Flask
 from sqlalchemy import JSON, Integer, String, Text, delete, event, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hub.config import Settings
 from hub.db import Base, Database, UTCDateTime, utcnow
+
+if TYPE_CHECKING:  # Celery loads when a task is sent or a worker starts (see get_celery), not with every app
+    from celery import Celery
+    from flask import Flask
+
+    from hub.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ DEFAULT_QUEUE = "celery"
 ALL_QUEUES = (DEFAULT_QUEUE, "media", "search")
 
 _PENDING = "hub.outbox.pending"
+_CELERY_LOCK = threading.Lock()
 
 
 class Outbox(Base):
@@ -71,16 +76,25 @@ def enqueue(session: Session, task: str, *args: Any) -> Outbox:
     return row
 
 
-def init_app(app: Flask, settings: Settings, database: Database) -> Celery:
-    celery = make_celery(app, settings)
+def init_app(app: Flask, settings: Settings, database: Database) -> None:
     event.listen(database.sessionmaker, "after_commit", _after_commit)
     event.listen(database.sessionmaker, "after_rollback", _after_rollback)
-    # Each session copies this dict: the after-commit hook finds its broker there.
-    database.sessionmaker.configure(info={"hub.celery": celery, "hub.database": database})
-    return celery
+    # Each session copies this dict: the after-commit hook finds its app (and so its broker) there.
+    database.sessionmaker.configure(info={"hub.app": app, "hub.database": database})
+
+
+def get_celery(app: Flask) -> Celery:
+    """The app's Celery, made on first use: a command that sends no task (a no-change pull) never loads it."""
+    with _CELERY_LOCK:
+        celery = app.extensions.get("celery")
+        if celery is None:
+            celery = make_celery(app, app.extensions["hub.settings"])
+        return celery
 
 
 def make_celery(app: Flask, settings: Settings) -> Celery:
+    from celery import Celery, Task
+
     class FlaskTask(Task):  # type: ignore[misc]
         # Every task runs inside the app context, so services find settings,
         # the database and storage exactly as a web request does.
@@ -132,7 +146,7 @@ def _after_rollback(session: Session) -> None:
 def _after_commit(session: Session) -> None:
     rows: list[Outbox] = session.info.pop(_PENDING, [])
     if rows:
-        send(session.info["hub.celery"], session.info["hub.database"], rows)
+        send(get_celery(session.info["hub.app"]), session.info["hub.database"], rows)
 
 
 def send(celery: Celery, database: Database, rows: list[Outbox]) -> int:

@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, request, session
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
+
+csrf = CSRFProtect()
 
 COMPRESSIBLE = {
     "text/html",

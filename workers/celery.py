@@ -1,6 +1,6 @@
 """Worker entry point: ``celery -A workers.celery worker`` (``hub worker`` does this)."""
 
-from hub import create_app
+from hub import create_app, jobs
 
 app = create_app()
-celery = app.extensions["celery"]
+celery = jobs.get_celery(app)

@@ -12,4 +12,4 @@ from hub.db import get_database
 @shared_task(name=jobs.SWEEP_OUTBOX)
 def sweep_outbox() -> int:
     """Re-send outbox rows the broker did not take when their change committed."""
-    return jobs.sweep_outbox(current_app.extensions["celery"], get_database(), current_app.extensions["hub.settings"])
+    return jobs.sweep_outbox(jobs.get_celery(current_app), get_database(), current_app.extensions["hub.settings"])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Flask, g, request, session
 
-from hub import csrf
 from hub.accounts import services
 from hub.accounts.models import User
 from hub.db import request_session
 from hub.errors import Unauthorized
 from hub.i18n import N_
+from hub.web import csrf
 
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 

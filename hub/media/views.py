@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, request, url_for
 
-from hub import csrf
 from hub.accounts.auth import current_user
 from hub.db import Database, get_database, request_session
 from hub.errors import Busy, PermissionDenied
@@ -17,6 +16,7 @@ from hub.media import downloads
 from hub.media.course_download import CourseDownload, plan_course_download
 from hub.media.storage import Storage, content_disposition
 from hub.media.zipstore import ZipWindow
+from hub.web import csrf
 
 blueprint = Blueprint("media", __name__)
 

@@ -43,12 +43,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:  # Whoosh loads on the first search or index write, not with every app (`hub sync pull`)
+    from flask import Flask
 
-from hub.config import Settings
-from hub.search.index import IndexBusy, SearchIndex
-from hub.search.query import QueryEngine
+    from hub.config import Settings
+    from hub.search.index import SearchIndex
+    from hub.search.query import QueryEngine
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +63,35 @@ RETRY_REBUILD_AFTER = 30.0
 class SearchEngine:
     """The search index of one hub instance: stored at ``app.extensions["hub.search"]``."""
 
-    def __init__(self, index: SearchIndex, cache_bytes: int = 64 * 1024 * 1024) -> None:
-        self.index = index
-        self.query = QueryEngine(index, cache_bytes=cache_bytes)
+    def __init__(self, index: SearchIndex | Path, cache_bytes: int = 64 * 1024 * 1024) -> None:
+        """``index`` may be just its directory: the index and its query engine are then made on first use."""
+        self._index = index
+        self._query: QueryEngine | None = None
+        self._cache_bytes = cache_bytes
+        self._make_lock = threading.Lock()
         self._rebuilder: Callable[[], object] | None = None
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._last_attempt = -RETRY_REBUILD_AFTER
+
+    @property
+    def index(self) -> SearchIndex:
+        with self._make_lock:
+            if isinstance(self._index, Path):
+                from hub.search.index import SearchIndex
+
+                self._index = SearchIndex(self._index)
+            return self._index
+
+    @property
+    def query(self) -> QueryEngine:
+        index = self.index
+        with self._make_lock:
+            if self._query is None:
+                from hub.search.query import QueryEngine
+
+                self._query = QueryEngine(index, cache_bytes=self._cache_bytes)
+            return self._query
 
     def set_rebuilder(self, rebuild: Callable[[], object]) -> None:
         self._rebuilder = rebuild
@@ -88,6 +113,8 @@ class SearchEngine:
             return True
 
     def _rebuild_now(self) -> None:
+        from hub.search.index import IndexBusy
+
         assert self._rebuilder is not None
         try:
             self._rebuilder()
@@ -117,12 +144,12 @@ class SearchEngine:
 
 def init_app(app: Flask, settings: Settings) -> SearchEngine:
     """Create the engine; no index is opened or built here (start-up stays instant)."""
-    from hub.db import get_database
-    from hub.search import services
-
-    engine = SearchEngine(SearchIndex(settings.index_dir), cache_bytes=settings.search_cache_mb * 1024 * 1024)
+    engine = SearchEngine(settings.index_dir, cache_bytes=settings.search_cache_mb * 1024 * 1024)
 
     def rebuild() -> object:
+        from hub.db import get_database
+        from hub.search import services
+
         with get_database(app).session() as session:
             return services.rebuild(session, engine, wait=0.0)
 

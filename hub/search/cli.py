@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
-from flask import Flask
 
 from hub.config import ConfigError
+
+if TYPE_CHECKING:  # Flask and the search engine load only when a command runs
+    from flask import Flask
 
 
 def _app() -> Flask:
     from hub import create_app
 
     try:
-        return create_app()
+        return create_app(web=False)  # no command here serves a request: skip the pages' and API's imports
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
 

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from flask import Flask
 
 from hub.config import ConfigError
 from hub.errors import HubError
 
-if TYPE_CHECKING:  # the sync modules load only when a command runs
+if TYPE_CHECKING:  # Flask and the sync modules load only when a command runs
+    from flask import Flask
+
     from hub.sync.client import PullReport
 
 
@@ -22,7 +23,7 @@ def _app() -> Flask:
     from hub import create_app
 
     try:
-        return create_app()
+        return create_app(web=False)  # no command here serves a request: skip the pages' and API's imports
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
+if TYPE_CHECKING:  # kept out of imports: `hub upload` on a laptop needs neither Flask, boto3 nor the models
+    from flask import Flask
 
-if TYPE_CHECKING:  # kept out of imports: `hub upload` on a laptop needs neither boto3 nor the models
     from hub.config import Settings
     from hub.uploads.storage import PartialStore
 
@@ -71,9 +71,9 @@ def make_uploads(settings: Settings, storage: Any) -> Uploads:
 
 def init_app(app: Flask) -> Uploads:
     """Attach the upload server: its settings, partial store, API and pages."""
-    from hub import csrf
     from hub.uploads.api import blueprint as api_blueprint
     from hub.uploads.views import blueprint as views_blueprint
+    from hub.web import csrf
 
     uploads = get_uploads(app)
     app.register_blueprint(api_blueprint)
@@ -85,6 +85,8 @@ def init_app(app: Flask) -> Uploads:
 
 def get_uploads(app: Flask | None = None) -> Uploads:
     """The app's upload server parts, made on first use (workers need no blueprints)."""
+    from flask import current_app
+
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     uploads = app.extensions.get("hub.uploads")
     if uploads is None:

@@ -38,12 +38,17 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from botocore.exceptions import ClientError
-
-from hub.media.storage import LocalStorage, S3Storage, Storage, StoredBlob, key_for
+from hub.media.storage import LocalStorage, Storage, StoredBlob, key_for
 from hub.media.storage.base import CHUNK_SIZE, fsync_dir, hash_file
+
+# boto3 loads only on hubs that store in S3: the S3 classes below catch botocore's
+# ClientError through their client (``self.client.exceptions.ClientError``).
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
+    from hub.media.storage import S3Storage
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +229,10 @@ class PartialStore(Protocol):
 
 
 def make_partial_store(storage: Storage, directory: Path, part_bytes: int) -> PartialStore:
+    if isinstance(storage, LocalStorage):
+        return LocalPartialStore(directory, storage)
+    from hub.media.storage.s3 import S3Storage
+
     if isinstance(storage, S3Storage):
         return S3PartialStore(storage, directory, part_bytes)
     return LocalPartialStore(directory, storage)
@@ -533,7 +542,7 @@ class S3PartialStore:
                 page = self.client.list_parts(
                     Bucket=self.bucket, Key=state["key"], UploadId=state["upload_id"], PartNumberMarker=marker
                 )
-            except ClientError as error:
+            except self.client.exceptions.ClientError as error:
                 if _is_no_such_upload(error):
                     return None
                 raise
@@ -547,7 +556,7 @@ class S3PartialStore:
         """The size of the completed multipart object, if a finish got that far."""
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=state["key"])
-        except ClientError as error:
+        except self.client.exceptions.ClientError as error:
             if _is_no_such_upload(error):
                 return None
             raise
@@ -586,7 +595,7 @@ class S3PartialStore:
         if state.get("upload_id"):
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=state["key"], UploadId=state["upload_id"])
-            except ClientError as error:
+            except self.client.exceptions.ClientError as error:
                 if not _is_no_such_upload(error):
                     raise
         if state.get("key"):
@@ -813,7 +822,7 @@ class S3Partial:
     def _abort(self) -> None:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.mpu_id)
-        except ClientError as error:
+        except self.client.exceptions.ClientError as error:
             if not _is_no_such_upload(error):
                 raise
 

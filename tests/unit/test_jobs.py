@@ -18,7 +18,7 @@ from tests.conftest import hub_settings
 
 
 def test_every_task_the_app_sends_is_registered(app: Flask) -> None:
-    celery = app.extensions["celery"]
+    celery = jobs.get_celery(app)
     celery.loader.import_default_modules()
     assert workers.media and workers.jobs
     missing = jobs.TASK_NAMES - set(celery.tasks)
@@ -27,7 +27,7 @@ def test_every_task_the_app_sends_is_registered(app: Flask) -> None:
 
 
 def test_the_beat_sends_only_registered_tasks_to_queues_workers_consume(app: Flask) -> None:
-    celery = app.extensions["celery"]
+    celery = jobs.get_celery(app)
     celery.loader.import_default_modules()
     scheduled = {entry["task"] for entry in celery.conf.beat_schedule.values()}
     assert scheduled <= jobs.TASK_NAMES and scheduled <= set(celery.tasks)
@@ -58,9 +58,7 @@ def test_rows_are_sent_after_commit_only(app: Flask, db: Session) -> None:
 
 def test_broker_down_loses_nothing(hub_env: dict[str, str], tmp_path: Path) -> None:
     # Nothing listens on port 9 of loopback: every send fails at once.
-    down = create_app(
-        {**hub_settings(hub_env), "HUB_BROKER_URL": "redis://127.0.0.1:9/0"}
-    )
+    down = create_app({**hub_settings(hub_env), "HUB_BROKER_URL": "redis://127.0.0.1:9/0"})
     with get_database(down).session() as session:
         row = jobs.enqueue(session, jobs.SWEEP_OUTBOX)
         session.commit()  # succeeds although the broker is unreachable
@@ -75,7 +73,7 @@ def test_broker_down_loses_nothing(hub_env: dict[str, str], tmp_path: Path) -> N
         session.execute(Outbox.__table__.update().values(created_at=row.created_at.replace(year=2000)))
         session.commit()
     settings = up.extensions["hub.settings"]
-    assert jobs.sweep_outbox(up.extensions["celery"], get_database(up), settings) == 1
+    assert jobs.sweep_outbox(jobs.get_celery(up), get_database(up), settings) == 1
     with get_database(up).session() as session:
         again = session.get(Outbox, row.id)
         assert again is not None and again.sent_at is not None and again.attempts == 2

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from hub.config import Settings
+from typing import TYPE_CHECKING
+
 from hub.media.storage.base import Storage
 from hub.media.storage.local import LocalStorage
-from hub.media.storage.s3 import S3Storage
+
+if TYPE_CHECKING:
+    from hub.config import Settings
 
 
 def make_storage(settings: Settings) -> Storage:
     if settings.storage == "s3":
+        from hub.media.storage.s3 import S3Storage  # boto3 loads only on hubs that store in S3
+
         return S3Storage(
             bucket=settings.s3_bucket,
             prefix=settings.s3_prefix,
