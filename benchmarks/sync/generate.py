@@ -141,6 +141,7 @@ def load(
                     f"第{1 + position // 5}单元",
                     NOW,
                     NOW,
+                    NOW,
                 )
             )
             for kind, profiles in (("video", ("video-360p", "video-240p", "poster")), ("document", ("document",))):
@@ -185,8 +186,8 @@ def load(
             [(c, NOW) for c in catalog.courses],
         )
         db.executemany(
-            "INSERT INTO lesson (id, course_id, position, title, summary, unit, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO lesson (id, course_id, position, title, summary, unit, created_at, updated_at, changed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             lesson_rows,
         )
         db.executemany(
@@ -274,7 +275,11 @@ def edit(
         courses: set[int] = set()
         for lesson_id, course_id in chosen:
             courses.add(course_id)
-            db.execute("UPDATE lesson SET title = title || '（修订）', updated_at = ? WHERE id = ?", (now, lesson_id))
+            # changed_at as hub.catalog.models stamps it on every ORM write to a lesson or its renditions.
+            db.execute(
+                "UPDATE lesson SET title = title || '（修订）', updated_at = ?, changed_at = ? WHERE id = ?",
+                (now, now, lesson_id),
+            )
             for rid in by_lesson[lesson_id]:
                 lid, profile, _, _ = catalog.renditions[rid]
                 sha, size = source.blob(profile)

@@ -341,39 +341,7 @@ def _build_lessons(session: Session, lesson_ids: Sequence[int], video_profiles: 
                 "unit": unit,
                 "materials": [],
             }
-        ready: dict[int, list[dict[str, Any]]] = {}
-        for mid, profile, sha, size, media_type, kbps, width, height, duration, ssim in session.execute(
-            select(
-                Rendition.material_id,
-                Rendition.profile,
-                Blob.sha256,
-                Blob.size,
-                Blob.media_type,
-                Rendition.kbps,
-                Rendition.width,
-                Rendition.height,
-                Rendition.duration,
-                Rendition.ssim,
-            )
-            .join(Blob, Blob.sha256 == Rendition.blob_sha256)
-            .join(Material, Material.id == Rendition.material_id)
-            .where(Material.lesson_id.in_(chunk), Rendition.status == "ready")
-            .order_by(Rendition.material_id, Rendition.profile)
-        ):
-            ready.setdefault(mid, []).append(
-                {
-                    "profile": profile,
-                    "sha256": sha,
-                    "size": size,
-                    "media_type": media_type,
-                    "kbps": kbps,
-                    "width": width,
-                    "height": height,
-                    "duration": duration,
-                    "ssim": ssim,
-                }
-            )
-        for mid, lid, kind, title, filename, status, sha, size, media_type in session.execute(
+        materials = session.execute(
             select(
                 Material.id,
                 Material.lesson_id,
@@ -387,8 +355,44 @@ def _build_lessons(session: Session, lesson_ids: Sequence[int], video_profiles: 
             )
             .join(Blob, Blob.sha256 == Material.original_sha256)
             .where(Material.lesson_id.in_(chunk))
-            .order_by(Material.id)
-        ):
+        ).all()
+        ready: dict[int, list[dict[str, Any]]] = {}
+        # By material id, not by a join on the lesson: given "material.lesson_id IN (…)" through
+        # a join, SQLite scans every rendition (1.2 s per 5,000 of 100,000 lessons, 0.04 s so).
+        material_ids = [row[0] for row in materials]
+        for start in range(0, len(material_ids), _IN_CHUNK):
+            for mid, profile, sha, size, media_type, kbps, width, height, duration, ssim in session.execute(
+                select(
+                    Rendition.material_id,
+                    Rendition.profile,
+                    Blob.sha256,
+                    Blob.size,
+                    Blob.media_type,
+                    Rendition.kbps,
+                    Rendition.width,
+                    Rendition.height,
+                    Rendition.duration,
+                    Rendition.ssim,
+                )
+                .join(Blob, Blob.sha256 == Rendition.blob_sha256)
+                .where(Rendition.material_id.in_(material_ids[start : start + _IN_CHUNK]), Rendition.status == "ready")
+            ):
+                ready.setdefault(mid, []).append(
+                    {
+                        "profile": profile,
+                        "sha256": sha,
+                        "size": size,
+                        "media_type": media_type,
+                        "kbps": kbps,
+                        "width": width,
+                        "height": height,
+                        "duration": duration,
+                        "ssim": ssim,
+                    }
+                )
+        for renditions in ready.values():
+            renditions.sort(key=lambda r: r["profile"])
+        for mid, lid, kind, title, filename, status, sha, size, media_type in sorted(materials):
             lessons[lid]["materials"].append(
                 {
                     "id": mid,
