@@ -6,33 +6,46 @@ for mirroring (each named by sha256, with its size and media type). It is built
 on the upstream, signed with the upstream's Ed25519 key, and verified on the
 school server before anything in it is used. Nothing in a manifest is ever
 executed or unpickled: it is JSON, parsed into the strict pydantic models below,
-and a field that is missing, unknown or of the wrong type refuses the whole
-manifest.
+and a field that is missing, unknown or of the wrong type refuses it.
 
-Format (``oer-hub-manifest/1``), the payload that is signed::
+It travels in two parts. The signed **index** (``oer-hub-manifest/2``) is small,
+a line per course::
 
     {
-      "format": "oer-hub-manifest/1",
+      "format": "oer-hub-manifest/2",
       "version": 7,                 # per subscriber; only ever goes up
       "cursor": 1234,               # the change feed's last seq when it was built
       "issued_at": "2026-12-01T20:00:00Z",
       "expires_at": "2026-12-08T20:00:00Z",
       "subscriber": {"id": 3, "name": "…", "kind": "rural", "region": "…", "county": "…"},
-      "courses": [
-        {"id": 12, "version": 4, "revision": "<16 hex: hash of this entry>",
-         "title": "…", "summary": "…", "category": "curriculum", "subject": "math",
-         "grades": [9], "edition": "人教版", "volume": "上册", "language": "zh",
-         "license": "CC-BY-SA-4.0", "teacher": "…", "published_at": "…" | null,
-         "school": {"id": 1, "name": "…", "kind": "famous", "region": "…", "county": "…"},
-         "lessons": [
-           {"id": 40, "position": 1, "title": "…", "summary": "…", "unit": "…",
-            "materials": [
-              {"id": 77, "kind": "video", "title": "…", "filename": "…", "status": "ready",
-               "original": {"sha256": "…", "size": 123, "media_type": "video/mp4"},
-               "renditions": [
-                 {"profile": "video-360p", "sha256": "…", "size": 45, "media_type": "video/mp4",
-                  "kbps": 300.0, "width": 640, "height": 360, "duration": 3.0, "ssim": 0.97}]}]}]}]
+      "courses": [{"id": 12, "version": 4, "revision": "<sha256 of the course's entry>"}]
     }
+
+Each course's **entry** is fetched apart (``POST /api/v1/sync/courses``), and is
+used only if the sha256 of its canonical JSON is the revision the signed index
+gives, so the signature covers it as surely as if it were inside::
+
+    {"id": 12, "version": 4, "title": "…", "summary": "…", "category": "curriculum",
+     "subject": "math", "grades": [9], "edition": "人教版", "volume": "上册", "language": "zh",
+     "license": "CC-BY-SA-4.0", "teacher": "…", "published_at": "…" | null,
+     "school": {"id": 1, "name": "…", "kind": "famous", "region": "…", "county": "…"},
+     "lessons": [
+       {"id": 40, "position": 1, "title": "…", "summary": "…", "unit": "…",
+        "materials": [
+          {"id": 77, "kind": "video", "title": "…", "filename": "…", "status": "ready",
+           "original": {"sha256": "…", "size": 123, "media_type": "video/mp4"},
+           "renditions": [
+             {"profile": "video-360p", "sha256": "…", "size": 45, "media_type": "video/mp4",
+              "kbps": 300.0, "width": 640, "height": 360, "duration": 3.0, "ssim": 0.97}]}]}]}
+
+Why two parts: an incremental sync must cost little more than the blobs that
+changed. A school server asks only for the entries whose revision it does not
+hold, and for a course it holds, only the lessons changed since the manifest
+its entry came with (a patch, :func:`merge_patch`), then checks the merged entry
+against the signed revision. The upstream keeps lesson entries in a cache
+(:class:`EntryCache`) and rebuilds only the lessons whose ``changed_at`` stamp
+moved (hub.catalog.models stamps it on every write), so an incremental index of
+a 100,000-lesson catalog costs well under the time of reading every row once.
 
 Only the renditions listed are mirrored; originals are described (the school
 server's catalog needs their row) but their bytes are not carried: a school
@@ -41,16 +54,16 @@ first ready profile of the preference list is chosen (plus its poster), so a
 school never pays for two resolutions of the same lesson.
 
 The signed envelope (what travels, over HTTP or on a USB drive) is one header
-line, then the payload bytes exactly as signed::
+line, then the index's bytes exactly as signed::
 
     {"format":"oer-hub-signed/1","key":"<base64 public key>","sha256":"<hex of the payload>",
      "signature":"<base64 Ed25519 of b'oer-hub-manifest sha256:' + that hex>"}\n
     <payload>
 
-Signing the payload's sha256 rather than the payload keeps a 100,000-lesson
-manifest cheap to sign (one hash pass, no re-encoding into a JSON string); the
-verifier hashes the payload and checks both. ``key`` is informational: a school
-server trusts only the key it was configured with.
+The verifier hashes the payload and checks both. ``key`` is informational: a
+school server trusts only the key it was configured with. A bundle's
+``manifest.json`` is the envelope followed by every entry, a line each
+(:func:`document`).
 
 ``revision`` changes whenever anything in the course entry changes (a lesson
 added, a rendition redone), even when the upstream course ``version`` does
