@@ -36,12 +36,14 @@ from hub.locks import LockBusy, file_lock
 from hub.media.storage import Storage, is_sha256
 from hub.sync import archive, services
 from hub.sync import manifest as mf
-from hub.sync.client import STORE_THREADS, Progress, PullOptions, PullReport, apply_manifest, sync_lock_path
+from hub.sync.client import Progress, PullOptions, PullReport, apply_manifest, sync_lock_path
 from hub.sync.models import SyncRun
 
 MANIFEST_NAME = "manifest.json"
 STATE_FORMAT = "oer-hub-state/1"
 _SLACK_ENTRIES = 16
+STORE_THREADS = 8
+"""Blob files written at once by an export or an import: their fsyncs share the disk's commits."""
 
 
 def blob_name(sha256: str) -> str:
@@ -148,8 +150,7 @@ def export_bundle(
         chunks = storage.open_range(file.sha256, 0, None, chunk_size=1024 * 1024)
         archive.write_file(target, blob_name(file.sha256), chunks, part_bytes)
 
-    # Each file is written, fsynced and renamed; several at once share the disk's commits
-    # (see hub.sync.client.STORE_THREADS).
+    # Each file is written, fsynced and renamed; several at once share the disk's commits.
     with ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="bundle-export") as pool:
         for file, _done in zip(todo, pool.map(copy, todo), strict=True):
             written["blobs"] += 1

@@ -36,7 +36,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as clock
@@ -53,7 +53,7 @@ from hub.db import Database, get_database, utcnow
 from hub.errors import HubError
 from hub.locks import LockBusy, file_lock
 from hub.media.downloads import MIRROR_HEADER
-from hub.media.storage import BlobBatch, Storage
+from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
 from hub.sync import manifest as mf
 from hub.sync import services
@@ -69,7 +69,6 @@ CHUNK = 64 * 1024
 ATTEMPTS = 4
 """Tries per blob or batch; each retry resumes where the bytes stopped."""
 TIMEOUT = 60.0
-STORE_THREADS = 8
 APPLY_GROUP = 25
 """Courses applied per transaction: bounds how long the database's writer lock is held."""
 
@@ -443,22 +442,6 @@ class Transfer:
     progress: Progress
     deadline: float | None = None  # time.monotonic() at which the window closes
     stop: threading.Event = field(default_factory=threading.Event)
-    store_pool: ThreadPoolExecutor | None = None
-
-    def add(self, batch: BlobBatch, buffer: IO[bytes], file: mf.ManifestFile) -> Future[None]:
-        """Add (verified) bytes already received to `batch`, on the store pool when there is one.
-
-        Counted as stored only once the batch has published them.
-        """
-        if self.store_pool is None:
-            future: Future[None] = Future()
-            try:
-                services.add_verified(batch, buffer, file)
-                future.set_result(None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
-                future.set_exception(exc)
-            return future
-        return self.store_pool.submit(services.add_verified, batch, buffer, file)
 
     def check(self) -> None:
         if self.stop.is_set():
@@ -603,7 +586,8 @@ def _fetch_batch_once(transfer: Transfer, files: list[mf.ManifestFile]) -> list[
         )
     wanted = {f.sha256: f for f in files}
     remaining = dict(wanted)
-    stores: list[tuple[Future[None], mf.ManifestFile]] = []
+    stored: list[str] = []
+    mismatch: services.BlobMismatch | None = None
     # One durability barrier for the whole batch instead of two fsyncs per small blob
     # (a file and its directory): the batch publishes what it holds when it exits.
     batch_context = transfer.storage.batch()
@@ -622,20 +606,24 @@ def _fetch_batch_once(transfer: Transfer, files: list[mf.ManifestFile]) -> list[
             if file is None or size != file.size:
                 raise SyncError(f"The upstream sent {sha[:12]}… ({size} bytes), which was not asked for.")
             buffer = io.BytesIO()
-            transfer.read_into(response, buffer, size)  # hashed once, as the batch stores it
+            transfer.read_into(response, buffer, size)
             buffer.seek(0)
-            stores.append((transfer.add(batch, buffer, file), file))
+            # Stored by this thread, hashed once on the way: handing small blobs to a pool
+            # of store threads cost more in thread switches than it overlapped (2 cores).
+            try:
+                services.add_verified(batch, buffer, file)
+                stored.append(sha)
+            except services.BlobMismatch as exc:
+                mismatch = mismatch or exc  # read on: the connection stays usable for the next batch
             remaining.pop(sha, None)
         response.read()
     finally:
         # Whatever happens to the connection, what arrived is stored before a retry asks again.
-        errors = [exc for future, _file in stores if (exc := future.exception()) is not None]
         batch_context.__exit__(None, None, None)  # durable, then visible under their names
-        for future, file in stores:
-            if future.exception() is None:
-                transfer.progress.file_done(file.sha256)
-    if errors:
-        raise errors[0]
+        for sha in stored:
+            transfer.progress.file_done(sha)
+    if mismatch is not None:
+        raise mismatch
     return list(remaining.values())
 
 
@@ -659,14 +647,7 @@ def download(transfer: Transfer, missing: dict[str, mf.ManifestFile], parallel: 
         (functools.partial(fetch_blob, transfer, f), [f.sha256]) for f in large
     ] + [(functools.partial(fetch_batch, transfer, b), [f.sha256 for f in b]) for b in batches]
     stopped = False
-    # Small blobs go into a storage batch per request (one durability barrier for all of
-    # them); the store pool still hashes and writes them while the next bytes arrive, and
-    # stores the large ones (a write, an fsync and a rename each) several at a time.
-    with (
-        ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="sync-store") as store_pool,
-        ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="sync-fetch") as pool,
-    ):
-        transfer.store_pool = store_pool
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="sync-fetch") as pool:
         futures = {pool.submit(job): shas for job, shas in jobs}
         try:
             for future in as_completed(futures):

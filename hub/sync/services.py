@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, delete, func, insert, select
+from sqlalchemy import Select, Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from hub import jobs
@@ -541,7 +541,7 @@ def apply_course(
         if sha not in known
     ]
     if new_blobs:
-        session.execute(insert(Blob), new_blobs)
+        session.execute(insert(_table(Blob)), new_blobs)
     stamps = {"created_at": now, "updated_at": now}
     lesson_ids = _insert_returning_ids(
         session,
@@ -593,9 +593,7 @@ def apply_course(
         for r in m.renditions
     ]
     if renditions:
-        # render_nulls: without it the ORM leaves None columns out and starts a new statement each
-        # time the pattern changes (a video's kbps, then a poster's None): one INSERT per row.
-        session.execute(insert(Rendition), renditions, execution_options={"render_nulls": True})
+        session.execute(insert(_table(Rendition)), renditions)
     session.expire(course, ["lessons"])
     session.flush()
     if link is None:
@@ -644,13 +642,26 @@ def _insert_returning_ids(
         return []
     names = [name for name in rows[0] if name not in ("created_at", "updated_at")]
     keys = [tuple(row[name] for name in names) for row in rows]
+    table = _table(model)
     if len(set(keys)) < len(keys):
-        result = session.execute(insert(model).returning(model.id, sort_by_parameter_order=True), rows)
+        result = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
         return list(result.scalars())
-    columns = [getattr(model, name) for name in names]
-    returned = session.execute(insert(model).returning(model.id, *columns), rows)
+    columns = [table.c[name] for name in names]
+    returned = session.execute(insert(table).returning(table.c.id, *columns), rows)
     ids = {tuple(row[1:]): row[0] for row in returned}
     return [ids[key] for key in keys]
+
+
+def _table(model: type[Any]) -> Table:
+    """The model's table: Core inserts of plain rows, without the ORM's bulk machinery.
+
+    The rows are dictionaries already and no ORM event is wanted for them; the ORM's
+    bulk insert path cost about half of applying a course (0.6 s of 1.2 s profiled for
+    100 courses), and it sent one INSERT per rendition when the None columns changed.
+    """
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def _local_school(session: Session, school: mf.ManifestSchool) -> School:

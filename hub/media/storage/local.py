@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,23 +37,60 @@ class LocalStorage:
     """Blob files at `root/ab/cd/<sha256>`, temporary files in `root/tmp`.
 
     On a school server this directory is production, so every name is validated and
-    every resolved path is checked to stay inside `root`.
+    no symlinked shard directory is followed out of `root`.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         # Inside root, hence on the same filesystem: os.replace from here is atomic.
         self.tmp_dir = self.root / "tmp"
+        # Shard directories (root/ab, root/ab/cd) seen to be real directories, not links.
+        # Checking each path with resolve() cost eight lstat() a blob: most of the CPU of
+        # serving a sync batch of small blobs, and of planning a pull. A directory seen
+        # once is trusted from then on; only someone with write access to the storage
+        # itself could swap it for a link, and they could as well rewrite the blobs.
+        self._real_dirs: set[str] = set()
 
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
 
     def _path(self, sha256: str) -> Path:
-        path = (self.root / key_for(validate_sha256(sha256))).resolve()
-        # A symlinked shard directory could still lead elsewhere; refuse rather than follow.
-        if not path.is_relative_to(self.root) or path.parent.parent.parent != self.root:
-            raise InvalidKey(f"blob path escapes the storage root: {sha256!r}")
-        return path
+        # A validated name is 64 hex characters: no separator or `..` can lead out of the
+        # root. Only a symlinked shard directory could; refuse rather than follow it.
+        key = key_for(validate_sha256(sha256))
+        self._check_shard(f"{self.root}/{key[:5]}", sha256)
+        return Path(f"{self.root}/{key}")
+
+    def _check_shard(self, shard: str, sha256: str, *, create: bool = False) -> bool:
+        """True if root/ab and root/ab/cd are real directories (made first if `create`); False if missing."""
+        for directory in (shard[:-3], shard):
+            if directory in self._real_dirs:
+                continue
+            if create:
+                try:
+                    os.mkdir(directory)
+                    self._real_dirs.add(directory)  # made here: a directory, not a link
+                    continue
+                except FileExistsError:
+                    pass
+            try:
+                mode = os.lstat(directory).st_mode
+            except FileNotFoundError:
+                return False
+            if not stat.S_ISDIR(mode):
+                raise InvalidKey(f"blob path escapes the storage root: {sha256!r}")
+            self._real_dirs.add(directory)
+        return True
+
+    def _lstat_blob(self, sha256: str) -> os.stat_result | None:
+        """The blob file's own status (a symlink is not followed, and refused); None if absent."""
+        try:
+            status = os.lstat(self._path(sha256))
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(status.st_mode):
+            raise InvalidKey(f"not a regular file in the storage: {sha256!r}")
+        return status
 
     def store(self, fileobj: IO[bytes]) -> StoredBlob:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -98,14 +137,13 @@ class LocalStorage:
         batch.publish()
 
     def exists(self, sha256: str) -> bool:
-        return self._path(sha256).is_file()
+        return self._lstat_blob(sha256) is not None
 
     def size(self, sha256: str) -> int:
-        path = self._path(sha256)
-        try:
-            return path.stat().st_size
-        except FileNotFoundError:
-            raise BlobNotFound(sha256) from None
+        status = self._lstat_blob(sha256)
+        if status is None:
+            raise BlobNotFound(sha256)
+        return status.st_size
 
     def open_range(
         self,
@@ -158,10 +196,9 @@ class LocalStorage:
             tmp.unlink(missing_ok=True)
 
     def local_path(self, sha256: str) -> Path | None:
-        path = self._path(sha256)
-        if not path.is_file():
+        if self._lstat_blob(sha256) is None:
             raise BlobNotFound(sha256)
-        return path
+        return self._path(sha256)
 
     def presigned_url(
         self,
@@ -207,70 +244,78 @@ class _LocalBatch:
 
     def __init__(self, storage: LocalStorage) -> None:
         self._storage = storage
-        self._staged: dict[str, tuple[Path, Path]] = {}  # sha256 -> (staged file, its place)
+        self._staged: dict[str, tuple[str, str]] = {}  # sha256 -> (staged file, its place)
         self._lock = threading.Lock()
+        # Staged names: one random prefix a batch and a counter (next() on a count is
+        # atomic in CPython), not a uuid4 (a getrandom call) a blob.
+        self._prefix = f"{storage.tmp_dir}/batch-{uuid.uuid4().hex}-"
+        self._counter = itertools.count()
         storage.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def add(self, fileobj: IO[bytes]) -> StoredBlob:
-        tmp = self._storage.tmp_dir / f"batch-{uuid.uuid4().hex}"
+        tmp = f"{self._prefix}{next(self._counter)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _BLOB_MODE)
         try:
             os.fchmod(fd, _BLOB_MODE)  # whatever the umask, as store() does
             with os.fdopen(fd, "wb") as out:
                 sha256, size = copy_and_hash(fileobj, out)
-            # Not _path(): resolving every component costs a dozen lstat per blob. The root is
-            # resolved and the name validated, so only the two shard directories could lead
-            # elsewhere; publish() refuses them before renaming into them.
-            target = self._storage.root / key_for(validate_sha256(sha256))
+            # The shard directories are checked (and made) by publish(), before renaming
+            # into them.
+            target = f"{self._storage.root}/{key_for(validate_sha256(sha256))}"
             with self._lock:
-                if sha256 not in self._staged and not target.exists():
+                if sha256 not in self._staged and not os.path.lexists(target):
                     self._staged[sha256] = (tmp, target)
                     return StoredBlob(sha256=sha256, size=size, created=True)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             raise
-        tmp.unlink(missing_ok=True)
+        _unlink(tmp)
         return StoredBlob(sha256=sha256, size=size, created=False)
 
     def discard(self, sha256: str) -> None:
         with self._lock:
             staged = self._staged.pop(sha256, None)
         if staged is not None:
-            staged[0].unlink(missing_ok=True)
+            _unlink(staged[0])
 
     def abandon(self) -> None:
         with self._lock:
             staged, self._staged = self._staged, {}
         for tmp, _target in staged.values():
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
 
     def publish(self) -> None:
         with self._lock:
             staged, self._staged = self._staged, {}
         if not staged:
             return
-        root = self._storage.root
+        storage = self._storage
+        renamed: set[str] = set()
         try:
-            if not _syncfs(root):
+            if not _syncfs(storage.root):
                 for tmp, _target in staged.values():
-                    _fsync_file(tmp)
-            touched: set[Path] = set()
+                    _fsync_file(Path(tmp))
+            touched: set[str] = set()
             for sha256, (tmp, target) in staged.items():
-                if target.exists():
-                    continue  # stored meanwhile by someone else: same name, same bytes
-                if target.parent not in touched:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    if target.parent.is_symlink() or target.parent.parent.is_symlink():
-                        raise InvalidKey(f"blob path escapes the storage root: {sha256!r}")
+                shard = target[: -len(sha256) - 1]
+                storage._check_shard(shard, sha256, create=True)
+                # Stored meanwhile by someone else? Same name, same bytes: replacing is harmless.
                 os.replace(tmp, target)
-                touched.update((target.parent, target.parent.parent))
-            if touched and not _syncfs(root):
+                renamed.add(tmp)
+                touched.update((shard, shard[:-3]))
+            if touched and not _syncfs(storage.root):
                 for directory in sorted(touched, reverse=True):
-                    fsync_dir(directory)
-                fsync_dir(root)
+                    fsync_dir(Path(directory))
+                fsync_dir(storage.root)
         finally:
             for tmp, _target in staged.values():
-                tmp.unlink(missing_ok=True)
+                if tmp not in renamed:
+                    _unlink(tmp)
+
+
+def _unlink(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _load_syncfs() -> Any:

@@ -421,6 +421,35 @@ def test_local_blobs_stay_inside_root(tmp_path: Path) -> None:
     assert list(storage.iter_hashes()) == []
 
 
+def test_local_blob_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "blobs")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"secret")
+    digest = sha(b"secret")
+    place = storage.root / digest[:2] / digest[2:4] / digest
+    place.parent.mkdir(parents=True)
+    place.symlink_to(secret)
+
+    for read in (storage.exists, storage.size, storage.open_range, storage.local_path):
+        with pytest.raises(InvalidKey):
+            read(digest)
+
+
+def test_local_shard_checked_once_still_refuses_a_new_symlinked_shard(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "blobs")
+    kept = storage.store(io.BytesIO(b"kept")).sha256
+    assert storage.exists(kept)  # its shard directories are now known to be real
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    digest = sha(b"other")
+    assert digest[:2] != kept[:2]  # another first-level shard, not yet seen
+    (storage.root / digest[:2]).symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(InvalidKey):
+        storage.exists(digest)
+    assert storage.exists(kept)
+
+
 def test_local_iter_hashes_ignores_strays(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "blobs")
     digest = storage.store(io.BytesIO(b"real")).sha256
