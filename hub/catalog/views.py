@@ -14,6 +14,7 @@ from hub.catalog.schemas import CourseQuery
 from hub.db import request_session
 from hub.errors import invalid_from_pydantic
 from hub.media.course_download import plan_course_download
+from hub.media.profiles import original_stands_in
 from hub.media.views import default_quality
 from hub.vocab import CATEGORIES, GRADE_NAMES, LANGUAGES, SUBJECTS
 
@@ -65,4 +66,19 @@ def course_page(course_id: int) -> str:
 @blueprint.get("/lessons/<int:lesson_id>")
 def lesson_page(lesson_id: int) -> str:
     lesson = services.get_lesson(request_session(), current_user(), lesson_id)
-    return render_template("catalog/lesson.html", lesson=lesson, course=lesson.course)
+    upstream_url = current_app.extensions["hub.settings"].upstream_url.rstrip("/")
+    # A school server holds an original only where no rendition stands in for it
+    # (hub.sync.manifest): the others are linked on the upstream hub, for when the
+    # internet is up, rather than as a download that answers 404 on the LAN.
+    remote = (
+        {
+            m.id
+            for m in lesson.materials
+            if not original_stands_in(m.status, [r.profile for r in m.renditions if r.status == "ready"])
+        }
+        if upstream_url
+        else set()
+    )
+    return render_template(
+        "catalog/lesson.html", lesson=lesson, course=lesson.course, upstream_url=upstream_url, remote_originals=remote
+    )

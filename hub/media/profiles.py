@@ -39,7 +39,7 @@ Choices that hold for the whole ladder, and why:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from types import MappingProxyType
@@ -262,3 +262,13 @@ def applicable_profiles(probe: Probed) -> list[Profile]:
         for profile in LADDER
         if profile.applies_to(probe.kind, has_audio=probe.has_audio, animated=probe.animated)
     ]
+
+
+def original_stands_in(status: str, ready_profiles: Iterable[str]) -> bool:
+    """True for a ready material with no ready rendition but perhaps a poster: its original is its small form.
+
+    The pipeline skips a rendition that would be bigger than its source, so such an
+    original is already compact (a small PDF, a short low-bitrate clip) and is what a
+    teacher gets. A school server, which otherwise mirrors renditions only, mirrors it.
+    """
+    return status == "ready" and all(profile == "poster" for profile in ready_profiles)

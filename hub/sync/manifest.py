@@ -49,9 +49,11 @@ a 100,000-lesson catalog costs well under the time of reading every row once.
 
 Only the renditions listed are mirrored; originals are described (the school
 server's catalog needs their row) but their bytes are not carried: a school
-server serves the small renditions, never a multi-GB recording. For a video the
-first ready profile of the preference list is chosen (plus its poster), so a
-school never pays for two resolutions of the same lesson.
+server serves the small renditions, never a multi-GB recording. The exception is
+an original no rendition stands in for (each was skipped as bigger than it): that
+original is the small form, and is mirrored. For a video the first ready profile
+of the preference list is chosen (plus its poster), so a school never pays for
+two resolutions of the same lesson.
 
 The signed envelope (what travels, over HTTP or on a USB drive) is one header
 line, then the index's bytes exactly as signed::
@@ -95,6 +97,7 @@ from hub.accounts.models import School
 from hub.catalog.models import Course, Lesson, Material
 from hub.errors import HubError
 from hub.media.models import Blob, Rendition
+from hub.media.profiles import original_stands_in
 from hub.vocab import CategoryCode, LanguageCode, LicenseId, SubjectCode
 
 FORMAT = "oer-hub-manifest/2"
@@ -191,8 +194,19 @@ class ManifestCourse(_Data):
     lessons: list[ManifestLesson]
 
     def files(self) -> dict[str, ManifestFile]:
-        """The blobs a school server needs for this course, by sha256."""
-        return {r.sha256: r for lesson in self.lessons for m in lesson.materials for r in m.renditions}
+        """The blobs a school server needs for this course, by sha256.
+
+        The renditions listed; and the original of a material for which no rendition
+        stands in (each was skipped as bigger than it), or the school would have nothing
+        of that material.
+        """
+        found: dict[str, ManifestFile] = {}
+        for lesson in self.lessons:
+            for m in lesson.materials:
+                found.update((r.sha256, r) for r in m.renditions)
+                if original_stands_in(m.status, (r.profile for r in m.renditions)):
+                    found[m.original.sha256] = m.original
+        return found
 
 
 class IndexCourse(_Data):

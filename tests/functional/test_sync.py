@@ -407,6 +407,40 @@ def test_first_sync_then_an_edit_moves_only_the_changed_blob(upstream: Upstream,
     assert upstream_downloads(upstream, posters[0]) == 3  # reported once, not again
 
 
+def test_an_original_no_rendition_stands_in_for_is_mirrored_and_served_on_the_lan(
+    upstream: Upstream, school: School
+) -> None:
+    uploader = accounts.get_user_by_email(upstream.db, "up@famous.example")
+    lesson = catalog.create_lesson(upstream.db, uploader, upstream.course_id, LessonCreate(title="练习", unit="第一节"))
+    handout = b"%PDF-1.4\n% a handout already smaller than any rendition of it\n" + os.urandom(3_000)
+    material = catalog.add_material(
+        upstream.db, upstream.storage, uploader, lesson.id, io.BytesIO(handout), filename="练习.pdf", title="练习"
+    )
+    # The pipeline found the compressed copy bigger than the original: skipped, and the material ready.
+    upstream.db.add(Rendition(material=material, profile="document", status="skipped"))
+    material.status = "ready"
+    upstream.db.commit()
+    assert school.hub("sync", "subscribe", "--paired-with", FAMOUS).exit_code == 0
+
+    report = school.pull()
+    assert report.status == "ok", report.message
+    handout_sha = hashlib.sha256(handout).hexdigest()
+    assert blob_bytes(school.app.extensions["hub.storage"], handout_sha) == handout
+
+    client = school.app.test_client()
+    with school.session() as session:
+        lesson_ids: dict[str, int] = {title: lid for title, lid in session.execute(select(Lesson.title, Lesson.id))}
+    handout_page = client.get(f"/lessons/{lesson_ids['练习']}").get_data(as_text=True)
+    assert f'href="/api/v1/blobs/{handout_sha}"' in handout_page
+    assert client.get(f"/api/v1/blobs/{handout_sha}").data == handout
+    # A video's original stays upstream: linked there, not offered as a LAN download that would 404.
+    original = upstream.material(upstream.lesson_ids[0]).original_sha256
+    assert client.get(f"/api/v1/blobs/{original}").status_code == 404
+    video_page = client.get(f"/lessons/{lesson_ids['配方法']}").get_data(as_text=True)
+    assert f'href="{school.env["HUB_UPSTREAM_URL"]}/api/v1/blobs/{original}"' in video_page
+    assert f'href="/api/v1/blobs/{original}"' not in video_page
+
+
 def test_limits_then_a_cut_connection_resumes_without_fetching_again(
     upstream: Upstream, school: School, proxy: Proxy
 ) -> None:

@@ -101,6 +101,31 @@ def test_a_signed_manifest_verifies_into_data(key: mf.Ed25519PrivateKey) -> None
     assert set(manifest.files()) == {SHA, "ef" * 32}  # the original is described, not carried
 
 
+@pytest.mark.parametrize(
+    ("status", "renditions", "carried"),
+    [
+        ("ready", [], True),  # each rendition was skipped as bigger than the original
+        ("ready", ["poster"], True),  # a poster does not stand in for the video
+        ("ready", ["video-240p", "poster"], False),
+        ("processing", [], False),  # its renditions are still to come
+        ("failed", ["poster"], False),
+    ],
+)
+def test_an_original_is_carried_only_where_no_rendition_stands_in(
+    status: str, renditions: list[str], carried: bool
+) -> None:
+    course = entry()
+    material = course["lessons"][0]["materials"][0]
+    material["status"] = status
+    material["renditions"] = [
+        {"profile": profile, "sha256": f"{n:064x}", "size": 10, "media_type": "video/mp4"}
+        for n, profile in enumerate(renditions, start=1)
+    ]
+    files = mf.ManifestCourse.model_validate({**course, "revision": "0" * 64}).files()
+    assert ("cd" * 32 in files) is carried
+    assert {f"{n:064x}" for n in range(1, len(renditions) + 1)} <= set(files)
+
+
 def test_an_entry_must_hash_to_its_line_of_the_index(key: mf.Ed25519PrivateKey) -> None:
     index = mf.verify(signed(key, payload()), key.public_key(), not_older_than=None, now=NOW)
     altered = mf.canonical_json(entry(title="一元三次方程"))
