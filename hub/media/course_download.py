@@ -95,9 +95,11 @@ def choose_file(material: Material, quality: str) -> ChosenFile | None:
         if r.status == "ready" and r.blob is not None and r.profile in profiles
     }
     skipped = {r.profile for r in material.renditions if r.status == "skipped" and r.profile in profiles}
-    if material.status == "ready" and (skipped or (not candidates and material.kind in ("document", "image"))):
+    if material.status == "ready" and (skipped or not candidates):
         # The pipeline skips a rendition that would be bigger than the original: the
-        # original stands in for it (and a ready document or image is usable as it is).
+        # original stands in for it. A school server has no skipped rows, only the ready
+        # renditions it mirrors, and it mirrors such an original for this very reason
+        # (hub.media.profiles.original_stands_in).
         candidates["original"] = (material.original.size, material.original)
     if not candidates:
         return None

@@ -416,16 +416,24 @@ def test_an_original_no_rendition_stands_in_for_is_mirrored_and_served_on_the_la
     material = catalog.add_material(
         upstream.db, upstream.storage, uploader, lesson.id, io.BytesIO(handout), filename="练习.pdf", title="练习"
     )
-    # The pipeline found the compressed copy bigger than the original: skipped, and the material ready.
+    clip = os.urandom(9_000)  # a short clip already below every video profile's bit rate
+    video = catalog.add_material(
+        upstream.db, upstream.storage, uploader, lesson.id, io.BytesIO(clip), filename="练习.mp4", title="示范"
+    )
+    # The pipeline found each compressed copy bigger than its original: skipped, and the materials ready.
     upstream.db.add(Rendition(material=material, profile="document", status="skipped"))
-    material.status = "ready"
+    for profile in ("video-360p", "video-240p"):
+        upstream.db.add(Rendition(material=video, profile=profile, status="skipped"))
+    material.status = video.status = "ready"
     upstream.db.commit()
+    upstream.set_rendition(video, "poster", os.urandom(POSTER))
     assert school.hub("sync", "subscribe", "--paired-with", FAMOUS).exit_code == 0
 
     report = school.pull()
     assert report.status == "ok", report.message
     handout_sha = hashlib.sha256(handout).hexdigest()
     assert blob_bytes(school.app.extensions["hub.storage"], handout_sha) == handout
+    assert blob_bytes(school.app.extensions["hub.storage"], hashlib.sha256(clip).hexdigest()) == clip
 
     client = school.app.test_client()
     with school.session() as session:
@@ -433,6 +441,11 @@ def test_an_original_no_rendition_stands_in_for_is_mirrored_and_served_on_the_la
     handout_page = client.get(f"/lessons/{lesson_ids['练习']}").get_data(as_text=True)
     assert f'href="/api/v1/blobs/{handout_sha}"' in handout_page
     assert client.get(f"/api/v1/blobs/{handout_sha}").data == handout
+    with school.session() as session:
+        course_id = session.scalar(select(MirrorCourse.course_id))
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"/courses/{course_id}/download?quality=smallest").data))
+    carried = [archive.read(name) for name in archive.namelist()]
+    assert handout in carried and clip in carried  # the course ZIP carries them too
     # A video's original stays upstream: linked there, not offered as a LAN download that would 404.
     original = upstream.material(upstream.lesson_ids[0]).original_sha256
     assert client.get(f"/api/v1/blobs/{original}").status_code == 404
