@@ -52,10 +52,12 @@ test-services: install  ## the suite again against PostgreSQL, Redis and S3 (mot
 
 lint: install  ## ruff and mypy, as CI runs them
 	$(BIN)/ruff check hub workers tests benchmarks
+	$(BIN)/ruff format --check hub workers tests benchmarks
 	$(BIN)/mypy
 
 format: install  ## apply ruff's formatting and import order
 	$(BIN)/ruff check --fix hub workers tests benchmarks
+	$(BIN)/ruff format hub workers tests benchmarks
 
 messages: install  ## re-extract the interface's strings into hub/translations; then translate the new ones in zh/
 	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k N_ --no-location --sort-output -w 120 \

@@ -134,7 +134,6 @@ def label(table: str, code: str) -> str:
     return str(CODE_LABELS.get(table, {}).get(code, code))
 
 
-
 def subject_label(code: str) -> str:
     zh, en = SUBJECTS.get(code, (code, code))
     return zh if current_locale() == "zh" else en

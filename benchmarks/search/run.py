@@ -120,20 +120,40 @@ def load_database(catalog: Catalog, data_dir: Path) -> Any:
             "language, license, teacher, status, version, published_at, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'published', 1, ?, ?, ?)",
             [
-                (c.id, c.school_id, c.title, c.summary, c.category, c.subject, sum(1 << g for g in c.grades),
-                 c.edition, c.volume, c.language, c.license, c.teacher, now, now, now)
+                (
+                    c.id,
+                    c.school_id,
+                    c.title,
+                    c.summary,
+                    c.category,
+                    c.subject,
+                    sum(1 << g for g in c.grades),
+                    c.edition,
+                    c.volume,
+                    c.language,
+                    c.license,
+                    c.teacher,
+                    now,
+                    now,
+                    now,
+                )
                 for c in catalog.courses
             ],
         )
         raw.executemany(
             "INSERT INTO lesson (id, course_id, position, title, summary, unit, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(lsn.id, c.id, lsn.position, lsn.title, lsn.summary, lsn.unit, now, now)
-             for c in catalog.courses for lsn in c.lessons],
+            [
+                (lsn.id, c.id, lsn.position, lsn.title, lsn.summary, lsn.unit, now, now)
+                for c in catalog.courses
+                for lsn in c.lessons
+            ],
         )
         materials = [
             (lsn.id, kind, title, hashlib.sha256(f"{lsn.id}/{i}".encode()).hexdigest())
-            for c in catalog.courses for lsn in c.lessons for i, (kind, title) in enumerate(lsn.materials)
+            for c in catalog.courses
+            for lsn in c.lessons
+            for i, (kind, title) in enumerate(lsn.materials)
         ]
         raw.executemany(
             "INSERT INTO blob (sha256, size, media_type, created_at) VALUES (?, 1, 'application/octet-stream', ?)",
@@ -150,9 +170,7 @@ def load_database(catalog: Catalog, data_dir: Path) -> Any:
 # -- hub (Whoosh) -------------------------------------------------------------
 
 
-def run_hub(
-    app: Any, queries: list[Query], profile_dir: Path | None
-) -> EngineResult:
+def run_hub(app: Any, queries: list[Query], profile_dir: Path | None) -> EngineResult:
     from hub.db import get_database
     from hub.search import SearchEngine, services
     from hub.search.query import SearchParams
@@ -408,17 +426,18 @@ def run_tantivy(
 # -- report --------------------------------------------------------------------
 
 
-def report(
-    lessons: int, catalog: Catalog, queries: list[Query], results: list[EngineResult], extra: list[str]
-) -> str:
+def report(lessons: int, catalog: Catalog, queries: list[Query], results: list[EngineResult], extra: list[str]) -> str:
     hub = results[0]
     lines = [
         f"### Search at {lessons:,} lessons ({len(catalog.courses):,} courses, {hub.documents:,} documents)",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; load average at the start {os.getloadavg()[0]:.2f}. "
-        f"{len(queries)} queries: " + ", ".join(f"{k} {sum(1 for q in queries if q.kind == k)}" for k in
-                                              ("zh", "zh-trad", "zh-textbook", "en", "pinyin")) + ".",
+        f"{len(queries)} queries: "
+        + ", ".join(
+            f"{k} {sum(1 for q in queries if q.kind == k)}" for k in ("zh", "zh-trad", "zh-textbook", "en", "pinyin")
+        )
+        + ".",
         "",
         "| engine | full build | docs/s | index size | p50 cold | p95 cold | p50 warm | p95 warm "
         "| P@10 | R@20 | R@20 Chinese |",
@@ -508,6 +527,3 @@ def main(argv: list[str] | None = None) -> int:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-

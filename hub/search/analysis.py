@@ -101,9 +101,7 @@ def _load_tables() -> _Tables:
 def _fold_table() -> dict[int, str]:
     # zhconv's MediaWiki table; only its one-character entries are used, so
     # folding never changes a string's length (the highlighter relies on it).
-    data: dict[str, dict[str, str]] = json.loads(
-        (importlib.resources.files("zhconv") / "zhcdict.json").read_bytes()
-    )
+    data: dict[str, dict[str, str]] = json.loads((importlib.resources.files("zhconv") / "zhcdict.json").read_bytes())
     table: dict[int, str] = {
         ord(trad): simp for trad, simp in data["zh2Hans"].items() if len(trad) == 1 and len(simp) == 1
     }

@@ -50,9 +50,7 @@ class SearchQuery(_DropEmpty):
     per_page: Annotated[int, Field(ge=1, le=50)] = 20
 
     def params(self) -> SearchParams:
-        filters = tuple(
-            (name, str(value)) for name in FILTERS if (value := getattr(self, name)) is not None
-        )
+        filters = tuple((name, str(value)) for name in FILTERS if (value := getattr(self, name)) is not None)
         return SearchParams(q=self.q, filters=filters, page=self.page, per_page=self.per_page)
 
 
@@ -157,9 +155,7 @@ def search(query: SearchQuery) -> SearchOut:
     )
 
 
-@operation(
-    blueprint, "/search/suggest", "GET", summary="Autocomplete titles", query=SuggestQuery, response=SuggestOut
-)
+@operation(blueprint, "/search/suggest", "GET", summary="Autocomplete titles", query=SuggestQuery, response=SuggestOut)
 def suggest(query: SuggestQuery) -> SuggestOut:
     found = services.suggest(request_session(), _engine(), current_user(), query.q, query.limit)
     return SuggestOut(suggestions=[SuggestionOut(type=s.type, id=s.id, title=s.title, course=s.course) for s in found])

@@ -197,9 +197,7 @@ def course_documents(course: CourseSource) -> list[Document]:
             "title": analysis.analyze(course.title, unigrams=True),
             "body": analysis.analyze(body),
             "pinyin": analysis.pinyin_terms(course.title),
-            "spell": sorted(
-                analysis.spell_words(course.title) | analysis.spell_words(course.summary, cjk_words=False)
-            ),
+            "spell": sorted(analysis.spell_words(course.title) | analysis.spell_words(course.summary, cjk_words=False)),
             "kind": sorted(kinds) or ["-"],
             "digest": _digest(course.title, body, sorted(kinds), facets),
             **facets,

@@ -140,9 +140,7 @@ def test_seed_with_generated_media_queues_processing(migrated: Flask, db: Sessio
     assert _counts(db) == before
 
 
-def test_missing_ffmpeg_skips_media_and_says_so(
-    migrated: Flask, db: Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_ffmpeg_skips_media_and_says_so(migrated: Flask, db: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hub.demo.shutil, "which", lambda _name: None)
     report = _seed(migrated, db)
     assert "ffmpeg" in report.media_note
@@ -217,7 +215,9 @@ def _grandchild(pid_file: Path) -> int:
 
 
 def test_run_demo_serves_then_stops_the_worker(
-    migrated: Flask, fake_worker: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    migrated: Flask,
+    fake_worker: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     seen: dict[str, int] = {}
@@ -269,7 +269,9 @@ def test_sigterm_stops_the_demo_and_its_worker(
 
 
 def test_second_demo_start_reports_nothing_new(
-    migrated: Flask, fake_worker: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    migrated: Flask,
+    fake_worker: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(hub.demo, "_serve", lambda app, host, port: None)
