@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +43,14 @@ def _session(app: Flask) -> Iterator[Session]:
 @click.group()
 def main() -> None:
     """OER Hub: share lessons from famous schools with rural schools."""
+
+
+# When a command is done, the interpreter's teardown still runs the cycle collector over
+# every object it left (SQLAlchemy, pydantic and Celery classes, the rows it read): 0.2 s
+# of a cron'd `hub sync pull` that ran in 1.3 s. Frozen, they are freed by reference
+# counting alone. atexit runs this before that teardown, on every way out; log handlers
+# are flushed by logging's own atexit hook, and nothing here relies on __del__ of a cycle.
+atexit.register(gc.freeze)
 
 
 @main.group()
