@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -450,8 +451,11 @@ def test_an_original_no_rendition_stands_in_for_is_mirrored_and_served_on_the_la
     original = upstream.material(upstream.lesson_ids[0]).original_sha256
     assert client.get(f"/api/v1/blobs/{original}").status_code == 404
     video_page = client.get(f"/lessons/{lesson_ids['配方法']}").get_data(as_text=True)
-    assert f'href="{school.env["HUB_UPSTREAM_URL"]}/api/v1/blobs/{original}"' in video_page
+    upstream_link = f"{school.env['HUB_UPSTREAM_URL']}/api/v1/blobs/{original}"
+    assert f'href="{upstream_link}"' in video_page
     assert f'href="/api/v1/blobs/{original}"' not in video_page
+    with urllib.request.urlopen(upstream_link, timeout=30) as answer:  # a teacher's browser: no token
+        assert answer.read() == blob_bytes(upstream.storage, original)
 
 
 def test_limits_then_a_cut_connection_resumes_without_fetching_again(
