@@ -768,24 +768,27 @@ def _run(
                 known = stored[0]
             else:
                 envelope = upstream.manifest(None)
-        with database.session() as session:
-            try:
-                if envelope is None:
-                    assert known is not None
-                    index = known
-                else:
-                    index = services.accept_manifest(session, envelope, public_key)
-            except mf.ManifestRefused as exc:
-                session.rollback()
-                report.status, report.message = "refused", exc.message
-                return report
-            session.commit()
+        if envelope is None:
+            assert known is not None
+            index = known
+        else:
+            index = _accept(database, envelope, public_key)
         report.manifest_version = index.version
         out.write(
             f"manifest version {index.version}: {len(index.courses)} courses; "
             f"{changes} catalog changes upstream since the last pull\n"
         )
         manifest, unfetched = fetch_entries(upstream, database, index, out)
+        if unfetched:
+            # A course edited upstream after the index was signed no longer hashes to it. A
+            # newer index lists its new revision: one more try with that one. An entry altered
+            # on the way meets the same index (a 304) and stays refused.
+            newer = upstream.manifest(index.version)
+            if newer is not None:
+                index = _accept(database, newer, public_key)
+                report.manifest_version = index.version
+                out.write(f"the catalog changed during this pull; manifest version {index.version}\n")
+                manifest, unfetched = fetch_entries(upstream, database, index, out)
         if options.report_counts:
             # Before applying: a replaced rendition's blob, and its local counts, go away then.
             counts_note = send_counts(database, upstream)
@@ -794,6 +797,9 @@ def _run(
         report = apply_manifest(
             app, manifest, options, out, run_id=run_id, fetcher=upstream, deadline=deadline, unfetched=unfetched
         )
+        return report
+    except mf.ManifestRefused as exc:
+        report.status, report.message = "refused", exc.message  # the old state stays
         return report
     except SyncError as exc:
         report.status, report.message = "failed", exc.message
@@ -811,6 +817,14 @@ def _run(
                 logged.bytes_transferred = max(logged.bytes_transferred, report.bytes_transferred)
                 services.finish_run(session, logged, report.status, report.message)
                 session.commit()
+
+
+def _accept(database: Database, envelope: bytes, public_key: Ed25519PublicKey) -> mf.Index:
+    """Verify a signed manifest and keep it as the one seen (ManifestRefused: nothing kept)."""
+    with database.session() as session:
+        index = services.accept_manifest(session, envelope, public_key)
+        session.commit()
+        return index
 
 
 def _feed_count(upstream: Upstream, since: int) -> int:

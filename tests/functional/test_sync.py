@@ -74,6 +74,7 @@ class Proxy:
     cut_blob_after: int | None = None  # the next GET of a blob is cut after this many body bytes
     manifest_override: bytes | None = None
     entries_tamper: Callable[[bytes], bytes] | None = None  # rewrites the course entries on the way
+    before_entries: Callable[[], None] | None = None  # runs as the course entries are asked for
     blob_override: dict[str, bytes] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -125,6 +126,8 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             is_blob = self.path.startswith("/api/v1/blobs/") or self.path == "/api/v1/sync/blobs"
             if self.command == "GET" and self.path == "/api/v1/sync/manifest" and proxy.manifest_override is not None:
                 return self._send(200, {"Content-Type": "application/json"}, proxy.manifest_override, False)
+            if self.path == "/api/v1/sync/courses" and proxy.before_entries is not None:
+                proxy.before_entries()
             if self.path == "/api/v1/sync/courses" and proxy.entries_tamper is not None:
                 return self._tamper_entries(body, proxy.entries_tamper)
             sha = self.path.rsplit("/", 1)[-1]
@@ -456,6 +459,29 @@ def test_an_original_no_rendition_stands_in_for_is_mirrored_and_served_on_the_la
     assert f'href="/api/v1/blobs/{original}"' not in video_page
     with urllib.request.urlopen(upstream_link, timeout=30) as answer:  # a teacher's browser: no token
         assert answer.read() == blob_bytes(upstream.storage, original)
+
+
+def test_a_course_edited_during_a_pull_is_taken_at_its_new_version(
+    upstream: Upstream, school: School, proxy: Proxy
+) -> None:
+    assert school.hub("sync", "subscribe", "--paired-with", FAMOUS).exit_code == 0
+
+    def edit_once() -> None:
+        # A teacher upstream retitles the course after the school got the index, before its entry.
+        proxy.before_entries = None
+        with get_database(upstream.app).session() as session:  # this thread's own session
+            uploader = accounts.get_user_by_email(session, "up@famous.example")
+            catalog.update_course(session, uploader, upstream.course_id, CourseUpdate(title="一元二次方程（修订）"))
+            session.commit()
+
+    proxy.before_entries = edit_once
+    report = school.pull()
+    assert report.status == "ok", report.message
+    [(title, version, _shas)] = school.courses()
+    assert (title, version) == ("一元二次方程（修订）", 2)
+    manifests = [path for _method, path, _range in proxy.requests if path == "/api/v1/sync/manifest"]
+    assert len(manifests) == 2  # the index signed before the edit, then the one after it
+    assert school.state().manifest_version == report.manifest_version  # type: ignore[union-attr]
 
 
 def test_limits_then_a_cut_connection_resumes_without_fetching_again(
