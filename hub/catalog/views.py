@@ -68,8 +68,8 @@ def lesson_page(lesson_id: int) -> str:
     lesson = services.get_lesson(request_session(), current_user(), lesson_id)
     upstream_url = current_app.extensions["hub.settings"].upstream_url.rstrip("/")
     # A school server holds an original only where no rendition stands in for it
-    # (hub.sync.manifest): the others are linked on the upstream hub, for when the
-    # internet is up, rather than as a download that answers 404 on the LAN.
+    # (hub.media.profiles.original_stands_in): the others are linked on the upstream
+    # hub, for when the internet is up, not as a download that answers 404 on the LAN.
     remote = (
         {
             m.id

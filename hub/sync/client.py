@@ -788,7 +788,7 @@ def _run(
                 index = _accept(database, newer, public_key)
                 report.manifest_version = index.version
                 out.write(f"the catalog changed during this pull; manifest version {index.version}\n")
-                manifest, unfetched = fetch_entries(upstream, database, index, out)
+                manifest, unfetched = fetch_entries(upstream, database, index, out, fetched=manifest)
         if options.report_counts:
             # Before applying: a replaced rendition's blob, and its local counts, go away then.
             counts_note = send_counts(database, upstream)
@@ -834,21 +834,31 @@ def _feed_count(upstream: Upstream, since: int) -> int:
 
 
 def fetch_entries(
-    upstream: Upstream, database: Database, index: mf.Index, out: IO[str]
+    upstream: Upstream, database: Database, index: mf.Index, out: IO[str], *, fetched: mf.Manifest | None = None
 ) -> tuple[mf.Manifest, list[str]]:
     """The entries of the courses whose revision this school server lacks, each checked against `index`.
 
     A course held at an older revision is asked for as a patch (the lessons
     changed since the manifest it came with), merged into the entry held and
     checked like a whole one; a patch that does not give the signed revision
-    (a write the upstream's stamps missed) is asked for again whole. Returns the
-    manifest and, human-readable, the courses whose entry could not be had.
+    (a write the upstream's stamps missed) is asked for again whole. Entries in
+    `fetched` (an earlier try of this pull) are kept where `index` lists the same
+    revision. Returns the manifest and, human-readable, the courses whose entry
+    could not be had.
     """
-    with database.session() as session:
-        need = services.entries_needed(session, index)
-        held = services.held_entries(session, [c.id for c in need])
     courses: dict[int, mf.ManifestCourse] = {}
     bodies: dict[int, bytes] = {}
+    earlier = {c.id: c for c in fetched.courses} if fetched is not None else {}
+    with database.session() as session:
+        need = []
+        for listed in services.entries_needed(session, index):
+            kept = earlier.get(listed.id)
+            if kept is not None and kept.revision == listed.revision:
+                assert fetched is not None
+                courses[listed.id], bodies[listed.id] = kept, fetched.bodies[listed.id]
+            else:
+                need.append(listed)
+        held = services.held_entries(session, [c.id for c in need])
     unfetched: list[str] = []
     whole: list[mf.IndexCourse] = []
     by_since: dict[datetime | None, list[mf.IndexCourse]] = {}

@@ -74,7 +74,7 @@ class Proxy:
     cut_blob_after: int | None = None  # the next GET of a blob is cut after this many body bytes
     manifest_override: bytes | None = None
     entries_tamper: Callable[[bytes], bytes] | None = None  # rewrites the course entries on the way
-    before_entries: Callable[[], None] | None = None  # runs as the course entries are asked for
+    before_entries: Callable[[bytes], None] | None = None  # sees each request for course entries
     blob_override: dict[str, bytes] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -127,7 +127,7 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             if self.command == "GET" and self.path == "/api/v1/sync/manifest" and proxy.manifest_override is not None:
                 return self._send(200, {"Content-Type": "application/json"}, proxy.manifest_override, False)
             if self.path == "/api/v1/sync/courses" and proxy.before_entries is not None:
-                proxy.before_entries()
+                proxy.before_entries(body or b"")
             if self.path == "/api/v1/sync/courses" and proxy.entries_tamper is not None:
                 return self._tamper_entries(body, proxy.entries_tamper)
             sha = self.path.rsplit("/", 1)[-1]
@@ -464,23 +464,35 @@ def test_an_original_no_rendition_stands_in_for_is_mirrored_and_served_on_the_la
 def test_a_course_edited_during_a_pull_is_taken_at_its_new_version(
     upstream: Upstream, school: School, proxy: Proxy
 ) -> None:
+    uploader = accounts.get_user_by_email(upstream.db, "up@famous.example")
+    other = catalog.create_course(upstream.db, uploader, CourseCreate(**{**COURSE, "title": "勾股定理"}))
+    catalog.create_lesson(upstream.db, uploader, other.id, LessonCreate(title="勾股定理的证明"))
+    catalog.publish_course(upstream.db, uploader, other.id)
+    upstream.db.commit()
     assert school.hub("sync", "subscribe", "--paired-with", FAMOUS).exit_code == 0
+    asked: list[list[int]] = []
 
-    def edit_once() -> None:
-        # A teacher upstream retitles the course after the school got the index, before its entry.
-        proxy.before_entries = None
+    def edit_once(body: bytes) -> None:
+        asked.append(json.loads(body)["courses"])
+        if len(asked) > 1:
+            return
+        # A teacher upstream retitles a course after the school got the index, before its entry.
         with get_database(upstream.app).session() as session:  # this thread's own session
-            uploader = accounts.get_user_by_email(session, "up@famous.example")
-            catalog.update_course(session, uploader, upstream.course_id, CourseUpdate(title="一元二次方程（修订）"))
+            editor = accounts.get_user_by_email(session, "up@famous.example")
+            catalog.update_course(session, editor, upstream.course_id, CourseUpdate(title="一元二次方程（修订）"))
             session.commit()
 
     proxy.before_entries = edit_once
     report = school.pull()
     assert report.status == "ok", report.message
-    [(title, version, _shas)] = school.courses()
-    assert (title, version) == ("一元二次方程（修订）", 2)
+    assert [(title, version) for title, version, _shas in school.courses()] == [
+        ("一元二次方程（修订）", 2),
+        ("勾股定理", 1),
+    ]
     manifests = [path for _method, path, _range in proxy.requests if path == "/api/v1/sync/manifest"]
     assert len(manifests) == 2  # the index signed before the edit, then the one after it
+    assert sorted(asked[0]) == sorted([upstream.course_id, other.id])
+    assert asked[1:] == [[upstream.course_id]]  # the other entry, still signed as it was, is kept
     assert school.state().manifest_version == report.manifest_version  # type: ignore[union-attr]
 
 
