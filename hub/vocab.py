@@ -38,6 +38,7 @@ VolumeName = Literal["", "上册", "下册"]
 
 SCHOOL_KINDS = ("famous", "rural", "urban")
 ROLES = ("admin", "uploader", "teacher")
+TOKEN_KINDS = ("user", "sync")
 
 # The 2022 compulsory-education curriculum, in the order a teacher reads them.
 SUBJECTS: dict[str, tuple[str, str]] = {

@@ -1,4 +1,4 @@
-"""Schools, users, API tokens and famous ↔ rural school pairings."""
+"""Schools, users, API tokens, sign-in failures and famous ↔ rural school pairings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -15,7 +16,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.db import Base, UTCDateTime, utcnow
-from hub.vocab import ROLES, SCHOOL_KINDS
+from hub.vocab import ROLES, SCHOOL_KINDS, TOKEN_KINDS
 
 
 class School(Base):
@@ -53,6 +54,11 @@ class User(Base):
     role: Mapped[str] = mapped_column(Enum(*ROLES, name="user_role", native_enum=False, create_constraint=True))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Stamped into every session cookie at sign-in and compared on each request: bumping it
+    # (sign-out, a new password, deactivation) ends every session signed in before, copies
+    # of the cookie included, without a server-side session store.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     school: Mapped[School] = relationship(lazy="joined")
@@ -72,8 +78,31 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # The first characters, so a person can tell their tokens apart when revoking.
     prefix: Mapped[str] = mapped_column(String(12))
+    # "user": the API as that user; "sync": a school server's token, accepted only by the
+    # sync API (hub.accounts.auth), the only kind that may send it download counts.
+    kind: Mapped[str] = mapped_column(
+        Enum(*TOKEN_KINDS, name="token_kind", native_enum=False, create_constraint=True),
+        default="user",
+        server_default="user",
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class LoginFailure(Base):
+    """One failed sign-in, under the sha256 of what it counts against (an email, an address).
+
+    Hashed because people type passwords into the email field. One row per failure
+    (inserts only) keeps concurrent failures from racing on a counter, and the window
+    slides; rows older than the window are deleted as new failures arrive.
+    """
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
