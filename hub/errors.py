@@ -76,6 +76,17 @@ class Conflict(HubError):
     code = "conflict"
 
 
+class TooManyRequests(HubError):
+    """Too many attempts at something limited per period (sign-ins); sent with Retry-After."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, **params: object) -> None:
+        super().__init__(message, **params)
+        self.retry_after = retry_after
+
+
 def invalid_from_pydantic(exc: ValidationError) -> Invalid:
     """One message per field, in words a person can act on."""
     from hub.i18n import N_
@@ -131,7 +142,7 @@ def init_app(app: Flask) -> None:
         headers: dict[str, str] = {}
         if isinstance(exc, Unauthorized) and _wants_json():
             headers["WWW-Authenticate"] = 'Bearer realm="hub"'
-        if isinstance(exc, Busy):
+        if isinstance(exc, Busy | TooManyRequests):
             headers["Retry-After"] = str(exc.retry_after)
         return body, status, headers
 
