@@ -136,6 +136,18 @@ class Settings:
         str,
         None,
     )
+    login_max_failures: int = setting(
+        "Failed sign-ins to one account within HUB_LOGIN_WINDOW; more are refused (429) until the window moves on.",
+        _positive_int,
+        "10",
+    )
+    login_max_failures_per_address: int = setting(
+        "Failed sign-ins from one client address (an IPv6 /64) within HUB_LOGIN_WINDOW; a school's teachers may "
+        "share one address.",
+        _positive_int,
+        "100",
+    )
+    login_window: int = setting("Seconds a failed sign-in counts towards the limits above.", _positive_int, "900")
     public_url: str = setting(
         "Base URL clients reach this hub at (https://host[:port][/prefix]); resumable upload URLs start "
         "with it. Empty: host-relative URLs.",
