@@ -65,6 +65,15 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _between(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        if not low <= int(value) <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return int(value)
+
+    return parse
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in allowed:
@@ -164,6 +173,20 @@ class Settings:
     upload_part_bytes: int = setting(
         "S3 multipart part size of resumable uploads (at least 5 MiB).", _at_least(5 * 1024**2), str(8 * 1024**2)
     )
+    upload_max_unfinished: int = setting(
+        "Most unfinished resumable uploads one user may have at once; another is refused (403).", _positive_int, "20"
+    )
+    upload_school_max_bytes: int = setting(
+        "Most bytes a school's unfinished resumable uploads may declare together; more is refused (413).",
+        _positive_int,
+        str(50 * 1024**3),
+    )
+    upload_disk_reserve: int = setting(
+        "Bytes resumable uploads leave free on the disks of HUB_UPLOAD_DIR and local storage; an upload or PATCH "
+        "that could go under it is refused (507).",
+        _non_negative_int,
+        str(1024**3),
+    )
     max_upload_bytes: int = setting(
         "Largest file accepted by a plain multipart upload (bigger files use resumable uploads).",
         _positive_int,
@@ -242,6 +265,23 @@ class Settings:
         "Video rendition profiles a school server mirrors, in preference order (one per video).",
         str,
         "video-360p,video-240p",
+    )
+    sync_report_max_rows: int = setting(
+        "Most rows (blob and day) one download-count report from a school server may carry (413 beyond; "
+        "school servers split theirs); at most 100000.",
+        _between(1, 100_000),
+        "1000",
+    )
+    sync_daily_downloads: int = setting(
+        "Most downloads of one blob on one day that a school server's reports may add for its school; "
+        "the excess is ignored.",
+        _positive_int,
+        "5000",
+    )
+    sync_report_max_age_days: int = setting(
+        "Oldest day a download-count report may add to, in days before today; older rows are ignored.",
+        _positive_int,
+        "366",
     )
     log_level: str = setting("Log level.", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
 

@@ -24,8 +24,8 @@ from hub.config import Settings
 from hub.db import request_session
 from hub.errors import HubError, Invalid
 from hub.media.storage import Storage
+from hub.sync import counts, services
 from hub.sync import manifest as mf
-from hub.sync import services
 from hub.sync.models import Subscription
 
 blueprint = Blueprint("sync_api", __name__, url_prefix=PREFIX)
@@ -82,7 +82,12 @@ class SubscriptionList(BaseModel):
 
 
 class CountsOut(BaseModel):
-    added: int
+    added: int = Field(description="Downloads counted")
+    ignored: int = Field(
+        description="Downloads not counted: blobs the school's subscriptions do not select (or no blob at all), "
+        "days out of range, or past the daily bound. Never said per row."
+    )
+
 
 
 class CoursesIn(Strict):
@@ -247,16 +252,18 @@ def post_courses(body: CoursesIn) -> Response:
     "/sync/counts",
     "POST",
     summary="Aggregated download counts from a school server (resending a report adds nothing)",
-    body=services.CountReportIn,
+    body=counts.CountReportIn,
     response=CountsOut,
     auth=True,
 )
-def post_counts(body: services.CountReportIn) -> CountsOut:
+def post_counts(body: counts.CountReportIn) -> CountsOut:
     user = require_user()
-    session = request_session()
-    added = services.receive_counts(session, user.school, body)
-    session.commit()
-    return CountsOut(added=added)
+    settings: Settings = current_app.extensions["hub.settings"]
+    limits = counts.CountLimits.from_settings(settings)
+    # Commits batch by batch itself: a big report never holds the write lock for long.
+    received = counts.receive_counts(request_session(), user.school, body, limits)
+    return CountsOut(added=received.added, ignored=received.ignored)
+
 
 
 @operation(

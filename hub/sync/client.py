@@ -55,8 +55,8 @@ from hub.locks import LockBusy, file_lock
 from hub.media.downloads import MIRROR_HEADER
 from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
+from hub.sync import counts, services
 from hub.sync import manifest as mf
-from hub.sync import services
 from hub.sync.models import SyncRun
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,14 @@ class SyncError(HubError):
     """A pull that could not finish: the message says why; the old state stays."""
 
     code = "sync_failed"
+
+
+class UpstreamRefused(SyncError):
+    """The upstream answered an error status (`answered`): the message is its own."""
+
+    def __init__(self, message: str, answered: int) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class Stopped(Exception):
@@ -348,7 +356,9 @@ class Upstream:
             self.reset()
             raise SyncError(f"The upstream could not be reached ({exc}).") from None
         if response.status >= 400:
-            raise SyncError(f"The upstream answered {response.status} to {method} {path}: {_error_message(raw)}")
+            raise UpstreamRefused(
+                f"The upstream answered {response.status} to {method} {path}: {_error_message(raw)}", response.status
+            )
         try:
             return json.loads(raw) if raw else None
         except ValueError:
@@ -1078,22 +1088,46 @@ def _course_blobs(session: Any, course_id: int) -> set[str]:
     return {sha for row in rows for sha in row if sha}
 
 
-def send_counts(database: Database, upstream: Upstream) -> str:
-    """Send the school's aggregated download counts; a failure is reported, never fatal."""
+REPORT_ROWS = 1000
+"""Rows per download-count request: the upstream's default bound (HUB_SYNC_REPORT_MAX_ROWS there)."""
+
+
+def send_counts(database: Database, upstream: Upstream, rows: int = REPORT_ROWS) -> str:
+    """Send the school's aggregated download counts, in parts of at most `rows` rows; never fatal.
+
+    Each part is acknowledged on its own, so a cut loses nothing and resends only
+    the parts not yet acknowledged. An upstream whose bound is lower answers 413:
+    the part is halved until it fits.
+    """
     with database.session() as session:
-        report = services.pending_count_report(session)
+        report = counts.pending_count_report(session)
         session.commit()
-    if report is None:
-        return ""
-    try:
-        answer = upstream.json("POST", "/api/v1/sync/counts", report)
-    except SyncError as exc:
-        return f"download counts not sent ({exc.message}); they go with the next pull"
-    with database.session() as session:
-        services.acknowledge_count_report(session, report)
-        session.commit()
-    added = answer.get("added", 0) if isinstance(answer, dict) else 0
-    return f"sent {sum(c['count'] for c in report['counts'])} downloads upstream ({added} counted)"
+    sent = added = 0
+    while report is not None:
+        part = counts.report_part(report, rows)
+        try:
+            answer = upstream.json("POST", "/api/v1/sync/counts", part)
+        except UpstreamRefused as exc:
+            if exc.answered == 413 and rows > 1:
+                rows = max(1, rows // 2)
+                continue
+            return _counts_note(sent, added, exc.message)
+        except SyncError as exc:
+            return _counts_note(sent, added, exc.message)
+        with database.session() as session:
+            report = counts.acknowledge_count_report(session, part)
+            session.commit()
+        sent += sum(c["count"] for c in part["counts"])
+        added += answer.get("added", 0) if isinstance(answer, dict) else 0
+    return _counts_note(sent, added)
+
+
+def _counts_note(sent: int, added: int, failure: str = "") -> str:
+    note = f"sent {sent} downloads upstream ({added} counted)" if sent else ""
+    if failure:
+        unsent = f"download counts not sent ({failure}); they go with the next pull"
+        return f"{note}; {unsent}" if note else unsent
+    return note
 
 
 def status(app: Flask) -> dict[str, Any]:

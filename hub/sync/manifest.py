@@ -90,7 +90,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from hub.accounts.models import School
@@ -298,6 +298,12 @@ def _grade_range_mask(low: int, high: int) -> int:
 
 def select_course_ids(session: Session, subscriptions: Iterable[SubscriptionLike]) -> list[int]:
     """Ids of the published courses any of `subscriptions` selects, in id order."""
+    where = subscribed_clause(subscriptions)
+    return list(session.scalars(select(Course.id).where(where).order_by(Course.id)))
+
+
+def subscribed_clause(subscriptions: Iterable[SubscriptionLike]) -> ColumnElement[bool]:
+    """A WHERE clause on Course: published and selected by any of `subscriptions` (false for none)."""
     clauses = []
     for sub in subscriptions:
         if sub.kind == "course" and sub.course_id is not None:
@@ -307,8 +313,9 @@ def select_course_ids(session: Session, subscriptions: Iterable[SubscriptionLike
             clauses.append(and_(Course.subject == sub.subject, Course.grades_mask.op("&")(mask) != 0))
         elif sub.kind == "paired" and sub.paired_school_id is not None:
             clauses.append(Course.school_id == sub.paired_school_id)
-    where = or_(*clauses) if clauses else false()
-    return list(session.scalars(select(Course.id).where(Course.status == "published", where).order_by(Course.id)))
+    if not clauses:
+        return false()
+    return and_(Course.status == "published", or_(*clauses))
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,9 +1,8 @@
 """Sync use cases on both sides of the link.
 
-Upstream: the change feed, subscriptions, issuing signed manifests, receiving
-download counts. School server (mirror mode): mirror state, what a verified
-manifest asks for, applying one course version at a time, download-count
-reports.
+Upstream: the change feed, subscriptions, issuing signed manifests. School
+server (mirror mode): mirror state, what a verified manifest asks for, applying
+one course version at a time. Download counts, both ways, are hub.sync.counts.
 
 Applying is what keeps teachers on the LAN safe from half an update: a course
 is applied only when every blob it lists is already in storage (each verified
@@ -14,14 +13,12 @@ any point leaves applied courses whole and the rest untouched.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -35,7 +32,6 @@ from hub.media.storage import BlobBatch, Storage, is_sha256
 from hub.sync import manifest as mf
 from hub.sync.models import (
     Change,
-    CountReport,
     ManifestState,
     MirrorCourse,
     MirrorState,
@@ -253,61 +249,6 @@ def readable_blobs(session: Session, actor: User | None, shas: Sequence[str]) ->
     if missing is not None:
         raise NotFound(f"There is no such file ({missing[:12]}…).")
     return [rows[sha] for sha in wanted]
-
-
-# -- upstream: download counts -------------------------------------------------------
-
-
-class CountIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    day: date
-    count: int = Field(ge=1, le=10_000_000)
-
-
-class CountReportIn(BaseModel):
-    """What a school server sends: aggregated downloads per blob and day, never who."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(pattern=r"^[0-9a-f]{32}$", description="Report id: resending the same report adds nothing")
-    counts: list[CountIn] = Field(max_length=100_000)
-
-
-def receive_counts(session: Session, school: School, report: CountReportIn) -> int:
-    """Add a school server's download counts to the school's; returns the downloads added.
-
-    A report arrives once or many times (a lost acknowledgement makes the school
-    server resend it), so its id is remembered and a repeat adds nothing. Counts
-    of blobs this hub does not know are dropped.
-    """
-    if session.get(CountReport, report.id) is not None:
-        return 0
-    known = set(
-        session.scalars(select(Blob.sha256).where(Blob.sha256.in_({c.sha256 for c in report.counts})))
-        if report.counts
-        else []
-    )
-    added = 0
-    for item in report.counts:
-        if item.sha256 not in known:
-            continue
-        row = session.scalar(
-            select(DownloadCount).where(
-                DownloadCount.blob_sha256 == item.sha256,
-                DownloadCount.day == item.day,
-                DownloadCount.school_id == school.id,
-            )
-        )
-        if row is None:
-            session.add(DownloadCount(blob_sha256=item.sha256, day=item.day, school_id=school.id, count=item.count))
-        else:
-            row.count += item.count
-        added += item.count
-    session.add(CountReport(id=report.id, school_id=school.id, downloads=added))
-    session.flush()
-    return added
 
 
 # -- school server: state ------------------------------------------------------------
@@ -724,59 +665,6 @@ def close_abandoned_runs(session: Session) -> int:
     for run in rows:
         finish_run(session, run, "failed", run.message or "interrupted (the process stopped before it finished)")
     return len(rows)
-
-
-# -- school server: download counts --------------------------------------------------
-
-
-def pending_count_report(session: Session) -> dict[str, Any] | None:
-    """The report to send upstream: the one not yet acknowledged, else the new counts since the last.
-
-    Only downloads of mirrored blobs are counted, per blob and day; who
-    downloaded never leaves the school. Stored before it is sent, so a resend
-    after a lost answer carries the same id and adds nothing upstream.
-    """
-    state = mirror_state(session)
-    if state.pending_report:
-        return state.pending_report
-    mirrored = (
-        select(Rendition.blob_sha256)
-        .join(Material)
-        .join(Lesson)
-        .join(MirrorCourse, MirrorCourse.course_id == Lesson.course_id)
-    )
-    totals = session.execute(
-        select(DownloadCount.blob_sha256, DownloadCount.day, func.sum(DownloadCount.count))
-        .where(DownloadCount.blob_sha256.in_(mirrored))
-        .group_by(DownloadCount.blob_sha256, DownloadCount.day)
-    ).all()
-    reported = {(r.blob_sha256, r.day): r.count for r in session.scalars(select(ReportedCount))}
-    counts = []
-    for sha, day, total in totals:
-        delta = int(total) - reported.get((sha, day), 0)
-        if delta > 0:
-            counts.append({"sha256": sha, "day": day.isoformat(), "count": delta})
-    if not counts:
-        return None
-    state.pending_report = {"id": uuid.uuid4().hex, "counts": counts}
-    session.flush()
-    return state.pending_report
-
-
-def acknowledge_count_report(session: Session, report: dict[str, Any]) -> None:
-    """The upstream has the report: move its counts into what was reported."""
-    state = mirror_state(session)
-    for item in report["counts"]:
-        day = date.fromisoformat(item["day"])
-        row = session.scalar(
-            select(ReportedCount).where(ReportedCount.blob_sha256 == item["sha256"], ReportedCount.day == day)
-        )
-        if row is None:
-            session.add(ReportedCount(blob_sha256=item["sha256"], day=day, count=item["count"]))
-        else:
-            row.count += item["count"]
-    state.pending_report = None
-    session.flush()
 
 
 _CHUNK = 500

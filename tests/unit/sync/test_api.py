@@ -119,9 +119,12 @@ def test_blob_batches_carry_many_blobs_in_one_response(client: FlaskClient, setu
 
 
 def test_counts_are_added_once_per_report(client: FlaskClient, setup: dict[str, Any]) -> None:
-    body = {"id": "b" * 32, "counts": [{"sha256": setup["blobs"][0], "day": "2026-11-30", "count": 7}]}
-    assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {"added": 7}
-    assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {"added": 0}
+    # Counted only for blobs of courses the school subscribes to (tests/unit/sync/test_counts.py).
+    client.post("/api/v1/sync/subscriptions", json={"course": setup["course"]}, headers=setup["rural"])
+    today = utcnow().date().isoformat()
+    body = {"id": "b" * 32, "counts": [{"sha256": setup["blobs"][0], "day": today, "count": 7}]}
+    assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {"added": 7, "ignored": 0}
+    assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {"added": 0, "ignored": 7}
     bad = {"id": "not-an-id", "counts": []}
     assert client.post("/api/v1/sync/counts", json=bad, headers=setup["rural"]).status_code == 422
 

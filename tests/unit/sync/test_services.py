@@ -31,7 +31,7 @@ from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
 from hub.sync import manifest as mf
 from hub.sync import services
-from hub.sync.models import CountReport, MirrorCourse
+from hub.sync.models import MirrorCourse
 from tests.conftest import COURSE, Accounts
 
 
@@ -315,53 +315,6 @@ def test_a_replayed_manifest_is_refused_by_the_mirror_state(cat: Catalog, key: m
         services.accept_manifest(cat.db, old, key.public_key())
     assert services.mirror_state(cat.db).manifest_version == 2
     assert services.accept_manifest(cat.db, new, key.public_key()).version == 2  # the same one again is fine
-
-
-# -- download counts -----------------------------------------------------------------
-
-
-def test_count_reports_add_once_and_drop_unknown_blobs(cat: Catalog) -> None:
-    course = cat.course()
-    sha = cat.db.scalars(
-        select(Rendition.blob_sha256).join(Material).join(Lesson).where(Lesson.course_id == course.id)
-    ).first()
-    assert sha is not None
-    report = services.CountReportIn.model_validate(
-        {
-            "id": "a" * 32,
-            "counts": [
-                {"sha256": sha, "day": "2026-11-30", "count": 3},
-                {"sha256": "f" * 64, "day": "2026-11-30", "count": 5},
-            ],
-        }
-    )
-    assert services.receive_counts(cat.db, cat.rural, report) == 3
-    assert services.receive_counts(cat.db, cat.rural, report) == 0  # a resend adds nothing
-    cat.db.commit()
-    rows = cat.db.scalars(select(DownloadCount).where(DownloadCount.school_id == cat.rural.id)).all()
-    assert [(r.blob_sha256, r.day, r.count) for r in rows] == [(sha, date(2026, 11, 30), 3)]
-    assert cat.db.scalar(select(func.count()).select_from(CountReport)) == 1
-
-
-def test_the_mirror_reports_new_downloads_once(cat: Catalog, key: mf.Ed25519PrivateKey) -> None:
-    course = cat.course()
-    sha = cat.db.scalars(
-        select(Rendition.blob_sha256).join(Material).join(Lesson).where(Lesson.course_id == course.id)
-    ).first()
-    assert sha is not None
-    # Play the mirror on this database: the course is "mirrored" and downloaded on the LAN.
-    cat.db.add(MirrorCourse(upstream_id=course.id, course_id=course.id, version=1, revision="0" * 64))
-    cat.db.add(DownloadCount(blob_sha256=sha, day=date(2026, 11, 30), school_id=None, count=4))
-    cat.db.commit()
-    report = services.pending_count_report(cat.db)
-    assert report is not None and [c["count"] for c in report["counts"]] == [4]
-    assert services.pending_count_report(cat.db) == report  # unacknowledged: the same report, same id
-    services.acknowledge_count_report(cat.db, report)
-    assert services.pending_count_report(cat.db) is None
-    cat.db.add(DownloadCount(blob_sha256=sha, day=date(2026, 11, 30), school_id=cat.famous.id, count=2))
-    cat.db.flush()
-    again = services.pending_count_report(cat.db)
-    assert again is not None and again["id"] != report["id"] and [c["count"] for c in again["counts"]] == [2]
 
 
 def test_cached_entries_make_the_same_bytes_and_rebuild_only_what_changed(
