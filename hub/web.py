@@ -10,8 +10,10 @@ seconds each kilobyte costs at 256 kbit/s.
 
 Cache headers: an anonymous page is the same for everyone who sends the same
 language and encoding, so it may be cached briefly by the browser and shared
-proxies (``public, max-age=60``); a page for a signed-in user or one that sets
-a cookie is ``private, no-store``. Static files carry a content hash in their
+proxies (``public, max-age=60``); a page or JSON answer for a signed-in user
+(session or bearer token), one that sets a cookie, and any error or redirect is
+``private, no-store``, and every answer that depends on who asks says
+``Vary: Authorization, Cookie``. Static files carry a content hash in their
 URL (``hub.css?v=1a2b3c4d``), so they can be cached for a year and a new
 stylesheet is still picked up at once.
 """
@@ -23,7 +25,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request, session
+from flask import Flask, current_app, g, request, session
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
@@ -91,15 +93,27 @@ def _cache_headers(response: Response) -> None:
         if request.args.get("v"):
             response.headers["Cache-Control"] = f"public, max-age={STATIC_MAX_AGE}, immutable"
         return
-    if response.mimetype != "text/html" or "Cache-Control" in response.headers:
-        return
-    # Every page is rendered in the reader's language, chosen from these two.
-    _add_vary(response, "Accept-Language", "Cookie")
+    if "Cache-Control" in response.headers:
+        return  # the view decided, Vary included (blob downloads, course ZIPs, sync)
+    html = response.mimetype == "text/html"
+    # Who asks decides what an answer holds (a draft, the user's name, a 404 instead of
+    # a file): a cache must not hand one reader's copy to another with other credentials.
+    _add_vary(response, "Authorization", "Cookie")
+    if html:
+        _add_vary(response, "Accept-Language")  # every page is in the reader's language
+    # Credentials sent make an answer personal even where the view never looked at them:
+    # this hook cannot tell, and a signed-in page in a shared cache is the leak to avoid.
     # The session cookie is written after this hook, so ask the session, not the headers.
-    personal = g.get("user") is not None or session.modified or "Set-Cookie" in response.headers
+    personal = (
+        g.get("user") is not None
+        or "Authorization" in request.headers
+        or current_app.config["SESSION_COOKIE_NAME"] in request.cookies
+        or session.modified
+        or "Set-Cookie" in response.headers
+    )
     if personal or request.method not in ("GET", "HEAD") or response.status_code != 200:
         response.headers["Cache-Control"] = "private, no-store"
-    else:
+    elif html:
         response.headers["Cache-Control"] = f"public, max-age={PAGE_MAX_AGE}"
 
 

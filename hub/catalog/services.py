@@ -37,6 +37,11 @@ def visible_clause(actor: User | None) -> ColumnElement[bool]:
     return or_(Course.status == "published", Course.school_id == actor.school_id)
 
 
+def course_is_public(session: Session, course_id: int) -> bool:
+    """Whether anyone, anonymous included, may read the course: only then may shared caches keep it."""
+    return session.scalar(select(Course.id).where(Course.id == course_id, visible_clause(None))) is not None
+
+
 def can_edit(actor: User | None, course: Course) -> bool:
     if actor is None:
         return False

@@ -65,6 +65,8 @@ def download_blob(sha256: str) -> Response:
     session = request_session()
     actor = current_user()
     blob = services.get_readable_blob(session, actor, sha256)
+    # Readable by an anonymous reader means readable by anyone.
+    public = actor is None or services.blob_is_public(session, blob.sha256)
     storage: Storage = current_app.extensions["hub.storage"]
     database = get_database()
     school_id = actor.school_id if actor is not None else None
@@ -73,21 +75,20 @@ def download_blob(sha256: str) -> Response:
     # downloads arrive later as aggregated counts (hub.sync), so none is counted twice.
     counted = downloads.MIRROR_HEADER not in headers
     decision = downloads.decide_request(headers, size=blob.size, sha256=blob.sha256)
-    base_headers = {
-        "ETag": downloads.etag_for(blob.sha256),
-        # Content-addressed: the bytes behind this URL never change.
-        "Cache-Control": "public, max-age=31536000, immutable",
-        "Accept-Ranges": "bytes",
-    }
+    cache = downloads.blob_cache_headers(public)
+    base_headers = {"ETag": downloads.etag_for(blob.sha256), **cache, "Accept-Ranges": "bytes"}
     # Answered here for S3 too: some S3 servers send 416 without Content-Range.
     if (bodiless := downloads.bodiless_answer(decision, base_headers)) is not None:
         return bodiless
 
-    filename = downloads.download_filename(session, actor, blob, request.args.get("name"))
+    # A public answer may be kept by a shared cache and served to anyone: its file name
+    # is the one an anonymous reader gets, never the title of a draft using the same bytes.
+    name_for = None if public else actor
+    filename = downloads.download_filename(session, name_for, blob, request.args.get("name"))
     # Redirected whatever the If-Range: the bytes behind a blob URL never change, so
     # any validator the client holds for it (our sha256, or the MD5 ETag S3 sent it
     # the first time) names these very bytes, and S3 checks its own.
-    presigned = storage.presigned_url(blob.sha256, filename=filename)
+    presigned = storage.presigned_url(blob.sha256, filename=filename, cache_control=cache["Cache-Control"])
     starts_the_file = decision.status == 200 or (decision.status == 206 and decision.start == 0)
     if presigned is not None:
         # S3 serves the bytes (and honours Range) itself, so the hub never sees the end
@@ -96,7 +97,10 @@ def download_blob(sha256: str) -> Response:
         if request.method == "GET" and starts_the_file and counted:
             downloads.safe_record_download(database, blob.sha256, school_id)
         response = redirect(presigned, code=302)
-        response.headers["Cache-Control"] = "no-store"  # the presigned URL expires
+        # The presigned URL expires, and a draft's one is a key to its bytes: keep neither.
+        response.headers["Cache-Control"] = "no-store" if public else downloads.PRIVATE
+        if not public:
+            response.headers["Vary"] = downloads.CREDENTIALS
         return response  # type: ignore[return-value]
 
     disposition = {"Content-Disposition": content_disposition(filename)}

@@ -34,6 +34,7 @@ from werkzeug.datastructures import Headers
 
 from hub.accounts.models import User
 from hub.db import Database, utcnow
+from hub.inputs import clamp_int
 from hub.media.models import Blob, DownloadCount, Rendition
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,9 @@ def parse_range(header: str | None) -> list[tuple[int | None, int | None]] | Non
         first_s, last_s = match.groups()
         if not first_s and not last_s:
             return None  # a lone "-"
-        first = int(first_s) if first_s else None
-        last = int(last_s) if last_s else None
+        # Huge numerals are legal (RFC 9110 14.1.1): past 2^63-1 is past the end of any blob.
+        first = clamp_int(first_s) if first_s else None
+        last = clamp_int(last_s) if last_s else None
         if first is not None and last is not None and last < first:
             return None  # invalid int-range: the whole header is ignored
         specs.append((first, last))
@@ -168,6 +170,30 @@ def decide(
         return whole
     start, end = spans[0]
     return Decision(206, start, end, f"bytes {start}-{end}/{size}")
+
+
+# -- who may keep a copy --------------------------------------------------------------
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+"""A public blob: content-addressed, so the bytes behind its URL never change."""
+
+PRIVATE = "private, no-store"
+"""Anything not public (a draft's blob or ZIP): no cache keeps it, not even the browser's
+(rural schools share their computers)."""
+
+CREDENTIALS = "Authorization, Cookie"
+"""What decides whether a private file is answered at all: a bearer token or a session cookie."""
+
+
+def blob_cache_headers(public: bool) -> dict[str, str]:
+    """Cache-Control (and Vary) of a blob that anyone may fetch (`public`) or only some may.
+
+    A public blob's answer is the same for everyone (see `download_filename`), so it
+    needs no Vary and one copy in a school's proxy serves every teacher.
+    """
+    if public:
+        return {"Cache-Control": IMMUTABLE}
+    return {"Cache-Control": PRIVATE, "Vary": CREDENTIALS}
 
 
 # Sent by `hub sync pull` on every blob request: mirroring is not a download (see hub.media.api).

@@ -71,13 +71,26 @@ def store_original(session: Session, storage: Storage, fileobj: IO[bytes], filen
 
 def get_readable_blob(session: Session, actor: User | None, sha256: str) -> Blob:
     """A blob is readable when some material or rendition using it is in a visible course."""
-    from hub.catalog.services import visible_clause
-
     if not is_sha256(sha256):
         raise NotFound(N_("There is no such file."))
     blob = session.get(Blob, sha256)
-    if blob is None:
+    if blob is None or not _used_in_visible_course(session, actor, sha256):
         raise NotFound(N_("There is no such file."))
+    return blob
+
+
+def blob_is_public(session: Session, sha256: str) -> bool:
+    """Whether anyone, anonymous included, may fetch the blob: only then may shared caches keep it.
+
+    The same bytes may serve a published course and a draft (blobs are named by their
+    hash): the published use makes them public.
+    """
+    return is_sha256(sha256) and _used_in_visible_course(session, None, sha256)
+
+
+def _used_in_visible_course(session: Session, actor: User | None, sha256: str) -> bool:
+    from hub.catalog.services import visible_clause
+
     used = session.scalar(
         select(Material.id)
         .join(Lesson)
@@ -89,6 +102,4 @@ def get_readable_blob(session: Session, actor: User | None, sha256: str) -> Blob
         )
         .limit(1)
     )
-    if used is None:
-        raise NotFound(N_("There is no such file."))
-    return blob
+    return used is not None

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, redirect, request, url_for
 
 from hub.accounts.auth import current_user
+from hub.catalog.services import course_is_public
 from hub.db import Database, get_database, request_session
 from hub.errors import Busy, PermissionDenied
 from hub.i18n import N_
@@ -83,13 +84,13 @@ def course_download(course_id: int) -> Response:
         request_session(), actor, storage, course_id, request.args.get("quality") or default_quality()
     )
     decision = downloads.decide_request(request.headers, size=plan.size, sha256=plan.etag)
-    base_headers = {
-        "ETag": downloads.etag_for(plan.etag),
+    if course_is_public(request_session(), course_id):
         # Same URL, new bytes when the course changes: revalidate (cheap, 304) every time.
-        "Cache-Control": ("public" if plan.course.status == "published" else "private") + ", no-cache",
-        "Accept-Ranges": "bytes",
-        "Vary": "Cookie",  # the default quality follows the data-saver cookie
-    }
+        # The default quality follows the data-saver cookie.
+        cache = {"Cache-Control": "public, no-cache", "Vary": "Cookie"}
+    else:
+        cache = {"Cache-Control": downloads.PRIVATE, "Vary": downloads.CREDENTIALS}
+    base_headers = {"ETag": downloads.etag_for(plan.etag), **cache, "Accept-Ranges": "bytes"}
     if (bodiless := downloads.bodiless_answer(decision, base_headers)) is not None:
         return bodiless
     response_headers = {

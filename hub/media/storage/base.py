@@ -127,8 +127,13 @@ class Storage(Protocol):
         *,
         filename: str | None = None,
         expires: int | None = None,
+        cache_control: str | None = None,
     ) -> str | None:
-        """A time-limited direct download URL, or None when the app must serve the bytes."""
+        """A time-limited direct download URL, or None when the app must serve the bytes.
+
+        `cache_control` is the Cache-Control the storage sends with the bytes: the app's
+        verdict on who may keep them (a draft's blob is `private, no-store`).
+        """
         ...
 
     def delete(self, sha256: str) -> None:

@@ -206,6 +206,7 @@ class LocalStorage:
         *,
         filename: str | None = None,
         expires: int | None = None,
+        cache_control: str | None = None,
     ) -> str | None:
         validate_sha256(sha256)
         return None  # the app serves local blobs itself (with Range support)

@@ -226,12 +226,17 @@ class S3Storage:
         *,
         filename: str | None = None,
         expires: int | None = None,
+        cache_control: str | None = None,
     ) -> str | None:
         # No HEAD here: callers hand out URLs for blobs the database already knows, and
         # a round trip per URL would slow every listing down.
         params: dict[str, str] = {"Bucket": self.bucket, "Key": self._key(sha256)}
         if filename is not None:
             params["ResponseContentDisposition"] = content_disposition(filename)
+        if cache_control is not None:
+            # Objects are stored without a Cache-Control, and S3 sends Last-Modified: left
+            # alone, any cache on the way could keep a draft's bytes for a heuristic while.
+            params["ResponseCacheControl"] = cache_control
         url: str = self.client.generate_presigned_url(
             "get_object",
             Params=params,
