@@ -69,7 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
 
 def _init_web(app: Flask, settings: Settings) -> None:
     """Pages and the JSON API, with the request hooks and translations they use."""
-    from hub import api, errors, i18n, uploads, web
+    from hub import api, errors, i18n, security, uploads, web
     from hub.accounts import auth
     from hub.accounts import views as account_views
     from hub.catalog import api as catalog_api
@@ -88,6 +88,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
     uploads.init_app(app)
     i18n.init_app(app, settings)
     web.init_app(app)
+    security.init_app(app, settings)
 
     for blueprint in (
         api.blueprint,

@@ -163,6 +163,17 @@ class Settings:
         _optional_url,
         "",
     )
+    trusted_proxies: int = setting(
+        "Reverse proxies in front of the hub whose X-Forwarded-For/-Proto/-Host it believes; 0: none.",
+        _non_negative_int,
+        "0",
+    )
+    hsts_max_age: int = setting(
+        "Seconds browsers must keep to https (Strict-Transport-Security) once they reach the hub over it; "
+        "0: no header.",
+        _non_negative_int,
+        str(365 * 24 * 3600),
+    )
     upload_dir: Path = setting(
         "Directory of unfinished resumable uploads (local files; S3 parts not yet full).", _path, "{data_dir}/uploads"
     )
