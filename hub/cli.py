@@ -15,6 +15,8 @@ from hub.config import ConfigError
 from hub.errors import HubError
 
 if TYPE_CHECKING:  # `hub --help` and a cron'd `hub sync pull` start fast: each command loads what it runs
+    from datetime import datetime
+
     from flask import Flask
     from sqlalchemy.orm import Session
 
@@ -96,8 +98,13 @@ def serve(host: str, port: int, threads: int, connections: int) -> None:
 def worker(ctx: click.Context, concurrency: int, beat: bool) -> None:
     """Start a Celery worker on every queue (extra arguments go to celery)."""
     from hub import jobs
+    from hub.media import sandbox
 
     app = _app(web=True)
+    try:
+        sandbox.prepare(app.extensions["hub.media_limits"].sandbox)
+    except sandbox.SandboxUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     celery = jobs.get_celery(app)
     argv = [
         "worker",
@@ -158,37 +165,118 @@ def user_create(email: str, school_name: str, role: str, password: str | None) -
         click.echo(f"user {created.id}: {created.email} ({created.role} at {school_row.name})")
 
 
+@user.command("deactivate")
+@click.argument("email")
+def user_deactivate(email: str) -> None:
+    """Refuse a user's sign-in, end their sessions and revoke their API tokens."""
+    from hub.accounts import services
+
+    app = _app()
+    with _session(app) as session:
+        account = services.get_user_by_email(session, email)
+        revoked = services.deactivate_user(session, account)
+        session.commit()
+    click.echo(f"user {account.email} deactivated: sessions ended, {revoked} token(s) revoked")
+
+
+@user.command("activate")
+@click.argument("email")
+def user_activate(email: str) -> None:
+    """Let a deactivated user sign in again (their old tokens stay revoked)."""
+    from hub.accounts import services
+
+    app = _app()
+    with _session(app) as session:
+        account = services.get_user_by_email(session, email)
+        services.activate_user(session, account)
+        session.commit()
+    click.echo(f"user {account.email} is active")
+
+
+@user.command("password")
+@click.argument("email")
+@click.option("--password", default=None, help="The new password (else asked twice on a terminal, or read from stdin).")
+def user_password(email: str, password: str | None) -> None:
+    """Set a user's web sign-in password; every session of theirs ends."""
+    from hub.accounts import services
+
+    if password is None:
+        if sys.stdin.isatty():
+            password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+    app = _app()
+    with _session(app) as session:
+        account = services.get_user_by_email(session, email)
+        services.change_password(session, account, password or "")
+        session.commit()
+    click.echo(f"password of {account.email} changed; their sessions ended")
+
+
 @main.group()
 def token() -> None:
-    """API tokens."""
+    """API tokens: a user's own, or a school server's sync token."""
 
 
 @token.command("create")
 @click.argument("email")
-def token_create(email: str) -> None:
+@click.option(
+    "--kind",
+    type=click.Choice(["user", "sync"]),
+    default="user",
+    show_default=True,
+    help="sync: a school server's token (HUB_UPSTREAM_TOKEN there), good only for the sync API.",
+)
+def token_create(email: str, kind: str) -> None:
     """Create an API token; it is printed once, as the last line."""
     from hub.accounts import services
 
     app = _app()
     with _session(app) as session:
         account = services.get_user_by_email(session, email)
-        plain = services.create_token(session, account)
+        plain = services.create_token(session, account, kind)
         session.commit()
-    click.echo(f"token for {account.email} (shown once; only its hash is kept):", err=True)
+    click.echo(f"{kind} token for {account.email} (shown once; only its hash is kept):", err=True)
     click.echo(plain)
 
 
-@token.command("revoke")
-@click.argument("token_value", metavar="TOKEN")
-def token_revoke(token_value: str) -> None:
-    """Revoke an API token."""
+@token.command("list")
+@click.argument("email")
+def token_list(email: str) -> None:
+    """A user's tokens: prefix, kind, created, last used, revoked (never the tokens themselves)."""
     from hub.accounts import services
 
     app = _app()
     with _session(app) as session:
-        services.revoke_token(session, token_value)
+        account = services.get_user_by_email(session, email)
+        rows = services.list_tokens(session, account)
+    if not rows:
+        click.echo(f"{account.email} has no tokens")
+        return
+    click.echo(f"{'prefix':<14}{'kind':<6}{'created':<19}{'last used':<19}revoked")
+    for row in rows:
+        click.echo(
+            f"{row.prefix:<14}{row.kind:<6}{_when(row.created_at):<19}{_when(row.last_used_at):<19}"
+            f"{_when(row.revoked_at) if row.revoked_at else '-'}"
+        )
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%MZ") if moment is not None else "never"
+
+
+@token.command("revoke")
+@click.argument("prefix")
+def token_revoke(prefix: str) -> None:
+    """Revoke a token by the prefix `hub token list` shows (or the whole token)."""
+    from hub.accounts import services
+
+    app = _app()
+    with _session(app) as session:
+        row, was_live = services.revoke_token(session, prefix)
         session.commit()
-    click.echo("revoked")
+        email = row.user.email
+    click.echo(f"revoked {row.prefix} ({row.kind}, {email})" if was_live else f"{row.prefix} was already revoked")
 
 
 @main.group()

@@ -250,7 +250,9 @@ class Settings:
         "",
     )
     upstream_token: str = setting(
-        "Bearer token of this school's user on the upstream (`hub token create` there), for `hub sync`.", str, ""
+        "Sync token of this school's user on the upstream (`hub token create EMAIL --kind sync` there), for `hub sync`.",
+        str,
+        "",
     )
     sync_signing_key: Path = setting(
         "Ed25519 private key that signs this hub's sync manifests (`hub keys generate`).",

@@ -83,7 +83,7 @@ class TooManyRequests(HubError):
     code = "too_many_requests"
 
     def __init__(self, message: str, *, retry_after: int, **params: object) -> None:
-        super().__init__(message, **params)
+        super().__init__(message, None, **params)
         self.retry_after = retry_after
 
 

@@ -158,13 +158,13 @@ class Accounts:
         self.session.commit()
         return user
 
-    def token(self, user: User) -> str:
-        token = accounts.create_token(self.session, user)
+    def token(self, user: User, kind: str = "user") -> str:
+        token = accounts.create_token(self.session, user, kind)
         self.session.commit()
         return token
 
-    def bearer(self, user: User) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(user)}"}
+    def bearer(self, user: User, kind: str = "user") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user, kind)}"}
 
 
 @pytest.fixture

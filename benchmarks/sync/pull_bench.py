@@ -150,7 +150,7 @@ def setup_upstream(data_dir: Path, lessons: int) -> tuple[Catalog, str, str]:
         school = session.get(School, catalog.rural_id)
         assert school is not None
         user = accounts.create_user(session, "server@shancun.example", school, "teacher", "a long password")
-        token = accounts.create_token(session, user)
+        token = accounts.create_token(session, user, "sync")  # a school server's token
         session.commit()
     database.engine.dispose()
     return catalog, mf.public_key_text(key), token

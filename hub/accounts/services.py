@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import ipaddress
+import math
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hub.accounts.models import ApiToken, Pairing, School, User
+from hub.accounts.models import ApiToken, LoginFailure, Pairing, School, User
 from hub.db import utcnow
-from hub.errors import Conflict, Invalid, NotFound, Unauthorized
+from hub.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
 from hub.i18n import N_
-from hub.vocab import ROLES, SCHOOL_KINDS
+from hub.vocab import ROLES, SCHOOL_KINDS, TOKEN_KINDS
 
 TOKEN_PREFIX = "hub_"  # noqa: S105  (a marker that makes leaked tokens greppable, not a secret)
+TOKEN_USE_INTERVAL = timedelta(minutes=1)
+"""last_used_at is written at most this often per token: a busy school server would
+otherwise turn every read into a write."""
+MIN_REVOKE_PREFIX = 8
+"""Fewest characters `hub token revoke` takes: "hub_" alone would name every token."""
 
 
 def create_school(session: Session, name: str, kind: str, region: str = "", county: str = "") -> School:
@@ -70,8 +80,38 @@ def create_user(session: Session, email: str, school: School, role: str, passwor
 
 def set_password(user: User, password: str) -> None:
     if len(password) < 8:
-        raise Invalid("Passwords need at least 8 characters.", {"password": "Too short"})
+        raise Invalid(N_("Passwords need at least 8 characters."), {"password": N_("Too short")})
     user.password_hash = generate_password_hash(password)
+
+
+def change_password(session: Session, user: User, password: str) -> None:
+    """A new password ends every session signed in with the old one (a web page signs its own in again)."""
+    set_password(user, password)
+    end_sessions(user)
+    session.flush()
+
+
+def end_sessions(user: User) -> None:
+    """End every session of ``user``: each cookie carries the generation it was signed in at."""
+    user.session_generation += 1
+
+
+def deactivate_user(session: Session, user: User) -> int:
+    """Refuse the user's sign-in, sessions and tokens; their tokens are revoked for good. Returns how many."""
+    user.active = False
+    end_sessions(user)
+    now = utcnow()
+    tokens = list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))))
+    for row in tokens:
+        row.revoked_at = now
+    session.flush()
+    return len(tokens)
+
+
+def activate_user(session: Session, user: User) -> None:
+    """Let the user sign in again; tokens revoked at deactivation stay revoked (make new ones)."""
+    user.active = True
+    session.flush()
 
 
 def get_user_by_email(session: Session, email: str) -> User:
@@ -81,14 +121,121 @@ def get_user_by_email(session: Session, email: str) -> User:
     return user
 
 
-def authenticate_password(session: Session, email: str, password: str) -> User:
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None or not user.active or not user.password_hash:
+# -- signing in ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """Failed sign-ins allowed within ``window`` seconds, per account and per client address."""
+
+    per_account: int
+    per_address: int
+    window: int
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against when there is no password to check, so an unknown email costs the
+    # same hash computation as a wrong password and answers just as slowly.
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def _failure_key(kind: str, value: str) -> str:
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
+
+
+def address_key(address: str) -> str:
+    """What a client address counts as: an IPv6 client holds a whole /64, so that is one address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _limited_keys(email: str, address: str | None, limits: LoginLimits) -> list[tuple[str, int]]:
+    keys = [(_failure_key("account", email), limits.per_account)]
+    if address:
+        keys.append((_failure_key("address", address_key(address)), limits.per_address))
+    return keys
+
+
+def _seconds_blocked(session: Session, keys: list[tuple[str, int]], window: timedelta, now: datetime) -> int:
+    """Seconds until every key is under its limit again; 0 when none is at it."""
+    wait = 0.0
+    for key, limit in keys:
+        recent = session.scalars(
+            select(LoginFailure.at)
+            .where(LoginFailure.key == key, LoginFailure.at > now - window)
+            .order_by(LoginFailure.at.desc())
+            .limit(limit)
+        ).all()
+        if len(recent) >= limit:
+            # Under the limit again once the oldest of the last `limit` failures leaves the window.
+            wait = max(wait, (recent[-1] + window - now).total_seconds())
+    return max(1, math.ceil(wait)) if wait > 0 else 0
+
+
+def sign_in(
+    session: Session,
+    email: str,
+    password: str,
+    *,
+    address: str | None,
+    limits: LoginLimits,
+    now: datetime | None = None,
+) -> User:
+    """The user with this email and password, for a session; the caller commits.
+
+    Failures count against the account and the client address, in the database (not the
+    session cookie a client can drop); at the limit every attempt is refused unchecked
+    with TooManyRequests until the window has moved on. A failure is committed here,
+    since the caller answers with an error. A success clears the account's failures
+    (not the address's: one good account must not unlock guessing at the others).
+    """
+    now = now or utcnow()
+    email = email.strip().lower()
+    window = timedelta(seconds=limits.window)
+    keys = _limited_keys(email, address, limits)
+    if wait := _seconds_blocked(session, keys, window, now):
+        raise TooManyRequests(
+            N_("Too many failed sign-ins. Try again in %(minutes)s minutes."),
+            retry_after=wait,
+            minutes=math.ceil(wait / 60),
+        )
+    user = session.scalar(select(User).where(User.email == email))
+    known = user is not None and user.password_hash is not None
+    matches = check_password_hash(user.password_hash if user and user.password_hash else _dummy_hash(), password)
+    if user is None or not known or not matches:
+        for key, _limit in keys:
+            session.add(LoginFailure(key=key, at=now))
+        # Old failures go as new ones come: the table holds about one window's worth.
+        session.execute(delete(LoginFailure).where(LoginFailure.at <= now - window))
+        session.commit()
         # Same message either way: do not reveal which emails exist.
         raise Unauthorized(N_("Wrong email or password."))
-    if not check_password_hash(user.password_hash, password):
+    if not user.active:
+        # Only someone who knows the password learns this.
+        raise Unauthorized(N_("This account is deactivated. Ask the hub's administrator."))
+    session.execute(delete(LoginFailure).where(LoginFailure.key == keys[0][0]))
+    user.last_login_at = now
+    return user
+
+
+def authenticate_password(session: Session, email: str, password: str) -> User:
+    """The user with this email and password, unthrottled: for scripts and tests, not for the web."""
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    matches = check_password_hash(user.password_hash if user and user.password_hash else _dummy_hash(), password)
+    if user is None or not user.password_hash or not matches or not user.active:
         raise Unauthorized(N_("Wrong email or password."))
     return user
+
+
+# -- API tokens ---------------------------------------------------------------------
 
 
 def _hash_token(token: str) -> str:
@@ -96,23 +243,81 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, user: User) -> str:
-    """Return a new bearer token; only its hash is stored, so it is shown once."""
+def create_token(session: Session, user: User, kind: str = "user") -> str:
+    """Return a new bearer token; only its hash is stored, so it is shown once.
+
+    ``kind`` "sync" makes a school server's token: accepted only by the sync API, and the
+    only kind that may send it download counts or change the school's subscriptions.
+    """
+    if kind not in TOKEN_KINDS:
+        raise Invalid(N_("Unknown token kind %(kind)s."), {"kind": ", ".join(TOKEN_KINDS)}, kind=kind)
+    if not user.active:
+        raise Invalid(N_("%(email)s is deactivated: activate the account first."), email=user.email)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(user=user, token_hash=_hash_token(token), prefix=token[:12]))
+    session.add(ApiToken(user=user, token_hash=_hash_token(token), prefix=token[:12], kind=kind))
     session.flush()
     return token
 
 
-def revoke_token(session: Session, token: str) -> None:
+def list_tokens(session: Session, user: User) -> list[ApiToken]:
+    """The user's tokens, revoked ones too, oldest first (only prefixes: the tokens are not kept)."""
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+
+
+def revoke_token(session: Session, token_or_prefix: str) -> tuple[ApiToken, bool]:
+    """Revoke one token, named by the prefix `hub token list` shows (or its start) or by the whole token.
+
+    Returns the token and whether it was live. An ambiguous prefix revokes nothing
+    (Conflict): revoking the wrong school server's token would cut that school off.
+    """
+    given = token_or_prefix.strip()
+    whole = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(given)))
+    if whole is not None:
+        candidates = [whole]
+    elif len(given) < MIN_REVOKE_PREFIX:
+        raise Invalid(
+            N_("Give at least %(count)s characters of the token's prefix."),
+            {"prefix": N_("Too short")},
+            count=MIN_REVOKE_PREFIX,
+        )
+    else:
+        candidates = list(
+            session.scalars(
+                select(ApiToken).where(ApiToken.prefix.startswith(given, autoescape=True)).order_by(ApiToken.id)
+            )
+        )
+    if not candidates:
+        raise NotFound(N_("No token starts with %(prefix)s."), prefix=given)
+    # Revoked tokens that share the prefix are no reason to refuse: they are what is meant only
+    # when nothing live matches (then revoking again changes nothing).
+    live = [row for row in candidates if row.revoked_at is None]
+    if len(live) > 1:
+        raise Conflict(
+            N_("%(count)s tokens start with %(prefix)s: give more of the prefix."), count=len(live), prefix=given
+        )
+    if not live:
+        return candidates[0], False
+    live[0].revoked_at = utcnow()
+    session.flush()
+    return live[0], True
+
+
+def live_token(session: Session, token: str) -> ApiToken:
+    """The token row of a bearer token that may be used now (its user is ``.user``)."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(token)))
-    if row is None:
-        raise NotFound("No such token.")
-    row.revoked_at = utcnow()
+    if row is None or row.revoked_at is not None or not row.user.active:
+        raise Unauthorized(N_("The bearer token is unknown or revoked."))
+    return row
 
 
 def authenticate_token(session: Session, token: str) -> User:
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(token)))
-    if row is None or row.revoked_at is not None or not row.user.active:
-        raise Unauthorized("The bearer token is unknown or revoked.")
-    return row.user
+    return live_token(session, token).user
+
+
+def record_token_use(row: ApiToken, now: datetime | None = None) -> bool:
+    """Stamp last_used_at, at most once per TOKEN_USE_INTERVAL; True when the caller should commit."""
+    now = now or utcnow()
+    if row.last_used_at is not None and now - row.last_used_at < TOKEN_USE_INTERVAL:
+        return False
+    row.last_used_at = now
+    return True

@@ -1,11 +1,15 @@
 """Upstream sync endpoints under /api/v1/sync/, for school servers.
 
-A school server authenticates with a bearer token of one of its school's
-users; everything it gets is for that school. Single blobs come from the blob
-endpoint (``/api/v1/blobs/<sha256>``, with Range); ``POST /sync/blobs`` sends
-many small ones in one response, so a lesson's poster and slides do not cost
-a round trip each. Nothing here accepts courses from a school server: the only
-thing a school server sends up is aggregated download counts.
+A school server authenticates with a sync token of one of its school's users
+(``hub token create EMAIL --kind sync``); everything it gets is for that school.
+A user's own token still reads what that user may see; what a school server
+writes (download counts, subscriptions) takes a sync token (hub.accounts.auth).
+
+Single blobs come from the blob endpoint (``/api/v1/blobs/<sha256>``, with
+Range); ``POST /sync/blobs`` sends many small ones in one response, so a
+lesson's poster and slides do not cost a round trip each. Nothing here accepts
+courses from a school server: the only thing a school server sends up is
+aggregated download counts.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Annotated
 from flask import Blueprint, Response, current_app, request
 from pydantic import AwareDatetime, BaseModel, Field
 
-from hub.accounts.auth import require_user
+from hub.accounts.auth import require_sync_client, require_user
 from hub.api import PREFIX, Strict, no_content, operation, parse_query
 from hub.config import Settings
 from hub.db import request_session
@@ -165,7 +169,7 @@ def list_subscriptions() -> SubscriptionList:
     auth=True,
 )
 def create_subscription(body: SubscriptionIn) -> SubscriptionOut:
-    user = require_user()
+    user = require_sync_client()
     session = request_session()
     if body.grades is not None and body.subject is None:
         raise Invalid("Grades go with a subject.", {"grades": "needs subject"})
@@ -183,7 +187,7 @@ def create_subscription(body: SubscriptionIn) -> SubscriptionOut:
 
 @operation(blueprint, "/sync/subscriptions/<int:subscription_id>", "DELETE", summary="Unsubscribe", auth=True)
 def delete_subscription(subscription_id: int) -> Response:
-    user = require_user()
+    user = require_sync_client()
     session = request_session()
     services.unsubscribe(session, user.school_id, subscription_id)
     session.commit()
@@ -257,7 +261,7 @@ def post_courses(body: CoursesIn) -> Response:
     auth=True,
 )
 def post_counts(body: counts.CountReportIn) -> CountsOut:
-    user = require_user()
+    user = require_sync_client()
     settings: Settings = current_app.extensions["hub.settings"]
     limits = counts.CountLimits.from_settings(settings)
     # Commits batch by batch itself: a big report never holds the write lock for long.

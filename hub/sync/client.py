@@ -720,7 +720,10 @@ def pull(
     if not settings.upstream_url:
         raise SyncError("This hub is not a mirror: set HUB_UPSTREAM_URL and HUB_UPSTREAM_PUBLIC_KEY.")
     if not settings.upstream_token:
-        raise SyncError("Set HUB_UPSTREAM_TOKEN to a token of this school's user on the upstream (`hub token create`).")
+        raise SyncError(
+            "Set HUB_UPSTREAM_TOKEN to a sync token of this school's user on the upstream "
+            "(`hub token create EMAIL --kind sync` there)."
+        )
     public_key = mf.load_public_key(settings.upstream_public_key)
     out = out or sys.stderr
     deadline = None

@@ -259,7 +259,7 @@ def upstream(app: Flask, db: Session, make: Accounts, hub_env: dict[str, str]) -
     catalog.publish_course(db, uploader, course.id)
     db.commit()
     public_key = _keys_generate(hub_env)
-    return Upstream(app, db, storage, public_key, make.token(server_user), course.id, lesson_ids, video)
+    return Upstream(app, db, storage, public_key, make.token(server_user, "sync"), course.id, lesson_ids, video)
 
 
 # -- the school server ----------------------------------------------------------------

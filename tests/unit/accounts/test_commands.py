@@ -1,0 +1,127 @@
+"""`hub user` and `hub token` as an operator types them: deactivate, passwords, token kinds, list and revoke."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner, Result
+from flask import Flask
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from hub.accounts import services
+from hub.accounts.models import ApiToken, User
+from hub.cli import main
+from hub.errors import Unauthorized
+from tests.conftest import Accounts
+
+EMAIL = "server@rural.cn"
+
+
+@pytest.fixture
+def hub(hub_env: dict[str, str], make: Accounts) -> CliRunner:
+    make.user(EMAIL, make.school("山村小学", "rural"), "teacher", password="the first password")
+    return CliRunner(env=hub_env)
+
+
+def _run(runner: CliRunner, *args: str, input: str | None = None) -> Result:
+    return runner.invoke(main, list(args), input=input)
+
+
+def _token(result: Result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _user(db: Session) -> User:
+    db.expire_all()
+    return services.get_user_by_email(db, EMAIL)
+
+
+def test_token_create_list_and_revoke_by_prefix(hub: CliRunner, db: Session) -> None:
+    user_token = _token(_run(hub, "token", "create", EMAIL))
+    sync_token = _token(_run(hub, "token", "create", EMAIL, "--kind", "sync"))  # still the last line
+    assert services.live_token(db, sync_token).kind == "sync"
+    assert services.live_token(db, user_token).kind == "user"
+
+    listed = _run(hub, "token", "list", EMAIL)
+    assert listed.exit_code == 0, listed.output
+    assert user_token not in listed.output and sync_token not in listed.output  # never the tokens
+    lines = listed.stdout.strip().splitlines()
+    assert lines[0].split() == ["prefix", "kind", "created", "last", "used", "revoked"]
+    assert [line.split()[:2] for line in lines[1:]] == [[user_token[:12], "user"], [sync_token[:12], "sync"]]
+    assert all("never" in line for line in lines[1:])  # not used yet
+
+    revoked = _run(hub, "token", "revoke", sync_token[:12])
+    assert revoked.exit_code == 0, revoked.output
+    assert "revoked" in revoked.output and "sync" in revoked.output
+    with pytest.raises(Unauthorized):
+        services.live_token(db, sync_token)
+    assert services.live_token(db, user_token)  # only that one
+    assert "already revoked" in _run(hub, "token", "revoke", sync_token[:12]).output
+    assert _run(hub, "token", "list", EMAIL).stdout.count("-\n") == 1  # one live token, one revoked
+
+
+def test_an_ambiguous_or_unknown_prefix_revokes_nothing(hub: CliRunner, db: Session) -> None:
+    first, second = (_token(_run(hub, "token", "create", EMAIL, "--kind", kind)) for kind in ("sync", "user"))
+    db.execute(update(ApiToken).where(ApiToken.token_hash == services._hash_token(first)).values(prefix="hub_AAAAAAA1"))
+    db.execute(
+        update(ApiToken).where(ApiToken.token_hash == services._hash_token(second)).values(prefix="hub_AAAAAAA2")
+    )
+    db.commit()
+    ambiguous = _run(hub, "token", "revoke", "hub_AAAAAAA")
+    assert ambiguous.exit_code != 0
+    assert "2 tokens start with hub_AAAAAAA" in ambiguous.output
+    unknown = _run(hub, "token", "revoke", "hub_ZZZZZZZZ")
+    assert unknown.exit_code != 0 and "No token starts with" in unknown.output
+    short = _run(hub, "token", "revoke", "hub_")
+    assert short.exit_code != 0 and "at least 8" in short.output
+    assert services.live_token(db, first) and services.live_token(db, second)
+    # The whole prefix, or the whole token as before, names one.
+    assert _run(hub, "token", "revoke", "hub_AAAAAAA2").exit_code == 0
+    assert _run(hub, "token", "revoke", first).exit_code == 0
+    for token in (first, second):
+        with pytest.raises(Unauthorized):
+            services.live_token(db, token)
+
+
+def test_deactivate_and_activate(hub: CliRunner, db: Session) -> None:
+    token = _token(_run(hub, "token", "create", EMAIL, "--kind", "sync"))
+    generation = _user(db).session_generation
+    deactivated = _run(hub, "user", "deactivate", EMAIL)
+    assert deactivated.exit_code == 0, deactivated.output
+    assert "1 token(s) revoked" in deactivated.output
+    user = _user(db)
+    assert not user.active and user.session_generation > generation
+    with pytest.raises(Unauthorized):
+        services.live_token(db, token)
+    refused = _run(hub, "token", "create", EMAIL)
+    assert refused.exit_code != 0 and "deactivated" in refused.output
+
+    assert _run(hub, "user", "activate", EMAIL).exit_code == 0
+    assert _user(db).active
+    with pytest.raises(Unauthorized):
+        services.live_token(db, token)  # stays revoked: make a new one
+    assert _run(hub, "token", "create", EMAIL).exit_code == 0
+    assert _run(hub, "user", "deactivate", "nobody@rural.cn").exit_code != 0
+
+
+def test_password_from_the_option_or_stdin_never_echoed(hub: CliRunner, db: Session) -> None:
+    generation = _user(db).session_generation
+    changed = _run(hub, "user", "password", EMAIL, input="a second password\n")
+    assert changed.exit_code == 0, changed.output
+    assert "a second password" not in changed.output
+    user = _user(db)
+    assert services.authenticate_password(db, EMAIL, "a second password").id == user.id
+    assert user.session_generation > generation  # their sessions ended
+    assert _run(hub, "user", "password", EMAIL, "--password", "a third password").exit_code == 0
+    db.expire_all()
+    assert services.authenticate_password(db, EMAIL, "a third password")
+    short = _run(hub, "user", "password", EMAIL, input="short\n")
+    assert short.exit_code != 0 and "at least 8 characters" in short.output
+
+
+def test_a_token_use_shows_in_the_list(app: Flask, hub: CliRunner) -> None:
+    token = _token(_run(hub, "token", "create", EMAIL))
+    assert app.test_client().get("/api/v1/courses", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    [row] = _run(hub, "token", "list", EMAIL).stdout.strip().splitlines()[1:]
+    assert row.count("never") == 0  # last used: a date
