@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
-# Everything installs into .venv; Debian's ffmpeg, Ghostscript and Chromium are installed when missing.
+# Everything installs into .venv; Debian's ffmpeg, Ghostscript, qpdf, bubblewrap and Chromium are installed when missing.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -25,12 +25,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(STAMP) system-deps  ## virtualenv + Python packages + ffmpeg/Ghostscript/Chromium
+install: $(STAMP) system-deps  ## virtualenv + Python packages + ffmpeg/Ghostscript/qpdf/bubblewrap/Chromium
 
-system-deps:  ## Debian's ffmpeg, Ghostscript, Chromium (browser tests), espeak-ng (media benchmark) and nginx (download offload test and benchmark), when missing
+system-deps:  ## Debian's ffmpeg, Ghostscript, qpdf, bubblewrap (the decoder sandbox), Chromium (browser tests), espeak-ng (media benchmark) and nginx (download offload test and benchmark), when missing
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	command -v gs >/dev/null || missing="$$missing ghostscript"; \
+	command -v qpdf >/dev/null || missing="$$missing qpdf"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing="$$missing nginx-light"; \

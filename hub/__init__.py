@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
     from hub.config import Settings
     from hub.db import Database
     from hub.media.ffmpeg import MediaLimits
+    from hub.media.sandbox import Sandbox
     from hub.media.storage.factory import make_storage
 
     settings = Settings.load(config)
@@ -59,6 +60,14 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
         max_streams=settings.media_max_streams,
         max_image_pixels=settings.media_max_image_pixels,
         timeout_s=settings.media_timeout,
+        max_job_s=settings.media_max_job_time,
+        sandbox=Sandbox(
+            mode=settings.decoder_sandbox,
+            memory_mb=settings.decoder_memory_mb,
+            max_file_mb=settings.decoder_max_file_mb,
+            processes=settings.decoder_processes,
+            work_dir=settings.work_dir,
+        ),
     )
     jobs.init_app(app, settings, database)
     search.init_app(app, settings)
@@ -69,7 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
 
 def _init_web(app: Flask, settings: Settings) -> None:
     """Pages and the JSON API, with the request hooks and translations they use."""
-    from hub import api, errors, i18n, security, uploads, web
+    from hub import api, errors, i18n, inputs, security, uploads, web
     from hub.accounts import auth
     from hub.accounts import views as account_views
     from hub.catalog import api as catalog_api
@@ -82,6 +91,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.sync import views as sync_views
     from hub.web import csrf
 
+    inputs.init_app(app)  # first: the id converter must be in place before any route is added
     csrf.init_app(app)
     errors.init_app(app)
     auth.init_app(app)

@@ -139,6 +139,12 @@ class Settings:
         _url("sqla", "redis", "rediss", "amqp", "pyamqp", "memory"),
         "sqla+sqlite:///{data_dir}/broker.db",
     )
+    broker_timeout: int = setting(
+        "Seconds one hand-off of queued work to the broker may wait (connecting, a locked SQLite broker) before "
+        "it is tried again later; requests never wait for the broker.",
+        _positive_int,
+        "3",
+    )
     index_dir: Path = setting("Directory of the Whoosh search index.", _path, "{data_dir}/index")
     secret_key: str = setting(
         "Key that signs sessions and CSRF tokens; generated into HUB_DATA_DIR/secret_key when unset.",
@@ -232,6 +238,21 @@ class Settings:
     )
     media_lease: int = setting(
         "Seconds a transcode may go without progress before another worker takes it over.", _positive_int, "300"
+    )
+    media_max_job_time: int = setting(
+        "Most seconds any one decoder run may take, whatever length the file claims.", _positive_int, str(3 * 3600)
+    )
+    decoder_sandbox: str = setting(
+        "How decoders (ffmpeg, qpdf, Ghostscript) are confined: bwrap (bubblewrap namespaces + limits) or "
+        "none (limits only; for hosts without user namespaces).",
+        _choice("bwrap", "none"),
+        "bwrap",
+    )
+    decoder_memory_mb: int = setting("Address space a decoder process may use, in MB.", _positive_int, "3072")
+    decoder_max_file_mb: int = setting("Largest file a decoder may write, in MB.", _positive_int, "4096")
+    decoder_processes: int = setting("Processes and threads a decoder may run.", _positive_int, "64")
+    work_dir: Path = setting(
+        "Directory of the media workers' job directories (one per task, removed after it).", _path, "{data_dir}/work"
     )
     download_offload: str = setting(
         "Who sends local blob bytes: none (the hub), x-accel-redirect (nginx) or x-sendfile (Apache, lighttpd).",

@@ -59,6 +59,7 @@ import queue
 import re
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -66,14 +67,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import ffmpeg  # ffmpeg-python: builds argv lists; it never runs a process here
 
+from hub.media import sandbox
 from hub.media.profiles import MediaKind, Profile, VideoEncoding
+from hub.media.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +119,15 @@ class MediaLimits:
     """Extra wall-clock seconds a video or audio transcode may take per second of media."""
     stall_timeout_s: float = 120.0
     """Kill ffmpeg when its progress has not advanced for this long."""
+    max_job_s: float = 3 * 3600.0
+    """Wall-clock cap of any one run, whatever length the file claims."""
+    sandbox: Sandbox = field(default_factory=Sandbox)
+    """Where and how confined the decoders run."""
 
     def media_timeout(self, duration: float | None) -> float:
-        return self.timeout_s + self.timeout_per_media_s * (duration or 0.0)
+        # The duration is the file's own claim (checked by decoding its end, but a claim):
+        # the cap keeps a crafted header from buying a worker for half a day.
+        return min(self.timeout_s + self.timeout_per_media_s * (duration or 0.0), self.max_job_s)
 
 
 @dataclass(frozen=True)
@@ -217,15 +226,23 @@ def sniff_bytes(head: bytes) -> str | None:
         return "jpeg"
     if head.startswith((b"GIF87a", b"GIF89a")):
         return "gif"
-    if head.startswith(b"%PDF-"):
+    if _pdf_header(head):
         return "pdf"
     if head.startswith(b"ID3") and len(head) >= 10:
         after = head[_id3_end(head) :]
         # A tag longer than the head hides what follows; MP3 is what ID3 tags.
         return _sniff_audio_frame(after) if after else "mp3"
-    if b"%PDF-" in head[:1024]:  # PDF readers accept up to 1 KB of junk before the header
-        return "pdf"
     return _sniff_audio_frame(head)
+
+
+def _pdf_header(head: bytes) -> bool:
+    """A PDF starts with ``%PDF-``, after at most a UTF-8 BOM and white space.
+
+    Readers that take ``%PDF-`` anywhere in the first kilobyte let a PostScript
+    program (``%!PS`` first, ``%PDF-`` in a comment) pass for a PDF and reach
+    an interpreter: such a file is not a document here.
+    """
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n\f")[:5] == b"%PDF-"
 
 
 def sniff(path: Path) -> str | None:
@@ -266,6 +283,8 @@ _GLOBAL_ARGS = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-
 _NOT_MEDIA = "This file is not a video, audio, image or PDF we can read."
 _DAMAGED = "The file is truncated or damaged."
 _NOT_CONVERTED = "We could not convert this file; it may be damaged."
+# What decoders say when the sandbox's address-space limit refuses them memory.
+_OUT_OF_MEMORY = re.compile(r"Cannot allocate memory|[Oo]ut of memory|bad_alloc|VMerror|MemoryError")
 # What a decoder says when -max_pixels stops it.
 _PIXEL_BOMB = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
 
@@ -301,22 +320,44 @@ if sys.platform == "linux":
 
 def _run(
     argv: list[str],
+    limits: MediaLimits,
     *,
+    inputs: tuple[Path, ...],
+    outputs: tuple[Path, ...] = (),
     timeout: float,
     stall_timeout: float | None = None,
     on_progress: Callable[[dict[str, str]], None] | None = None,
 ) -> _Finished:
-    """Run ``argv`` to its end or kill it; ``on_progress`` gets each ``-progress`` block.
+    """Run ``argv`` in the decoder sandbox to its end or kill it; ``on_progress`` gets each ``-progress`` block.
 
-    The callback runs in the calling thread (the task's), never in a reader
-    thread, so it may use the caller's database session. ``stall_timeout``
-    kills a process whose progress stops advancing.
+    The program may read only ``inputs`` and write only ``outputs`` (see
+    :mod:`hub.media.sandbox`). The callback runs in the calling thread (the
+    task's), never in a reader thread, so it may use the caller's database
+    session. ``stall_timeout`` kills a process whose progress stops advancing.
     """
+    # CPU seconds: the decoder threads of two cores for the whole wall-clock allowance,
+    # so the kernel's limit only fires on a runaway the deadline has not caught yet.
+    with sandbox.confined(
+        limits.sandbox, argv, inputs=inputs, outputs=outputs, cpu_seconds=2 * timeout + 10
+    ) as prepared:
+        result = _supervise(prepared, argv[0], timeout, stall_timeout, on_progress)
+    for output in outputs:
+        _check_output(output)
+    return result
+
+
+def _supervise(
+    prepared: sandbox.Prepared,
+    program: str,
+    timeout: float,
+    stall_timeout: float | None,
+    on_progress: Callable[[dict[str, str]], None] | None,
+) -> _Finished:
     lines: queue.Queue[str | None] = queue.Queue()
     stderr: deque[str] = deque(maxlen=80)
     stdout: list[str] = []
     proc = subprocess.Popen(
-        argv,
+        prepared.argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -324,7 +365,10 @@ def _run(
         encoding="utf-8",
         errors="replace",  # file names and tags in ffmpeg's messages may be in any encoding
         start_new_session=True,  # its own process group: a kill reaches whatever it spawned too
-        preexec_fn=_preexec,
+        preexec_fn=_child_setup(prepared.preexec),
+        pass_fds=prepared.pass_fds,
+        env=prepared.env,
+        cwd=prepared.cwd,
     )
     assert proc.stdout is not None and proc.stderr is not None
     readers = [
@@ -337,7 +381,7 @@ def _run(
     block: dict[str, str] = {}
     position: tuple[str, ...] = ()
     try:
-        while (line := _next_line(lines, started, timeout, last_advance, stall_timeout, argv[0])) is not None:
+        while (line := _next_line(lines, started, timeout, last_advance, stall_timeout, program)) is not None:
             if on_progress is None:
                 if len(stdout) < 100_000:  # ffprobe's JSON for a few streams is a few KB
                     stdout.append(line)
@@ -354,14 +398,31 @@ def _run(
         returncode = proc.wait(timeout=max(1.0, timeout - (time.monotonic() - started)))
     except subprocess.TimeoutExpired:
         _kill(proc)
-        raise MediaError("Processing took too long; the file may be damaged.", detail=f"{argv[0]} hung") from None
+        raise MediaError("Processing took too long; the file may be damaged.", detail=f"{program} hung") from None
     except BaseException:
         # A timeout, the caller's callback raising, or the task being revoked: never leave ffmpeg behind.
         _kill(proc)
         raise
     for reader in readers:
         reader.join(timeout=5)
-    return _Finished(returncode, "".join(stdout), "".join(stderr))
+    return _Finished(sandbox.returncode(prepared, returncode), "".join(stdout), "".join(stderr))
+
+
+def _child_setup(limits: Callable[[], None]) -> Callable[[], None]:
+    def setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+        if _preexec is not None:
+            _preexec()
+        limits()
+
+    return setup
+
+
+def _check_output(path: Path) -> None:
+    """An output is the regular file the sandbox bound writable; anything else is not the decoder's to leave."""
+    status = path.lstat()
+    if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+        path.unlink()
+        raise MediaError(_NOT_CONVERTED, detail=f"{path.name} is not a regular file")
 
 
 def _pump(stream: Any, sink: Callable[[str], None], done: queue.Queue[str | None] | None) -> None:
@@ -402,6 +463,15 @@ def _kill(proc: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):  # it may have exited on its own meanwhile
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # The sandbox's processes die with it, but the kernel tears a PID namespace down
+    # after bwrap is reaped: wait (briefly, boundedly) until the group is really gone,
+    # so that a freed worker never overlaps the decoder it gave up on.
+    for _ in range(500):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
 
 
 def _failure(result: _Finished, reason: str) -> MediaError:
@@ -412,6 +482,12 @@ def _failure(result: _Finished, reason: str) -> MediaError:
     too_big = re.search(_PIXEL_BOMB, result.stderr)
     if too_big is not None:
         return MediaError(f"The picture is {too_big[1]}x{too_big[2]} pixels, more than we accept.", detail=detail)
+    if result.returncode == -signal.SIGXCPU:
+        return MediaError("Processing this file used more processor time than allowed.", detail=detail)
+    if result.returncode == -signal.SIGXFSZ:
+        return MediaError("Converting this file would write more data than allowed.", detail=detail)
+    if _OUT_OF_MEMORY.search(result.stderr):
+        return MediaError("Processing this file needs more memory than allowed; it may be damaged.", detail=detail)
     if result.returncode in (-signal.SIGKILL, -signal.SIGTERM):
         # Killed from outside (the OOM killer, a shutdown): another try may well succeed.
         return MediaError("Processing was interrupted; it will try again.", transient=True, detail=detail)
@@ -447,7 +523,7 @@ def _ffprobe(path: Path, fmt: str, limits: MediaLimits, entries: str, timeout: f
     for key, value in _input_options(fmt, limits).items():
         argv += [f"-{key}", str(value)]
     argv += ["-show_entries", entries, "-of", "json", f"file:{path.resolve()}"]
-    result = _run(argv, timeout=timeout)
+    result = _run(argv, limits, inputs=(path,), timeout=timeout)
     too_big = re.search(_PIXEL_BOMB, result.stderr)
     if too_big is not None:  # the decoder refused; ffprobe itself may still exit 0
         _check_size("image" if fmt in _IMAGES else "video", int(too_big[1]), int(too_big[2]), limits)
@@ -492,7 +568,7 @@ def probe(path: Path, limits: MediaLimits) -> Probe:
     if fmt is None:
         raise MediaError(_NOT_MEDIA)
     if fmt == "pdf":
-        pages = _pdf_pages(path, _remaining(deadline))
+        pages = _pdf_pages(path, limits, _remaining(deadline))
         return Probe(
             kind="document",
             format=fmt,
@@ -653,7 +729,7 @@ def _check_decodes(
     picked = [source[str(s["index"])] for s in (video, audio) if s is not None]
     argv = _ffmpeg_argv(ffmpeg.output(*picked, "-", f="null", t=5))
     last: dict[str, str] = {}
-    result = _run(argv, timeout=timeout, on_progress=last.update)
+    result = _run(argv, limits, inputs=(path,), timeout=timeout, on_progress=last.update)
     if result.returncode != 0:
         raise _failure(result, _DAMAGED)
     frames, decoded = int(last.get("frame") or 0), int(last.get("out_time_us") or 0) / 1e6
@@ -685,7 +761,14 @@ def _looks_like_slides(
     sampled = ffmpeg.concat(*parts, v=1, a=0) if len(parts) > 1 else parts[0]
     argv = _ffmpeg_argv(sampled.filter("mpdecimate").output("-", f="null"))
     last: dict[str, str] = {}
-    result = _run(argv, timeout=timeout, stall_timeout=limits.stall_timeout_s, on_progress=last.update)
+    result = _run(
+        argv,
+        limits,
+        inputs=(path,),
+        timeout=timeout,
+        stall_timeout=limits.stall_timeout_s,
+        on_progress=last.update,
+    )
     if result.returncode != 0:
         raise _failure(result, _DAMAGED)
     kept = int(last.get("frame") or 0)
@@ -693,29 +776,18 @@ def _looks_like_slides(
     return kept <= _SLIDES_MAX_KEPT * sampled_frames
 
 
-def _pdf_pages(path: Path, timeout: float) -> int:
-    """The page count, as Ghostscript reads the file; MediaError when it cannot."""
-    resolved = str(path.resolve())
-    argv = [
-        _binary("gs"),
-        "-q",
-        "-dSAFER",  # PostScript in the file may not touch the file system ...
-        f"--permit-file-read={resolved}",  # ... except to read the file itself
-        "-dNODISPLAY",
-        "-dBATCH",
-        "-dNOPAUSE",
-        f"-sFile={resolved}",  # a string in systemdict: no PostScript quoting of the path needed
-        "-c",
-        "File (r) file runpdfbegin pdfpagecount = quit",
-    ]
-    result = _run(argv, timeout=timeout)
-    # Ghostscript repairs what it can and exits 0 even for garbage; no pages means it could not read it.
+def _pdf_pages(path: Path, limits: MediaLimits, timeout: float) -> int:
+    """The page count, as qpdf reads the file; MediaError when it cannot.
+
+    qpdf parses PDF objects and nothing else: no interpreter runs, whatever the file holds.
+    """
+    argv = [_binary("qpdf"), "--show-npages", "--", str(path.resolve())]
+    result = _run(argv, limits, inputs=(path,), timeout=timeout)
     last = result.stdout.strip().rsplit("\n", 1)[-1].strip()
-    pages = int(last) if result.returncode == 0 and last.isdigit() else 0
+    # Exit 3: read with warnings (a damaged file qpdf repaired); 2: could not read it.
+    pages = int(last) if result.returncode in (0, 3) and last.isascii() and last.isdigit() else 0
     if pages == 0:
-        raise MediaError(
-            "This PDF cannot be read; it may be damaged or password-protected.", detail=result.stdout[-2000:]
-        )
+        raise _failure(result, "This PDF cannot be read; it may be damaged or password-protected.")
     return pages
 
 
@@ -868,6 +940,9 @@ def transcode(
 
     result = _run(
         argv,
+        limits,
+        inputs=(src,),
+        outputs=(dest,),
         timeout=limits.media_timeout(duration) if profile.kind in ("video", "audio") else limits.timeout_s,
         stall_timeout=limits.stall_timeout_s,
         on_progress=report,
@@ -1009,27 +1084,42 @@ def _picture_argv(
 
 
 def _compress_pdf(src: Path, probe: Probe, profile: Profile, dest: Path, limits: MediaLimits) -> RenditionInfo | None:
-    argv = [
-        _binary("gs"),
-        "-q",
-        "-dSAFER",  # the PDF's PostScript may not read or write files (Ghostscript's default, pinned)
-        "-dBATCH",
-        "-dNOPAUSE",
-        "-sDEVICE=pdfwrite",
-        f"-dPDFSETTINGS={profile.pdf_settings}",
-        # % in an output name is a page-number pattern to Ghostscript.
-        "-sOutputFile=" + str(dest.resolve()).replace("%", "%%"),
-        "-f",  # the next argument is a file, even if it looked like an option
-        str(src.resolve()),
-    ]
-    result = _run(argv, timeout=limits.timeout_s + (probe.pages or 0))  # ~1 s a page for scanned books
-    if result.returncode != 0 or not dest.exists() or dest.stat().st_size == 0:
+    """Downsample a PDF's pictures with Ghostscript; None when that does not make it smaller.
+
+    Ghostscript is a PostScript interpreter. It is handed only a PDF that qpdf
+    wrote from the objects it parsed (so its first bytes are ``%PDF-`` and it
+    goes to Ghostscript's PDF reader), runs in the sandbox like every decoder,
+    and each step has the same time limit whatever the page count claims.
+    """
+    clean = src.with_name("document-qpdf.pdf")
+    argv = [_binary("qpdf"), "--decrypt", "--object-streams=generate", "--", str(src.resolve()), str(clean.resolve())]
+    result = _run(argv, limits, inputs=(src,), outputs=(clean,), timeout=limits.timeout_s)
+    try:
+        if result.returncode not in (0, 3) or clean.stat().st_size == 0:
+            raise _failure(result, "We could not compress this PDF; it may be damaged.")
+        argv = [
+            _binary("gs"),
+            "-q",
+            "-dSAFER",  # Ghostscript's default, pinned: no file access beyond its input and output
+            "-dBATCH",
+            "-dNOPAUSE",
+            "-sDEVICE=pdfwrite",
+            f"-dPDFSETTINGS={profile.pdf_settings}",
+            # % in an output name is a page-number pattern to Ghostscript.
+            "-sOutputFile=" + str(dest.resolve()).replace("%", "%%"),
+            "-f",  # the next argument is a file, even if it looked like an option
+            str(clean.resolve()),
+        ]
+        result = _run(argv, limits, inputs=(clean,), outputs=(dest,), timeout=limits.timeout_s)
+    finally:
+        clean.unlink(missing_ok=True)
+    if result.returncode != 0 or dest.stat().st_size == 0:
         raise _failure(result, "We could not compress this PDF; it may be damaged.")
     size = dest.stat().st_size
     if size >= probe.bytes:
         dest.unlink()
         return None
-    pages = _pdf_pages(dest, limits.timeout_s)
+    pages = _pdf_pages(dest, limits, limits.timeout_s)
     if pages != probe.pages:
         # Ghostscript repairs damaged files as it reads them, and may drop pages doing so.
         log.warning("Ghostscript wrote %s of %s pages of %s; keeping only the original", pages, probe.pages, src)
@@ -1106,6 +1196,8 @@ def ssim(
     # The ssim filter prints its summary at "info" level when it closes.
     result = _run(
         _ffmpeg_argv(compared, loglevel="info"),
+        limits,
+        inputs=(reference, rendition),
         timeout=limits.media_timeout(probe.duration),
         stall_timeout=limits.stall_timeout_s,
         on_progress=report,

@@ -16,10 +16,8 @@ exactly one row per profile.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -30,6 +28,7 @@ from hub.db import Database, utcnow
 from hub.media import ffmpeg
 from hub.media.models import Blob, Rendition
 from hub.media.profiles import PROFILES, applicable_profiles
+from hub.media.sandbox import job_directory
 from hub.media.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -39,15 +38,14 @@ SETTLED = ("ready", "skipped", "failed")
 PENDING_LEASES = 6
 
 
-def process_material(
-    session: Session, storage: Storage, material_id: int, limits: ffmpeg.MediaLimits, workdir: Path | None = None
-) -> list[int]:
+def process_material(session: Session, storage: Storage, material_id: int, limits: ffmpeg.MediaLimits) -> list[int]:
     """Probe the original and plan its renditions; returns the rendition ids queued."""
     material = session.get(Material, material_id)
     if material is None or material.status in ("ready", "failed"):
         return []  # deleted since, or already done: a redelivered message
-    with tempfile.TemporaryDirectory(dir=workdir, prefix="probe-") as tmp:
-        source = Path(tmp) / "original"
+    # A job directory of its own: the decoders of this job see its files and nothing else.
+    with job_directory(limits.sandbox, "probe-") as tmp:
+        source = tmp / "original"
         storage.fetch_to(material.original_sha256, source)
         try:
             probe = ffmpeg.probe(source, limits)
@@ -128,7 +126,6 @@ def build_rendition(
     limits: ffmpeg.MediaLimits,
     *,
     lease: int,
-    workdir: Path | None = None,
 ) -> str:
     """Make one rendition; returns its final status (or "busy" when another worker has it)."""
     with database.session() as session:
@@ -142,9 +139,9 @@ def build_rendition(
         profile = PROFILES[rendition.profile]
         original = rendition.material.original_sha256
 
-    with tempfile.TemporaryDirectory(dir=workdir, prefix="render-") as tmp:
-        source = Path(tmp) / "original"
-        dest = Path(tmp) / f"rendition{profile.extension}"
+    with job_directory(limits.sandbox, "render-") as tmp:
+        source = tmp / "original"
+        dest = tmp / f"rendition{profile.extension}"
         try:
             storage.fetch_to(original, source)
             probe = ffmpeg.probe(source, limits)
