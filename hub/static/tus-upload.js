@@ -192,7 +192,8 @@
     xhr.onload = function () {
       clearTimeout(watchdog);
       self.xhr = null;
-      if (xhr.status === 423 || xhr.status >= 500) { self.retry(); return; }
+      // 507: the server's disk stays full until someone makes room; say so instead of retrying.
+      if (xhr.status === 423 || (xhr.status >= 500 && xhr.status !== 507)) { self.retry(); return; }
       done(xhr);
     };
     xhr.onerror = function () { clearTimeout(watchdog); self.xhr = null; self.retry(); };

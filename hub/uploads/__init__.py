@@ -39,6 +39,14 @@ class UploadSettings:
     """Bytes of unfinished uploads (local files, or S3 parts not yet full)."""
     part_bytes: int
     """S3 part size (at least 5 MiB)."""
+    max_unfinished: int
+    """Unfinished uploads one user may have at once."""
+    school_max_bytes: int
+    """Bytes a school's unfinished uploads may declare together."""
+    disk_reserve: int
+    """Bytes uploads leave free on the disks they write to."""
+    storage_dir: Path | None
+    """Local blob storage's directory, where finished uploads go (None with S3 storage)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadSettings:
@@ -48,6 +56,10 @@ class UploadSettings:
             expires_seconds=settings.upload_expires,
             directory=settings.upload_dir,
             part_bytes=settings.upload_part_bytes,
+            max_unfinished=settings.upload_max_unfinished,
+            school_max_bytes=settings.upload_school_max_bytes,
+            disk_reserve=settings.upload_disk_reserve,
+            storage_dir=settings.storage_dir if settings.storage == "local" else None,
         )
 
 

@@ -2,8 +2,13 @@
 
 Rules kept here and nowhere else:
 
-- only uploaders and admins create uploads; an upload is visible to its own school
-  only (another school gets NotFound, so its existence does not leak);
+- only uploaders and admins create uploads; an upload is its owner's and the
+  admins': anyone else, a colleague of the same school included, gets NotFound (not
+  403), the answer for a URL that names nothing, so a leaked upload URL confirms
+  nothing to those who may not use it;
+- an upload fits the quotas when it is created (unfinished uploads per user, bytes
+  they declare per school) and, when it is created and at every PATCH, the disks it
+  writes to keep their reserve free (507 before a disk fills, not a failed write);
 - the offset a client is told is what storage holds, never a remembered number;
 - one writer per upload at a time (:func:`upload_lock`);
 - a PATCH is checked (declared length, checksum, declared type) before its bytes
@@ -17,30 +22,34 @@ import binascii
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import secrets
+import shutil
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import ClientDisconnected
 
 from hub import jobs
-from hub.accounts.models import User
+from hub.accounts.models import School, User
 from hub.api import PREFIX
 from hub.catalog import services as catalog
 from hub.catalog.models import Material
 from hub.db import Database, utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound, PermissionDenied, Unauthorized
+from hub.i18n import N_
 from hub.locks import LockBusy, file_lock
 from hub.media import services as media_services
 from hub.media.ffmpeg import sniff_bytes
@@ -49,7 +58,7 @@ from hub.media.storage import Storage, StoredBlob
 from hub.media.storage.base import CHUNK_SIZE
 from hub.uploads import Uploads
 from hub.uploads.models import Upload
-from hub.uploads.storage import UPLOAD_ID, PartialLost, PartialUpload, Sha256State
+from hub.uploads.storage import UPLOAD_ID, PartialLost, PartialUpload, Sha256State, part_size_for
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +89,8 @@ _UPLOAD_PATH = re.compile(rf"{re.escape(PREFIX)}/uploads/([A-Za-z0-9_-]{{32}})/?
 class TusError(HubError):
     """A HubError that may carry response headers the protocol asks for."""
 
-    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, headers: dict[str, str] | None = None, **params: object) -> None:
+        super().__init__(message, None, **params)
         self.headers = headers or {}
 
 
@@ -98,6 +107,13 @@ class ContentMismatch(TusError):
 class UploadFinished(TusError):
     status = 403
     code = "upload_complete"
+
+
+class TooManyUploads(TusError):
+    # A quota, not a rate: retrying the same request changes nothing until the user
+    # finishes or cancels an upload, and tus clients give up on a 403 and show its body.
+    status = 403
+    code = "quota_exceeded"
 
 
 class OffsetMismatch(TusError):
@@ -120,6 +136,11 @@ class UploadTooLarge(TusError):
     code = "too_large"
 
 
+class SchoolQuotaExceeded(TusError):
+    status = 413
+    code = "quota_exceeded"
+
+
 class WrongContentType(TusError):
     status = 415
     code = "unsupported_media_type"
@@ -133,6 +154,11 @@ class UploadLocked(TusError):
 class ChecksumMismatch(TusError):
     status = 460
     code = "checksum_mismatch"
+
+
+class InsufficientStorage(TusError):
+    status = 507
+    code = "insufficient_storage"
 
 
 # ---------------------------------------------------------------------------
@@ -269,9 +295,14 @@ def expires_at(upload: Upload) -> datetime:
     return _aware(upload.expires_at)
 
 
+def may_touch(actor: User, upload: Upload) -> bool:
+    """Only the upload's owner and admins may see, resume, cancel or use an upload (see the module docstring)."""
+    return upload.user_id == actor.id or actor.is_admin
+
+
 def _visible(session: Session, actor: User, upload_id: str) -> Upload:
     upload = session.get(Upload, upload_id, populate_existing=True) if UPLOAD_ID.fullmatch(upload_id) else None
-    if upload is None or upload.school_id != actor.school_id:
+    if upload is None or not may_touch(actor, upload):
         raise NotFound("There is no such upload.")
     return upload
 
@@ -398,8 +429,11 @@ def create_upload(
             f"The file is {length} bytes; uploads may be at most {uploads.settings.max_bytes} bytes.",
             {"Tus-Max-Size": str(uploads.settings.max_bytes)},
         )
-    upload_id = secrets.token_urlsafe(24)
     now = utcnow()
+    # Before storage is touched (on S3, creating is two round trips): most refusals cost nothing.
+    _check_quotas(session, uploads, actor, now, new_length=length)
+    check_disk(uploads, length, 0)
+    upload_id = secrets.token_urlsafe(24)
     # Storage first: if the commit fails, the sweep removes the unclaimed bytes later;
     # the other order could leave a row whose bytes have nowhere to go.
     state = uploads.partials.create(upload_id, length)
@@ -419,9 +453,108 @@ def create_upload(
         backend_state=state,
         expires_at=now + timedelta(seconds=uploads.settings.expires_seconds),
     )
-    session.add(upload)
-    session.flush()
+    try:
+        # Again with the new row in, under a lock: concurrent creations cannot all squeeze
+        # through the check above. PostgreSQL: the school's row, NO KEY UPDATE so rows that
+        # merely reference the school do not wait. SQLite: the INSERT takes the one write lock.
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(School.id).where(School.id == actor.school_id).with_for_update(key_share=True))
+        session.add(upload)
+        session.flush()
+        _check_quotas(session, uploads, actor, now, new_length=None)
+    except BaseException:
+        session.rollback()
+        uploads.partials.discard(upload_id, state)
+        raise
     return upload
+
+
+def _check_quotas(session: Session, uploads: Uploads, actor: User, now: datetime, *, new_length: int | None) -> None:
+    """Refuse an upload past the quotas; `new_length` is its length while its row is not flushed yet, else None."""
+    live = (Upload.status == "uploading", Upload.expires_at > now)
+    mine = session.scalar(select(func.count()).select_from(Upload).where(*live, Upload.user_id == actor.id)) or 0
+    declared = session.scalar(
+        select(func.coalesce(func.sum(Upload.length), 0)).where(*live, Upload.school_id == actor.school_id)
+    )
+    declared = int(declared or 0)
+    if new_length is not None:
+        mine, declared = mine + 1, declared + new_length
+    settings = uploads.settings
+    if mine > settings.max_unfinished:
+        raise TooManyUploads(
+            N_(
+                "You have %(limit)s unfinished uploads, the most one person may have at once. "
+                "Finish or cancel one of them before starting another."
+            ),
+            limit=settings.max_unfinished,
+        )
+    if declared > settings.school_max_bytes:
+        raise SchoolQuotaExceeded(
+            N_(
+                "With this file your school's unfinished uploads would come to %(total)s, more than its limit of "
+                "%(limit)s. Finish or cancel some of them first."
+            ),
+            total=_size(declared),
+            limit=_size(settings.school_max_bytes),
+        )
+
+
+def check_disk(uploads: Uploads, length: int, offset: int) -> None:
+    """Refuse (507) an upload whose bytes still to come would leave a disk they go to with less than the reserve.
+
+    Measured, not assumed: the free space now on the upload directory's disk and,
+    when finished uploads are copied rather than linked into local storage (another
+    filesystem), on the storage's disk too.
+    """
+    settings = uploads.settings
+    remaining = length - offset
+    # With S3 storage, at most a part waits on local disk before it is sent.
+    local = uploads.partials.kind == "local"
+    here = remaining if local else min(remaining, part_size_for(length, settings.part_bytes))
+    needs = {_device(settings.directory): (settings.directory, here)}
+    if settings.storage_dir is not None and _device(settings.storage_dir) not in needs:
+        needs[_device(settings.storage_dir)] = (settings.storage_dir, length)
+    for directory, needed in needs.values():
+        free = _free(directory)
+        if free - needed < settings.disk_reserve:
+            log.warning(
+                "upload refused: %s has %d bytes free; %d more would pass the reserve of %d (HUB_UPLOAD_DISK_RESERVE)",
+                directory,
+                free,
+                needed,
+                settings.disk_reserve,
+            )
+            raise InsufficientStorage(
+                N_(
+                    "The server's disk is too full to take this upload (%(needed)s still to come; the server keeps "
+                    "%(reserve)s free). Ask the hub's administrator to make room, then resume the upload."
+                ),
+                needed=_size(needed),
+                reserve=_size(settings.disk_reserve),
+            )
+
+
+def _existing(path: Path) -> Path:
+    # The upload directory is made on the first upload; until then its parent's disk is the one.
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _device(path: Path) -> int:
+    return os.stat(_existing(path)).st_dev
+
+
+def _free(path: Path) -> int:
+    return shutil.disk_usage(_existing(path)).free
+
+
+def _size(count: int) -> str:
+    """Bytes for a person, in the decimal units the pages use."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
 
 
 class _Pump:
@@ -543,6 +676,7 @@ def append(
             raise UploadTooLarge(
                 f"The PATCH carries {content_length} bytes but only {remaining} remain of the declared length."
             )
+        check_disk(uploads, upload.length, offset)
         whole = _resume_sha256(upload, partial)
         check_until = min(HEAD_BYTES, upload.length)
         head = bytearray()
@@ -775,8 +909,12 @@ def create_material(
 
 
 def list_uploads(session: Session, actor: User, *, unfinished_only: bool = True) -> list[Upload]:
-    """The actor's school's live uploads, newest first (for the pages)."""
-    query = select(Upload).where(Upload.school_id == actor.school_id, Upload.status != "expired")
+    """The live uploads the actor may touch, newest first (for the pages): its own; an admin's school's."""
+    query = select(Upload).where(Upload.status != "expired")
+    if actor.is_admin:
+        query = query.where(Upload.school_id == actor.school_id)
+    else:
+        query = query.where(Upload.user_id == actor.id)
     if unfinished_only:
         query = query.where(Upload.status == "uploading")
     return list(session.scalars(query.order_by(Upload.created_at.desc()).limit(100)))

@@ -392,3 +392,62 @@ def test_chunked_bodies_are_bounded_by_the_declared_length(server: TusServer, ac
     done = requests.patch(url, headers={**patch, "Upload-Offset": str(MiB)}, data=chunked(data[MiB:]), timeout=30)
     assert done.status_code == 204
     assert _state(server, url, auth)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_only_the_owner_touches_an_upload_over_http(
+    server: TusServer, accounts: dict[str, Any], make: Accounts
+) -> None:
+    """A colleague of the same school who learns the URL gets what a stranger gets: 404, and changes nothing."""
+    auth = accounts["auth"]
+    colleague = make.bearer(make.user("up2@haidian.cn", accounts["uploader"].school, "uploader"))
+    data = _video(2 * MiB, seed=8)
+    owners = _uploader(server, auth, data, chunk_size=MiB)
+    owners.upload(stop_at=MiB)
+    with pytest.raises(TusCommunicationError) as refused:
+        _uploader(server, colleague, data, url=owners.url)  # a tus client resuming: HEAD first
+    assert refused.value.status_code == 404
+    patch = {**TUS, **colleague, "Content-Type": "application/offset+octet-stream", "Upload-Offset": str(MiB)}
+    assert requests.patch(owners.url, headers=patch, data=data[MiB:], timeout=10).status_code == 404
+    assert requests.delete(owners.url, headers={**TUS, **colleague}, timeout=10).status_code == 404
+    assert requests.get(owners.url, headers=colleague, timeout=10).status_code == 404
+    assert owners.get_offset() == MiB
+    owners.upload()
+    assert _state(server, owners.url, auth)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_quotas_and_the_disk_reserve_over_http(
+    hub_env: dict[str, str], tmp_path: Path, accounts: dict[str, Any]
+) -> None:
+    """What a tus client meets at a quota: a final refusal with a message it can show, and nothing half made."""
+    import shutil
+
+    data_dir = Path(hub_env["HUB_DATA_DIR"])
+    # 5 GiB under what the disk has free: small uploads fit, one declaring 10 GiB does not.
+    reserve = shutil.disk_usage(data_dir).free - 5 * 1024**3
+    env = {**hub_env, "HUB_UPLOAD_MAX_UNFINISHED": "2", "HUB_UPLOAD_DISK_RESERVE": str(reserve)}
+    (tmp_path / "quotas").mkdir()
+    served = TusServer(env, tmp_path / "quotas")
+    try:
+        auth = accounts["auth"]
+        started = [_uploader(served, auth, _video(2 * MiB, seed=n), chunk_size=MiB) for n in (10, 11)]
+        for uploader in started:
+            uploader.upload(stop_at=MiB)
+        third = _uploader(served, auth, _video(2 * MiB, seed=12), chunk_size=MiB)
+        with pytest.raises(TusCommunicationError) as refused:
+            third.upload()
+        assert refused.value.status_code == 403
+        assert "unfinished uploads" in (refused.value.response_content or b"").decode()
+        started[0].upload()  # finishing one makes room for the next
+        third.upload()
+        assert _state(served, third.url, auth)["status"] == "complete"
+
+        if STORAGE != "s3":  # with S3 only a part at a time waits on local disk (tests/unit/uploads)
+            huge = requests.post(
+                served.api("/uploads/"),
+                headers={**TUS, **auth, "Upload-Length": str(10 * 1024**3), "Upload-Metadata": "filename YS5tcDQ="},
+                timeout=10,
+            )
+            assert huge.status_code == 507, huge.text
+            assert "too full" in huge.json()["error"]["message"]
+    finally:
+        served.process.stop()
