@@ -308,8 +308,8 @@ class Settings:
     )
     sync_daily_downloads: int = setting(
         "Most downloads of one blob on one day that a school server's reports may add for its school; "
-        "the excess is ignored.",
-        _positive_int,
+        "the excess is ignored; at most 1000000.",
+        _between(1, 1_000_000),
         "5000",
     )
     sync_report_max_age_days: int = setting(

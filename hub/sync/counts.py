@@ -68,7 +68,8 @@ class CountIn(BaseModel):
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     day: date
-    count: int = Field(ge=1, le=10_000_000)
+    # Past the daily bound is ignored, not refused; this only keeps the number an integer column holds.
+    count: int = Field(ge=1, le=2**31 - 1)
 
 
 class CountReportIn(BaseModel):
@@ -171,7 +172,8 @@ def receive_counts(
             written = _add_batch(session, school.id, wanted, limits.daily)
             row = session.get(CountReport, summary if last else markers[index])
             assert row is not None
-            row.downloads = added + written if last else written
+            # Informational (the report's total), in an integer column: kept within it.
+            row.downloads = min(added + written if last else written, 2**31 - 1)
             session.commit()
         except IntegrityError:
             # Another request with the same report wrote this batch (or all of it) meanwhile.
