@@ -2,22 +2,24 @@
 
 A service that needs background work calls :func:`enqueue` inside its
 transaction. The outbox row commits (or rolls back) with the change itself; an
-``after_commit`` hook then hands the rows to the broker. If the broker is down
-at that moment the request still succeeds and the row stays unsent; the
-periodic :data:`SWEEP_OUTBOX` task (scheduled by the beat that ``hub worker``
-runs unless ``--no-beat``, every ``HUB_OUTBOX_RESEND_AFTER`` seconds) sends it
-later. Tasks are written to be safe to run twice, so a row sent by both the
-hook and the sweeper costs a little work, never a wrong result.
+``after_commit`` hook then tells :mod:`hub.dispatch` about the new rows, which a
+background thread hands to the broker: the committing thread (a web request)
+never talks to the broker. If the broker is down the row stays unsent; the
+dispatcher retries for a while and the periodic :data:`SWEEP_OUTBOX` task
+(scheduled by the beat that ``hub worker`` runs unless ``--no-beat``, every
+``HUB_OUTBOX_RESEND_AFTER`` seconds) sends it later. Tasks are written to be
+safe to run twice, so a row sent twice costs a little work, never a wrong
+result.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Integer, String, Text, delete, event, select, update
+from sqlalchemy import JSON, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.db import Base, Database, UTCDateTime, utcnow
@@ -50,6 +52,11 @@ QUEUES = {PROCESS_MATERIAL: "media", BUILD_RENDITION: "media", INDEX_COURSE: "se
 DEFAULT_QUEUE = "celery"
 ALL_QUEUES = (DEFAULT_QUEUE, "media", "search")
 
+# Seconds a worker waits before it polls the SQLite broker's empty queues again: kombu's
+# 1 s capped a worker process at about one task a second. An idle poll is one indexed read
+# per queue (hub.broker), so ten a second cost little.
+SQL_POLLING_INTERVAL = 0.1
+
 _PENDING = "hub.outbox.pending"
 _CELERY_LOCK = threading.Lock()
 
@@ -79,6 +86,9 @@ def enqueue(session: Session, task: str, *args: Any) -> Outbox:
 def init_app(app: Flask, settings: Settings, database: Database) -> None:
     event.listen(database.sessionmaker, "after_commit", _after_commit)
     event.listen(database.sessionmaker, "after_rollback", _after_rollback)
+    from hub.dispatch import Dispatcher
+
+    app.extensions["hub.dispatcher"] = Dispatcher(app)
     # Each session copies this dict: the after-commit hook finds its app (and so its broker) there.
     database.sessionmaker.configure(info={"hub.app": app, "hub.database": database})
 
@@ -104,7 +114,7 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
 
     celery = Celery(app.import_name, task_cls=FlaskTask)
     celery.conf.update(
-        broker_url=settings.broker_url,
+        **_broker_settings(settings),
         task_ignore_result=True,
         # Acknowledge after the work is done: a worker killed mid-task leaves
         # the message to be redelivered to another worker.
@@ -116,12 +126,22 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
         task_default_queue=DEFAULT_QUEUE,
         task_routes={name: {"queue": queue} for name, queue in QUEUES.items()},
         broker_connection_retry_on_startup=True,
-        broker_connection_timeout=3,
-        broker_transport_options=_transport_options(settings.broker_url),
+        broker_connection_timeout=settings.broker_timeout,
+        # A tick whose send fails is retried by the next tick, not by kombu holding the
+        # beat for several timeouts; hub.broker.Scheduler then connects afresh.
+        beat_scheduler="hub.broker:Scheduler",
         beat_schedule={
-            "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": float(settings.outbox_resend_after)},
-            "requeue-stalled-media": {"task": REQUEUE_STALLED, "schedule": float(settings.media_lease)},
-            "expire-uploads": {"task": EXPIRE_UPLOADS, "schedule": 3600.0},
+            "sweep-outbox": {
+                "task": SWEEP_OUTBOX,
+                "schedule": float(settings.outbox_resend_after),
+                "options": {"retry": False},
+            },
+            "requeue-stalled-media": {
+                "task": REQUEUE_STALLED,
+                "schedule": float(settings.media_lease),
+                "options": {"retry": False},
+            },
+            "expire-uploads": {"task": EXPIRE_UPLOADS, "schedule": 3600.0, "options": {"retry": False}},
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         include=["workers.media", "workers.jobs", "workers.search", "workers.uploads"],
@@ -130,13 +150,28 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
     return celery
 
 
-def _transport_options(broker_url: str) -> dict[str, Any]:
-    if broker_url.startswith(("redis", "rediss")):
-        # Redis redelivers an unacknowledged message after this; it must
-        # outlast the longest transcode or a running job gets a twin.
-        return {"visibility_timeout": 6 * 3600}
-    # kombu's SQLAlchemy transport hands its options to create_engine(): none.
-    return {}
+def _broker_settings(settings: Settings) -> dict[str, Any]:
+    """Celery's broker settings: every wait bounded by HUB_BROKER_TIMEOUT."""
+    url, timeout = settings.broker_url, settings.broker_timeout
+    scheme = url.split("://", 1)[0]
+    if scheme.startswith(("sqla+", "sqlalchemy+")):
+        # The embedded broker is kombu's SQLAlchemy transport with hub.broker's fixes; kombu
+        # takes a transport named in the URL over a transport setting, so the prefix goes.
+        return {
+            "broker_url": url.split("+", 1)[1],
+            "broker_transport": "hub.broker:Transport",
+            "broker_transport_options": {"busy_timeout": timeout, "polling_interval": SQL_POLLING_INTERVAL},
+        }
+    if scheme in ("redis", "rediss"):
+        options = {
+            # Redis redelivers an unacknowledged message after this; it must
+            # outlast the longest transcode or a running job gets a twin.
+            "visibility_timeout": 6 * 3600,
+            "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
+        }
+        return {"broker_url": url, "broker_transport_options": options}
+    return {"broker_url": url}
 
 
 def _after_rollback(session: Session) -> None:
@@ -146,48 +181,6 @@ def _after_rollback(session: Session) -> None:
 def _after_commit(session: Session) -> None:
     rows: list[Outbox] = session.info.pop(_PENDING, [])
     if rows:
-        send(get_celery(session.info["hub.app"]), session.info["hub.database"], rows)
+        from hub.dispatch import get_dispatcher
 
-
-def send(celery: Celery, database: Database, rows: list[Outbox]) -> int:
-    """Hand outbox rows to the broker; rows the broker refuses stay unsent."""
-    sent, failed = [], []
-    for row in rows:
-        try:
-            celery.send_task(row.task, args=row.args, queue=QUEUES.get(row.task, DEFAULT_QUEUE), retry=False)
-            sent.append(row.id)
-        except Exception as exc:  # noqa: BLE001 - any broker failure means "try later"
-            log.warning("broker refused %s%s: %s; the sweeper will retry", row.task, row.args, exc)
-            failed.append((row.id, f"{type(exc).__name__}: {exc}"))
-    # A fresh session: the caller's has just committed and may be in use.
-    with database.session() as session:
-        if sent:
-            session.execute(
-                update(Outbox).where(Outbox.id.in_(sent)).values(sent_at=utcnow(), attempts=Outbox.attempts + 1)
-            )
-        for row_id, error in failed:
-            session.execute(
-                update(Outbox).where(Outbox.id == row_id).values(attempts=Outbox.attempts + 1, last_error=error[:1000])
-            )
-        session.commit()
-    return len(sent)
-
-
-def sweep_outbox(celery: Celery, database: Database, settings: Settings) -> int:
-    """Re-send rows still unsent after a while; forget rows sent a week ago."""
-    now = utcnow()
-    with database.session() as session:
-        rows = list(
-            session.scalars(
-                select(Outbox)
-                .where(
-                    Outbox.sent_at.is_(None),
-                    Outbox.created_at < now - timedelta(seconds=settings.outbox_resend_after),
-                )
-                .order_by(Outbox.id)
-                .limit(1000)
-            )
-        )
-        session.execute(delete(Outbox).where(Outbox.sent_at < now - timedelta(days=7)))
-        session.commit()
-    return send(celery, database, rows) if rows else 0
+        get_dispatcher(session.info["hub.app"]).wake(row.id for row in rows)

@@ -1,0 +1,148 @@
+"""The embedded broker and the beat scheduler, made to survive broker errors.
+
+Celery loads this module by name (``hub.broker:Transport``, ``hub.broker:Scheduler``)
+only in processes that talk to a broker, so it may import Celery and kombu at once.
+
+**The SQLite broker.** kombu's SQLAlchemy transport keeps every message it ever
+delivered (it marks them ``visible = false``; nothing reads them again), takes
+SQLite's write lock for every poll of an empty queue, sleeps a whole second
+between polls (about one task a second per worker process with three queues)
+and waits pysqlite's default five seconds for a locked database. :class:`Channel`
+deletes a message as it delivers it, finds out with a plain read whether a queue
+has anything before it takes the lock, and takes its busy timeout from the
+transport options; :class:`Transport` polls every ``polling_interval`` seconds
+(:func:`hub.jobs.transport_options` sets it). Deleting on delivery loses nothing
+that marking did: kombu keeps an unacknowledged message in the consumer's memory
+and puts it back on a clean shutdown, and a message marked invisible by a
+worker killed outright was never delivered again either (the media sweeper
+requeues such work).
+
+**The beat.** Celery's scheduler publishes through one producer made when it
+starts. When a publish fails for longer than kombu's retries (a SQLite broker
+locked for more than a few seconds, a Redis that is away), kombu has closed that
+producer's channel while retrying, and re-raises the error as its own
+``OperationalError``, which the transport does not list as recoverable, so the
+producer is never revived; every later tick then fails at once with ``channel
+disconnected`` until the worker restarts. :class:`Scheduler` drops the producer
+and its connection after any failed send, and the next tick connects afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+from queue import Empty
+from typing import Any, ClassVar
+
+from celery.beat import PersistentScheduler
+from kombu.transport import sqlalchemy as kombu_sqla
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+from sqlalchemy import create_engine, delete, event, select, text
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+# Seconds a publish or a poll waits for a locked SQLite broker before it fails.
+DEFAULT_BUSY_TIMEOUT = 5.0
+
+
+class Channel(kombu_sqla.Channel):
+    _engines: ClassVar[dict[str, tuple[Engine, Any]]] = {}  # kombu's own cache would hand us engines it made
+
+    def _engine_from_config(self) -> Engine:
+        options = self.connection.client.transport_options
+        url = self.connection.client.hostname
+        timeout = float(options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT))
+        engine = create_engine(url, connect_args={"timeout": timeout} if url.startswith("sqlite") else {})
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+
+    def _open(self) -> tuple[Engine, Any]:
+        fresh = self.connection.client.hostname not in self._engines
+        engine, session_factory = super()._open()  # type: ignore[no-untyped-call]
+        if fresh:
+            # Delivered messages left by kombu's own transport (hubs before this one kept them all);
+            # looked for first, so a start does not wait for the write lock when there are none.
+            delivered = self.message_cls.visible.is_(False)
+            with engine.begin() as connection:
+                if connection.execute(select(self.message_cls.id).where(delivered).limit(1)).first():
+                    connection.execute(delete(self.message_cls.__table__).where(delivered))
+        return engine, session_factory
+
+    def _get(self, queue: str, timeout: Any = None) -> Any:
+        obj = self._get_or_create(queue)  # type: ignore[no-untyped-call]
+        message = self.message_cls
+        waiting = message.visible.is_not(False)
+        # A plain read first: idle workers poll every queue several times a second,
+        # and only a queue with a message needs the write lock.
+        probe = self.session.query(message.id).filter(message.queue_id == obj.id, waiting).limit(1).first()
+        self.session.commit()
+        if probe is None:
+            raise Empty()
+        if self.session.bind.name == "sqlite":
+            self.session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
+        try:
+            row = (
+                self.session.query(message.id, message.payload)
+                .with_for_update()
+                .filter(message.queue_id == obj.id, waiting)
+                .order_by(message.sent_at, message.id)
+                .limit(1)
+                .first()
+            )
+            if row is None:
+                raise Empty()
+            self.session.execute(delete(message.__table__).where(message.id == row.id))
+            return loads(bytes_to_str(row.payload))  # type: ignore[no-untyped-call]
+        finally:
+            self.session.commit()
+
+    def close(self) -> None:
+        # kombu leaves the session to the garbage collector, and with it a pooled
+        # connection: a process that opens a connection per hand-off would run dry.
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        super().close()  # type: ignore[no-untyped-call]
+
+
+class Transport(kombu_sqla.Transport):
+    Channel = Channel
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: a worker's polls read while a web process writes a message.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class Scheduler(PersistentScheduler):  # type: ignore[misc]
+    """Celery's persistent beat scheduler, connecting afresh after a failed send."""
+
+    def apply_entry(self, entry: Any, producer: Any = None) -> None:
+        log.info("beat: sending due task %s (%s)", entry.name, entry.task)
+        try:
+            self.apply_async(entry, producer=producer, advance=False)
+        except Exception as exc:  # noqa: BLE001 - the beat must keep ticking whatever the broker did
+            self._drop_connection()
+            # One line a tick: a broker away for an hour should not fill the log with tracebacks.
+            log.error("beat: could not send %s (%s); the next tick connects afresh", entry.task, _first_line(exc))
+
+    def _drop_connection(self) -> None:
+        # Both are cached properties of the base class: dropped, they are made anew on next use.
+        self.__dict__.pop("producer", None)
+        connection = self.__dict__.pop("connection", None)
+        if connection is not None:
+            try:
+                connection.collect()
+            except Exception:  # a dead connection may fail to close; it is dropped anyway
+                log.debug("beat: closing the failed broker connection failed", exc_info=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    # SQLAlchemy's errors go on with the statement and its parameters: a message's whole payload.
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
