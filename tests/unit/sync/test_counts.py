@@ -1,82 +1,28 @@
-"""Download counts: what the upstream takes from a school server's report, and how the school server sends it."""
+"""Download counts: what the upstream takes from a school server's report, and how the school server sends it.
+
+Through HTTP: test_counts_api.py.
+"""
 
 from __future__ import annotations
 
-import io
-import math
-import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
-from hub.accounts.models import School
-from hub.catalog import services as catalog
 from hub.catalog.models import Course
-from hub.catalog.schemas import CourseCreate, LessonCreate
 from hub.db import Database, get_database, utcnow
-from hub.media.models import Blob, DownloadCount, Rendition
-from hub.media.storage import Storage
+from hub.media.models import DownloadCount
 from hub.sync import client, counts, services
 from hub.sync.models import CountReport, MirrorCourse
-from tests.conftest import COURSE, Accounts
+from tests.conftest import Accounts
+from tests.unit.sync.conftest import Upstream
 
 TODAY = utcnow().date()
 LIMITS = counts.CountLimits(max_rows=1000, daily=500, max_age_days=366)
-
-
-@dataclass
-class Upstream:
-    db: Session
-    storage: Storage
-    rural: School
-    subscribed: list[str]  # blobs of the course the rural school subscribes to: renditions, then the original
-    unsubscribed: str  # a rendition of a published course it does not subscribe to
-    draft: str  # a rendition of a course still in draft
-
-    def course(self, uploader: Any, *, publish: bool) -> tuple[Course, list[str]]:
-        course = catalog.create_course(self.db, uploader, CourseCreate(**COURSE))
-        lesson = catalog.create_lesson(self.db, uploader, course.id, LessonCreate(title="配方法"))
-        material = catalog.add_material(
-            self.db, self.storage, uploader, lesson.id, io.BytesIO(os.urandom(300)), filename="a.mp4", title="v"
-        )
-        shas = []
-        for profile in ("video-360p", "poster"):
-            stored = self.storage.store(io.BytesIO(os.urandom(200)))
-            self.db.add(Blob(sha256=stored.sha256, size=stored.size, media_type="video/mp4"))
-            self.db.add(Rendition(material=material, profile=profile, status="ready", blob_sha256=stored.sha256))
-            shas.append(stored.sha256)
-        if publish:
-            catalog.publish_course(self.db, uploader, course.id)
-        self.db.commit()
-        assert material.original_sha256 is not None
-        return course, [*shas, material.original_sha256]
-
-    def downloads(self, sha: str | None = None) -> dict[tuple[str, date], int]:
-        self.db.rollback()
-        query = select(DownloadCount).where(DownloadCount.school_id == self.rural.id)
-        if sha is not None:
-            query = query.where(DownloadCount.blob_sha256 == sha)
-        return {(r.blob_sha256, r.day): r.count for r in self.db.scalars(query)}
-
-
-@pytest.fixture
-def up(app: Flask, db: Session, make: Accounts) -> Upstream:
-    famous = make.school("海淀实验小学", "famous")
-    rural = make.school("山村小学", "rural")
-    uploader = make.user("up@famous.example", famous, "uploader")
-    upstream = Upstream(db, app.extensions["hub.storage"], rural, [], "", "")
-    course, upstream.subscribed = upstream.course(uploader, publish=True)
-    upstream.unsubscribed = upstream.course(uploader, publish=True)[1][0]
-    upstream.draft = upstream.course(uploader, publish=False)[1][0]
-    services.subscribe(db, rural, course_id=course.id)
-    db.commit()
-    return upstream
 
 
 def report(rows: list[tuple[str, date, int]], report_id: str = "a" * 32) -> counts.CountReportIn:
@@ -189,33 +135,6 @@ def _rows(up: Upstream, n: int) -> list[tuple[str, date, int]]:
     return [(up.subscribed[i % 3], TODAY - timedelta(days=i // 3), 1) for i in range(n)]
 
 
-def test_a_big_report_is_written_in_short_transactions(up: Upstream, app: Flask) -> None:
-    """No transaction writes more than COUNT_BATCH rows, so none holds SQLite's write lock for long."""
-    rows = _rows(up, 1000)
-    engine = get_database(app).engine
-    written: list[int] = [0]  # download_count rows written in each transaction, the current one last
-
-    def count(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO DOWNLOAD_COUNT"):
-            written[-1] += len(parameters) if executemany else 1
-
-    def committed(conn: Any) -> None:
-        written.append(0)
-
-    event.listen(engine, "before_cursor_execute", count)
-    event.listen(engine, "commit", committed)
-    try:
-        received = receive(up, rows, max_rows=1000, max_age_days=400)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-        event.remove(engine, "commit", committed)
-    assert received.added == 1000
-    assert sum(written) == 1000
-    assert max(written) <= counts.COUNT_BATCH
-    assert len([n for n in written if n]) >= math.ceil(1000 / counts.COUNT_BATCH)
-    assert sum(up.downloads().values()) == 1000
-
-
 def test_a_report_cut_between_batches_and_sent_again_adds_each_batch_once(
     up: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -326,43 +245,3 @@ def test_a_link_cut_between_parts_resends_only_what_was_not_acknowledged(up: Ups
     client.send_counts(mirror, rest, rows=20)  # type: ignore[arg-type]
     assert rest.sizes == [10]
     assert sum(up.downloads().values()) == expected
-
-
-# -- through HTTP ---------------------------------------------------------------------
-
-
-def _server_token(make: Accounts, up: Upstream) -> dict[str, str]:
-    return make.bearer(make.user("server@rural.example", up.rural, "teacher"), "sync")
-
-
-def _body(rows: list[tuple[str, date, int]], report_id: str) -> dict[str, Any]:
-    return {"id": report_id, "counts": [{"sha256": s, "day": d.isoformat(), "count": n} for s, d, n in rows]}
-
-
-def test_a_report_over_the_bound_is_a_413_in_the_error_shape(
-    app: Flask, client: FlaskClient, up: Upstream, make: Accounts
-) -> None:
-    app.extensions["hub.settings"] = replace(app.extensions["hub.settings"], sync_report_max_rows=5)
-    headers = _server_token(make, up)
-    rows = [(up.subscribed[0], TODAY - timedelta(days=n), 1) for n in range(6)]
-    refused = client.post("/api/v1/sync/counts", json=_body(rows, "d" * 32), headers=headers)
-    assert refused.status_code == 413
-    assert refused.json["error"]["code"] == "too_large"
-    assert "at most 5 rows" in refused.json["error"]["message"] and "counts" in refused.json["error"]["fields"]
-    assert up.downloads() == {}
-    taken = client.post("/api/v1/sync/counts", json=_body(rows[:5], "d" * 32), headers=headers)
-    assert taken.json == {"added": 5, "ignored": 0}
-
-
-def test_the_answer_never_tells_an_invisible_hash_from_an_unknown_one(
-    client: FlaskClient, up: Upstream, make: Accounts
-) -> None:
-    headers = _server_token(make, up)
-    answers = []
-    for n, sha in enumerate([up.draft, up.unsubscribed, "e" * 64], start=1):
-        response = client.post(
-            "/api/v1/sync/counts", json=_body([(sha, TODAY, 10_000_000)], f"{n:032x}"), headers=headers
-        )
-        answers.append((response.status_code, response.get_data()))
-    assert answers == [(200, b'{"added":0,"ignored":10000000}\n')] * 3
-    assert up.downloads() == {}
