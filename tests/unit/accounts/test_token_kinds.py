@@ -94,7 +94,7 @@ def test_a_sync_token_works_only_on_the_sync_api(client: FlaskClient, hub: dict[
     assert client.get("/api/v1/sync/feed", headers=sync).status_code == 200
     # The blob downloads of a pull: large files one by one, with Range.
     blob = client.get(f"/api/v1/blobs/{hub['poster']}", headers={**sync, "Range": "bytes=0-9"})
-    assert blob.status_code == 206
+    assert blob.status_code in (206, 302)  # 302: S3 storage sends the bytes itself
     for method, path, body in [
         ("get", "/api/v1/courses", None),
         ("get", f"/api/v1/courses/{hub['course']}", None),
