@@ -271,7 +271,8 @@ class Settings:
         "",
     )
     upstream_token: str = setting(
-        "Sync token of this school's user on the upstream (`hub token create EMAIL --kind sync` there), for `hub sync`.",
+        "Sync token of this school's user on the upstream (`hub token create EMAIL --kind sync` there), "
+        "for `hub sync`.",
         str,
         "",
     )

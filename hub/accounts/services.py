@@ -203,14 +203,14 @@ def sign_in(
     keys = _limited_keys(email, address, limits)
     if wait := _seconds_blocked(session, keys, window, now):
         raise TooManyRequests(
-            N_("Too many failed sign-ins. Try again in %(minutes)s minutes."),
+            N_("Too many failed sign-ins. Try again in %(minutes)s min."),
             retry_after=wait,
             minutes=math.ceil(wait / 60),
         )
     user = session.scalar(select(User).where(User.email == email))
-    known = user is not None and user.password_hash is not None
-    matches = check_password_hash(user.password_hash if user and user.password_hash else _dummy_hash(), password)
-    if user is None or not known or not matches:
+    hashed = user.password_hash if user is not None else None
+    matches = check_password_hash(hashed or _dummy_hash(), password)
+    if user is None or not hashed or not matches:
         for key, _limit in keys:
             session.add(LoginFailure(key=key, at=now))
         # Old failures go as new ones come: the table holds about one window's worth.
@@ -229,8 +229,9 @@ def sign_in(
 def authenticate_password(session: Session, email: str, password: str) -> User:
     """The user with this email and password, unthrottled: for scripts and tests, not for the web."""
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    matches = check_password_hash(user.password_hash if user and user.password_hash else _dummy_hash(), password)
-    if user is None or not user.password_hash or not matches or not user.active:
+    hashed = user.password_hash if user is not None else None
+    matches = check_password_hash(hashed or _dummy_hash(), password)
+    if user is None or not hashed or not matches or not user.active:
         raise Unauthorized(N_("Wrong email or password."))
     return user
 
