@@ -9,7 +9,6 @@ string into pydantic models, and serialises the pydantic response.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from hub.errors import HubError
+from hub.inputs import MAX_ID, UnsafeJson, loads_json
 
 PREFIX = "/api/v1"
 blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
@@ -68,7 +68,9 @@ def parse_json(model: type[M]) -> M:
     if not request.is_json:
         raise HubError("Send a JSON body with Content-Type: application/json.")
     try:
-        data = json.loads(raw or b"null")
+        data = loads_json(raw or b"null")
+    except UnsafeJson as exc:
+        raise BadJson(exc.template, **exc.params) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadJson(f"The body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -119,6 +121,7 @@ def no_content() -> Response:
 
 
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
+_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}  # hub.inputs.IdConverter
 
 
 def openapi_document() -> dict[str, Any]:
@@ -138,7 +141,12 @@ def openapi_document() -> dict[str, Any]:
     for op in OPERATIONS:
         path = _PARAM.sub(r"{\2}", op.rule)
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "integer" if conv == "int" else "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": _ID_SCHEMA if conv == "int" else {"type": "string"},
+            }
             for conv, name in _PARAM.findall(op.rule)
         ]
         if op.query is not None:

@@ -25,7 +25,6 @@ import os
 from datetime import datetime
 from io import BytesIO
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -34,6 +33,7 @@ from flask_babel import Babel, format_date, format_decimal, get_locale, gettext,
 from werkzeug.wrappers import Response
 
 from hub.config import Settings
+from hub.inputs import safe_next
 from hub.vocab import CATEGORIES, GRADE_NAMES, SUBJECTS
 
 LOCALES = ("zh", "en")
@@ -222,16 +222,9 @@ def date(value: datetime | None) -> str:
 # ---------------------------------------------------------------- the switch
 
 
-def _safe_path(target: str | None) -> str:
-    # Only same-site paths: the switch must never bounce a reader to another host.
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("catalog.home")
-
-
 @blueprint.get("/language/<code>")
 def switch_language(code: str) -> Response:
-    response = redirect(_safe_path(request.args.get("next")), code=303)
+    response = redirect(safe_next(request.args.get("next")), code=303)
     if code in LOCALES:
         response.set_cookie(COOKIE, code, max_age=COOKIE_MAX_AGE, samesite="Lax", httponly=True)
     return response

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -11,15 +9,9 @@ from hub.accounts import auth, services
 from hub.config import Settings
 from hub.db import request_session
 from hub.errors import TooManyRequests, Unauthorized
+from hub.inputs import safe_next
 
 blueprint = Blueprint("accounts", __name__)
-
-
-def _safe_next(target: str | None) -> str:
-    # Only same-site paths: never bounce a signed-in teacher to another host.
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("catalog.home")
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
@@ -44,7 +36,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
         return page, exc.status, headers
     session.commit()
     auth.login(user)
-    return redirect(_safe_next(request.form.get("next")))
+    return redirect(safe_next(request.form.get("next")))
 
 
 @blueprint.post("/logout")

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from hub.api import Strict
+from hub.inputs import Id
 from hub.vocab import CategoryCode as Category
 from hub.vocab import LanguageCode as Language
 from hub.vocab import LicenseId as License
@@ -38,7 +39,7 @@ class CourseFields(Strict):
 
 
 class CourseCreate(CourseFields):
-    school: int | None = Field(default=None, description="School id; only admins may create for another school")
+    school: Id | None = Field(default=None, description="School id; only admins may create for another school")
 
     @model_validator(mode="after")
     def _textbook_only_for_curriculum(self) -> CourseCreate:
@@ -83,7 +84,7 @@ class CourseQuery(BaseModel):
     grade: Annotated[int, Field(ge=1, le=9)] | None = None
     edition: str | None = None
     language: Language | None = None
-    school: int | None = None
+    school: Id | None = None
     status: Literal["published", "draft", "withdrawn", "all"] = "published"
     page: Annotated[int, Field(ge=1, le=100000)] = 1
     per_page: Annotated[int, Field(ge=1, le=100)] | None = None

@@ -6,13 +6,14 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, redirect, request, url_for
+from flask import Blueprint, Response, current_app, redirect, request
 
 from hub.accounts.auth import current_user
 from hub.catalog.services import course_is_public
 from hub.db import Database, get_database, request_session
 from hub.errors import Busy, PermissionDenied
 from hub.i18n import N_
+from hub.inputs import safe_next
 from hub.media import downloads
 from hub.media.course_download import CourseDownload, plan_course_download
 from hub.media.storage import Storage, content_disposition
@@ -51,13 +52,6 @@ def _same_origin() -> bool:
     return origin is None or origin == "null" or urlsplit(origin).netloc == request.host
 
 
-def _local_path(target: str | None) -> str:
-    """Where to go back to: only a path on this site, never another host."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return url_for("catalog.home")
-    return target
-
-
 # Exempt from the CSRF token on purpose: a token would put a session cookie on every
 # anonymous lesson page, which then could not be cached. The only effect of this POST
 # is one display preference of this browser, and a same-origin check refuses
@@ -67,7 +61,7 @@ def set_data_saver() -> Response:
     if not _same_origin():
         raise PermissionDenied("The data-saver switch only works from this site's pages.")
     on = request.form.get("data_saver") == "1"
-    response = redirect(_local_path(request.form.get("next")), code=303)
+    response = redirect(safe_next(request.form.get("next")), code=303)
     response.set_cookie(DATA_SAVER_COOKIE, "1" if on else "0", max_age=_COOKIE_MAX_AGE, samesite="Lax", httponly=True)
     return response  # type: ignore[return-value]
 

@@ -12,6 +12,7 @@ from hub.accounts.auth import current_user
 from hub.api import operation
 from hub.catalog.schemas import SchoolRef
 from hub.db import request_session
+from hub.inputs import Id
 from hub.search import SearchEngine, services
 from hub.search.query import FILTERS, MAX_PAGE, SearchParams
 from hub.vocab import CategoryCode, LanguageCode, LicenseId, SubjectCode
@@ -44,7 +45,7 @@ class SearchQuery(_DropEmpty):
     edition: Annotated[str, Field(max_length=50, description="Textbook edition, e.g. 人教版")] | None = None
     language: LanguageCode | None = None
     kind: Literal["video", "audio", "document", "image"] | None = None
-    school: Annotated[int, Field(ge=1)] | None = None
+    school: Id | None = None
     license: LicenseId | None = None
     page: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 1
     per_page: Annotated[int, Field(ge=1, le=50)] = 20

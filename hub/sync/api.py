@@ -27,6 +27,7 @@ from hub.api import PREFIX, Strict, no_content, operation, parse_query
 from hub.config import Settings
 from hub.db import request_session
 from hub.errors import HubError, Invalid
+from hub.inputs import Cursor, Id
 from hub.media.storage import Storage
 from hub.sync import counts, services
 from hub.sync import manifest as mf
@@ -45,7 +46,7 @@ class NoSigningKey(HubError):
 
 
 class FeedQuery(BaseModel):
-    since: int = Field(default=0, ge=0, description="Last seq seen; 0 for the whole feed")
+    since: Cursor = Field(default=0, description="Last seq seen; 0 for the whole feed")
     limit: int = Field(default=services.FEED_PAGE, ge=1, le=services.FEED_PAGE)
 
 
@@ -65,7 +66,7 @@ class FeedOut(BaseModel):
 
 
 class SubscriptionIn(Strict):
-    course: int | None = None
+    course: Id | None = None
     subject: str | None = None
     grades: Annotated[str, Field(pattern=r"^[1-9](-[1-9])?$", description="A-B, e.g. 3-6")] | None = None
     paired_with: str | None = Field(default=None, description="Name (or id) of the paired famous school")
@@ -95,7 +96,7 @@ class CountsOut(BaseModel):
 
 
 class CoursesIn(Strict):
-    courses: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=services.MAX_ENTRIES)
+    courses: list[Id] = Field(min_length=1, max_length=services.MAX_ENTRIES)
     since: AwareDatetime | None = Field(
         default=None,
         description="issued_at of the manifest whose entries the school server holds: only the lessons "

@@ -27,6 +27,7 @@ from hub.accounts.models import Pairing, School, User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
+from hub.inputs import parse_int
 from hub.media.models import Blob, DownloadCount, Rendition
 from hub.media.storage import BlobBatch, Storage, is_sha256
 from hub.sync import manifest as mf
@@ -105,8 +106,9 @@ def subscribe(
     else:
         assert paired_with is not None
         famous = session.scalar(select(School).where(School.name == paired_with))
-        if famous is None and paired_with.isdigit():
-            famous = session.get(School, int(paired_with))
+        school_id = parse_int(paired_with, low=1)  # or its id; "²" and 2^63 are neither
+        if famous is None and school_id is not None:
+            famous = session.get(School, school_id)
         if famous is None:
             raise NotFound(f"There is no school {paired_with!r}.")
         paired = session.scalar(

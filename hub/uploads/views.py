@@ -22,6 +22,7 @@ from hub.catalog.schemas import CourseCreate, CourseQuery, LessonCreate
 from hub.db import request_session
 from hub.errors import HubError, Invalid, PermissionDenied, invalid_from_pydantic
 from hub.i18n import N_
+from hub.inputs import parse_int
 from hub.media.api import material_out
 from hub.media.storage import Storage
 from hub.uploads import get_uploads, services
@@ -52,7 +53,9 @@ def _course_form() -> dict[str, Any]:
     form = request.form
     grades: list[Any] = []
     for value in form.getlist("grades"):
-        grades.append(int(value) if value.isdigit() else value)
+        # Anything but a plain number ("²", "١") stays text, for the schema to refuse.
+        number = parse_int(value)
+        grades.append(value if number is None else number)
     return {
         "title": form.get("title", ""),
         "summary": form.get("summary", ""),
