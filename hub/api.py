@@ -70,7 +70,7 @@ def parse_json(model: type[M]) -> M:
     try:
         data = loads_json(raw or b"null")
     except UnsafeJson as exc:
-        raise BadJson(exc.template, **exc.params) from None
+        raise BadJson(exc.template, None, **exc.params) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadJson(f"The body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
