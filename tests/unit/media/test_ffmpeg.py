@@ -7,6 +7,7 @@ well under a minute on two cores; only the start-fast check needs a lesson-lengt
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import struct
 import subprocess
@@ -114,6 +115,10 @@ def clip_probe(clip: Path) -> Probe:
         (b"\xff\xd8\xff\xe0\x00\x10JFIF", "jpeg"),
         (b"GIF89a\x10\x00\x10\x00", "gif"),
         (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "pdf"),
+        (b"\xef\xbb\xbf \r\n%PDF-1.7\n", "pdf"),  # a BOM and white space before the header, as the spec allows
+        (b"%!PS-Adobe-3.0\n%PDF-1.4\n(hello) print\n", None),  # PostScript with a PDF header in a comment
+        (b"\x00" * 100 + b"%PDF-1.4\n", None),  # junk before the header: not a PDF here
+        (b"GIF89a\x10\x00%PDF-1.4\n", "gif"),
         (b"\xff\xfb\x90\x64\x00\x00", "mp3"),  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz
         (b"\xff\xf1\x50\x80\x02\x1f\xfc", "aac"),  # ADTS, AAC-LC, 44.1 kHz
         (b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xf1\x50\x80", "aac"),  # an empty ID3 tag, then ADTS
@@ -447,6 +452,81 @@ def test_document_not_kept_when_not_smaller(gen: Path, tmp_path: Path) -> None:
     assert found.pages == 1
     assert transcode(text, found, PROFILES["document"], tmp_path / "out.pdf", limits=LIMITS) is None
     assert not (tmp_path / "out.pdf").exists()
+
+
+def repeated_page_pdf(path: Path, count: int) -> Path:
+    """A small PDF whose page tree lists one page ``count`` times."""
+    kids = b" ".join([b"3 0 R"] * count)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Count %d /Kids [%s] >>" % (count, kids),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+    ]
+    body, offsets = b"%PDF-1.4\n", []
+    for number, obj in enumerate(objects, 1):
+        offsets.append(len(body))
+        body += b"%d 0 obj\n%s\nendobj\n" % (number, obj)
+    xref = len(body)
+    body += b"xref\n0 4\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    body += b"trailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    path.write_bytes(body)
+    return path
+
+
+def test_document_time_limits_do_not_grow_with_the_pages_it_claims(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 200,000 references to one page: the limit was once 600 s + 1 s a page (56 hours).
+    claimed = repeated_page_pdf(tmp_path / "pages.pdf", 200_000)
+    timeouts: list[float] = []
+    real_run = media._run
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        timeouts.append(kwargs["timeout"])
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(media, "_run", spy)
+    hurried = MediaLimits(timeout_s=15)
+    started = time.monotonic()
+    with contextlib.suppress(MediaError):  # whatever becomes of it, within the same limits
+        found = probe(claimed, hurried)
+        transcode(claimed, found, PROFILES["document"], tmp_path / "out.pdf", limits=hurried)
+    assert timeouts and max(timeouts) <= hurried.timeout_s
+    assert time.monotonic() - started < len(timeouts) * hurried.timeout_s + 10
+
+
+def test_a_claimed_length_buys_at_most_the_job_time_cap() -> None:
+    capped = MediaLimits(max_job_s=3600)
+    assert capped.media_timeout(4 * 3600) == 3600
+    assert capped.media_timeout(60) == capped.timeout_s + 60 * capped.timeout_per_media_s
+
+
+def test_a_postscript_program_is_never_interpreted(tmp_path: Path) -> None:
+    # What an uploader sent to read other schools' drafts: PostScript that lists
+    # and prints the temp directory, with "%PDF-" where a lax sniffer finds it.
+    program = b"%!PS\n%PDF-1.4\n(/tmp/*) { print (\\n) print } 1024 string filenameforall showpage\n"
+    postscript = tmp_path / "lesson.pdf"
+    postscript.write_bytes(program)
+    assert refuse(postscript).reason == NOT_MEDIA
+    # The same program behind a real PDF header is not a PDF either: qpdf reads objects, runs nothing.
+    disguised = tmp_path / "disguised.pdf"
+    disguised.write_bytes(b"%PDF-1.4\n" + program)
+    assert refuse(disguised).reason == "This PDF cannot be read; it may be damaged or password-protected."
+
+
+def test_a_pdf_with_a_bom_is_read_and_compressed(gen: Path, tmp_path: Path) -> None:
+    photo = ffmpeg(gen / "bom.jpg", "-f", "lavfi", "-i", "testsrc2=size=1200x900,noise=alls=10", "-frames:v", "1")
+    scan = make_pdf(
+        tmp_path / "plain.pdf",
+        "-dDEVICEWIDTHPOINTS=200", "-dDEVICEHEIGHTPOINTS=150", "-dFIXEDMEDIA",
+        "viewjpeg.ps", "-c", f"({photo}) viewJPEG showpage",
+    )  # fmt: skip
+    with_bom = tmp_path / "bom.pdf"
+    with_bom.write_bytes(b"\xef\xbb\xbf\n" + scan.read_bytes())
+    found = probe(with_bom, LIMITS)
+    assert (found.kind, found.pages) == ("document", 1)
+    info = transcode(with_bom, found, PROFILES["document"], tmp_path / "out.pdf", limits=LIMITS)
+    assert info is not None and (tmp_path / "out.pdf").read_bytes().startswith(b"%PDF-")
 
 
 # ---------------------------------------------------------------------------

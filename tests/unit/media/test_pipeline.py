@@ -21,7 +21,7 @@ from hub.cli import main
 from hub.db import get_database, utcnow
 from hub.jobs import Outbox
 from hub.media import pipeline
-from hub.media.models import Rendition
+from hub.media.models import Blob, Rendition
 from hub.media.storage import StoredBlob
 from tests.conftest import COURSE, Accounts
 from tests.support.media import lesson_video
@@ -241,3 +241,21 @@ def test_cli_reprocess_is_idempotent(
 
     unknown = runner.invoke(main, ["media", "reprocess", "--profile", "video-8k"])
     assert unknown.exit_code != 0 and "unknown profile" in unknown.output
+
+
+def test_an_uploaded_program_reads_nothing_of_the_hub(app: Flask, db: Session, lesson_id: int) -> None:
+    """PostScript passed off as a PDF once printed other schools' drafts and the secret into its rendition."""
+    settings = app.extensions["hub.settings"]
+    secret = (settings.data_dir / "secret_key").read_text().strip()
+    program = (
+        b"%!PS\n%PDF-1.7\n/Helvetica findfont 10 scalefont setfont 20 700 moveto\n"
+        + f"({settings.data_dir}/secret_key) (r) file 200 string readstring pop show\n".encode()
+        + b"(/tmp/*) { 20 680 moveto show } 1024 string filenameforall showpage\n"
+    )
+    material = _material(app, db, lesson_id, program, "讲义.pdf")
+    done = _run(app, db, material.id)
+    assert done.status == "failed" and "not a video, audio, image or PDF" in done.error
+    assert not [r for r in done.renditions if r.status == "ready"]
+    storage = app.extensions["hub.storage"]
+    for blob in db.scalars(select(Blob)):
+        assert secret.encode() not in b"".join(storage.open_range(blob.sha256, 0, blob.size - 1))
