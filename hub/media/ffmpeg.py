@@ -284,7 +284,9 @@ _NOT_MEDIA = "This file is not a video, audio, image or PDF we can read."
 _DAMAGED = "The file is truncated or damaged."
 _NOT_CONVERTED = "We could not convert this file; it may be damaged."
 # What decoders say when the sandbox's address-space limit refuses them memory.
-_OUT_OF_MEMORY = re.compile(r"Cannot allocate memory|[Oo]ut of memory|bad_alloc|VMerror|MemoryError")
+_OUT_OF_MEMORY = re.compile(
+    r"Cannot allocate memory|[Oo]ut of memory|bad_alloc|VMerror|MemoryError|failed to map segment from shared object"
+)
 # What a decoder says when -max_pixels stops it.
 _PIXEL_BOMB = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
 

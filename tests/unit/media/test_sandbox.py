@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hub.media import sandbox
-from hub.media.ffmpeg import MediaError, MediaLimits, _run
+from hub.media.ffmpeg import MediaError, MediaLimits, _failure, _run
 from hub.media.sandbox import Sandbox, job_directory
 
 SH = "/bin/sh"
@@ -118,6 +118,9 @@ def test_killed_at_its_memory_limit_with_a_readable_reason(tmp_path: Path) -> No
         (job / "original").write_bytes(b"x")
         result = _run([PYTHON, "-c", "bytearray(1024 * 1024 * 1024)"], small, inputs=(job / "original",), timeout=30)
     assert result.returncode != 0 and "MemoryError" in result.stderr
+    assert (
+        _failure(result, "unused").reason == "Processing this file needs more memory than allowed; it may be damaged."
+    )
 
 
 def test_killed_at_its_time_limit_and_nothing_left_running(limits: MediaLimits, job: Path) -> None:
