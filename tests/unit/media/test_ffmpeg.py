@@ -425,14 +425,20 @@ def make_pdf(path: Path, *postscript: str) -> Path:
     return path
 
 
-def test_document_recompressed_when_smaller(gen: Path, tmp_path: Path) -> None:
-    photo = ffmpeg(gen / "scan.jpg", "-f", "lavfi", "-i", "testsrc2=size=1200x900,noise=alls=10", "-frames:v", "1")
-    # A 1200 px photo on a 200 pt wide page: 430 dpi, which /ebook brings down to 150.
-    scan = make_pdf(
-        gen / "scan.pdf",
+def scanned_pdf(directory: Path) -> Path:
+    """A one-page scan: a 1200 px photo on a 200 pt wide page, 430 dpi, which /ebook brings down to 150."""
+    photo = ffmpeg(
+        directory / "scan.jpg", "-f", "lavfi", "-i", "testsrc2=size=1200x900,noise=alls=10", "-frames:v", "1"
+    )
+    return make_pdf(
+        directory / "scan.pdf",
         "-dDEVICEWIDTHPOINTS=200", "-dDEVICEHEIGHTPOINTS=150", "-dFIXEDMEDIA",
         "viewjpeg.ps", "-c", f"({photo}) viewJPEG showpage",
     )  # fmt: skip
+
+
+def test_document_recompressed_when_smaller(gen: Path, tmp_path: Path) -> None:
+    scan = scanned_pdf(gen)
     found = probe(scan, LIMITS)
     assert (found.kind, found.pages) == ("document", 1)
     assert [p.name for p in applicable_profiles(found)] == ["document"]
@@ -514,13 +520,8 @@ def test_a_postscript_program_is_never_interpreted(tmp_path: Path) -> None:
     assert refuse(disguised).reason == "This PDF cannot be read; it may be damaged or password-protected."
 
 
-def test_a_pdf_with_a_bom_is_read_and_compressed(gen: Path, tmp_path: Path) -> None:
-    photo = ffmpeg(gen / "bom.jpg", "-f", "lavfi", "-i", "testsrc2=size=1200x900,noise=alls=10", "-frames:v", "1")
-    scan = make_pdf(
-        tmp_path / "plain.pdf",
-        "-dDEVICEWIDTHPOINTS=200", "-dDEVICEHEIGHTPOINTS=150", "-dFIXEDMEDIA",
-        "viewjpeg.ps", "-c", f"({photo}) viewJPEG showpage",
-    )  # fmt: skip
+def test_a_pdf_with_a_bom_is_read_and_compressed(tmp_path: Path) -> None:
+    scan = scanned_pdf(tmp_path)
     with_bom = tmp_path / "bom.pdf"
     with_bom.write_bytes(b"\xef\xbb\xbf\n" + scan.read_bytes())
     found = probe(with_bom, LIMITS)
