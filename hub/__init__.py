@@ -79,6 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
 def _init_web(app: Flask, settings: Settings) -> None:
     """Pages and the JSON API, with the request hooks and translations they use."""
     from hub import api, errors, i18n, inputs, security, uploads, web
+    from hub.accounts import api as accounts_api
     from hub.accounts import auth
     from hub.accounts import views as account_views
     from hub.catalog import api as catalog_api
@@ -102,6 +103,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
 
     for blueprint in (
         api.blueprint,
+        accounts_api.blueprint,
         catalog_api.blueprint,
         media_api.blueprint,
         search_api.blueprint,

@@ -139,6 +139,65 @@ def school_create(name: str, kind: str, region: str, county: str) -> None:
         click.echo(f"school {created.id}: {created.name} ({created.kind})")
 
 
+@school.command("pair")
+@click.argument("famous")
+@click.argument("rural")
+def school_pair(famous: str, rural: str) -> None:
+    """Pair a famous school with a rural school: the rural one may then mirror all its courses."""
+    from hub.accounts import services
+
+    app = _app()
+    with _session(app) as session:
+        pairing = services.pair_schools(
+            session, services.get_school_by_name(session, famous), services.get_school_by_name(session, rural)
+        )
+        session.commit()
+        click.echo(f"paired {famous.strip()} with {rural.strip()} (pairing {pairing.id})")
+    click.echo(f'the rural school\'s server can now run: hub sync subscribe --paired-with "{famous.strip()}"', err=True)
+
+
+@school.command("unpair")
+@click.argument("famous")
+@click.argument("rural")
+def school_unpair(famous: str, rural: str) -> None:
+    """End a pairing, and the rural school's subscriptions to the famous school's courses."""
+    from hub.accounts import services
+
+    app = _app()
+    with _session(app) as session:
+        ended = services.unpair_schools(
+            session, services.get_school_by_name(session, famous), services.get_school_by_name(session, rural)
+        )
+        session.commit()
+    click.echo(f"unpaired {famous.strip()} and {rural.strip()}; {ended} subscription(s) ended")
+
+
+@school.command("list")
+def school_list() -> None:
+    """Every school: kind, region, county and the schools it is paired with."""
+    from hub.accounts import services
+
+    app = _app()
+    with _session(app) as session:
+        listings = services.list_schools(session)
+        rows = [
+            (
+                item.school.name,
+                item.school.kind,
+                item.school.region or "-",
+                item.school.county or "-",
+                ", ".join(other.name for other in item.paired) or "-",
+            )
+            for item in listings
+        ]
+    if not rows:
+        click.echo("no schools yet: hub school create NAME --kind famous|rural|urban")
+        return
+    click.echo("\t".join(("name", "kind", "region", "county", "paired with")))
+    for row in rows:
+        click.echo("\t".join(row))
+
+
 @main.group()
 def user() -> None:
     """Users."""

@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from hub.accounts.models import ApiToken, LoginFailure, Pairing, School, User
 from hub.db import utcnow
-from hub.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
+from hub.errors import Conflict, Invalid, NotFound, PermissionDenied, TooManyRequests, Unauthorized
 from hub.i18n import N_
 from hub.vocab import ROLES, SCHOOL_KINDS, TOKEN_KINDS
 
@@ -50,8 +50,18 @@ def get_school_by_name(session: Session, name: str) -> School:
 
 
 def pair_schools(session: Session, famous: School, rural: School) -> Pairing:
+    """Let `rural` mirror everything `famous` publishes (`hub sync subscribe --paired-with`); idempotent."""
     if famous.kind != "famous" or rural.kind != "rural":
-        raise Invalid("A pairing joins a famous school to a rural school.")
+        raise Invalid(
+            N_(
+                "A pairing joins a famous school to a rural school: "
+                "%(famous)s is %(famous_kind)s, %(rural)s is %(rural_kind)s."
+            ),
+            famous=famous.name,
+            famous_kind=famous.kind,
+            rural=rural.name,
+            rural_kind=rural.kind,
+        )
     pairing = session.scalar(
         select(Pairing).where(Pairing.famous_school_id == famous.id, Pairing.rural_school_id == rural.id)
     )
@@ -60,6 +70,67 @@ def pair_schools(session: Session, famous: School, rural: School) -> Pairing:
         session.add(pairing)
         session.flush()
     return pairing
+
+
+def unpair_schools(session: Session, famous: School, rural: School) -> int:
+    """End a pairing and the rural school's subscriptions to the famous school's courses.
+
+    A paired subscription exists only through the pairing: left behind, the school
+    server would keep mirroring a school the bureau took away from it. Returns how
+    many subscriptions ended; unpairing schools that are not paired is NotFound.
+    """
+    from hub.sync.models import Subscription  # models only: accounts stays below sync
+
+    pairing = session.scalar(
+        select(Pairing).where(Pairing.famous_school_id == famous.id, Pairing.rural_school_id == rural.id)
+    )
+    if pairing is None:
+        raise NotFound(N_("%(rural)s is not paired with %(famous)s."), rural=rural.name, famous=famous.name)
+    session.delete(pairing)
+    ended = session.execute(
+        delete(Subscription).where(
+            Subscription.school_id == rural.id,
+            Subscription.kind == "paired",
+            Subscription.paired_school_id == famous.id,
+        )
+    )
+    session.flush()
+    return int(getattr(ended, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class SchoolListing:
+    school: School
+    paired: list[School]  # a famous school's rural partners, or a rural school's famous ones
+
+
+def list_schools(session: Session) -> list[SchoolListing]:
+    """Every school with its pairings, by name: what `hub school list` and the API show."""
+    schools = list(session.scalars(select(School).order_by(School.name)))
+    by_id = {school.id: school for school in schools}
+    partners: dict[int, list[School]] = {school.id: [] for school in schools}
+    for famous_id, rural_id in session.execute(select(Pairing.famous_school_id, Pairing.rural_school_id)):
+        partners[famous_id].append(by_id[rural_id])
+        partners[rural_id].append(by_id[famous_id])
+    return [SchoolListing(school, sorted(partners[school.id], key=lambda s: s.name)) for school in schools]
+
+
+def get_school(session: Session, school_id: int) -> School:
+    school = session.get(School, school_id)
+    if school is None:
+        raise NotFound(N_("There is no school %(id)s."), id=school_id)
+    return school
+
+
+def famous_and_rural(one: School, other: School) -> tuple[School, School]:
+    """The two schools of a pairing named in either order (the API's path and body)."""
+    return (other, one) if one.kind == "rural" else (one, other)
+
+
+def require_admin(actor: User) -> None:
+    """Schools and their pairings are the bureau's: its admins manage them."""
+    if not actor.is_admin:
+        raise PermissionDenied(N_("Only an admin may manage schools and their pairings."))
 
 
 def create_user(session: Session, email: str, school: School, role: str, password: str | None = None) -> User:

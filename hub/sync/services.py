@@ -115,7 +115,10 @@ def subscribe(
             select(Pairing.id).where(Pairing.famous_school_id == famous.id, Pairing.rural_school_id == school.id)
         )
         if paired is None:
-            raise Conflict(f"{school.name} is not paired with {famous.name}; an admin pairs schools first.")
+            raise Conflict(
+                f"{school.name} is not paired with {famous.name}; an admin pairs schools first "
+                f'(on the upstream: hub school pair "{famous.name}" "{school.name}").'
+            )
         values = {"kind": "paired", "paired_school_id": famous.id}
     existing = session.scalar(
         select(Subscription).filter_by(school_id=school.id, **values).order_by(Subscription.id).limit(1)
