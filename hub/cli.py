@@ -21,14 +21,27 @@ if TYPE_CHECKING:  # `hub --help` and a cron'd `hub sync pull` start fast: each 
     from sqlalchemy.orm import Session
 
 
-def _app(*, web: bool = False) -> Flask:
-    """The app; with ``web`` its pages and API too, which only the commands that serve or run workers need."""
+def command_app(*, web: bool = False, schema: bool = True) -> Flask:
+    """The app for a command; with ``web`` its pages and API too (only the commands that serve or run workers).
+
+    With ``schema`` (every command that uses the database, but those that migrate it)
+    a missing or old schema stops the command with the one to run, not a traceback
+    about a missing table halfway through.
+    """
     from hub import create_app
 
     try:
-        return create_app(web=web)
+        app = create_app(web=web)
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
+    if schema:
+        from hub.db import get_database
+        from hub.migrate import schema_problem
+
+        problem = schema_problem(get_database(app).engine)
+        if problem is not None:
+            raise click.ClickException(problem)
+    return app
 
 
 @contextmanager
@@ -65,7 +78,7 @@ def db_upgrade() -> None:
     """Create or upgrade the database schema to the latest version."""
     from hub.migrate import upgrade
 
-    app = _app()
+    app = command_app(schema=False)  # it makes the schema current
     upgrade(app.extensions["hub.settings"].database_url)
     click.echo("database is up to date")
 
@@ -80,7 +93,7 @@ def serve(host: str, port: int, threads: int, connections: int) -> None:
     from hub.search import ensure_index
     from hub.web import serve as serve_app
 
-    app = _app(web=True)
+    app = command_app(web=True)
     ensure_index(app)  # an old-schema or corrupt index is rebuilt in the background
     click.echo(f"serving on http://{host}:{port}/", err=True)
     serve_app(app, host, port, threads=threads, connections=connections)
@@ -100,7 +113,7 @@ def worker(ctx: click.Context, concurrency: int, beat: bool) -> None:
     from hub import jobs
     from hub.media import sandbox
 
-    app = _app(web=True)
+    app = command_app(web=True)
     try:
         sandbox.prepare(app.extensions["hub.media_limits"].sandbox)
     except sandbox.SandboxUnavailable as exc:
@@ -132,7 +145,7 @@ def school_create(name: str, kind: str, region: str, county: str) -> None:
     """Create a school."""
     from hub.accounts import services
 
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         created = services.create_school(session, name, kind, region, county)
         session.commit()
@@ -146,7 +159,7 @@ def school_pair(famous: str, rural: str) -> None:
     """Pair a famous school with a rural school: the rural one may then mirror all its courses."""
     from hub.accounts import services
 
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         pairing = services.pair_schools(
             session, services.get_school_by_name(session, famous), services.get_school_by_name(session, rural)
@@ -163,7 +176,7 @@ def school_unpair(famous: str, rural: str) -> None:
     """End a pairing, and the rural school's subscriptions to the famous school's courses."""
     from hub.accounts import services
 
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         ended = services.unpair_schools(
             session, services.get_school_by_name(session, famous), services.get_school_by_name(session, rural)
@@ -177,7 +190,7 @@ def school_list() -> None:
     """Every school: kind, region, county and the schools it is paired with."""
     from hub.accounts import services
 
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         listings = services.list_schools(session)
         rows = [
@@ -216,7 +229,7 @@ def user_create(email: str, school_name: str, role: str, password: str | None) -
         password = (
             click.prompt("password (empty for API-only)", default="", hide_input=True, show_default=False) or None
         )
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         school_row = services.get_school_by_name(session, school_name)
         created = services.create_user(session, email, school_row, role, password)
@@ -230,7 +243,7 @@ def user_deactivate(email: str) -> None:
     """Refuse a user's sign-in, end their sessions and revoke their API tokens."""
     from hub.accounts import services
 
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         account = services.get_user_by_email(session, email)
         revoked = services.deactivate_user(session, account)
@@ -244,7 +257,7 @@ def user_activate(email: str) -> None:
     """Let a deactivated user sign in again (their old tokens stay revoked)."""
     from hub.accounts import services
 
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         account = services.get_user_by_email(session, email)
         services.activate_user(session, account)
@@ -264,7 +277,7 @@ def user_password(email: str, password: str | None) -> None:
             password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
         else:
             password = sys.stdin.readline().rstrip("\r\n")
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         account = services.get_user_by_email(session, email)
         services.change_password(session, account, password or "")
@@ -290,7 +303,7 @@ def token_create(email: str, kind: str) -> None:
     """Create an API token; it is printed once, as the last line."""
     from hub.accounts import services
 
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         account = services.get_user_by_email(session, email)
         plain = services.create_token(session, account, kind)
@@ -305,7 +318,7 @@ def token_list(email: str) -> None:
     """A user's tokens: prefix, kind, created, last used, revoked (never the tokens themselves)."""
     from hub.accounts import services
 
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         account = services.get_user_by_email(session, email)
         rows = services.list_tokens(session, account)
@@ -330,7 +343,7 @@ def token_revoke(prefix: str) -> None:
     """Revoke a token by the prefix `hub token list` shows (or the whole token)."""
     from hub.accounts import services
 
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         row, was_live = services.revoke_token(session, prefix)
         session.commit()
@@ -349,7 +362,7 @@ def media_reprocess(profile: str) -> None:
     """Redo one rendition profile for every material (after the ladder changed)."""
     from hub.media import pipeline
 
-    app = _app()
+    app = command_app()
     with _session(app) as session:
         try:
             queued = pipeline.reprocess_profile(session, profile)
@@ -365,7 +378,7 @@ def demo(host: str, port: int) -> None:
     """Migrate, seed a demo catalog, start a worker and serve: the whole hub on one machine."""
     from hub.demo import run_demo
 
-    run_demo(_app(web=True), host, port)
+    run_demo(command_app(web=True, schema=False), host, port)  # it migrates
 
 
 def _attach_feature_commands() -> None:

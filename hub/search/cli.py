@@ -6,19 +6,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hub.config import ConfigError
-
 if TYPE_CHECKING:  # Flask and the search engine load only when a command runs
     from flask import Flask
 
 
-def _app() -> Flask:
-    from hub import create_app
+def _app(*, schema: bool = True) -> Flask:
+    from hub.cli import command_app  # the one place that loads the app for a command and checks the schema
 
-    try:
-        return create_app(web=False)  # no command here serves a request: skip the pages' and API's imports
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from None
+    return command_app(schema=schema)  # no command here serves a request: no pages' or API's imports
 
 
 @click.group("search")

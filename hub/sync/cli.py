@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hub.config import ConfigError
 from hub.errors import HubError
 
 if TYPE_CHECKING:  # Flask and the sync modules load only when a command runs
@@ -19,13 +18,10 @@ if TYPE_CHECKING:  # Flask and the sync modules load only when a command runs
     from hub.sync.client import PullReport
 
 
-def _app() -> Flask:
-    from hub import create_app
+def _app(*, schema: bool = True) -> Flask:
+    from hub.cli import command_app  # the one place that loads the app for a command and checks the schema
 
-    try:
-        return create_app(web=False)  # no command here serves a request: skip the pages' and API's imports
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from None
+    return command_app(schema=schema)  # no command here serves a request: no pages' or API's imports
 
 
 def _fail(exc: HubError) -> click.ClickException:
@@ -49,7 +45,7 @@ def keys_generate() -> None:
     """
     from hub.sync import manifest as mf
 
-    app = _app()
+    app = _app(schema=False)  # a file, not the database
     path: Path = app.extensions["hub.settings"].sync_signing_key
     if path.exists():
         key = mf.load_private_key(path)
@@ -102,7 +98,7 @@ def sync_subscribe(
         raise click.UsageError("give exactly one of --course, --subject (with --grades) or --paired-with")
     if grades is not None and subject is None:
         raise click.UsageError("--grades goes with --subject")
-    app = _app()
+    app = _app(schema=school_name is not None)  # else it only asks the upstream
     settings = app.extensions["hub.settings"]
     if school_name is not None:
         from hub.accounts.services import get_school_by_name
