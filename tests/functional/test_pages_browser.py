@@ -128,6 +128,14 @@ def browser() -> Iterator[Any]:
         yield launched
 
 
+@pytest.fixture(autouse=True)
+def no_csp_violations(browser: Any) -> Iterator[None]:
+    """Every page a test visits runs under the hub's Content-Security-Policy, refused nothing."""
+    browser.assert_no_csp_violations()  # a test starts with a clean slate
+    yield
+    browser.assert_no_csp_violations()
+
+
 @pytest.fixture
 def page(browser: Any, site: Site) -> Iterator[Any]:
     """A new phone-sized tab with its own cookies, whose browser asks for Chinese."""
@@ -215,7 +223,9 @@ def test_open_a_lesson_and_play_the_smallest_rendition(page: Any, site: Site) ->
     assert page.locator("table.downloads").first.inner_text().count("256 kbit/s") == 1
     _shot(page, "zh-lesson")
     player = "document.querySelector('ul.materials video')"
-    page.evaluate(f"() => {{ const v = {player}; v.muted = true; return v.play(); }}")
+    # play() not awaited: evaluate has no time limit, and a video the browser refuses to
+    # load (a media-src the policy lacks) never starts; the wait below has one.
+    page.evaluate(f"() => {{ const v = {player}; v.muted = true; v.play().catch(() => {{}}); }}")
     # Enough data for the current frame, and the clock moving: it really plays.
     page.wait_for_function(f"() => {player}.readyState >= 2 && {player}.currentTime > 0")
     current = page.evaluate(f"{player}.currentSrc")
@@ -298,3 +308,42 @@ def test_download_the_course_zip(page: Any, site: Site, tmp_path: Path) -> None:
     assert "index.html" in names and digest in sums
     videos = [r for r in site.material["renditions"] if r["status"] == "ready" and r["profile"].startswith("video")]
     assert digest == min(videos, key=lambda r: r["bytes"])["sha256"]
+
+
+def _reported(browser: Any, page: Any, *directives: str) -> str:
+    """The violations reported so far, once each directive is among them (console messages arrive late)."""
+    wait_until(
+        lambda: page.wait_for_timeout(50) or all(d in " ".join(browser.csp_violations) for d in directives),
+        10,
+        f"the browser to report {directives}",
+        interval=0,
+    )
+    found = " ".join(browser.csp_violations)
+    browser.csp_violations.clear()
+    return found
+
+
+def test_the_policy_refuses_inline_code_and_the_tests_see_it(page: Any, browser: Any, site: Site) -> None:
+    """The hub's policy is strict (no inline script or style), and a violation fails a browser test."""
+    home = requests.get(site.server.url + "/", timeout=10)
+    policy = home.headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in policy and "frame-ancestors 'none'" in policy
+    assert home.headers["X-Frame-Options"] == "DENY"
+    injected = (
+        "<!doctype html><title>x</title><p style='color:red'>x</p>"
+        "<script>document.title = 'ran'</script><img src='http://elsewhere.example/x.png'>"
+    )
+    headers = {"Content-Type": "text/html", "Content-Security-Policy": policy}
+    page.route("**/injected", lambda route: route.fulfill(status=200, body=injected, headers=headers))
+    page.goto(site.server.url + "/injected")
+    _reported(browser, page, "script-src", "style-src", "img-src")
+    assert page.title() == "x"  # the inline script did not run
+    # Another site cannot frame the hub's pages (the upload and publish forms).
+    framing = f"<!doctype html><title>f</title><iframe src='{site.server.url}/login'></iframe>"
+    page.route(
+        "http://elsewhere.example/", lambda route: route.fulfill(status=200, body=framing, content_type="text/html")
+    )
+    page.goto("http://elsewhere.example/")  # returns once the frame has loaded, or failed to
+    assert len(page.frames) == 2
+    framed = page.frames[1]
+    assert framed.url != f"{site.server.url}/login" and framed.locator("input[name=password]").count() == 0

@@ -297,7 +297,9 @@ def test_browser_upload_pauses_retries_and_reaches_100_percent(
         page.set_input_files("#upload-form input[type=file]", str(video))
         page.click("#upload-form button[type=submit]")
         progress = "(document.querySelector('#transfers progress') || {value: 0}).value"
-        page.wait_for_function(f"{progress} >= 5", timeout=30_000)
+        # Predicates as functions: Playwright evals a bare expression inside the page,
+        # which the hub's Content-Security-Policy (no 'unsafe-eval') refuses.
+        page.wait_for_function(f"() => {progress} >= 5", timeout=30_000)
 
         page.click("#transfers button.pause")
         assert "Paused" in page.inner_text("#transfers .state")
@@ -305,15 +307,15 @@ def test_browser_upload_pauses_retries_and_reaches_100_percent(
         page.wait_for_timeout(1000)
         assert page.evaluate(progress) == paused_at  # nothing moves while paused
         page.click("#transfers button.resume")
-        page.wait_for_function(f"{progress} >= 50", timeout=30_000)
+        page.wait_for_function(f"() => {progress} >= 50", timeout=30_000)
 
         # The link drops: the page retries on its own and goes on from the server's offset.
         cdp.send("Network.emulateNetworkConditions", {**link, "offline": True})
         page.wait_for_function(
-            "document.querySelector('#transfers .state').textContent.includes('retrying')", timeout=30_000
+            "() => document.querySelector('#transfers .state').textContent.includes('retrying')", timeout=30_000
         )
         cdp.send("Network.emulateNetworkConditions", link)
-        page.wait_for_function(f"{progress} === 100", timeout=60_000)
+        page.wait_for_function(f"() => {progress} === 100", timeout=60_000)
         assert page.inner_text("#transfers .pct") == "100 %"
         page.wait_for_selector("#materials li[data-material]", timeout=30_000)
         assert "第一课" in page.inner_text("#materials")
