@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -148,7 +149,7 @@ def sync_subscribe(
 
 @sync_cli.command("pull")
 @click.option("--max-rate", help="Bandwidth cap in bytes per second, e.g. 500k or 2M.")
-@click.option("--window", help="Only run inside this daily local-time window, e.g. 22:00-06:00.")
+@click.option("--window", help="Only run inside this daily window in HUB_TIMEZONE, e.g. 22:00-06:00.")
 @click.option("--parallel", type=int, help="Downloads at once (default HUB_SYNC_PARALLEL).")
 def sync_pull(max_rate: str | None, window: str | None, parallel: int | None) -> None:
     """Fetch the signed manifest and the missing blobs; apply complete courses.
@@ -184,7 +185,7 @@ def sync_pull(max_rate: str | None, window: str | None, parallel: int | None) ->
 )
 def sync_status(as_json: bool, state_out: Path | None) -> None:
     """The mirror's manifest version, courses and recent runs."""
-    from hub.sync.client import status
+    from hub.sync.client import local_zone, status
 
     app = _app()
     if state_out is not None:
@@ -201,9 +202,14 @@ def sync_status(as_json: bool, state_out: Path | None) -> None:
         f"manifest version {info['manifest_version']} (applied {info['applied_version']}), "
         f"{info['courses']} mirrored courses, feed cursor {info['cursor']}"
     )
+    settings = app.extensions["hub.settings"]
+    if info["runs"]:
+        click.echo(f"runs (times in {settings.timezone}):")
+    zone = local_zone(settings)
     for run in info["runs"]:
+        started = datetime.fromisoformat(run["started_at"]).astimezone(zone)
         click.echo(
-            f"  run {run['id']} {run['source']} {run['status']} {run['started_at']}: files {run['files']}, "
+            f"  run {run['id']} {run['source']} {run['status']} {started:%Y-%m-%d %H:%M}: files {run['files']}, "
             f"bytes {run['bytes']} ({run['transferred']} transferred) {run['message']}"
         )
 

@@ -38,11 +38,12 @@ import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from datetime import time as clock
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Flask
@@ -96,7 +97,10 @@ class Stopped(Exception):
 
 @dataclass(frozen=True)
 class Window:
-    """A daily time window in local time, e.g. 22:00-06:00 (it may cross midnight)."""
+    """A daily time window in the hub's local time (HUB_TIMEZONE), e.g. 22:00-06:00 (it may cross midnight).
+
+    A school server's clock is often UTC (a VM image, a container): the night is the school's.
+    """
 
     start: clock
     end: clock
@@ -119,7 +123,7 @@ class Window:
         return moment >= self.start or moment < self.end
 
     def seconds_left(self, now: datetime) -> float:
-        """Seconds from `now` (local, naive or aware) until the window closes; 0 outside it."""
+        """Seconds from `now` (as a local wall-clock time) until the window closes; 0 outside it."""
         moment = now.time().replace(tzinfo=None)
         if not self.contains(moment):
             return 0.0
@@ -713,9 +717,13 @@ def pull(
     options: PullOptions,
     *,
     out: IO[str] | None = None,
-    now: Callable[[], datetime] = datetime.now,
+    now: Callable[[], datetime] = utcnow,
 ) -> PullReport:
-    """One `hub sync pull`: see the module docstring. Never raises for a refused manifest; reports it."""
+    """One `hub sync pull`: see the module docstring. Never raises for a refused manifest; reports it.
+
+    The window is read in HUB_TIMEZONE whatever the operating system's zone; a naive
+    `now` is taken as already local.
+    """
     settings: Settings = app.extensions["hub.settings"]
     if not settings.upstream_url:
         raise SyncError("This hub is not a mirror: set HUB_UPSTREAM_URL and HUB_UPSTREAM_PUBLIC_KEY.")
@@ -728,9 +736,19 @@ def pull(
     out = out or sys.stderr
     deadline = None
     if options.window is not None:
-        left = options.window.seconds_left(now())
+        moment = now()
+        local = moment.astimezone(local_zone(settings)) if moment.tzinfo is not None else moment
+        left = options.window.seconds_left(local)
         if left <= 0:
-            return PullReport("outside-window", f"Outside the sync window {options.window}; nothing done.")
+            return PullReport(
+                "outside-window",
+                f"Outside the sync window {options.window} ({settings.timezone}): "
+                f"it is {local:%H:%M} there; nothing done.",
+            )
+        print(
+            f"sync window {options.window} ({settings.timezone}): it is {local:%H:%M}, it closes in {_duration(left)}",
+            file=out,
+        )
         deadline = time.monotonic() + left
     upstream = Upstream(settings.upstream_url, settings.upstream_token)
     try:
@@ -740,6 +758,11 @@ def pull(
             return _run(app, upstream, public_key, options, out, deadline, source="pull")
     except LockBusy:
         return PullReport("busy", "Another `hub sync pull` or `hub bundle import` is running; nothing done.")
+
+
+def local_zone(settings: Settings) -> tzinfo:
+    """HUB_TIMEZONE: what a school calls night, and the times the CLI prints."""
+    return ZoneInfo(settings.timezone)
 
 
 def sync_lock_path(settings: Settings) -> Path:
