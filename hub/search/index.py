@@ -36,7 +36,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +213,10 @@ class SearchIndex:
 
     def update(self, course_id: int, documents: list[Document]) -> None:
         """Replace one course's documents. Caller holds :meth:`writer_lock`."""
+        self.update_courses({course_id: documents})
+
+    def update_courses(self, documents: Mapping[int, list[Document]]) -> None:
+        """Replace the documents of each course (none: it goes), in one commit. Caller holds :meth:`writer_lock`."""
         state = self.state()
         if not state.ok:
             raise IndexUnavailable(f"search index {state.status}")
@@ -222,9 +226,10 @@ class SearchIndex:
         except LockError as exc:
             raise IndexBusy("Whoosh's own write lock is held") from exc
         try:
-            writer.delete_by_term("course", str(course_id))
-            for document in documents:
-                writer.add_document(**document)
+            for course_id, course_documents in documents.items():
+                writer.delete_by_term("course", str(course_id))
+                for document in course_documents:
+                    writer.add_document(**document)
             writer.commit()
         except BaseException:
             writer.cancel()

@@ -765,6 +765,10 @@ def local_zone(settings: Settings) -> tzinfo:
     return ZoneInfo(settings.timezone)
 
 
+INDEX_WAIT = 60.0
+"""Seconds a pull waits for another writer of the search index (a rebuild, a worker) before leaving it."""
+
+
 def sync_lock_path(settings: Settings) -> Path:
     return settings.sync_dir / "sync.lock"
 
@@ -1017,6 +1021,7 @@ def apply_manifest(
     with database.session() as session:
         mirrored = services.mirrored_courses(session)
         group: list[int] = []
+        touched: list[int] = []  # local ids of the courses applied or removed, for the search index
 
         def commit_group() -> None:
             # Each course of a group is whole in it, so a reader still sees every course old or
@@ -1025,6 +1030,7 @@ def apply_manifest(
             services.reindex_courses(session, group)
             session.commit()
             report.courses_applied += len(group)
+            touched.extend(group)
             group.clear()
 
         for entry in work.apply:
@@ -1055,6 +1061,7 @@ def apply_manifest(
             link = mirrored.get(upstream_id)
             if link is not None:
                 replaced |= _course_blobs(session, link.course_id)
+                touched.append(link.course_id)
             services.remove_course(session, upstream_id)
             session.commit()
             report.courses_removed += 1
@@ -1066,6 +1073,7 @@ def apply_manifest(
         session.commit()
     for sha in dropped:
         storage.delete(sha)
+    _index_applied(app, touched, out)
 
     if failures:
         report.status = "failed"
@@ -1090,6 +1098,25 @@ def apply_manifest(
             f"{report.courses_removed} removed, {report.courses_unchanged} unchanged."
         )
     return report
+
+
+def _index_applied(app: Flask, course_ids: list[int], out: IO[str]) -> None:
+    """Index what this run applied or removed before it ends: a school server runs no worker.
+
+    The tasks queued with each applied group stay the safety net (a run killed between
+    its commit and here, or a hub that does run a worker): indexing is idempotent.
+    """
+    if not course_ids:
+        return
+    from hub.search import services as search
+
+    try:
+        with get_database(app).session() as session:
+            search.index_courses(session, app.extensions["hub.search"], course_ids, wait=INDEX_WAIT)
+    except search.IndexBusy as exc:
+        out.write(f"search index not updated ({exc}); `hub search rebuild` catches it up\n")
+        return
+    out.write(f"search index updated: {len(course_ids)} courses\n")
 
 
 def _drop_stale_partials(partial_dir: Path, missing: dict[str, mf.ManifestFile]) -> None:
