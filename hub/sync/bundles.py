@@ -28,10 +28,14 @@ from typing import IO, Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from hub.accounts.models import Pairing, School
 from hub.config import Settings
 from hub.db import get_database, utcnow
 from hub.errors import HubError, Invalid
+from hub.i18n import N_
 from hub.locks import LockBusy, file_lock
 from hub.media.storage import Storage, is_sha256
 from hub.sync import archive, services
@@ -79,6 +83,27 @@ def read_state(path: Path) -> set[str]:
 # -- export --------------------------------------------------------------------------
 
 
+def _require_subscriptions(session: Session, school: School) -> None:
+    """A school that subscribes to nothing gets no bundle: an empty one would look like a delivery."""
+    if services.list_subscriptions(session, school.id):
+        return
+    famous = session.scalar(
+        select(School.name)
+        .join(Pairing, Pairing.famous_school_id == School.id)
+        .where(Pairing.rural_school_id == school.id)
+        .order_by(School.name)
+        .limit(1)
+    )
+    raise Invalid(
+        N_(
+            "%(school)s subscribes to nothing, so its bundle would be empty. Subscribe it first, e.g. "
+            'hub sync subscribe --school "%(school)s" %(choice)s (or --course ID, or --subject math --grades 7-9).'
+        ),
+        school=school.name,
+        choice=f'--paired-with "{famous}"' if famous else "--subject math --grades 1-9",
+    )
+
+
 def export_bundle(
     app: Flask,
     target: Path,
@@ -102,6 +127,7 @@ def export_bundle(
             from hub.accounts.services import get_school_by_name
 
             school = get_school_by_name(session, school_name)
+            _require_subscriptions(session, school)
             key = mf.load_private_key(settings.sync_signing_key)
             envelope = services.issue_manifest(
                 session,
