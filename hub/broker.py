@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from queue import Empty
-from typing import Any, ClassVar
+from typing import Any
 
 from celery.beat import PersistentScheduler
 from kombu.transport import sqlalchemy as kombu_sqla
@@ -47,7 +47,8 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 
 
 class Channel(kombu_sqla.Channel):
-    _engines: ClassVar[dict[str, tuple[Engine, Any]]] = {}  # kombu's own cache would hand us engines it made
+    # Per process and URL, as kombu's; our own, or kombu's cache would hand us engines it made.
+    _engines: dict[str, tuple[Engine, Any]] = {}  # noqa: RUF012
 
     def _engine_from_config(self) -> Engine:
         options = self.connection.client.transport_options
@@ -70,29 +71,50 @@ class Channel(kombu_sqla.Channel):
                     connection.execute(delete(self.message_cls.__table__).where(delivered))
         return engine, session_factory
 
-    def _get(self, queue: str, timeout: Any = None) -> Any:
-        obj = self._get_or_create(queue)  # type: ignore[no-untyped-call]
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        self._queue_ids: dict[str, int] = {}  # queue rows are never deleted
+        super().__init__(connection, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _queue_id(self, queue: str) -> int:
+        found = self._queue_ids.get(queue)
+        if found is None:
+            found = self._queue_ids[queue] = int(self._get_or_create(queue).id)  # type: ignore[no-untyped-call]
+        return found
+
+    def _waiting(self, queue_ids: list[int]) -> bool:
+        """Whether any of these queues holds a message: a plain indexed read, no lock, no ORM."""
         message = self.message_cls
-        waiting = message.visible.is_not(False)
-        # A plain read first: idle workers poll every queue several times a second,
-        # and only a queue with a message needs the write lock.
-        probe = self.session.query(message.id).filter(message.queue_id == obj.id, waiting).limit(1).first()
-        self.session.commit()
-        if probe is None:
+        engine, _ = self._open()
+        with engine.connect() as connection:
+            query = select(message.id).where(message.queue_id.in_(queue_ids), message.visible.is_not(False)).limit(1)
+            return connection.execute(query).first() is not None
+
+    def _poll(self, cycle: Any, callback: Any, timeout: Any = None) -> Any:
+        # An idle worker polls every polling_interval: one read for all its queues, and
+        # kombu's fair round of the queues (a write lock each) only when one has work.
+        if not self._waiting([self._queue_id(queue) for queue in self._active_queues]):
             raise Empty()
+        return super()._poll(cycle, callback, timeout)  # type: ignore[no-untyped-call]
+
+    def _get(self, queue: str, timeout: Any = None) -> Any:
+        queue_id = self._queue_id(queue)
+        if not self._waiting([queue_id]):
+            raise Empty()
+        message = self.message_cls
         if self.session.bind.name == "sqlite":
             self.session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
         try:
             row = (
                 self.session.query(message.id, message.payload)
                 .with_for_update()
-                .filter(message.queue_id == obj.id, waiting)
+                .filter(message.queue_id == queue_id, message.visible.is_not(False))
                 .order_by(message.sent_at, message.id)
                 .limit(1)
                 .first()
             )
             if row is None:
                 raise Empty()
+            # Deleted, not marked invisible as kombu does: nothing ever reads it again.
             self.session.execute(delete(message.__table__).where(message.id == row.id))
             return loads(bytes_to_str(row.payload))  # type: ignore[no-untyped-call]
         finally:

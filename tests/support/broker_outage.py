@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from hub.jobs import ALL_QUEUES
+
 
 class TcpProxy:
     """Forwards loopback connections to ``target`` until cut; closes itself with :meth:`close`."""
@@ -124,6 +126,7 @@ class BrokerOutage:
         self._proxy: TcpProxy | None = None
         self._lock: sqlite3.Connection | None = None
         self._sqlite: Path | None = None
+        self._url = url
         parts = urlsplit(url)
         if parts.scheme.startswith("redis"):
             self._proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
@@ -141,10 +144,21 @@ class BrokerOutage:
         self._lock = sqlite3.connect(self._sqlite, isolation_level=None, timeout=30)
         self._lock.execute("BEGIN EXCLUSIVE")
 
-    def restore(self) -> None:
+    def restore(self, *, empty: bool = False) -> None:
+        """Give the broker back; ``empty``: without the messages it held, as a broker restarted without its data."""
         if self._proxy is not None:
+            if empty:
+                import redis
+
+                client = redis.Redis.from_url(self._url)
+                for queue in ALL_QUEUES:
+                    for key in client.scan_iter(f"{queue}*"):
+                        client.delete(key)
+                client.close()
             self._proxy.restore()
         elif self._lock is not None:
+            if empty:
+                self._lock.execute("DELETE FROM kombu_message")
             self._lock.execute("COMMIT")
             self._lock.close()
             self._lock = None

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -13,17 +17,21 @@ import pytest
 from flask import Flask
 from kombu import Connection
 from kombu.utils.imports import symbol_by_name
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 import workers.jobs
 import workers.media
 from hub import create_app, dispatch, jobs
+from hub.catalog import services as catalog
+from hub.catalog.models import Material
+from hub.catalog.schemas import CourseCreate, LessonCreate
 from hub.db import get_database
 from hub.dispatch import get_dispatcher
 from hub.jobs import Outbox
-from tests.conftest import DATABASE_URL, hub_settings
+from tests.conftest import COURSE, DATABASE_URL, Accounts, hub_settings
 from tests.support.broker_outage import BrokerOutage
+from tests.support.media import lesson_video
 
 
 def test_every_task_the_app_sends_is_registered(app: Flask) -> None:
@@ -230,3 +238,42 @@ def test_the_beat_reconnects_after_a_broker_outage(hub_env: dict[str, str], tmp_
         scheduler.close()
         outage.close()
         get_database(app).engine.dispose()
+
+
+def test_a_command_hands_its_queued_work_over_before_it_exits(
+    app: Flask, db: Session, make: Accounts, hub_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A command has no thread that outlives it: it waits, boundedly, for its dispatcher.
+    user = make.user("up@x.cn", make.school(), "uploader")
+    course = catalog.create_course(db, user, CourseCreate(**COURSE))
+    lesson = catalog.create_lesson(db, user, course.id, LessonCreate(title="配方法"))
+    video = lesson_video(tmp_path / "v.mp4", seconds=1, size="160x120").read_bytes()
+    storage = app.extensions["hub.storage"]
+    material = catalog.add_material(db, storage, user, lesson.id, io.BytesIO(video), filename="v.mp4", title="v")
+    db.commit()
+    assert get_dispatcher(app).flush(30) == 0
+    db.execute(update(Material).where(Material.id == material.id).values(status="failed"))  # lacks video-240p
+    db.commit()
+
+    def reprocess(**env: str) -> tuple[subprocess.CompletedProcess[str], list[Outbox]]:
+        before = db.scalar(select(func.max(Outbox.id)))
+        done = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "media", "reprocess", "--profile", "video-240p"],
+            env={**os.environ, **hub_env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        db.expire_all()
+        return done, list(db.scalars(select(Outbox).where(Outbox.id > before)))
+
+    _, queued = reprocess()
+    assert [row.task for row in queued] == [jobs.PROCESS_MATERIAL] and queued[0].sent_at is not None
+
+    db.execute(update(Material).where(Material.id == material.id).values(status="failed"))
+    db.commit()
+    away, queued = reprocess(HUB_BROKER_URL="redis://127.0.0.1:9/0", HUB_BROKER_TIMEOUT="1")
+    assert [row.sent_at for row in queued] == [None]  # the sweeper's, once the broker is back
+    assert "1 queued tasks were not handed to the broker" in away.stderr, away.stderr
