@@ -6,10 +6,12 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from werkzeug.wrappers import Response
 
 from hub.accounts import auth, services
+from hub.accounts.models import School
 from hub.config import Settings
 from hub.db import request_session
-from hub.errors import TooManyRequests, Unauthorized
-from hub.inputs import safe_next
+from hub.errors import Invalid, TooManyRequests, Unauthorized
+from hub.i18n import N_
+from hub.inputs import parse_int, safe_next
 
 blueprint = Blueprint("accounts", __name__)
 
@@ -43,3 +45,55 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
 def logout() -> Response:
     auth.logout()
     return redirect(url_for("catalog.home"))
+
+
+# -- schools and pairings (the bureau's admins) ---------------------------------------
+
+
+def _admin() -> Response | None:
+    """A redirect to sign-in for anonymous readers; PermissionDenied for non-admins; None for admins."""
+    user = auth.current_user()
+    if user is None:
+        return redirect(url_for("accounts.login", next=request.path))
+    services.require_admin(user)
+    return None
+
+
+def _form_school(name: str) -> School:
+    school_id = parse_int(request.form.get(name), low=1)
+    if school_id is None:
+        raise Invalid(N_("Choose a school."), {name: N_("This field is required")})
+    return services.get_school(request_session(), school_id)
+
+
+@blueprint.get("/admin/schools/")
+def schools_page() -> Response | str:
+    if (login := _admin()) is not None:
+        return login
+    listings = services.list_schools(request_session())
+    return render_template(
+        "accounts/schools.html",
+        listings=listings,
+        famous=[item.school for item in listings if item.school.kind == "famous"],
+        rural=[item.school for item in listings if item.school.kind == "rural"],
+    )
+
+
+@blueprint.post("/admin/schools/pairings")
+def pair_schools() -> Response:
+    if (login := _admin()) is not None:
+        return login
+    session = request_session()
+    services.pair_schools(session, _form_school("famous"), _form_school("rural"))
+    session.commit()
+    return redirect(url_for("accounts.schools_page"))
+
+
+@blueprint.post("/admin/schools/pairings/delete")
+def unpair_schools() -> Response:
+    if (login := _admin()) is not None:
+        return login
+    session = request_session()
+    services.unpair_schools(session, _form_school("famous"), _form_school("rural"))
+    session.commit()
+    return redirect(url_for("accounts.schools_page"))

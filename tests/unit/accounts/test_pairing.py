@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -168,3 +170,54 @@ def test_openapi_documents_the_pairing_endpoints(client: FlaskClient) -> None:
     assert "get" in paths["/api/v1/schools"]
     post = paths["/api/v1/schools/{school_id}/pairings"]["post"]
     assert post["security"] == [{"bearer": []}] and "201" in post["responses"]
+
+
+# -- the admin page ----------------------------------------------------------------------
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the form carries a CSRF token"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [("zh", ["学校与结对", "乡村学校", "解除结对"]), ("en", ["Schools and pairings", "Rural school", "Unpair"])],
+)
+def test_admin_page_pairs_and_unpairs(
+    app: Flask, make: Accounts, db: Session, schools: dict[str, School], language: str, words: list[str]
+) -> None:
+    app.config["WTF_CSRF_ENABLED"] = True
+    make.user("admin@bureau.cn", schools["urban"], "admin", password="a long password")
+    browser = app.test_client()
+    headers = {"Accept-Language": language}
+    token = _csrf(browser.get("/login").text)
+    browser.post("/login", data={"email": "admin@bureau.cn", "password": "a long password", "csrf_token": token})
+    page = browser.get("/admin/schools/", headers=headers)
+    assert page.status_code == 200
+    famous, rural = schools["famous"], schools["rural"]
+    form = {"famous": str(famous.id), "rural": str(rural.id), "csrf_token": _csrf(page.text)}
+    assert browser.post("/admin/schools/pairings", data={**form, "csrf_token": "forged"}).status_code == 400
+    assert _pairs(db) == set()
+    assert browser.post("/admin/schools/pairings", data=form).status_code == 302
+    assert _pairs(db) == {(famous.id, rural.id)}
+    page = browser.get("/admin/schools/", headers=headers)
+    assert all(word in page.text for word in words), page.text
+    assert browser.post("/admin/schools/pairings/delete", data=form).status_code == 302
+    assert _pairs(db) == set()
+    bad = browser.post("/admin/schools/pairings", data={**form, "rural": "²"}, headers=headers)
+    assert bad.status_code == 422
+
+
+def test_admin_page_is_for_admins(app: Flask, make: Accounts, schools: dict[str, School]) -> None:
+    assert app.test_client().get("/admin/schools/").status_code == 302  # to sign-in
+    make.user("t@rural.cn", schools["rural"], "teacher", password="a long password")
+    teacher = app.test_client()
+    token = _csrf(teacher.get("/login").text)
+    signed_in = teacher.post("/login", data={"email": "t@rural.cn", "password": "a long password", "csrf_token": token})
+    assert signed_in.status_code == 302
+    assert teacher.get("/admin/schools/").status_code == 403
+    form = {"famous": str(schools["famous"].id), "rural": str(schools["rural"].id)}
+    fresh = _csrf(teacher.get("/").text)  # a sign-in starts a new session, with its own token
+    assert teacher.post("/admin/schools/pairings", data={**form, "csrf_token": fresh}).status_code == 403
