@@ -29,7 +29,7 @@ from pathlib import Path
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Blueprint, Flask, has_request_context, redirect, request, url_for
-from flask_babel import Babel, format_date, format_decimal, get_locale, gettext, lazy_gettext
+from flask_babel import Babel, format_date, format_datetime, format_decimal, get_locale, gettext, lazy_gettext
 from werkzeug.wrappers import Response
 
 from hub.config import Settings
@@ -219,6 +219,15 @@ def date(value: datetime | None) -> str:
     return str(format_date(value, format="medium"))
 
 
+def when(value: datetime | str | None) -> str:
+    """A moment (or its ISO text) as a date and time in HUB_TIMEZONE: 2026-12-01 22:05."""
+    if not value:
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    # Babel's zone is HUB_TIMEZONE (init_app); 24-hour ISO-like digits read the same in both languages.
+    return str(format_datetime(moment, format="yyyy-MM-dd HH:mm"))
+
+
 # ---------------------------------------------------------------- the switch
 
 
@@ -242,7 +251,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(_translation_dir(settings.data_dir))
     Babel(app, locale_selector=select_locale)
     app.register_blueprint(blueprint)
-    app.jinja_env.filters.update(filesize=filesize, duration=duration, download_time=download_time, date=date)
+    app.jinja_env.filters.update(
+        filesize=filesize, duration=duration, download_time=download_time, date=date, when=when
+    )
 
     @app.context_processor
     def _i18n() -> dict[str, object]:

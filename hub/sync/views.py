@@ -27,4 +27,5 @@ def admin_page() -> Response | str:
         info=info,
         running=running,
         upstream=current_app.extensions["hub.settings"].upstream_url,
+        timezone=current_app.extensions["hub.settings"].timezone,
     )
