@@ -31,3 +31,13 @@ def test_run_times_are_local(app: Flask, db: Session, make: Accounts) -> None:
     assert page.status_code == 200
     assert "22:05" in page.text and "14:05" not in page.text
     assert "(Asia/Shanghai)" in page.text
+
+
+def test_admins_find_the_sync_and_schools_pages_in_the_header(app: Flask, make: Accounts) -> None:
+    make.user("admin@shancun.cn", make.school("山村小学", "rural"), "admin", password="a long password")
+    browser = app.test_client()
+    assert 'href="/admin/sync/"' not in browser.get("/").text  # not for anonymous readers
+    token = _csrf(browser.get("/login").text)
+    browser.post("/login", data={"email": "admin@shancun.cn", "password": "a long password", "csrf_token": token})
+    home = browser.get("/").text
+    assert 'href="/admin/sync/"' in home and 'href="/admin/schools/"' in home
