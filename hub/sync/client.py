@@ -1038,7 +1038,10 @@ def apply_manifest(
             if absent:
                 reasons = {failures[s] for s in absent if s in failures}
                 why = "; ".join(sorted(reasons)) if reasons else "not fetched before the run stopped"
-                report.skipped.append(f"course {entry.id} {entry.title!r}: {len(absent)} files missing ({why})")
+                held = ", ".join(repr(title) for title in _lessons_needing(entry, set(absent)))
+                report.skipped.append(
+                    f"course {entry.id} {entry.title!r}: {len(absent)} files missing ({why}); lessons held back: {held}"
+                )
                 continue
             link = mirrored.get(entry.id)
             if link is not None:
@@ -1098,6 +1101,17 @@ def apply_manifest(
             f"{report.courses_removed} removed, {report.courses_unchanged} unchanged."
         )
     return report
+
+
+def _lessons_needing(entry: mf.ManifestCourse, absent: set[str]) -> list[str]:
+    """The titles of the lessons of `entry` that need one of the `absent` blobs: what a teacher misses."""
+    return [
+        lesson.title
+        for lesson in entry.lessons
+        if any(
+            file.sha256 in absent for material in lesson.materials for file in (material.original, *material.renditions)
+        )
+    ]
 
 
 def _index_applied(app: Flask, course_ids: list[int], out: IO[str]) -> None:
