@@ -11,7 +11,13 @@ Snapshot = dict[str, list[tuple[object, ...]]]
 
 # Records of access, not of content: a refused request may well have used a valid token
 # (api_token.last_used_at) or failed a sign-in (login_failure rows count it on purpose).
-ACCESS_RECORDS = {"api_token": {"last_used_at"}, "user_account": {"last_login_at"}}
+# And the outbox's delivery state: the dispatcher thread hands earlier commits' rows to the
+# broker whenever it gets to them, a refused request or not (which rows exist still counts).
+ACCESS_RECORDS = {
+    "api_token": {"last_used_at"},
+    "user_account": {"last_login_at"},
+    "outbox": {"sent_at", "attempts", "last_error"},
+}
 ACCESS_TABLES = {"login_failure"}
 
 
