@@ -30,6 +30,7 @@ and its connection after any failed send, and the next tick connects afresh.
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from queue import Empty
 from typing import Any
 
@@ -143,6 +144,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 class Scheduler(PersistentScheduler):  # type: ignore[misc]
     """Celery's persistent beat scheduler, connecting afresh after a failed send."""
+
+    @cached_property
+    def producer(self) -> Any:
+        # Lazy, unlike Celery's (which connects here, retrying for up to an hour): the channel
+        # opens with the first send, inside apply_entry's error handling. A failure here would
+        # escape tick() after it took the entry off its heap, and that entry would never run again.
+        return self.Producer(self.connection, auto_declare=False)
 
     def apply_entry(self, entry: Any, producer: Any = None) -> None:
         log.info("beat: sending due task %s (%s)", entry.name, entry.task)

@@ -126,6 +126,9 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
         task_default_queue=DEFAULT_QUEUE,
         task_routes={name: {"queue": queue} for name, queue in QUEUES.items()},
         broker_connection_retry_on_startup=True,
+        # Celery's default gives up after 100 tries (about 45 minutes) and the worker exits:
+        # a broker away for a night must find the worker waiting for it in the morning.
+        broker_connection_max_retries=None,
         broker_connection_timeout=settings.broker_timeout,
         # A tick whose send fails is retried by the next tick, not by kombu holding the
         # beat for several timeouts; hub.broker.Scheduler then connects afresh.
