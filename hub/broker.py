@@ -5,26 +5,27 @@ only in processes that talk to a broker, so it may import Celery and kombu at on
 
 **The SQLite broker.** kombu's SQLAlchemy transport keeps every message it ever
 delivered (it marks them ``visible = false``; nothing reads them again), takes
-SQLite's write lock for every poll of an empty queue, sleeps a whole second
-between polls (about one task a second per worker process with three queues)
-and waits pysqlite's default five seconds for a locked database. :class:`Channel`
-deletes a message as it delivers it, finds out with a plain read whether a queue
-has anything before it takes the lock, and takes its busy timeout from the
-transport options; :class:`Transport` polls every ``polling_interval`` seconds
-(:func:`hub.jobs.transport_options` sets it). Deleting on delivery loses nothing
-that marking did: kombu keeps an unacknowledged message in the consumer's memory
-and puts it back on a clean shutdown, and a message marked invisible by a
-worker killed outright was never delivered again either (the media sweeper
-requeues such work).
+SQLite's write lock for every poll of every empty queue, sleeps a whole second
+between polls (about one task a second per worker process) and waits pysqlite's
+default five seconds for a locked database. :class:`Channel` deletes a message as
+it delivers it (and, once per process, those older hubs left), answers an idle
+poll with one plain read for all the worker's queues, takes the write lock only
+for a queue that has a message, runs SQLite in WAL mode so polls read while
+others write, and takes its busy timeout from the transport options, which
+:mod:`hub.jobs` fills (``HUB_BROKER_TIMEOUT``, ``SQL_POLLING_INTERVAL``).
+Deleting on delivery loses nothing that marking did: kombu keeps an
+unacknowledged message in the consumer's memory and puts it back on a clean
+shutdown, and a message marked invisible by a worker killed outright was never
+delivered again either (the stalled-work requeue finds such work).
 
 **The beat.** Celery's scheduler publishes through one producer made when it
 starts. When a publish fails for longer than kombu's retries (a SQLite broker
-locked for more than a few seconds, a Redis that is away), kombu has closed that
-producer's channel while retrying, and re-raises the error as its own
-``OperationalError``, which the transport does not list as recoverable, so the
-producer is never revived; every later tick then fails at once with ``channel
-disconnected`` until the worker restarts. :class:`Scheduler` drops the producer
-and its connection after any failed send, and the next tick connects afresh.
+locked for 40 s did it), kombu has closed that producer's channel while
+retrying, and re-raises the error as its own ``OperationalError``, which the
+SQLAlchemy transport does not list as recoverable, so the producer is never
+revived: every later tick failed at once with ``channel disconnected`` until the
+worker was restarted. :class:`Scheduler` drops the producer and its connection
+after any failed send, on any broker, and the next tick connects afresh.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ result.
 
 from __future__ import annotations
 
-import logging
 import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -29,8 +28,6 @@ if TYPE_CHECKING:  # Celery loads when a task is sent or a worker starts (see ge
     from flask import Flask
 
     from hub.config import Settings
-
-log = logging.getLogger(__name__)
 
 # Task names: the contract between the app, which sends, and workers/, which
 # registers. tests/unit/test_jobs.py checks that every one of them is registered.
