@@ -94,7 +94,6 @@ class CountsOut(BaseModel):
     )
 
 
-
 class CoursesIn(Strict):
     courses: list[Id] = Field(min_length=1, max_length=services.MAX_ENTRIES)
     since: AwareDatetime | None = Field(
@@ -268,7 +267,6 @@ def post_counts(body: counts.CountReportIn) -> CountsOut:
     # Commits batch by batch itself: a big report never holds the write lock for long.
     received = counts.receive_counts(request_session(), user.school, body, limits)
     return CountsOut(added=received.added, ignored=received.ignored)
-
 
 
 @operation(
