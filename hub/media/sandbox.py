@@ -1,34 +1,34 @@
 """Run a decoder (ffmpeg, ffprobe, qpdf, Ghostscript) on untrusted input, sandboxed and bounded.
 
-Every external program that parses an uploaded file goes through :func:`command`
+Every external program that parses an uploaded file goes through :func:`confined`
 (called by :func:`hub.media.ffmpeg._run`, the one place decoders start). The
 file is hostile until proven otherwise, and a decoder is a large C program that
 has had its share of exploits, so it gets as little as possible:
 
-- **Its own directory.** A job works in a private directory from
-  :func:`job_directory` (one per task, under ``HUB_WORK_DIR``): the original
-  fetched from storage and the outputs, nothing else. With bubblewrap the
-  decoder sees that directory *read-only*, except the output files named by the
-  caller, each bound writable on its own: it cannot create, rename or link
-  anything there. The rest of its file system is ``/usr`` (read-only), a few
-  files of ``/etc`` that libraries need, an empty ``/proc``-``/dev`` pair and a
-  small ``/tmp`` in memory. ``HUB_DATA_DIR`` (database, storage, the secret key),
-  other jobs' directories and the system's ``/tmp`` do not exist in there.
-- **No network, no secret.** New network, IPC, PID, UTS and user namespaces; no
+- **Its own files, nothing else.** A job works in a private directory from
+  :func:`job_directory` (one per task, under ``HUB_WORK_DIR``, locked while it
+  runs). With bubblewrap each run sees its input files *read-only* and its
+  output files writable, each bound on its own at its own path, plus a scratch
+  directory for temp files: it cannot create, rename or link anything beside
+  them. The rest of its file system is ``/usr`` (read-only), a few files of
+  ``/etc`` that libraries need, ``/proc``, ``/dev`` and a small ``/tmp`` in
+  memory. ``HUB_DATA_DIR`` (database, storage, the secret key), other jobs'
+  directories and the system's ``/tmp`` do not exist in there.
+- **No network, no secret.** New network, IPC, PID and UTS namespaces; no
   capabilities; an empty environment (no ``HUB_SECRET_KEY``, no credentials).
 - **Limits set in the child** (``setrlimit`` before ``exec``): address space,
   CPU seconds, size of any file written, number of processes and threads, no
   core dumps. The wall-clock deadline and stall timer of ``_run`` come on top.
-- **Not root.** When the worker runs as root, a job directory belongs to
-  ``nobody`` and the decoder runs as that user (the kernel enforces the process
-  limit only for users other than root).
+- **Not root.** A worker running as an ordinary user runs bubblewrap in a user
+  namespace of its own. A worker running as root has bubblewrap bind the files
+  as root and then become ``nobody`` for good (``setpriv``), because the kernel
+  enforces the process limit only for users other than root.
 
-``HUB_DECODER_SANDBOX=none`` keeps the limits, the clean environment and the
-private directory but drops the namespaces, for hosts where unprivileged user
-namespaces are disabled; :func:`check` says so in plain words when bubblewrap
-cannot run. A job killed with its worker leaves its directory behind; the next
-worker to start removes every directory whose job no longer holds its lock
-(:func:`clean_stale_jobs`).
+``HUB_DECODER_SANDBOX=none`` keeps the limits and the clean environment but
+drops the namespaces, for hosts where user namespaces are disabled;
+:func:`check` says so in plain words when bubblewrap cannot run. A job killed
+with its worker leaves its directory behind; the next worker to start removes
+every directory whose job no longer holds its lock (:func:`clean_stale_jobs`).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def clean_stale_jobs(sandbox: Sandbox) -> int:
         try:
             lock = os.open(entry / _LOCK, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
-            lock = None  # killed between mkdtemp and the lock: nobody uses it
+            lock = None  # killed between mkdtemp and the lock (a job being made just then fails and is retried)
         except OSError:
             continue
         try:
