@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import replace_results
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 TASK = "hub.jobs.sweep_outbox"
 LINE = re.compile(
@@ -198,12 +200,6 @@ def report(results: list[Result], tasks: int, singles: int, load: float) -> str:
     return "\n".join(lines)
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Broker benchmark\n\n"
-    head = text.split("## Results", 1)[0].rstrip() + "\n\n"
-    RESULTS.write_text(head + section)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=300)
@@ -227,7 +223,7 @@ def main() -> None:
         section = report(results, args.tasks, args.singles, load)
         print(section)
         if not args.no_write:
-            write_results(section)
+            replace_results(RESULTS, "Broker benchmark", section)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

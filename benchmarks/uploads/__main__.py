@@ -30,9 +30,11 @@ from pathlib import Path
 
 import requests
 
+from benchmarks import replace_results
 from hub.uploads.cli import MiB, TusClient
 
 ROOT = Path(__file__).resolve().parents[2]
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 BIN = Path(sys.executable).parent
 MB = 1_000_000
@@ -221,12 +223,6 @@ def report(size: int, chunk: int, cp: tuple[float, float], results: list[Result]
     return "\n".join(lines)
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Upload benchmark\n\n"
-    head = text.split("## Results", 1)[0].rstrip() + "\n\n"
-    RESULTS.write_text(head + section)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -252,7 +248,7 @@ def main() -> None:
         section = report(size, chunk, cp, results)
         print(section)
         if not args.no_write:
-            write_results(section)
+            replace_results(RESULTS, "Upload benchmark", section)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
