@@ -18,7 +18,7 @@ blueprint = Blueprint("accounts", __name__)
 
 @blueprint.route("/login", methods=["GET", "POST"])
 def login() -> Response | str | tuple[str, int, dict[str, str]]:
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (Flask routes it here): never a sign-in attempt
         return render_template("accounts/login.html", next=request.args.get("next", ""), error="")
     email = request.form.get("email", "")
     settings: Settings = current_app.extensions["hub.settings"]

@@ -161,3 +161,12 @@ def test_an_unknown_email_answers_about_as_slowly_as_a_wrong_password(app: Flask
     # Measured at 85dfe9d: unknown 6 ms vs wrong password 107 ms (0.06). A generous bound:
     # the shared machine's noise is far from a 3x difference, a skipped hash is not.
     assert unknown > known / 3, (unknown, known)
+
+
+def test_a_head_request_is_no_sign_in_attempt(app: Flask, limited: User, db: Session) -> None:
+    client: FlaskClient = app.test_client()
+    for _ in range(PER_ADDRESS + 1):
+        answer = client.head("/login", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+        assert answer.status_code == 200
+    assert db.scalars(select(models.LoginFailure)).all() == []
+    assert _attempt(app, "t@rural.cn", PASSWORD, address="203.0.113.9").status_code == 302
