@@ -81,7 +81,8 @@ def _grades(value: str | None) -> tuple[int, int] | None:
 
 
 @sync_cli.command("subscribe")
-@click.option("--course", "course_id", type=int, help="Upstream course id.")
+# hub.inputs.MAX_ID, the largest id the databases hold (not imported: it would load pydantic at start).
+@click.option("--course", "course_id", type=click.IntRange(1, 2**63 - 1), help="Upstream course id.")
 @click.option("--subject", help="Subject code, e.g. math (with --grades).")
 @click.option("--grades", help="Grade range A-B, e.g. 7-9 (default 1-9).")
 @click.option("--paired-with", "paired_with", help="Everything from this paired famous school (its name).")

@@ -49,3 +49,13 @@ def test_importing_something_that_is_not_a_bundle_is_refused(hub_env: dict[str, 
     result = CliRunner(env=env).invoke(main, ["bundle", "import", str(empty)])
     assert result.exit_code == 1
     assert "manifest.json" in result.stderr
+
+
+def test_an_id_no_database_can_hold_is_a_usage_error(hub_env: dict[str, str]) -> None:
+    # 2^63 passed click's int and reached SQLite, which raised OverflowError: a traceback.
+    runner = CliRunner(env=hub_env)
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(main, ["school", "create", "山村小学", "--kind", "rural"]).exit_code == 0
+    for course in (str(2**63), "0", "-1"):
+        result = runner.invoke(main, ["sync", "subscribe", "--course", course, "--school", "山村小学"])
+        assert result.exit_code == 2 and "--course" in result.output, result.output
