@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # `hub --help` and a cron'd `hub sync pull` start fast: each 
     from flask import Flask
     from sqlalchemy.orm import Session
 
+    from hub.accounts.models import School
+
 
 def command_app(*, web: bool = False, schema: bool = True) -> Flask:
     """The app for a command; with ``web`` its pages and API too (only the commands that serve or run workers).
@@ -161,9 +163,7 @@ def school_pair(famous: str, rural: str) -> None:
 
     app = command_app()
     with _session(app) as session:
-        pairing = services.pair_schools(
-            session, services.get_school_by_name(session, famous), services.get_school_by_name(session, rural)
-        )
+        pairing = services.pair_schools(session, *_schools(session, famous, rural))
         session.commit()
         click.echo(f"paired {famous.strip()} with {rural.strip()} (pairing {pairing.id})")
     click.echo(f'the rural school\'s server can now run: hub sync subscribe --paired-with "{famous.strip()}"', err=True)
@@ -178,11 +178,16 @@ def school_unpair(famous: str, rural: str) -> None:
 
     app = command_app()
     with _session(app) as session:
-        ended = services.unpair_schools(
-            session, services.get_school_by_name(session, famous), services.get_school_by_name(session, rural)
-        )
+        ended = services.unpair_schools(session, *_schools(session, famous, rural))
         session.commit()
     click.echo(f"unpaired {famous.strip()} and {rural.strip()}; {ended} subscription(s) ended")
+
+
+def _schools(session: Session, *names: str) -> list[School]:
+    """The schools named on the command line, in order (NotFound names the first unknown one)."""
+    from hub.accounts import services
+
+    return [services.get_school_by_name(session, name) for name in names]
 
 
 @school.command("list")
