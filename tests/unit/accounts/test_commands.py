@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner, Result
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub.accounts import services
@@ -125,3 +128,25 @@ def test_a_token_use_shows_in_the_list(app: Flask, hub: CliRunner) -> None:
     assert app.test_client().get("/api/v1/courses", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     [row] = _run(hub, "token", "list", EMAIL).stdout.strip().splitlines()[1:]
     assert row.count("never") == 0  # last used: a date
+
+
+def test_the_readmes_revoking_commands_as_written(hub_env: dict[str, str], make: Accounts, db: Session) -> None:
+    """README's Security block, line by line; only the token prefix is the one this hub printed."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    security = readme.split("\n## Security\n", 1)[1].split("\n## ", 1)[0]
+    block = security.split("```sh\n", 1)[1].split("```", 1)[0]
+    school = make.school("通渭县第一小学", "rural")
+    make.user("teacher@example.cn", school, "teacher", password="the first password")
+    make.user("server@shancun.example", school, "teacher")
+    runner = CliRunner(env=hub_env)
+    prefix = _token(_run(runner, "token", "create", "teacher@example.cn"))[:8]
+    results = []
+    for line in block.splitlines():
+        argv = shlex.split(line.replace("3f9a1c0e", prefix), comments=True)
+        assert argv[0] == ".venv/bin/hub", line
+        results.append(runner.invoke(main, argv[1:], input="a new password 1\na new password 1\n"))
+        assert results[-1].exit_code == 0, (line, results[-1].output)
+    assert prefix in results[0].stdout and "revoked" in results[1].output
+    assert services.authenticate_password(db, "teacher@example.cn", "a new password 1").email == "teacher@example.cn"
+    db.expire_all()
+    assert db.scalars(select(ApiToken).where(ApiToken.kind == "sync")).one().revoked_at is None
