@@ -89,6 +89,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.search import api as search_api
     from hub.search import views as search_views
     from hub.sync import api as sync_api
+    from hub.subtitles import api as subtitles_api
     from hub.sync import views as sync_views
     from hub.web import csrf
 
@@ -108,6 +109,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
         media_api.blueprint,
         search_api.blueprint,
         sync_api.blueprint,
+        subtitles_api.blueprint,
     ):
         app.register_blueprint(blueprint)
         # The API checks CSRF itself, only for cookie sessions (hub.accounts.auth):

@@ -54,6 +54,7 @@ class Operation:
     response: type[BaseModel] | None
     status: int
     auth: bool
+    form: type[BaseModel] | None = None  # a multipart/form-data body, documented (the view reads it)
 
 
 OPERATIONS: list[Operation] = []
@@ -93,11 +94,18 @@ def operation(
     response: type[BaseModel] | None = None,
     status: int = 200,
     auth: bool = False,
+    form: type[BaseModel] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare an endpoint: parse ``body``/``query``, call the view, serialise ``response``."""
+    """Declare an endpoint: parse ``body``/``query``, call the view, serialise ``response``.
+
+    ``form`` only documents a multipart/form-data body (files are streams, not JSON):
+    the view reads ``request.files`` and ``request.form`` itself.
+    """
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-        OPERATIONS.append(Operation(PREFIX + rule, method, summary, bp.name, body, query, response, status, auth))
+        OPERATIONS.append(
+            Operation(PREFIX + rule, method, summary, bp.name, body, query, response, status, auth, form)
+        )
 
         @functools.wraps(fn)
         def view(**path: Any) -> Any:
@@ -127,7 +135,7 @@ _ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}  # hub.inputs.
 def openapi_document() -> dict[str, Any]:
     models: set[type[BaseModel]] = {ErrorBody}
     for op in OPERATIONS:
-        models.update(m for m in (op.body, op.response) if m is not None)
+        models.update(m for m in (op.body, op.response, op.form) if m is not None)
     _, defs = models_json_schema(
         [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
@@ -178,6 +186,13 @@ def openapi_document() -> dict[str, Any]:
             entry["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}},
+            }
+        if op.form is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {"schema": {"$ref": f"#/components/schemas/{op.form.__name__}"}}
+                },
             }
         if op.auth:
             entry["security"] = [{"bearer": []}]

@@ -4,6 +4,7 @@ from hub.accounts.models import ApiToken, Pairing, School, User
 from hub.catalog.models import Course, Lesson, Material
 from hub.jobs import Outbox
 from hub.media.models import Blob, Rendition
+from hub.subtitles.models import Subtitle
 from hub.sync.models import (
     Change,
     CountReport,
@@ -31,6 +32,7 @@ __all__ = [
     "Rendition",
     "ReportedCount",
     "School",
+    "Subtitle",
     "Subscription",
     "SyncRun",
     "User",

@@ -130,9 +130,13 @@ class Material(Timestamped, Base):
     renditions: Mapped[list[Rendition]] = relationship(
         back_populates="material", order_by="Rendition.id", cascade="all, delete-orphan"
     )
+    subtitles: Mapped[list[Subtitle]] = relationship(
+        back_populates="material", order_by="Subtitle.language", cascade="all, delete-orphan"
+    )
 
 
 from hub.media.models import Blob, Rendition  # noqa: E402  (mutual relationship)
+from hub.subtitles.models import Subtitle  # noqa: E402  (mutual relationship)
 
 # Columns whose writes do not change what a lesson is: a running transcode writes its
 # progress and renews its lease every few seconds, and that must not re-send the lesson.
@@ -150,7 +154,7 @@ def _content_changed(obj: object) -> bool:
 
 @event.listens_for(Session, "after_flush")
 def _stamp_changed_lessons(session: Session, _context: object) -> None:
-    """Stamp `Lesson.changed_at` of every lesson whose row, materials or renditions this flush changed.
+    """Stamp `Lesson.changed_at` of every lesson whose row, materials, renditions or subtitles this flush changed.
 
     One place for every writer (catalog services, the media pipeline, admin
     tools), so the sync manifest can trust the stamp. In after_flush the new,
@@ -162,13 +166,13 @@ def _stamp_changed_lessons(session: Session, _context: object) -> None:
     lessons: set[int] = set()
     materials: set[int] = set()
     for obj in (*session.dirty, *session.deleted, *session.new):
-        if not isinstance(obj, Lesson | Material | Rendition) or (obj in session.dirty and not _content_changed(obj)):
+        if not isinstance(obj, Lesson | Material | Rendition | Subtitle) or (obj in session.dirty and not _content_changed(obj)):
             continue
         if isinstance(obj, Lesson) and obj in session.dirty:
             lessons.add(obj.id)  # a new lesson has its stamp already; a deleted one needs none
         elif isinstance(obj, Material) and obj.lesson_id is not None:
             lessons.add(obj.lesson_id)
-        elif isinstance(obj, Rendition) and obj.material_id is not None:
+        elif isinstance(obj, Rendition | Subtitle) and obj.material_id is not None:
             materials.add(obj.material_id)
     if not lessons and not materials:
         return

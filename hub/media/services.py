@@ -70,7 +70,7 @@ def store_original(session: Session, storage: Storage, fileobj: IO[bytes], filen
 
 
 def get_readable_blob(session: Session, actor: User | None, sha256: str) -> Blob:
-    """A blob is readable when some material or rendition using it is in a visible course."""
+    """A blob is readable when some material, rendition or subtitle using it is in a visible course."""
     if not is_sha256(sha256):
         raise NotFound(N_("There is no such file."))
     blob = session.get(Blob, sha256)
@@ -91,6 +91,8 @@ def blob_is_public(session: Session, sha256: str) -> bool:
 def _used_in_visible_course(session: Session, actor: User | None, sha256: str) -> bool:
     from hub.catalog.services import visible_clause
 
+    from hub.subtitles.services import readable_subtitle_blobs
+
     used = session.scalar(
         select(Material.id)
         .join(Lesson)
@@ -102,4 +104,5 @@ def _used_in_visible_course(session: Session, actor: User | None, sha256: str) -
         )
         .limit(1)
     )
-    return used is not None
+    # A subtitle's .vtt is a blob too: school servers fetch it like a rendition.
+    return used is not None or bool(readable_subtitle_blobs(session, actor, [sha256]))

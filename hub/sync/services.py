@@ -248,7 +248,10 @@ def readable_blobs(session: Session, actor: User | None, shas: Sequence[str]) ->
         .join(Course, Course.id == Lesson.course_id)
         .where(Material.original_sha256.in_(wanted), visible_clause(actor))
     )
+    from hub.subtitles.services import readable_subtitle_blobs
+
     visible = {sha for sha in session.scalars(via_renditions) if sha} | set(session.scalars(via_originals))
+    visible |= readable_subtitle_blobs(session, actor, wanted)
     rows = {b.sha256: b for b in session.scalars(select(Blob).where(Blob.sha256.in_(visible)))} if visible else {}
     missing = next((sha for sha in wanted if sha not in rows), None)
     if missing is not None:

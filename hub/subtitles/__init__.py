@@ -1,0 +1,6 @@
+"""Subtitles of video and audio materials: WebVTT tracks uploaders attach (or SRT, converted).
+
+`webvtt.py` reads, converts and checks the files (pure functions), `models.py` the
+`subtitle` table, `services.py` the use cases shared by the API, the pages, sync and
+search, `api.py` the JSON endpoints and the same-origin `.vtt` the players load.
+"""
