@@ -88,8 +88,9 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.media import views as media_views
     from hub.search import api as search_api
     from hub.search import views as search_views
-    from hub.sync import api as sync_api
     from hub.subtitles import api as subtitles_api
+    from hub.subtitles import views as subtitles_views
+    from hub.sync import api as sync_api
     from hub.sync import views as sync_views
     from hub.web import csrf
 
@@ -120,3 +121,4 @@ def _init_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(account_views.blueprint)
     app.register_blueprint(media_views.blueprint)
     app.register_blueprint(sync_views.blueprint)
+    app.register_blueprint(subtitles_views.blueprint)

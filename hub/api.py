@@ -103,9 +103,7 @@ def operation(
     """
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-        OPERATIONS.append(
-            Operation(PREFIX + rule, method, summary, bp.name, body, query, response, status, auth, form)
-        )
+        OPERATIONS.append(Operation(PREFIX + rule, method, summary, bp.name, body, query, response, status, auth, form))
 
         @functools.wraps(fn)
         def view(**path: Any) -> Any:
@@ -190,9 +188,7 @@ def openapi_document() -> dict[str, Any]:
         if op.form is not None:
             entry["requestBody"] = {
                 "required": True,
-                "content": {
-                    "multipart/form-data": {"schema": {"$ref": f"#/components/schemas/{op.form.__name__}"}}
-                },
+                "content": {"multipart/form-data": {"schema": {"$ref": f"#/components/schemas/{op.form.__name__}"}}},
             }
         if op.auth:
             entry["security"] = [{"bearer": []}]

@@ -32,8 +32,8 @@ __all__ = [
     "Rendition",
     "ReportedCount",
     "School",
-    "Subtitle",
     "Subscription",
+    "Subtitle",
     "SyncRun",
     "User",
 ]

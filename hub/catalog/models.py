@@ -166,7 +166,9 @@ def _stamp_changed_lessons(session: Session, _context: object) -> None:
     lessons: set[int] = set()
     materials: set[int] = set()
     for obj in (*session.dirty, *session.deleted, *session.new):
-        if not isinstance(obj, Lesson | Material | Rendition | Subtitle) or (obj in session.dirty and not _content_changed(obj)):
+        if not isinstance(obj, Lesson | Material | Rendition | Subtitle) or (
+            obj in session.dirty and not _content_changed(obj)
+        ):
             continue
         if isinstance(obj, Lesson) and obj in session.dirty:
             lessons.add(obj.id)  # a new lesson has its stamp already; a deleted one needs none

@@ -90,7 +90,6 @@ def blob_is_public(session: Session, sha256: str) -> bool:
 
 def _used_in_visible_course(session: Session, actor: User | None, sha256: str) -> bool:
     from hub.catalog.services import visible_clause
-
     from hub.subtitles.services import readable_subtitle_blobs
 
     used = session.scalar(

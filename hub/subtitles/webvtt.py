@@ -158,7 +158,9 @@ def normalise(data: bytes, *, duration: float | None = None) -> Subtitles:
         )
     cues = _cues(lines, is_vtt)
     if not cues:
-        raise Invalid(N_("The subtitle file has no cues (no line like 00:00:01,000 --> 00:00:04,000)."), {"file": N_("No cues")})
+        raise Invalid(
+            N_("The subtitle file has no cues (no line like 00:00:01,000 --> 00:00:04,000)."), {"file": N_("No cues")}
+        )
     if duration is not None:
         last_line, last = max(cues, key=lambda pair: pair[1].end)
         if last.end > duration + DURATION_TOLERANCE:

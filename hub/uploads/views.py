@@ -25,6 +25,8 @@ from hub.i18n import N_
 from hub.inputs import parse_int
 from hub.media.api import material_out
 from hub.media.storage import Storage
+from hub.subtitles import services as subtitles
+from hub.subtitles.api import read_upload
 from hub.uploads import get_uploads, services
 from hub.vocab import LICENSES, VOLUMES
 
@@ -211,3 +213,47 @@ def add_material(lesson_id: int) -> Any:
     if wants_json:
         return jsonify(material_out(material).model_dump(mode="json")), 201
     return redirect(url_for("uploads.lesson_page", lesson_id=lesson_id), code=303)
+
+
+@blueprint.post("/materials/<int:material_id>/subtitles")
+def attach_subtitle(material_id: int) -> Any:
+    """A subtitle file from the lesson page's plain form (no JavaScript needed)."""
+    user = _uploader()
+    if isinstance(user, Response):
+        return user
+    session = request_session()
+    lesson_id = catalog.get_material(session, user, material_id).lesson_id
+    try:
+        file = request.files.get("file")
+        if file is None or not file.filename:
+            raise Invalid(N_("Choose a subtitle file to upload."), {"file": N_("This field is required")})
+        subtitles.attach_subtitle(
+            session,
+            _storage(),
+            user,
+            material_id,
+            read_upload(file.stream),
+            language=request.form.get("language", ""),
+            label=request.form.get("label", ""),
+        )
+    except HubError as exc:
+        session.rollback()
+        return _lesson(user, lesson_id, exc)
+    session.commit()
+    return redirect(url_for("uploads.lesson_page", lesson_id=lesson_id) + f"#material-{material_id}", code=303)
+
+
+@blueprint.post("/materials/<int:material_id>/subtitles/<language>/delete")
+def delete_subtitle(material_id: int, language: str) -> Any:
+    user = _uploader()
+    if isinstance(user, Response):
+        return user
+    session = request_session()
+    lesson_id = catalog.get_material(session, user, material_id).lesson_id
+    try:
+        subtitles.delete_subtitle(session, user, material_id, language)
+    except HubError as exc:
+        session.rollback()
+        return _lesson(user, lesson_id, exc)
+    session.commit()
+    return redirect(url_for("uploads.lesson_page", lesson_id=lesson_id) + f"#material-{material_id}", code=303)

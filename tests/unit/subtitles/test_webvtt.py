@@ -138,6 +138,8 @@ def test_oversize_files_and_too_many_cues_are_413() -> None:
     with pytest.raises(TooLarge) as refused:
         normalise(b"x" * (MAX_BYTES + 1))
     assert refused.value.status == 413
-    many = "".join(f"{i}\n00:00:{i // 1000 % 60:02d},{i % 1000:03d} --> 00:00:59,999\nx\n\n" for i in range(MAX_CUES + 1))
+    many = "".join(
+        f"{i}\n00:00:{i // 1000 % 60:02d},{i % 1000:03d} --> 00:00:59,999\nx\n\n" for i in range(MAX_CUES + 1)
+    )
     with pytest.raises(TooLarge):
         normalise(many.encode())
