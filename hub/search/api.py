@@ -15,6 +15,7 @@ from hub.db import request_session
 from hub.inputs import Id
 from hub.search import SearchEngine, services
 from hub.search.query import FILTERS, MAX_PAGE, SearchParams
+from hub.subtitles.views import lesson_url
 from hub.vocab import CategoryCode, LanguageCode, LicenseId, SubjectCode
 
 blueprint = Blueprint("search_api", __name__, url_prefix=hub.api.PREFIX)
@@ -76,6 +77,10 @@ class SearchHitOut(BaseModel):
     title_html: str = Field(description="HTML: the title, escaped, with <mark> around matches")
     course: CourseRef
     unit: str | None = None
+    time: int | None = Field(
+        default=None, description="Lessons found by their subtitles: the second the words are spoken at"
+    )
+    url: str | None = Field(default=None, description="The lesson page, starting the player at `time` when given")
     position: int | None = None
     score: float
 
@@ -146,6 +151,8 @@ def search(query: SearchQuery) -> SearchOut:
                 unit=hit.lesson.unit if hit.lesson is not None else None,
                 position=hit.lesson.position if hit.lesson is not None else None,
                 score=round(hit.score, 4),
+                time=hit.time,
+                url=lesson_url(hit.id, hit.time, hit.material) if hit.type == "lesson" else None,
             )
             for hit in page.hits
         ],

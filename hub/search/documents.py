@@ -22,6 +22,8 @@ from hub.accounts.models import School
 from hub.catalog.models import Course, Lesson, Material
 from hub.search import analysis
 from hub.search.schema import SCHEMA_VERSION
+from hub.subtitles.models import Subtitle
+from hub.subtitles.webvtt import parse_transcript
 from hub.vocab import CATEGORIES, GRADE_NAMES, SUBJECTS
 
 Document = dict[str, Any]
@@ -35,6 +37,7 @@ class LessonSource:
     summary: str
     unit: str
     materials: list[tuple[str, str]] = field(default_factory=list)  # (kind, title)
+    transcripts: list[str] = field(default_factory=list)  # of its subtitles (hub.subtitles.webvtt)
 
 
 @dataclass
@@ -127,6 +130,14 @@ def load_courses(session: Session, course_ids: Sequence[int] | None = None, batc
                 .order_by(Material.id)
             ):
                 lessons[lesson_id].materials.append((kind, title))
+            for lesson_id, transcript in session.execute(
+                select(Material.lesson_id, Subtitle.transcript)
+                .join(Material, Material.id == Subtitle.material_id)
+                .join(Lesson, Lesson.id == Material.lesson_id)
+                .where(Lesson.course_id.in_(list(courses)))
+                .order_by(Material.id, Subtitle.language)
+            ):
+                lessons[lesson_id].transcripts.append(transcript)
         yield from courses.values()
         last_id = max(courses)
         if len(courses) < batch:
@@ -142,6 +153,22 @@ def _context(course: CourseSource) -> list[str]:
         parts.append(GRADE_NAMES[grade])
         parts.append(f"grade {grade}")
     return parts
+
+
+def _transcript_terms(transcripts: list[str]) -> str:
+    """The distinct terms of a lesson's subtitles, space-separated, in order of first use.
+
+    Each term once: a transcript makes a lesson findable by any word spoken in it, but
+    an hour of speech counted term by term would swamp the lesson's own words in
+    BM25 (and its length would sink it below lessons without subtitles).
+    """
+    if not transcripts:
+        return ""
+    terms: dict[str, None] = {}
+    for transcript in transcripts:
+        for _, cue in parse_transcript(transcript):  # cue by cue: analyze() reads a bounded prefix of a text
+            terms.update(dict.fromkeys(analysis.analyze(cue)))
+    return " ".join(terms)
 
 
 def _digest(*parts: Any) -> str:
@@ -170,13 +197,18 @@ def course_documents(course: CourseSource) -> list[Document]:
         material_titles = [title for _, title in lesson.materials]
         outline.extend([lesson.title, lesson.unit, *material_titles])
         body = " ".join([lesson.summary, lesson.unit, *material_titles, course.title, *context])
+        body_terms = analysis.analyze(body)
+        spoken = _transcript_terms(lesson.transcripts)
+        if spoken:
+            body = f"{body} {spoken}"  # the digest sees them
+            body_terms.extend(spoken.split(" "))
         documents.append(
             {
                 "key": lesson_key(lesson.id),
                 "course": course_id,
                 "type": "lesson",
                 "title": analysis.analyze(lesson.title, unigrams=True),
-                "body": analysis.analyze(body),
+                "body": body_terms,
                 "pinyin": analysis.pinyin_terms(lesson.title),
                 "spell": sorted(
                     analysis.spell_words(f"{lesson.title} {lesson.unit}")

@@ -30,6 +30,8 @@ from hub.search import SearchEngine
 from hub.search.documents import Document, course_documents, digests, load_courses
 from hub.search.index import IndexBusy, IndexState, IndexUnavailable
 from hub.search.query import RawHit, RawResults, SearchParams, highlight
+from hub.subtitles.models import Subtitle
+from hub.subtitles.webvtt import parse_transcript
 
 __all__ = [
     "CheckReport",
@@ -167,6 +169,10 @@ class SearchHit:
     course: Course
     lesson: Lesson | None
     score: float
+    # Where in a recording the words were spoken, when only a transcript has them: the
+    # hit links there (hub.subtitles.views), whole seconds.
+    time: int | None = None
+    material: int | None = None
 
 
 @dataclass
@@ -248,6 +254,15 @@ def _hydrate(session: Session, actor: User | None, raw: RawResults) -> list[Sear
         if lesson_ids
         else {}
     )
+    transcripts: dict[int, list[tuple[int, str]]] = {}
+    if lessons and raw.units:
+        for lesson_id, material_id, transcript in session.execute(
+            select(Material.lesson_id, Material.id, Subtitle.transcript)
+            .join(Subtitle, Subtitle.material_id == Material.id)
+            .where(Material.lesson_id.in_(list(lessons)))
+            .order_by(Material.id, Subtitle.language)
+        ):
+            transcripts.setdefault(lesson_id, []).append((material_id, transcript))
     hits: list[SearchHit] = []
     for hit in raw.hits:
         course = courses.get(hit.course)
@@ -256,24 +271,47 @@ def _hydrate(session: Session, actor: User | None, raw: RawResults) -> list[Sear
         lesson = lessons.get(hit.id) if hit.type == "lesson" else None
         if hit.type == "lesson" and (lesson is None or lesson.course_id != course.id):
             continue
-        hits.append(_hit(hit, course, lesson, raw))
+        spoken = transcripts.get(lesson.id, []) if lesson is not None else []
+        hits.append(_hit(hit, course, lesson, raw, spoken))
     return hits
 
 
-def _hit(hit: RawHit, course: Course, lesson: Lesson | None, raw: RawResults) -> SearchHit:
+_MARK = "<mark>"
+
+
+def _hit(
+    hit: RawHit, course: Course, lesson: Lesson | None, raw: RawResults, spoken: list[tuple[int, str]]
+) -> SearchHit:
     title = lesson.title if lesson is not None else course.title
     summary = lesson.summary if lesson is not None else course.summary
     if lesson is not None and not summary:
         summary = " · ".join(m.title for m in lesson.materials) or lesson.unit
+    snippet = highlight(summary, raw.units)
+    title_html = highlight(title, raw.units, max_chars=200)
+    time = material = None
+    if _MARK not in snippet and _MARK not in title_html:
+        # The words are not in what the lesson says of itself: show the first cue that speaks
+        # them, and link to when it is spoken.
+        for material_id, transcript in spoken:
+            cue = next(
+                ((start, text) for start, text in parse_transcript(transcript) if _MARK in highlight(text, raw.units)),
+                None,
+            )
+            if cue is not None:
+                snippet = highlight(cue[1], raw.units)
+                time, material = int(cue[0]), material_id
+                break
     return SearchHit(
         type=hit.type,
         id=hit.id,
         title=title,
-        snippet=highlight(summary, raw.units),
-        title_html=highlight(title, raw.units, max_chars=200),
+        snippet=snippet,
+        title_html=title_html,
         course=course,
         lesson=lesson,
         score=hit.score,
+        time=time,
+        material=material,
     )
 
 

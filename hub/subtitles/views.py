@@ -7,7 +7,7 @@ URLs, so the browser starts there without any JavaScript.
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, request, url_for
 
 from hub.inputs import parse_int
 
@@ -25,6 +25,13 @@ def start_seconds(material_id: int) -> int | None:
     return seconds
 
 
+def lesson_url(lesson_id: int, time: int | None = None, material: int | None = None) -> str:
+    """The lesson page; with `time`, one that starts `material`'s player there."""
+    if time is None or material is None:
+        return url_for("catalog.lesson_page", lesson_id=lesson_id)
+    return url_for("catalog.lesson_page", lesson_id=lesson_id, t=time, m=material) + f"#material-{material}"
+
+
 @blueprint.app_context_processor
 def _media_start() -> dict[str, object]:
     def media_start(material_id: int) -> str:
@@ -32,4 +39,4 @@ def _media_start() -> dict[str, object]:
         seconds = start_seconds(material_id)
         return f"#t={seconds}" if seconds else ""
 
-    return {"media_start": media_start}
+    return {"media_start": media_start, "lesson_url": lesson_url}
