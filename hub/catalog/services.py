@@ -233,7 +233,10 @@ def list_lessons(session: Session, actor: User | None, course_id: int) -> list[L
             select(Lesson)
             .where(Lesson.course_id == course.id)
             .order_by(Lesson.position, Lesson.id)
-            .options(selectinload(Lesson.materials).selectinload(Material.renditions))
+            .options(
+                selectinload(Lesson.materials).selectinload(Material.renditions),
+                selectinload(Lesson.materials).selectinload(Material.subtitles),
+            )
         )
     )
 
@@ -243,7 +246,10 @@ def get_lesson(session: Session, actor: User | None, lesson_id: int) -> Lesson:
         select(Lesson)
         .join(Course)
         .where(Lesson.id == lesson_id, visible_clause(actor))
-        .options(selectinload(Lesson.materials).selectinload(Material.renditions))
+        .options(
+            selectinload(Lesson.materials).selectinload(Material.renditions),
+            selectinload(Lesson.materials).selectinload(Material.subtitles),
+        )
     )
     if lesson is None:
         raise NotFound(N_("There is no lesson %(id)s."), id=lesson_id)

@@ -154,7 +154,44 @@ _PAGE_STYLE = (
 )
 
 
-def _index_html(course: Course, lessons: list[tuple[Lesson, list[CourseFile]]], skipped: list[dict[str, Any]]) -> bytes:
+@dataclass(frozen=True)
+class TrackFile:
+    """A subtitle track beside its video or audio in the ZIP: same name, then `.<language>.vtt`."""
+
+    path: str
+    sha256: str
+    bytes: int
+    language: str
+    label: str
+
+
+def _tracks(file: CourseFile) -> list[TrackFile]:
+    material = file.chosen.material
+    if material.kind not in ("video", "audio"):
+        return []
+    # "01-video-240p.mp4" → "01-video-240p.zh.vtt": players (VLC, mpv) pick up a subtitle
+    # file named like the video on their own.
+    stem = str(PurePosixPath(file.path).with_suffix(""))
+    return [
+        TrackFile(f"{stem}.{s.language}.vtt", s.blob_sha256, s.blob.size, s.language, s.label)
+        for s in material.subtitles
+    ]
+
+
+def _track_tags(tracks: list[TrackFile]) -> str:
+    return "".join(
+        f'<track kind="subtitles" srclang="{t.language}" label="{escape(t.label, quote=True)}"'
+        f' src="{escape(t.path, quote=True)}"{" default" if i == 0 else ""}>'
+        for i, t in enumerate(tracks)
+    )
+
+
+def _index_html(
+    course: Course,
+    lessons: list[tuple[Lesson, list[CourseFile]]],
+    skipped: list[dict[str, Any]],
+    tracks: dict[str, list[TrackFile]] | None = None,
+) -> bytes:
     e = escape
     out = [
         '<!doctype html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n'
@@ -177,10 +214,11 @@ def _index_html(course: Course, lessons: list[tuple[Lesson, list[CourseFile]]], 
             size = f"{f.bytes / 1048576:.1f} MB"
             kind = f.chosen.material.kind
             out.append(f"<h3>{title}</h3>\n")
+            subtitles = _track_tags((tracks or {}).get(f.path, []))
             if kind == "video":
-                out.append(f'<video controls preload="metadata" src="{href}"></video>\n')
+                out.append(f'<video controls preload="metadata" src="{href}">{subtitles}</video>\n')
             elif kind == "audio":
-                out.append(f'<audio controls preload="metadata" src="{href}"></audio>\n')
+                out.append(f'<audio controls preload="metadata" src="{href}">{subtitles}</audio>\n')
             elif kind == "image":
                 out.append(f'<img src="{href}" alt="{title}">\n')
             out.append(f'<p class="meta"><a href="{href}">{e(PurePosixPath(f.path).name)}</a> · {size}</p>\n')
@@ -216,6 +254,7 @@ def plan_course_download(
     listed: list[dict[str, Any]] = []
     entries: list[ZipEntry] = []
     files: list[CourseFile] = []
+    tracks: dict[str, list[TrackFile]] = {}  # by the path of the video or audio they belong to
     for lesson_no, lesson in enumerate(lessons, start=1):
         lesson_files: list[CourseFile] = []
         materials = sorted(lesson.materials, key=lambda m: m.id)
@@ -242,9 +281,23 @@ def plan_course_download(
                     "profile": chosen.profile,
                 }
             )
+            if found := _tracks(file):
+                tracks[path] = found
+                listed.extend(
+                    {
+                        "path": t.path,
+                        "sha256": t.sha256,
+                        "bytes": t.bytes,
+                        "media_type": "text/vtt",
+                        "lesson": {"id": lesson.id, "position": lesson.position, "title": lesson.title},
+                        "material": {"id": material.id, "kind": material.kind, "title": material.title},
+                        "subtitles": {"language": t.language, "label": t.label, "for": path},
+                    }
+                    for t in found
+                )
         chosen_by_lesson.append((lesson, lesson_files))
 
-    index_html = _index_html(course, chosen_by_lesson, skipped)
+    index_html = _index_html(course, chosen_by_lesson, skipped, tracks)
     index_sha = hashlib.sha256(index_html).hexdigest()
     listed.insert(0, {"path": "index.html", "sha256": index_sha, "bytes": len(index_html), "media_type": "text/html"})
     manifest = _manifest(course, quality, listed, skipped)
@@ -256,6 +309,8 @@ def plan_course_download(
     ]
     for file in files:
         entries.append(ZipEntry(file.path, file.bytes, key=file.sha256, reader=_reader(storage, file.sha256)))
+        for t in tracks.get(file.path, []):
+            entries.append(ZipEntry(t.path, t.bytes, key=t.sha256, reader=_reader(storage, t.sha256)))
     modified = course.updated_at or course.created_at or utcnow()
     layout = ZipLayout(entries, modified if isinstance(modified, datetime) else utcnow())
     # The manifest names every byte of the archive (hashes, paths, sizes, the course's
