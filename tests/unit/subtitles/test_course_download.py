@@ -46,7 +46,8 @@ def test_the_zip_has_the_vtt_beside_the_video(app: Flask, client: FlaskClient, d
         track = video.rsplit(".", 1)[0] + ".zh.vtt"
         assert archive.read(track) == vtt
         entry = next(f for f in manifest["files"] if f["path"] == track)
-        assert entry["media_type"] == "text/vtt" and entry["subtitles"] == {"language": "zh", "label": "中文", "for": video}
+        assert entry["media_type"] == "text/vtt"
+        assert entry["subtitles"] == {"language": "zh", "label": "中文", "for": video}
         sums = archive.read("SHA256SUMS").decode()
         assert f"{entry['sha256']}  {track}" in sums
         page = archive.read("index.html").decode()
