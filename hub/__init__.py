@@ -91,6 +91,8 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.subtitles import api as subtitles_api
     from hub.subtitles import views as subtitles_views
     from hub.sync import api as sync_api
+    from hub.sync import banner as sync_banner
+    from hub.sync import servers_api, servers_views
     from hub.sync import views as sync_views
     from hub.web import csrf
 
@@ -102,6 +104,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
     i18n.init_app(app, settings)
     web.init_app(app)
     security.init_app(app, settings)
+    sync_banner.init_app(app, settings)
 
     for blueprint in (
         api.blueprint,
@@ -111,6 +114,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
         search_api.blueprint,
         sync_api.blueprint,
         subtitles_api.blueprint,
+        servers_api.blueprint,
     ):
         app.register_blueprint(blueprint)
         # The API checks CSRF itself, only for cookie sessions (hub.accounts.auth):
@@ -122,3 +126,4 @@ def _init_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(media_views.blueprint)
     app.register_blueprint(sync_views.blueprint)
     app.register_blueprint(subtitles_views.blueprint)
+    app.register_blueprint(servers_views.blueprint)

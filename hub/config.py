@@ -7,6 +7,12 @@ setting, instead of failing later on the first request that needs it.
 
 Every embedded default lives under ``HUB_DATA_DIR`` so that one variable moves
 a whole instance: two hubs on one machine differ only in it and their port.
+
+Where a value comes from, first found wins: the overrides ``create_app`` is given
+(tests), the environment, the instance's own settings file
+``HUB_DATA_DIR/hub.conf`` (``HUB_X=value`` lines, written by ``hub sync init`` so
+that a school server's cron lines and service units need no variables but
+``HUB_DATA_DIR``), then the embedded default. An empty value counts as unset.
 """
 
 from __future__ import annotations
@@ -107,6 +113,18 @@ def _timezone(value: str) -> str:
     except LookupError:
         raise ValueError("must be a time zone name such as Asia/Shanghai or UTC") from None
     return value
+
+
+def _mdns_name(value: str) -> str:
+    name = value.strip().lower().removesuffix(".local")
+    if name and not (
+        len(name) <= 63
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in name)
+        and not name.startswith("-")
+        and not name.endswith("-")
+    ):
+        raise ValueError("must be a host name of at most 63 letters, digits and hyphens (no dots), e.g. shancun")
+    return name
 
 
 def setting(doc: str, parse: Callable[[str], Any] = str, default: str | None = None) -> Any:
@@ -318,11 +336,31 @@ class Settings:
         _positive_int,
         "366",
     )
+    silent_days: int = setting(
+        "Days without contact after which the upstream's list of school servers marks one as silent.",
+        _positive_int,
+        "7",
+    )
+    mdns: str = setting(
+        "Announce `hub serve` on the LAN with mDNS/DNS-SD (http://NAME.local/): auto (on in mirror mode, off "
+        "on an upstream), on or off.",
+        _choice("auto", "on", "off"),
+        "auto",
+    )
+    mdns_name: str = setting(
+        "Host name announced on the LAN, without .local (letters, digits, hyphens); empty: from the school's "
+        "name (`hub sync init` writes it).",
+        _mdns_name,
+        "",
+    )
     log_level: str = setting("Log level.", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None) -> Settings:
-        """Read settings from the environment, with ``overrides`` (``HUB_*`` keys) on top."""
+        """Read settings from the environment, with ``overrides`` (``HUB_*`` keys) on top.
+
+        Below the environment: ``HUB_DATA_DIR/hub.conf`` (see the module docstring).
+        """
         source: dict[str, Any] = {k: v for k, v in os.environ.items() if k.startswith("HUB_")}
         source.update(overrides or {})
         known = {f"HUB_{f.name.upper()}" for f in fields(cls)}
@@ -331,9 +369,12 @@ class Settings:
             raise ConfigError(f"unknown setting {unknown[0]}")
         values: dict[str, Any] = {}
         data_dir = None
+        stored: dict[str, str] = {}
         for f in fields(cls):  # data_dir is first, so later defaults can name it
             name = f"HUB_{f.name.upper()}"
             raw = source.get(name)
+            if (raw is None or raw == "") and name in stored:
+                raw = stored[name]
             if raw is None or raw == "":
                 default = f.metadata["default"]
                 if default is None:
@@ -348,6 +389,7 @@ class Settings:
                 raise ConfigError(f"{name}={raw!r}: {exc}") from None
             if f.name == "data_dir":
                 data_dir = values[f.name]
+                stored = read_settings_file(data_dir, known)
         if values["storage"] == "s3" and not values["s3_bucket"]:
             raise ConfigError("HUB_S3_BUCKET must be set when HUB_STORAGE=s3")
         if values["upstream_url"] and not values["upstream_public_key"]:
@@ -362,6 +404,72 @@ class Settings:
         return [
             (f"HUB_{f.name.upper()}", _shown_default(f.metadata["default"]), f.metadata["doc"]) for f in fields(cls)
         ]
+
+
+SETTINGS_FILE = "hub.conf"
+"""The instance's own settings, in HUB_DATA_DIR: below the environment, above the defaults."""
+
+
+def settings_file(data_dir: Path) -> Path:
+    return data_dir / SETTINGS_FILE
+
+
+def read_settings_file(data_dir: Path, known: set[str] | None = None) -> dict[str, str]:
+    """The ``HUB_X=value`` lines of ``HUB_DATA_DIR/hub.conf`` ({} when there is none).
+
+    Blank lines and ``#`` comments are skipped; an unknown name, or HUB_DATA_DIR
+    itself (the file lives in it), stops start-up naming the file and the line.
+    """
+    path = settings_file(data_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    known = known if known is not None else {f"HUB_{f.name.upper()}" for f in fields(Settings)}
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or name not in known or name == "HUB_DATA_DIR":
+            raise ConfigError(f"{path}, line {number}: not a HUB_X=value line of a known setting: {line[:60]!r}")
+        found[name] = value.strip()
+    return found
+
+
+def write_settings_file(data_dir: Path, values: Mapping[str, str], header: str = "") -> Path:
+    """Set ``values`` in ``HUB_DATA_DIR/hub.conf``, keeping its other lines; atomic, readable by the owner only.
+
+    0600 because it may hold a sync token. Written whole to a temporary file and
+    renamed: a crash leaves the old file or the new one, never half of either.
+    """
+    for name, value in values.items():
+        if "\n" in value or "\r" in value:
+            raise ConfigError(f"{name}: a setting's value is one line")
+    path = settings_file(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else [header] if header else []
+    todo = dict(values)
+    kept: list[str] = []
+    for line in lines:
+        name = line.partition("=")[0].strip()
+        if name in todo:
+            kept.append(f"{name}={todo.pop(name)}")
+        else:
+            kept.append(line)
+    kept.extend(f"{name}={value}" for name, value in todo.items())
+    tmp = path.with_name(f"{SETTINGS_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join(kept) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    return path
 
 
 def _shown_default(default: str | None) -> str:

@@ -12,6 +12,7 @@ from hub.sync.models import (
     MirrorCourse,
     MirrorState,
     ReportedCount,
+    ServerReport,
     Subscription,
     SyncRun,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Rendition",
     "ReportedCount",
     "School",
+    "ServerReport",
     "Subscription",
     "Subtitle",
     "SyncRun",

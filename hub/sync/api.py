@@ -29,7 +29,7 @@ from hub.db import request_session
 from hub.errors import HubError, Invalid
 from hub.inputs import Cursor, Id
 from hub.media.storage import Storage
-from hub.sync import counts, services
+from hub.sync import counts, servers, services
 from hub.sync import manifest as mf
 from hub.sync.models import Subscription
 
@@ -300,4 +300,40 @@ def post_blob_batch(body: BlobBatchIn) -> Response:
         mimetype="application/octet-stream",
         headers={"Content-Length": str(length), "Cache-Control": "no-store"},
         direct_passthrough=True,
+    )
+
+
+class SchoolIdentity(BaseModel):
+    id: int
+    name: str
+    kind: str
+    region: str
+    county: str
+
+
+class StatusAck(BaseModel):
+    school: SchoolIdentity = Field(description="The school this server's sync token belongs to")
+    paired_with: list[str] = Field(description="Names of the famous schools it is paired with (--paired-with)")
+
+
+@operation(
+    blueprint,
+    "/sync/status",
+    "POST",
+    summary="A school server reports its state (manifest version, storage, LAN name); answers its school",
+    body=servers.ServerReportIn,
+    response=StatusAck,
+    auth=True,
+)
+def post_status(body: servers.ServerReportIn) -> StatusAck:
+    user = require_sync_client()
+    session = request_session()
+    paired = servers.record_report(session, user.school, body)
+    session.commit()
+    school = user.school
+    return StatusAck(
+        school=SchoolIdentity(
+            id=school.id, name=school.name, kind=school.kind, region=school.region, county=school.county
+        ),
+        paired_with=paired,
     )

@@ -80,6 +80,67 @@ def _grades(value: str | None) -> tuple[int, int] | None:
         raise click.BadParameter("grades are A-B, e.g. 3-6") from None
 
 
+@sync_cli.command("init")
+@click.option("--upstream", "upstream_url", required=True, help="The upstream hub's URL, e.g. https://hub.example.cn.")
+@click.option("--public-key", required=True, help="The upstream's public key (the last line of `hub keys generate`).")
+@click.option("--token", required=True, help="A sync token of this school's user on the upstream.")
+@click.option("--admin-email", help="Email of the local admin to create (default admin@NAME.local).")
+def sync_init(upstream_url: str, public_key: str, token: str, admin_email: str | None) -> None:
+    """Make this data directory a school server of UPSTREAM: check, migrate, create the admin, store the settings.
+
+    Checks first that the upstream answers, takes the token and signs with the
+    key (exit 1 and nothing written otherwise); safe to run again.
+    """
+    import os
+
+    from hub import create_app
+    from hub.config import ConfigError
+    from hub.sync import setup
+
+    upstream = setup.UpstreamSettings(upstream_url.strip().rstrip("/"), public_key.strip(), token.strip())
+    given = {
+        "HUB_UPSTREAM_URL": upstream.url,
+        "HUB_UPSTREAM_PUBLIC_KEY": upstream.public_key,
+        "HUB_UPSTREAM_TOKEN": upstream.token,
+    }
+    try:
+        app = create_app(given, web=False)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+    try:
+        version = setup.check_upstream(upstream.url, upstream.public_key, upstream.token)
+        click.echo(f"the upstream {upstream.url} answers; its manifest (version {version}) verifies with the key")
+        done = setup.init_school_server(app, upstream, admin_email=admin_email, manifest_version=version)
+    except HubError as exc:
+        raise _fail(exc) from None
+    settings = app.extensions["hub.settings"]
+    click.echo(f"database is up to date; this is the school server of {done.school}")
+    if done.admin_password is not None:
+        click.echo(f"local admin created: {done.admin_email}")
+        click.echo(f"password: {done.admin_password}  (shown once; change it with hub user password EMAIL)")
+    else:
+        click.echo(f"local admin: {done.admin_email} (exists already; password unchanged)")
+    click.echo(f"upstream settings written to {done.settings_path} (environment variables override them)")
+    overridden = [name for name, value in given.items() if os.environ.get(name) not in (None, "", value)]
+    if overridden:
+        click.echo(f"note: the environment sets {', '.join(overridden)} differently, and wins over the file", err=True)
+    paired = f'--paired-with "{done.paired_with[0]}"' if done.paired_with else "--subject math --grades 7-9"
+    data_dir = settings.data_dir
+    found = Path(sys.executable).with_name("hub")  # the hub of this installation, for cron's short PATH
+    command = str(found) if found.exists() else "hub"
+    click.echo("next:")
+    click.echo(f"  hub sync subscribe {paired}   # or --course ID, or --subject S --grades A-B")
+    click.echo("  hub sync pull                # the first pull, now; then from cron:")
+    click.echo(
+        f"  */30 * * * *  cd {Path.cwd()} && HUB_DATA_DIR={data_dir} {command} sync pull --window 22:00-06:00 "
+        f">>{data_dir}/sync.log 2>&1"
+    )
+    click.echo(
+        f"  hub serve --host 0.0.0.0 --port 80   # teachers open http://{done.host_name}.local/ "
+        "(or this machine's address)"
+    )
+
+
 @sync_cli.command("subscribe")
 # hub.inputs.MAX_ID, the largest id the databases hold (not imported: it would load pydantic at start).
 @click.option("--course", "course_id", type=click.IntRange(1, 2**63 - 1), help="Upstream course id.")

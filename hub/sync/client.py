@@ -56,7 +56,7 @@ from hub.locks import LockBusy, file_lock
 from hub.media.downloads import MIRROR_HEADER
 from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
-from hub.sync import counts, services
+from hub.sync import counts, servers, services
 from hub.sync import manifest as mf
 from hub.sync.models import SyncRun
 
@@ -755,7 +755,12 @@ def pull(
         # One sync at a time: two would append to the same partial files. cron may start
         # the next run while a long one is still going; that one simply says so.
         with file_lock(sync_lock_path(settings)):
-            return _run(app, upstream, public_key, options, out, deadline, source="pull")
+            report = _run(app, upstream, public_key, options, out, deadline, source="pull")
+            # Whatever the run's outcome, the upstream's admins learn the state it left.
+            note = servers.report_quietly(app, upstream, "pull")
+            if note:
+                print(note, file=out)
+            return report
     except LockBusy:
         return PullReport("busy", "Another `hub sync pull` or `hub bundle import` is running; nothing done.")
 

@@ -150,3 +150,25 @@ class ReportedCount(Base):
     blob_sha256: Mapped[str] = mapped_column(String(64))
     day: Mapped[date] = mapped_column(Date)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ServerReport(Base):
+    """Upstream: what a school's server last said about itself (one row per school), for the admins' list.
+
+    Sent by `hub sync pull` and `hub sync init` over the link, or carried in the state
+    file of a USB trip (`hub sync status --state-out`, read by `hub bundle export --state`).
+    """
+
+    __tablename__ = "sync_server_report"
+
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), primary_key=True)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    via: Mapped[str] = mapped_column(String(16))  # init | pull | usb
+    # The newest manifest version the server verified, and the one whose courses are all applied.
+    manifest_version: Mapped[int] = mapped_column(Integer, default=0)
+    applied_version: Mapped[int] = mapped_column(Integer, default=0)
+    courses: Mapped[int] = mapped_column(Integer, default=0)
+    storage_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    storage_free: Mapped[int | None] = mapped_column(BigInteger)  # None: not known (S3 storage)
+    storage_budget: Mapped[int] = mapped_column(BigInteger, default=0)  # 0: no budget but the disk
+    host_name: Mapped[str] = mapped_column(String(63), default="")  # NAME of http://NAME.local/ on its LAN

@@ -2,10 +2,12 @@
 
 The first fenced block of that section is run line by line: the lines under a comment
 starting "upstream" on the upstream hub (a real `hub serve` process answers the school
-server), the lines under "school server" on a fresh data directory. Only the upstream's
-URL, the public key and the token the block prints are filled in, as a technician
-would; HUB_TIMEZONE puts the school in its night, so the block's own --window holds.
-When the README and the code drift apart, this fails.
+server), the lines under "school server" on a fresh data directory, whose environment
+names nothing but that directory (`hub sync init` stores the upstream's settings in it).
+Only the upstream's URL, the public key and the token the block prints are filled in
+(the values of --upstream, --public-key and --token), as a technician would;
+HUB_TIMEZONE puts the school in its night, so the block's own --window holds. When the
+README and the code drift apart, this fails.
 """
 
 from __future__ import annotations
@@ -92,23 +94,28 @@ def test_the_readme_brings_up_a_school_server(
         "HUB_LOG_LEVEL": "WARNING",
         "HUB_SYNC_DISK_RESERVE": "0",
         "HUB_TIMEZONE": night_zone(datetime.now(UTC)),
-        "HUB_UPSTREAM_URL": upstream.url,
     }
+    printed = {"--upstream": upstream.url}
     try:
         commands = school_server_block()
         assert {side for side, _ in commands} == {"upstream", "school"}
+        assert any(args[:2] == ["sync", "init"] for _, args in commands)
         for side, args in commands:
+            args = [printed[args[i - 1]] if i and args[i - 1] in printed else a for i, a in enumerate(args)]
             result = _run(hub_env if side == "upstream" else school_env, args)
             last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
             if args[:2] == ["keys", "generate"]:
-                school_env["HUB_UPSTREAM_PUBLIC_KEY"] = last
+                printed["--public-key"] = last
             elif args[:2] == ["token", "create"]:
-                school_env["HUB_UPSTREAM_TOKEN"] = last
+                printed["--token"] = last
+            elif args[:2] == ["sync", "init"]:
+                assert "password: " in result.output, result.output
             elif args[:2] == ["sync", "pull"]:
                 assert "Up to date" in result.output, result.output
     finally:
         upstream.process.stop()
 
+    assert "HUB_UPSTREAM_TOKEN=" in (data / "hub.conf").read_text()
     mirror = create_app(hub_settings(school_env))
     try:
         with get_database(mirror).session() as session:

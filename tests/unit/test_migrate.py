@@ -41,6 +41,7 @@ ARGS: dict[str, list[str]] = {
 NOT_CHECKED = {
     "db upgrade": "makes the schema current",
     "demo": "migrates first",
+    "sync init": "migrates, after checking the upstream (tests/functional/test_sync_init.py)",
     "serve": "the same check (command_app), but it would serve forever where the check is missing",
     "worker": "the same check (command_app), but it would run forever where the check is missing",
     "keys generate": "writes a key file, no database",
