@@ -207,5 +207,5 @@ def test_the_settings_file_is_below_the_environment(tmp_path: Path, monkeypatch:
     settings = Settings.load({"HUB_DATA_DIR": str(tmp_path)})
     assert (settings.page_size, settings.silent_days) == (9, 3)
     (tmp_path / "hub.conf").write_text("HUB_DATA_DIR=/elsewhere\n")
-    with pytest.raises(ConfigError, match="hub.conf, line 1"):
+    with pytest.raises(ConfigError, match=r"hub\.conf, line 1"):
         Settings.load({"HUB_DATA_DIR": str(tmp_path)})
