@@ -110,6 +110,9 @@ def delete_subtitle(session: Session, actor: User | None, material_id: int, lang
     if subtitle is None:
         raise NotFound(N_("Material %(id)s has no subtitles in %(language)s."), id=material_id, language=language)
     material.subtitles.remove(subtitle)
+    # Deleted by name, not only as an orphan: the flush then lists it in session.deleted, where
+    # hub.catalog.models stamps its lesson as changed (sync re-sends the lesson).
+    session.delete(subtitle)
     session.flush()
     jobs.enqueue(session, jobs.INDEX_COURSE, material.lesson.course_id)
 

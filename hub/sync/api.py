@@ -208,7 +208,7 @@ def get_manifest() -> Response:
         user.school,
         private_key=key,
         lifetime=settings.sync_manifest_lifetime,
-        profiles=services.video_profiles(settings.sync_video_profiles),
+        profiles=_profiles(settings),
     )
     session.commit()
     version = mf.unverified_version(envelope)
@@ -217,6 +217,19 @@ def get_manifest() -> Response:
         # The school holds this version already: it keeps its copy (whose signature it checked).
         return Response(status=304, headers=headers)
     return _maybe_gzip(envelope, "application/octet-stream", headers)
+
+
+def _profiles(settings: Settings) -> tuple[str, ...]:
+    """What the entries are built for: this hub's video preference, and the extras the school server reads.
+
+    ``?with=subtitles`` comes from school servers that read subtitle tracks; older ones
+    never send it and get entries without them (hub.sync.manifest.SUBTITLES). A query
+    parameter, not a body field: an older upstream ignores it, where it would refuse an
+    unknown field in the JSON body.
+    """
+    extras = {part.strip() for part in request.args.get("with", "").split(",")}
+    profiles = services.video_profiles(settings.sync_video_profiles)
+    return (*profiles, mf.SUBTITLES) if mf.SUBTITLES in extras else profiles
 
 
 def _maybe_gzip(body: bytes, mimetype: str, headers: dict[str, str]) -> Response:
@@ -245,7 +258,7 @@ def post_courses(body: CoursesIn) -> Response:
         user.school,
         body.courses,
         since=body.since,
-        profiles=services.video_profiles(settings.sync_video_profiles),
+        profiles=_profiles(settings),
     )
     headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
     return _maybe_gzip(b"".join(line + b"\n" for line in lines), "application/x-ndjson", headers)

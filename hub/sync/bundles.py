@@ -63,7 +63,30 @@ def state_document(app: Flask) -> dict[str, Any]:
     with get_database(app).session() as session:
         state = services.mirror_state(session)
         have = sorted(sha for sha in services.mirrored_blobs(session) if storage.exists(sha))
-        return {"format": STATE_FORMAT, "manifest_version": state.manifest_version, "blobs": have}
+        # "with": what this release reads beyond the base entries (hub.sync.manifest.SUBTITLES);
+        # an upstream exports subtitle tracks to a school only when its state file says so.
+        return {
+            "format": STATE_FORMAT,
+            "manifest_version": state.manifest_version,
+            "blobs": have,
+            "with": [mf.SUBTITLES],
+        }
+
+
+def reads_subtitles(path: Path | None) -> bool:
+    """Whether the school server whose state file this is reads subtitle tracks in entries.
+
+    No state file: a first bundle, for a school server just installed (so of this release
+    or later): yes. A state file of an older release (no "with"): no, it would refuse them.
+    """
+    if path is None:
+        return True
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    extras = data.get("with") if isinstance(data, dict) else None
+    return isinstance(extras, list) and mf.SUBTITLES in extras
 
 
 def read_state(path: Path) -> set[str]:
@@ -111,13 +134,15 @@ def export_bundle(
     school_name: str | None = None,
     have: set[str] | None = None,
     part_bytes: int = archive.FAT32_LIMIT,
+    subtitles: bool = True,
 ) -> dict[str, int]:
     """Write a bundle into the directory `target`; returns counts of blobs and bytes written.
 
     On the upstream, `school_name` names the subscriber and a fresh manifest is
-    signed for it. On a school server (no `school_name`), the last verified
-    manifest from its upstream is re-exported with the blobs it holds, so one
-    synced school can carry an update to its neighbour.
+    signed for it, with subtitle tracks when `subtitles` (the school reads them).
+    On a school server (no `school_name`), the last verified manifest from its
+    upstream is re-exported with the blobs it holds, so one synced school can
+    carry an update to its neighbour.
     """
     settings: Settings = app.extensions["hub.settings"]
     storage: Storage = app.extensions["hub.storage"]
@@ -129,17 +154,18 @@ def export_bundle(
             school = get_school_by_name(session, school_name)
             _require_subscriptions(session, school)
             key = mf.load_private_key(settings.sync_signing_key)
+            profiles = services.video_profiles(settings.sync_video_profiles)
+            if subtitles:  # the school server reads them (see reads_subtitles)
+                profiles = (*profiles, mf.SUBTITLES)
             envelope = services.issue_manifest(
                 session,
                 school,
                 private_key=key,
                 lifetime=settings.sync_manifest_lifetime,
-                profiles=services.video_profiles(settings.sync_video_profiles),
+                profiles=profiles,
             )
             index = mf.verify(envelope, key.public_key(), not_older_than=None, now=utcnow())
-            bodies = mf.ENTRY_CACHE.entries(
-                session, [c.id for c in index.courses], services.video_profiles(settings.sync_video_profiles)
-            )
+            bodies = mf.ENTRY_CACHE.entries(session, [c.id for c in index.courses], profiles)
             session.commit()
             public_key = key.public_key()
         else:

@@ -300,12 +300,13 @@ def bundle_export(target: Path, school_name: str | None, state_file: Path | None
     app = _app()
     try:
         have = bundles.read_state(state_file) if state_file else None
+        subtitles = bundles.reads_subtitles(state_file if state_file else None)
         if target.suffix.lower() in (".zip", ".tar", ".tgz", ".gz"):
             with tempfile.TemporaryDirectory(dir=target.parent, prefix=".bundle-") as tmp:
-                written = bundles.export_bundle(app, Path(tmp), school_name=school_name, have=have)
+                written = bundles.export_bundle(app, Path(tmp), school_name=school_name, have=have, subtitles=subtitles)
                 bundles.pack_bundle(Path(tmp), target)
         else:
-            written = bundles.export_bundle(app, target, school_name=school_name, have=have)
+            written = bundles.export_bundle(app, target, school_name=school_name, have=have, subtitles=subtitles)
     except HubError as exc:
         raise _fail(exc) from None
     click.echo(

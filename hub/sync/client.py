@@ -373,7 +373,8 @@ class Upstream:
         headers = {"Accept-Encoding": "gzip"}
         if known_version is not None:
             headers["If-None-Match"] = mf.manifest_etag(known_version)
-        status, raw = self._fetch("GET", "/api/v1/sync/manifest", None, headers, mf.MAX_ENVELOPE_BYTES)
+        path = "/api/v1/sync/manifest" + WITH_EXTRAS
+        status, raw = self._fetch("GET", path, None, headers, mf.MAX_ENVELOPE_BYTES)
         if status == 304 and known_version is not None:
             return None
         if status != 200:
@@ -386,7 +387,8 @@ class Upstream:
         if since is not None:
             body["since"] = since.isoformat()
         headers = {"Accept-Encoding": "gzip", "Accept": "application/x-ndjson"}
-        status, raw = self._fetch("POST", "/api/v1/sync/courses", json.dumps(body).encode(), headers, MAX_ENTRIES_BYTES)
+        path = "/api/v1/sync/courses" + WITH_EXTRAS
+        status, raw = self._fetch("POST", path, json.dumps(body).encode(), headers, MAX_ENTRIES_BYTES)
         if status != 200:
             raise SyncError(f"The upstream refused the course entries ({status}): {_error_message(raw)}")
         found: dict[int, tuple[bytes, Any]] = {}
@@ -416,6 +418,10 @@ class Upstream:
             raw = gunzip_bounded(raw, limit)
         return response.status, raw
 
+
+WITH_EXTRAS = f"?with={mf.SUBTITLES}"
+"""What this release reads beyond the base entry format: subtitle tracks (hub.sync.manifest.SUBTITLES).
+The index and the entries must be asked for alike, or the entries would not match the signed revisions."""
 
 MAX_ENTRIES_BYTES = 512 * 1024 * 1024
 """One answer of course entries at most, once decompressed (500 courses are some 15 MB)."""
@@ -1150,6 +1156,7 @@ def _drop_stale_partials(partial_dir: Path, missing: dict[str, mf.ManifestFile])
 def _course_blobs(session: Any, course_id: int) -> set[str]:
     from hub.catalog.models import Lesson, Material
     from hub.media.models import Rendition
+    from hub.subtitles.models import Subtitle
 
     rows = session.execute(
         select(Rendition.blob_sha256, Material.original_sha256)
@@ -1157,7 +1164,13 @@ def _course_blobs(session: Any, course_id: int) -> set[str]:
         .join(Lesson, Lesson.id == Material.lesson_id)
         .where(Lesson.course_id == course_id)
     ).all()
-    return {sha for row in rows for sha in row if sha}
+    tracks = session.scalars(
+        select(Subtitle.blob_sha256)
+        .join(Material, Material.id == Subtitle.material_id)
+        .join(Lesson, Lesson.id == Material.lesson_id)
+        .where(Lesson.course_id == course_id)
+    )
+    return {sha for row in rows for sha in row if sha} | set(tracks)
 
 
 REPORT_ROWS = 1000

@@ -47,6 +47,14 @@ against the signed revision. The upstream keeps lesson entries in a cache
 moved (hub.catalog.models stamps it on every write), so an incremental index of
 a 100,000-lesson catalog costs well under the time of reading every row once.
 
+A material may also carry ``"subtitles": [{"language": "zh", "label": "中文", "cues": 42,
+"sha256": "…", "size": 1234, "media_type": "text/vtt"}]``, its WebVTT tracks, mirrored
+like renditions. The key is there only for a school server that asked for it
+(``?with=subtitles`` on the manifest and entry requests, :data:`SUBTITLES` among the
+profiles the entries are built for) and only where the material has tracks: the
+models below refuse unknown keys, so a school server running an older release, which
+never asks, keeps getting entries it can read, byte for byte as before.
+
 Only the renditions listed are mirrored; originals are described (the school
 server's catalog needs their row) but their bytes are not carried: a school
 server serves the small renditions, never a multi-GB recording. The exception is
@@ -84,7 +92,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, get_args
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -98,6 +106,7 @@ from hub.catalog.models import Course, Lesson, Material
 from hub.errors import HubError
 from hub.media.models import Blob, Rendition
 from hub.media.profiles import original_stands_in
+from hub.subtitles.models import Subtitle
 from hub.vocab import CategoryCode, LanguageCode, LicenseId, SubjectCode
 
 FORMAT = "oer-hub-manifest/2"
@@ -109,6 +118,12 @@ MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024
 
 DEFAULT_VIDEO_PROFILES: tuple[str, ...] = ("video-360p", "video-240p")
 """Which one video rendition a school server mirrors: the first of these that is ready."""
+
+SUBTITLES = "subtitles"
+"""Among the profiles entries are built for: the school server reads materials' subtitle tracks.
+
+Kept in the same tuple as the video profiles because it changes the entries the same way
+(another cache key, another revision), and no rendition profile has this name."""
 
 
 class ManifestRefused(HubError):
@@ -154,6 +169,12 @@ class ManifestRendition(ManifestFile):
     ssim: float | None = None
 
 
+class ManifestSubtitle(ManifestFile):
+    language: LanguageCode
+    label: Annotated[str, Field(max_length=100)] = ""
+    cues: Annotated[int, Field(ge=0, strict=True)] = 0
+
+
 class ManifestMaterial(_Data):
     id: Id
     kind: Literal["video", "audio", "document", "image"]
@@ -162,6 +183,7 @@ class ManifestMaterial(_Data):
     status: Literal["pending", "processing", "ready", "failed"]
     original: ManifestFile
     renditions: list[ManifestRendition]
+    subtitles: Annotated[list[ManifestSubtitle], Field(max_length=len(get_args(LanguageCode)))] = []
 
 
 class ManifestLesson(_Data):
@@ -204,6 +226,7 @@ class ManifestCourse(_Data):
         for lesson in self.lessons:
             for m in lesson.materials:
                 found.update((r.sha256, r) for r in m.renditions)
+                found.update((t.sha256, t) for t in m.subtitles)
                 if original_stands_in(m.status, (r.profile for r in m.renditions)):
                     found[m.original.sha256] = m.original
         return found
@@ -426,20 +449,53 @@ def _build_lessons(session: Session, lesson_ids: Sequence[int], video_profiles: 
                 )
         for renditions in ready.values():
             renditions.sort(key=lambda r: r["profile"])
+        tracks = _subtitles(session, material_ids) if SUBTITLES in video_profiles else {}
         for mid, lid, kind, title, filename, status, sha, size, media_type in sorted(materials):
-            lessons[lid]["materials"].append(
-                {
-                    "id": mid,
-                    "kind": kind,
-                    "title": title,
-                    "filename": filename,
-                    "status": status,
-                    "original": {"sha256": sha, "size": size, "media_type": media_type},
-                    "renditions": _choose_renditions(kind, ready.get(mid, []), video_profiles),
-                }
-            )
+            material = {
+                "id": mid,
+                "kind": kind,
+                "title": title,
+                "filename": filename,
+                "status": status,
+                "original": {"sha256": sha, "size": size, "media_type": media_type},
+                "renditions": _choose_renditions(kind, ready.get(mid, []), video_profiles),
+            }
+            if mid in tracks:  # only then: an entry without tracks stays what it always was
+                material["subtitles"] = tracks[mid]
+            lessons[lid]["materials"].append(material)
         bodies.update((lid, canonical_json(lesson)) for lid, lesson in lessons.items())
     return bodies
+
+
+def _subtitles(session: Session, material_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """The subtitle tracks of these materials, by material id, each material's by language."""
+    found: dict[int, list[dict[str, Any]]] = {}
+    for start in range(0, len(material_ids), _IN_CHUNK):
+        for mid, language, label, cues, sha, size, media_type in session.execute(
+            select(
+                Subtitle.material_id,
+                Subtitle.language,
+                Subtitle.label,
+                Subtitle.cues,
+                Blob.sha256,
+                Blob.size,
+                Blob.media_type,
+            )
+            .join(Blob, Blob.sha256 == Subtitle.blob_sha256)
+            .where(Subtitle.material_id.in_(material_ids[start : start + _IN_CHUNK]))
+            .order_by(Subtitle.material_id, Subtitle.language)
+        ):
+            found.setdefault(mid, []).append(
+                {
+                    "language": language,
+                    "label": label,
+                    "cues": cues,
+                    "sha256": sha,
+                    "size": size,
+                    "media_type": media_type,
+                }
+            )
+    return found
 
 
 @dataclass(frozen=True)

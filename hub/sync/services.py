@@ -13,13 +13,14 @@ any point leaves applied courses whole and the rest untouched.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Select, Table, delete, func, insert, select
+from sqlalchemy import CompoundSelect, Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from hub import jobs
@@ -30,6 +31,7 @@ from hub.errors import Conflict, HubError, Invalid, NotFound
 from hub.inputs import parse_int
 from hub.media.models import Blob, DownloadCount, Rendition
 from hub.media.storage import BlobBatch, Storage, is_sha256
+from hub.subtitles.models import Subtitle
 from hub.sync import manifest as mf
 from hub.sync.models import (
     Change,
@@ -41,6 +43,8 @@ from hub.sync.models import (
     SyncRun,
 )
 from hub.vocab import SUBJECTS
+
+log = logging.getLogger(__name__)
 
 # -- upstream: the change feed -------------------------------------------------------
 
@@ -386,15 +390,21 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _mirrored_blobs() -> Select[str | None]:
-    return (
+def _mirrored_blobs() -> CompoundSelect[str | None]:
+    renditions = (
         select(Rendition.blob_sha256)
         .join(Material, Material.id == Rendition.material_id)
         .join(Lesson, Lesson.id == Material.lesson_id)
         .join(MirrorCourse, MirrorCourse.course_id == Lesson.course_id)
         .where(Rendition.blob_sha256.is_not(None))
-        .distinct()
     )
+    subtitles = (
+        select(Subtitle.blob_sha256)
+        .join(Material, Material.id == Subtitle.material_id)
+        .join(Lesson, Lesson.id == Material.lesson_id)
+        .join(MirrorCourse, MirrorCourse.course_id == Lesson.course_id)
+    )
+    return renditions.union(subtitles)  # UNION: each blob once
 
 
 def mirrored_blobs(session: Session) -> set[str]:
@@ -543,6 +553,21 @@ def apply_course(
     ]
     if renditions:
         session.execute(insert(_table(Rendition)), renditions)
+    subtitles = [
+        {
+            "material_id": material_id,
+            "language": t.language,
+            "label": t.label,
+            "blob_sha256": t.sha256,
+            "cues": t.cues,
+            "transcript": _transcript(storage, t.sha256),
+        }
+        | stamps
+        for material_id, (_lesson_id, m) in zip(material_ids, materials, strict=True)
+        for t in m.subtitles
+    ]
+    if subtitles:
+        session.execute(insert(_table(Subtitle)), subtitles)
     session.expire(course, ["lessons"])
     session.flush()
     if link is None:
@@ -554,6 +579,20 @@ def apply_course(
     if reindex:
         reindex_courses(session, [course.id])
     return course
+
+
+def _transcript(storage: Storage, sha256: str) -> str:
+    """The searchable transcript of a mirrored .vtt, read from the verified blob (the entry does not carry it).
+
+    A track this release cannot read (another release's rules) still plays; it is only not searchable.
+    """
+    from hub.subtitles import webvtt
+
+    try:
+        return webvtt.normalise(b"".join(storage.open_range(sha256, 0, None))).transcript()
+    except HubError:
+        log.warning("mirrored subtitle %s is not readable here; it plays but is not searchable", sha256)
+        return ""
 
 
 def reindex_courses(session: Session, course_ids: Sequence[int]) -> None:
@@ -568,10 +607,11 @@ def reindex_courses(session: Session, course_ids: Sequence[int]) -> None:
 
 
 def _delete_lessons(session: Session, course_id: int) -> None:
-    """Delete a course's lessons, materials and renditions with three statements, children first."""
+    """Delete a course's lessons, materials, renditions and subtitles with four statements, children first."""
     lessons = select(Lesson.id).where(Lesson.course_id == course_id).scalar_subquery()
     materials = select(Material.id).where(Material.lesson_id.in_(lessons)).scalar_subquery()
     options = {"synchronize_session": False}
+    session.execute(delete(Subtitle).where(Subtitle.material_id.in_(materials)), execution_options=options)
     session.execute(delete(Rendition).where(Rendition.material_id.in_(materials)), execution_options=options)
     session.execute(delete(Material).where(Material.lesson_id.in_(lessons)), execution_options=options)
     session.execute(delete(Lesson).where(Lesson.course_id == course_id), execution_options=options)
@@ -680,7 +720,7 @@ _CHUNK = 500
 
 
 def drop_unreferenced_blobs(session: Session, candidates: Iterable[str]) -> list[str]:
-    """Forget the rows of `candidates` no material or rendition uses any more; returns their hashes.
+    """Forget the rows of `candidates` no material, rendition or subtitle uses any more; returns their hashes.
 
     The caller commits, then deletes the bytes: a crash in between leaves
     unreferenced bytes (harmless, reclaimed next time), never a row without bytes.
@@ -692,6 +732,7 @@ def drop_unreferenced_blobs(session: Session, candidates: Iterable[str]) -> list
         chunk = wanted[i : i + _CHUNK]
         used = set(session.scalars(select(Material.original_sha256).where(Material.original_sha256.in_(chunk))))
         used |= set(session.scalars(select(Rendition.blob_sha256).where(Rendition.blob_sha256.in_(chunk))))
+        used |= set(session.scalars(select(Subtitle.blob_sha256).where(Subtitle.blob_sha256.in_(chunk))))
         unused = [sha for sha in chunk if sha not in used]
         if not unused:
             continue

@@ -121,14 +121,16 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
+            # Without the query: the client asks for what it reads (?with=subtitles) on both sync endpoints.
+            path = self.path.split("?", 1)[0]
             with proxy.lock:
-                proxy.requests.append((self.command, self.path, self.headers.get("Range", "")))
-            is_blob = self.path.startswith("/api/v1/blobs/") or self.path == "/api/v1/sync/blobs"
-            if self.command == "GET" and self.path == "/api/v1/sync/manifest" and proxy.manifest_override is not None:
+                proxy.requests.append((self.command, path, self.headers.get("Range", "")))
+            is_blob = path.startswith("/api/v1/blobs/") or path == "/api/v1/sync/blobs"
+            if self.command == "GET" and path == "/api/v1/sync/manifest" and proxy.manifest_override is not None:
                 return self._send(200, {"Content-Type": "application/json"}, proxy.manifest_override, False)
-            if self.path == "/api/v1/sync/courses" and proxy.before_entries is not None:
+            if path == "/api/v1/sync/courses" and proxy.before_entries is not None:
                 proxy.before_entries(body or b"")
-            if self.path == "/api/v1/sync/courses" and proxy.entries_tamper is not None:
+            if path == "/api/v1/sync/courses" and proxy.entries_tamper is not None:
                 return self._tamper_entries(body, proxy.entries_tamper)
             sha = self.path.rsplit("/", 1)[-1]
             if self.path.startswith("/api/v1/blobs/") and sha in proxy.blob_override:
@@ -695,3 +697,71 @@ def test_bundles_round_trip_through_a_directory_and_a_zip(
     assert school.courses()[0][0] == "U盘版"
     with school.session() as session:
         assert session.scalar(select(func.count()).select_from(MirrorCourse)) == 1
+
+
+SUBTITLE = "\r\n".join(
+    [
+        "1",
+        "00:00:01,000 --> 00:00:02,500",
+        "今天讲勾股定理的证明",
+        "",
+        "2",
+        "00:00:03,000 --> 00:00:04,000",
+        "hypotenuse",
+    ]
+)
+
+
+def test_a_pulled_course_carries_its_subtitles_and_older_servers_see_entries_as_before(
+    upstream: Upstream, school: School, proxy: Proxy
+) -> None:
+    from hub.subtitles import services as subtitles
+    from hub.subtitles.models import Subtitle
+
+    material = upstream.material(upstream.lesson_ids[0])
+    client = upstream.app.test_client()
+    sync = {"Authorization": f"Bearer {upstream.token}"}
+    assert school.hub("sync", "subscribe", "--paired-with", FAMOUS).exit_code == 0
+    # What a school server of an earlier release gets (it never asks ?with=subtitles), before any track.
+    before = client.post("/api/v1/sync/courses", json={"courses": [upstream.course_id]}, headers=sync).data
+
+    uploader = accounts.get_user_by_email(upstream.db, "up@famous.example")
+    track = subtitles.attach_subtitle(
+        upstream.db, upstream.storage, uploader, material.id, SUBTITLE.encode("gbk"), language="zh"
+    )
+    upstream.db.commit()
+    vtt = blob_bytes(upstream.storage, track.blob_sha256)
+
+    report = school.pull()
+    assert report.status == "ok", report.message
+    school_storage: Storage = school.app.extensions["hub.storage"]
+    assert blob_bytes(school_storage, track.blob_sha256) == vtt
+    with school.session() as session:
+        [(language, label, cues, transcript)] = session.execute(
+            select(Subtitle.language, Subtitle.label, Subtitle.cues, Subtitle.transcript)
+        ).all()
+        lesson_id = session.scalar(select(Lesson.id).where(Lesson.title == "配方法"))
+    assert (language, label, cues) == ("zh", "中文", 2) and "勾股定理" in transcript
+    # The school's pages play it, and its own search finds the lesson by a spoken word, at its time.
+    lan = school.app.test_client()
+    page = lan.get(f"/lessons/{lesson_id}").text
+    assert f'src="/api/v1/subtitles/{track.blob_sha256}.vtt" default>' in page
+    served = lan.get(f"/api/v1/subtitles/{track.blob_sha256}.vtt")
+    assert served.status_code == 200 and served.data == vtt and served.mimetype == "text/vtt"
+    for word, time in (("勾股定理", 1), ("hypotenuse", 3)):
+        hits = lan.get("/api/v1/search", query_string={"q": word}).json["hits"]
+        assert [(h["id"], h["time"]) for h in hits] == [(lesson_id, time)]
+
+    # An older school server: its entries are byte for byte what they were before the track.
+    assert client.post("/api/v1/sync/courses", json={"courses": [upstream.course_id]}, headers=sync).data == before
+    newer = client.post("/api/v1/sync/courses?with=subtitles", json={"courses": [upstream.course_id]}, headers=sync)
+    assert b'"subtitles":[' in newer.data and b'"subtitles":[' not in before
+
+    # The track removed upstream: gone from the school too, and its bytes reclaimed.
+    subtitles.delete_subtitle(upstream.db, uploader, material.id, "zh")
+    upstream.db.commit()
+    assert school.pull().status == "ok"
+    with school.session() as session:
+        assert session.scalar(select(func.count()).select_from(Subtitle)) == 0
+    assert not school_storage.exists(track.blob_sha256)
+    assert "<track" not in lan.get(f"/lessons/{lesson_id}").text
