@@ -29,7 +29,7 @@ from hub.db import request_session
 from hub.errors import HubError, Invalid
 from hub.inputs import Cursor, Id
 from hub.media.storage import Storage
-from hub.sync import counts, servers, services
+from hub.sync import catalog, counts, servers, services
 from hub.sync import manifest as mf
 from hub.sync.models import Subscription
 
@@ -192,6 +192,21 @@ def delete_subscription(subscription_id: int) -> Response:
     services.unsubscribe(session, user.school_id, subscription_id)
     session.commit()
     return no_content()
+
+
+@operation(
+    blueprint,
+    "/sync/catalog",
+    "GET",
+    summary="The published catalog as the caller's school server would mirror it: sizes, subscriptions, pairings",
+    response=catalog.CatalogOut,
+    auth=True,
+)
+def get_catalog() -> catalog.CatalogOut:
+    user = require_user()
+    settings: Settings = current_app.extensions["hub.settings"]
+    offered = catalog.offer(request_session(), user.school, services.video_profiles(settings.sync_video_profiles))
+    return catalog.CatalogOut.model_validate(offered)
 
 
 @operation(blueprint, "/sync/manifest", "GET", summary="The signed manifest of the caller's subscriptions", auth=True)

@@ -999,6 +999,18 @@ def apply_manifest(
         work = services.fit_budget(session, storage, work, storage_room(session, storage, options))
         report.courses_unchanged = work.unchanged
         report.skipped = [*unfetched, *work.skipped]
+        # What this run is about, by course title, for the admin page while it fetches.
+        titles: dict[str, list[str]] = {
+            "planned": [entry.title for entry in work.apply],
+            "applied": [],
+            "removed": [],
+            "skipped": list(work.skipped_titles),
+        }
+        _note_courses(session, run_id, titles)
+        logged = session.get(SyncRun, run_id)
+        if logged is not None:  # the page shows "0 of N files" from the start, not after the first tick
+            logged.files_total, logged.bytes_total = len(work.missing), sum(f.size for f in work.missing.values())
+        session.commit()
     progress = Progress(files_total=len(work.missing), bytes_total=sum(f.size for f in work.missing.values()))
     failures: dict[str, str] = {}
     stopped = False
@@ -1032,6 +1044,7 @@ def apply_manifest(
     with database.session() as session:
         mirrored = services.mirrored_courses(session)
         group: list[int] = []
+        group_titles: list[str] = []
         touched: list[int] = []  # local ids of the courses applied or removed, for the search index
 
         def commit_group() -> None:
@@ -1039,10 +1052,13 @@ def apply_manifest(
             # new, never half; the group shares one commit and one search-index task (a broker
             # send costs ~70 ms on the SQLite broker: one per course was seconds of a pull).
             services.reindex_courses(session, group)
+            titles["applied"] += group_titles
+            _note_courses(session, run_id, titles)
             session.commit()
             report.courses_applied += len(group)
             touched.extend(group)
             group.clear()
+            group_titles.clear()
 
         for entry in work.apply:
             absent = [sha for sha in entry.files() if sha not in present]
@@ -1053,6 +1069,7 @@ def apply_manifest(
                 report.skipped.append(
                     f"course {entry.id} {entry.title!r}: {len(absent)} files missing ({why}); lessons held back: {held}"
                 )
+                titles["skipped"].append(entry.title)
                 continue
             link = mirrored.get(entry.id)
             if link is not None:
@@ -1067,6 +1084,7 @@ def apply_manifest(
                 reindex=False,
             )
             group.append(applied.id)
+            group_titles.append(entry.title)
             if len(group) >= APPLY_GROUP:
                 commit_group()
         if group:
@@ -1076,7 +1094,9 @@ def apply_manifest(
             if link is not None:
                 replaced |= _course_blobs(session, link.course_id)
                 touched.append(link.course_id)
+                titles["removed"].append(_course_title(session, link.course_id))
             services.remove_course(session, upstream_id)
+            _note_courses(session, run_id, titles)
             session.commit()
             report.courses_removed += 1
         dropped = services.drop_unreferenced_blobs(session, replaced - set(manifest.files()))
@@ -1112,6 +1132,20 @@ def apply_manifest(
             f"{report.courses_removed} removed, {report.courses_unchanged} unchanged."
         )
     return report
+
+
+def _note_courses(session: Any, run_id: int, titles: dict[str, list[str]]) -> None:
+    """Write the course titles of this run to its row (the caller commits); a fresh dict, so the change is seen."""
+    run = session.get(SyncRun, run_id)
+    if run is not None:
+        run.courses = {what: list(names) for what, names in titles.items()}
+
+
+def _course_title(session: Any, course_id: int) -> str:
+    from hub.catalog.models import Course
+
+    course = session.get(Course, course_id)
+    return course.title if course is not None else str(course_id)
 
 
 def _lessons_needing(entry: mf.ManifestCourse, absent: set[str]) -> list[str]:

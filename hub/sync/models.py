@@ -138,6 +138,9 @@ class SyncRun(Base):
     courses_removed: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[str] = mapped_column(Text, default="")
     message: Mapped[str] = mapped_column(Text, default="")
+    # Course titles by what the run did with them ("planned", "applied", "removed",
+    # "skipped"), written as it goes: the admin page names courses, not counts.
+    courses: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
 
 
 class ReportedCount(Base):

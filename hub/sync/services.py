@@ -341,6 +341,7 @@ class Plan:
     missing: dict[str, mf.ManifestFile]  # blobs to fetch, by sha256
     unchanged: int = 0
     skipped: list[str] = field(default_factory=list)  # human-readable: what did not fit
+    skipped_titles: list[str] = field(default_factory=list)  # the titles of those courses
 
 
 def plan(session: Session, storage: Storage, manifest: mf.Manifest) -> Plan:
@@ -367,6 +368,7 @@ def fit_budget(session: Session, storage: Storage, work: Plan, room: int | None)
     kept: list[mf.ManifestCourse] = []
     missing: dict[str, mf.ManifestFile] = {}
     skipped: list[str] = []
+    skipped_titles: list[str] = []
     used = 0
     for course in work.apply:
         extra = {sha: f for sha, f in course.files().items() if sha in work.missing and sha not in missing}
@@ -375,11 +377,19 @@ def fit_budget(session: Session, storage: Storage, work: Plan, room: int | None)
             skipped.append(
                 f"course {course.id} {course.title!r} ({_size(need)} more than the {_size(room - used)} left)"
             )
+            skipped_titles.append(course.title)
             continue
         used += need
         missing.update(extra)
         kept.append(course)
-    return Plan(apply=kept, remove=work.remove, missing=missing, unchanged=work.unchanged, skipped=skipped)
+    return Plan(
+        apply=kept,
+        remove=work.remove,
+        missing=missing,
+        unchanged=work.unchanged,
+        skipped=skipped,
+        skipped_titles=skipped_titles,
+    )
 
 
 def _size(n: int) -> str:
