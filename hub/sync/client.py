@@ -6,14 +6,16 @@ One run:
    a 304 when the version held is still current); refuse an unsigned, wrongly
    signed, older or expired manifest (nothing changes);
 2. plan: the courses whose revision changed, and of their blobs the ones not in
-   storage (content addressing makes this a set difference); keep the courses
-   that fit the storage budget, all or nothing per course;
+   storage (content addressing makes this a set difference); drop the courses
+   the manifest no longer lists and the blobs nobody else uses (first, so the
+   room they leave counts); keep the courses that fit the storage budget, all
+   or nothing per course;
 3. download the missing blobs in parallel over keep-alive connections: small
    ones many per request (``POST /api/v1/sync/blobs``), large ones one by one,
    each into a partial file resumed with ``Range`` + ``If-Range`` after a cut
    or a killed process, each verified against its sha256 before it is stored;
-4. apply each course whose blobs are all present, one transaction per course;
-   drop the courses the manifest no longer lists and the blobs nobody uses;
+4. apply each course whose blobs are all present, a few courses per
+   transaction, and drop the blobs the new versions no longer use;
 5. send the school's aggregated download counts upstream.
 
 A bandwidth cap, a time window (the run stops starting work and keeps its
@@ -994,18 +996,19 @@ def apply_manifest(
     storage: Storage = app.extensions["hub.storage"]
     settings: Settings = app.extensions["hub.settings"]
     report = PullReport("ok", "", manifest_version=manifest.version, run_id=run_id)
+    # The course titles of this run, for the admin page while it goes and after.
+    titles: dict[str, list[str]] = {"planned": [], "applied": [], "removed": [], "skipped": []}
     with database.session() as session:
         work = services.plan(session, storage, manifest)
+        # The courses no longer listed go first: the room they leave counts for the new ones, so
+        # an admin who swaps one subscription for another under a tight budget gets the new
+        # course in the same pull, not "does not fit" until the one after.
+        touched = _remove_unlisted(session, storage, manifest, work.remove, run_id, titles, report)
         work = services.fit_budget(session, storage, work, storage_room(session, storage, options))
         report.courses_unchanged = work.unchanged
         report.skipped = [*unfetched, *work.skipped]
-        # What this run is about, by course title, for the admin page while it fetches.
-        titles: dict[str, list[str]] = {
-            "planned": [entry.title for entry in work.apply],
-            "applied": [],
-            "removed": [],
-            "skipped": list(work.skipped_titles),
-        }
+        titles["planned"] = [entry.title for entry in work.apply]
+        titles["skipped"] = list(work.skipped_titles)
         _note_courses(session, run_id, titles)
         logged = session.get(SyncRun, run_id)
         if logged is not None:  # the page shows "0 of N files" from the start, not after the first tick
@@ -1045,7 +1048,7 @@ def apply_manifest(
         mirrored = services.mirrored_courses(session)
         group: list[int] = []
         group_titles: list[str] = []
-        touched: list[int] = []  # local ids of the courses applied or removed, for the search index
+        # `touched`: local ids of the courses removed, then applied, for the search index.
 
         def commit_group() -> None:
             # Each course of a group is whole in it, so a reader still sees every course old or
@@ -1089,16 +1092,6 @@ def apply_manifest(
                 commit_group()
         if group:
             commit_group()
-        for upstream_id in work.remove:
-            link = mirrored.get(upstream_id)
-            if link is not None:
-                replaced |= _course_blobs(session, link.course_id)
-                touched.append(link.course_id)
-                titles["removed"].append(_course_title(session, link.course_id))
-            services.remove_course(session, upstream_id)
-            _note_courses(session, run_id, titles)
-            session.commit()
-            report.courses_removed += 1
         dropped = services.drop_unreferenced_blobs(session, replaced - set(manifest.files()))
         state = services.mirror_state(session)
         complete = not report.skipped and not failures and not stopped
@@ -1132,6 +1125,40 @@ def apply_manifest(
             f"{report.courses_removed} removed, {report.courses_unchanged} unchanged."
         )
     return report
+
+
+def _remove_unlisted(
+    session: Any,
+    storage: Storage,
+    manifest: mf.Manifest,
+    remove: Sequence[int],
+    run_id: int,
+    titles: dict[str, list[str]],
+    report: PullReport,
+) -> list[int]:
+    """Drop the mirrored courses the manifest no longer lists, a commit each, and the blobs only they used.
+
+    Returns their local ids (for the search index). A blob a listed course still
+    uses, or one the manifest's entries at hand name, stays.
+    """
+    mirrored = services.mirrored_courses(session)
+    replaced: set[str] = set()
+    touched: list[int] = []
+    for upstream_id in remove:
+        link = mirrored.get(upstream_id)
+        if link is not None:
+            replaced |= _course_blobs(session, link.course_id)
+            touched.append(link.course_id)
+            titles["removed"].append(_course_title(session, link.course_id))
+        services.remove_course(session, upstream_id)
+        _note_courses(session, run_id, titles)
+        session.commit()
+        report.courses_removed += 1
+    dropped = services.drop_unreferenced_blobs(session, replaced - set(manifest.files()))
+    session.commit()
+    for sha in dropped:  # after the commit: a crash between leaves unused bytes, never a row without them
+        storage.delete(sha)
+    return touched
 
 
 def _note_courses(session: Any, run_id: int, titles: dict[str, list[str]]) -> None:

@@ -36,6 +36,7 @@ from flask import Flask
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from hub.accounts.models import School
 from hub.catalog.models import Course
 from hub.config import Settings
 from hub.db import get_database, utcnow
@@ -113,8 +114,15 @@ def _write_cache(settings: Settings, raw: dict[str, Any], at: datetime) -> None:
     os.replace(partial, path)  # a page view reading meanwhile sees the old copy or the new, never half
 
 
+def _stale_path(settings: Settings) -> Path:
+    return settings.sync_dir / "catalog.stale"
+
+
 def forget_catalog(settings: Settings) -> None:
-    _cache_path(settings).unlink(missing_ok=True)
+    """Ask the upstream again on the next page view; the copy kept is still shown if it does not answer."""
+    path = _stale_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
 
 
 def _upstream(settings: Settings, timeout: float = CATALOG_TIMEOUT) -> Upstream:
@@ -133,6 +141,7 @@ def upstream_catalog(settings: Settings, *, refresh: bool = False) -> Catalog:
     now = utcnow()
     if (
         not refresh
+        and not _stale_path(settings).exists()
         and kept.offer is not None
         and kept.fetched_at is not None
         and 0 <= (now - kept.fetched_at).total_seconds() < CATALOG_MAX_AGE
@@ -155,6 +164,7 @@ def upstream_catalog(settings: Settings, *, refresh: bool = False) -> Catalog:
     except (ValueError, ValidationError, SyncError) as exc:
         return Catalog(kept.offer, kept.fetched_at, "invalid", str(exc)[:300])
     _write_cache(settings, data, now)
+    _stale_path(settings).unlink(missing_ok=True)
     return Catalog(offer, now)
 
 
@@ -350,11 +360,16 @@ def room(app: Flask) -> Room:
 
 
 def overview(
-    app: Flask, *, subject: str | None = None, grade: int | None = None, school: int | None = None
+    app: Flask,
+    *,
+    subject: str | None = None,
+    grade: int | None = None,
+    school: int | None = None,
+    refresh: bool = False,
 ) -> Overview:
-    """Everything the content page shows, for these filters of the catalog."""
+    """Everything the content page shows, for these filters of the catalog (`refresh`: ask the upstream now)."""
     settings: Settings = app.extensions["hub.settings"]
-    catalog = upstream_catalog(settings) if settings.upstream_url else Catalog(None, None)
+    catalog = upstream_catalog(settings, refresh=refresh) if settings.upstream_url else Catalog(None, None)
     space = room(app)
     with get_database(app).session() as session:
         mirrored_ids = set(session.scalars(select(MirrorCourse.upstream_id)))
@@ -366,8 +381,6 @@ def overview(
                 .order_by(Course.title)
             )
         ]
-        from hub.accounts.models import School
-
         names: dict[int, str] = {sid: name for sid, name in session.execute(select(School.id, School.name))}
         mirrored_named = [(title, names.get(sid, "")) for title, sid in mirrored]
         runs = [_run_row(run) for run in services.recent_runs(session, RUNS_SHOWN)]
@@ -443,6 +456,7 @@ def overview(
                     "courses": p.courses,
                     "bytes": p.bytes,
                     "subscribed": p.id in subscribed_paired,
+                    "fits": space.after_pending is None or p.bytes <= space.after_pending,
                 }
             )
     filtered = bool(subject or grade or school)

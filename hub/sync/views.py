@@ -62,9 +62,7 @@ def admin_page() -> ResponseReturnValue:
     if (login := _admin()) is not None:
         return login
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if request.args.get("refresh"):
-        content.forget_catalog(_settings())
-    page = content.overview(app, **_filters(request.args))
+    page = content.overview(app, **_filters(request.args), refresh=bool(request.args.get("refresh")))
     return render_template(
         "sync/admin.html",
         page=page,
