@@ -200,8 +200,8 @@ def hubs(
     }
     _hub(school_env, "db", "upgrade")
     _hub(school_env, "school", "create", RURAL, "--kind", "rural")
-    _hub(school_env, "user", "create", "admin@shancun.example", "--school", RURAL, "--role", "admin", "--password", PASSWORD)
-    _hub(school_env, "user", "create", "t@shancun.example", "--school", RURAL, "--role", "teacher", "--password", PASSWORD)
+    for email, role in (("admin@shancun.example", "admin"), ("t@shancun.example", "teacher")):
+        _hub(school_env, "user", "create", email, "--school", RURAL, "--role", role, "--password", PASSWORD)
     logs = tmp_path / "school-logs"
     logs.mkdir()
     school = LiveServer(school_env, logs)
@@ -262,7 +262,7 @@ def test_an_admin_chooses_content_pulls_now_and_watches_it_arrive(hubs: Hubs, ga
     first, second, english = (hubs.courses[t] for t in ("一元二次方程", "二次函数", "英语阅读"))
 
     # Anonymous readers sign in first; a teacher of the school is refused.
-    assert requests.get(page_url, allow_redirects=False).status_code == 302
+    assert requests.get(page_url, allow_redirects=False, timeout=30).status_code == 302
     teacher = _signed_in(hubs.school, "t@shancun.example")
     assert teacher.get(page_url).status_code == 403
     assert _post(teacher, f"{page_url}pull").status_code == 403
@@ -378,7 +378,8 @@ def test_the_page_says_when_the_upstream_cannot_be_reached_and_still_lists_what_
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_the_page_fits_a_phone_in_both_languages(hubs: Hubs) -> None:
     admin = _signed_in(hubs.school, "admin@shancun.example")
-    assert _post(admin, f"{hubs.school.url}/admin/sync/subscriptions", course=str(hubs.courses["二次函数"])).status_code == 303
+    subscribe = f"{hubs.school.url}/admin/sync/subscriptions"
+    assert _post(admin, subscribe, course=str(hubs.courses["二次函数"])).status_code == 303
     ARTIFACTS.mkdir(exist_ok=True)
     with chromium() as browser:
         for language in ("zh", "en"):
