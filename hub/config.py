@@ -305,7 +305,10 @@ class Settings:
         str(14 * 24 * 3600),
     )
     sync_dir: Path = setting(
-        "Directory of partial sync downloads (resumed on the next pull).", _path, "{data_dir}/sync"
+        "Directory of partial sync downloads (resumed on the next pull), the upstream's catalog as last fetched "
+        "and the log of a pull started from the content page.",
+        _path,
+        "{data_dir}/sync",
     )
     sync_storage_budget: int = setting(
         "Most bytes mirrored blobs may occupy on a school server; 0: no limit but the disk.", _non_negative_int, "0"

@@ -230,3 +230,41 @@ def test_the_feed_says_how_many_changes_wait_without_sending_them(client: FlaskC
     assert feed["pending"] == 1 and len(feed["changes"]) == 1
     later = client.get(f"/api/v1/sync/feed?since={feed['cursor']}&limit=1", headers=setup["rural"]).json
     assert later["pending"] == 0
+
+
+def test_the_catalog_gives_each_course_its_mirrored_size_and_the_schools_subscriptions_and_pairings(
+    app: Flask, db: Session, client: FlaskClient, setup: dict[str, Any]
+) -> None:
+    assert client.get("/api/v1/sync/catalog").status_code == 401
+    headers = setup["rural"]
+    uploader = db.scalars(select(User).where(User.email == "up@famous.example")).one()
+    draft = catalog.create_course(db, uploader, CourseCreate(**{**COURSE, "title": "草稿"}))
+    db.commit()
+    # The 360p video and the poster; not the original, and the 240p one only if no 360p is ready.
+    material = db.scalars(select(Rendition)).first().material  # type: ignore[union-attr]
+    stored = app.extensions["hub.storage"].store(io.BytesIO(os.urandom(1000)))
+    db.add(Blob(sha256=stored.sha256, size=1000, media_type="video/mp4"))
+    db.add(Rendition(material=material, profile="video-240p", status="ready", blob_sha256=stored.sha256))
+    db.commit()
+
+    offered = client.get("/api/v1/sync/catalog", headers=headers).json
+    assert offered["profiles"] == ["video-360p", "video-240p"]
+    assert [(c["id"], c["title"], c["bytes"], c["lessons"], c["subscribed"]) for c in offered["courses"]] == [
+        (setup["course"], COURSE["title"], 3200, 1, False)
+    ]
+    assert draft.id not in [c["id"] for c in offered["courses"]]
+    assert offered["subscriptions"] == [] and offered["subscribed_bytes"] == 0
+    assert [(p["name"], p["courses"], p["bytes"]) for p in offered["paired"]] == [("海淀实验小学", 1, 3200)]
+
+    client.post("/api/v1/sync/subscriptions", json={"subject": "math", "grades": "7-9"}, headers=headers)
+    offered = client.get("/api/v1/sync/catalog", headers=headers).json
+    assert offered["courses"][0]["subscribed"] is True
+    [subscription] = offered["subscriptions"]
+    assert (subscription["kind"], subscription["subject"], subscription["grade_min"], subscription["grade_max"]) == (
+        "subject",
+        "math",
+        7,
+        9,
+    )
+    assert subscription["courses"] == [setup["course"]] and subscription["bytes"] == 3200
+    assert offered["subscribed_bytes"] == 3200
