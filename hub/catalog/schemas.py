@@ -152,6 +152,16 @@ class RenditionOut(BaseModel):
     url: str | None
 
 
+class TrackOut(BaseModel):
+    """A subtitle track of a material (hub.subtitles); the full record is at /materials/{id}/subtitles."""
+
+    language: str
+    label: str
+    cues: int
+    sha256: str
+    url: str
+
+
 class MaterialOut(BaseModel):
     id: int
     lesson: int
@@ -163,6 +173,7 @@ class MaterialOut(BaseModel):
     error: str
     original: OriginalOut
     renditions: list[RenditionOut]
+    subtitles: list[TrackOut] = []
 
 
 class LessonOut(BaseModel):

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, redirect, request, url_for
 from hub.accounts.auth import current_user
 from hub.api import PREFIX
 from hub.catalog.models import Material
-from hub.catalog.schemas import MaterialOut, OriginalOut, RenditionOut
+from hub.catalog.schemas import MaterialOut, OriginalOut, RenditionOut, TrackOut
 from hub.db import Database, get_database, request_session
 from hub.media import downloads, services
 from hub.media.storage import BlobNotFound, Storage, content_disposition, key_for
@@ -55,6 +55,16 @@ def material_out(material: Material) -> MaterialOut:
                 url=blob_url(r.blob_sha256) if r.blob_sha256 and r.status == "ready" else None,
             )
             for r in material.renditions
+        ],
+        subtitles=[
+            TrackOut(
+                language=t.language,
+                label=t.label,
+                cues=t.cues,
+                sha256=t.blob_sha256,
+                url=url_for("subtitles_api.track", sha256=t.blob_sha256),
+            )
+            for t in material.subtitles
         ],
     )
 

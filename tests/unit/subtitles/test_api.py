@@ -77,6 +77,13 @@ def test_attach_list_serve_replace_delete(
 
     listed = client.get(f"/api/v1/materials/{video}/subtitles").json["items"]
     assert [(s["language"], s["cues"]) for s in listed] == [("zh", 2)]
+    # The material and its lesson list the tracks too.
+    material = client.get(f"/api/v1/materials/{video}").json
+    assert material["subtitles"] == [
+        {"language": "zh", "label": "中文", "cues": 2, "sha256": body["sha256"], "url": body["url"]}
+    ]
+    lesson = client.get(f"/api/v1/lessons/{seeded.lesson_ids[0]}").json
+    assert lesson["materials"][0]["subtitles"] == material["subtitles"]
 
     # Another file in the same language replaces the track; an English one is a second track.
     again = attach(
