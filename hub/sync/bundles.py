@@ -6,9 +6,15 @@ Layout of a bundle (a directory, or the same packed as ZIP or tar)::
                              course entry it lists, one line each (checked against its sha256)
     blobs/ab/abcd…           each blob named by its sha256, sharded by its first two hex digits
     blobs/ab/abcd….000, .001 a blob over 4 GiB, split for FAT32 (hub.sync.archive joins them)
+    counts-ack.json          only in answer to a state file that carried download counts: the
+                             report the upstream recorded, so the school stops carrying it
 
 Export writes only the blobs a school lacks when told its state (``--state``,
-the file ``hub sync status --state-out`` writes on the school server). Import
+the file ``hub sync status --state-out`` writes on the school server). The
+state file also carries what a pull would have sent over the link: the
+school's aggregated download counts since its last report and its server's
+state (hub.sync.servers); the upstream records them once, whatever number of
+times the same file is read (the report's id, as over the link). Import
 reads the bundle through hub.sync.archive (nothing is extracted; names, links,
 entry counts and decompressed bytes are checked as it reads), verifies the
 signature like a pull does, refuses a bundle holding anything the manifest does
@@ -23,6 +29,7 @@ import json
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -44,6 +51,9 @@ from hub.sync.client import Progress, PullOptions, PullReport, apply_manifest, s
 from hub.sync.models import SyncRun
 
 MANIFEST_NAME = "manifest.json"
+ACK_NAME = "counts-ack.json"
+ACK_MAX_BYTES = 32 * 1024 * 1024
+"""A count report of 100,000 rows (the most one request carries) is some 10 MB of JSON."""
 STATE_FORMAT = "oer-hub-state/1"
 _SLACK_ENTRIES = 16
 STORE_THREADS = 8
@@ -58,19 +68,33 @@ def blob_name(sha256: str) -> str:
 
 
 def state_document(app: Flask) -> dict[str, Any]:
-    """What this school server holds, for an incremental export: the blobs it has, by hash."""
+    """What this school server holds, for an incremental export, and what it reports upstream.
+
+    The blobs it has, by hash; its download counts not yet reported (the pending
+    report, kept so that the same report goes by USB or by link, never both); its
+    server's state for the upstream's list of school servers.
+    """
+    from hub.sync import counts
+    from hub.sync.servers import local_report
+
     storage: Storage = app.extensions["hub.storage"]
     with get_database(app).session() as session:
         state = services.mirror_state(session)
         have = sorted(sha for sha in services.mirrored_blobs(session) if storage.exists(sha))
-        # "with": what this release reads beyond the base entries (hub.sync.manifest.SUBTITLES);
-        # an upstream exports subtitle tracks to a school only when its state file says so.
-        return {
-            "format": STATE_FORMAT,
-            "manifest_version": state.manifest_version,
-            "blobs": have,
-            "with": [mf.SUBTITLES],
-        }
+        report = counts.pending_count_report(session)
+        version = state.manifest_version
+        session.commit()
+    # "with": what this release reads beyond the base entries (hub.sync.manifest.SUBTITLES);
+    # an upstream exports subtitle tracks to a school only when its state file says so.
+    return {
+        "format": STATE_FORMAT,
+        "manifest_version": version,
+        "blobs": have,
+        "with": [mf.SUBTITLES],
+        "counts": report,
+        "server": local_report(app),
+        "at": utcnow().isoformat(),
+    }
 
 
 def reads_subtitles(path: Path | None) -> bool:
@@ -89,18 +113,81 @@ def reads_subtitles(path: Path | None) -> bool:
     return isinstance(extras, list) and mf.SUBTITLES in extras
 
 
+@dataclass(frozen=True)
+class StateFile:
+    blobs: set[str]
+    counts: dict[str, Any] | None  # a download-count report (hub.sync.counts), as the school would send it
+    server: dict[str, Any] | None  # its server's state (hub.sync.servers.ServerReportIn)
+
+
 def read_state(path: Path) -> set[str]:
     """The blob hashes of a state file; Invalid when it is not one."""
+    return read_state_file(path).blobs
+
+
+def read_state_file(path: Path) -> StateFile:
+    """A state file written by `hub sync status --state-out`; Invalid when it is not one.
+
+    Files from older school servers have no counts and no server state.
+    """
     try:
         data = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise Invalid(f"{path} is not a readable state file: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or not isinstance(data.get("blobs"), list):
         raise Invalid(f"{path} is not a state file written by `hub sync status --state-out`.")
     blobs = data["blobs"]
     if not all(is_sha256(b) for b in blobs):
         raise Invalid(f"{path} lists something that is not a sha256.")
-    return set(blobs)
+    counts, server = data.get("counts"), data.get("server")
+    if counts is not None and not (isinstance(counts, dict) and isinstance(counts.get("counts"), list)):
+        raise Invalid(f"{path}: its download counts are not a report written by `hub sync status --state-out`.")
+    return StateFile(set(blobs), counts, server if isinstance(server, dict) else None)
+
+
+@dataclass(frozen=True)
+class StateReceived:
+    added: int  # downloads counted
+    ignored: int
+    ack: dict[str, Any] | None  # what goes back in the bundle (ACK_NAME)
+
+
+def receive_state(app: Flask, school_name: str, state: StateFile) -> StateReceived:
+    """Record on the upstream what a school's state file carried: its download counts, once, and its server's state.
+
+    The counts go in exactly as the school server would send them over the link
+    (the same parts, the same ids), so reading the same file twice, or the school
+    sending the same report by link later, adds nothing.
+    """
+    from pydantic import ValidationError
+
+    from hub.accounts.services import get_school_by_name
+    from hub.sync import counts, servers
+
+    settings: Settings = app.extensions["hub.settings"]
+    limits = counts.CountLimits.from_settings(settings)
+    added = ignored = 0
+    with get_database(app).session() as session:
+        school = get_school_by_name(session, school_name)
+        if state.server is not None:
+            try:
+                report = servers.ServerReportIn.model_validate(state.server)
+            except ValidationError:
+                report = None  # the counts and the bundle matter more than the list's details
+            if report is not None:
+                servers.record_report(session, school, report, via="usb")
+                session.commit()
+        if state.counts is None or not state.counts["counts"]:
+            return StateReceived(0, 0, None)
+        try:
+            parts = [counts.CountReportIn.model_validate(p) for p in counts.report_parts(state.counts, limits.max_rows)]
+        except (ValidationError, KeyError, TypeError):
+            raise Invalid("The state file's download counts are not a report this hub can read.") from None
+        for part in parts:
+            received = counts.receive_counts(session, school, part, limits)  # commits batch by batch
+            added, ignored = added + received.added, ignored + received.ignored
+    ack = {"id": state.counts["id"], "counts": state.counts["counts"]}
+    return StateReceived(added, ignored, ack)
 
 
 # -- export --------------------------------------------------------------------------
@@ -135,6 +222,7 @@ def export_bundle(
     have: set[str] | None = None,
     part_bytes: int = archive.FAT32_LIMIT,
     subtitles: bool = True,
+    ack: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """Write a bundle into the directory `target`; returns counts of blobs and bytes written.
 
@@ -207,6 +295,8 @@ def export_bundle(
         for file, _done in zip(todo, pool.map(copy, todo), strict=True):
             written["blobs"] += 1
             written["bytes"] += file.size
+    if ack is not None:
+        archive.write_file(target, ACK_NAME, [json.dumps(ack, separators=(",", ":")).encode()])
     # The manifest last: a bundle whose export was interrupted has no manifest and is not taken for whole.
     archive.write_file(target, MANIFEST_NAME, [document])
     return written
@@ -281,14 +371,15 @@ def _import(
             raise archive.BundleError(f"{path} has no {MANIFEST_NAME}: not a bundle, or its export did not finish.")
         with source.open(MANIFEST_NAME) as stream:
             document = _read_limited(stream, mf.MAX_DOCUMENT_BYTES)
+        carried = ACK_NAME in source.names()
     with database.session() as session:
         state = services.mirror_state(session)
         before = (state.manifest_version, state.envelope, state.cursor)
         manifest = services.accept_document(session, document, public_key)
         files = manifest.files()
         # Then the real budget: exactly the bytes and entries the signed manifest accounts for.
-        allowed = {MANIFEST_NAME} | {blob_name(sha) for sha in files}
-        max_bytes = len(document) + sum(f.size for f in files.values())
+        allowed = {MANIFEST_NAME} | {blob_name(sha) for sha in files} | ({ACK_NAME} if carried else set())
+        max_bytes = len(document) + sum(f.size for f in files.values()) + (ACK_MAX_BYTES if carried else 0)
         max_entries = len(files) * 2 + 256 + _SLACK_ENTRIES  # files, their shard directories, blobs/
         with archive.open_bundle(path, max_bytes=max_bytes, max_entries=max_entries) as source:
             names = source.names()
@@ -301,6 +392,8 @@ def _import(
             session.commit()  # the manifest is accepted only once the bundle's contents are known to be its own
             present = set(names)
             out.write(f"bundle manifest version {manifest.version}: {len(manifest.courses)} courses\n")
+            if carried:
+                _acknowledge_carried(session, source, out)
 
             def store_missing(missing: dict[str, mf.ManifestFile], progress: Progress) -> dict[str, str]:
                 failures: dict[str, str] = {}
@@ -346,6 +439,25 @@ def _import(
                 state.manifest_version, state.envelope, state.cursor = before
                 session.commit()
                 raise
+
+
+def _acknowledge_carried(session: Session, source: Any, out: IO[str]) -> None:
+    """The upstream recorded the download counts of our state file: stop carrying them (see ACK_NAME)."""
+    from hub.sync import counts
+
+    with source.open(ACK_NAME) as stream:
+        raw = _read_up_to(stream, ACK_MAX_BYTES + 1)
+    try:
+        carried = json.loads(raw) if len(raw) <= ACK_MAX_BYTES else None
+    except (ValueError, RecursionError):
+        carried = None
+    if not isinstance(carried, dict):
+        out.write("the bundle's acknowledgement of download counts is unreadable; they go with the next state file\n")
+        return
+    acknowledged = counts.acknowledge_carried_report(session, carried)
+    session.commit()
+    if acknowledged:
+        out.write(f"the upstream recorded {acknowledged} downloads from this school's state file\n")
 
 
 IN_MEMORY_BYTES = 8 * 1024 * 1024

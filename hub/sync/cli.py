@@ -243,7 +243,8 @@ def sync_pull(max_rate: str | None, window: str | None, parallel: int | None) ->
 @click.option(
     "--state-out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the blobs this server holds, for `hub bundle export --state` on the upstream.",
+    help="Write the blobs this server holds, its download counts and state, for `hub bundle export --state` "
+    "on the upstream.",
 )
 def sync_status(as_json: bool, state_out: Path | None) -> None:
     """The mirror's manifest version, courses and recent runs."""
@@ -255,7 +256,8 @@ def sync_status(as_json: bool, state_out: Path | None) -> None:
 
         document = state_document(app)
         state_out.write_text(json.dumps(document, indent=1))
-        click.echo(f"state written to {state_out}: {len(document['blobs'])} blobs", err=True)
+        carried = sum(item["count"] for item in (document["counts"] or {}).get("counts", []))
+        click.echo(f"state written to {state_out}: {len(document['blobs'])} blobs, {carried} downloads", err=True)
     info = status(app)
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
@@ -299,14 +301,28 @@ def bundle_export(target: Path, school_name: str | None, state_file: Path | None
 
     app = _app()
     try:
-        have = bundles.read_state(state_file) if state_file else None
+        state = bundles.read_state_file(state_file) if state_file else None
+        have = state.blobs if state else None
         subtitles = bundles.reads_subtitles(state_file if state_file else None)
+        ack = None
+        if state is not None and school_name is not None:
+            # The state file carried the school's download counts and server state: recorded
+            # once here (where a pull would have sent them), acknowledged in the bundle.
+            received = bundles.receive_state(app, school_name, state)
+            ack = received.ack
+            if ack is not None:
+                click.echo(
+                    f"download counts from the state file: {received.added} counted, {received.ignored} not "
+                    "(already recorded, or not countable)",
+                    err=True,
+                )
+        options = {"school_name": school_name, "have": have, "subtitles": subtitles, "ack": ack}
         if target.suffix.lower() in (".zip", ".tar", ".tgz", ".gz"):
             with tempfile.TemporaryDirectory(dir=target.parent, prefix=".bundle-") as tmp:
-                written = bundles.export_bundle(app, Path(tmp), school_name=school_name, have=have, subtitles=subtitles)
+                written = bundles.export_bundle(app, Path(tmp), **options)
                 bundles.pack_bundle(Path(tmp), target)
         else:
-            written = bundles.export_bundle(app, target, school_name=school_name, have=have, subtitles=subtitles)
+            written = bundles.export_bundle(app, target, **options)
     except HubError as exc:
         raise _fail(exc) from None
     click.echo(

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -310,11 +310,48 @@ def report_part(report: dict[str, Any], rows: int) -> dict[str, Any]:
     return {"id": digest[:32], "counts": part}
 
 
+def report_parts(report: dict[str, Any], rows: int) -> Iterator[dict[str, Any]]:
+    """The requests a school server would send for `report`, in order, at most `rows` rows each.
+
+    The same ids as :func:`report_part` gives as each part is acknowledged, so a
+    report received in parts from a USB state file and later resent over the link
+    (or the other way round) adds every part once.
+    """
+    rest: dict[str, Any] | None = report
+    while rest is not None:
+        part = report_part(rest, rows)
+        yield part
+        remaining = rest["counts"][len(part["counts"]) :]
+        rest = {"id": report["id"], "counts": remaining} if remaining else None
+
+
 def acknowledge_count_report(session: Session, sent: dict[str, Any]) -> dict[str, Any] | None:
     """The upstream has `sent` (the pending report, or its first part): move its counts into what was reported.
 
     Returns what is left of the pending report, or None when nothing is.
     """
+    return _acknowledge(session, sent)
+
+
+def acknowledge_carried_report(session: Session, carried: dict[str, Any]) -> int:
+    """A bundle says the upstream took the report of the state file that went to it: acknowledge it.
+
+    Only when it is still the pending report, whole (same id and rows): else it was
+    acknowledged over the link meanwhile, or it is not this server's, and nothing
+    changes. Returns the downloads acknowledged. The acknowledgement is not signed:
+    forging one takes the report's random id from the state file, and the worst it
+    does is keep those counts from the upstream, never change what a teacher sees.
+    """
+    from hub.sync.services import mirror_state
+
+    pending = mirror_state(session).pending_report
+    if not pending or pending.get("id") != carried.get("id") or pending.get("counts") != carried.get("counts"):
+        return 0
+    _acknowledge(session, pending)
+    return sum(int(item["count"]) for item in pending["counts"])
+
+
+def _acknowledge(session: Session, sent: dict[str, Any]) -> dict[str, Any] | None:
     from hub.sync.services import mirror_state
 
     state = mirror_state(session)
