@@ -93,12 +93,15 @@ def db_upgrade() -> None:
 def serve(host: str, port: int, threads: int, connections: int) -> None:
     """Serve the web app and API with waitress."""
     from hub.search import ensure_index
+    from hub.sync import mdns
     from hub.web import serve as serve_app
 
     app = command_app(web=True)
     ensure_index(app)  # an old-schema or corrupt index is rebuilt in the background
     click.echo(f"serving on http://{host}:{port}/", err=True)
-    serve_app(app, host, port, threads=threads, connections=connections)
+    # A school server tells its LAN where it is (HUB_MDNS): http://NAME.local/.
+    with mdns.announce(app.extensions["hub.settings"], host, port, sys.stderr):
+        serve_app(app, host, port, threads=threads, connections=connections)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
