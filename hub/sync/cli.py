@@ -316,13 +316,16 @@ def bundle_export(target: Path, school_name: str | None, state_file: Path | None
                     "(already recorded, or not countable)",
                     err=True,
                 )
-        options = {"school_name": school_name, "have": have, "subtitles": subtitles, "ack": ack}
         if target.suffix.lower() in (".zip", ".tar", ".tgz", ".gz"):
             with tempfile.TemporaryDirectory(dir=target.parent, prefix=".bundle-") as tmp:
-                written = bundles.export_bundle(app, Path(tmp), **options)
+                written = bundles.export_bundle(
+                    app, Path(tmp), school_name=school_name, have=have, subtitles=subtitles, ack=ack
+                )
                 bundles.pack_bundle(Path(tmp), target)
         else:
-            written = bundles.export_bundle(app, target, **options)
+            written = bundles.export_bundle(
+                app, target, school_name=school_name, have=have, subtitles=subtitles, ack=ack
+            )
     except HubError as exc:
         raise _fail(exc) from None
     click.echo(
