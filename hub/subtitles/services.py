@@ -77,7 +77,7 @@ def attach_subtitle(
     label = " ".join(label.split())
     if len(label) > MAX_LABEL:
         raise Invalid(N_("A subtitle label has at most 100 characters."), {"label": N_("At most 100 characters")})
-    parsed = webvtt.normalise(data, duration=material_duration(material))
+    parsed = webvtt.normalise(data, duration=material_duration(material), language=language)
     vtt = parsed.vtt()
     stored = storage.store(io.BytesIO(vtt))
     blob = session.get(Blob, stored.sha256)

@@ -7,8 +7,9 @@ calls :func:`normalise` and stores what it returns. Every refusal is an ``Invali
 Encoding, without a detection library: a byte-order mark decides (UTF-8, UTF-16 LE/BE);
 without one, strict UTF-8 is tried first (valid UTF-8 is almost never GBK text by
 accident), then GB18030, the superset of GBK and GB2312 that Notepad on a Chinese
-Windows writes as "ANSI". GB18030 decodes many byte strings, so what it yields is
-then checked for control characters: binary files and other code pages end there.
+Windows writes as "ANSI" (Windows-1252 instead for an English track). GB18030 decodes
+many byte strings, so what it yields is then checked for control characters: binary
+files and other code pages end there.
 
 What comes out is plain text cues: tags (SRT's <i>/<font>, WebVTT's <c>/<v>/<ruby>)
 are removed, entities decoded, and `&`, `<`, `>` escaped again, so the cue text is the
@@ -89,12 +90,19 @@ def format_timestamp(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
 
 
-def decode(data: bytes) -> tuple[str, str]:
-    """The text of a subtitle file and the encoding it was read in; Invalid when it is not text."""
+def decode(data: bytes, language: str | None = None) -> tuple[str, str]:
+    """The text of a subtitle file and the encoding it was read in; Invalid when it is not text.
+
+    Without a BOM or valid UTF-8, the track's language picks the legacy code page: GB18030
+    for Chinese; for English, Windows-1252 (an English SRT from Windows with a curly
+    apostrophe, byte 0x92, would otherwise read as GB18030 and come out as a Chinese character).
+    """
     if data.startswith(b"\xef\xbb\xbf"):
         candidates = ["utf-8-sig"]
     elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
         candidates = ["utf-16"]  # the BOM says which byte order
+    elif language == "en":
+        candidates = ["utf-8", "cp1252"]
     else:
         candidates = ["utf-8", "gb18030"]
     for encoding in candidates:
@@ -136,10 +144,11 @@ def _seconds(hours: str | None, minutes: str, secs: str, fraction: str, line: in
     return int(hours or 0) * 3600 + int(minutes) * 60 + int(secs) + int(fraction.ljust(3, "0")) / 1000
 
 
-def normalise(data: bytes, *, duration: float | None = None) -> Subtitles:
+def normalise(data: bytes, *, duration: float | None = None, language: str | None = None) -> Subtitles:
     """Read an SRT or WebVTT file and check it; Invalid or TooLarge saying what is wrong and where.
 
-    `duration` (seconds), when the material's is known, bounds the cue times.
+    `duration` (seconds), when the material's is known, bounds the cue times; `language`
+    (zh, en) chooses the legacy encoding tried after UTF-8 (see :func:`decode`).
     """
     if len(data) > MAX_BYTES:
         raise TooLarge(
@@ -147,7 +156,7 @@ def normalise(data: bytes, *, duration: float | None = None) -> Subtitles:
         )
     if not data.strip(b" \t\r\n\xef\xbb\xbf\xff\xfe\x00"):
         raise Invalid(N_("The subtitle file is empty."), {"file": N_("Empty file")})
-    text, encoding = decode(data)
+    text, encoding = decode(data, language)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     first = lines[0].strip() if lines else ""
     is_vtt = first == "WEBVTT" or first.startswith(("WEBVTT ", "WEBVTT\t"))

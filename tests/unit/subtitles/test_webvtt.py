@@ -143,3 +143,12 @@ def test_oversize_files_and_too_many_cues_are_413() -> None:
     )
     with pytest.raises(TooLarge):
         normalise(many.encode())
+
+
+def test_an_english_track_from_windows_reads_as_windows_1252() -> None:
+    data = "1\r\n00:00:01,000 --> 00:00:02,000\r\nDon\u2019t forget the caf\u00e9\r\n".encode("cp1252")
+    subs = normalise(data, language="en")
+    assert (subs.encoding, subs.cues[0].text) == ("cp1252", "Don\u2019t forget the caf\u00e9")
+    # As a Chinese track the same bytes are tried as GB18030, where "é" before a line end is no character.
+    with pytest.raises(Invalid):
+        normalise(data, language="zh")
