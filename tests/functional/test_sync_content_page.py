@@ -380,6 +380,9 @@ def test_the_page_fits_a_phone_in_both_languages(hubs: Hubs) -> None:
     admin = _signed_in(hubs.school, "admin@shancun.example")
     subscribe = f"{hubs.school.url}/admin/sync/subscriptions"
     assert _post(admin, subscribe, course=str(hubs.courses["二次函数"])).status_code == 303
+    assert _post(admin, subscribe, course=str(hubs.courses["英语阅读"])).status_code == 303
+    assert _post(admin, f"{hubs.school.url}/admin/sync/pull").status_code == 303
+    wait_until(lambda: len(_mirrored(hubs)) == 2, 120, "the pull")  # so the page has a run to show
     ARTIFACTS.mkdir(exist_ok=True)
     with chromium() as browser:
         for language in ("zh", "en"):
@@ -392,7 +395,8 @@ def test_the_page_fits_a_phone_in_both_languages(hubs: Hubs) -> None:
             page.click("main button[type=submit]")
             page.wait_for_url("**/admin/sync/")
             assert page.evaluate("document.documentElement.scrollWidth") <= 360
-            for selector in ("#pull-now", "#storage", "#room-left", "#subscriptions li", "#courses li", "#runs"):
+            page.wait_for_selector("#pull-now")  # the pull's run is over (its thread may outlive the apply)
+            for selector in ("#pull-now", "#storage", "#room-left", "#subscriptions li", "#courses li", "#runs li"):
                 assert page.locator(selector).first.is_visible(), selector
             page.screenshot(path=str(ARTIFACTS / f"sync-content-{language}.png"), full_page=True)
             context.close()
