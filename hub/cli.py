@@ -333,16 +333,21 @@ def token_list(email: str) -> None:
     if not rows:
         click.echo(f"{account.email} has no tokens")
         return
+    zone = app.extensions["hub.settings"].timezone
+    click.echo(f"times in {zone}", err=True)  # stderr: the table stays one header line and the rows
     click.echo(f"{'prefix':<14}{'kind':<6}{'created':<19}{'last used':<19}revoked")
     for row in rows:
         click.echo(
-            f"{row.prefix:<14}{row.kind:<6}{_when(row.created_at):<19}{_when(row.last_used_at):<19}"
-            f"{_when(row.revoked_at) if row.revoked_at else '-'}"
+            f"{row.prefix:<14}{row.kind:<6}{_when(row.created_at, zone):<19}{_when(row.last_used_at, zone):<19}"
+            f"{_when(row.revoked_at, zone) if row.revoked_at else '-'}"
         )
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%MZ") if moment is not None else "never"
+def _when(moment: datetime | None, zone: str) -> str:
+    """A stored (UTC) moment as the operator's wall clock: HUB_TIMEZONE, like every time the hub shows."""
+    from zoneinfo import ZoneInfo
+
+    return f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M}" if moment is not None else "never"
 
 
 @token.command("revoke")

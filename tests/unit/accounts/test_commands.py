@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,13 @@ def test_the_readmes_revoking_commands_as_written(hub_env: dict[str, str], make:
     assert services.authenticate_password(db, "teacher@example.cn", "a new password 1").email == "teacher@example.cn"
     db.expire_all()
     assert db.scalars(select(ApiToken).where(ApiToken.kind == "sync")).one().revoked_at is None
+
+
+def test_token_times_are_in_the_hubs_time_zone(hub: CliRunner, db: Session) -> None:
+    _run(hub, "token", "create", EMAIL)
+    db.execute(update(ApiToken).values(created_at=datetime(2026, 12, 1, 14, 5, tzinfo=UTC)))  # 22:05 in Beijing
+    db.commit()
+    listed = _run(hub, "token", "list", EMAIL)
+    assert "times in Asia/Shanghai" in listed.output
+    [row] = listed.stdout.strip().splitlines()[1:]
+    assert "2026-12-01 22:05" in row and "14:05" not in row
