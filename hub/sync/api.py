@@ -21,6 +21,7 @@ from typing import Annotated
 
 from flask import Blueprint, Response, current_app, request
 from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy.exc import IntegrityError
 
 from hub.accounts.auth import require_sync_client, require_user
 from hub.api import PREFIX, Strict, no_content, operation, parse_query
@@ -356,8 +357,14 @@ class StatusAck(BaseModel):
 def post_status(body: servers.ServerReportIn) -> StatusAck:
     user = require_sync_client()
     session = request_session()
-    paired = servers.record_report(session, user.school, body)
-    session.commit()
+    try:
+        paired = servers.record_report(session, user.school, body)
+        session.commit()
+    except IntegrityError:
+        # `hub sync init` and a pull of the same server made the school's first row at once: update it.
+        session.rollback()
+        paired = servers.record_report(session, user.school, body)
+        session.commit()
     school = user.school
     return StatusAck(
         school=SchoolIdentity(

@@ -87,6 +87,10 @@ def test_counts_go_by_usb_once_and_come_back_acknowledged(
     # report goes with the same id, and the upstream adds nothing.
     assert rural.pull().status == "ok"
     assert upstream_downloads(origin, video) == 3
+    # The pull reported the server's state too.
+    db.expire_all()
+    report = db.get(ServerReport, school_row.id)
+    assert report is not None and report.via == "pull" and report.storage_used > 0
 
     # Two more downloads; the bundle comes home (its acknowledgement matches no pending
     # report any more: the pull had it acknowledged), the next trip carries only the 2.
