@@ -41,6 +41,7 @@ from hub.catalog.schemas import CourseCreate, LessonCreate
 from hub.config import Settings
 from hub.errors import NotFound
 from hub.media.storage import Storage
+from hub.subtitles import services as subtitles
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - printed for everyone to use; demo data only
 
@@ -605,6 +606,19 @@ MEDIA: tuple[DemoMedia, ...] = (
               "《春晓》范唱（演示音频）", "chunxiao-fanchang.wav"),
 )
 
+# Subtitle tracks of the demo video (20 s), in the SRT a teacher's subtitle tool writes:
+# the lesson page plays them, and search finds the lesson by their words (try 完全平方).
+DEMO_SUBTITLES: dict[str, dict[str, str]] = {
+    "课堂实录：配方法（演示视频）": {
+        "zh": "1\n00:00:01,000 --> 00:00:06,000\n同学们，今天我们用配方法解一元二次方程。\n\n"
+        "2\n00:00:07,000 --> 00:00:13,000\n先把常数项移到右边，再在两边加上一次项系数一半的平方。\n\n"
+        "3\n00:00:14,000 --> 00:00:19,500\n左边就成了完全平方式，开平方就能求出 x。\n",
+        "en": "1\n00:00:01,000 --> 00:00:06,000\nToday we solve quadratic equations by completing the square.\n\n"
+        "2\n00:00:07,000 --> 00:00:13,000\nMove the constant right, then add half the x coefficient, squared.\n\n"
+        "3\n00:00:14,000 --> 00:00:19,500\nThe left side is now a perfect square: take the square root to find x.\n",
+    },
+}
+
 # ffmpeg's built-in sources only: no input file, no network, a few seconds of CPU.
 _FFMPEG_SOURCES: dict[str, tuple[list[str], str]] = {
     "video": (
@@ -803,9 +817,13 @@ def _seed_media(
                     report.media_note = f"media skipped: ffmpeg could not generate a {spec.kind}: {exc}"
                     return
             with path.open("rb") as fileobj:
-                catalog.add_material(
+                material = catalog.add_material(
                     session, storage, uploaders[spec.school], lesson.id, fileobj,
                     filename=spec.filename, title=spec.title,
+                )
+            for language, srt in DEMO_SUBTITLES.get(spec.title, {}).items():
+                subtitles.attach_subtitle(
+                    session, storage, uploaders[spec.school], material.id, srt.encode(), language=language
                 )
             session.commit()  # the processing job is sent to the broker on commit
             report.materials_created += 1

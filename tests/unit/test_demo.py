@@ -133,6 +133,9 @@ def test_seed_with_generated_media_queues_processing(migrated: Flask, db: Sessio
     assert sorted(row.args for row in queued) == sorted([m.id] for m in materials)
     video = next(m for m in materials if m.kind == "video")
     assert video.original.media_type == "video/mp4" and video.original.size > 10_000
+    # The demo video has subtitles in both languages, so `make demo` shows them and search finds their words.
+    assert sorted((s.language, s.cues) for s in video.subtitles) == [("en", 3), ("zh", 3)]
+    assert "完全平方" in next(s.transcript for s in video.subtitles if s.language == "zh")
 
     before = _counts(db)
     again = _seed(migrated, db)
