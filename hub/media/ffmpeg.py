@@ -882,24 +882,56 @@ def _exif_orientation(tiff: bytes) -> int:
 # ---------------------------------------------------------------------------
 # Transcoding.
 
-# Fragmented MP4, so that playback starts after a few KB on any link. A
-# progressive MP4 with +faststart puts the whole sample index before the first
-# frame: 660 KB for a 10-minute 360p lesson (53 s at 128 kbit/s), 3 MB for 45
-# minutes. Fragmented, the file opens with a moov that describes the tracks
-# but no samples, then one small moof + mdat per fragment, so the bytes before
-# the first frame stay a few KB whatever the length (measured: 4.5 KB for 150 s,
-# ~45 KB projected for 45 minutes). Plain <video src> plays it in every
+# Fragmented MP4, one progressive file per rendition, measured in a browser (issue 14).
+#
+# Why fragmented: a progressive MP4 with +faststart puts the whole sample index
+# before the first frame, and it grows with the length (660 KB for a 10-minute
+# 360p lesson, 3 MB for 45 minutes: a minute and more at 256 kbit/s). Fragmented,
+# the file opens with a moov that describes the tracks but no samples, a sidx,
+# then one moof + mdat per fragment. Plain <video src> plays it in every
 # mainstream browser and in Android's own player (it is also DASH's format), so
-# no HLS or MSE player, no JavaScript, and one file per rendition to mirror.
-#   frag_keyframe      a fragment starts at every keyframe (each slide change), so seeks land on one
+# no HLS or MSE player, no JavaScript, one file per rendition to mirror and to
+# put in a course ZIP.
+#
+# How it is laid out, and why, from measurements in Debian's Chromium 156
+# (FFmpegDemuxer), throttled through DevTools to 256 kbit/s and 300 ms, on a
+# 150 s 720p slides lesson with a small moving inset (detected as camera: 5 s
+# GOPs) and on the same lesson without the inset (slides: GOPs up to 20 s);
+# first frame = readyState >= 2 with currentTime advancing, seeks to 10..90 %:
+#
+#                                          240p start   360p start   seeks (360p, inset)
+#   fragments <= 2 s (until issue 14)      2.7 s 70 KB  1.8 s 39 KB  4 of 5 PIPELINE_ERROR_DECODE
+#   a fragment per GOP, video then audio   2.3 s 60 KB  4.2 s 118 KB all resume, 4.0-6.5 s
+#   the same + frag_interleave 1/15/45     2.3-2.6 s    2.4-2.7 s    decode errors again (240p or 360p)
+#   +faststart (progressive, 150 s only)   2.7 s 89 KB  3.5 s 110 KB all resume, 1.8-4.5 s; index grows
+#   a fragment per GOP, audio then video,  1.6 s 44 KB  1.5 s 39 KB  all resume, 4.5-6.6 s
+#     no mfra (chosen)                     slides: 2.7 s 90 KB, 3.5 s 109 KB; seeks 0.4-4.1 s
+#
+# - A fragment starts only at a keyframe (frag_keyframe, no frag_duration). A
+#   player seeks to the fragment the sidx names and decodes from its first
+#   sample; when 2 s fragments cut a 5 s or 20 s GOP, that sample is not a
+#   keyframe and Chromium stops with PIPELINE_ERROR_DECODE ... is_key_frame=0.
+#   Scene cuts still add keyframes where slides change, so seeks land there.
+# - The audio track comes first in each fragment (it is mapped first). Within a
+#   fragment the muxer writes each track's samples as one run, and a player
+#   reads the run it needs first to the end: with video first, a camera GOP
+#   (up to 5 s of 160 kbit/s, ~100 KB) had to arrive before any sound, so before
+#   playing; audio first costs one GOP of speech (~2.7 KB/s: <= 54 KB for a
+#   20 s slide GOP) and then the keyframe. Interleaving inside a fragment
+#   (frag_interleave) would do better on paper, but Chromium then mistakes the
+#   first sample of each run for a keyframe and fails to decode it.
+# - No mfra at the end (skip_trailer): Chromium read the last 32 KB block for it
+#   before playing (one more round trip and up to 32 KB); the sidx at the start
+#   already indexes every fragment.
+# - An audio rendition has no keyframes to cut at; every AAC frame is a sync
+#   sample, so it is cut every _AUDIO_FRAGMENT_US.
 #   empty_moov         the moov carries no samples: the first fragment is like every other
 #   default_base_moof  sample offsets relative to their own moof, as MSE and DASH players expect
 #   global_sidx        one index of all fragments (12 bytes each) up front: the length and
 #                      byte ranges are known at once, so a player can seek without scanning
-_MOVFLAGS = "+frag_keyframe+empty_moov+default_base_moof+global_sidx"
-# Fragments at most 2 s long even in a 20 s slide GOP: a player that waits for a
-# whole fragment still starts after ~2 s of data, at ~1 % overhead.
-_FRAGMENT_US = 2_000_000
+_MOVFLAGS = "+empty_moov+default_base_moof+global_sidx+skip_trailer"
+_VIDEO_MOVFLAGS = _MOVFLAGS + "+frag_keyframe"
+_AUDIO_FRAGMENT_US = 2_000_000
 
 
 def transcode(
@@ -975,11 +1007,12 @@ def _output_rate(rate: Fraction | None, max_fps: float) -> Fraction:
     return rate / math.ceil(rate / cap)
 
 
-def _mp4_options(limits: MediaLimits) -> dict[str, Any]:
+def _mp4_options(limits: MediaLimits, *, video: bool) -> dict[str, Any]:
+    # A video rendition is cut at keyframes only; an audio one every 2 s (see _MOVFLAGS).
+    fragments = {"movflags": _VIDEO_MOVFLAGS} if video else {"movflags": _MOVFLAGS, "frag_duration": _AUDIO_FRAGMENT_US}
     return {
         "f": "mp4",
-        "movflags": _MOVFLAGS,
-        "frag_duration": _FRAGMENT_US,
+        **fragments,
         "map_metadata": -1,  # no uploader's metadata (a phone's GPS position) in a public file
         "map_chapters": -1,
         "fflags": "+bitexact",  # no encoder version strings: a reprocess of unchanged input gives the same bytes
@@ -1020,10 +1053,11 @@ def _video_argv(src: Path, probe: Probe, profile: Profile, dest: Path, limits: M
         "bufsize": f"{encoding.bufsize_kbit}k",
         "g": max(1, round(encoding.keyint_s * rate)),
         "sc_threshold": 40,  # x264's scene-cut detection (its default, pinned): keyframes where slides change
-        **_mp4_options(limits),
+        **_mp4_options(limits, video=True),
     }
     if probe.audio_index is not None:  # a silent original gets no audio track rather than a silent one
-        streams.append(source[str(probe.audio_index)])
+        # Mapped first, so each fragment holds its sound before its pictures (see _MOVFLAGS).
+        streams.insert(0, source[str(probe.audio_index)])
         options.update(_audio_options(profile))
     return _ffmpeg_argv(ffmpeg.output(*streams, f"file:{dest.resolve()}", **options), overwrite=True)
 
@@ -1031,7 +1065,7 @@ def _video_argv(src: Path, probe: Probe, profile: Profile, dest: Path, limits: M
 def _audio_argv(src: Path, probe: Probe, profile: Profile, dest: Path, limits: MediaLimits) -> list[str]:
     assert probe.audio_index is not None
     source = _input(src, probe.format, limits, threads=DECODER_THREADS)
-    options = {**_mp4_options(limits), **_audio_options(profile)}
+    options = {**_mp4_options(limits, video=False), **_audio_options(profile)}
     output = ffmpeg.output(source[str(probe.audio_index)], f"file:{dest.resolve()}", **options)
     return _ffmpeg_argv(output, overwrite=True)
 

@@ -7,7 +7,9 @@ well under a minute on two cores; only the start-fast check needs a lesson-lengt
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import json
 import shutil
 import struct
 import subprocess
@@ -295,6 +297,60 @@ def test_video_starts_after_a_few_kilobytes(gen: Path, tmp_path: Path) -> None:
     # Only the fragment index grows with the length: project it to a 45-minute lesson.
     index = sum(size for kind, _, size in boxes if kind == "sidx")
     assert before_first_sample + index * (45 * 60 / 150 - 1) <= 120 * 1024
+
+
+def fragments(path: Path) -> list[list[dict[str, Any]]]:
+    """The packets (codec_type, pos, flags) of each fragment of a fragmented MP4, in file order."""
+    starts = [offset for kind, offset, _ in top_level_boxes(path) if kind == "moof"]
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "packet=stream_index,pos,flags", "-of", "json", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    kinds = [s["codec_type"] for s in ffprobe(path)["streams"]]
+    packets = sorted(
+        ({**p, "pos": int(p["pos"]), "kind": kinds[p["stream_index"]]} for p in json.loads(out)["packets"]),
+        key=lambda p: p["pos"],
+    )
+    found: list[list[dict[str, Any]]] = [[] for _ in starts]
+    for packet in packets:
+        found[bisect.bisect(starts, packet["pos"]) - 1].append(packet)
+    return found
+
+
+@pytest.mark.slow
+def test_every_fragment_starts_at_a_keyframe_with_its_sound_first(gen: Path, tmp_path: Path) -> None:
+    """Issue 14: a browser seeks to a fragment and decodes from its first sample.
+
+    A camera GOP is 5 s; fragments cut every 2 s inside it made Chromium stop on
+    seeks with PIPELINE_ERROR_DECODE (is_key_frame=0). Each fragment holds its
+    audio before its video, so a player has sound without reading a whole GOP of
+    pictures first, and no mfra trails the file (Chromium fetched the last block
+    for it before playing).
+    """
+    camera = ffmpeg(
+        gen / "camera-16s.mp4",
+        "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30:duration=16",
+        *speech(gen, 16),
+        "-shortest", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+    )  # fmt: skip
+    found = probe(camera, LIMITS)
+    assert not found.slides
+    for name in ("video-360p", "video-240p"):
+        out = tmp_path / f"{name}.mp4"
+        run_profile(camera, found, name, out)
+        parts = fragments(out)
+        assert len(parts) >= 3  # 16 s of 5 s GOPs
+        video = [[p for p in packets if p["kind"] == "video"] for packets in parts]
+        audio = [[p for p in packets if p["kind"] == "audio"] for packets in parts]
+        assert all(video) and all(audio)
+        no_keyframe = [i for i, packets in enumerate(video) if not packets[0]["flags"].startswith("K")]
+        assert not no_keyframe, f"{name}: fragments {no_keyframe} of {len(parts)} start without a keyframe"
+        assert all(a[-1]["pos"] < v[0]["pos"] for a, v in zip(audio, video, strict=True)), f"{name}: video first"
+        assert "mfra" not in [kind for kind, _, _ in top_level_boxes(out)]
+    # Audio alone has no keyframes to cut at: still fragments of a few seconds, not one.
+    out = tmp_path / "audio.m4a"
+    run_profile(camera, found, "audio", out)
+    assert len(fragments(out)) >= 4
 
 
 # ---------------------------------------------------------------------------
