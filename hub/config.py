@@ -236,7 +236,11 @@ class Settings:
         "4",
     )
     page_size: int = setting("Courses per page in lists.", _positive_int, "20")
-    timezone: str = setting("Time zone of the dates shown on pages (an IANA name).", _timezone, "Asia/Shanghai")
+    timezone: str = setting(
+        "Time zone of every time the hub shows (pages, commands) and of `hub sync pull --window` (an IANA name).",
+        _timezone,
+        "Asia/Shanghai",
+    )
     outbox_resend_after: int = setting(
         "Seconds after which the sweeper re-sends an outbox row the broker never took.",
         _positive_int,
