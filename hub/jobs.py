@@ -33,21 +33,43 @@ if TYPE_CHECKING:  # Celery loads when a task is sent or a worker starts (see ge
 # registers. tests/unit/test_jobs.py checks that every one of them is registered.
 PROCESS_MATERIAL = "hub.media.process_material"
 BUILD_RENDITION = "hub.media.build_rendition"
+# The same two steps for documents and images (hub.media.services.process_task/build_task).
+PROCESS_DOCUMENT = "hub.media.process_document"
+BUILD_DOCUMENT_RENDITION = "hub.media.build_document_rendition"
 SWEEP_OUTBOX = "hub.jobs.sweep_outbox"
 REQUEUE_STALLED = "hub.media.requeue_stalled"
 INDEX_COURSE = "hub.search.index_course"
 INDEX_COURSES = "hub.search.index_courses"  # many at once: a sync pull applies courses by the dozen
 EXPIRE_UPLOADS = "hub.uploads.expire"
 TASK_NAMES = frozenset(
-    {PROCESS_MATERIAL, BUILD_RENDITION, SWEEP_OUTBOX, REQUEUE_STALLED, INDEX_COURSE, INDEX_COURSES, EXPIRE_UPLOADS}
+    {
+        PROCESS_MATERIAL,
+        BUILD_RENDITION,
+        PROCESS_DOCUMENT,
+        BUILD_DOCUMENT_RENDITION,
+        SWEEP_OUTBOX,
+        REQUEUE_STALLED,
+        INDEX_COURSE,
+        INDEX_COURSES,
+        EXPIRE_UPLOADS,
+    }
 )
 
 # Transcodes are long and CPU-bound; keeping them on their own queue means a
-# backlog of videos never delays quick jobs.
+# backlog of videos never delays quick jobs. Documents and images take seconds: on a
+# queue of their own (`documents`), a 64 KB PDF uploaded behind a 45-minute lesson is
+# not queued behind its four renditions (a worker takes from its queues in turn).
 # Whoosh has one writer at a time: index updates go through their own queue.
-QUEUES = {PROCESS_MATERIAL: "media", BUILD_RENDITION: "media", INDEX_COURSE: "search", INDEX_COURSES: "search"}
+QUEUES = {
+    PROCESS_MATERIAL: "media",
+    BUILD_RENDITION: "media",
+    PROCESS_DOCUMENT: "documents",
+    BUILD_DOCUMENT_RENDITION: "documents",
+    INDEX_COURSE: "search",
+    INDEX_COURSES: "search",
+}
 DEFAULT_QUEUE = "celery"
-ALL_QUEUES = (DEFAULT_QUEUE, "media", "search")
+ALL_QUEUES = (DEFAULT_QUEUE, "documents", "media", "search")
 
 # Seconds a worker waits before it polls the SQLite broker's empty queues again: kombu's
 # 1 s capped a worker process at about one task a second. An idle poll is one indexed read

@@ -22,13 +22,31 @@ _RETRY = {
 
 @shared_task(name=jobs.PROCESS_MATERIAL, **_RETRY)
 def process_material(material_id: int) -> list[int]:
-    database = get_database()
-    with database.session() as session:
-        return pipeline.process_material(session, current_app.extensions["hub.storage"], material_id, ffmpeg_limits())
+    return _process_material(material_id)
 
 
 @shared_task(name=jobs.BUILD_RENDITION, **_RETRY)
 def build_rendition(rendition_id: int) -> str:
+    return _build_rendition(rendition_id)
+
+
+# Documents and images: the same services, another queue (see hub.jobs.QUEUES).
+@shared_task(name=jobs.PROCESS_DOCUMENT, **_RETRY)
+def process_document(material_id: int) -> list[int]:
+    return _process_material(material_id)
+
+
+@shared_task(name=jobs.BUILD_DOCUMENT_RENDITION, **_RETRY)
+def build_document_rendition(rendition_id: int) -> str:
+    return _build_rendition(rendition_id)
+
+
+def _process_material(material_id: int) -> list[int]:
+    with get_database().session() as session:
+        return pipeline.process_material(session, current_app.extensions["hub.storage"], material_id, ffmpeg_limits())
+
+
+def _build_rendition(rendition_id: int) -> str:
     return pipeline.build_rendition(
         get_database(),
         current_app.extensions["hub.storage"],

@@ -256,6 +256,40 @@ def get_lesson(session: Session, actor: User | None, lesson_id: int) -> Lesson:
     return lesson
 
 
+@dataclass(frozen=True)
+class LessonLink:
+    id: int
+    title: str
+
+
+@dataclass(frozen=True)
+class LessonPage:
+    """A lesson with the lessons before and after it in its course (the page's previous/next links)."""
+
+    lesson: Lesson
+    previous: LessonLink | None
+    next: LessonLink | None
+
+
+def get_lesson_page(session: Session, actor: User | None, lesson_id: int) -> LessonPage:
+    lesson = get_lesson(session, actor, lesson_id)
+    # The course's order: position, then id for lessons that share a position.
+    siblings = [
+        LessonLink(row.id, row.title)
+        for row in session.execute(
+            select(Lesson.id, Lesson.title)
+            .where(Lesson.course_id == lesson.course_id)
+            .order_by(Lesson.position, Lesson.id)
+        )
+    ]
+    here = next(i for i, link in enumerate(siblings) if link.id == lesson.id)
+    return LessonPage(
+        lesson,
+        siblings[here - 1] if here > 0 else None,
+        siblings[here + 1] if here + 1 < len(siblings) else None,
+    )
+
+
 def get_material(session: Session, actor: User | None, material_id: int) -> Material:
     material = session.scalar(
         select(Material)
@@ -296,6 +330,6 @@ def add_material(
     )
     session.add(material)
     session.flush()
-    jobs.enqueue(session, jobs.PROCESS_MATERIAL, material.id)
+    jobs.enqueue(session, media_services.process_task(material.kind), material.id)
     _reindex(session, lesson.course_id)
     return material

@@ -10,6 +10,7 @@ from typing import IO
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from hub import jobs
 from hub.accounts.models import User
 from hub.catalog.models import Course, Lesson, Material
 from hub.errors import NotFound
@@ -33,6 +34,21 @@ SNIFFED = {
     "gif": ("image", "image/gif"),
     "pdf": ("document", "application/pdf"),
 }
+
+
+# Material kinds whose work is seconds, not minutes: their tasks go to the `documents`
+# queue, so they never wait behind a backlog of transcodes (hub.jobs.QUEUES).
+_QUICK_KINDS = frozenset({"document", "image"})
+
+
+def process_task(kind: str) -> str:
+    """The task that probes an original of this material kind."""
+    return jobs.PROCESS_DOCUMENT if kind in _QUICK_KINDS else jobs.PROCESS_MATERIAL
+
+
+def build_task(kind: str) -> str:
+    """The task that builds a rendition of a material of this kind."""
+    return jobs.BUILD_DOCUMENT_RENDITION if kind in _QUICK_KINDS else jobs.BUILD_RENDITION
 
 
 def safe_filename(filename: str) -> str:

@@ -903,7 +903,7 @@ def create_material(
     if getattr(claimed, "rowcount", 0) != 1:
         session.rollback()
         raise Conflict("This upload was just made into a material by another request.", {"upload": "Used"})
-    jobs.enqueue(session, jobs.PROCESS_MATERIAL, material.id)
+    jobs.enqueue(session, media_services.process_task(material.kind), material.id)
     jobs.enqueue(session, jobs.INDEX_COURSE, lesson.course_id)
     return material
 

@@ -21,7 +21,7 @@ from hub.accounts.models import ApiToken, Pairing, School, User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import get_database
 from hub.demo import ACCOUNTS, COURSES, DEMO_PASSWORD, MEDIA, SeedReport, run_demo, seed_demo
-from hub.jobs import PROCESS_MATERIAL, Outbox
+from hub.jobs import PROCESS_DOCUMENT, PROCESS_MATERIAL, Outbox
 from hub.migrate import upgrade
 from hub.sync.models import Change
 from hub.vocab import LICENSES, SUBJECTS
@@ -129,7 +129,7 @@ def test_seed_with_generated_media_queues_processing(migrated: Flask, db: Sessio
     materials = db.scalars(select(Material)).all()
     assert {m.kind for m in materials} == {"video", "image", "audio"}
     assert all(m.status == "pending" for m in materials)
-    queued = db.scalars(select(Outbox).where(Outbox.task == PROCESS_MATERIAL)).all()
+    queued = db.scalars(select(Outbox).where(Outbox.task.in_((PROCESS_MATERIAL, PROCESS_DOCUMENT)))).all()
     assert sorted(row.args for row in queued) == sorted([m.id] for m in materials)
     video = next(m for m in materials if m.kind == "video")
     assert video.original.media_type == "video/mp4" and video.original.size > 10_000

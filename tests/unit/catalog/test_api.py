@@ -10,8 +10,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from hub import jobs
 from hub.catalog.models import Course, Lesson
-from hub.jobs import PROCESS_MATERIAL, Outbox
+from hub.jobs import PROCESS_DOCUMENT, Outbox
 from tests.conftest import Accounts
 
 
@@ -292,8 +293,10 @@ def test_material_upload(
 
     assert material["original"]["sha256"] == hashlib.sha256(pdf).hexdigest()
     db.expire_all()
-    row = db.scalar(select(Outbox).where(Outbox.task == PROCESS_MATERIAL))
+    # A document is probed on the `documents` queue, never behind a backlog of transcodes.
+    row = db.scalar(select(Outbox).where(Outbox.task == PROCESS_DOCUMENT))
     assert row is not None and row.args == [material["id"]]
+    assert jobs.QUEUES[PROCESS_DOCUMENT] == "documents"
 
     # The uploader's own school reads the draft's file; anonymous readers do not.
     url = material["original"]["url"]
