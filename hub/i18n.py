@@ -197,6 +197,16 @@ def duration(seconds: float | None) -> str:
     return str(gettext("%(s)d s", s=secs))
 
 
+def clock(seconds: float | None) -> str:
+    """A position in a recording as players show it: 0:05, 12:30, 1:02:03."""
+    if seconds is None:
+        return ""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def download_time(size: int | None, kbit_per_s: int) -> str:
     """How long a download takes at a link speed, as precise as a waiting teacher cares."""
     if not size:
@@ -252,7 +262,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     Babel(app, locale_selector=select_locale)
     app.register_blueprint(blueprint)
     app.jinja_env.filters.update(
-        filesize=filesize, duration=duration, download_time=download_time, date=date, when=when
+        filesize=filesize, duration=duration, clock=clock, download_time=download_time, date=date, when=when
     )
 
     @app.context_processor

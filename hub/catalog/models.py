@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text, event, inspect, or_, select, update
+from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text, event, inspect, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -124,6 +124,9 @@ class Material(Timestamped, Base):
     status: Mapped[str] = mapped_column(_enum(MATERIAL_STATUSES, "material_status"))
     progress: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
+    # Start times (s) of the chapters found at slide changes (hub.media.chapters), ascending,
+    # the first at 0; NULL until looked for (and for materials that get none: not slides).
+    chapters: Mapped[list[float] | None] = mapped_column(JSON)
 
     lesson: Mapped[Lesson] = relationship(back_populates="materials")
     original: Mapped[Blob] = relationship(lazy="joined")

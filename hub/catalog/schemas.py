@@ -162,6 +162,11 @@ class TrackOut(BaseModel):
     url: str
 
 
+class ChapterOut(BaseModel):
+    start: float = Field(description="Seconds from the start of the recording")
+    title: str = Field(description="e.g. Slide 3 (第 3 页), in the reader's language")
+
+
 class MaterialOut(BaseModel):
     id: int
     lesson: int
@@ -174,6 +179,9 @@ class MaterialOut(BaseModel):
     original: OriginalOut
     renditions: list[RenditionOut]
     subtitles: list[TrackOut] = []
+    chapters: list[ChapterOut] = Field(
+        default_factory=list, description="Where the slides of a slides video change; empty for other materials"
+    )
 
 
 class LessonOut(BaseModel):

@@ -13,9 +13,10 @@ from hub.catalog import services
 from hub.catalog.schemas import CourseQuery
 from hub.db import request_session
 from hub.errors import invalid_from_pydantic
+from hub.media.chapters import chapter_list
 from hub.media.course_download import plan_course_download
 from hub.media.profiles import original_stands_in
-from hub.media.views import default_quality
+from hub.media.views import data_saver_on, default_quality
 from hub.vocab import CATEGORIES, GRADE_NAMES, LANGUAGES, SUBJECTS
 
 blueprint = Blueprint("catalog", __name__)
@@ -63,9 +64,17 @@ def course_page(course_id: int) -> str:
     )
 
 
+# ?quality= on a lesson page: which rendition the players start with.
+PLAYER_QUALITIES = {"240p": "video-240p", "360p": "video-360p", "audio": "audio"}
 @blueprint.get("/lessons/<int:lesson_id>")
 def lesson_page(lesson_id: int) -> str:
-    lesson = services.get_lesson(request_session(), current_user(), lesson_id)
+    page = services.get_lesson_page(request_session(), current_user(), lesson_id)
+    lesson = page.lesson
+    # The player's first rendition: ?quality= when the reader chose one, else what data
+    # saver says (on unless turned off: the smallest video).
+    quality = request.args.get("quality")
+    if quality not in PLAYER_QUALITIES:
+        quality = "240p" if data_saver_on() else "360p"
     upstream_url = current_app.extensions["hub.settings"].upstream_url.rstrip("/")
     # A school server holds an original only where no rendition stands in for it
     # (hub.media.profiles.original_stands_in): the others are linked on the upstream
@@ -80,5 +89,14 @@ def lesson_page(lesson_id: int) -> str:
         else set()
     )
     return render_template(
-        "catalog/lesson.html", lesson=lesson, course=lesson.course, upstream_url=upstream_url, remote_originals=remote
+        "catalog/lesson.html",
+        lesson=lesson,
+        course=lesson.course,
+        upstream_url=upstream_url,
+        remote_originals=remote,
+        previous=page.previous,
+        next=page.next,
+        quality=quality,
+        qualities=PLAYER_QUALITIES,
+        chapter_list=chapter_list,
     )

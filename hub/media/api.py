@@ -11,9 +11,10 @@ from flask import Blueprint, Response, current_app, redirect, request, url_for
 from hub.accounts.auth import current_user
 from hub.api import PREFIX
 from hub.catalog.models import Material
-from hub.catalog.schemas import MaterialOut, OriginalOut, RenditionOut, TrackOut
+from hub.catalog.schemas import ChapterOut, MaterialOut, OriginalOut, RenditionOut, TrackOut
 from hub.db import Database, get_database, request_session
 from hub.media import downloads, services
+from hub.media.chapters import chapter_list
 from hub.media.storage import BlobNotFound, Storage, content_disposition, key_for
 
 blueprint = Blueprint("media_api", __name__, url_prefix=PREFIX)
@@ -66,6 +67,7 @@ def material_out(material: Material) -> MaterialOut:
             )
             for t in material.subtitles
         ],
+        chapters=[ChapterOut.model_validate(chapter) for chapter in chapter_list(material.chapters)],
     )
 
 

@@ -54,6 +54,9 @@ class Rendition(Timestamped, Base):
     ssim: Mapped[float | None] = mapped_column(Float)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
+    # The profile's settings this rendition was made with (Profile.fingerprint): another
+    # material with the same original reuses it only while they are still the ladder's.
+    fingerprint: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
     material: Mapped[Material] = relationship(back_populates="renditions")
     blob: Mapped[Blob | None] = relationship(lazy="joined")

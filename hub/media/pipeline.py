@@ -2,8 +2,9 @@
 
 Two steps, each a task that takes an id, re-checks state and is safe to run twice:
 
-1. :func:`process_material` probes the original (bounded, untrusted input) and
-   plans one rendition row per applicable profile;
+1. :func:`process_material` probes the original (bounded, untrusted input),
+   finds the chapters of a slides video (:mod:`hub.media.chapters`) and plans one
+   rendition row per applicable profile;
 2. :func:`build_rendition` transcodes one profile into a temp file, stores it
    under its sha256 and marks the row ready (or skipped, or failed with a reason).
 
@@ -11,6 +12,11 @@ A worker killed mid-transcode leaves its row ``processing``; the redelivered
 task simply redoes it. Outputs are content-addressed, so a redo that produces
 the same bytes stores nothing new, and the (material, profile) unique key keeps
 exactly one row per profile.
+
+The same bytes uploaded twice (a lesson reused in another course, a re-upload)
+are transcoded once: a rendition another material of the same original already
+has, made with the profile's current settings (``Rendition.fingerprint``), is
+copied, blob and numbers, instead of queued; so are its chapters.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -25,10 +32,11 @@ from sqlalchemy.orm import Session
 from hub import jobs
 from hub.catalog.models import Material
 from hub.db import Database, utcnow
-from hub.media import ffmpeg
+from hub.media import chapters, ffmpeg
 from hub.media.models import Blob, Rendition
 from hub.media.profiles import PROFILES, applicable_profiles
 from hub.media.sandbox import job_directory
+from hub.media.services import build_task, process_task
 from hub.media.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -56,6 +64,10 @@ def process_material(session: Session, storage: Storage, material_id: int, limit
             material.error = exc.reason
             session.commit()
             return []
+        if probe.slides and material.chapters is None:
+            material.chapters = _donor_chapters(session, material)
+            if material.chapters is None:
+                material.chapters = _find_chapters(source, probe, limits)
     material.kind = probe.kind
     existing = {r.profile: r for r in material.renditions}
     queued: list[Rendition] = []
@@ -64,17 +76,76 @@ def process_material(session: Session, storage: Storage, material_id: int, limit
         if rendition is None:
             rendition = Rendition(material=material, profile=profile.name, status="pending")
             session.add(rendition)
-        if rendition.status not in ("ready", "skipped"):
+        if rendition.status not in ("ready", "skipped") and not _reuse(session, rendition, material):
             queued.append(rendition)
     material.status = "processing"
     material.error = ""
     session.flush()
     for rendition in queued:
-        jobs.enqueue(session, jobs.BUILD_RENDITION, rendition.id)
+        jobs.enqueue(session, build_task(material.kind), rendition.id)
     if not queued:
         _settle_material(material)
     session.commit()
     return [r.id for r in queued]
+
+
+def _find_chapters(source: Path, probe: ffmpeg.Probe, limits: ffmpeg.MediaLimits) -> list[float]:
+    """Chapter starts of a slides video; [] when the search fails (chapters are a help, not the lesson)."""
+    try:
+        changes = ffmpeg.scene_changes(source, probe, chapters.SCENE_THRESHOLD, limits=limits)
+    except ffmpeg.MediaError as exc:
+        if exc.transient:
+            raise
+        log.warning("no chapters for %s: %s %s", source, exc.reason, exc.detail)
+        return []
+    return chapters.chapter_starts(changes, probe.duration)
+
+
+def _donor_chapters(session: Session, material: Material) -> list[float] | None:
+    """The chapters another material of the same original already has (None when none has looked)."""
+    found = session.scalar(
+        select(Material.chapters)
+        .where(
+            Material.original_sha256 == material.original_sha256,
+            Material.id != material.id,
+            Material.chapters.is_not(None),
+        )
+        .limit(1)
+    )
+    return None if found is None else chapters.clean_chapters(found)
+
+
+def _reuse(session: Session, rendition: Rendition, material: Material) -> bool:
+    """Copy the same profile's rendition of another material with the same original, if one is settled.
+
+    Only one made with the profile's current settings (its fingerprint): a ladder
+    retuned since must not hand out renditions made the old way. Skipped counts too:
+    "bigger than this original" holds for the same bytes. Safe to run twice: the copy
+    is the same whichever donor is found.
+    """
+    profile = PROFILES[rendition.profile]
+    donor = session.scalar(
+        select(Rendition)
+        .join(Material, Rendition.material_id == Material.id)
+        .where(
+            Material.original_sha256 == material.original_sha256,
+            Material.id != material.id,
+            Rendition.profile == rendition.profile,
+            Rendition.fingerprint == profile.fingerprint,
+            Rendition.status.in_(("ready", "skipped")),
+            or_(Rendition.status == "skipped", Rendition.blob_sha256.is_not(None)),
+        )
+        .order_by(Rendition.id)
+        .limit(1)
+    )
+    if donor is None:
+        return False
+    for name in ("status", "blob_sha256", "bytes", "kbps", "width", "height", "duration", "ssim", "fingerprint"):
+        setattr(rendition, name, getattr(donor, name))
+    rendition.progress = 100
+    rendition.error = ""
+    log.info("rendition %s reuses %s (same original, same %s settings)", rendition.id, donor.id, donor.profile)
+    return True
 
 
 class _Progress:
@@ -136,6 +207,13 @@ def build_rendition(
             return rendition.status  # a redelivered message for finished work
         if not _claim(session, rendition_id, lease):
             return "busy"
+        session.refresh(rendition)
+        if _reuse(session, rendition, rendition.material):
+            # Another material of the same original got this rendition since it was planned
+            # (the same file uploaded twice in a row): copy it rather than transcode it again.
+            _settle_material(rendition.material)
+            session.commit()
+            return rendition.status
         profile = PROFILES[rendition.profile]
         original = rendition.material.original_sha256
 
@@ -237,13 +315,13 @@ def requeue_stalled(session: Session, lease: int) -> int:
         # delivery can take it, and the fresh updated_at stops a re-send per sweep.
         rendition.status = "pending"
         rendition.updated_at = now
-        jobs.enqueue(session, jobs.BUILD_RENDITION, rendition.id)
+        jobs.enqueue(session, build_task(rendition.material.kind), rendition.id)
     waiting = list(
         session.scalars(select(Material).where(Material.status == "pending", Material.updated_at < lost).limit(500))
     )
     for material in waiting:
         material.updated_at = now
-        jobs.enqueue(session, jobs.PROCESS_MATERIAL, material.id)
+        jobs.enqueue(session, process_task(material.kind), material.id)
     session.commit()
     return len(stalled) + len(waiting)
 
@@ -273,6 +351,8 @@ def _finish(
             rendition.height = info.height
             rendition.duration = info.duration
         rendition.ssim = ssim
+        if status in ("ready", "skipped"):
+            rendition.fingerprint = PROFILES[rendition.profile].fingerprint
         _settle_material(rendition.material)
         session.commit()
     return status
@@ -313,7 +393,7 @@ def reprocess_profile(session: Session, profile: str) -> list[int]:
         rendition.status = "pending"
         rendition.progress = 0
         rendition.material.status = "processing"
-        jobs.enqueue(session, jobs.BUILD_RENDITION, rendition.id)
+        jobs.enqueue(session, build_task(rendition.material.kind), rendition.id)
     lacking = session.scalars(
         select(Material).where(
             Material.kind.in_(PROFILES[profile].sources),
@@ -323,6 +403,6 @@ def reprocess_profile(session: Session, profile: str) -> list[int]:
     )
     for material in lacking:
         material.status = "pending"
-        jobs.enqueue(session, jobs.PROCESS_MATERIAL, material.id)
+        jobs.enqueue(session, process_task(material.kind), material.id)
     session.commit()
     return [r.id for r in renditions]

@@ -38,12 +38,19 @@ Choices that hold for the whole ladder, and why:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Literal, Protocol
+
+ENCODER_REVISION = 1
+"""Goes up when hub.media.ffmpeg changes what a profile's command writes (muxing, filters)
+without a setting here changing: it is part of every :attr:`Profile.fingerprint`."""
 
 MediaKind = Literal["video", "audio", "image", "document"]
 """What an original is, as :func:`hub.media.ffmpeg.probe` classifies it."""
@@ -120,6 +127,19 @@ class Profile:
         if long * scale > self.long_side * Fraction(101, 100):
             scale = Fraction(self.long_side, long)
         return max(2, math.floor(width * scale) // 2 * 2), max(2, math.floor(height * scale) // 2 * 2)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of every setting of this profile and of :data:`ENCODER_REVISION`.
+
+        Stored on each rendition: a second material with the same original bytes reuses
+        a rendition only while it was made with the ladder's current settings, so a
+        retuned profile never hands out renditions made the old way.
+        """
+        settings = dataclasses.asdict(self)
+        # Sets have no stable order across processes (string hashing is salted): sort them.
+        canonical = json.dumps([ENCODER_REVISION, settings], sort_keys=True, default=sorted)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def applies_to(self, kind: MediaKind, *, has_audio: bool, animated: bool = False) -> bool:
         """Whether this profile makes a rendition from an original of this shape."""

@@ -33,3 +33,44 @@ def ffprobe(path: Path) -> dict[str, Any]:
     ).stdout
     result: dict[str, Any] = json.loads(out)
     return result
+
+
+# -- slides with a moving camera inset (chapters) ---------------------------------------
+
+
+def slides_video(
+    path: Path, durations: tuple[float, ...] = (8, 9, 7), size: str = "1280x720", inset: str = "testsrc2"
+) -> Path:
+    """A slides lesson: one slide per duration (text on white), a camera inset, a tone.
+
+    The slides change at the running sums of ``durations`` (8 and 17 s by default): where
+    its chapters must start. ``inset`` is the lavfi source in the corner: ``testsrc2``
+    moves all the time, ``smptebars`` stands still (the probe then calls it slides).
+    """
+    inputs: list[str] = []
+    for number, seconds in enumerate(durations, start=1):
+        # Each slide a different layout: a title, and a box or a line of working below it.
+        body = (
+            f"drawbox=x=80:y={260 + 40 * number}:w={300 + 60 * number}:h=160:color=blue@0.5:t=fill"
+            if number % 2
+            else f"drawtext=text='x^2 + {number}x = {number * 7}':fontsize=48:x=80:y=320:fontcolor=black"
+        )
+        inputs += [
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=c=white:s={size}:r=30:d={seconds},"
+            f"drawtext=text='Slide {number}':fontsize=56:x=80:y=120:fontcolor=black,{body}",
+        ]
+    total = sum(durations)
+    count = len(durations)
+    slides = "".join(f"[{i}]" for i in range(count))
+    return ffmpeg(
+        path,
+        *inputs,
+        *("-f", "lavfi", "-i", f"{inset}=s=192x108:r=30:d={total}"),
+        *("-f", "lavfi", "-i", f"sine=frequency=300:duration={total}"),
+        *("-filter_complex", f"{slides}concat=n={count}:v=1:a=0[s];[s][{count}]overlay=x=W-w-20:y=H-h-20[v]"),
+        *("-map", "[v]", "-map", str(count + 1)),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-c:a", "aac"),
+    )

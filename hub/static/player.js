@@ -1,0 +1,127 @@
+/* The lesson page's players, improved: the page works without this file.
+ *
+ * - speed buttons (0.75-2x), the choice kept on this device for every lesson;
+ * - chapter links seek in place instead of reloading the page (their href, ?m=&t=,
+ *   is the no-JavaScript way: the server starts the player there);
+ * - a quality link between two videos swaps the source in place, keeping the position;
+ * - the position in each recording is kept on this device (localStorage) and resumed
+ *   when the reader comes back, unless a chapter link says where to start.
+ */
+(function () {
+  "use strict";
+  var SPEED_KEY = "hub.speed";
+  var POSITION_KEY = "hub.position.";
+  var SAVE_EVERY_S = 5;
+
+  function store(key, value) {
+    try {
+      if (value === null) { window.localStorage.removeItem(key); } else { window.localStorage.setItem(key, value); }
+    } catch (e) { /* private mode or storage full: the page works without it */ }
+  }
+  function stored(key) {
+    try { return window.localStorage.getItem(key); } catch (e) { return null; }
+  }
+
+  var params = new URLSearchParams(window.location.search);
+  var seekMaterial = params.get("m");
+
+  function setSpeed(tools, player, speed) {
+    player.playbackRate = speed;
+    player.defaultPlaybackRate = speed;
+    tools.querySelectorAll("[data-speed]").forEach(function (button) {
+      button.setAttribute("aria-pressed", String(Number(button.getAttribute("data-speed")) === speed));
+    });
+  }
+
+  function rememberPosition(player) {
+    var key = POSITION_KEY + player.getAttribute("data-material");
+    var lastSaved = 0;
+    player.addEventListener("timeupdate", function () {
+      var now = player.currentTime;
+      if (Math.abs(now - lastSaved) < SAVE_EVERY_S) { return; }
+      lastSaved = now;
+      // Not the first seconds (nothing to resume) nor the last (it was watched to the end).
+      var nearEnd = player.duration && now > player.duration - SAVE_EVERY_S;
+      store(key, now > SAVE_EVERY_S && !nearEnd ? now.toFixed(1) : null);
+    });
+    player.addEventListener("pause", function () {
+      if (player.currentTime > SAVE_EVERY_S && !player.ended) { store(key, player.currentTime.toFixed(1)); }
+    });
+    player.addEventListener("ended", function () { store(key, null); });
+    var saved = Number(stored(key));
+    if (saved > 0 && seekMaterial !== player.getAttribute("data-material")) {
+      var resume = function () {
+        if (player.currentTime < 1) { player.currentTime = saved; }
+      };
+      if (player.readyState >= 1) { resume(); } else { player.addEventListener("loadedmetadata", resume, { once: true }); }
+      player.setAttribute("data-resume", String(saved));
+    }
+  }
+
+  function seekTo(player, seconds) {
+    var go = function () {
+      player.currentTime = seconds;
+      var played = player.play();
+      if (played && played.catch) { played.catch(function () {}); }
+    };
+    if (player.readyState >= 1) { go(); } else {
+      player.addEventListener("loadedmetadata", go, { once: true });
+      player.preload = "metadata";
+      player.load();
+    }
+  }
+
+  function switchSource(player, link) {
+    var at = player.currentTime;
+    var playing = !player.paused;
+    var speed = player.playbackRate;
+    player.querySelectorAll("source").forEach(function (source) { source.remove(); });
+    player.src = link.getAttribute("data-src");
+    player.addEventListener("loadedmetadata", function () {
+      player.currentTime = at;
+      player.playbackRate = speed;
+      if (playing) { var p = player.play(); if (p && p.catch) { p.catch(function () {}); } }
+    }, { once: true });
+    player.load();
+  }
+
+  document.querySelectorAll(".materials > li").forEach(function (item) {
+    var player = item.querySelector(".player");
+    var tools = item.querySelector(".player-tools");
+    if (!player || !tools) { return; }
+    rememberPosition(player);
+
+    var speedBox = tools.querySelector(".speed");
+    if (speedBox) {
+      speedBox.hidden = false;
+      setSpeed(tools, player, Number(stored(SPEED_KEY)) || 1);
+      speedBox.addEventListener("click", function (event) {
+        var button = event.target.closest("[data-speed]");
+        if (!button) { return; }
+        var speed = Number(button.getAttribute("data-speed"));
+        store(SPEED_KEY, String(speed));
+        setSpeed(tools, player, speed);
+      });
+    }
+
+    tools.addEventListener("click", function (event) {
+      var link = event.target.closest("a[data-src]");
+      // Only video to video in place: to or from audio only, the page is rendered anew.
+      if (!link || player.tagName !== "VIDEO" || event.ctrlKey || event.metaKey || event.shiftKey) { return; }
+      event.preventDefault();
+      switchSource(player, link);
+      tools.querySelectorAll("a[data-quality]").forEach(function (other) { other.removeAttribute("aria-current"); });
+      link.setAttribute("aria-current", "true");
+    });
+
+    var chapters = item.querySelector(".chapters");
+    if (chapters) {
+      chapters.addEventListener("click", function (event) {
+        var link = event.target.closest("a[data-start]");
+        if (!link || event.ctrlKey || event.metaKey || event.shiftKey) { return; }
+        event.preventDefault();
+        seekTo(player, Number(link.getAttribute("data-start")));
+      });
+    }
+  });
+})();
