@@ -66,6 +66,8 @@ def course_page(course_id: int) -> str:
 
 # ?quality= on a lesson page: which rendition the players start with.
 PLAYER_QUALITIES = {"240p": "video-240p", "360p": "video-360p", "audio": "audio"}
+
+
 @blueprint.get("/lessons/<int:lesson_id>")
 def lesson_page(lesson_id: int) -> str:
     page = services.get_lesson_page(request_session(), current_user(), lesson_id)
