@@ -4,10 +4,15 @@
 choice of file per material, the manifest); `hub.media.zipstore` lays the archive out
 so its size is known before the first byte and any range of it can be sent.
 
-Paths inside the ZIP are ASCII (`lesson-01/02-video-240p.mp4`): the unzip built into
-older Windows reads names in the local code page and would garble Chinese ones, and
-ASCII relative links work from file:// whatever tool unpacked the folder. The Chinese
-titles are in index.html and manifest.json.
+Paths inside the ZIP are the titles a teacher knows (`01 配方法/01 配方法讲解.mp4`), made
+safe for FAT32 USB drives and Windows (:func:`portable_name`), with the ZIP's UTF-8 flag
+set (hub.media.zipstore): Windows 10's Explorer, 7-Zip, macOS and Linux unpack them as
+written. (The Explorer of Windows 7 ignores the flag and garbles non-ASCII names; the
+manifest and index.html still name every file.) A video's poster goes beside it under
+the same name (`.jpg`), which players such as VLC show as its cover.
+
+index.html, the offline page, is written in the requester's language (the page's own
+gettext), sizes as the pages show them; so the ZIP's entity tag differs by language.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import hashlib
 import json
 import mimetypes
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,12 +29,14 @@ from html import escape
 from pathlib import PurePosixPath
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy.orm import Session
 
 from hub.accounts.models import User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
 from hub.errors import Invalid
+from hub.i18n import current_locale, filesize
 from hub.media.models import Blob
 from hub.media.profiles import PROFILES
 from hub.media.storage import Storage
@@ -115,6 +123,13 @@ def choose_file(material: Material, quality: str) -> ChosenFile | None:
     return ChosenFile(material, profile, candidates[profile][1])
 
 
+def _poster(material: Material) -> Blob | None:
+    return next(
+        (r.blob for r in material.renditions if r.profile == "poster" and r.status == "ready" and r.blob is not None),
+        None,
+    )
+
+
 def _extension(chosen: ChosenFile) -> str:
     if chosen.profile != "original":
         return PROFILES[chosen.profile].extension
@@ -127,6 +142,45 @@ def _extension(chosen: ChosenFile) -> str:
 
 def _number(index: int, count: int) -> str:
     return str(index).zfill(max(2, len(str(count))))
+
+
+# Characters Windows and FAT32 refuse in a name, and the ASCII control characters.
+_NOT_PORTABLE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
+# Names Windows reserves for devices, with any extension ("CON.mp4" is the console too).
+_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))})
+# Characters a title keeps in a name: each part stays short because Windows' paths end at
+# 260 characters (the folder a teacher unpacks into counts too), FAT32's names at 255.
+NAME_CHARS = 60
+
+
+def portable_name(title: str, limit: int = NAME_CHARS) -> str:
+    """``title`` as a file or folder name every common file system and Windows accepts.
+
+    Forbidden and control characters become spaces, runs of white space one space,
+    trailing dots and spaces go (Windows drops them, so two names would meet), and a
+    device name such as ``CON`` or ``com1.txt`` gets a ``_`` in front. Chinese stays.
+    """
+    name = unicodedata.normalize("NFC", title)
+    name = "".join(" " if _NOT_PORTABLE.match(ch) or unicodedata.category(ch)[0] == "C" else ch for ch in name)
+    name = re.sub(r"\s+", " ", name).strip()[:limit].rstrip(". ")
+    if name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
+        name = "_" + name
+    return name or "_"
+
+
+class _Names:
+    """Unique names per folder, as a case-insensitive file system (FAT32, NTFS) compares them."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set()
+
+    def claim(self, folder: str, stem: str, extension: str) -> str:
+        candidate, number = stem, 1
+        while f"{folder}/{candidate}{extension}".casefold() in self._taken:
+            number += 1
+            candidate = f"{stem} ({number})"
+        self._taken.add(f"{folder}/{candidate}{extension}".casefold())
+        return f"{folder}/{candidate}{extension}"
 
 
 def _manifest(course: Course, quality: str, files: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> bytes:
@@ -191,15 +245,18 @@ def _index_html(
     lessons: list[tuple[Lesson, list[CourseFile]]],
     skipped: list[dict[str, Any]],
     tracks: dict[str, list[TrackFile]] | None = None,
+    posters: dict[str, str] | None = None,
 ) -> bytes:
+    """The offline page, in the requester's language (gettext), linking every file by a relative path."""
     e = escape
+    language = "zh-CN" if current_locale() == "zh" else current_locale()
     out = [
-        '<!doctype html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n'
+        f'<!doctype html>\n<html lang="{language}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{e(course.title)}</title>\n<style>{_PAGE_STYLE}</style>\n</head>\n<body>\n"
         f"<h1>{e(course.title)}</h1>\n"
         f'<p class="meta">{e(course.school.name)}{" · " + e(course.teacher) if course.teacher else ""}'
-        f" · {e(course.license)} · 离线版 offline copy</p>\n"
+        f" · {e(course.license)} · {e(gettext('Offline copy'))}</p>\n"
     ]
     if course.summary:
         out.append(f"<p>{e(course.summary)}</p>\n")
@@ -211,21 +268,25 @@ def _index_html(
         for f in files:
             href = e(f.path, quote=True)
             title = e(f.chosen.material.title)
-            size = f"{f.bytes / 1048576:.1f} MB"
             kind = f.chosen.material.kind
             out.append(f"<h3>{title}</h3>\n")
             subtitles = _track_tags((tracks or {}).get(f.path, []))
+            poster = (posters or {}).get(f.path)
+            cover = f' poster="{e(poster, quote=True)}"' if poster else ""
             if kind == "video":
-                out.append(f'<video controls preload="metadata" src="{href}">{subtitles}</video>\n')
+                out.append(f'<video controls preload="metadata"{cover} src="{href}">{subtitles}</video>\n')
             elif kind == "audio":
                 out.append(f'<audio controls preload="metadata" src="{href}">{subtitles}</audio>\n')
             elif kind == "image":
                 out.append(f'<img src="{href}" alt="{title}">\n')
-            out.append(f'<p class="meta"><a href="{href}">{e(PurePosixPath(f.path).name)}</a> · {size}</p>\n')
+            name = e(PurePosixPath(f.path).name)
+            out.append(f'<p class="meta"><a href="{href}">{name}</a> · {e(filesize(f.bytes))}</p>\n')
         for material in lesson.materials:
             if material.id in skipped_ids:
-                out.append(f'<p class="meta">{e(material.title)}: 尚未处理完，未包含 not ready, not included</p>\n')
-    out.append('<p class="meta"><a href="manifest.json">manifest.json</a> (sha256)</p>\n</body>\n</html>\n')
+                note = gettext("%(title)s: not processed yet, not in this download", title=material.title)
+                out.append(f'<p class="meta">{e(note)}</p>\n')
+    checksums = e(gettext("checksums (sha256) of every file"))
+    out.append(f'<p class="meta"><a href="manifest.json">manifest.json</a> · {checksums}</p>\n</body>\n</html>\n')
     return "".join(out).encode()
 
 
@@ -255,6 +316,9 @@ def plan_course_download(
     entries: list[ZipEntry] = []
     files: list[CourseFile] = []
     tracks: dict[str, list[TrackFile]] = {}  # by the path of the video or audio they belong to
+    posters: dict[str, str] = {}  # the poster's path, by the path of its video
+    poster_files: list[tuple[str, Blob]] = []
+    names = _Names()
     for lesson_no, lesson in enumerate(lessons, start=1):
         lesson_files: list[CourseFile] = []
         materials = sorted(lesson.materials, key=lambda m: m.id)
@@ -263,10 +327,9 @@ def plan_course_download(
             if chosen is None:
                 skipped.append({"material": material.id, "title": material.title, "status": material.status})
                 continue
-            path = (
-                f"lesson-{_number(lesson_no, len(lessons))}/"
-                f"{_number(material_no, len(materials))}-{chosen.profile}{_extension(chosen)}"
-            )
+            folder = f"{_number(lesson_no, len(lessons))} {portable_name(lesson.title)}"
+            stem = f"{_number(material_no, len(materials))} {portable_name(material.title)}"
+            path = names.claim(folder, stem, _extension(chosen))
             file = CourseFile(path, chosen.blob.sha256, chosen.blob.size, lesson, chosen)
             lesson_files.append(file)
             files.append(file)
@@ -281,6 +344,24 @@ def plan_course_download(
                     "profile": chosen.profile,
                 }
             )
+            poster = _poster(material) if material.kind == "video" else None
+            if poster is not None:
+                # Beside the video, under its name: players take it as the cover.
+                poster_path = names.claim(folder, str(PurePosixPath(path).with_suffix("").name), ".jpg")
+                posters[path] = poster_path
+                poster_files.append((poster_path, poster))
+                listed.append(
+                    {
+                        "path": poster_path,
+                        "sha256": poster.sha256,
+                        "bytes": poster.size,
+                        "media_type": poster.media_type,
+                        "lesson": {"id": lesson.id, "position": lesson.position, "title": lesson.title},
+                        "material": {"id": material.id, "kind": material.kind, "title": material.title},
+                        "profile": "poster",
+                        "poster": {"for": path},
+                    }
+                )
             if found := _tracks(file):
                 tracks[path] = found
                 listed.extend(
@@ -297,7 +378,7 @@ def plan_course_download(
                 )
         chosen_by_lesson.append((lesson, lesson_files))
 
-    index_html = _index_html(course, chosen_by_lesson, skipped, tracks)
+    index_html = _index_html(course, chosen_by_lesson, skipped, tracks, posters)
     index_sha = hashlib.sha256(index_html).hexdigest()
     listed.insert(0, {"path": "index.html", "sha256": index_sha, "bytes": len(index_html), "media_type": "text/html"})
     manifest = _manifest(course, quality, listed, skipped)
@@ -311,6 +392,8 @@ def plan_course_download(
         entries.append(ZipEntry(file.path, file.bytes, key=file.sha256, reader=_reader(storage, file.sha256)))
         for t in tracks.get(file.path, []):
             entries.append(ZipEntry(t.path, t.bytes, key=t.sha256, reader=_reader(storage, t.sha256)))
+    for poster_path, blob in poster_files:
+        entries.append(ZipEntry(poster_path, blob.size, key=blob.sha256, reader=_reader(storage, blob.sha256)))
     modified = course.updated_at or course.created_at or utcnow()
     layout = ZipLayout(entries, modified if isinstance(modified, datetime) else utcnow())
     # The manifest names every byte of the archive (hashes, paths, sizes, the course's

@@ -80,8 +80,9 @@ def course_download(course_id: int) -> Response:
     decision = downloads.decide_request(request.headers, size=plan.size, sha256=plan.etag)
     if course_is_public(request_session(), course_id):
         # Same URL, new bytes when the course changes: revalidate (cheap, 304) every time.
-        # The default quality follows the data-saver cookie.
-        cache = {"Cache-Control": "public, no-cache", "Vary": "Cookie"}
+        # The default quality follows the data-saver cookie, the offline page's language the
+        # language cookie or Accept-Language.
+        cache = {"Cache-Control": "public, no-cache", "Vary": "Cookie, Accept-Language"}
     else:
         cache = {"Cache-Control": downloads.PRIVATE, "Vary": downloads.CREDENTIALS}
     base_headers = {"ETag": downloads.etag_for(plan.etag), **cache, "Accept-Ranges": "bytes"}

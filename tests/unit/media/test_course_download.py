@@ -73,11 +73,12 @@ def test_offline_index_links_only_files_in_the_zip(client: FlaskClient, seeded: 
         assert target in names, target
     media = [f["path"] for f in manifest["files"] if f["path"] != "index.html"]
     assert all(path in parser.targets for path in media)  # and every file is reachable from it
-    assert re.search(r'<video controls[^>]* src="lesson-01/01-video-240p.mp4"', page)
+    assert re.search(r'<video controls[^>]* src="01 配方法/01 配方法讲解.mp4"', page)
 
 
 def profiles(manifest: dict[str, Any]) -> dict[str, str]:
-    return {f["material"]["title"]: f["profile"] for f in manifest["files"] if "material" in f}
+    # The file chosen for each material (not its poster or subtitles, which go with it).
+    return {f["material"]["title"]: f["profile"] for f in manifest["files"] if f.get("profile", "poster") != "poster"}
 
 
 def test_quality_chooses_the_files(client: FlaskClient, seeded: SeededCourse) -> None:
@@ -251,3 +252,68 @@ def test_streamed_zips_are_bounded_and_give_their_slot_back(app: Flask, seeded: 
     assert again.status_code == 200 and zipfile.ZipFile(io.BytesIO(again.data)).testzip() is None
     for response in held:
         response.close()
+
+
+# -- issue 14: names by title, posters, sizes, one language ------------------------------
+
+
+def test_portable_names_keep_chinese_and_pass_windows_and_fat32() -> None:
+    from hub.media.course_download import NAME_CHARS, portable_name
+
+    assert portable_name("配方法讲解") == "配方法讲解"
+    assert portable_name('a<b>c:d"e/f\\g|h?i*j') == "a b c d e f g h i j"
+    assert portable_name("第一课\x00\x1f\u200b\n结束. . ") == "第一课 结束"
+    for reserved in ("CON", "con", "Nul.txt", "COM1", "lpt9.mp4", "AUX "):
+        assert portable_name(reserved).startswith("_"), reserved
+    assert portable_name("CONSOLE") == "CONSOLE"
+    assert portable_name("...") == "_" and portable_name("") == "_"
+    assert len(portable_name("长" * 500)) == NAME_CHARS
+
+
+def test_zip_names_files_by_title_with_posters(client: FlaskClient, seeded: SeededCourse) -> None:
+    archive, manifest, _ = fetch(client, seeded)
+    names = set(archive.namelist())
+    assert "01 配方法/01 配方法讲解.mp4" in names  # lesson 1, material 1, by their titles
+    assert "01 配方法/01 配方法讲解.jpg" in names  # its poster, beside it under the same name
+    assert archive.read("01 配方法/01 配方法讲解.jpg") == seeded.blobs[seeded.by_role["poster"]]
+    for info in archive.infolist():
+        assert info.flag_bits & 0x800  # UTF-8 names: unzip tools keep the Chinese
+        for part in info.filename.split("/"):
+            assert not re.search(r'[<>:"\\|?*\x00-\x1f]', part) and part == part.rstrip(". ")
+    page = archive.read("index.html").decode()
+    assert 'poster="01 配方法/01 配方法讲解.jpg"' in page
+    posters = [f for f in manifest["files"] if "poster" in f]
+    assert [p["poster"]["for"] for p in posters] == ["01 配方法/01 配方法讲解.mp4"]
+
+
+def test_zip_names_that_clash_are_numbered(app: Flask, db: Session, make: Accounts) -> None:
+    from sqlalchemy import select
+
+    from hub.catalog.models import Material
+    from hub.media.course_download import plan_course_download
+
+    seeded = seed_course(app.extensions["hub.storage"], db, make.school().id)
+    # Two ready materials of one lesson whose titles meet once made portable, as FAT32
+    # compares names (without case).
+    materials = [m for m in db.scalars(select(Material)) if m.title in ("练习题", "图示")]
+    assert len(materials) == 2 and materials[0].lesson_id == materials[1].lesson_id
+    materials[0].title, materials[1].title = "Figure: A", "figure? a"
+    db.commit()
+    with app.test_request_context():
+        plan = plan_course_download(db, None, app.extensions["hub.storage"], seeded.course_id, "smallest")
+    paths = sorted(f.path for f in plan.files if f.chosen.material in materials)
+    assert len(paths) == 2 and len({p.casefold() for p in paths}) == 2, paths
+
+
+def test_offline_page_is_in_the_requesters_language_with_small_sizes(client: FlaskClient, seeded: SeededCourse) -> None:
+    zh = fetch(client, seeded, headers={"Accept-Language": "zh-CN"})[0].read("index.html").decode()
+    en = fetch(client, seeded, headers={"Accept-Language": "en"})[0].read("index.html").decode()
+    assert '<html lang="zh-CN">' in zh and "离线版" in zh and "尚未处理完" in zh
+    assert '<html lang="en">' in en and "Offline copy" in en and "not processed yet" in en
+    # No English words on the Chinese page but the file formats' and licence's names.
+    body = zh.split("<body>", 1)[1]  # after the head's style sheet
+    visible = re.sub(r"<[^>]+>|manifest\.json|sha256|CC-BY-SA-4\.0|\.mp4|\.pdf|\.png|\.jpg", "", body)
+    assert not re.search(r"[A-Za-z]{3,}", visible), re.findall(r"[A-Za-z]{3,}", visible)
+    assert "离线版" not in en and "尚未" not in en
+    # A 12 KB file reads 11.7 KB, not 0.0 MB.
+    assert "0.0 MB" not in zh and "0.0 MB" not in en and re.search(r"· [0-9.,]+ KB</p>", en)
