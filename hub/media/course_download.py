@@ -327,8 +327,9 @@ def plan_course_download(
             if chosen is None:
                 skipped.append({"material": material.id, "title": material.title, "status": material.status})
                 continue
-            folder = f"{_number(lesson_no, len(lessons))} {portable_name(lesson.title)}"
-            stem = f"{_number(material_no, len(materials))} {portable_name(material.title)}"
+            # The number first keeps the course's order in any file manager.
+            folder = portable_name(f"{_number(lesson_no, len(lessons))} {lesson.title}")
+            stem = portable_name(f"{_number(material_no, len(materials))} {material.title}")
             path = names.claim(folder, stem, _extension(chosen))
             file = CourseFile(path, chosen.blob.sha256, chosen.blob.size, lesson, chosen)
             lesson_files.append(file)
