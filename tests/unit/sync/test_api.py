@@ -171,6 +171,7 @@ def test_the_sync_page_is_for_admins(client: FlaskClient, make: Accounts) -> Non
     page = client.get("/admin/sync/", headers={"Accept-Language": "en"})
     assert page.status_code == 200
     assert "not a mirror" in page.text and "No runs yet." in page.text
+    assert 'href="/admin/servers/"' in page.text  # an upstream's admin finds its school servers from here
 
 
 def test_an_unchanged_manifest_is_a_304(client: FlaskClient, setup: dict[str, Any]) -> None:
