@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING
@@ -103,18 +104,27 @@ def announce(settings: Settings, host: str, port: int, out: IO[str]) -> Iterator
         print(f"mDNS: not announced ({exc})", file=out)
         yield None
         return
-    try:
+    registered = threading.Event()
+
+    def register() -> None:
         try:
             # Another server already answers to this instance name: zeroconf picks "name (2)";
             # the host name stays, and the first server keeps answering NAME.local.
             zeroconf.register_service(info, allow_name_change=True)
         except (NonUniqueNameException, OSError) as exc:
             print(f"mDNS: not announced ({exc})", file=out)
-            yield None
             return
+        registered.set()
         where = ", ".join(addresses)
         print(f"announced on the LAN as http://{name}.local{'' if port == 80 else f':{port}'}/ ({where})", file=out)
+
+    # In the background: probing the name takes some 1.7 s, which the pages need not wait for.
+    announcer = threading.Thread(target=register, name="mdns-announce", daemon=True)
+    announcer.start()
+    try:
         yield info
-        zeroconf.unregister_service(info)
     finally:
+        announcer.join(timeout=5)
+        if registered.is_set():
+            zeroconf.unregister_service(info)  # goodbye packets: clients forget the name at once
         zeroconf.close()

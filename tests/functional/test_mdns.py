@@ -18,7 +18,7 @@ import requests
 from hub.config import Settings
 from hub.sync import manifest as mf
 from hub.sync import mdns
-from tests.functional.conftest import LiveServer
+from tests.functional.conftest import LiveServer, wait_until
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,8 @@ def test_a_school_server_is_found_on_the_lan_by_name(hub_env: dict[str, str], tm
     server = LiveServer({**env, "HUB_MDNS_NAME": name}, tmp_path)
     browser = zeroconf.Zeroconf(interfaces=["127.0.0.1"], ip_version=zeroconf.IPVersion.V4Only)
     try:
-        assert f"announced on the LAN as http://{name}.local:{server.port}/" in server.process.output()
+        announced = f"announced on the LAN as http://{name}.local:{server.port}/"
+        wait_until(lambda: announced in server.process.output(), 30, "the announcement")
         info = browser.get_service_info(mdns.SERVICE_TYPE, f"{name}.{mdns.SERVICE_TYPE}", timeout=10_000)
         assert info is not None, "no answer to the DNS-SD query"
         assert info.server == f"{name}.local." and info.port == server.port
