@@ -136,7 +136,8 @@ def track(sha256: str) -> Response:
     session = request_session()
     actor = current_user()
     blob = services.get_readable_track(session, actor, sha256)
-    public = actor is None or services.readable_subtitle_blobs(session, None, [sha256]) != set()
+    # Readable by an anonymous reader means readable by anyone: only then may shared caches keep it.
+    public = actor is None or bool(services.readable_subtitle_blobs(session, None, [sha256]))
     storage: Storage = current_app.extensions["hub.storage"]
     etag = downloads.etag_for(blob.sha256)
     headers = {"ETag": etag, **downloads.blob_cache_headers(public)}

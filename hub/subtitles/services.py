@@ -10,7 +10,7 @@ Adding or removing one re-indexes the course after commit, so its words are foun
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -140,12 +140,3 @@ def readable_subtitle_blobs(session: Session, actor: User | None, shas: Sequence
             .where(Subtitle.blob_sha256.in_(list(shas)), catalog.visible_clause(actor))
         )
     )
-
-
-def transcript_hit(transcripts: Sequence[str], matches: Callable[[str], bool]) -> tuple[float, str] | None:
-    """The first cue (start, text) of `transcripts` for which `matches(text)` is true."""
-    for transcript in transcripts:
-        for start, text in webvtt.parse_transcript(transcript):
-            if matches(text):
-                return start, text
-    return None
