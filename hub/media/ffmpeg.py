@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import json
 import logging
 import math
@@ -74,7 +75,7 @@ from typing import Any, BinaryIO
 
 import ffmpeg  # ffmpeg-python: builds argv lists; it never runs a process here
 
-from hub.media import sandbox
+from hub.media import quality, sandbox
 from hub.media.profiles import MediaKind, Profile, VideoEncoding
 from hub.media.sandbox import Sandbox
 
@@ -173,6 +174,10 @@ class RenditionInfo:
     height: int | None
     duration: float | None
     mime_type: str
+    plan: quality.Plan | None = None
+    """A video rendition's per-title choices (:mod:`hub.media.quality`)."""
+    full_plan: quality.Plan | None = None
+    """What the profile's own settings would have been: the size its SSIM is measured at."""
 
 
 # ---------------------------------------------------------------------------
@@ -942,12 +947,14 @@ def transcode(
     *,
     on_progress: Callable[[float], None] | None = None,
     limits: MediaLimits,
+    plan: quality.Plan | None = None,
 ) -> RenditionInfo | None:
     """Write ``profile``'s rendition of ``src`` to ``dest`` (a temp path the caller owns).
 
     Returns None when the profile does not apply to this original, or when a
     document or image rendition would not be smaller than the original (the
     caller records it as skipped). Raises MediaError when conversion fails.
+    A video rendition is planned first (:func:`plan_video`) unless ``plan`` is given.
     """
     if not profile.applies_to(probe.kind, has_audio=probe.has_audio, animated=probe.animated):
         return None
@@ -958,8 +965,12 @@ def transcode(
         return compressed
     duration = min(probe.duration or 0.0, limits.max_duration_s)
     mime_type = profile.mime_type
+    full_plan = None
     if profile.kind == "video":
-        argv = _video_argv(src, probe, profile, dest, limits)
+        full_plan = _full_plan(probe, profile)
+        if plan is None:
+            plan = plan_video(src, probe, profile, dest.parent, limits, on_progress=on_progress).plan
+        argv = _video_argv(src, probe, profile, dest, limits, plan)
     elif profile.kind == "audio":
         argv = _audio_argv(src, probe, profile, dest, limits)
     else:  # a poster or an image
@@ -983,7 +994,7 @@ def transcode(
     )
     if result.returncode != 0 or not dest.exists() or dest.stat().st_size == 0:
         raise _failure(result, _NOT_CONVERTED)
-    info = _describe(dest, profile, mime_type, limits)
+    info = dataclasses.replace(_describe(dest, profile, mime_type, limits), plan=plan, full_plan=full_plan)
     if profile.keep_only_if_smaller and info.bytes >= probe.bytes:
         dest.unlink()
         return None
@@ -993,18 +1004,6 @@ def transcode(
     if on_progress is not None:
         on_progress(100.0)
     return info
-
-
-def _output_rate(rate: Fraction | None, max_fps: float) -> Fraction:
-    """The source rate divided by the smallest whole number that brings it under the cap.
-
-    30 -> 15 and 25 -> 12.5 keep every other frame, evenly; a plain cap of 15
-    on 25 fps would drop frames irregularly and judder.
-    """
-    cap = Fraction(max_fps).limit_denominator(1001)
-    if rate is None:
-        return cap
-    return rate / math.ceil(rate / cap)
 
 
 def _mp4_options(limits: MediaLimits, *, video: bool) -> dict[str, Any]:
@@ -1032,34 +1031,118 @@ def _audio_options(profile: Profile) -> dict[str, Any]:
     }
 
 
-def _video_argv(src: Path, probe: Probe, profile: Profile, dest: Path, limits: MediaLimits) -> list[str]:
+def _encoding(probe: Probe, profile: Profile) -> VideoEncoding:
     encoding: VideoEncoding | None = profile.slides if probe.slides else profile.camera
-    assert encoding is not None and probe.video_index is not None and probe.width and probe.height
-    source = _input(src, probe.format, limits, threads=DECODER_THREADS)
-    width, height = profile.fit(probe.width, probe.height)
-    rate = _output_rate(probe.frame_rate, encoding.max_fps)
-    picture = source[str(probe.video_index)]
+    assert encoding is not None and probe.width and probe.height
+    return encoding
+
+
+def _full_plan(probe: Probe, profile: Profile) -> quality.Plan:
+    assert probe.width and probe.height
+    return quality.nominal(profile, _encoding(probe, profile), probe.width, probe.height, probe.frame_rate)
+
+
+def _source_video(
+    src: Path, probe: Probe, limits: MediaLimits, windows: list[tuple[float, float]] | None = None
+) -> Any:
+    """The source's picture, whole or (for a trial) the sample's windows one after another."""
+    if not windows:
+        return _input(src, probe.format, limits, threads=DECODER_THREADS)[str(probe.video_index)]
+    parts = [
+        _input(src, probe.format, limits, ss=start, t=length, threads=DECODER_THREADS)[str(probe.video_index)]
+        for start, length in windows
+    ]
+    return ffmpeg.concat(*parts, v=1, a=0) if len(parts) > 1 else parts[0]
+
+
+def _video_argv(
+    src: Path,
+    probe: Probe,
+    profile: Profile,
+    dest: Path,
+    limits: MediaLimits,
+    plan: quality.Plan,
+    *,
+    windows: list[tuple[float, float]] | None = None,
+) -> list[str]:
+    """The command for a rendition (or, with ``windows``, a silent trial of a sample of it)."""
+    encoding = _encoding(probe, profile)
+    assert probe.video_index is not None
+    picture = _source_video(src, probe, limits, windows)
+    rate = plan.rate
     if rate != probe.frame_rate:
         picture = picture.filter("fps", fps=str(rate))
-    picture = picture.filter("scale", width, height).filter("setsar", 1).filter("format", "yuv420p")
+    picture = picture.filter("scale", plan.width, plan.height)
+    if plan.denoise:
+        # After scaling: fewer pixels to filter, and the downscale has already averaged some grain away.
+        picture = picture.filter("hqdn3d", **quality.DENOISE_FILTERS[plan.denoise])
+    picture = picture.filter("setsar", 1).filter("format", "yuv420p")
     streams = [picture]
     options: dict[str, Any] = {
         "c:v": "libx264",
         "profile:v": encoding.h264_profile,
         "level:v": encoding.h264_level,
         "preset": encoding.preset,
-        "crf": encoding.crf,
+        "crf": plan.crf,
         "maxrate": f"{encoding.maxrate_kbps}k",
         "bufsize": f"{encoding.bufsize_kbit}k",
         "g": max(1, round(encoding.keyint_s * rate)),
         "sc_threshold": 40,  # x264's scene-cut detection (its default, pinned): keyframes where slides change
         **_mp4_options(limits, video=True),
     }
-    if probe.audio_index is not None:  # a silent original gets no audio track rather than a silent one
+    if probe.audio_index is not None and windows is None:  # a silent original gets no audio track
         # Mapped first, so each fragment holds its sound before its pictures (see _MOVFLAGS).
-        streams.insert(0, source[str(probe.audio_index)])
+        streams.insert(0, _input(src, probe.format, limits, threads=DECODER_THREADS)[str(probe.audio_index)])
         options.update(_audio_options(profile))
     return _ffmpeg_argv(ffmpeg.output(*streams, f"file:{dest.resolve()}", **options), overwrite=True)
+
+
+def plan_video(
+    src: Path,
+    probe: Probe,
+    profile: Profile,
+    workdir: Path,
+    limits: MediaLimits,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+) -> quality.Choice:
+    """Choose this title's plan for ``profile`` by encoding a sample with each plan in turn (:mod:`hub.media.quality`).
+
+    Each trial encodes the sample's windows (a few seconds from across the file)
+    with the rendition's own encoder settings, then measures its SSIM against the
+    original's same frames at the profile's full size. ``workdir`` is the job
+    directory the trial files go to (and are removed from).
+    """
+    assert probe.width and probe.height and probe.video_index is not None
+    encoding = _encoding(probe, profile)
+    full = _full_plan(probe, profile)
+    duration = min(probe.duration or 0.0, limits.max_duration_s)
+    sample = quality.sample_windows(duration)
+    windows = None if len(sample) == 1 and sample[0][0] == 0 else sample
+    seconds = sum(length for _, length in sample)
+    trials: list[quality.Trial] = []
+    while (plan := quality.next_plan(profile, encoding, probe.width, probe.height, probe.frame_rate, trials)) is not None:
+        trial = workdir / f"trial-{len(trials)}.mp4"
+        try:
+            argv = _video_argv(src, probe, profile, trial, limits, plan, windows=windows or [(0.0, duration)])
+            result = _run(
+                argv,
+                limits,
+                inputs=(src,),
+                outputs=(trial,),
+                timeout=limits.media_timeout(seconds),
+                stall_timeout=limits.stall_timeout_s,
+                # A trial shows no progress of its own; reporting keeps the worker's lease alive.
+                on_progress=(lambda _block: on_progress(0.0)) if on_progress is not None else None,
+            )
+            if result.returncode != 0 or not trial.exists() or trial.stat().st_size == 0:
+                raise _failure(result, _NOT_CONVERTED)
+            score = _compare(src, trial, probe, full.width, full.height, plan.rate, limits=limits, windows=windows)
+            trials.append(quality.Trial(plan, score, trial.stat().st_size * 8 / seconds / 1000))
+        finally:
+            trial.unlink(missing_ok=True)
+        log.info("trial %s for %s: %s -> SSIM %.4f, %.0f kbit/s", len(trials), profile.name, plan, score, trials[-1].kbps)
+    return quality.choose(trials, profile.ssim_floor)
 
 
 def _audio_argv(src: Path, probe: Probe, profile: Profile, dest: Path, limits: MediaLimits) -> list[str]:
@@ -1195,12 +1278,15 @@ def ssim(
     limits: MediaLimits,
     on_progress: Callable[[float], None] | None = None,
 ) -> float:
-    """SSIM (the "All" value, 0..1) of a video rendition against its source scaled to the rendition's size.
+    """SSIM (the "All" value, 0..1) of a video rendition against its source, both at ``width`` x ``height``.
 
-    The source goes through the same frame-rate reduction as the rendition did,
-    so that each rendition frame is compared with the frame it was made from.
-    ``on_progress`` gets the percentage compared: on a long lesson this decode
-    of the whole source takes minutes, and a worker must show it is alive.
+    ``width`` x ``height`` is the profile's full size (:attr:`RenditionInfo.full_plan`):
+    a rendition made smaller to keep its budget is scaled up to it with bicubic,
+    as a player shows it, so that the score counts the detail it lost. The source
+    goes through the same frame-rate reduction as the rendition did, so that each
+    rendition frame is compared with the frame it was made from. ``on_progress``
+    gets the percentage compared: on a long lesson this decode of the whole
+    source takes minutes, and a worker must show it is alive.
     """
     if probe.video_index is None:
         raise ValueError("ssim needs a probe of a video")
@@ -1208,10 +1294,26 @@ def ssim(
     stream = next((s for s in info.get("streams", []) if s.get("codec_type") == "video"), None)
     if stream is None:
         raise ValueError(f"{rendition} has no video")
-    original = _input(reference, probe.format, limits, threads=DECODER_THREADS)[str(probe.video_index)]
     # r_frame_rate, not avg_frame_rate: in a fragmented MP4 the first frame lasts longer (the
     # AAC priming shift), which skews the average (15 fps read back as 14.5).
     rate = Fraction(str(stream.get("r_frame_rate", "0/1")))
+    return _compare(reference, rendition, probe, width, height, rate, limits=limits, on_progress=on_progress)
+
+
+def _compare(
+    reference: Path,
+    rendition: Path,
+    probe: Probe,
+    width: int,
+    height: int,
+    rate: Fraction,
+    *,
+    limits: MediaLimits,
+    windows: list[tuple[float, float]] | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> float:
+    """SSIM of ``rendition`` (at frame ``rate``) against ``reference`` (or its ``windows``) at ``width`` x ``height``."""
+    original = _source_video(reference, probe, limits, windows)
     if probe.frame_rate is not None and 0 < rate < probe.frame_rate * Fraction(9, 10):
         original = original.filter("fps", fps=str(rate))  # the transcode reduced the frame rate
     original = (
@@ -1220,9 +1322,16 @@ def ssim(
         .filter("format", "yuv420p")
         .filter("setpts", "PTS-STARTPTS")  # both start at 0, whatever edit lists and start times said
     )
-    rendered = _input(rendition, "mov", limits, threads=DECODER_THREADS)["v:0"].filter("setpts", "PTS-STARTPTS")
+    # Scaled to the full size only when it is not already (a rendition reduced to keep its budget).
+    rendered = (
+        _input(rendition, "mov", limits, threads=DECODER_THREADS)["v:0"]
+        .filter("scale", width, height, flags="bicubic")
+        .filter("setsar", 1)
+        .filter("format", "yuv420p")
+        .filter("setpts", "PTS-STARTPTS")
+    )
     compared = ffmpeg.filter([rendered, original], "ssim").output("-", f="null")
-    duration = probe.duration or 0.0
+    duration = sum(length for _, length in windows) if windows else probe.duration or 0.0
 
     def report(block: dict[str, str]) -> None:
         if on_progress is not None and duration > 0:
@@ -1234,7 +1343,7 @@ def ssim(
         _ffmpeg_argv(compared, loglevel="info"),
         limits,
         inputs=(reference, rendition),
-        timeout=limits.media_timeout(probe.duration),
+        timeout=limits.media_timeout(duration),
         stall_timeout=limits.stall_timeout_s,
         on_progress=report,
     )

@@ -111,6 +111,11 @@ class Profile:
     pdf_settings: str = ""
     """Ghostscript ``-dPDFSETTINGS`` preset for documents."""
     keep_only_if_smaller: bool = False
+    budget_kbps: int = 0
+    """What a video rendition may cost in all (video + audio + container), on average over the file."""
+    ssim_floor: float = 0.0
+    """The SSIM a video rendition must keep against the original at the profile's full size;
+    :mod:`hub.media.quality` trades denoising, size and frame rate to hold it inside the budget."""
 
     def fit(self, width: int, height: int) -> tuple[int, int]:
         """The output size for a ``width`` x ``height`` picture: inside the box, never larger.
@@ -174,6 +179,8 @@ LADDER: tuple[Profile, ...] = (
         extension=".mp4",
         long_side=640,
         short_side=360,
+        budget_kbps=200,
+        ssim_floor=0.95,
         camera=VideoEncoding(
             h264_profile="main",
             h264_level="3.0",
@@ -207,6 +214,8 @@ LADDER: tuple[Profile, ...] = (
         extension=".mp4",
         long_side=426,
         short_side=240,
+        budget_kbps=120,
+        ssim_floor=0.93,
         camera=VideoEncoding(
             h264_profile="baseline",
             h264_level="3.0",

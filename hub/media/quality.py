@@ -1,0 +1,246 @@
+"""Per-title choices for a video rendition: what to trade so that it keeps its SSIM floor inside its budget.
+
+A rendition has a budget (``Profile.budget_kbps``, video + audio + container) and
+a floor (``Profile.ssim_floor``). The VBV cap in :mod:`hub.media.profiles` keeps
+every encode inside the budget whatever the picture; what it cannot keep is the
+quality: fixed settings tuned on one camera clip gave SSIM 0.953 on it and 0.908
+on a noisier one (issue 14). So each title is measured, not guessed:
+:func:`hub.media.ffmpeg.plan_video` encodes a sample of the source (a few
+seconds from across the file) with the plans below, one after another, measures
+each trial's SSIM, and stops at the first that holds the floor. The functions
+here are the decisions, pure and database-free; ffmpeg.py runs the trials.
+
+The trades, in the order they are tried (cheapest for a viewer first):
+
+1. **A lower CRF** when the trial came out well under the cap: the picture was
+   limited by the quality target, not by the budget (handwriting on a quiet
+   board), and more bits are free within the budget.
+2. **Denoising** (``hqdn3d``, light then strong), when the cap binds: sensor
+   grain is detail the viewer does not need, and coding it spends the budget that
+   the board and faces need.
+3. **A lower frame rate** (the source divided by a whole number: 30 -> 10 instead
+   of 15): fewer pictures for the same bits; motion is less fluid.
+4. **A smaller picture** within the profile (360p -> 288p -> 240p; 240p -> 192p
+   -> 160p): fewer pixels for the same bits, shown at the player's size.
+
+What the SSIM is measured against, so the floor means what a viewer sees: the
+*original* (never the denoised picture), scaled to the profile's full size (a
+288p rendition is scaled up to 640x360, as the player shows it, and compared
+there). Frame rate is the one trade SSIM does not see (each rendition frame is
+compared with the source frame it was made from), so a reduced rate is always
+reported as a trade, floor met or not (:class:`Choice`).
+
+When nothing holds the floor, the trial with the best SSIM is kept, and the
+rendition says what was traded and what it measured (``Rendition.quality``,
+shown on the lesson page and in the API).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Literal
+
+from hub.media.profiles import Profile, VideoEncoding
+
+Denoise = Literal["", "light", "strong"]
+
+DENOISE_FILTERS: dict[str, dict[str, float]] = {
+    # hqdn3d's spatial and temporal strengths (its default is 4 : 3 : 6 : 4.5). Temporal
+    # smoothing is what removes grain (it changes from frame to frame); spatial is kept lower
+    # so that chalk strokes and text edges survive.
+    "light": {"luma_spatial": 2, "chroma_spatial": 1.5, "luma_tmp": 4, "chroma_tmp": 3},
+    "strong": {"luma_spatial": 4, "chroma_spatial": 3, "luma_tmp": 7, "chroma_tmp": 5},
+}
+MARGIN = 0.004
+"""A sample must beat the floor by this much: the whole file is measured afterwards, and
+the sample (a few seconds) is not the whole lesson."""
+UNDER_CAP = 0.75
+"""A trial below this share of the video cap was limited by its CRF, not by the budget."""
+CRF_STEP = 4
+MIN_CRF = 20
+MIN_GAIN = 0.002
+"""A step that raised the sample's SSIM by less than this ends the search: what limits the
+picture is not what the next trades address. Sensor grain is the case: measured against the
+original, grain is detail no budget here can code (a 720p clip with heavy grain measured 0.884
+at 160 kbit/s, 0.890 at 265 and 0.995 at 11 Mbit/s, denoised or not), so trading size or frame
+rate would only lose more."""
+MAX_TRIALS = 6
+"""At most this many sample encodes per rendition: bounds the probe's CPU on the worst content."""
+
+
+@dataclass(frozen=True)
+class Trade:
+    """One rung of what may be given up: denoising, picture scale, frame-rate divisor."""
+
+    denoise: Denoise = ""
+    scale: Fraction = Fraction(1)
+    """Of the profile's box: 4/5 makes 360p into 288p."""
+    slower: bool = False
+    """Frame rate cut to about two thirds of the profile's cap (30 fps sources: 10 instead of 15)."""
+
+
+TRADES: tuple[Trade, ...] = (
+    Trade(),
+    Trade("light"),
+    Trade("strong"),
+    Trade("strong", slower=True),
+    Trade("strong", Fraction(4, 5), slower=True),
+    Trade("strong", Fraction(2, 3), slower=True),
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one encode of a video rendition uses: size, frame rate, denoising, CRF."""
+
+    width: int
+    height: int
+    rate: Fraction
+    denoise: Denoise
+    crf: int
+    step: int = 0
+    """Index of the trade in :data:`TRADES`."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A plan as measured on the sample."""
+
+    plan: Plan
+    ssim: float
+    """Against the original, at the profile's full size."""
+    kbps: float
+    """The sample's video bit rate."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    plan: Plan
+    ssim: float
+    """The sample's; the rendition's own is measured on the whole file afterwards."""
+    met: bool
+    trials: int
+
+
+def output_rate(rate: Fraction | None, max_fps: float) -> Fraction:
+    """The source rate divided by the smallest whole number that brings it under the cap.
+
+    30 -> 15 and 25 -> 12.5 keep every other frame, evenly; a plain cap of 15
+    on 25 fps would drop frames irregularly and judder.
+    """
+    cap = Fraction(max_fps).limit_denominator(1001)
+    if rate is None:
+        return cap
+    return rate / math.ceil(rate / cap)
+
+
+def plan_for(
+    profile: Profile, encoding: VideoEncoding, width: int, height: int, rate: Fraction | None, step: int, crf: int
+) -> Plan:
+    """The plan of trade ``step`` for a ``width`` x ``height`` source at ``rate``."""
+    trade = TRADES[step]
+    box = dataclasses.replace(
+        profile,
+        long_side=math.floor(profile.long_side * trade.scale),
+        short_side=math.floor(profile.short_side * trade.scale),
+    )
+    out_width, out_height = box.fit(width, height)
+    out_rate = output_rate(rate, encoding.max_fps * 2 / 3 if trade.slower else encoding.max_fps)
+    return Plan(out_width, out_height, out_rate, trade.denoise, crf, step)
+
+
+def nominal(profile: Profile, encoding: VideoEncoding, width: int, height: int, rate: Fraction | None) -> Plan:
+    """The profile's own settings: what every title got before the per-title choices."""
+    return plan_for(profile, encoding, width, height, rate, 0, encoding.crf)
+
+
+def next_plan(
+    profile: Profile,
+    encoding: VideoEncoding,
+    width: int,
+    height: int,
+    rate: Fraction | None,
+    trials: list[Trial],
+) -> Plan | None:
+    """The plan to try next after ``trials`` (in the order tried), or None when the search is over."""
+    if not trials:
+        return nominal(profile, encoding, width, height, rate)
+    last = trials[-1]
+    if last.ssim >= profile.ssim_floor + MARGIN or len(trials) >= MAX_TRIALS:
+        return None
+    if len(trials) >= 2 and last.ssim < max(trial.ssim for trial in trials[:-1]) + MIN_GAIN:
+        return None
+    tried = {trial.plan for trial in trials}
+    if last.kbps < UNDER_CAP * encoding.maxrate_kbps and last.plan.crf > MIN_CRF:
+        # Under the cap: the CRF limited the picture; spend the budget before giving anything up.
+        candidate = dataclasses.replace(last.plan, crf=max(MIN_CRF, last.plan.crf - CRF_STEP))
+        if candidate not in tried:
+            return candidate
+    for step in range(last.plan.step + 1, len(TRADES)):
+        candidate = plan_for(profile, encoding, width, height, rate, step, last.plan.crf)
+        if candidate not in tried:  # a small source may make two trades the same picture
+            return candidate
+    return None
+
+
+def choose(trials: list[Trial], floor: float) -> Choice:
+    """The first trial that holds the floor (with the margin), else the one with the best SSIM."""
+    if not trials:
+        raise ValueError("no trials to choose from")
+    for trial in trials:
+        if trial.ssim >= floor + MARGIN:
+            return Choice(trial.plan, trial.ssim, True, len(trials))
+    best = max(trials, key=lambda trial: trial.ssim)  # max keeps the first of equals: fewer trades
+    return Choice(best.plan, best.ssim, False, len(trials))
+
+
+def sample_windows(duration: float, *, windows: int = 3, seconds: float = 2.0) -> list[tuple[float, float]]:
+    """(start, length) of the stretches a trial encodes: ``windows`` spread evenly across the file.
+
+    A short file is sampled whole: three windows would be most of it anyway.
+    """
+    if duration <= windows * seconds * 1.5:
+        return [(0.0, duration)]
+    return [(round(duration * (index + 0.5) / windows - seconds / 2, 3), seconds) for index in range(windows)]
+
+
+def describe(
+    plan: Plan, nominal_plan: Plan, *, ssim: float | None, floor: float, budget_kbps: int
+) -> dict[str, Any]:
+    """What goes on the rendition (``Rendition.quality``): the floor, whether it held, and what was traded.
+
+    Structured, so the lesson page can say it in the reader's language and API
+    clients can read it without parsing a sentence.
+    """
+    return {
+        "floor": floor,
+        "budget_kbps": budget_kbps,
+        "met": ssim is not None and ssim >= floor,
+        "width": plan.width,
+        "height": plan.height,
+        "full_width": nominal_plan.width,
+        "full_height": nominal_plan.height,
+        "fps": round(float(plan.rate), 2),
+        "full_fps": round(float(nominal_plan.rate), 2),
+        "denoise": plan.denoise,
+        "crf": plan.crf,
+    }
+
+
+def traded(quality: dict[str, Any] | None) -> bool:
+    """Whether a rendition gave up size or frame rate against its profile, or missed its floor.
+
+    Denoising and a lower CRF are not listed: the first removes grain, not the
+    lesson, and the SSIM against the original counts what it costs; the second
+    only spends more of the budget.
+    """
+    if not quality:
+        return False
+    return (
+        not quality.get("met", True)
+        or quality.get("height", 0) < quality.get("full_height", 0)
+        or quality.get("fps", 0) < quality.get("full_fps", 0)
+    )
