@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -223,6 +225,54 @@ def download_time(size: int | None, kbit_per_s: int) -> str:
     return duration(rounded)
 
 
+def quality_note(quality: Mapping[str, Any] | None, ssim: float | None) -> str:
+    """What a video rendition traded to keep its budget, and its SSIM against the floor; "" when nothing.
+
+    From the structured ``Rendition.quality`` (hub.media.quality.describe), so it is
+    said in the reader's language: "Reduced to 10 fps, 288p to keep 200 kbit/s;
+    SSIM 0.941, below the 0.95 target."
+    """
+    if not quality or ssim is None:
+        return ""
+    parts = []
+    if quality.get("fps", 0) < quality.get("full_fps", 0):
+        parts.append(str(gettext("%(fps)s fps", fps=format_decimal(quality["fps"], format="#,##0.##"))))
+    if quality.get("height", 0) < quality.get("full_height", 0):
+        parts.append(f"{quality['height']}p")
+    numbers = {
+        "budget": quality.get("budget_kbps", 0),
+        "ssim": format_decimal(ssim, format="0.000"),
+        "floor": format_decimal(quality.get("floor", 0), format="0.00"),
+    }
+    met = quality.get("met", True)
+    if parts:
+        what = str(gettext(", ")).join(parts)
+        if met:
+            return str(
+                gettext(
+                    "Reduced to %(what)s to keep %(budget)s kbit/s; SSIM %(ssim)s (target %(floor)s).",
+                    what=what,
+                    **numbers,
+                )
+            )
+        return str(
+            gettext(
+                "Reduced to %(what)s to keep %(budget)s kbit/s; SSIM %(ssim)s, below the %(floor)s target.",
+                what=what,
+                **numbers,
+            )
+        )
+    if not met:
+        return str(
+            gettext(
+                "SSIM %(ssim)s at %(budget)s kbit/s, below the %(floor)s target: the picture has more detail "
+                "or grain than this budget can keep.",
+                **numbers,
+            )
+        )
+    return ""
+
+
 def date(value: datetime | None) -> str:
     if value is None:
         return ""
@@ -264,6 +314,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.jinja_env.filters.update(
         filesize=filesize, duration=duration, clock=clock, download_time=download_time, date=date, when=when
     )
+    app.jinja_env.globals["quality_note"] = quality_note
 
     @app.context_processor
     def _i18n() -> dict[str, object]:

@@ -137,6 +137,23 @@ class OriginalOut(BaseModel):
     url: str
 
 
+class RenditionQualityOut(BaseModel):
+    """What a video rendition kept and traded (hub.media.quality): its floor, and whether it held."""
+
+    floor: float = Field(description="The SSIM the rendition must keep against the original, at full size")
+    budget_kbps: int = Field(description="Video + audio + container, on average")
+    met: bool = Field(description="Whether the rendition's SSIM (measured on the whole file) held the floor")
+    width: int
+    height: int
+    full_width: int = Field(description="The profile's own size for this source; smaller width/height was traded")
+    full_height: int
+    fps: float
+    full_fps: float = Field(description="The profile's own frame rate for this source; a lower fps was traded")
+    denoise: str = Field(description='"", "light" or "strong": sensor grain smoothed before encoding')
+    crf: int
+    note: str = Field(description="The trade in a sentence, in the request's language; empty when nothing was traded")
+
+
 class RenditionOut(BaseModel):
     profile: str
     status: str
@@ -148,6 +165,7 @@ class RenditionOut(BaseModel):
     height: int | None
     duration: float | None
     ssim: float | None
+    quality: RenditionQualityOut | None = None
     sha256: str | None
     url: str | None
 

@@ -11,8 +11,9 @@ from flask import Blueprint, Response, current_app, redirect, request, url_for
 from hub.accounts.auth import current_user
 from hub.api import PREFIX
 from hub.catalog.models import Material
-from hub.catalog.schemas import ChapterOut, MaterialOut, OriginalOut, RenditionOut, TrackOut
+from hub.catalog.schemas import ChapterOut, MaterialOut, OriginalOut, RenditionOut, RenditionQualityOut, TrackOut
 from hub.db import Database, get_database, request_session
+from hub.i18n import quality_note
 from hub.media import downloads, services
 from hub.media.chapters import chapter_list
 from hub.media.storage import BlobNotFound, Storage, content_disposition, key_for
@@ -52,6 +53,7 @@ def material_out(material: Material) -> MaterialOut:
                 height=r.height,
                 duration=r.duration,
                 ssim=r.ssim,
+                quality=RenditionQualityOut(**r.quality, note=quality_note(r.quality, r.ssim)) if r.quality else None,
                 sha256=r.blob_sha256,
                 url=blob_url(r.blob_sha256) if r.blob_sha256 and r.status == "ready" else None,
             )

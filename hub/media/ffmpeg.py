@@ -1121,7 +1121,9 @@ def plan_video(
     windows = None if len(sample) == 1 and sample[0][0] == 0 else sample
     seconds = sum(length for _, length in sample)
     trials: list[quality.Trial] = []
-    while (plan := quality.next_plan(profile, encoding, probe.width, probe.height, probe.frame_rate, trials)) is not None:
+    while (
+        plan := quality.next_plan(profile, encoding, probe.width, probe.height, probe.frame_rate, trials)
+    ) is not None:
         trial = workdir / f"trial-{len(trials)}.mp4"
         try:
             argv = _video_argv(src, probe, profile, trial, limits, plan, windows=windows or [(0.0, duration)])
@@ -1141,7 +1143,9 @@ def plan_video(
             trials.append(quality.Trial(plan, score, trial.stat().st_size * 8 / seconds / 1000))
         finally:
             trial.unlink(missing_ok=True)
-        log.info("trial %s for %s: %s -> SSIM %.4f, %.0f kbit/s", len(trials), profile.name, plan, score, trials[-1].kbps)
+        log.info(
+            "trial %s for %s: %s -> SSIM %.4f, %.0f kbit/s", len(trials), profile.name, plan, score, trials[-1].kbps
+        )
     return quality.choose(trials, profile.ssim_floor)
 
 
@@ -1312,7 +1316,7 @@ def _compare(
     windows: list[tuple[float, float]] | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> float:
-    """SSIM of ``rendition`` (at frame ``rate``) against ``reference`` (or its ``windows``) at ``width`` x ``height``."""
+    """SSIM of ``rendition`` (``rate`` fps) against ``reference`` (or its ``windows``), at ``width`` x ``height``."""
     original = _source_video(reference, probe, limits, windows)
     if probe.frame_rate is not None and 0 < rate < probe.frame_rate * Fraction(9, 10):
         original = original.filter("fps", fps=str(rate))  # the transcode reduced the frame rate

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Date,
     Enum,
@@ -52,6 +53,9 @@ class Rendition(Timestamped, Base):
     height: Mapped[int | None] = mapped_column(Integer)
     duration: Mapped[float | None] = mapped_column(Float)
     ssim: Mapped[float | None] = mapped_column(Float)
+    """Against the original at the profile's full size (hub.media.quality says why)."""
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """A video rendition's floor, whether it held, and what was traded for it (hub.media.quality.describe)."""
     progress: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
     # The profile's settings this rendition was made with (Profile.fingerprint): another

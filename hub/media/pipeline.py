@@ -25,6 +25,7 @@ import logging
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session
 from hub import jobs
 from hub.catalog.models import Material
 from hub.db import Database, utcnow
-from hub.media import chapters, ffmpeg
+from hub.media import chapters, ffmpeg, quality
 from hub.media.models import Blob, Rendition
 from hub.media.profiles import PROFILES, applicable_profiles
 from hub.media.sandbox import job_directory
@@ -140,7 +141,18 @@ def _reuse(session: Session, rendition: Rendition, material: Material) -> bool:
     )
     if donor is None:
         return False
-    for name in ("status", "blob_sha256", "bytes", "kbps", "width", "height", "duration", "ssim", "fingerprint"):
+    for name in (
+        "status",
+        "blob_sha256",
+        "bytes",
+        "kbps",
+        "width",
+        "height",
+        "duration",
+        "ssim",
+        "quality",
+        "fingerprint",
+    ):
         setattr(rendition, name, getattr(donor, name))
     rendition.progress = 100
     rendition.error = ""
@@ -228,10 +240,16 @@ def build_rendition(
             if info is not None and profile.kind != "poster" and info.bytes >= probe.bytes:
                 info = None  # never keep a rendition larger than its source: the original is smaller
             ssim = None
+            quality_note = None
             if info is not None and profile.kind == "video":
-                ssim = ffmpeg.ssim(
-                    source, dest, probe, info.width or 0, info.height or 0, limits=limits, on_progress=progress.renew
-                )
+                # Measured at the profile's full size: a rendition made smaller is scaled up, as a player shows it.
+                full = info.full_plan
+                width, height = (full.width, full.height) if full else (info.width or 0, info.height or 0)
+                ssim = ffmpeg.ssim(source, dest, probe, width, height, limits=limits, on_progress=progress.renew)
+                if info.plan is not None and full is not None:
+                    quality_note = quality.describe(
+                        info.plan, full, ssim=ssim, floor=profile.ssim_floor, budget_kbps=profile.budget_kbps
+                    )
             stored = storage.store_file(dest) if info is not None else None
         except ffmpeg.MediaError as exc:
             if not exc.transient:
@@ -249,7 +267,9 @@ def build_rendition(
         if session.get(Blob, stored.sha256) is None:
             session.add(Blob(sha256=stored.sha256, size=stored.size, media_type=info.mime_type))
             session.commit()
-    return _finish(database, rendition_id, "ready", sha256=stored.sha256, info=info, ssim=ssim)
+    return _finish(
+        database, rendition_id, "ready", sha256=stored.sha256, info=info, ssim=ssim, quality_note=quality_note
+    )
 
 
 def _claim(session: Session, rendition_id: int, lease: int) -> bool:
@@ -335,6 +355,7 @@ def _finish(
     sha256: str | None = None,
     info: ffmpeg.RenditionInfo | None = None,
     ssim: float | None = None,
+    quality_note: dict[str, Any] | None = None,
 ) -> str:
     with database.session() as session:
         rendition = session.get(Rendition, rendition_id)
@@ -351,6 +372,7 @@ def _finish(
             rendition.height = info.height
             rendition.duration = info.duration
         rendition.ssim = ssim
+        rendition.quality = quality_note
         if status in ("ready", "skipped"):
             rendition.fingerprint = PROFILES[rendition.profile].fingerprint
         _settle_material(rendition.material)

@@ -48,9 +48,10 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Literal, Protocol
 
-ENCODER_REVISION = 1
-"""Goes up when hub.media.ffmpeg changes what a profile's command writes (muxing, filters)
-without a setting here changing: it is part of every :attr:`Profile.fingerprint`."""
+ENCODER_REVISION = 2
+"""Goes up when hub.media.ffmpeg (or hub.media.quality's per-title choices) changes what a
+profile's command writes (muxing, filters) without a setting here changing: it is part of
+every :attr:`Profile.fingerprint`. 2: per-title plans (issue 14's quality floor)."""
 
 MediaKind = Literal["video", "audio", "image", "document"]
 """What an original is, as :func:`hub.media.ffmpeg.probe` classifies it."""

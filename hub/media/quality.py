@@ -207,9 +207,7 @@ def sample_windows(duration: float, *, windows: int = 3, seconds: float = 2.0) -
     return [(round(duration * (index + 0.5) / windows - seconds / 2, 3), seconds) for index in range(windows)]
 
 
-def describe(
-    plan: Plan, nominal_plan: Plan, *, ssim: float | None, floor: float, budget_kbps: int
-) -> dict[str, Any]:
+def describe(plan: Plan, nominal_plan: Plan, *, ssim: float | None, floor: float, budget_kbps: int) -> dict[str, Any]:
     """What goes on the rendition (``Rendition.quality``): the floor, whether it held, and what was traded.
 
     Structured, so the lesson page can say it in the reader's language and API

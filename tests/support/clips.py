@@ -72,9 +72,8 @@ def _room(width: int, height: int, seed: int) -> list[str]:
         while x < bx + bw - 60:
             word = rng.randint(18, 70)
             for letter in range(0, word, 7):
-                chain.append(
-                    f"drawbox=x={x + letter}:y={y + rng.randint(0, 6)}:w=3:h={rng.randint(8, 16)}:color=white@0.8:t=fill"
-                )
+                top, tall = y + rng.randint(0, 6), rng.randint(8, 16)
+                chain.append(f"drawbox=x={x + letter}:y={top}:w=3:h={tall}:color=white@0.8:t=fill")
             x += word + rng.randint(10, 22)
     for y in (height * 78 // 100, height * 90 // 100):
         chain.append(f"drawbox=x=0:y={y}:w=iw:h={height // 24}:color=0x6b4a2b:t=fill")
@@ -119,7 +118,7 @@ def _board(clip: Clip) -> list[str]:
     # teacher "writes": the strokes appear one after another, the rest of the picture is still.
     lines = 5
     per_line = clip.seconds / lines
-    strokes = [f"drawbox=x=0:y=0:w=iw:h=ih:color=0x2e4a3a:t=fill"]
+    strokes = ["drawbox=x=0:y=0:w=iw:h=ih:color=0x2e4a3a:t=fill"]
     for row in range(lines):
         y = 30 + row * (height - 60) // lines
         x = 30
@@ -170,7 +169,8 @@ def _slides(clip: Clip) -> list[str]:
         parts.append(f"color=c={themes[index % 3]}:s={clip.size}:r={clip.fps}:d={hold:.3f},{','.join(chain)}[s{index}]")
         t += hold
         index += 1
-    graph = ";".join(parts) + ";" + "".join(f"[s{i}]" for i in range(index)) + f"concat=n={index}:v=1:a=0,format=yuv420p"
+    inputs = "".join(f"[s{i}]" for i in range(index))
+    graph = ";".join(parts) + f";{inputs}concat=n={index}:v=1:a=0,format=yuv420p"
     return ["-f", "lavfi", "-i", graph]
 
 
