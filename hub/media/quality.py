@@ -62,34 +62,19 @@ UNDER_CAP = 0.75
 CRF_STEP = 4
 MIN_CRF = 20
 MIN_GAIN = 0.002
-"""A step that raised the sample's SSIM by less than this ends the search: what limits the
-picture is not what the next trades address. Sensor grain is the case: measured against the
-original, grain is detail no budget here can code (a 720p clip with heavy grain measured 0.884
-at 160 kbit/s, 0.890 at 265 and 0.995 at 11 Mbit/s, denoised or not), so trading size or frame
-rate would only lose more."""
+"""A stage is kept only when it raised the sample's SSIM by at least this much; otherwise
+the search goes on from the plan before it. Sensor grain is why: measured against the
+original, grain is detail that no budget here can code (a 720p clip with heavy grain measured
+0.884 at 160 kbit/s, 0.890 at 265 and 0.995 at 11 Mbit/s, denoised or not), so the trades
+gain nothing on it and none is taken."""
 MAX_TRIALS = 6
 """At most this many sample encodes per rendition: bounds the probe's CPU on the worst content."""
 
-
-@dataclass(frozen=True)
-class Trade:
-    """One rung of what may be given up: denoising, picture scale, frame-rate divisor."""
-
-    denoise: Denoise = ""
-    scale: Fraction = Fraction(1)
-    """Of the profile's box: 4/5 makes 360p into 288p."""
-    slower: bool = False
-    """Frame rate cut to about two thirds of the profile's cap (30 fps sources: 10 instead of 15)."""
-
-
-TRADES: tuple[Trade, ...] = (
-    Trade(),
-    Trade("light"),
-    Trade("strong"),
-    Trade("strong", slower=True),
-    Trade("strong", Fraction(4, 5), slower=True),
-    Trade("strong", Fraction(2, 3), slower=True),
-)
+Stage = Literal["crf", "light", "strong", "slower", "smaller", "smallest"]
+STAGES: tuple[Stage, ...] = ("crf", "crf", "light", "strong", "slower", "smaller", "smallest")
+"""Tried in this order, each at most once, each on top of the best plan so far (see the module's doc)."""
+SCALES: dict[str, Fraction] = {"smaller": Fraction(4, 5), "smallest": Fraction(2, 3)}
+"""Of the profile's box: 4/5 makes 360p into 288p, 2/3 into 240p."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +86,15 @@ class Plan:
     rate: Fraction
     denoise: Denoise
     crf: int
-    step: int = 0
-    """Index of the trade in :data:`TRADES`."""
+    slower: bool = False
+    """Frame rate cut to about two thirds of the profile's cap (30 fps sources: 10 instead of 15)."""
+    scale: Fraction = Fraction(1)
+    """Of the profile's box."""
+
+    @property
+    def encode(self) -> tuple[int, int, Fraction, str, int]:
+        """What the encoder gets: two plans equal in this make the same file (a 180p source at 288p is 180p)."""
+        return (self.width, self.height, self.rate, self.denoise, self.crf)
 
 
 @dataclass(frozen=True)
@@ -138,23 +130,61 @@ def output_rate(rate: Fraction | None, max_fps: float) -> Fraction:
 
 
 def plan_for(
-    profile: Profile, encoding: VideoEncoding, width: int, height: int, rate: Fraction | None, step: int, crf: int
+    profile: Profile,
+    encoding: VideoEncoding,
+    width: int,
+    height: int,
+    rate: Fraction | None,
+    *,
+    denoise: Denoise = "",
+    crf: int | None = None,
+    slower: bool = False,
+    scale: Fraction = Fraction(1),
 ) -> Plan:
-    """The plan of trade ``step`` for a ``width`` x ``height`` source at ``rate``."""
-    trade = TRADES[step]
+    """The plan with these trades for a ``width`` x ``height`` source at ``rate``."""
     box = dataclasses.replace(
         profile,
-        long_side=math.floor(profile.long_side * trade.scale),
-        short_side=math.floor(profile.short_side * trade.scale),
+        long_side=math.floor(profile.long_side * scale),
+        short_side=math.floor(profile.short_side * scale),
     )
     out_width, out_height = box.fit(width, height)
-    out_rate = output_rate(rate, encoding.max_fps * 2 / 3 if trade.slower else encoding.max_fps)
-    return Plan(out_width, out_height, out_rate, trade.denoise, crf, step)
+    out_rate = output_rate(rate, encoding.max_fps * 2 / 3 if slower else encoding.max_fps)
+    return Plan(out_width, out_height, out_rate, denoise, encoding.crf if crf is None else crf, slower, scale)
 
 
 def nominal(profile: Profile, encoding: VideoEncoding, width: int, height: int, rate: Fraction | None) -> Plan:
     """The profile's own settings: what every title got before the per-title choices."""
-    return plan_for(profile, encoding, width, height, rate, 0, encoding.crf)
+    return plan_for(profile, encoding, width, height, rate)
+
+
+def _stage_plan(
+    stage: Stage, base: Trial, profile: Profile, encoding: VideoEncoding, width: int, height: int, rate: Fraction | None
+) -> Plan | None:
+    """``base``'s plan with ``stage`` applied, or None when the stage does not apply to it."""
+    plan = base.plan
+    trades: dict[str, Any] = {"denoise": plan.denoise, "crf": plan.crf, "slower": plan.slower, "scale": plan.scale}
+    if stage == "crf":
+        # Under the cap: the CRF limited the picture; spend the budget before giving anything up.
+        if base.kbps >= UNDER_CAP * encoding.maxrate_kbps or plan.crf <= MIN_CRF:
+            return None
+        trades["crf"] = max(MIN_CRF, plan.crf - CRF_STEP)
+    elif stage == "light":
+        if plan.denoise:
+            return None
+        trades["denoise"] = "light"
+    elif stage == "strong":
+        if plan.denoise != "light":  # only when light denoising helped
+            return None
+        trades["denoise"] = "strong"
+    elif stage == "slower":
+        trades["slower"] = True
+    elif stage == "smaller":
+        trades["scale"] = SCALES["smaller"]
+    elif plan.scale != SCALES["smaller"]:  # "smallest", only when "smaller" helped
+        return None
+    else:
+        trades["scale"] = SCALES["smallest"]
+    return plan_for(profile, encoding, width, height, rate, **trades)
 
 
 def next_plan(
@@ -165,36 +195,45 @@ def next_plan(
     rate: Fraction | None,
     trials: list[Trial],
 ) -> Plan | None:
-    """The plan to try next after ``trials`` (in the order tried), or None when the search is over."""
+    """The plan to try next after ``trials`` (in the order tried), or None when the search is over.
+
+    Pure: the trials so far are replayed through :data:`STAGES` to find where the
+    search stands, so the worker keeps no state but the list.
+    """
     if not trials:
         return nominal(profile, encoding, width, height, rate)
-    last = trials[-1]
-    if last.ssim >= profile.ssim_floor + MARGIN or len(trials) >= MAX_TRIALS:
+    if trials[-1].ssim >= profile.ssim_floor + MARGIN or len(trials) >= MAX_TRIALS:
         return None
-    if len(trials) >= 2 and last.ssim < max(trial.ssim for trial in trials[:-1]) + MIN_GAIN:
-        return None
-    tried = {trial.plan for trial in trials}
-    if last.kbps < UNDER_CAP * encoding.maxrate_kbps and last.plan.crf > MIN_CRF:
-        # Under the cap: the CRF limited the picture; spend the budget before giving anything up.
-        candidate = dataclasses.replace(last.plan, crf=max(MIN_CRF, last.plan.crf - CRF_STEP))
-        if candidate not in tried:
+    base, done, stages = trials[0], 1, iter(STAGES)
+    for stage in stages:
+        candidate = _stage_plan(stage, base, profile, encoding, width, height, rate)
+        if candidate is None or candidate.encode in {trial.plan.encode for trial in trials[:done]}:
+            continue  # not applicable, or the same picture as one tried (a small source at 288p is 180p)
+        if done == len(trials):
             return candidate
-    for step in range(last.plan.step + 1, len(TRADES)):
-        candidate = plan_for(profile, encoding, width, height, rate, step, last.plan.crf)
-        if candidate not in tried:  # a small source may make two trades the same picture
-            return candidate
+        if trials[done].ssim >= base.ssim + MIN_GAIN:
+            base = trials[done]
+        done += 1
     return None
 
 
 def choose(trials: list[Trial], floor: float) -> Choice:
-    """The first trial that holds the floor (with the margin), else the one with the best SSIM."""
+    """The first trial that holds the floor (with the margin), else the best plan the search kept.
+
+    When nothing holds the floor, a trade worth less than MIN_GAIN is not taken: on
+    a grainy board a lower CRF doubled the bytes for +0.001, and the earlier trial
+    has fewer trades and fewer bytes.
+    """
     if not trials:
         raise ValueError("no trials to choose from")
     for trial in trials:
         if trial.ssim >= floor + MARGIN:
             return Choice(trial.plan, trial.ssim, True, len(trials))
-    best = max(trials, key=lambda trial: trial.ssim)  # max keeps the first of equals: fewer trades
-    return Choice(best.plan, best.ssim, False, len(trials))
+    kept = trials[0]
+    for trial in trials[1:]:  # the search's own rule: a stage is kept when it gained MIN_GAIN
+        if trial.ssim >= kept.ssim + MIN_GAIN:
+            kept = trial
+    return Choice(kept.plan, kept.ssim, False, len(trials))
 
 
 def sample_windows(duration: float, *, windows: int = 3, seconds: float = 2.0) -> list[tuple[float, float]]:
