@@ -17,11 +17,14 @@ gettext), sizes as the pages show them; so the ZIP's entity tag differs by langu
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import mimetypes
 import re
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +42,7 @@ from hub.errors import Invalid
 from hub.i18n import current_locale, filesize
 from hub.media.models import Blob
 from hub.media.profiles import PROFILES
-from hub.media.storage import Storage
+from hub.media.storage import BlobNotFound, Storage
 from hub.media.zipstore import ZipEntry, ZipLayout
 
 QUALITIES = ("smallest", "best", "360p", "240p", "original")
@@ -217,9 +220,10 @@ class TrackFile:
     bytes: int
     language: str
     label: str
+    data_url: str  # the same bytes, for index.html (see _track_tags)
 
 
-def _tracks(file: CourseFile) -> list[TrackFile]:
+def _tracks(file: CourseFile, storage: Storage) -> list[TrackFile]:
     material = file.chosen.material
     if material.kind not in ("video", "audio"):
         return []
@@ -227,16 +231,56 @@ def _tracks(file: CourseFile) -> list[TrackFile]:
     # file named like the video on their own.
     stem = str(PurePosixPath(file.path).with_suffix(""))
     return [
-        TrackFile(f"{stem}.{s.language}.vtt", s.blob_sha256, s.blob.size, s.language, s.label)
+        TrackFile(
+            f"{stem}.{s.language}.vtt",
+            s.blob_sha256,
+            s.blob.size,
+            s.language,
+            s.label,
+            _vtt_data_url(storage, s.blob_sha256),
+        )
         for s in material.subtitles
     ]
 
 
+_DATA_URLS: OrderedDict[str, str] = OrderedDict()
+_DATA_URLS_MAX_CHARS = 16 * 1024 * 1024
+_DATA_URLS_LOCK = threading.Lock()
+
+
+def _vtt_data_url(storage: Storage, sha256: str) -> str:
+    """The .vtt as a data: URL, cached by sha256 (the bytes behind a hash never change).
+
+    Every course page plans its ZIP to show the size, so without the cache each view
+    would read every track from storage (an S3 GET each).
+    """
+    with _DATA_URLS_LOCK:
+        if sha256 in _DATA_URLS:
+            _DATA_URLS.move_to_end(sha256)
+            return _DATA_URLS[sha256]
+    try:
+        data = b"".join(storage.open_range(sha256, 0, None))
+    except BlobNotFound:
+        return ""  # the ZIP itself will say so when it reaches the file; the page stays up
+    url = "data:text/vtt;charset=utf-8;base64," + base64.b64encode(data).decode()
+    with _DATA_URLS_LOCK:
+        _DATA_URLS[sha256] = url
+        while sum(len(u) for u in _DATA_URLS.values()) > _DATA_URLS_MAX_CHARS and len(_DATA_URLS) > 1:
+            _DATA_URLS.popitem(last=False)
+    return url
+
+
 def _track_tags(tracks: list[TrackFile]) -> str:
+    # The bytes themselves, not the .vtt beside the video: Chromium treats every file:// URL as
+    # a separate origin and refuses a <track> from one ("Unsafe attempt to load URL"), so a
+    # teacher opening the unzipped folder would see no subtitles. The .vtt files stay for
+    # players (VLC, mpv) and for a folder served over http.
+    # On by default: the track in the page's language, else the first (as on the lesson page).
+    shown = next((t for t in tracks if t.language == current_locale()), tracks[0] if tracks else None)
     return "".join(
         f'<track kind="subtitles" srclang="{t.language}" label="{escape(t.label, quote=True)}"'
-        f' src="{escape(t.path, quote=True)}"{" default" if i == 0 else ""}>'
-        for i, t in enumerate(tracks)
+        f' src="{t.data_url or escape(t.path, quote=True)}"{" default" if t is shown else ""}>'
+        for t in tracks
     )
 
 
@@ -363,7 +407,7 @@ def plan_course_download(
                         "poster": {"for": path},
                     }
                 )
-            if found := _tracks(file):
+            if found := _tracks(file, storage):
                 tracks[path] = found
                 listed.extend(
                     {
