@@ -299,9 +299,12 @@ def ssim_at_source(encoded: Encoded) -> float:
 def score(encoded: Encoded) -> None:
     if encoded.width is None or encoded.height is None:
         return  # audio only
-    encoded.ssim_own = ffmpeg.ssim(
-        encoded.source.path, encoded.path, encoded.source.probe, encoded.width, encoded.height, limits=LIMITS
-    )
+    # Ours at the profile's full size (a rendition made smaller is scaled up, as hub.media.quality says).
+    width, height = encoded.width, encoded.height
+    probe = encoded.source.probe
+    if encoded.profile in PROFILES and probe.width and probe.height:
+        width, height = PROFILES[encoded.profile].fit(probe.width, probe.height)
+    encoded.ssim_own = ffmpeg.ssim(encoded.source.path, encoded.path, probe, width, height, limits=LIMITS)
     encoded.ssim_source = ssim_at_source(encoded)
     say(f"{encoded.source.key} {encoded.name}: SSIM {encoded.ssim_own:.4f} own size, {encoded.ssim_source:.4f} source")
 
@@ -363,7 +366,9 @@ def run_worker_ladder(source: Source, out: Path) -> tuple[float, float]:
         target = out / f"{profile.name}{profile.extension}"
         info = ffmpeg.transcode(source.path, probe, profile, target, limits=LIMITS)
         if info is not None and profile.kind == "video":
-            ffmpeg.ssim(source.path, target, probe, info.width or 0, info.height or 0, limits=LIMITS)
+            full = info.full_plan  # measured as the pipeline does, at the profile's full size
+            width, height = (full.width, full.height) if full else (info.width or 0, info.height or 0)
+            ffmpeg.ssim(source.path, target, probe, width, height, limits=LIMITS)
 
     def everything() -> None:
         probe = ffmpeg.probe(source.path, LIMITS)
