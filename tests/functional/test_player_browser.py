@@ -1,0 +1,229 @@
+"""The lesson player a teacher expects, in Debian's Chromium at 360 px, against real processes.
+
+One hub and one worker (real ffmpeg) for the module: a course of three lessons, the
+middle one a slides video with chapters. Each test opens a fresh phone-sized context.
+Screenshots of the lesson page in Chinese and English go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import COURSE, instance_env
+from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.functional.test_pages_browser import PHONE, SLOW_PHONE_UA, _bearer, _shot
+from tests.support.browser import CHROMIUM, chromium
+from tests.support.media import slides_video
+
+pytestmark = pytest.mark.slow
+
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@dataclass
+class Lessons:
+    server: LiveServer
+    ids: list[int]
+    material: dict[str, Any]
+
+    def url(self, index: int = 1, query: str = "") -> str:
+        return f"{self.server.url}/lessons/{self.ids[index]}{query}"
+
+
+@pytest.fixture(scope="module")
+def lessons(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lessons]:
+    logs = tmp_path_factory.mktemp("player-logs")
+    env = next(instance_env(request, tmp_path_factory.mktemp("player") / "var"))
+    auth = _bearer(env)
+    server = LiveServer(env, logs)
+    worker: Worker | None = None
+    try:
+        http = requests.Session()
+        http.headers.update(auth)
+
+        def api(method: str, path: str, **kwargs: Any) -> Any:
+            response = http.request(method, server.api(path), timeout=30, **kwargs)
+            assert response.status_code < 300, response.text
+            return response.json() if response.content else None
+
+        course = api("POST", "/courses", json=COURSE)
+        ids = [
+            api("POST", f"/courses/{course['id']}/lessons", json={"title": title})["id"]
+            for title in ("直接开平方法", "配方法", "公式法")
+        ]
+        video = slides_video(logs / "配方法.mp4", durations=(8, 9, 7), inset="smptebars")
+        with video.open("rb") as f:
+            material = api("POST", f"/lessons/{ids[1]}/materials", data={"title": "配方法讲解"}, files={"file": f})
+        api("POST", f"/courses/{course['id']}/publish")
+        worker = Worker(env, logs / "worker.log")
+        state: dict[str, Any] = {}
+
+        def processed() -> bool:
+            state.update(api("GET", f"/materials/{material['id']}"))
+            return state["status"] in ("ready", "failed")
+
+        wait_until(processed, 300, "the slides video to be transcoded", interval=1)
+        assert state["status"] == "ready" and len(state["chapters"]) == 3, state
+        yield Lessons(server, ids, state)
+    finally:
+        if worker is not None:
+            worker.process.stop()
+        server.process.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium("--autoplay-policy=no-user-gesture-required") as launched:
+        yield launched
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violations(browser: Any) -> Iterator[None]:
+    browser.assert_no_csp_violations()
+    yield
+    browser.assert_no_csp_violations()
+
+
+def _tab(browser: Any, locale: str = "zh-CN", javascript: bool = True) -> Any:
+    context = browser.new_context(
+        viewport=PHONE, user_agent=SLOW_PHONE_UA, locale=locale, is_mobile=True, java_script_enabled=javascript
+    )
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    tab.errors = []
+    tab.on("pageerror", lambda exc: tab.errors.append(str(exc)))
+    return tab
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    tab = _tab(browser)
+    yield tab
+    assert not tab.errors, tab.errors
+    tab.context.close()
+
+
+def _video_state(page: Any) -> dict[str, Any]:
+    return page.evaluate(  # type: ignore[no-any-return]
+        "() => { const v = document.querySelector('video.player');"
+        " return {time: v.currentTime, rate: v.playbackRate, src: v.currentSrc, ready: v.readyState}; }"
+    )
+
+
+def _wait_time(page: Any, near: float) -> None:
+    wait_until(lambda: abs(_video_state(page)["time"] - near) < 1.5, 30, f"the player at {near} s", interval=0.2)
+
+
+@pytest.mark.parametrize(
+    ("locale", "texts"),
+    [
+        ("zh-CN", ("清晰度", "倍速", "第 2 页", "上一课：直接开平方法", "下一课：公式法")),
+        ("en", ("Quality", "Speed", "Slide 2", "Previous: 直接开平方法", "Next: 公式法")),
+    ],
+)
+def test_lesson_page_is_usable_at_360px(browser: Any, lessons: Lessons, locale: str, texts: tuple[str, ...]) -> None:
+    tab = _tab(browser, locale)
+    try:
+        tab.goto(lessons.url(1))
+        body = tab.locator("main").inner_text()
+        for text in texts:
+            assert text in body, (text, body)
+        assert tab.locator(".player-tools .speed").is_visible()  # shown by the script
+        assert tab.locator(".chapters a").count() == 3
+        _shot(tab, f"{locale[:2]}-lesson-player")
+        # Every control is at least 24 px tall: a finger can hit it.
+        heights = tab.evaluate(
+            "() => [...document.querySelectorAll('.player-tools a, .player-tools button, .chapters a, .lesson-nav a')]"
+            ".map(e => e.getBoundingClientRect().height)"
+        )
+        assert heights and min(heights) >= 24, heights
+        assert not tab.errors, tab.errors
+    finally:
+        tab.context.close()
+
+
+def test_speed_is_chosen_and_kept_on_the_device(page: Any, lessons: Lessons) -> None:
+    page.goto(lessons.url(1))
+    assert _video_state(page)["rate"] == 1
+    page.click(".speed [data-speed='1.5']")
+    assert _video_state(page)["rate"] == 1.5
+    assert page.locator(".speed [data-speed='1.5']").get_attribute("aria-pressed") == "true"
+    page.reload()
+    assert _video_state(page)["rate"] == 1.5
+
+
+def test_chapter_links_seek_in_place(page: Any, lessons: Lessons) -> None:
+    page.goto(lessons.url(1))
+    here = page.url
+    page.click(".chapters a >> nth=2")  # 第 3 页, at 17 s
+    _wait_time(page, lessons.material["chapters"][2]["start"])
+    assert page.url == here  # no page load: the script seeked the player
+
+
+def test_chapter_links_work_without_javascript(browser: Any, lessons: Lessons) -> None:
+    tab = _tab(browser, javascript=False)
+    try:
+        tab.goto(lessons.url(1))
+        assert not tab.locator(".player-tools .speed").is_visible()  # nothing that cannot work
+        tab.click(".chapters a >> nth=1")  # 第 2 页, at 8 s
+        tab.wait_for_url("**/lessons/*?*t=8*")
+        src = tab.locator("video.player source").first.get_attribute("src")
+        assert src.endswith("#t=8"), src
+        # The server asked for metadata (preload) and the media fragment put the player at 8 s.
+        wait_until(lambda: _video_state(tab)["ready"] >= 1, 30, "the video's metadata", interval=0.2)
+        assert abs(_video_state(tab)["time"] - 8) < 1
+    finally:
+        tab.context.close()
+
+
+def test_position_is_remembered_per_lesson(page: Any, lessons: Lessons) -> None:
+    page.goto(lessons.url(1))
+    page.evaluate(
+        "() => new Promise(done => { const v = document.querySelector('video.player');"
+        " v.addEventListener('loadedmetadata', () => { v.currentTime = 12.5; v.pause(); done(); }, {once: true});"
+        " v.preload = 'metadata'; v.load(); })"
+    )
+    _wait_time(page, 12.5)
+    page.evaluate("() => document.querySelector('video.player').dispatchEvent(new Event('pause'))")
+    page.goto(lessons.url(2))  # another lesson, then back
+    page.goto(lessons.url(1))
+    page.evaluate("() => { const v = document.querySelector('video.player'); v.preload = 'metadata'; v.load(); }")
+    _wait_time(page, 12.5)
+
+
+def test_quality_links_switch_the_rendition(page: Any, lessons: Lessons) -> None:
+    page.goto(lessons.url(1))
+    assert "240p" in page.locator(".quality [aria-current=true]").inner_text()  # data saver: the smallest
+    renditions = {r["profile"]: r for r in lessons.material["renditions"]}
+    page.evaluate(
+        "() => new Promise(done => { const v = document.querySelector('video.player');"
+        " v.addEventListener('loadedmetadata', () => { v.currentTime = 10; done(); }, {once: true});"
+        " v.preload = 'metadata'; v.load(); })"
+    )
+    _wait_time(page, 10)
+    page.click(".quality a[data-quality='360p']")
+    wait_until(lambda: renditions["video-360p"]["sha256"] in _video_state(page)["src"], 30, "the 360p source")
+    _wait_time(page, 10)  # in place: the position stays
+    # Without JavaScript the same link renders the page with 360p first, and "audio only" an <audio>.
+    page.goto(lessons.url(1, "?quality=audio"))
+    assert page.locator("audio.player").count() == 1 and page.locator("video.player").count() == 0
+    assert renditions["audio"]["sha256"] in page.locator("audio.player").get_attribute("src")
+
+
+def test_previous_and_next_lesson(page: Any, lessons: Lessons) -> None:
+    page.goto(lessons.url(0))
+    assert page.locator(".lesson-nav a[rel=prev]").count() == 0
+    page.click(".lesson-nav a[rel=next]")
+    page.wait_for_url(f"**/lessons/{lessons.ids[1]}")
+    page.click(".lesson-nav a[rel=next]")
+    page.wait_for_url(f"**/lessons/{lessons.ids[2]}")
+    assert page.locator(".lesson-nav a[rel=next]").count() == 0
+    page.click(".lesson-nav a[rel=prev]")
+    page.wait_for_url(f"**/lessons/{lessons.ids[1]}")
