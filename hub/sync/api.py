@@ -238,14 +238,14 @@ def get_manifest() -> Response:
 def _profiles(settings: Settings) -> tuple[str, ...]:
     """What the entries are built for: this hub's video preference, and the extras the school server reads.
 
-    ``?with=subtitles`` comes from school servers that read subtitle tracks; older ones
-    never send it and get entries without them (hub.sync.manifest.SUBTITLES). A query
+    ``?with=subtitles,chapters`` comes from school servers that read subtitle tracks and
+    chapters; older ones never send it and get entries without them (hub.sync.manifest.EXTRAS). A query
     parameter, not a body field: an older upstream ignores it, where it would refuse an
     unknown field in the JSON body.
     """
     extras = {part.strip() for part in request.args.get("with", "").split(",")}
     profiles = services.video_profiles(settings.sync_video_profiles)
-    return (*profiles, mf.SUBTITLES) if mf.SUBTITLES in extras else profiles
+    return (*profiles, *(extra for extra in mf.EXTRAS if extra in extras))
 
 
 def _maybe_gzip(body: bytes, mimetype: str, headers: dict[str, str]) -> Response:

@@ -84,13 +84,13 @@ def state_document(app: Flask) -> dict[str, Any]:
         report = counts.pending_count_report(session)
         version = state.manifest_version
         session.commit()
-    # "with": what this release reads beyond the base entries (hub.sync.manifest.SUBTITLES);
-    # an upstream exports subtitle tracks to a school only when its state file says so.
+    # "with": what this release reads beyond the base entries (hub.sync.manifest.EXTRAS);
+    # an upstream exports subtitle tracks and chapters to a school only when its state file says so.
     return {
         "format": STATE_FORMAT,
         "manifest_version": version,
         "blobs": have,
-        "with": [mf.SUBTITLES],
+        "with": list(mf.EXTRAS),
         "counts": report,
         "server": local_report(app),
         "at": utcnow().isoformat(),
@@ -103,6 +103,11 @@ def reads_subtitles(path: Path | None) -> bool:
     No state file: a first bundle, for a school server just installed (so of this release
     or later): yes. A state file of an older release (no "with"): no, it would refuse them.
     """
+    return reads_extra(path, mf.SUBTITLES)
+
+
+def reads_extra(path: Path | None, extra: str) -> bool:
+    """Whether the school server whose state file this is reads ``extra`` (hub.sync.manifest.EXTRAS) in entries."""
     if path is None:
         return True
     try:
@@ -110,7 +115,7 @@ def reads_subtitles(path: Path | None) -> bool:
     except (OSError, ValueError):
         return False
     extras = data.get("with") if isinstance(data, dict) else None
-    return isinstance(extras, list) and mf.SUBTITLES in extras
+    return isinstance(extras, list) and extra in extras
 
 
 @dataclass(frozen=True)
@@ -222,12 +227,14 @@ def export_bundle(
     have: set[str] | None = None,
     part_bytes: int = archive.FAT32_LIMIT,
     subtitles: bool = True,
+    chapters: bool = True,
     ack: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """Write a bundle into the directory `target`; returns counts of blobs and bytes written.
 
     On the upstream, `school_name` names the subscriber and a fresh manifest is
-    signed for it, with subtitle tracks when `subtitles` (the school reads them).
+    signed for it, with subtitle tracks when `subtitles` and chapters when `chapters`
+    (the school reads them).
     On a school server (no `school_name`), the last verified manifest from its
     upstream is re-exported with the blobs it holds, so one synced school can
     carry an update to its neighbour.
@@ -245,6 +252,8 @@ def export_bundle(
             profiles = services.video_profiles(settings.sync_video_profiles)
             if subtitles:  # the school server reads them (see reads_subtitles)
                 profiles = (*profiles, mf.SUBTITLES)
+            if chapters:  # the same for chapters (reads_extra)
+                profiles = (*profiles, mf.CHAPTERS)
             envelope = services.issue_manifest(
                 session,
                 school,

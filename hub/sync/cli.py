@@ -298,12 +298,14 @@ def bundle_cli() -> None:
 def bundle_export(target: Path, school_name: str | None, state_file: Path | None) -> None:
     """Write a bundle: the signed manifest and the blobs named by hash, split at 4 GiB."""
     from hub.sync import bundles
+    from hub.sync.manifest import CHAPTERS
 
     app = _app()
     try:
         state = bundles.read_state_file(state_file) if state_file else None
         have = state.blobs if state else None
         subtitles = bundles.reads_subtitles(state_file if state_file else None)
+        chapters = bundles.reads_extra(state_file if state_file else None, CHAPTERS)
         ack = None
         if state is not None and school_name is not None:
             # The state file carried the school's download counts and server state: recorded
@@ -319,12 +321,12 @@ def bundle_export(target: Path, school_name: str | None, state_file: Path | None
         if target.suffix.lower() in (".zip", ".tar", ".tgz", ".gz"):
             with tempfile.TemporaryDirectory(dir=target.parent, prefix=".bundle-") as tmp:
                 written = bundles.export_bundle(
-                    app, Path(tmp), school_name=school_name, have=have, subtitles=subtitles, ack=ack
+                    app, Path(tmp), school_name=school_name, have=have, subtitles=subtitles, chapters=chapters, ack=ack
                 )
                 bundles.pack_bundle(Path(tmp), target)
         else:
             written = bundles.export_bundle(
-                app, target, school_name=school_name, have=have, subtitles=subtitles, ack=ack
+                app, target, school_name=school_name, have=have, subtitles=subtitles, chapters=chapters, ack=ack
             )
     except HubError as exc:
         raise _fail(exc) from None

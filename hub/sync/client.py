@@ -421,8 +421,8 @@ class Upstream:
         return response.status, raw
 
 
-WITH_EXTRAS = f"?with={mf.SUBTITLES}"
-"""What this release reads beyond the base entry format: subtitle tracks (hub.sync.manifest.SUBTITLES).
+WITH_EXTRAS = "?with=" + ",".join(mf.EXTRAS)
+"""What this release reads beyond the base entry format: subtitle tracks and chapters (hub.sync.manifest.EXTRAS).
 The index and the entries must be asked for alike, or the entries would not match the signed revisions."""
 
 MAX_ENTRIES_BYTES = 512 * 1024 * 1024

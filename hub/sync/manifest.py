@@ -104,6 +104,7 @@ from sqlalchemy.orm import Session, joinedload
 from hub.accounts.models import School
 from hub.catalog.models import Course, Lesson, Material
 from hub.errors import HubError
+from hub.media.chapters import MAX_CHAPTERS, clean_chapters
 from hub.media.models import Blob, Rendition
 from hub.media.profiles import original_stands_in
 from hub.subtitles.models import Subtitle
@@ -119,11 +120,18 @@ MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024
 DEFAULT_VIDEO_PROFILES: tuple[str, ...] = ("video-360p", "video-240p")
 """Which one video rendition a school server mirrors: the first of these that is ready."""
 
+CHAPTERS = "chapters"
+"""Among the profiles entries are built for: the school server reads materials' chapter starts
+(``"chapters": [0.0, 8.0, 17.0]``, only where a material has some), like :data:`SUBTITLES`."""
+
 SUBTITLES = "subtitles"
 """Among the profiles entries are built for: the school server reads materials' subtitle tracks.
 
 Kept in the same tuple as the video profiles because it changes the entries the same way
 (another cache key, another revision), and no rendition profile has this name."""
+
+EXTRAS = (SUBTITLES, CHAPTERS)
+"""What a school server may ask for beyond the base entries (``?with=``), in the order profiles list them."""
 
 
 class ManifestRefused(HubError):
@@ -184,6 +192,7 @@ class ManifestMaterial(_Data):
     original: ManifestFile
     renditions: list[ManifestRendition]
     subtitles: Annotated[list[ManifestSubtitle], Field(max_length=len(get_args(LanguageCode)))] = []
+    chapters: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(max_length=MAX_CHAPTERS)] = []
 
 
 class ManifestLesson(_Data):
@@ -409,6 +418,7 @@ def _build_lessons(session: Session, lesson_ids: Sequence[int], video_profiles: 
                 Blob.sha256,
                 Blob.size,
                 Blob.media_type,
+                Material.chapters,
             )
             .join(Blob, Blob.sha256 == Material.original_sha256)
             .where(Material.lesson_id.in_(chunk))
@@ -450,7 +460,10 @@ def _build_lessons(session: Session, lesson_ids: Sequence[int], video_profiles: 
         for renditions in ready.values():
             renditions.sort(key=lambda r: r["profile"])
         tracks = _subtitles(session, material_ids) if SUBTITLES in video_profiles else {}
-        for mid, lid, kind, title, filename, status, sha, size, media_type in sorted(materials):
+        with_chapters = CHAPTERS in video_profiles
+        for mid, lid, kind, title, filename, status, sha, size, media_type, chapters in sorted(
+            materials, key=lambda row: row[0]
+        ):
             material = {
                 "id": mid,
                 "kind": kind,
@@ -462,6 +475,8 @@ def _build_lessons(session: Session, lesson_ids: Sequence[int], video_profiles: 
             }
             if mid in tracks:  # only then: an entry without tracks stays what it always was
                 material["subtitles"] = tracks[mid]
+            if with_chapters and (starts := clean_chapters(chapters)):  # the same: only where there are some
+                material["chapters"] = starts
             lessons[lid]["materials"].append(material)
         bodies.update((lid, canonical_json(lesson)) for lid, lesson in lessons.items())
     return bodies

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import CompoundSelect, Table, delete, func, insert, select
+from sqlalchemy import CompoundSelect, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from hub import jobs
@@ -542,6 +542,12 @@ def apply_course(
             for lesson_id, m in materials
         ],
     )
+    # Chapters after the insert, which matches rows by their values (a JSON list is no key);
+    # only slides videos have them.
+    for material_id, (_lesson_id, m) in zip(material_ids, materials, strict=True):
+        if m.chapters:
+            table = _table(Material)
+            session.execute(update(table).where(table.c.id == material_id).values(chapters=m.chapters))
     renditions = [
         {
             "material_id": material_id,

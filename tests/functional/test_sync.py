@@ -765,3 +765,38 @@ def test_a_pulled_course_carries_its_subtitles_and_older_servers_see_entries_as_
         assert session.scalar(select(func.count()).select_from(Subtitle)) == 0
     assert not school_storage.exists(track.blob_sha256)
     assert "<track" not in lan.get(f"/lessons/{lesson_id}").text
+
+
+def test_a_pulled_course_carries_its_chapters_and_older_servers_see_entries_as_before(
+    upstream: Upstream, school: School, proxy: Proxy
+) -> None:
+    material = upstream.material(upstream.lesson_ids[0])
+    client = upstream.app.test_client()
+    sync = {"Authorization": f"Bearer {upstream.token}"}
+    assert school.hub("sync", "subscribe", "--paired-with", FAMOUS).exit_code == 0
+    # What school servers of earlier releases get (no ?with=, or subtitles only), before any chapter.
+    asks = ("", "?with=subtitles")
+    before = {
+        ask: client.post(f"/api/v1/sync/courses{ask}", json={"courses": [upstream.course_id]}, headers=sync).data
+        for ask in asks
+    }
+    # The pipeline found three slides (hub.media.chapters); set here, as it would.
+    material.chapters = [0.0, 8.0, 17.0]
+    upstream.db.commit()
+
+    assert school.pull().status == "ok"
+    with school.session() as session:
+        lesson_id = session.scalar(select(Lesson.id).where(Lesson.title == "配方法"))
+        chapters = session.scalar(select(Material.chapters).where(Material.lesson_id == lesson_id))
+    assert chapters == [0.0, 8.0, 17.0]
+    lan = school.app.test_client()
+    page = lan.get(f"/lessons/{lesson_id}", headers={"Accept-Language": "zh"}).text
+    assert page.count('data-start="') == 3 and ">第 3 页</a>" in page
+
+    for ask in asks:  # byte for byte what they were
+        after = client.post(f"/api/v1/sync/courses{ask}", json={"courses": [upstream.course_id]}, headers=sync)
+        assert after.data == before[ask] and b'"chapters"' not in after.data
+    newer = client.post(
+        "/api/v1/sync/courses?with=subtitles,chapters", json={"courses": [upstream.course_id]}, headers=sync
+    )
+    assert b'"chapters":[0.0,8.0,17.0]' in newer.data
