@@ -41,3 +41,16 @@ def test_admins_find_the_sync_and_schools_pages_in_the_header(app: Flask, make: 
     browser.post("/login", data={"email": "admin@shancun.cn", "password": "a long password", "csrf_token": token})
     home = browser.get("/").text
     assert 'href="/admin/sync/"' in home and 'href="/admin/schools/"' in home
+
+
+def test_the_page_forms_need_their_csrf_token_and_a_mirror(app: Flask, make: Accounts) -> None:
+    make.user("admin@shancun.cn", make.school("山村小学", "rural"), "admin", password="a long password")
+    browser = app.test_client()
+    token = _csrf(browser.get("/login").text)
+    browser.post("/login", data={"email": "admin@shancun.cn", "password": "a long password", "csrf_token": token})
+    for path, form in (("/admin/sync/pull", {}), ("/admin/sync/subscriptions", {"course": "1"})):
+        assert browser.post(path, data=form).status_code == 400  # no token: refused before anything runs
+    token = _csrf(browser.get("/admin/sync/").text)
+    refused = browser.post("/admin/sync/pull", data={"csrf_token": token}, headers={"Accept-Language": "en"})
+    assert refused.status_code == 409 and "not a school server" in refused.text  # this hub mirrors nothing
+    assert browser.post("/admin/sync/subscriptions", data={"csrf_token": token}).status_code == 422
