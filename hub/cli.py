@@ -112,12 +112,24 @@ def serve(host: str, port: int, threads: int, connections: int) -> None:
     show_default=True,
     help="Also run the periodic scheduler (the outbox sweeper); one per deployment.",
 )
+@click.option(
+    "--queues",
+    "-Q",
+    default=None,
+    help="Comma-separated queues to take work from (default: all of them). E.g. a second worker with "
+    "--queues documents --concurrency 1 --no-beat keeps one process for PDFs and images at all times.",
+)
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int, beat: bool) -> None:
+def worker(ctx: click.Context, concurrency: int, beat: bool, queues: str | None) -> None:
     """Start a Celery worker on every queue (extra arguments go to celery)."""
     from hub import jobs
     from hub.media import sandbox
 
+    unknown = set((queues or "").split(",")) - set(jobs.ALL_QUEUES) - {""}
+    if unknown:
+        raise click.UsageError(
+            f"--queues: no queue {', '.join(sorted(unknown))}; the queues are {', '.join(jobs.ALL_QUEUES)}"
+        )
     app = command_app(web=True)
     try:
         sandbox.prepare(app.extensions["hub.media_limits"].sandbox)
@@ -128,7 +140,7 @@ def worker(ctx: click.Context, concurrency: int, beat: bool) -> None:
         "worker",
         "--loglevel=INFO",
         f"--concurrency={concurrency}",
-        f"--queues={','.join(jobs.ALL_QUEUES)}",
+        f"--queues={queues or ','.join(jobs.ALL_QUEUES)}",
         *ctx.args,
     ]
     if beat:

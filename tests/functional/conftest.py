@@ -93,8 +93,10 @@ def live_server(hub_env: dict[str, str], tmp_path: Path) -> Iterator[LiveServer]
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], log: Path, beat: bool = False) -> None:
+    def __init__(self, env: dict[str, str], log: Path, beat: bool = False, queues: str = "") -> None:
         args = [*HUB, "worker", "--concurrency", "1", "--beat" if beat else "--no-beat"]
+        if queues:
+            args += ["--queues", queues]
         self.process = Process(args, env, log)
         wait_until(
             lambda: "ready." in self.process.output() or self.process.popen.poll() is not None,
@@ -109,8 +111,8 @@ class Worker:
 def start_worker(hub_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
-    def start(beat: bool = False, **env: str) -> Worker:
-        worker = Worker({**hub_env, **env}, tmp_path / f"worker-{len(started)}.log", beat)
+    def start(beat: bool = False, queues: str = "", **env: str) -> Worker:
+        worker = Worker({**hub_env, **env}, tmp_path / f"worker-{len(started)}.log", beat, queues)
         started.append(worker)
         return worker
 

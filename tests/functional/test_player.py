@@ -164,6 +164,26 @@ def test_a_pdf_uploaded_after_a_long_video_is_ready_first(
     assert ready_at[pdf["id"]] < ready_at[video["id"]]
 
 
+def test_a_documents_worker_makes_a_pdf_ready_while_a_video_transcodes(
+    live_server: LiveServer, start_worker: Callable[..., Worker], make: Accounts, tmp_path: Path
+) -> None:
+    auth = make.bearer(make.user("up@x.cn", make.school(), "uploader"))
+    _, (lesson,) = _course(live_server, auth, "配方法")
+    video = _upload(live_server, auth, lesson, lesson_video(tmp_path / "long.mp4", seconds=90), "长视频")
+    start_worker()  # every queue, one process: busy with the video from now on
+    start_worker(queues="documents")  # `hub worker --queues documents`: one process kept for PDFs and images
+
+    def transcoding() -> bool:
+        return any(r["status"] == "processing" for r in _material(live_server, auth, video["id"])["renditions"])
+
+    wait_until(transcoding, 120, "the video's first rendition to be under way", interval=0.3)
+    pdf_path = tmp_path / "handout.pdf"
+    pdf_path.write_bytes(_pdf())
+    pdf = _upload(live_server, auth, lesson, pdf_path, "讲义")
+    _wait_ready(live_server, auth, pdf["id"])
+    assert _material(live_server, auth, video["id"])["status"] == "processing"  # still on the video
+
+
 def _pdf() -> bytes:
     """A small one-page PDF (qpdf and Ghostscript read it)."""
     objects = [
