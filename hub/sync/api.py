@@ -206,7 +206,8 @@ def delete_subscription(subscription_id: int) -> Response:
 def get_catalog() -> catalog.CatalogOut:
     user = require_user()
     settings: Settings = current_app.extensions["hub.settings"]
-    offered = catalog.offer(request_session(), user.school, services.video_profiles(settings.sync_video_profiles))
+    # Built like the entries this school server fetches (`?with=` extras included), so a size is what it pulls.
+    offered = catalog.offer(request_session(), user.school, _profiles(settings))
     return catalog.CatalogOut.model_validate(offered)
 
 

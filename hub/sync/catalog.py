@@ -214,7 +214,7 @@ def offer(session: Session, school: School, profiles: Sequence[str]) -> dict[str
         paired_out.append({"id": other.id, "name": other.name, "courses": len(theirs), "bytes": _total(theirs)})
     return {
         "school": {"id": school.id, "name": school.name},
-        "profiles": list(profiles),
+        "profiles": [p for p in profiles if p not in mf.EXTRAS],  # the video preference; not the extras
         "courses": [
             {
                 "id": s.id,

@@ -47,6 +47,7 @@ from hub.media.storage.local import LocalStorage
 from hub.sync import services
 from hub.sync.catalog import CatalogOut
 from hub.sync.client import (
+    WITH_EXTRAS,
     PullOptions,
     SyncError,
     Upstream,
@@ -150,7 +151,7 @@ def upstream_catalog(settings: Settings, *, refresh: bool = False) -> Catalog:
     try:
         upstream = _upstream(settings)
         status, raw = upstream._fetch(
-            "GET", "/api/v1/sync/catalog", None, {"Accept-Encoding": "gzip"}, MAX_CATALOG_BYTES
+            "GET", "/api/v1/sync/catalog" + WITH_EXTRAS, None, {"Accept-Encoding": "gzip"}, MAX_CATALOG_BYTES
         )
     except NotAMirror as exc:
         return Catalog(kept.offer, kept.fetched_at, "refused", exc.message)

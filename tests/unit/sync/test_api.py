@@ -269,3 +269,28 @@ def test_the_catalog_gives_each_course_its_mirrored_size_and_the_schools_subscri
     )
     assert subscription["courses"] == [setup["course"]] and subscription["bytes"] == 3200
     assert offered["subscribed_bytes"] == 3200
+
+
+def test_the_catalog_counts_the_subtitle_tracks_a_school_server_that_reads_them_mirrors(
+    app: Flask, db: Session, client: FlaskClient, setup: dict[str, Any]
+) -> None:
+    from hub.subtitles import services as subtitles
+    from hub.sync.client import WITH_EXTRAS
+
+    uploader = db.scalars(select(User).where(User.email == "up@famous.example")).one()
+    material = db.scalars(select(Rendition)).first().material  # type: ignore[union-attr]
+    track = subtitles.attach_subtitle(
+        db,
+        app.extensions["hub.storage"],
+        uploader,
+        material.id,
+        b"WEBVTT\n\n00:00.000 --> 00:02.000\n\xe9\x85\x8d\n",
+        language="zh",
+    )
+    db.commit()
+    vtt = db.get(Blob, track.blob_sha256).size  # type: ignore[union-attr]
+    older = client.get("/api/v1/sync/catalog", headers=setup["rural"]).json
+    current = client.get("/api/v1/sync/catalog" + WITH_EXTRAS, headers=setup["rural"]).json
+    assert older["courses"][0]["bytes"] == 3200  # a release that does not read tracks does not fetch them
+    assert current["courses"][0]["bytes"] == 3200 + vtt
+    assert current["profiles"] == ["video-360p", "video-240p"]
