@@ -1119,7 +1119,7 @@ def plan_video(
     duration = min(probe.duration or 0.0, limits.max_duration_s)
     sample = quality.sample_windows(duration)
     windows = None if len(sample) == 1 and sample[0][0] == 0 else sample
-    seconds = sum(length for _, length in sample)
+    seconds = max(0.04, sum(length for _, length in sample))  # a one-frame video has a length of ~0
     trials: list[quality.Trial] = []
     while (
         plan := quality.next_plan(profile, encoding, probe.width, probe.height, probe.frame_rate, trials)
