@@ -1121,8 +1121,9 @@ def plan_video(
     windows = None if len(sample) == 1 and sample[0][0] == 0 else sample
     seconds = max(0.04, sum(length for _, length in sample))  # a one-frame video has a length of ~0
     trials: list[quality.Trial] = []
+    limit = quality.max_trials(duration, seconds)
     while (
-        plan := quality.next_plan(profile, encoding, probe.width, probe.height, probe.frame_rate, trials)
+        plan := quality.next_plan(profile, encoding, probe.width, probe.height, probe.frame_rate, trials, limit=limit)
     ) is not None:
         trial = workdir / f"trial-{len(trials)}.mp4"
         try:

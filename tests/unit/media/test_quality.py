@@ -52,10 +52,10 @@ def test_at_the_cap_the_trades_come_in_order() -> None:
         trials.append(Trial(plan, 0.90 + 0.01 * len(trials), at_cap))  # each step helps, never enough
     assert seen == [
         (640, 360, 15, ""),
-        (640, 360, 15, "light"),
-        (640, 360, 15, "strong"),
-        (640, 360, 10, "strong"),  # 30 fps divided by 3, not 2
-        (512, 288, 10, "strong"),
+        (640, 360, 10, ""),  # 30 fps divided by 3, not 2
+        (512, 288, 10, ""),
+        (426, 240, 10, ""),
+        (426, 240, 10, "light"),
         (426, 240, 10, "strong"),
     ]
     assert len(trials) <= quality.MAX_TRIALS
@@ -64,33 +64,41 @@ def test_at_the_cap_the_trades_come_in_order() -> None:
 
 
 def test_a_stage_that_gains_nothing_is_not_kept() -> None:
-    # Grain-limited: light denoising moved the SSIM by 0.001; the search goes on from the nominal plan.
+    # Grain-limited: fewer frames and fewer pixels lose SSIM; the search goes on from the nominal plan.
     nominal = quality.nominal(P360, CAMERA360, 1280, 720, FPS30)
-    light = quality.plan_for(P360, CAMERA360, 1280, 720, FPS30, denoise="light")
-    trials = [Trial(nominal, 0.880, 160), Trial(light, 0.881, 158)]
-    following = _next(trials)
-    assert following == Plan(640, 360, Fraction(10), "", CAMERA360.crf, slower=True)  # not "strong"
-    assert quality.choose(trials, P360.ssim_floor).plan == nominal  # +0.001 is not worth a trade
-    trials.append(Trial(following, 0.879, 150))
+    trials = [Trial(nominal, 0.880, 160)]
+    slower = _next(trials)
+    assert slower == Plan(640, 360, Fraction(10), "", CAMERA360.crf, slower=True)
+    trials.append(Trial(slower, 0.879, 150))
     smaller = _next(trials)
     assert smaller is not None and (smaller.width, smaller.height, smaller.rate, smaller.denoise) == (512, 288, 15, "")
     trials.append(Trial(smaller, 0.870, 150))
-    assert _next(trials) is None  # "smallest" only follows a "smaller" that helped
-    assert quality.choose(trials, P360.ssim_floor) == quality.Choice(nominal, 0.880, False, 4)
+    light = _next(trials)  # "smallest" only follows a "smaller" that helped
+    assert light == Plan(640, 360, Fraction(15), "light", CAMERA360.crf)
+    trials.append(Trial(light, 0.881, 158))
+    assert _next(trials) is None  # "strong" only follows a "light" that helped
+    assert quality.choose(trials, P360.ssim_floor) == quality.Choice(nominal, 0.880, False, 4)  # +0.001: no trade
+    better = [Trial(nominal, 0.880, 160), Trial(light, 0.885, 158)]
+    assert quality.choose(better, P360.ssim_floor).plan == light
 
 
 def test_a_clean_picture_at_the_cap_trades_frame_rate() -> None:
-    # Detailed motion without grain (a zoom into a fractal): denoising cannot help, fewer frames can.
+    # Detailed motion without grain (a zoom into a fractal): fewer frames, more bits for each.
     nominal = quality.nominal(P360, CAMERA360, 854, 480, FPS30)
     trials = [Trial(nominal, 0.9505, 187)]
-    light = _next(trials, 854, 480)
-    assert light is not None and light.denoise == "light"
-    trials.append(Trial(light, 0.9499, 187))
     slower = _next(trials, 854, 480)
     assert slower == Plan(640, 360, Fraction(10), "", CAMERA360.crf, slower=True)
     trials.append(Trial(slower, 0.9601, 170))
     assert _next(trials, 854, 480) is None
-    assert quality.choose(trials, P360.ssim_floor) == quality.Choice(slower, 0.9601, True, 3)
+    assert quality.choose(trials, P360.ssim_floor) == quality.Choice(slower, 0.9601, True, 2)
+
+
+@pytest.mark.parametrize(("duration", "trials"), [(10, 2), (120, 2), (180, 3), (360, 6), (2700, 6)])
+def test_longer_lessons_get_more_trials(duration: float, trials: int) -> None:
+    assert quality.max_trials(duration, 6.0) == trials
+    nominal = quality.nominal(P360, CAMERA360, 1280, 720, FPS30)
+    done = [Trial(nominal, 0.90, 160)] * trials
+    assert quality.next_plan(P360, CAMERA360, 1280, 720, FPS30, done, limit=trials) is None
 
 
 def test_the_240p_trades_and_a_25_fps_source() -> None:
@@ -108,7 +116,7 @@ def test_trades_that_make_the_same_picture_are_not_tried_twice() -> None:
     encodes = [trial.plan.encode for trial in trials]
     assert len(encodes) == len(set(encodes))
     assert {(width, height) for width, height, *_ in encodes} == {(320, 180)}
-    assert [trial.plan.denoise for trial in trials] == ["", "light", "strong", "strong"]  # no 288p, no 240p
+    assert [trial.plan.denoise for trial in trials] == ["", "", "light", "strong"]  # no 288p, no 240p
 
 
 @pytest.mark.parametrize(
