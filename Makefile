@@ -46,11 +46,18 @@ demo: install  ## migrate, seed a demo catalog, start a worker and serve on http
 
 test: install lint pytest  ## lint, type-check and run the whole suite on the embedded defaults
 
+# One test process per core: most tests wait on a worker, a server or a browser rather
+# than compute. Each process gets its own PostgreSQL database and Redis db (tests/conftest.py);
+# whole files go to one process, so a file's module fixtures (a hub + worker) start once.
+# `make test PYTEST_PROCESSES=0` runs in this process alone.
+PYTEST_PROCESSES ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_PROCESSES) --dist loadfile
+
 pytest: install
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-services: install  ## the suite again against PostgreSQL, Redis and S3 (moto server)
-	$(SERVICE_ENV) $(BIN)/python -m pytest
+	$(SERVICE_ENV) $(PYTEST)
 
 lint: install  ## ruff and mypy, as CI runs them
 	$(BIN)/ruff check hub workers tests benchmarks

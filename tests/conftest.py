@@ -8,6 +8,12 @@ variables, never guessed:
 - ``HUB_TEST_BROKER_URL``   — e.g. redis://127.0.0.1:6379/15
 - ``HUB_TEST_STORAGE=s3``   — blobs go to a moto S3 server the tests start on loopback
 
+The suite runs in parallel processes (pytest-xdist, ``-n``). Each process gets
+services of its own, so one process emptying its database between tests never
+touches another's: PostgreSQL database ``<name>_gw1`` (created on first use) and
+Redis database number ``<n> - 1`` for process ``gw1``; process ``gw0`` uses the
+configured ones as they are.
+
 Each test gets its own HUB_DATA_DIR. SQLite databases are copied from one
 migrated template; a PostgreSQL database is migrated once and emptied after
 every test.
@@ -25,7 +31,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 import hub.models  # noqa: F401
@@ -36,8 +42,39 @@ from hub.db import Base, get_database, make_engine
 from hub.migrate import upgrade
 from tests.support.moto_server import TEST_AWS_ENV, create_bucket, moto_endpoint
 
-DATABASE_URL = os.environ.get("HUB_TEST_DATABASE_URL", "")
-BROKER_URL = os.environ.get("HUB_TEST_BROKER_URL", "")
+# pytest-xdist names its processes gw0, gw1, ...; a run without -n is process 0.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
+def _worker_database(url: str) -> str:
+    """This process's own PostgreSQL database: the configured one, suffixed for processes after the first."""
+    if not url or WORKER == 0:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_gw{WORKER}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")  # CREATE DATABASE runs outside a transaction
+    try:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def _worker_broker(url: str) -> str:
+    """This process's own Redis database number: counted down from the configured one."""
+    if not url.startswith("redis") or WORKER == 0:
+        return url
+    parts = make_url(url)  # redis://host:port/N parses like a database URL
+    number = int(parts.database or 0) - WORKER
+    if number < 0:
+        raise pytest.UsageError(f"HUB_TEST_BROKER_URL {url}: too few Redis databases below it for {WORKER + 1} processes")
+    return parts.set(database=str(number)).render_as_string(hide_password=False)
+
+
+DATABASE_URL = _worker_database(os.environ.get("HUB_TEST_DATABASE_URL", ""))
+BROKER_URL = _worker_broker(os.environ.get("HUB_TEST_BROKER_URL", ""))
 STORAGE = os.environ.get("HUB_TEST_STORAGE", "local")
 
 
