@@ -69,7 +69,9 @@ def _worker_broker(url: str) -> str:
     parts = make_url(url)  # redis://host:port/N parses like a database URL
     number = int(parts.database or 0) - WORKER
     if number < 0:
-        raise pytest.UsageError(f"HUB_TEST_BROKER_URL {url}: too few Redis databases below it for {WORKER + 1} processes")
+        raise pytest.UsageError(
+            f"HUB_TEST_BROKER_URL {url}: too few Redis databases below it for {WORKER + 1} processes"
+        )
     return parts.set(database=str(number)).render_as_string(hide_password=False)
 
 

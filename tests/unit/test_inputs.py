@@ -317,7 +317,13 @@ def _samples(world: World) -> dict[str, dict[str, Any]]:
         "PairingIn": {"school": world.school},
         "CoursesIn": {"courses": [world.course]},
         "BlobBatchIn": {"sha256": [world.sha256]},
-        "ServerReportIn": {"manifest_version": 3, "applied_version": 3, "courses": 2, "storage_used": 1, "storage_free": 1},
+        "ServerReportIn": {
+            "manifest_version": 3,
+            "applied_version": 3,
+            "courses": 2,
+            "storage_used": 1,
+            "storage_free": 1,
+        },
         "CountReportIn": {"id": "a" * 32, "counts": [{"sha256": world.sha256, "day": "2026-01-01", "count": 1}]},
     }
 
