@@ -1,18 +1,23 @@
 """Chapters at slide changes: where a slides lesson moves to its next slide.
 
-The pipeline (:func:`hub.media.pipeline.process_material`) looks for them once per
-original, only in videos probed as slides (:attr:`hub.media.ffmpeg.Probe.slides`):
+The pipeline (:func:`hub.media.pipeline.process_material`) looks once per video
+original at the moments its picture changes (:func:`hub.media.ffmpeg.picture_changes`:
+a 2 fps, 320 px decode; a change is more than about 6 % of the picture, so a talking-head
+inset in a corner is no change). What it does with them:
 
-- a chapter called "Slide 3" means something only where the picture is slides; in
-  camera footage a picture change is a pan, a cut or the teacher walking past, and
-  a threshold low enough to catch a new board would catch those too;
-- the search costs a decode of the whole original (measured in benchmarks/media:
-  a few % of the renditions' CPU), which camera videos would pay for nothing.
+- only a picture that is mostly still gets chapters: changes in at most a quarter of
+  the frames looked at (the probe's own measure of slides). In camera footage the
+  picture changes all the time, and a "chapter" would be a pan or the teacher walking
+  past, not a new topic; there the list stays empty;
+- changes less than :data:`MIN_GAP_S` after the one before belong to the same chapter
+  (animation steps, a flick through slides, an embedded clip): a chapter starts where
+  the picture changes after holding still;
+- at most :data:`MAX_CHAPTERS` are kept, those whose picture holds longest, so the
+  list under the player stays a list.
 
-A slide shown for a moment (an animation step, a flick through to the next slide)
-is not a chapter: changes closer than :data:`MIN_GAP_S` to the last one kept are
-merged into it, and a lesson keeps at most :data:`MAX_CHAPTERS`, the strongest
-changes, so the list under the player stays a list.
+Every video pays for the look (5-10 % of its two video renditions' time, measured in
+hub.media.ffmpeg), because the probe's slides test, which decides the encoder's
+settings, calls a slides lesson with a moving camera inset "camera".
 """
 
 from __future__ import annotations
@@ -21,38 +26,42 @@ import math
 
 from flask_babel import gettext
 
-SCENE_THRESHOLD = 0.015
-"""Scene score (0..1) above which a sampled frame counts as a new slide.
-
-Measured on generated 720p slides (text on white, a moving 15 % camera inset):
-a slide whose only change is its text scores 0.03, a new layout 0.12, while the
-moving inset and encoding noise stay under 0.005 between slides."""
-
 MIN_GAP_S = 5.0
-"""Changes closer than this to the chapter before are merged into it (animation steps, flicks)."""
+"""Changes closer than this to the change before are part of the same chapter."""
 
 MAX_CHAPTERS = 50
-"""Most chapters one material keeps (its strongest changes)."""
+"""Most chapters one material keeps (those whose picture holds longest)."""
+
+STILL_FRACTION = 0.25
+"""A picture that changes in at most this share of the sampled frames is slides-like
+(hub.media.ffmpeg's slides test uses the same share)."""
 
 
-def chapter_starts(changes: list[tuple[float, float]], duration: float | None) -> list[float]:
-    """Chapter start times (s) from scene changes ``(time, score)``: 0 first, ascending.
+def chapter_starts(changes: list[float], sampled: int, duration: float | None) -> list[float]:
+    """Chapter start times (s) from the moments the picture changed: 0 first, ascending.
 
-    Returns [] when the picture never changes (one slide is no chapter list).
+    ``changes`` includes the first frame; ``sampled`` is how many frames were looked at.
+    Returns [] for a picture that is not mostly still, or that never changes (one slide
+    is no chapter list).
     """
-    end = duration if duration else float("inf")
-    starts: list[tuple[float, float]] = [(0.0, 1.0)]
-    for time_s, score in sorted(changes):
-        # A change in the last seconds is the closing slide flashing by, not a chapter.
-        if time_s - starts[-1][0] < MIN_GAP_S or end - time_s < MIN_GAP_S:
-            continue
-        starts.append((round(time_s, 2), score))
-    if len(starts) <= 1:
+    if len(changes) > STILL_FRACTION * max(1, sampled):
         return []
-    if len(starts) > MAX_CHAPTERS:
-        strongest = sorted(starts[1:], key=lambda change: change[1], reverse=True)[: MAX_CHAPTERS - 1]
-        starts = [starts[0], *sorted(strongest)]
-    return [time_s for time_s, _ in starts]
+    end = duration if duration else math.inf
+    chapters: list[list[float]] = [[0.0, 0.0]]  # [start, last change in it]
+    for time_s in sorted(changes):
+        if time_s - chapters[-1][1] < MIN_GAP_S or end - time_s < MIN_GAP_S:
+            # Part of the chapter under way, or the closing picture flashing by at the end.
+            chapters[-1][1] = max(chapters[-1][1], time_s)
+            continue
+        chapters.append([round(time_s, 2), time_s])
+    if len(chapters) <= 1:
+        return []
+    if len(chapters) > MAX_CHAPTERS:
+        # How long each chapter's picture holds: from its last change to the next chapter.
+        ends = [c[0] for c in chapters[1:]] + [end if end != math.inf else chapters[-1][1]]
+        held = sorted(range(1, len(chapters)), key=lambda i: ends[i] - chapters[i][1], reverse=True)
+        chapters = [chapters[0], *(chapters[i] for i in sorted(held[: MAX_CHAPTERS - 1]))]
+    return [start for start, _ in chapters]
 
 
 def clean_chapters(value: object) -> list[float]:

@@ -3,7 +3,7 @@
 Two steps, each a task that takes an id, re-checks state and is safe to run twice:
 
 1. :func:`process_material` probes the original (bounded, untrusted input),
-   finds the chapters of a slides video (:mod:`hub.media.chapters`) and plans one
+   finds the chapters of a slides-like video (:mod:`hub.media.chapters`) and plans one
    rendition row per applicable profile;
 2. :func:`build_rendition` transcodes one profile into a temp file, stores it
    under its sha256 and marks the row ready (or skipped, or failed with a reason).
@@ -65,7 +65,7 @@ def process_material(session: Session, storage: Storage, material_id: int, limit
             material.error = exc.reason
             session.commit()
             return []
-        if probe.slides and material.chapters is None:
+        if probe.kind == "video" and material.chapters is None:
             material.chapters = _donor_chapters(session, material)
             if material.chapters is None:
                 material.chapters = _find_chapters(source, probe, limits)
@@ -91,15 +91,15 @@ def process_material(session: Session, storage: Storage, material_id: int, limit
 
 
 def _find_chapters(source: Path, probe: ffmpeg.Probe, limits: ffmpeg.MediaLimits) -> list[float]:
-    """Chapter starts of a slides video; [] when the search fails (chapters are a help, not the lesson)."""
+    """Chapter starts of a video ([] unless slides-like); [] when the search fails (a help, not the lesson)."""
     try:
-        changes = ffmpeg.scene_changes(source, probe, chapters.SCENE_THRESHOLD, limits=limits)
+        changes = ffmpeg.picture_changes(source, probe, limits=limits)
     except ffmpeg.MediaError as exc:
         if exc.transient:
             raise
         log.warning("no chapters for %s: %s %s", source, exc.reason, exc.detail)
         return []
-    return chapters.chapter_starts(changes, probe.duration)
+    return chapters.chapter_starts(changes.times, changes.sampled, probe.duration)
 
 
 def _donor_chapters(session: Session, material: Material) -> list[float] | None:
