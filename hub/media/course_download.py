@@ -39,7 +39,8 @@ from hub.accounts.models import User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
 from hub.errors import Invalid
-from hub.i18n import current_locale, filesize
+from hub.i18n import clock, current_locale, filesize
+from hub.media.chapters import chapter_list, clean_chapters
 from hub.media.models import Blob
 from hub.media.profiles import PROFILES
 from hub.media.storage import BlobNotFound, Storage
@@ -323,6 +324,14 @@ def _index_html(
                 out.append(f'<audio controls preload="metadata" src="{href}">{subtitles}</audio>\n')
             elif kind == "image":
                 out.append(f'<img src="{href}" alt="{title}">\n')
+            chapters = chapter_list(f.chosen.material.chapters) if kind in ("video", "audio") else []
+            if chapters:
+                # Links to the file at each chapter's time (#t=): the browser opens it there, no script.
+                links = " · ".join(
+                    f'<a href="{href}#t={int(c["start"])}">{e(str(c["title"]))}</a> {clock(float(c["start"]))}'
+                    for c in chapters
+                )
+                out.append(f'<p class="meta">{e(gettext("Chapters"))}: {links}</p>\n')
             name = e(PurePosixPath(f.path).name)
             out.append(f'<p class="meta"><a href="{href}">{name}</a> · {e(filesize(f.bytes))}</p>\n')
         for material in lesson.materials:
@@ -388,6 +397,8 @@ def plan_course_download(
                     "material": {"id": material.id, "kind": material.kind, "title": material.title},
                     "profile": chosen.profile,
                 }
+                # Where its slides change (hub.media.chapters), for players that can use them.
+                | ({"chapters": starts} if (starts := clean_chapters(material.chapters)) else {})
             )
             poster = _poster(material) if material.kind == "video" else None
             if poster is not None:

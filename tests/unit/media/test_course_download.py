@@ -318,3 +318,21 @@ def test_offline_page_is_in_the_requesters_language_with_small_sizes(client: Fla
     assert "离线版" not in en and "尚未" not in en
     # A 12 KB file reads 11.7 KB, not 0.0 MB.
     assert "0.0 MB" not in zh and "0.0 MB" not in en and re.search(r"· [0-9.,]+ KB</p>", en)
+
+
+def test_offline_page_lists_a_videos_chapters_as_links_into_the_file(
+    app: Flask, client: FlaskClient, db: Session, seeded: SeededCourse
+) -> None:
+    from sqlalchemy import select
+
+    from hub.catalog.models import Material
+
+    video = db.scalars(select(Material).where(Material.title == "配方法讲解")).one()
+    video.chapters = [0.0, 8.0, 17.0]
+    db.commit()
+    archive, manifest, _ = fetch(client, seeded, headers={"Accept-Language": "zh"})
+    page = archive.read("index.html").decode()
+    href = "01 配方法/01 配方法讲解.mp4"
+    assert f'<a href="{href}#t=8">第 2 页</a> 0:08' in page and f'<a href="{href}#t=17">第 3 页</a> 0:17' in page
+    [entry] = [f for f in manifest["files"] if f["path"] == href]
+    assert entry["chapters"] == [0.0, 8.0, 17.0]
