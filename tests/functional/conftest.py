@@ -93,8 +93,10 @@ def live_server(hub_env: dict[str, str], tmp_path: Path) -> Iterator[LiveServer]
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], log: Path, beat: bool = False, queues: str = "") -> None:
-        args = [*HUB, "worker", "--concurrency", "1", "--beat" if beat else "--no-beat"]
+    def __init__(
+        self, env: dict[str, str], log: Path, beat: bool = False, queues: str = "", concurrency: int = 1
+    ) -> None:
+        args = [*HUB, "worker", "--concurrency", str(concurrency), "--beat" if beat else "--no-beat"]
         if queues:
             args += ["--queues", queues]
         self.process = Process(args, env, log)

@@ -74,3 +74,8 @@ def slides_video(
         *("-map", "[v]", "-map", str(count + 1)),
         *("-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-c:a", "aac"),
     )
+
+
+def speech_audio(path: Path, seconds: float = 30) -> Path:
+    """A tone standing in for a recorded talk, as a WAV file."""
+    return ffmpeg(path, "-f", "lavfi", "-i", f"sine=frequency=330:duration={seconds}", "-ac", "1")
