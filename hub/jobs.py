@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hub.db import Base, Database, UTCDateTime, utcnow
+from hub.db import Base, Database, UTCDateTime, get_database, utcnow
 
 if TYPE_CHECKING:  # Celery loads when a task is sent or a worker starts (see get_celery), not with every app
     from celery import Celery
@@ -168,6 +168,18 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         include=["workers.media", "workers.jobs", "workers.search", "workers.uploads"],
     )
+
+    from celery.signals import worker_process_init
+
+    def _own_connections(**_: Any) -> None:
+        # A pool process is forked from the worker, which has used the database by then:
+        # two processes talking over one inherited PostgreSQL connection corrupt each
+        # other's sessions ("can't change 'autocommit' now", "unexpected result"; seen
+        # with --concurrency 2, the default). The child drops the inherited pool without
+        # closing the parent's sockets and opens its own.
+        get_database(app).engine.dispose(close=False)
+
+    worker_process_init.connect(_own_connections, weak=False)
     app.extensions["celery"] = celery
     return celery
 
