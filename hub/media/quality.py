@@ -33,8 +33,8 @@ for a lesson up to two minutes, up to six for six minutes and more, so that
 the probe stays a small part of the transcode's CPU.
 
 On a clean picture with detail in every frame (a zoom into a fractal) this holds
-the floor: 360p measured 0.951 with the fixed settings and 0.957 at 288p, 10 fps
-(benchmarks/media/RESULTS.md).
+the floor: 360p measured 0.9509 with the fixed settings and 0.9540 at 10 fps
+(benchmarks/media/RESULTS.md, "The quality floor").
 
 What the SSIM is measured against, so the floor means what a viewer sees: the
 *original* (never a denoised picture), scaled to the profile's full size (a
