@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -31,6 +32,36 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
             return
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_processed(fetch: Callable[[], dict[str, Any]], what: str, timeout: float = 300) -> dict[str, Any]:
+    """Poll a material's JSON (``fetch``) until it is ready or failed; returns the last answer."""
+    state: dict[str, Any] = {}
+
+    def processed() -> bool:
+        state.update(fetch())
+        return state["status"] in ("ready", "failed")
+
+    wait_until(processed, timeout, what, interval=1)
+    return state
+
+
+def upload_material(server: LiveServer, auth: dict[str, str], lesson: int, path: Path, title: str) -> dict[str, Any]:
+    """POST a file as a new material of ``lesson``, as an uploader's script does."""
+    with path.open("rb") as f:
+        response = requests.post(
+            server.api(f"/lessons/{lesson}/materials"),
+            headers=auth,
+            data={"title": title},
+            files={"file": (path.name, f)},
+            timeout=60,
+        )
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def get_material(server: LiveServer, auth: dict[str, str], material_id: int) -> dict[str, Any]:
+    return requests.get(server.api(f"/materials/{material_id}"), headers=auth, timeout=10).json()  # type: ignore[no-any-return]
 
 
 class Process:

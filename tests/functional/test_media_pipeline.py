@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from hub.media.models import Blob, Rendition
 from tests.conftest import COURSE, Accounts
-from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.functional.conftest import LiveServer, Worker, get_material, upload_material, wait_until
 from tests.support.media import ffmpeg, ffprobe, lesson_video
 
 pytestmark = pytest.mark.slow
@@ -31,28 +31,11 @@ def _lesson(server: LiveServer, auth: dict[str, str]) -> int:
     return int(lesson.json()["id"])
 
 
-def _upload(server: LiveServer, auth: dict[str, str], lesson: int, path: Path, title: str) -> dict[str, Any]:
-    with path.open("rb") as f:
-        response = requests.post(
-            server.api(f"/lessons/{lesson}/materials"),
-            headers=auth,
-            data={"title": title},
-            files={"file": (path.name, f)},
-            timeout=60,
-        )
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def _material(server: LiveServer, auth: dict[str, str], material_id: int) -> dict[str, Any]:
-    return requests.get(server.api(f"/materials/{material_id}"), headers=auth, timeout=10).json()  # type: ignore[no-any-return]
-
-
 def _wait_settled(server: LiveServer, auth: dict[str, str], material_id: int, timeout: float) -> dict[str, Any]:
     state: dict[str, Any] = {}
 
     def settled() -> bool:
-        state.update(_material(server, auth, material_id))
+        state.update(get_material(server, auth, material_id))
         return state["status"] in ("ready", "failed")
 
     wait_until(settled, timeout, f"material {material_id} to settle", interval=1)
@@ -70,7 +53,7 @@ def test_worker_killed_mid_transcode_is_redone_once(
     auth = make.bearer(make.user("up@x.cn", make.school(), "uploader"))
     lesson = _lesson(live_server, auth)
     video = lesson_video(tmp_path / "long.mp4", seconds=40)
-    material = _upload(live_server, auth, lesson, video, "长视频")
+    material = upload_material(live_server, auth, lesson, video, "长视频")
 
     first = start_worker()
 
@@ -78,7 +61,7 @@ def test_worker_killed_mid_transcode_is_redone_once(
 
     def transcoding() -> bool:
         # Progress from ffmpeg's -progress, as the API shows it while the worker is on it.
-        seen.update(_material(live_server, auth, material["id"]))
+        seen.update(get_material(live_server, auth, material["id"]))
         return any(
             r["status"] == "processing" and r["profile"].startswith("video") and 0 < r["progress"] < 100
             for r in seen["renditions"]
@@ -163,16 +146,16 @@ def test_bad_files_fail_readably_and_alone(
     auth = make.bearer(make.user("up@x.cn", make.school(), "uploader"))
     lesson = _lesson(live_server, auth)
     bad = {
-        _upload(live_server, auth, lesson, path, path.name)["id"]: reason
+        upload_material(live_server, auth, lesson, path, path.name)["id"]: reason
         for path, reason in _bad_files(tmp_path).items()
     }
     # Legitimately unusual, and fine: speech alone, a silent video, half a second.
     good = ffmpeg(tmp_path / "good.wav", "-f", "lavfi", "-i", "sine=d=3")
     silent = ffmpeg(tmp_path / "silent.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:d=2", "-an")
     short = lesson_video(tmp_path / "short.mp4", seconds=0.5, size="160x120")
-    good_id = _upload(live_server, auth, lesson, good, "朗读")["id"]
-    silent_id = _upload(live_server, auth, lesson, silent, "无声")["id"]
-    short_id = _upload(live_server, auth, lesson, short, "半秒")["id"]
+    good_id = upload_material(live_server, auth, lesson, good, "朗读")["id"]
+    silent_id = upload_material(live_server, auth, lesson, silent, "无声")["id"]
+    short_id = upload_material(live_server, auth, lesson, short, "半秒")["id"]
 
     start_worker()
     for material_id, reason in bad.items():

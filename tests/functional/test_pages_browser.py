@@ -26,7 +26,7 @@ import requests
 from hub import create_app
 from hub.db import get_database
 from tests.conftest import COURSE, Accounts, hub_settings, instance_env
-from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.functional.conftest import LiveServer, Worker, wait_processed, wait_until
 from tests.support.browser import CHROMIUM, chromium
 from tests.support.media import lesson_video
 
@@ -100,13 +100,7 @@ def site(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         api("POST", f"/courses/{other['id']}/publish")
 
         worker = Worker(module_env, logs / "worker.log")
-        state: dict[str, Any] = {}
-
-        def processed() -> bool:
-            state.update(api("GET", f"/materials/{material['id']}"))
-            return state["status"] in ("ready", "failed")
-
-        wait_until(processed, 300, "the video to be transcoded", interval=1)
+        state = wait_processed(lambda: api("GET", f"/materials/{material['id']}"), "the video to be transcoded")
         assert state["status"] == "ready", state
 
         def indexed() -> bool:

@@ -22,7 +22,7 @@ from hub.jobs import Outbox
 from hub.media.models import Rendition
 from hub.media.profiles import PROFILES
 from tests.conftest import COURSE, Accounts
-from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.functional.conftest import LiveServer, Worker, get_material, upload_material, wait_until
 from tests.support.media import lesson_video, slides_video
 
 pytestmark = pytest.mark.slow
@@ -39,28 +39,11 @@ def _course(server: LiveServer, auth: dict[str, str], *titles: str) -> tuple[int
     return course["id"], lessons
 
 
-def _upload(server: LiveServer, auth: dict[str, str], lesson: int, path: Path, title: str) -> dict[str, Any]:
-    with path.open("rb") as f:
-        response = requests.post(
-            server.api(f"/lessons/{lesson}/materials"),
-            headers=auth,
-            data={"title": title},
-            files={"file": (path.name, f)},
-            timeout=60,
-        )
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def _material(server: LiveServer, auth: dict[str, str], material_id: int) -> dict[str, Any]:
-    return requests.get(server.api(f"/materials/{material_id}"), headers=auth, timeout=10).json()  # type: ignore[no-any-return]
-
-
 def _wait_ready(server: LiveServer, auth: dict[str, str], material_id: int, timeout: float = 300) -> dict[str, Any]:
     state: dict[str, Any] = {}
 
     def settled() -> bool:
-        state.update(_material(server, auth, material_id))
+        state.update(get_material(server, auth, material_id))
         return state["status"] in ("ready", "failed")
 
     wait_until(settled, timeout, f"material {material_id} to settle", interval=0.5)
@@ -76,7 +59,7 @@ def test_slides_get_chapters_at_slide_changes_listed_as_seek_links(
     # Three slides, changing at 8 s and 17 s, with a camera inset moving in the corner all the
     # while (the probe calls this camera: chapters do not depend on its slides test).
     video = slides_video(tmp_path / "slides.mp4", durations=(8, 9, 7))
-    material = _upload(live_server, auth, lesson, video, "幻灯片课")
+    material = upload_material(live_server, auth, lesson, video, "幻灯片课")
     start_worker()
     state = _wait_ready(live_server, auth, material["id"])
 
@@ -108,7 +91,7 @@ def test_camera_video_gets_no_chapters(
 ) -> None:
     auth = make.bearer(make.user("up@x.cn", make.school(), "uploader"))
     _, (lesson,) = _course(live_server, auth, "实验")
-    material = _upload(live_server, auth, lesson, lesson_video(tmp_path / "camera.mp4", seconds=12), "实验课")
+    material = upload_material(live_server, auth, lesson, lesson_video(tmp_path / "camera.mp4", seconds=12), "实验课")
     start_worker()
     assert _wait_ready(live_server, auth, material["id"])["chapters"] == []
 
@@ -119,13 +102,13 @@ def test_the_same_original_is_transcoded_once(
     auth = make.bearer(make.user("up@x.cn", make.school(), "uploader"))
     _, (first_lesson, second_lesson) = _course(live_server, auth, "第一课", "第二课")
     video = slides_video(tmp_path / "slides.mp4", durations=(8, 9, 7), inset="smptebars")
-    first = _upload(live_server, auth, first_lesson, video, "幻灯片")
+    first = upload_material(live_server, auth, first_lesson, video, "幻灯片")
     worker = start_worker()
     done = _wait_ready(live_server, auth, first["id"])
 
     # The same bytes again, in another lesson: ready with the same renditions and chapters,
     # and the worker transcoded nothing for it.
-    second = _upload(live_server, auth, second_lesson, video, "同一个文件")
+    second = upload_material(live_server, auth, second_lesson, video, "同一个文件")
     again = _wait_ready(live_server, auth, second["id"])
 
     def made(state: dict[str, Any]) -> dict[str, tuple[str, Any, Any]]:
@@ -148,16 +131,16 @@ def test_a_pdf_uploaded_after_a_long_video_is_ready_first(
 ) -> None:
     auth = make.bearer(make.user("up@x.cn", make.school(), "uploader"))
     _, (lesson,) = _course(live_server, auth, "配方法")
-    video = _upload(live_server, auth, lesson, lesson_video(tmp_path / "long.mp4", seconds=60), "长视频")
+    video = upload_material(live_server, auth, lesson, lesson_video(tmp_path / "long.mp4", seconds=60), "长视频")
     pdf_path = tmp_path / "handout.pdf"
     pdf_path.write_bytes(_pdf())
-    pdf = _upload(live_server, auth, lesson, pdf_path, "讲义")
+    pdf = upload_material(live_server, auth, lesson, pdf_path, "讲义")
     start_worker()
     ready_at: dict[int, float] = {}
 
     def both_ready() -> bool:
         for material in (video, pdf):
-            if material["id"] not in ready_at and _material(live_server, auth, material["id"])["status"] == "ready":
+            if material["id"] not in ready_at and get_material(live_server, auth, material["id"])["status"] == "ready":
                 ready_at[material["id"]] = time.monotonic()
         return len(ready_at) == 2
 
@@ -170,19 +153,19 @@ def test_a_documents_worker_makes_a_pdf_ready_while_a_video_transcodes(
 ) -> None:
     auth = make.bearer(make.user("up@x.cn", make.school(), "uploader"))
     _, (lesson,) = _course(live_server, auth, "配方法")
-    video = _upload(live_server, auth, lesson, lesson_video(tmp_path / "long.mp4", seconds=90), "长视频")
+    video = upload_material(live_server, auth, lesson, lesson_video(tmp_path / "long.mp4", seconds=90), "长视频")
     start_worker()  # every queue, one process: busy with the video from now on
     start_worker(queues="documents")  # `hub worker --queues documents`: one process kept for PDFs and images
 
     def transcoding() -> bool:
-        return any(r["status"] == "processing" for r in _material(live_server, auth, video["id"])["renditions"])
+        return any(r["status"] == "processing" for r in get_material(live_server, auth, video["id"])["renditions"])
 
     wait_until(transcoding, 120, "the video's first rendition to be under way", interval=0.3)
     pdf_path = tmp_path / "handout.pdf"
     pdf_path.write_bytes(_pdf())
-    pdf = _upload(live_server, auth, lesson, pdf_path, "讲义")
+    pdf = upload_material(live_server, auth, lesson, pdf_path, "讲义")
     _wait_ready(live_server, auth, pdf["id"])
-    assert _material(live_server, auth, video["id"])["status"] == "processing"  # still on the video
+    assert get_material(live_server, auth, video["id"])["status"] == "processing"  # still on the video
 
 
 def _pdf() -> bytes:

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.conftest import COURSE, instance_env
-from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.functional.conftest import LiveServer, Worker, wait_processed, wait_until
 from tests.functional.test_pages_browser import PHONE, SLOW_PHONE_UA, _bearer, _shot
 from tests.support.browser import CHROMIUM, chromium
 from tests.support.media import slides_video
@@ -63,13 +63,7 @@ def lessons(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             material = api("POST", f"/lessons/{ids[1]}/materials", data={"title": "配方法讲解"}, files={"file": f})
         api("POST", f"/courses/{course['id']}/publish")
         worker = Worker(env, logs / "worker.log")
-        state: dict[str, Any] = {}
-
-        def processed() -> bool:
-            state.update(api("GET", f"/materials/{material['id']}"))
-            return state["status"] in ("ready", "failed")
-
-        wait_until(processed, 300, "the slides video to be transcoded", interval=1)
+        state = wait_processed(lambda: api("GET", f"/materials/{material['id']}"), "the slides video to be transcoded")
         assert state["status"] == "ready" and len(state["chapters"]) == 3, state
         yield Lessons(server, ids, state)
     finally:

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.conftest import COURSE
-from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.functional.conftest import LiveServer, Worker, wait_processed, wait_until
 from tests.functional.test_pages_browser import PHONE, _bearer
 from tests.support.browser import CHROMIUM, chromium
 from tests.support.media import lesson_video
@@ -69,13 +69,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
             material = api("POST", f"/lessons/{lesson['id']}/materials", 201, data={"title": "讲解"}, files={"file": f})
         api("POST", f"/courses/{course['id']}/publish")
         worker = Worker(env, logs / "worker.log")
-        state: dict[str, Any] = {}
-
-        def processed() -> bool:
-            state.update(api("GET", f"/materials/{material['id']}"))
-            return state["status"] in ("ready", "failed")
-
-        wait_until(processed, 300, "the video to be transcoded", interval=1)
+        state = wait_processed(lambda: api("GET", f"/materials/{material['id']}"), "the video to be transcoded")
         assert state["status"] == "ready", state
 
         tracks = {}
