@@ -376,7 +376,7 @@ class Upstream:
         if known_version is not None:
             headers["If-None-Match"] = mf.manifest_etag(known_version)
         path = "/api/v1/sync/manifest" + WITH_EXTRAS
-        status, raw = self._fetch("GET", path, None, headers, mf.MAX_ENVELOPE_BYTES)
+        status, raw = self.fetch("GET", path, None, headers, mf.MAX_ENVELOPE_BYTES)
         if status == 304 and known_version is not None:
             return None
         if status != 200:
@@ -390,7 +390,7 @@ class Upstream:
             body["since"] = since.isoformat()
         headers = {"Accept-Encoding": "gzip", "Accept": "application/x-ndjson"}
         path = "/api/v1/sync/courses" + WITH_EXTRAS
-        status, raw = self._fetch("POST", path, json.dumps(body).encode(), headers, MAX_ENTRIES_BYTES)
+        status, raw = self.fetch("POST", path, json.dumps(body).encode(), headers, MAX_ENTRIES_BYTES)
         if status != 200:
             raise SyncError(f"The upstream refused the course entries ({status}): {_error_message(raw)}")
         found: dict[int, tuple[bytes, Any]] = {}
@@ -402,7 +402,7 @@ class Upstream:
                 raise SyncError("The upstream's course entries are not JSON lines.") from None
         return found
 
-    def _fetch(
+    def fetch(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str], limit: int
     ) -> tuple[int, bytes]:
         """(status, body) of one request, gunzipped when the upstream compressed it, at most `limit` bytes."""

@@ -150,7 +150,7 @@ def upstream_catalog(settings: Settings, *, refresh: bool = False) -> Catalog:
         return kept
     try:
         upstream = _upstream(settings)
-        status, raw = upstream._fetch(
+        status, raw = upstream.fetch(
             "GET", "/api/v1/sync/catalog" + WITH_EXTRAS, None, {"Accept-Encoding": "gzip"}, MAX_CATALOG_BYTES
         )
     except NotAMirror as exc:

@@ -106,7 +106,7 @@ def check_upstream(url: str, public_key: str, token: str) -> int:
 
 def _get(upstream: Upstream, url: str) -> tuple[int, bytes]:
     try:
-        return upstream._fetch("GET", "/api/v1/sync/manifest", None, {"Accept-Encoding": "gzip"}, mf.MAX_ENVELOPE_BYTES)
+        return upstream.fetch("GET", "/api/v1/sync/manifest", None, {"Accept-Encoding": "gzip"}, mf.MAX_ENVELOPE_BYTES)
     except SyncError as exc:
         raise InitRefused(f"Cannot reach the upstream at {url}: {exc.message} Nothing was written.") from None
 
