@@ -15,6 +15,11 @@ from typing import Any
 import pytest
 import requests
 
+from hub import create_app
+from hub.db import get_database
+from tests.conftest import Accounts, hub_settings, instance_env
+from tests.support.browser import chromium
+
 HUB = [sys.executable, "-m", "hub.cli"]
 
 
@@ -32,6 +37,41 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
             return
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def module_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """``hub_env`` for a whole module: one hub (and its worker) serves every test of the file."""
+    yield from instance_env(request, tmp_path_factory.mktemp("module") / "var")
+
+
+def uploader_bearer(env: dict[str, str]) -> dict[str, str]:
+    """A school and an uploader in the hub of ``env``, and the uploader's bearer header."""
+    app = create_app(hub_settings(env))
+    try:
+        with get_database(app).session() as db:
+            make = Accounts(db)
+            return make.bearer(make.user("up@haidian.cn", make.school(), "uploader"))
+    finally:
+        get_database(app).engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium for a module's pages; media plays without a click (tests check playback, not the autoplay policy)."""
+    with chromium("--autoplay-policy=no-user-gesture-required") as launched:
+        yield launched
+
+
+@pytest.fixture
+def no_csp_violations(browser: Any) -> Iterator[None]:
+    """Every page the test visits runs under the hub's Content-Security-Policy, refused nothing.
+
+    A module opts in with ``pytest.mark.usefixtures("no_csp_violations")``.
+    """
+    browser.assert_no_csp_violations()  # a test starts with a clean slate
+    yield
+    browser.assert_no_csp_violations()
 
 
 def wait_processed(fetch: Callable[[], dict[str, Any]], what: str, timeout: float = 300) -> dict[str, Any]:

@@ -23,14 +23,12 @@ from typing import Any
 import pytest
 import requests
 
-from hub import create_app
-from hub.db import get_database
-from tests.conftest import COURSE, Accounts, hub_settings, instance_env
-from tests.functional.conftest import LiveServer, Worker, wait_processed, wait_until
-from tests.support.browser import CHROMIUM, chromium
+from tests.conftest import COURSE
+from tests.functional.conftest import LiveServer, Worker, uploader_bearer, wait_processed, wait_until
+from tests.support.browser import CHROMIUM
 from tests.support.media import lesson_video
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_csp_violations")]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PHONE = {"width": 360, "height": 740}
@@ -54,25 +52,9 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def module_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """``hub_env`` for a whole module (the same choices as tests/conftest.py's)."""
-    yield from instance_env(request, tmp_path_factory.mktemp("browser") / "var")
-
-
-def _bearer(env: dict[str, str]) -> dict[str, str]:
-    app = create_app(hub_settings(env))
-    try:
-        with get_database(app).session() as db:
-            make = Accounts(db)
-            return make.bearer(make.user("up@haidian.cn", make.school(), "uploader"))
-    finally:
-        get_database(app).engine.dispose()
-
-
-@pytest.fixture(scope="module")
 def site(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     logs = tmp_path_factory.mktemp("browser-logs")
-    auth = _bearer(module_env)
+    auth = uploader_bearer(module_env)
     server = LiveServer(module_env, logs)
     worker: Worker | None = None
     try:
@@ -113,21 +95,6 @@ def site(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         if worker is not None:
             worker.process.stop()
         server.process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    # Media plays without a click: the test checks playback, not the autoplay policy.
-    with chromium("--autoplay-policy=no-user-gesture-required") as launched:
-        yield launched
-
-
-@pytest.fixture(autouse=True)
-def no_csp_violations(browser: Any) -> Iterator[None]:
-    """Every page a test visits runs under the hub's Content-Security-Policy, refused nothing."""
-    browser.assert_no_csp_violations()  # a test starts with a clean slate
-    yield
-    browser.assert_no_csp_violations()
 
 
 @pytest.fixture

@@ -29,10 +29,8 @@ from typing import Any
 import pytest
 import requests
 
-from hub import create_app
-from hub.db import get_database
-from tests.conftest import COURSE, Accounts, hub_settings, instance_env
-from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.conftest import COURSE
+from tests.functional.conftest import LiveServer, Worker, uploader_bearer, wait_until
 from tests.support import playback
 from tests.support.browser import CHROMIUM, chromium
 from tests.support.media import lesson_video, slides_video, speech_audio
@@ -61,25 +59,10 @@ CASES = [(c, p) for c in CONTENT for p in PROFILES if c != "audio" or p == "audi
 
 
 @pytest.fixture(scope="module")
-def module_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    yield from instance_env(request, tmp_path_factory.mktemp("playback") / "var")
-
-
-def _bearer(env: dict[str, str]) -> dict[str, str]:
-    app = create_app(hub_settings(env))
-    try:
-        with get_database(app).session() as db:
-            make = Accounts(db)
-            return make.bearer(make.user("up@haidian.cn", make.school(), "uploader"))
-    finally:
-        get_database(app).engine.dispose()
-
-
-@pytest.fixture(scope="module")
 def measured(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """{(content, profile): Playback} for every case, measured once for the module."""
     folder = tmp_path_factory.mktemp("playback-media")
-    auth = _bearer(module_env)
+    auth = uploader_bearer(module_env)
     server = LiveServer(module_env, folder)
     worker: Worker | None = None
     try:

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import COURSE, instance_env
-from tests.functional.conftest import LiveServer, Worker, wait_processed, wait_until
-from tests.functional.test_pages_browser import PHONE, SLOW_PHONE_UA, _bearer, _shot
-from tests.support.browser import CHROMIUM, chromium
+from tests.conftest import COURSE
+from tests.functional.conftest import LiveServer, Worker, uploader_bearer, wait_processed, wait_until
+from tests.functional.test_pages_browser import PHONE, SLOW_PHONE_UA, _shot
+from tests.support.browser import CHROMIUM
 from tests.support.media import slides_video
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_csp_violations")]
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
@@ -38,10 +38,10 @@ class Lessons:
 
 
 @pytest.fixture(scope="module")
-def lessons(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lessons]:
+def lessons(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lessons]:
     logs = tmp_path_factory.mktemp("player-logs")
-    env = next(instance_env(request, tmp_path_factory.mktemp("player") / "var"))
-    auth = _bearer(env)
+    env = module_env
+    auth = uploader_bearer(env)
     server = LiveServer(env, logs)
     worker: Worker | None = None
     try:
@@ -70,19 +70,6 @@ def lessons(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         if worker is not None:
             worker.process.stop()
         server.process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium("--autoplay-policy=no-user-gesture-required") as launched:
-        yield launched
-
-
-@pytest.fixture(autouse=True)
-def no_csp_violations(browser: Any) -> Iterator[None]:
-    browser.assert_no_csp_violations()
-    yield
-    browser.assert_no_csp_violations()
 
 
 def _tab(browser: Any, locale: str = "zh-CN", javascript: bool = True) -> Any:

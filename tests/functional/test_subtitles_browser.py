@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from tests.conftest import COURSE
-from tests.functional.conftest import LiveServer, Worker, wait_processed, wait_until
-from tests.functional.test_pages_browser import PHONE, _bearer
+from tests.functional.conftest import LiveServer, Worker, uploader_bearer, wait_processed, wait_until
+from tests.functional.test_pages_browser import PHONE
 from tests.support.browser import CHROMIUM, chromium
 from tests.support.media import lesson_video
 
@@ -53,7 +53,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     env = next(env_iter)
     logs = tmp_path_factory.mktemp("subtitles-logs")
     http = requests.Session()
-    http.headers.update(_bearer(env))
+    http.headers.update(uploader_bearer(env))
     server = LiveServer(env, logs)
     worker: Worker | None = None
     try:
