@@ -22,6 +22,8 @@
   var lesson = form.getAttribute('data-lesson');
   var chunkSize = parseInt(form.getAttribute('data-chunk-size'), 10);
   var maxSize = parseInt(form.getAttribute('data-max-size'), 10);
+  // The page's words in its language (hub/uploads/messages.py): this script has none of its own.
+  var messages = JSON.parse(form.getAttribute('data-messages') || '{}');
   var csrf = form.querySelector('input[name=csrf_token]').value;
   var fileInput = form.querySelector('input[type=file]');
   var transfers = document.getElementById('transfers');
@@ -63,8 +65,21 @@
     try {
       return JSON.parse(xhr.responseText).error.message;
     } catch (e) {
-      return fallback + ' (HTTP ' + xhr.status + ')';
+      return t('http_error', {message: fallback, status: xhr.status});
     }
+  }
+
+  // A message by key, its %(name)s placeholders filled from values.
+  function t(key, values) {
+    var text = messages[key] || key;
+    return text.replace(/%\((\w+)\)s/g, function (whole, name) {
+      return values && Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : whole;
+    });
+  }
+
+  // A code of the data model (status, kind) as the page shows it.
+  function label(table, code) {
+    return (messages[table] && messages[table][code]) || code;
   }
 
   function el(tag, className, text) {
@@ -97,12 +112,12 @@
     this.bar.value = 0;
     item.appendChild(this.bar);
     var bottom = el('div', 'row');
-    this.state = el('span', 'state', '准备中 Starting…');
+    this.state = el('span', 'state', t('starting'));
     bottom.appendChild(this.state);
     var buttons = el('span');
-    this.pauseButton = el('button', 'pause', '暂停 Pause');
+    this.pauseButton = el('button', 'pause', t('pause'));
     this.pauseButton.type = 'button';
-    this.resumeButton = el('button', 'resume', '继续 Resume');
+    this.resumeButton = el('button', 'resume', t('resume'));
     this.resumeButton.type = 'button';
     this.resumeButton.hidden = true;
     buttons.appendChild(this.pauseButton);
@@ -134,7 +149,7 @@
     this.pauseButton.hidden = false;
     this.resumeButton.hidden = true;
     if (this.file.size > maxSize) {
-      this.fail('文件太大 The file is larger than ' + Math.round(maxSize / 1073741824) + ' GB.');
+      this.fail(t('too_large'));
       return;
     }
     this.next();
@@ -148,7 +163,7 @@
     this.paused = true;
     clearTimeout(this.timer);
     if (this.xhr) { this.xhr.abort(); }
-    this.say('已暂停 Paused');
+    this.say(t('paused'));
     this.pauseButton.hidden = true;
     this.resumeButton.hidden = false;
   };
@@ -158,18 +173,18 @@
     this.say(message);
     this.pauseButton.hidden = true;
     this.resumeButton.hidden = false;
-    this.resumeButton.textContent = '重试 Retry';
+    this.resumeButton.textContent = t('retry');
   };
 
   Transfer.prototype.retry = function () {
     if (this.paused) { return; }
     if (this.attempt >= RETRY_DELAYS.length) {
-      this.fail('网络中断 The connection keeps dropping. Press Retry to go on from where it stopped.');
+      this.fail(t('gave_up'));
       return;
     }
     var delay = RETRY_DELAYS[this.attempt];
     this.attempt += 1;
-    this.say('连接中断，' + delay + ' 秒后重试 Connection lost; retrying in ' + delay + ' s');
+    this.say(t('retrying_in', {seconds: delay}));
     var self = this;
     this.timer = setTimeout(function () { self.next(); }, delay * 1000);
   };
@@ -213,10 +228,10 @@
     var self = this;
     var metadata = 'filename ' + base64(this.file.name);
     if (this.file.type) { metadata += ',filetype ' + base64(this.file.type); }
-    this.say('连接中 Connecting…');
+    this.say(t('connecting'));
     this.send('POST', endpoint, {'Upload-Length': String(this.file.size), 'Upload-Metadata': metadata}, null,
       function (xhr) {
-        if (xhr.status !== 201) { self.fail(errorMessage(xhr, '无法开始上传 Could not start the upload')); return; }
+        if (xhr.status !== 201) { self.fail(errorMessage(xhr, t('could_not_start'))); return; }
         self.url = absolute(xhr.getResponseHeader('Location'));
         remember(self.key, self.url);
         self.offset = 0;
@@ -226,7 +241,7 @@
 
   Transfer.prototype.head = function () {
     var self = this;
-    this.say('继续上传 Resuming…');
+    this.say(t('resuming'));
     this.send('HEAD', this.url, {}, null, function (xhr) {
       if (xhr.status === 404 || xhr.status === 410) {
         // Expired or removed on the server: start again from the first byte.
@@ -235,7 +250,7 @@
         self.create();
         return;
       }
-      if (xhr.status !== 200) { self.fail(errorMessage(xhr, '无法继续 Could not resume')); return; }
+      if (xhr.status !== 200) { self.fail(errorMessage(xhr, t('could_not_resume'))); return; }
       self.offset = parseInt(xhr.getResponseHeader('Upload-Offset'), 10);
       self.show(self.offset);
       if (self.offset >= self.file.size) { self.finish(); } else { self.patch(); }
@@ -246,13 +261,13 @@
     if (this.paused) { return; }
     var self = this;
     var end = Math.min(this.offset + chunkSize, this.file.size);
-    this.say('上传中 Uploading…');
+    this.say(t('uploading'));
     this.send('PATCH', this.url,
       {'Upload-Offset': String(this.offset), 'Content-Type': 'application/offset+octet-stream'},
       this.file.slice(this.offset, end),
       function (xhr) {
         if (xhr.status === 409) { self.head(); return; } // we and the server disagree: ask it
-        if (xhr.status !== 204) { self.fail(errorMessage(xhr, '上传失败 Upload failed')); return; }
+        if (xhr.status !== 204) { self.fail(errorMessage(xhr, t('upload_failed'))); return; }
         self.attempt = 0;
         self.offset = parseInt(xhr.getResponseHeader('Upload-Offset'), 10);
         self.show(self.offset);
@@ -264,7 +279,7 @@
     var self = this;
     this.show(this.file.size);
     this.pauseButton.hidden = true;
-    this.say('上传完成，正在添加材料 Uploaded; adding the material…');
+    this.say(t('adding'));
     var data = new FormData();
     data.append('csrf_token', csrf);
     data.append('title', this.title);
@@ -274,10 +289,10 @@
     xhr.setRequestHeader('Accept', 'application/json');
     xhr.setRequestHeader('X-CSRFToken', csrf);
     xhr.onload = function () {
-      if (xhr.status !== 201) { self.fail(errorMessage(xhr, '无法添加材料 Could not add the material')); return; }
+      if (xhr.status !== 201) { self.fail(errorMessage(xhr, t('could_not_add'))); return; }
       remember(self.key, null);
       var material = JSON.parse(xhr.responseText);
-      self.say('已添加，等待处理 Added; waiting to be processed');
+      self.say(t('added'));
       addMaterial(material);
     };
     xhr.onerror = function () { self.retryFinish(); };
@@ -286,7 +301,7 @@
 
   Transfer.prototype.retryFinish = function () {
     var self = this;
-    this.say('连接中断，正在重试 Connection lost; retrying');
+    this.say(t('retrying'));
     // Safe to repeat: the server answers a repeated request with the material it made.
     this.timer = setTimeout(function () { self.finish(); }, 5000);
   };
@@ -299,8 +314,8 @@
     item.setAttribute('data-status', material.status);
     item.appendChild(el('b', '', material.title));
     item.appendChild(document.createTextNode(' '));
-    var meta = el('span', 'meta', material.kind + ' · ');
-    meta.appendChild(el('span', 'status', material.status));
+    var meta = el('span', 'meta', label('kind', material.kind) + ' · ');
+    meta.appendChild(el('span', 'status', label('status', material.status)));
     item.appendChild(meta);
     item.appendChild(el('p', 'error', material.error || ''));
     materials.appendChild(item);
@@ -318,7 +333,7 @@
         if (xhr.status !== 200) { setTimeout(poll, POLL_MS * 4); return; }
         var m = JSON.parse(xhr.responseText);
         item.setAttribute('data-status', m.status);
-        item.querySelector('.status').textContent = m.status + (m.status === 'processing' ? ' ' + m.progress + '%' : '');
+        item.querySelector('.status').textContent = label('status', m.status) + (m.status === 'processing' ? ' ' + m.progress + '%' : '');
         item.querySelector('.error').textContent = m.error || '';
         if (m.status === 'pending' || m.status === 'processing') { setTimeout(poll, POLL_MS); }
       };

@@ -28,6 +28,7 @@ from hub.media.storage import Storage
 from hub.subtitles import services as subtitles
 from hub.subtitles.api import read_upload
 from hub.uploads import get_uploads, services
+from hub.uploads.messages import script_messages
 from hub.vocab import LICENSES, VOLUMES
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/upload")
@@ -180,6 +181,7 @@ def _lesson(user: User, lesson_id: int, error: HubError | None = None) -> tuple[
         max_upload=uploads.settings.max_bytes,
         chunk_bytes=BROWSER_CHUNK_BYTES,
         api_prefix=PREFIX,
+        script_messages=script_messages(uploads.settings.max_bytes),
     ), 200 if error is None else error.status
 
 

@@ -283,7 +283,7 @@ def test_browser_upload_pauses_retries_and_reaches_100_percent(
     data = _video(12 * MiB, seed=4)  # three 5 MiB chunks from the page
     video.write_bytes(data)
     with chromium() as browser:
-        page = browser.new_page()
+        page = browser.new_page(locale="zh-CN")  # the script's words come from the page, in its language
         page.goto(f"{server.url}/login?next=/upload/lessons/{lesson}")
         page.fill("input[name=email]", "up@haidian.cn")
         page.fill("input[name=password]", "correct horse")
@@ -302,7 +302,7 @@ def test_browser_upload_pauses_retries_and_reaches_100_percent(
         page.wait_for_function(f"() => {progress} >= 5", timeout=30_000)
 
         page.click("#transfers button.pause")
-        assert "Paused" in page.inner_text("#transfers .state")
+        assert page.inner_text("#transfers .state") == "已暂停"
         paused_at = page.evaluate(progress)
         page.wait_for_timeout(1000)
         assert page.evaluate(progress) == paused_at  # nothing moves while paused
@@ -312,7 +312,7 @@ def test_browser_upload_pauses_retries_and_reaches_100_percent(
         # The link drops: the page retries on its own and goes on from the server's offset.
         cdp.send("Network.emulateNetworkConditions", {**link, "offline": True})
         page.wait_for_function(
-            "() => document.querySelector('#transfers .state').textContent.includes('retrying')", timeout=30_000
+            "() => document.querySelector('#transfers .state').textContent.includes('秒后重试')", timeout=30_000
         )
         cdp.send("Network.emulateNetworkConditions", link)
         page.wait_for_function(f"() => {progress} === 100", timeout=60_000)
