@@ -15,8 +15,14 @@ Why this shape:
   adds nothing; a longer word (一元二次方程) adds a term that ranks documents
   where the query is a whole word above those where it only spans one.
 - **English** words are stemmed (Porter) with stop words dropped.
-- **Pinyin** of titles, full (``shuxue``) and initials (``sx``), word by word and
-  for the whole title, because many rural teachers type pinyin on a phone.
+- **Pinyin**, because many rural teachers type pinyin on a phone, in two forms:
+  whole words of titles and chapter names, full (``shuxue``) and initials
+  (``sx``, and prefixes of a long word's initials: ``yyec`` of 一元二次方程);
+  and *syllable bigrams* (``fen'shu``) of titles, summaries and chapter names,
+  the pinyin twin of the CJK bigrams: a pinyin query, with or without spaces,
+  is split into syllables and every adjacent pair must be present, so
+  ``fenshu``, ``fen shu``, ``peifang`` and ``yiyuanerci`` find what 分数, 配方
+  and 一元二次 find, wherever they stand in a word. See :func:`pinyin_grams`.
 
 Tokens are plain strings: the index takes pre-analysed term lists (see
 :mod:`hub.search.schema`), which is several times faster than Whoosh's
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import itertools
 import json
 import re
 import threading
@@ -200,7 +207,8 @@ def pinyin_terms(text: str) -> list[str]:
     """Full pinyin and initials of each word and sub-word, and of the whole Chinese text.
 
     古诗三首 → gushi, gs, sanshou, ss, gushisanshou, gsss (search-mode segmentation
-    yields the sub-words, so the pinyin of 古诗 finds 古诗三首 too).
+    yields the sub-words, so the pinyin of 古诗 finds 古诗三首 too), and the
+    beginnings of a long word's initials (yy, yye, … of 一元二次方程).
     """
     segmenter = _load_tables().segmenter
     terms: list[str] = []
@@ -218,6 +226,9 @@ def pinyin_terms(text: str) -> list[str]:
             full, initials = _word_pinyin(word)
             whole_full.append(full)
             whole_initials.append(initials)
+            # Initials are typed from the start of a word and stop early: yyec
+            # for 一元二次方程 (the prefixes of a long word's initials).
+            terms.extend(initials[:n] for n in range(2, len(initials)))
     if len(whole_full) > 1:
         terms.append("".join(whole_full))
         terms.append("".join(whole_initials))
@@ -228,13 +239,127 @@ def looks_like_pinyin(word: str) -> bool:
     return bool(_PINYIN_WORD.fullmatch(word))
 
 
+# Every syllable of Mandarin as a teacher types it (tone marks dropped, ü as v), as
+# read from pypinyin's character table (tests/unit/search/test_analysis.py checks it
+# still covers that table), plus the spellings of ü that phones also accept (lue).
+_SYLLABLE_TABLE = """
+    a ai an ang ao ba bai ban bang bao bei ben beng bi bian biang biao bie bin bing bo bong bu ca cai can cang
+    cao ce cei cen ceng cha chai chan chang chao che chen cheng chi chong chou chu chua chuai chuan chuang
+    chui chun chuo ci cong cou cu cuan cui cun cuo da dai dan dang dao de dei den deng di dia dian diao die
+    din ding diu dong dou du duan dui dun duo e ei en eng er fa fan fang fei fen feng fiao fo fou fu ga gai
+    gan gang gao ge gei gen geng gong gou gu gua guai guan guang gui gun guo ha hai han hang hao he hei hen
+    heng hong hou hu hua huai huan huang hui hun huo ji jia jian jiang jiao jie jin jing jiong jiu ju juan jue
+    jun ka kai kan kang kao ke kei ken keng kong kou ku kua kuai kuan kuang kui kun kuo la lai lan lang lao le
+    lei len leng li lia lian liang liao lie lin ling liu lo long lou lu luan lun luo lv lve lue ma mai man
+    mang mao me mei men meng mi mian miao mie min ming miu mo mou mu na nai nan nang nao ne nei nen neng ni
+    nia nian niang niao nie nin ning niu nong nou nu nuan nun nuo nv nve nue o ou pa pai pan pang pao pei pen
+    peng pi pian piao pie pin ping po pou pu qi qia qian qiang qiao qie qin qing qiong qiu qu quan que qun ran
+    rang rao re ren reng ri rong rou ru rua ruan rui run ruo sa sai san sang sao se sen seng sha shai shan
+    shang shao she shei shen sheng shi shou shu shua shuai shuan shuang shui shun shuo si song sou su suan sui
+    sun suo ta tai tan tang tao te tei teng ti tian tiao tie ting tong tou tu tuan tui tun tuo wa wai wan wang
+    wei wen weng wo wong wu xi xia xian xiang xiao xie xin xing xiong xiu xu xuan xue xun ya yan yang yao ye
+    yi yin ying yo yong you yu yuan yue yun za zai zan zang zao ze zei zen zeng zha zhai zhan zhang zhao zhe
+    zhei zhen zheng zhi zhong zhou zhu zhua zhuai zhuan zhuang zhui zhun zhuo zi zong zou zu zuan zui zun zuo
+"""
+PINYIN_SYLLABLES = frozenset(_SYLLABLE_TABLE.split())
+_LONGEST_SYLLABLE = 6  # zhuang, shuang, chuang
+# Syllable bigrams are joined by the pinyin apostrophe (xi'an): no syllable contains
+# one, so fen'shu never meets a whole-word term, and xi'an stays apart from xian.
+PINYIN_JOIN = "'"
+# A query word longer than this is not pinyin anyone typed; nor are more readings.
+_MAX_PINYIN_LETTERS = 40
+MAX_SPELLINGS = 6
+
+
+@functools.lru_cache(maxsize=100_000)
+def _word_syllables(word: str) -> tuple[str, ...]:
+    """Syllables of a jieba word ("" where characters have no reading).
+
+    Word by word, so pypinyin's phrase table picks the reading of a polyphonic
+    character from its word (银行 yin hang, 行走 xing zou); cached, because words
+    repeat and pypinyin is pure Python.
+    """
+    from pypinyin import Style, lazy_pinyin
+
+    # A character without a reading becomes "-", a gap no syllable pair spans.
+    syllables = lazy_pinyin(word, style=Style.NORMAL, errors=lambda chars: "-")
+    return tuple(s if s.isascii() and s.isalpha() else "" for s in syllables)
+
+
+def pinyin_grams(text: str, *, unigrams: bool = False) -> list[str]:
+    """Adjacent syllable pairs of every Chinese run of ``text``: 配方法 → pei'fang, fang'fa.
+
+    ``unigrams`` adds each syllable too (titles, which are short: a one-syllable
+    query, like a one-character one, only looks at titles). Index size: one term
+    per character, as the CJK bigrams; the syllable vocabulary is small (~400²
+    pairs at most), so the lexicon stays small too.
+    """
+    cut = _load_tables().segmenter.cut
+    join = PINYIN_JOIN
+    terms: list[str] = []
+    for cjk, _word in _TOKEN.findall(fold(text[:MAX_TEXT_CHARS])):
+        if not cjk:
+            continue
+        syllables: list[str] = []
+        for word in cut(cjk, False):
+            syllables.extend(_word_syllables(word))
+        terms.extend([f"{a}{join}{b}" for a, b in itertools.pairwise(syllables) if a and b])
+        if unigrams:
+            terms.extend([s for s in syllables if s])
+    return terms
+
+
+def split_pinyin(letters: str, *, limit: int = MAX_SPELLINGS, partial: bool = False) -> list[tuple[str, ...]]:
+    """The ways ``letters`` reads as a sequence of pinyin syllables, fewest syllables first.
+
+    ``fangan`` → (fang, an) and (fan, gan); ``photo`` → none (pho is no syllable).
+    An apostrophe forces a boundary (xi'an). With ``partial``, the last piece may
+    be the beginning of a syllable (what a teacher is still typing: ``fensh``).
+    """
+    if not letters or len(letters) > _MAX_PINYIN_LETTERS:
+        return []
+    pieces = [p for p in re.split(r"['’]", letters) if p]
+    if any(not p.isascii() or not p.isalpha() for p in pieces):
+        return []
+    out: list[tuple[str, ...]] = [()]
+    for i, piece in enumerate(pieces):
+        readings = _split(piece, partial and i == len(pieces) - 1)
+        out = [a + b for a in out for b in readings][: limit * 4]
+        if not out:
+            return []
+    return sorted(out, key=len)[:limit]
+
+
+@functools.lru_cache(maxsize=4096)
+def _split(letters: str, partial: bool) -> list[tuple[str, ...]]:
+    if not letters:
+        return [()]
+    found: list[tuple[str, ...]] = []
+    for end in range(min(len(letters), _LONGEST_SYLLABLE), 0, -1):
+        head = letters[:end]
+        if head in PINYIN_SYLLABLES:
+            found.extend((head, *rest) for rest in _split(letters[end:], partial))
+        elif partial and end == len(letters) and any(s.startswith(head) for s in PINYIN_SYLLABLES):
+            found.append((head,))
+        if len(found) > 4 * MAX_SPELLINGS:
+            break
+    return found
+
+
+def syllable_grams(syllables: tuple[str, ...]) -> tuple[str, ...]:
+    """The index terms a reading must all have: its syllable pairs, or the syllable alone."""
+    if len(syllables) == 1:
+        return syllables
+    return tuple(dict.fromkeys(f"{a}{PINYIN_JOIN}{b}" for a, b in itertools.pairwise(syllables)))
+
+
 @dataclass(frozen=True)
 class QueryUnit:
     """One thing the user typed that a document must match.
 
     ``required`` terms must all be present (the bigrams of a Chinese word, or
-    one English stem); ``pinyin`` is an alternative way to match (the term in
-    the pinyin field); ``boost`` terms only raise the score (whole jieba words).
+    English stems); ``pinyin`` is an alternative way to match (the term in the
+    whole-word pinyin field); ``boost`` terms only raise the score (whole jieba words).
     ``text`` is the folded surface form, for "did you mean" and highlighting.
     """
 
@@ -243,6 +368,10 @@ class QueryUnit:
     pinyin: str = ""
     boost: tuple[str, ...] = ()
     cjk: bool = False
+    # Readings of Latin letters as pinyin syllables, each as the syllable bigrams
+    # (or the one syllable) that must all be in the pinyin-gram fields: another
+    # way to match, like ``pinyin``.
+    spellings: tuple[tuple[str, ...], ...] = ()
 
 
 def analyze_query(text: str, *, max_units: int = 12) -> list[QueryUnit]:
@@ -255,7 +384,11 @@ def analyze_query(text: str, *, max_units: int = 12) -> list[QueryUnit]:
     stop = tables.stop_words
     units: list[QueryUnit] = []
     stopped: list[QueryUnit] = []
-    for cjk, word in _TOKEN.findall(fold(text[:1000])):
+    tokens = _TOKEN.findall(fold(text[:1000]))
+    i = 0
+    while i < len(tokens):
+        cjk, word = tokens[i]
+        i += 1
         if cjk:
             if len(cjk) == 1:
                 units.append(QueryUnit(cjk, (cjk,), cjk=True))
@@ -263,12 +396,42 @@ def analyze_query(text: str, *, max_units: int = 12) -> list[QueryUnit]:
                 words = tuple(w for w in tables.segmenter.cut(cjk, False) if len(w) > 2)
                 units.append(QueryUnit(cjk, tuple(dict.fromkeys(bigrams(cjk))), boost=words, cjk=True))
         else:
-            unit = QueryUnit(word, (stem(word),), pinyin=word if looks_like_pinyin(word) else "")
-            (stopped if word in stop else units).append(unit)
+            group = [word]
+            # Syllables typed one by one with spaces (fen shu, yi yuan er ci) are one
+            # word: they must be read together, or each would be a lone syllable.
+            while (
+                word in PINYIN_SYLLABLES
+                and i < len(tokens)
+                and tokens[i][1] in PINYIN_SYLLABLES
+                and len(group) < _LONGEST_GROUP
+            ):
+                group.append(tokens[i][1])
+                i += 1
+            unit = _latin_unit(group, stop)
+            (stopped if all(w in stop for w in group) else units).append(unit)
         if len(units) >= max_units:
             break
     # A query made only of stop words ("the", "a") still means something.
     return units or stopped[:max_units]
+
+
+_LONGEST_GROUP = 8
+
+
+def _latin_unit(group: list[str], stop: frozenset[str]) -> QueryUnit:
+    """One Latin word (or syllables typed apart) as English stems, or as pinyin.
+
+    Both readings are alternatives of one unit: ``fangfa`` is no English word and
+    finds 方法, ``photo`` reads as no pinyin; a word that is both (``long``) finds
+    both. Stop words are not in the index, so they are not required (when they
+    are not all there is).
+    """
+    letters = "".join(group)
+    words = [w for w in group if w not in stop] or group
+    required = tuple(dict.fromkeys(stem(w) for w in words))
+    spellings = tuple(dict.fromkeys(syllable_grams(s) for s in split_pinyin(letters)))
+    pinyin = letters if looks_like_pinyin(letters) else ""
+    return QueryUnit(" ".join(group), required, pinyin=pinyin, spellings=spellings)
 
 
 def highlight_terms(units: Iterable[QueryUnit]) -> tuple[list[str], set[str]]:

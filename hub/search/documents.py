@@ -198,6 +198,9 @@ def course_documents(course: CourseSource) -> list[Document]:
         outline.extend([lesson.title, lesson.unit, *material_titles])
         body = " ".join([lesson.summary, lesson.unit, *material_titles, course.title, *context])
         body_terms = analysis.analyze(body)
+        # Not of the transcript: an hour of speech in pinyin would double the
+        # index for words a teacher rarely searches by sound.
+        body_pinyin = analysis.pinyin_grams(body)
         spoken = _transcript_terms(lesson.transcripts)
         if spoken:
             body = f"{body} {spoken}"  # the digest sees them
@@ -209,7 +212,9 @@ def course_documents(course: CourseSource) -> list[Document]:
                 "type": "lesson",
                 "title": analysis.analyze(lesson.title, unigrams=True),
                 "body": body_terms,
-                "pinyin": analysis.pinyin_terms(lesson.title),
+                "pinyin": analysis.pinyin_terms(lesson.title) + analysis.pinyin_terms(lesson.unit),
+                "pytitle": analysis.pinyin_grams(lesson.title, unigrams=True),
+                "pybody": body_pinyin,
                 "spell": sorted(
                     analysis.spell_words(f"{lesson.title} {lesson.unit}")
                     | analysis.spell_words(lesson.summary, cjk_words=False)
@@ -229,6 +234,8 @@ def course_documents(course: CourseSource) -> list[Document]:
             "title": analysis.analyze(course.title, unigrams=True),
             "body": analysis.analyze(body),
             "pinyin": analysis.pinyin_terms(course.title),
+            "pytitle": analysis.pinyin_grams(course.title, unigrams=True),
+            "pybody": analysis.pinyin_grams(body),
             "spell": sorted(analysis.spell_words(course.title) | analysis.spell_words(course.summary, cjk_words=False)),
             "kind": sorted(kinds) or ["-"],
             "digest": _digest(course.title, body, sorted(kinds), facets),

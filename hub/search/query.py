@@ -240,23 +240,45 @@ class _View:
         return [t.decode("utf-8") for t in self.reader.lexicon(fieldname)]
 
 
-def _unit_bits(view: _View, unit: QueryUnit) -> int:
+def _all_bits(view: _View, terms: Iterable[str], fields: tuple[str, ...]) -> int:
+    """Docs that have every term, each in any of ``fields``."""
     bits = -1
-    for term in unit.required:
-        bits &= view.term("title", term) | view.term("body", term)
+    for term in terms:
+        either = 0
+        for fieldname in fields:
+            either |= view.term(fieldname, term)
+        bits &= either
         if not bits:
-            break
-    bits = bits if bits != -1 else 0
+            return 0
+    return bits if bits != -1 else 0
+
+
+def _unit_bits(view: _View, unit: QueryUnit) -> int:
+    bits = _all_bits(view, unit.required, ("title", "body"))
     if unit.pinyin:
         bits |= view.term("pinyin", unit.pinyin)
+    for grams in unit.spellings:
+        bits |= _all_bits(view, grams, PINYIN_GRAM_FIELDS)
     return bits
 
 
+# Where a pinyin reading's syllable bigrams are looked for, mirroring ("title", "body").
+PINYIN_GRAM_FIELDS = ("pytitle", "pybody")
+
+
+def _all_query(terms: Sequence[str], fields: tuple[str, ...]) -> wq.Query:
+    parts = [wq.Or([wq.Term(f, t) for f in fields]) if len(fields) > 1 else wq.Term(fields[0], t) for t in terms]
+    return parts[0] if len(parts) == 1 else wq.And(parts)
+
+
 def _unit_query(unit: QueryUnit) -> wq.Query:
-    required = [wq.Or([wq.Term("title", t), wq.Term("body", t)]) for t in unit.required]
-    match: wq.Query = required[0] if len(required) == 1 else wq.And(required)
+    match = _all_query(unit.required, ("title", "body"))
+    alternatives = [match]
     if unit.pinyin:
-        match = wq.Or([match, wq.Term("pinyin", unit.pinyin)])
+        alternatives.append(wq.Term("pinyin", unit.pinyin))
+    alternatives.extend(_all_query(grams, PINYIN_GRAM_FIELDS) for grams in unit.spellings)
+    if len(alternatives) > 1:
+        match = wq.Or(alternatives)
     if unit.boost:
         extra = [wq.Term(f, w) for w in unit.boost for f in ("title", "body")]
         match = wq.AndMaybe(match, wq.Or(extra))
@@ -327,6 +349,8 @@ class QueryEngine:
                     match |= _unit_bits(view, unit)
                 filtered = match & filter_bits
             total = filtered.bit_count()
+            # "These have some of the words" only when there are some.
+            relaxed = relaxed and total > 0
             facets: dict[str, dict[str, int]] = {}
             if params.facets:
                 for name, values in self.facet_values(view).items():
@@ -433,12 +457,32 @@ class QueryEngine:
                 match &= _title_bits(view, last)
                 last_query = _title_query(last)
             else:
-                expansions = _expand_prefix(view, last.text)
+                expansions = _expand_prefix(view, last.text.replace(" ", ""))
                 last_bits = 0
                 for fieldname, term in expansions:
                     last_bits |= view.term(fieldname, term)
+                alternatives = [wq.Or([wq.Term(f, t) for f, t in expansions])] if expansions else []
+                # Pinyin still being typed (peifangf, fen sh): the syllables so far
+                # must be adjacent in the title, the unfinished one may become any
+                # syllable that starts so.
+                typed = last.text
+                if complete and not complete[-1].cjk:
+                    typed = f"{complete[-1].text}{typed}"  # fen sh: the syllables before the space too
+                for grams, last_gram in _partial_pinyin(view, typed.replace(" ", "")):
+                    bits = _all_bits(view, grams, ("pytitle",)) if grams else view.all_docs
+                    ends = 0
+                    for gram in last_gram:
+                        ends |= view.term("pytitle", gram)
+                    if bits & ends:
+                        last_bits |= bits & ends
+                        ends_query = wq.Or([wq.Term("pytitle", g) for g in last_gram])
+                        if grams:
+                            ends_query = wq.And([_all_query(grams, ("pytitle",)), ends_query])
+                        alternatives.append(ends_query)
                 match &= last_bits
-                last_query = wq.Or([wq.Term(f, t) for f, t in expansions])
+                if not alternatives:
+                    return []
+                last_query = alternatives[0] if len(alternatives) == 1 else wq.Or(alternatives)
             if not match:
                 return []
             q = wq.And([*[_title_query(u) for u in complete], last_query]) if complete else last_query
@@ -447,20 +491,22 @@ class QueryEngine:
 
 
 def _title_bits(view: _View, unit: QueryUnit) -> int:
-    bits = -1
-    for term in unit.required:
-        bits &= view.term("title", term)
-    bits = bits if bits != -1 else 0
+    bits = _all_bits(view, unit.required, ("title",))
     if unit.pinyin:
         bits |= view.term("pinyin", unit.pinyin)
+    for grams in unit.spellings:
+        bits |= _all_bits(view, grams, ("pytitle",))
     return bits
 
 
 def _title_query(unit: QueryUnit) -> wq.Query:
-    parts = [wq.Term("title", t) for t in unit.required]
-    match: wq.Query = parts[0] if len(parts) == 1 else wq.And(parts)
+    match = _all_query(unit.required, ("title",))
+    alternatives = [match]
     if unit.pinyin:
-        match = wq.Or([match, wq.Term("pinyin", unit.pinyin)])
+        alternatives.append(wq.Term("pinyin", unit.pinyin))
+    alternatives.extend(_all_query(grams, ("pytitle",)) for grams in unit.spellings)
+    if len(alternatives) > 1:
+        match = wq.Or(alternatives)
     if unit.boost:
         match = wq.AndMaybe(match, wq.Or([wq.Term("title", w) for w in unit.boost]))
     return match
@@ -469,14 +515,40 @@ def _title_query(unit: QueryUnit) -> wq.Query:
 MAX_EXPANSIONS = 64
 
 
-def _expand_prefix(view: _View, prefix: str) -> list[tuple[str, str]]:
-    """Title terms a Latin prefix may become: English words (as stems) and pinyin."""
-    out: list[tuple[str, str]] = []
-    for fieldname in ("spell", "pinyin"):
-        for i, term in enumerate(view.reader.expand_prefix(fieldname, prefix)):
+def _partial_pinyin(view: _View, letters: str) -> list[tuple[tuple[str, ...], list[str]]]:
+    """Readings of ``letters`` as pinyin whose last syllable may be unfinished.
+
+    Each is (the syllable bigrams typed in full, the title bigrams the last one
+    may become): ``fensh`` → ((), [fen'shu, fen'shi, …]).
+    """
+    out: list[tuple[tuple[str, ...], list[str]]] = []
+    for syllables in analysis.split_pinyin(letters, partial=True):
+        if len(syllables) < 2:
+            continue
+        complete = analysis.syllable_grams(syllables[:-1]) if len(syllables) > 2 else ()
+        prefix = f"{syllables[-2]}{analysis.PINYIN_JOIN}{syllables[-1]}"
+        ends = []
+        for i, term in enumerate(view.reader.expand_prefix("pytitle", prefix)):
             if i >= MAX_EXPANSIONS:
                 break
+            ends.append(term.decode("utf-8") if isinstance(term, bytes) else term)
+        if ends:
+            out.append((complete, ends))
+    return out
+
+
+def _expand_prefix(view: _View, prefix: str) -> list[tuple[str, str]]:
+    """Title terms a Latin prefix may become: English words (as stems), pinyin words and syllables."""
+    out: list[tuple[str, str]] = []
+    for fieldname in ("spell", "pinyin", "pytitle"):
+        kept = 0
+        for i, term in enumerate(view.reader.expand_prefix(fieldname, prefix)):
+            if kept >= MAX_EXPANSIONS or i >= 8 * MAX_EXPANSIONS:
+                break
             text = term.decode("utf-8") if isinstance(term, bytes) else term
+            if fieldname == "pytitle" and analysis.PINYIN_JOIN in text:
+                continue  # syllables only: pairs are matched by _partial_pinyin
+            kept += 1
             out.append(("title", analysis.stem(text)) if fieldname == "spell" else (fieldname, text))
     return list(dict.fromkeys(out))
 

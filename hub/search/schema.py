@@ -22,7 +22,7 @@ from whoosh.system import pack_uint  # type: ignore[import-untyped]
 
 # Bump whenever fields, analysis or document contents change: an index whose
 # stamp differs is rebuilt (in the background) when the app starts.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: syllable bigrams of titles and bodies (pytitle, pybody)
 
 TITLE_BOOST = 4.0
 PINYIN_BOOST = 2.0
@@ -74,7 +74,13 @@ def make_schema() -> fields.Schema:
         digest=fields.STORED(),
         title=TermList(field_boost=TITLE_BOOST),
         body=TermList(),
+        # Whole words of titles and chapter names in pinyin, full and initials (shuxue, sx).
         pinyin=TermList(field_boost=PINYIN_BOOST),
+        # Syllable bigrams (fen'shu) of the title (plus its single syllables) and of
+        # what `body` holds (summary, chapter, materials): a query in pinyin matches
+        # where a Chinese one would, weighted as the Chinese field it mirrors.
+        pytitle=TermList(field_boost=TITLE_BOOST),
+        pybody=TermList(),
         # Surface words for "did you mean" and prefixes for autocomplete.
         spell=Keys(),
         **{name: Keys() for name in FACETS},

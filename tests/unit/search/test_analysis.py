@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hub.search import analysis
 
 
@@ -51,3 +53,56 @@ def test_queries_are_bounded() -> None:
 def test_traditional_query_becomes_simplified_terms() -> None:
     (unit,) = analysis.analyze_query("古詩")
     assert unit.required == ("古诗",)
+
+
+def test_pinyin_grams_are_the_syllable_pairs_of_every_chinese_run() -> None:
+    assert analysis.pinyin_grams("配方法 and 勾股") == ["pei'fang", "fang'fa", "gou'gu"]
+    # The reading of a polyphonic character comes from its word: 银行 is yin hang.
+    assert "yin'hang" in analysis.pinyin_grams("去银行")
+    assert set(analysis.pinyin_grams("分数", unigrams=True)) == {"fen'shu", "fen", "shu"}
+
+
+def test_split_pinyin_reads_letters_as_syllables() -> None:
+    assert analysis.split_pinyin("fenshu") == [("fen", "shu")]
+    assert set(analysis.split_pinyin("fangan")) == {("fang", "an"), ("fan", "gan")}
+    assert analysis.split_pinyin("xi'an") == [("xi", "an")]
+    assert analysis.split_pinyin("photo") == []
+    assert analysis.split_pinyin("fs") == []
+    assert analysis.split_pinyin("fensh", partial=True) == [("fen", "sh")]
+    assert len(analysis.split_pinyin("a" * 39)) <= analysis.MAX_SPELLINGS  # bounded however it is typed
+
+
+@pytest.mark.parametrize(
+    ("typed", "text", "grams"),
+    [
+        ("fen shu", "fen shu", (("fen'shu",),)),
+        ("fenshu", "fenshu", (("fen'shu",),)),
+        ("yi yuan er ci", "yi yuan er ci", (("yi'yuan", "yuan'er", "er'ci"),)),
+    ],
+)
+def test_syllables_typed_apart_are_one_unit(typed: str, text: str, grams: tuple[tuple[str, ...], ...]) -> None:
+    (unit,) = analysis.analyze_query(typed)
+    assert unit.text == text
+    assert unit.spellings[: len(grams)] == grams
+    assert unit.pinyin == text.replace(" ", "")
+
+
+def test_english_words_stay_english_and_initials_have_no_reading() -> None:
+    first, second = analysis.analyze_query("photosynthesis fs")
+    assert first.required == ("photosynthesi",) and first.spellings == ()
+    assert second.spellings == () and second.pinyin == "fs"
+
+
+def test_the_syllable_table_covers_pypinyins_characters() -> None:
+    import unicodedata
+
+    from pypinyin import pinyin_dict  # type: ignore[import-untyped]
+
+    readings = set()
+    for value in set(pinyin_dict.pinyin_dict.values()):
+        for reading in value.split(","):
+            plain = "".join(c for c in unicodedata.normalize("NFD", reading) if not unicodedata.combining(c))
+            readings.add(plain.replace("u\u0308", "v"))
+    # Interjections written with a lone consonant (嗯 n, 呣 m, 哼 hng) are not typed as search words.
+    readings = {r for r in readings if r.isascii() and r.isalpha() and r not in {"m", "n", "ng", "hm", "hng", "r"}}
+    assert readings - analysis.PINYIN_SYLLABLES == set()

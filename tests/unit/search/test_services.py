@@ -347,3 +347,107 @@ def test_the_batch_task_indexes_each_course_it_names(app: Flask, catalog: Catalo
     assert engine.query.run(SearchParams(q="古诗")).total == 0
     assert engine.query.run(SearchParams(q="二次方程")).total == 0
     assert services.check(catalog.db, engine).ok
+
+
+# Issue 18, "search that forgives": each way a teacher types pinyin on a phone, and
+# the Chinese it stands for. Each form must find everything the Chinese finds.
+PINYIN_FORMS = [
+    ("fen shu", "分数"),  # syllables with spaces
+    ("yi yuan er ci", "一元二次"),
+    ("fenshu", "分数"),  # without spaces
+    ("yiyuanerci", "一元二次"),
+    ("peifang", "配方"),  # the beginning of a longer word (配方法)
+    ("peifangfa", "配方法"),
+    ("gougu", "勾股"),  # of 勾股定理
+]
+
+
+@pytest.fixture
+def textbook(catalog: Catalog, course_body: dict[str, Any]) -> Catalog:
+    catalog.course(
+        {**course_body, "title": "人教版数学五年级下册", "grades": [5]},
+        [
+            {"title": "分数的意义", "summary": "认识分数单位。", "unit": "第四单元 分数的意义和性质"},
+            {"title": "约分", "summary": "把一个分数化成和它相等的最简分数。"},
+        ],
+    )
+    catalog.course(
+        {**course_body, "title": "人教版数学八年级下册", "grades": [8]},
+        [{"title": "勾股定理的证明", "summary": "赵爽弦图。", "unit": "第十七章 勾股定理"}],
+    )
+    return catalog
+
+
+def _found(db: Session, engine: SearchEngine, q: str) -> set[tuple[str, int]]:
+    from hub.search.query import SearchParams
+
+    page = services.search(db, engine, None, SearchParams(q=q, per_page=50))
+    assert not page.relaxed
+    return {(hit.type, hit.id) for hit in page.hits}
+
+
+@pytest.mark.parametrize(("typed", "chinese"), PINYIN_FORMS)
+def test_pinyin_forms_find_what_the_chinese_finds(
+    textbook: Catalog, db: Session, engine: SearchEngine, typed: str, chinese: str
+) -> None:
+    wanted = _found(db, engine, chinese)
+    assert wanted, chinese
+    assert wanted <= _found(db, engine, typed)
+
+
+def test_pinyin_finds_summaries_and_chapter_names(textbook: Catalog, db: Session, engine: SearchEngine) -> None:
+    titles = {hit.title for hit in services.search(db, engine, None, _params("zuijian fenshu")).hits}
+    assert titles == {"约分"}  # 最简分数 is only in its summary
+    titles = {hit.title for hit in services.search(db, engine, None, _params("xingzhi")).hits}
+    assert "分数的意义" in titles  # 性质 is only in its chapter (unit) name
+
+
+def test_pinyin_initials_find_the_titles(textbook: Catalog, db: Session, engine: SearchEngine) -> None:
+    titles = [hit.title for hit in services.search(db, engine, None, _params("fs")).hits]
+    assert "分数的意义" in titles
+    # The beginning of a long word's initials: 一元二次 of 一元二次方程.
+    assert "一元二次方程的解法" in [hit.title for hit in services.search(db, engine, None, _params("yyec")).hits]
+
+
+def _params(q: str) -> Any:
+    from hub.search.query import SearchParams
+
+    return SearchParams(q=q)
+
+
+def test_pinyin_with_a_space_through_http(textbook: Catalog) -> None:
+    body = textbook.search(q="fen shu")
+    assert body["relaxed"] is False
+    assert "分数的意义" in [h["title"] for h in body["hits"]]
+    page = textbook.client.get("/search", query_string={"q": "fen shu"}, headers={"Accept-Language": "zh-CN"})
+    html = page.get_data(as_text=True)
+    assert "分数的意义" in html and "没有同时包含全部关键词的结果" not in html
+    suggestions = textbook.client.get("/api/v1/search/suggest", query_string={"q": "fen sh"}).get_json()
+    assert "分数的意义" in [s["title"] for s in suggestions["suggestions"]]
+    suggestions = textbook.client.get("/api/v1/search/suggest", query_string={"q": "gougudingl"}).get_json()
+    assert [s["title"] for s in suggestions["suggestions"]] == ["勾股定理的证明"]
+
+
+@pytest.mark.parametrize(
+    ("language", "partial", "nothing"),
+    [
+        ("en", "No result has every word", "Nothing found."),
+        ("zh-CN", "没有同时包含全部关键词的结果", "没有找到"),
+    ],
+)
+def test_an_empty_result_never_claims_partial_matches(
+    catalog: Catalog, language: str, partial: str, nothing: str
+) -> None:
+    # Two words the index has never seen: the relaxed (any-word) search finds nothing either.
+    body = catalog.search(q="xyzzy qwvbk")
+    assert body["total"] == 0 and body["relaxed"] is False
+    html = catalog.client.get(
+        "/search", query_string={"q": "xyzzy qwvbk"}, headers={"Accept-Language": language}
+    ).get_data(as_text=True)
+    assert partial not in html
+    assert nothing in html
+    # When some words match, it is still said.
+    relaxed = catalog.client.get(
+        "/search", query_string={"q": "古诗 xyzzy"}, headers={"Accept-Language": language}
+    ).get_data(as_text=True)
+    assert partial in relaxed
