@@ -170,6 +170,30 @@ def test_search_in_chinese(page: Any, site: Site) -> None:
     page.wait_for_url(f"**/lessons/{site.lesson_id}")
 
 
+def test_typing_in_the_search_box_shows_suggestions(page: Any, site: Site) -> None:
+    page.goto(site.server.url + "/search")
+    box = page.locator("form[role=search] input[name=q]")
+    box.press_sequentially("peif", delay=80)  # pinyin of 配方法, still being typed
+    option = page.get_by_role("option", name="一元二次方程的配方法")
+    option.wait_for()
+    assert box.get_attribute("aria-expanded") == "true"
+    assert page.get_by_role("listbox").get_attribute("aria-label") == "搜索建议"
+    _shot(page, "zh-search-suggestions")  # nothing wider than the phone's screen
+    box.press("ArrowDown")
+    assert box.get_attribute("aria-activedescendant") == option.get_attribute("id")
+    assert option.get_attribute("aria-selected") == "true"
+    box.press("Enter")  # picks the title and searches for it
+    page.wait_for_url("**/search?q=*")
+    assert box.input_value() == "一元二次方程的配方法"
+    assert page.locator("ul.courses a.title").first.inner_text() == "一元二次方程的配方法"
+    # Escape closes the list; clearing the box empties it.
+    box.fill("")
+    box.press_sequentially("gus", delay=80)
+    page.get_by_role("option", name="古诗三首").wait_for()
+    box.press("Escape")
+    assert page.get_by_role("listbox").is_hidden() and box.get_attribute("aria-expanded") == "false"
+
+
 def test_open_a_lesson_and_play_the_smallest_rendition(page: Any, site: Site) -> None:
     page.goto(f"{site.server.url}/courses/{site.course_id}")
     page.click("ol.lessons >> text=一元二次方程的配方法")
