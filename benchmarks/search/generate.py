@@ -30,7 +30,7 @@ ZH_TOPICS: dict[str, list[str]] = {
                 "寓言故事", "现代诗歌", "说明文阅读", "记叙文写作", "成语故事", "唐诗宋词赏析", "名著导读"],
     "math": ["一元二次方程", "一元一次方程", "二元一次方程组", "分数的意义", "分数加减法", "小数乘法", "百分数的应用",
              "勾股定理", "平行四边形的面积", "三角形的内角和", "一次函数", "二次函数图像", "圆柱与圆锥", "乘法口诀",
-             "统计与概率", "比例的应用"],
+             "统计与概率", "比例的应用", "用配方法解方程"],
     "english": ["英语字母歌", "英语语音训练", "英语情景对话", "英语阅读技巧", "英语写作入门", "英语语法时态"],
     "morality": ["诚实守信", "法律常识", "家庭责任", "生命安全教育", "规则意识", "爱国情怀"],
     "history": ["秦朝统一", "丝绸之路", "辛亥革命", "鸦片战争", "唐朝盛世", "改革开放"],
@@ -121,7 +121,7 @@ class LessonTruth:
 @dataclass
 class Query:
     text: str
-    kind: str  # zh | zh-trad | zh-textbook | en | pinyin
+    kind: str  # zh | zh-trad | zh-textbook | en | pinyin | pinyin-forms
     relevant: set[str] = field(default_factory=set)  # index keys: lesson:ID and course:ID
 
 
@@ -209,8 +209,24 @@ def _english_words(text: str) -> set[str]:
     return words
 
 
+# Issue 18: pinyin as rural teachers type it (with a space, without, initials, the
+# beginning of a word), each judged against the Chinese it stands for.
+PINYIN_FORMS = [
+    ("fen shu", "分数"),
+    ("fenshu", "分数"),
+    ("fs", "分数"),
+    ("peifang", "配方"),
+    ("peifangfa", "配方法"),
+    ("yiyuanerci", "一元二次"),
+    ("gougu", "勾股"),
+]
+
+
 def make_queries(catalog: Catalog, count: int = 500, seed: int = 11) -> list[Query]:
-    """1–3-term queries: 40% Chinese (some traditional, some textbook-style), 40% English, 20% pinyin."""
+    """1–3-term queries: 40% Chinese (some traditional, some textbook-style), 40% English, 20% pinyin.
+
+    Plus the fixed :data:`PINYIN_FORMS` (kind ``pinyin-forms``), once each, after the ``count``.
+    """
     from pypinyin import lazy_pinyin  # type: ignore[import-untyped]
     from zhconv import convert  # type: ignore[import-untyped]
 
@@ -301,6 +317,7 @@ def make_queries(catalog: Catalog, count: int = 500, seed: int = 11) -> list[Que
             if not clean(word):
                 continue
             queries.append(Query("".join(lazy_pinyin(word)), "pinyin", relevant_zh(word)))
+    queries.extend(Query(typed, "pinyin-forms", relevant_zh(chinese)) for typed, chinese in PINYIN_FORMS)
     return queries
 
 

@@ -435,7 +435,8 @@ def report(lessons: int, catalog: Catalog, queries: list[Query], results: list[E
         f"{platform.python_version()}; load average at the start {os.getloadavg()[0]:.2f}. "
         f"{len(queries)} queries: "
         + ", ".join(
-            f"{k} {sum(1 for q in queries if q.kind == k)}" for k in ("zh", "zh-trad", "zh-textbook", "en", "pinyin")
+            f"{k} {sum(1 for q in queries if q.kind == k)}"
+            for k in ("zh", "zh-trad", "zh-textbook", "en", "pinyin", "pinyin-forms")
         )
         + ".",
         "",
@@ -443,7 +444,7 @@ def report(lessons: int, catalog: Catalog, queries: list[Query], results: list[E
         "| P@10 | R@20 | R@20 Chinese |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    chinese = ("zh", "zh-trad", "zh-textbook", "pinyin")
+    chinese = ("zh", "zh-trad", "zh-textbook", "pinyin", "pinyin-forms")
     for r in results:
         p10, r20 = r.quality()
         _, r20zh = r.quality(chinese)
