@@ -34,7 +34,8 @@ LicenseId = Literal[
     "CC-BY-NC-ND-4.0",
     "CC0-1.0",
 ]
-VolumeName = Literal["", "上册", "下册"]
+# 全一册: one book for the whole year (music, art, IT and labour books often are).
+VolumeName = Literal["", "上册", "下册", "全一册"]
 
 SCHOOL_KINDS = ("famous", "rural", "urban")
 ROLES = ("admin", "uploader", "teacher")

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, request
 
 from hub.accounts.auth import current_user, require_user
 from hub.api import PREFIX, no_content, operation, parse_json
-from hub.catalog import services
+from hub.catalog import services, textbooks
 from hub.catalog.models import Course, Lesson
 from hub.catalog.schemas import (
     CourseCreate,
@@ -14,6 +14,9 @@ from hub.catalog.schemas import (
     CoursePage,
     CourseQuery,
     CourseUpdate,
+    EditionList,
+    EditionOut,
+    EditionQuery,
     LessonCreate,
     LessonList,
     LessonOut,
@@ -134,6 +137,23 @@ def publish_course(course_id: int) -> CourseOut:
 )
 def withdraw_course(course_id: int) -> CourseOut:
     return _commit_course(services.withdraw_course(request_session(), require_user(), course_id))
+
+
+@operation(
+    blueprint,
+    "/editions",
+    "GET",
+    summary="The textbook editions a curriculum course may name (hub/catalog/data/editions.json)",
+    query=EditionQuery,
+    response=EditionList,
+)
+def list_editions(query: EditionQuery) -> EditionList:
+    return EditionList(
+        items=[
+            EditionOut(name=e.name, en=e.en, subjects=list(e.subjects), aliases=list(e.aliases))
+            for e in textbooks.for_subject(query.subject)
+        ]
+    )
 
 
 @operation(blueprint, "/courses/<int:course_id>/lessons", "GET", summary="List a course's lessons", response=LessonList)

@@ -29,7 +29,17 @@ class CourseFields(Strict):
     category: Category = "curriculum"
     subject: Subject
     grades: Annotated[list[Grade], Field(min_length=1, max_length=9)]
-    edition: Annotated[str, Field(max_length=50, description="Textbook edition, e.g. 人教版")] = ""
+    edition: Annotated[
+        str,
+        Field(
+            max_length=50,
+            description="Textbook edition from GET /api/v1/editions (e.g. 人教版; an alias such as 部编版 is stored "
+            'as its listed name), "other" with edition_other, or empty',
+        ),
+    ] = ""
+    edition_other: Annotated[
+        str, Field(max_length=50, description='The edition\'s name when edition is "other" (a book not listed)')
+    ] = ""
     volume: Volume = ""
     language: Language
     license: License
@@ -59,6 +69,7 @@ class CourseUpdate(Strict):
     subject: Subject | None = None
     grades: Annotated[list[Grade], Field(min_length=1, max_length=9)] | None = None
     edition: Annotated[str, Field(max_length=50)] | None = None
+    edition_other: Annotated[str, Field(max_length=50)] | None = None
     volume: Volume | None = None
     language: Language | None = None
     license: License | None = None
@@ -121,6 +132,24 @@ class CoursePage(BaseModel):
     total: int
     page: int
     per_page: int
+
+
+class EditionQuery(BaseModel):
+    subject: Subject | None = Field(default=None, description="Only the editions that publish this subject's books")
+
+
+class EditionOut(BaseModel):
+    name: str = Field(description="What a course stores and sends as its edition, e.g. 人教版")
+    en: str = Field(description="The publisher's name in English")
+    subjects: list[str]
+    aliases: list[str] = Field(description="Other names accepted for it (stored as name)")
+
+
+class EditionList(BaseModel):
+    items: list[EditionOut]
+    other: str = Field(
+        default="other", description="The edition to send with edition_other for a book that is not listed"
+    )
 
 
 class LessonCreate(Strict):

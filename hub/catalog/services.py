@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from hub import jobs
 from hub.accounts.models import School, User
+from hub.catalog import textbooks
 from hub.catalog.models import Course, Lesson, Material, grades_to_mask
 from hub.catalog.schemas import CourseCreate, CourseQuery, CourseUpdate, LessonCreate, check_textbook
 from hub.db import utcnow
@@ -129,13 +130,28 @@ def create_course(session: Session, actor: User | None, data: CourseCreate) -> C
         school_id=school_id,
         status="draft",
         version=1,
-        **data.model_dump(exclude={"school", "grades"}),
+        **data.model_dump(exclude={"school", "grades", "edition", "edition_other"}),
+        edition=_edition(data.edition, data.edition_other, data.subject),
         grades_mask=grades_to_mask(data.grades),
     )
     session.add(course)
     session.flush()
     _reindex(session, course.id)
     return course
+
+
+def _edition(edition: str, other: str, subject: str) -> str:
+    """The edition a course stores (hub.catalog.textbooks), or Invalid with the reason."""
+    try:
+        return textbooks.resolve(edition, other, subject)
+    except textbooks.EditionError as exc:
+        raise _invalid_edition(exc) from None
+
+
+def _invalid_edition(exc: textbooks.EditionError) -> Invalid:
+    # A field message is shown without parameters: the one with the edition's name goes on top.
+    field = exc.template if not exc.params else N_("Choose an edition the list offers for this subject, or “other”.")
+    return Invalid(exc.template, {"edition": field}, **exc.params)
 
 
 def _reindex(session: Session, course_id: int) -> None:
@@ -147,6 +163,17 @@ def update_course(session: Session, actor: User | None, course_id: int, data: Co
     course = get_course(session, actor, course_id)
     _require_edit(actor, course)
     changes = data.model_dump(exclude_unset=True)
+    subject = changes.get("subject", course.subject)
+    if changes.get("edition") == course.edition and not changes.get("edition_other"):
+        changes.pop("edition")  # sent back as read (a client PATCHing the whole course): nothing chosen
+        changes.pop("edition_other", None)
+    if "edition" in changes or "edition_other" in changes:
+        changes["edition"] = _edition(changes.get("edition", ""), changes.pop("edition_other", ""), subject)
+    elif "subject" in changes:
+        try:  # the edition stays: it must publish the new subject (unless typed as "other" or saved before the list)
+            textbooks.check_subject(course.edition, subject)
+        except textbooks.EditionError as exc:
+            raise _invalid_edition(exc) from None
     category = changes.get("category", course.category)
     edition = changes.get("edition", course.edition)
     volume = changes.get("volume", course.volume)

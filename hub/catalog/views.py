@@ -5,11 +5,12 @@ The pages work without JavaScript and stay small, for old phones on 2G links.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, render_template, request, url_for
 from pydantic import ValidationError
 
 from hub.accounts.auth import current_user
-from hub.catalog import services
+from hub.catalog import licences, services
+from hub.catalog.models import Course
 from hub.catalog.schemas import CourseQuery
 from hub.db import request_session
 from hub.errors import invalid_from_pydantic
@@ -61,7 +62,15 @@ def course_page(course_id: int) -> str:
         lessons=lessons,
         can_edit=services.can_edit(actor, course),
         course_zip=course_zip,
+        licence=licences.licence(course.license),
+        attribution_line=course_attribution(course),
     )
+
+
+def course_attribution(course: Course) -> str:
+    """The course's attribution line (TASL), its source the course page's full address."""
+    source = url_for("catalog.course_page", course_id=course.id, _external=True)
+    return licences.attribution(course.title, course.teacher, course.school.name, source, course.license)
 
 
 # ?quality= on a lesson page: which rendition the players start with.

@@ -108,7 +108,7 @@ from hub.media.chapters import MAX_CHAPTERS, clean_chapters
 from hub.media.models import Blob, Rendition
 from hub.media.profiles import original_stands_in
 from hub.subtitles.models import Subtitle
-from hub.vocab import CategoryCode, LanguageCode, LicenseId, SubjectCode
+from hub.vocab import CategoryCode, LanguageCode, LicenseId, SubjectCode, VolumeName
 
 FORMAT = "oer-hub-manifest/2"
 ENVELOPE_FORMAT = "oer-hub-signed/1"
@@ -216,7 +216,7 @@ class ManifestCourse(_Data):
     subject: SubjectCode
     grades: Annotated[list[Annotated[int, Field(ge=1, le=9, strict=True)]], Field(min_length=1, max_length=9)]
     edition: Annotated[str, Field(max_length=50)] = ""
-    volume: Literal["", "上册", "下册"] = ""
+    volume: VolumeName = ""
     language: LanguageCode
     license: LicenseId
     teacher: Annotated[str, Field(max_length=100)] = ""

@@ -18,10 +18,12 @@ from hub.accounts.auth import current_user
 from hub.accounts.models import User
 from hub.api import PREFIX
 from hub.catalog import services as catalog
+from hub.catalog import textbooks
+from hub.catalog.licences import LICENCES, attribution
 from hub.catalog.schemas import CourseCreate, CourseQuery, LessonCreate
 from hub.db import request_session
 from hub.errors import HubError, Invalid, PermissionDenied, invalid_from_pydantic
-from hub.i18n import N_
+from hub.i18n import N_, gettext
 from hub.inputs import parse_int
 from hub.media.api import material_out
 from hub.media.storage import Storage
@@ -29,7 +31,7 @@ from hub.subtitles import services as subtitles
 from hub.subtitles.api import read_upload
 from hub.uploads import get_uploads, services
 from hub.uploads.messages import script_messages
-from hub.vocab import LICENSES, VOLUMES
+from hub.vocab import VOLUMES
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/upload")
 
@@ -66,6 +68,7 @@ def _course_form() -> dict[str, Any]:
         "subject": form.get("subject", ""),
         "grades": grades,
         "edition": form.get("edition", ""),
+        "edition_other": form.get("edition_other", ""),
         "volume": form.get("volume", ""),
         "language": form.get("language", "zh"),
         "license": form.get("license", ""),
@@ -73,7 +76,36 @@ def _course_form() -> dict[str, Any]:
     }
 
 
-def _dashboard(user: User, form: dict[str, Any], error: Invalid | None = None) -> tuple[str, int]:
+def course_form_context(form: dict[str, Any], school_name: str) -> dict[str, Any]:
+    """What templates/uploads/_course_fields.html needs besides ``form``: lists, the edition chosen, the preview.
+
+    ``form`` holds a form as sent, or a course's stored values (the edit form): an edition
+    that is not listed (typed as "other", or saved before the list) shows as "other" with its text.
+    """
+    edition = (form.get("edition") or "").strip()
+    other = (form.get("edition_other") or "").strip()
+    listed = textbooks.find(edition) if edition and edition != textbooks.OTHER else None
+    if listed is not None:
+        choice = listed.name
+    elif edition and edition != textbooks.OTHER:
+        choice, other = textbooks.OTHER, other or edition
+    else:
+        choice = edition
+    return {
+        "EDITIONS": textbooks.editions(),
+        "edition_choice": choice,
+        "edition_other": other,
+        "OTHER": textbooks.OTHER,
+        "VOLUMES": VOLUMES,
+        "LICENCES": LICENCES,
+        "attribution": attribution,
+        # The course has no address yet: the preview names the page it will have.
+        "attribution_source": gettext("its page on this hub"),
+        "school_name": school_name,
+    }
+
+
+def _dashboard(user: User, form: dict[str, Any], error: HubError | None = None) -> tuple[str, int]:
     session = request_session()
     page = catalog.list_courses(session, user, CourseQuery(status="all", school=user.school_id, per_page=100), 100)
     return render_template(
@@ -82,9 +114,8 @@ def _dashboard(user: User, form: dict[str, Any], error: Invalid | None = None) -
         uploads=services.list_uploads(session, user),
         form=form,
         error=error,
-        LICENSES=LICENSES,
-        VOLUMES=VOLUMES,
-    ), 422 if error else 200
+        **course_form_context(form, user.school.name),
+    ), error.status if error else 200
 
 
 @blueprint.get("/")
@@ -105,7 +136,11 @@ def create_course() -> Response | tuple[str, int]:
         data = CourseCreate.model_validate(form)
     except ValidationError as exc:
         return _dashboard(user, form, invalid_from_pydantic(exc))
-    course = catalog.create_course(request_session(), user, data)
+    try:
+        course = catalog.create_course(request_session(), user, data)
+    except Invalid as exc:
+        request_session().rollback()
+        return _dashboard(user, form, exc)
     request_session().commit()
     return redirect(url_for("uploads.course_page", course_id=course.id), code=303)
 
