@@ -410,9 +410,11 @@ def _attach_feature_commands() -> None:
     from hub.search.cli import search_cli
     from hub.sync.cli import bundle_cli, keys_cli, sync_cli
     from hub.uploads.cli import upload
+    from hub.uploads.course_cli import course_cli
 
     main.add_command(search_cli)
     main.add_command(upload)
+    main.add_command(course_cli)
     main.add_command(keys_cli)
     main.add_command(sync_cli)
     main.add_command(bundle_cli)

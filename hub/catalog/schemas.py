@@ -97,6 +97,10 @@ class CourseQuery(BaseModel):
     language: Language | None = None
     school: Id | None = None
     status: Literal["published", "draft", "withdrawn", "all"] = "published"
+    mine: bool = Field(
+        default=False,
+        description="Only the caller's own school's courses (needs a token); with status=all, drafts too",
+    )
     page: Annotated[int, Field(ge=1, le=100000)] = 1
     per_page: Annotated[int, Field(ge=1, le=100)] | None = None
 

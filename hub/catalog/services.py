@@ -81,6 +81,10 @@ def list_courses(session: Session, actor: User | None, query: CourseQuery, per_p
         conditions.append(Course.language == query.language)
     if query.school:
         conditions.append(Course.school_id == query.school)
+    if query.mine:
+        if actor is None:
+            raise Unauthorized(N_("Sign in to list your school's courses."))
+        conditions.append(Course.school_id == actor.school_id)
     total = session.scalar(select(func.count()).select_from(Course).where(*conditions)) or 0
     lesson_count = select(func.count(Lesson.id)).where(Lesson.course_id == Course.id).scalar_subquery()
     rows = session.execute(

@@ -17,6 +17,7 @@ import hashlib
 import http.client
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,9 @@ from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
 import click
+
+from hub.uploads.plan import FilePlan, LessonPlan, plan_folder, plan_lesson
+from hub.uploads.terminal import _, language, print_json, status_label, stderr_is_terminal, stdout_is_terminal
 
 MiB = 1024 * 1024
 TUS_VERSION = "1.0.0"
@@ -93,7 +97,7 @@ class TusClient:
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UploadError(f"--url must be http(s)://host[:port], not {base_url!r}")
+            raise UploadError(_("--url must be http(s)://host[:port], not %(url)r", url=base_url))
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.chunk_size = chunk_size
@@ -124,9 +128,12 @@ class TusClient:
         """One request; connection failures, 423 and 5xx raise Transient, other statuses return."""
         target = urlsplit(urljoin(self.base_url + "/", url))
         if (target.scheme, target.hostname, target.port) != self._origin:
-            raise UploadError(f"the server sent a URL on another host: {url}")
+            raise UploadError(_("the server sent a URL on another host: %(url)s", url=url))
         path = target.path + (f"?{target.query}" if target.query else "")
-        sent = {"Authorization": f"Bearer {self.token}", "Tus-Resumable": TUS_VERSION, **(headers or {})}
+        # The user's language (LANG), so the hub's error messages come in it too.
+        sent = {"Tus-Resumable": TUS_VERSION, "Accept-Language": language(), **(headers or {})}
+        if self.token:  # reading published courses needs none
+            sent["Authorization"] = f"Bearer {self.token}"
         try:
             connection = self._connect()
             connection.request(method, path, body=body, headers=sent)
@@ -148,9 +155,12 @@ class TusClient:
                 return action()
             except Transient as exc:
                 if attempt == self.retries:
-                    raise UploadError(f"{what} failed {attempt + 1} times; last error: {exc}") from None
+                    raise UploadError(
+                        _("%(what)s failed %(n)s times; last error: %(error)s", what=what, n=attempt + 1, error=exc)
+                    ) from None
                 delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
-                click.echo(f"\n{what}: {exc}; retrying in {delay} s", err=True)
+                retry = _("%(what)s: %(error)s; retrying in %(delay)s s", what=what, error=exc, delay=delay)
+                click.echo("\n" + retry, err=True)
                 self.sleep(delay)
                 if before_retry is not None:
                     before_retry()
@@ -163,22 +173,22 @@ class TusClient:
         if filetype:
             metadata += f",filetype {base64.b64encode(filetype.encode()).decode()}"
         reply = self.retrying(
-            "creating the upload",
+            _("creating the upload"),
             lambda: self.request(
                 "POST", "/api/v1/uploads/", {"Upload-Length": str(length), "Upload-Metadata": metadata}
             ),
         )
         if reply.status != 201 or "location" not in reply.headers:
-            raise UploadError(f"the server refused the upload: {reply.message()}")
+            raise UploadError(_("the server refused the upload: %(why)s", why=reply.message()))
         return urljoin(self.base_url + "/", reply.headers["location"])
 
     def offset(self, url: str) -> int | None:
         """The server's offset, or None when the upload is gone (expired, deleted)."""
-        reply = self.retrying("asking for the offset", lambda: self.request("HEAD", url))
+        reply = self.retrying(_("asking for the offset"), lambda: self.request("HEAD", url))
         if reply.status in (404, 410):
             return None
         if reply.status != 200:
-            raise UploadError(f"cannot resume: {reply.message()}")
+            raise UploadError(_("cannot resume: %(why)s", why=reply.message()))
         return int(reply.headers["upload-offset"])
 
     def send(self, url: str, file: IO[bytes], length: int, offset: int, progress: Callable[[int], None]) -> int:
@@ -232,7 +242,7 @@ class TusClient:
         # A retried PATCH after a dropped connection is the same PATCH: if the
         # server kept none of it (it keeps a chunk whole or not at all) it fits;
         # if it kept some, the answer is 409 and we ask for the offset below.
-        reply = self.retrying("sending", patch)
+        reply = self.retrying(_("sending"), patch)
         if reply.status == 204:
             offset = int(reply.headers["upload-offset"])
             refused = 0
@@ -241,19 +251,26 @@ class TusClient:
             refused += 1
             server = self.offset(url)
             if server is None:
-                raise UploadError("the upload expired on the server; run the command again to start over")
+                raise UploadError(_("the upload expired on the server; run the command again to start over"))
             offset = server
         else:
-            raise UploadError(f"the server refused a chunk: {reply.message()}")
+            raise UploadError(_("the server refused a chunk: %(why)s", why=reply.message()))
         progress(offset)
         return offset, refused
 
     def describe(self, url: str) -> dict[str, Any]:
-        reply = self.retrying("checking the upload", lambda: self.request("GET", url))
+        reply = self.retrying(_("checking the upload"), lambda: self.request("GET", url))
         if reply.status != 200:
-            raise UploadError(f"cannot check the upload: {reply.message()}")
+            raise UploadError(_("cannot check the upload: %(why)s", why=reply.message()))
         described: dict[str, Any] = reply.json()
         return described
+
+    def get_json(self, path: str) -> Any:
+        """GET an API document; a refusal (404, 403, 401) stops the command with the hub's message."""
+        reply = self.retrying(_("reading %(path)s", path=path), lambda: self.request("GET", path))
+        if reply.status != 200:
+            raise UploadError(reply.message())
+        return reply.json()
 
     def json_request(self, what: str, method: str, path: str, body: dict[str, Any]) -> Reply:
         data = json.dumps(body).encode()
@@ -266,7 +283,7 @@ def _sha256_region(file: IO[bytes], start: int, length: int) -> bytes:
     while length > 0:
         data = file.read(min(_READ_BLOCK, length))
         if not data:
-            raise UploadError("the file got shorter while uploading it")
+            raise UploadError(_("the file got shorter while uploading it"))
         digest.update(data)
         length -= len(data)
     return digest.digest()
@@ -287,7 +304,7 @@ def _sha256_pread(fileno: int, start: int, length: int) -> bytes:
     while start < end:
         data = os.pread(fileno, min(_READ_BLOCK, end - start), start)
         if not data:
-            raise UploadError("the file got shorter while uploading it")
+            raise UploadError(_("the file got shorter while uploading it"))
         digest.update(data)
         start += len(data)
     return digest.digest()
@@ -367,51 +384,70 @@ _TYPES = {
 }
 
 
-def upload_file(client: TusClient, state: State, path: Path, lesson: int, title: str, quiet: bool) -> dict[str, Any]:
+def file_sha256(state: State, path: Path) -> str:
+    """The file's sha256, remembered by path, size and mtime: a re-run does not read 5 GB again to skip it."""
+    stat = path.stat()
+    key = f"sha256|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    known = state.get(key)
+    if isinstance(known, str):
+        return known
+    digest = _sha256_file(path)
+    state.set(key, digest)
+    return digest
+
+
+def upload_file(
+    client: TusClient, state: State, path: Path, lesson: int, title: str, sha256: str, show_progress: bool
+) -> dict[str, Any]:
     """Upload ``path`` (resuming a run that stopped) and make it a material of ``lesson``."""
     key = _file_key(client, f"lesson:{lesson}", path)
-    done = state.get(key + "|material")
-    if done is not None:
-        click.echo(f"{path.name}: already material {done}", err=True)
-        return {"id": done}
     length = path.stat().st_size
     if length == 0:
-        raise UploadError(f"{path} is empty")
+        raise UploadError(_("%(path)s is empty", path=path))
     url = state.get(key)
     offset = client.offset(url) if url else None
     if url and offset is None:
-        click.echo(f"{path.name}: the unfinished upload expired on the server; starting over", err=True)
+        click.echo(_("%(name)s: the unfinished upload expired on the server; starting over", name=path.name), err=True)
     if offset is None:
         url = client.create(length, path.name, _TYPES.get(path.suffix.lower(), ""))
         state.set(key, url)
         offset = 0
     assert url is not None
-    with path.open("rb") as file, _progress(path.name, length, offset, quiet) as progress:
+    with path.open("rb") as file, _progress(path.name, length, offset, show_progress) as progress:
         client.send(url, file, length, offset, progress)
     described = client.describe(url)
     if described.get("status") != "complete":
-        raise UploadError(f"the server has {described.get('offset')} of {length} bytes; run the command again")
-    ours = _sha256_file(path)
-    if described.get("sha256") != ours:
+        raise UploadError(
+            _(
+                "the server has %(have)s of %(length)s bytes; run the command again",
+                have=described.get("offset"),
+                length=length,
+            )
+        )
+    if described.get("sha256") != sha256:
         state.set(key, None)
-        raise UploadError(f"the server's copy of {path.name} differs from the file (sha256); run again to re-send")
+        raise UploadError(
+            _("the server's copy of %(name)s differs from the file (sha256); run again to re-send", name=path.name)
+        )
     reply = client.json_request(
-        "adding the material", "POST", f"/api/v1/lessons/{lesson}/materials", {"upload": url, "title": title}
+        _("adding the material"), "POST", f"/api/v1/lessons/{lesson}/materials", {"upload": url, "title": title}
     )
     if reply.status not in (200, 201):
-        raise UploadError(f"the file arrived, but the server did not make it a material: {reply.message()}")
+        raise UploadError(
+            _("the file arrived, but the server did not make it a material: %(why)s", why=reply.message())
+        )
     material: dict[str, Any] = reply.json()
     state.set(key, None)
-    state.set(key + "|material", material["id"])
     return material
 
 
 @contextlib.contextmanager
-def _progress(label: str, length: int, start: int, quiet: bool) -> Iterator[Callable[[int], None]]:
-    if quiet:
+def _progress(label: str, length: int, start: int, show: bool) -> Iterator[Callable[[int], None]]:
+    if not show:
         yield lambda _n: None
         return
-    with click.progressbar(length=length, label=label, show_eta=True, show_percent=True) as bar:
+    # On stderr: `hub upload … > log` keeps the bar on screen and the log free of carriage returns.
+    with click.progressbar(length=length, label=label, show_eta=True, show_percent=True, file=sys.stderr) as bar:
 
         def moved_to(position: int) -> None:
             bar.update(position - bar.pos)
@@ -420,38 +456,163 @@ def _progress(label: str, length: int, start: int, quiet: bool) -> Iterator[Call
         yield moved_to
 
 
-def _lesson_for(client: TusClient, state: State, course: int, title: str) -> int:
-    key = f"{client.base_url}|course:{course}|lesson:{title}"
-    known = state.get(key)
-    if known is not None:
-        return int(known)
-    reply = client.json_request("adding a lesson", "POST", f"/api/v1/courses/{course}/lessons", {"title": title})
+def _create_lesson(client: TusClient, course: int, title: str) -> dict[str, Any]:
+    reply = client.json_request(_("adding a lesson"), "POST", f"/api/v1/courses/{course}/lessons", {"title": title})
     if reply.status != 201:
-        raise UploadError(f"cannot add lesson {title!r}: {reply.message()}")
-    lesson_id = int(reply.json()["id"])
-    state.set(key, lesson_id)
-    return lesson_id
+        raise UploadError(_("cannot add lesson %(title)s: %(why)s", title=title, why=reply.message()))
+    created: dict[str, Any] = reply.json()
+    return created
 
 
-def _visible_entries(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+@dataclass
+class Run:
+    """A folder or file upload as it goes: what it planned, what it did, what to say."""
+
+    client: TusClient
+    state: State
+    dry_run: bool
+    show_progress: bool
+    say: Callable[[str], None]
+    lessons: list[dict[str, Any]]
+
+    def carry_out(self, plans: list[LessonPlan], course: int | None) -> None:
+        for planned in plans:
+            lesson = planned.lesson
+            action = planned.action
+            if lesson is None and not self.dry_run:
+                assert course is not None
+                lesson = _create_lesson(self.client, course, planned.title)
+                action = "created"
+            lesson_id = lesson["id"] if lesson is not None else None
+            self.say(_lesson_line(planned.title, lesson_id, action))
+            files: list[dict[str, Any]] = []
+            self.lessons.append({"id": lesson_id, "title": planned.title, "action": action, "files": files})
+            for item in planned.files:
+                file_action, material = item.action, item.material
+                if item.action == "upload" and not self.dry_run:
+                    assert lesson_id is not None
+                    material = upload_file(
+                        self.client, self.state, item.path, lesson_id, item.title, item.sha256, self.show_progress
+                    )
+                    file_action = "uploaded"
+                elif item.action == "skip" and not self.dry_run:
+                    file_action = "skipped"
+                self.say(_file_line(item, file_action, material))
+                files.append(
+                    {
+                        "path": str(item.path),
+                        "title": item.title,
+                        "sha256": item.sha256,
+                        "bytes": item.size,
+                        "action": file_action,
+                        "material": _material_summary(material) if material else None,
+                    }
+                )
+
+    def counts(self) -> dict[str, int]:
+        files = [f for lesson in self.lessons for f in lesson["files"]]
+        return {
+            "lessons_created": sum(lesson["action"] in ("create", "created") for lesson in self.lessons),
+            "lessons_existing": sum(lesson["action"] == "exists" for lesson in self.lessons),
+            "files_uploaded": sum(f["action"] in ("upload", "uploaded") for f in files),
+            "files_skipped": sum(f["action"] in ("skip", "skipped") for f in files),
+            "bytes_uploaded": sum(f["bytes"] for f in files if f["action"] in ("upload", "uploaded")),
+        }
+
+    def material_ids(self) -> list[int]:
+        """Every material the run made or found: --wait watches the ones it skipped too."""
+        return [f["material"]["id"] for lesson in self.lessons for f in lesson["files"] if f["material"]]
 
 
-def upload_folder(client: TusClient, state: State, folder: Path, course: int, quiet: bool) -> list[dict[str, Any]]:
-    """A course from a folder: each sub-folder is a lesson of its files, each loose file a lesson of its own."""
-    materials = []
-    for entry in _visible_entries(folder):
-        if entry.is_dir():
-            files = [p for p in _visible_entries(entry) if p.is_file()]
-            if not files:
-                continue
-            lesson = _lesson_for(client, state, course, entry.name)
-            for file in files:
-                materials.append(upload_file(client, state, file, lesson, file.stem, quiet))
-        elif entry.is_file():
-            lesson = _lesson_for(client, state, course, entry.stem)
-            materials.append(upload_file(client, state, entry, lesson, entry.stem, quiet))
-    return materials
+def _material_summary(material: dict[str, Any]) -> dict[str, Any]:
+    return {k: material.get(k) for k in ("id", "title", "kind", "status", "progress", "error")}
+
+
+def human_size(size: int) -> str:
+    """Bytes as people count them, the same in both languages: 800 B, 12.3 KB, 4.5 MB."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def _lesson_line(title: str, lesson_id: int | None, action: str) -> str:
+    if action == "create":
+        return _("Lesson “%(title)s”: will be created", title=title)
+    if action == "created":
+        return _("Lesson “%(title)s”: created (lesson %(id)s)", title=title, id=lesson_id)
+    return _("Lesson “%(title)s”: already there (lesson %(id)s)", title=title, id=lesson_id)
+
+
+def _file_line(item: FilePlan, action: str, material: dict[str, Any] | None) -> str:
+    name = item.path.name
+    if action == "upload":
+        return "  " + _("%(name)s: will be uploaded (%(size)s)", name=name, size=human_size(item.size))
+    if action == "uploaded":
+        assert material is not None
+        return "  " + _("%(name)s: uploaded (material %(id)s)", name=name, id=material["id"])
+    if material is None:
+        return "  " + _("%(name)s: skipped, the same file is already in this upload", name=name)
+    return "  " + _(
+        "%(name)s: skipped, already material %(id)s (%(status)s)",
+        name=name,
+        id=material["id"],
+        status=status_label(material.get("status", "")),
+    )
+
+
+def summary_line(target: str, counts: dict[str, int], dry_run: bool) -> str:
+    if dry_run:
+        return _(
+            "%(target)s: dry run, nothing changed. Would create %(created)s lessons and upload %(uploaded)s files "
+            "(%(size)s); %(existing)s lessons and %(skipped)s files are already there.",
+            target=target,
+            created=counts["lessons_created"],
+            uploaded=counts["files_uploaded"],
+            size=human_size(counts["bytes_uploaded"]),
+            existing=counts["lessons_existing"],
+            skipped=counts["files_skipped"],
+        )
+    if not counts["lessons_created"] and not counts["files_uploaded"]:
+        return _(
+            "%(target)s: nothing to do, all %(skipped)s files are already there.",
+            target=target,
+            skipped=counts["files_skipped"],
+        )
+    return _(
+        "%(target)s: %(created)s lessons created, %(existing)s already there; %(uploaded)s files uploaded "
+        "(%(size)s), %(skipped)s skipped.",
+        target=target,
+        created=counts["lessons_created"],
+        existing=counts["lessons_existing"],
+        uploaded=counts["files_uploaded"],
+        size=human_size(counts["bytes_uploaded"]),
+        skipped=counts["files_skipped"],
+    )
+
+
+def connection_options(required_token: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--url and --token, the same on every command that talks to a hub."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--token",
+            envvar="HUB_TOKEN",
+            required=required_token,
+            default=None if required_token else "",
+            help="API token from `hub token create` (or HUB_TOKEN).",
+        )(command)
+        return click.option(
+            "--url",
+            envvar="HUB_PUBLIC_URL",
+            default="http://127.0.0.1:8000",
+            show_default=True,
+            help="The hub's address (or HUB_PUBLIC_URL).",
+        )(command)
+
+    return decorate
 
 
 @click.command("upload")
@@ -459,16 +620,19 @@ def upload_folder(client: TusClient, state: State, folder: Path, course: int, qu
 @click.option("--lesson", type=int, help="Lesson to add FILE to.")
 @click.option("--course", type=int, help="With a folder: course to add its lessons to.")
 @click.option("--title", default="", help="Material title (default: the file name).")
-@click.option(
-    "--url",
-    envvar="HUB_PUBLIC_URL",
-    default="http://127.0.0.1:8000",
-    show_default=True,
-    help="The hub's address (or HUB_PUBLIC_URL).",
-)
-@click.option("--token", envvar="HUB_TOKEN", required=True, help="API token from `hub token create` (or HUB_TOKEN).")
+@connection_options(required_token=True)
 @click.option("--chunk-size", default=32, show_default=True, type=click.IntRange(1, 512), help="MiB per request.")
 @click.option("--retries", default=10, show_default=True, type=click.IntRange(0, 1000), help="Retries per request.")
+@click.option("--dry-run", is_flag=True, help="Print what would be created and uploaded; change nothing.")
+@click.option("--wait", is_flag=True, help="Then wait until every material's renditions are ready or failed.")
+@click.option(
+    "--timeout",
+    default=7200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="With --wait: seconds to wait at most (exit status 3 when they run out).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: the plan, what was done, the wait.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def upload(
     path: Path,
@@ -479,25 +643,89 @@ def upload(
     token: str,
     chunk_size: int,
     retries: int,
+    dry_run: bool,
+    wait: bool,
+    timeout: int,
+    as_json: bool,
     quiet: bool,
 ) -> None:
     """Upload FILE to a lesson (--lesson), or a course folder (--course): resumable, retried, checked.
 
-    Run the same command again after an interruption: it goes on from what the
-    server already has.
+    A folder: each sub-folder is a lesson of its files, each loose file a lesson of
+    its own. Lessons are matched by title and files by content (sha256) against
+    what the hub already has, so running the same command again (after an
+    interruption, from another computer) uploads only what is missing.
+
+    Exit status: 0 done; 1 an error, or with --wait a material failed; 3 --timeout ran out.
     """
+    from hub.uploads.watch import wait_for_materials
+
+    if path.is_dir() and course is None:
+        raise click.UsageError(_("a folder needs --course ID (each sub-folder becomes a lesson)"))
+    if not path.is_dir() and lesson is None:
+        raise click.UsageError(_("a file needs --lesson ID"))
     client = TusClient(url, token, chunk_size=chunk_size * MiB, retries=retries)
     state = State.default()
+    talk = stdout_is_terminal() and not as_json
+    run = Run(
+        client,
+        state,
+        dry_run,
+        show_progress=stderr_is_terminal() and not quiet and not as_json,
+        say=click.echo if talk else lambda _line: None,
+        lessons=[],
+    )
     try:
         if path.is_dir():
-            if course is None:
-                raise click.UsageError("a folder needs --course ID (each sub-folder becomes a lesson)")
-            for material in upload_folder(client, state, path, course, quiet):
-                click.echo(f"material {material['id']}: {material.get('title', '')} ({material.get('status', 'done')})")
-            return
-        if lesson is None:
-            raise click.UsageError("a file needs --lesson ID")
-        material = upload_file(client, state, path, lesson, title or path.stem, quiet)
-        click.echo(f"material {material['id']}: {material.get('title', '')} ({material.get('status', 'done')})")
+            assert course is not None
+            existing = client.get_json(f"/api/v1/courses/{course}/lessons")["items"]
+            plans = plan_folder(path, existing, lambda p: file_sha256(state, p))
+            target = _("Course %(id)s", id=course)
+        else:
+            assert lesson is not None
+            found = client.get_json(f"/api/v1/lessons/{lesson}")
+            plans = [
+                plan_lesson(
+                    found["title"],
+                    [path],
+                    found,
+                    found.get("materials", []),
+                    lambda p: file_sha256(state, p),
+                )
+            ]
+            if title:
+                for item in plans[0].files:
+                    item.title = title
+            target = _("Lesson %(id)s", id=lesson)
+        run.carry_out(plans, course)
+        counts = run.counts()
+        line = summary_line(target, counts, dry_run)
+        document: dict[str, Any] = {
+            "course": course,
+            "lesson": lesson,
+            "dry_run": dry_run,
+            "lessons": run.lessons,
+            "counts": counts,
+        }
+        exit_code = 0
+        if wait and not dry_run:
+            if talk:
+                click.echo(line)
+            waited = wait_for_materials(
+                client,
+                run.material_ids(),
+                timeout,
+                show_progress=stderr_is_terminal() and not quiet and not as_json,
+                say=run.say,
+            )
+            document["wait"] = waited.as_json()
+            line = waited.line() if talk else f"{line} {waited.line()}"
+            exit_code = waited.exit_code()
+        if as_json:
+            print_json(document)
+        else:
+            click.echo(line)
+        if exit_code:
+            sys.exit(exit_code)
     finally:
         client.close()

@@ -131,6 +131,30 @@ def test_list_filters_and_paging(client: FlaskClient, famous: dict[str, Any], co
     assert client.get("/api/v1/courses?status=all", headers=famous["admin"]).json["total"] == 7
 
 
+def test_mine_lists_the_callers_school_in_every_status(
+    client: FlaskClient, famous: dict[str, Any], course_body: dict[str, Any]
+) -> None:
+    """`hub course list --mine`: an uploader's own courses, without knowing the school's id."""
+    published = _published(client, famous["uploader"], {**course_body, "title": "公开课"})
+    draft = _create(client, famous["uploader"], {**course_body, "title": "草稿"})
+    _published(client, famous["other"], {**course_body, "title": "别校的课"})
+    mine = client.get("/api/v1/courses?mine=true&status=all", headers=famous["uploader"]).json
+    assert sorted(c["id"] for c in mine["items"]) == sorted([published["id"], draft["id"]]) and mine["total"] == 2
+    # A teacher of the school sees the school's courses too; an admin their own school's, not every school's.
+    assert client.get("/api/v1/courses?mine=1&status=all", headers=famous["teacher"]).json["total"] == 2
+    assert [c["title"] for c in client.get("/api/v1/courses?mine=true", headers=famous["admin"]).json["items"]] == [
+        "别校的课"
+    ]
+    assert client.get("/api/v1/courses?mine=true", headers=famous["uploader"]).json["total"] == 1  # published only
+    assert client.get("/api/v1/courses?mine=false").json["total"] == 2
+    anonymous = client.get("/api/v1/courses?mine=true")
+    assert anonymous.status_code == 401 and anonymous.json["error"]["code"] == "unauthorized"
+    bad = client.get("/api/v1/courses?mine=maybe", headers=famous["uploader"])
+    assert bad.status_code == 422 and "mine" in bad.json["error"]["fields"]
+    parameters = client.get("/api/v1/openapi.json").json["paths"]["/api/v1/courses"]["get"]["parameters"]
+    assert any(p["name"] == "mine" and "own school" in p["description"] for p in parameters)
+
+
 def test_other_schools(client: FlaskClient, famous: dict[str, Any], course_body: dict[str, Any]) -> None:
     draft = _create(client, famous["uploader"], course_body)
     published = _published(client, famous["uploader"], {**course_body, "title": "公开课"})

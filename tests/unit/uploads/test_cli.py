@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +12,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from hub.catalog.models import Lesson, Material
-from hub.uploads import cli
+from hub.uploads import cli, terminal
+from hub.uploads.course_cli import course_cli
 from tests.unit.uploads.conftest import MiB, School, mp4_bytes
 
 
@@ -34,6 +36,8 @@ def server(app: Flask) -> Iterator[str]:
 def quick(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(cli, "BACKOFF", (0,))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("LANGUAGE", raising=False)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")  # English, whatever the developer's terminal speaks
 
 
 def _token(school: School) -> str:
@@ -72,12 +76,18 @@ def test_upload_a_file_resuming_after_a_dropped_link(
     done = _run(server, school, str(video), "--lesson", str(school.lesson_id), "--title", "第一课")
     assert done.exit_code == 0, done.output
     assert offsets == [2 * MiB, 3 * MiB]  # from the server's offset, not from the start
-    assert done.output.strip().endswith("第一课 (pending)")
+    assert done.output.strip().endswith(
+        f"Lesson {school.lesson_id}: 0 lessons created, 1 already there; 1 files uploaded (3.0 MB), 0 skipped."
+    )
     material = db.scalar(select(Material))
     assert material is not None and material.original_sha256 == hashlib.sha256(data).hexdigest()
+    assert material.title == "第一课"
 
+    # The hub, not a local file, knows it is there: a run with another cache skips it too.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "another-cache"))
     again = _run(server, school, str(video), "--lesson", str(school.lesson_id))
-    assert again.exit_code == 0 and "already material" in again.output
+    assert again.exit_code == 0 and "nothing to do, all 1 files are already there" in again.output
+    assert db.scalars(select(Material)).all() == [material]
 
 
 def test_a_retried_chunk_goes_on_from_the_server(
@@ -112,9 +122,12 @@ def test_upload_a_course_folder(server: str, school: School, db: Session, tmp_pa
     assert result.exit_code == 0, result.output
     titles = {lesson.title: sorted(m.title for m in lesson.materials) for lesson in db.scalars(select(Lesson))}
     assert titles == {"配方法": [], "01 配方法": ["视频", "讲义"], "02 公式法": ["02 公式法"]}
+    assert result.output.strip().endswith("2 lessons created, 0 already there; 3 files uploaded (15.6 KB), 0 skipped.")
 
     rerun = _run(server, school, str(folder), "--course", str(school.course_id))
-    assert rerun.exit_code == 0 and rerun.output.count("already material") == 3
+    assert rerun.exit_code == 0, rerun.output
+    assert rerun.output.strip() == f"Course {school.course_id}: nothing to do, all 3 files are already there."
+    assert db.scalar(select(func.count()).select_from(Lesson)) == 3
 
 
 def test_usage_errors(server: str, school: School, tmp_path: Path) -> None:
@@ -153,3 +166,99 @@ def test_every_chunk_carries_its_own_checksum(
         for start in range(0, len(data), MiB)
     ]
     assert sent == expected  # one PATCH per chunk: no 460 and no resend
+
+
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "一元二次方程"
+    (folder / "配方法").mkdir(parents=True)
+    (folder / "配方法" / "视频.mp4").write_bytes(mp4_bytes(5000, seed=1))
+    (folder / "02 公式法.mp4").write_bytes(mp4_bytes(6000, seed=2))
+    return folder
+
+
+def test_a_folder_fills_the_existing_lesson_of_the_same_title(
+    server: str, school: School, db: Session, tmp_path: Path
+) -> None:
+    """The fixture's course has a lesson 配方法: the folder 配方法 goes into it, not into a second one."""
+    folder = _folder(tmp_path)
+    dry = _run(server, school, str(folder), "--course", str(school.course_id), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    plan = json.loads(dry.stdout)
+    assert plan["dry_run"] is True and plan["counts"] == {
+        "lessons_created": 1,
+        "lessons_existing": 1,
+        "files_uploaded": 2,
+        "files_skipped": 0,
+        "bytes_uploaded": 11000,
+    }
+    assert [(lesson["title"], lesson["id"], lesson["action"]) for lesson in plan["lessons"]] == [
+        ("02 公式法", None, "create"),
+        ("配方法", school.lesson_id, "exists"),
+    ]
+    assert [f["action"] for lesson in plan["lessons"] for f in lesson["files"]] == ["upload", "upload"]
+    assert db.scalar(select(func.count()).select_from(Lesson)) == 1
+    assert db.scalar(select(func.count()).select_from(Material)) == 0  # a dry run changes nothing
+
+    done = json.loads(_run(server, school, str(folder), "--course", str(school.course_id), "--json").stdout)
+    assert [lesson["action"] for lesson in done["lessons"]] == ["created", "exists"]
+    assert [f["action"] for lesson in done["lessons"] for f in lesson["files"]] == ["uploaded", "uploaded"]
+    db.expire_all()
+    lessons = {lesson.title: [m.title for m in lesson.materials] for lesson in db.scalars(select(Lesson))}
+    assert lessons == {"配方法": ["视频"], "02 公式法": ["02 公式法"]}
+
+    # A new file in the folder: only it goes; the run says what it skipped.
+    (folder / "配方法" / "讲义.pdf").write_bytes(b"%PDF-1.4\n" + b"x" * 5000)
+    again = json.loads(_run(server, school, str(folder), "--course", str(school.course_id), "--json").stdout)
+    files = {f["title"]: (f["action"], f["material"]["id"] if f["material"] else None) for f in _files(again)}
+    assert files["讲义"][0] == "uploaded" and files["视频"][0] == files["02 公式法"][0] == "skipped"
+    assert again["counts"]["lessons_created"] == 0 and again["counts"]["files_uploaded"] == 1
+
+
+def _files(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [f for lesson in document["lessons"] for f in lesson["files"]]
+
+
+def test_course_list_and_show(server: str, school: School, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    assert _run(server, school, str(folder), "--course", str(school.course_id)).exit_code == 0
+    token = _token(school)
+    runner = CliRunner()
+    mine = runner.invoke(course_cli, ["list", "--mine", "--json", "--url", server, "--token", token])
+    assert mine.exit_code == 0, mine.output
+    listed = json.loads(mine.stdout)
+    assert [(c["id"], c["status"], c["lessons"]) for c in listed["items"]] == [(school.course_id, "draft", 2)]
+    # Off a terminal, one line; anonymous sees no drafts; --mine without a token is a usage error.
+    line = runner.invoke(course_cli, ["list", "--mine", "--url", server, "--token", token])
+    assert line.stdout.count("\n") == 1 and line.stdout.startswith(f"1 courses: {school.course_id} ")
+    assert runner.invoke(course_cli, ["list", "--url", server]).stdout == "0 courses\n"
+    refused = runner.invoke(course_cli, ["list", "--mine", "--url", server], env={"HUB_TOKEN": ""})
+    assert refused.exit_code == 2 and "--mine needs --token" in refused.output
+
+    shown = runner.invoke(course_cli, ["show", str(school.course_id), "--json", "--url", server, "--token", token])
+    document = json.loads(shown.stdout)
+    assert document["course"]["id"] == school.course_id
+    assert [lesson["title"] for lesson in document["lessons"]] == ["配方法", "02 公式法"]
+    assert [m["status"] for lesson in document["lessons"] for m in lesson["materials"]] == ["pending", "pending"]
+    summary = runner.invoke(course_cli, ["show", str(school.course_id), "--url", server, "--token", token]).stdout
+    assert summary.count("\n") == 1 and "2 lessons, 2 materials (2 waiting)" in summary
+    # Another school's draft does not exist for them, in the hub's words (in the user's language once the
+    # API answers by Accept-Language: the client sends it).
+    hidden = runner.invoke(
+        course_cli,
+        ["show", str(school.course_id), "--url", server, "--token", school.other["Authorization"][7:]],
+        env={"LC_ALL": "zh_CN.UTF-8"},
+    )
+    assert hidden.exit_code == 1
+    assert f"没有编号为 {school.course_id} 的课程" in hidden.output or f"no course {school.course_id}" in hidden.output
+
+
+def test_messages_follow_the_locale(server: str, school: School, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    args = [str(folder), "--course", str(school.course_id), "--url", server, "--token", _token(school), "--dry-run"]
+    chinese = CliRunner(env={"LC_ALL": "zh_CN.UTF-8"}).invoke(cli.upload, args)
+    assert chinese.exit_code == 0, chinese.output
+    assert chinese.stdout.startswith(f"课程 {school.course_id}：试运行，未做任何更改。将新建 1 个课时并上传 2 个文件")
+    english = CliRunner(env={"LC_ALL": "", "LANGUAGE": "en_GB:zh_CN"}).invoke(cli.upload, args)
+    assert english.stdout.startswith(f"Course {school.course_id}: dry run, nothing changed.")
+    assert terminal.language({"LANG": "zh_TW.UTF-8"}) == "zh" and terminal.language({}) == "en"
+    assert terminal.language({"LC_ALL": "C", "LANG": "zh_CN.UTF-8"}) == "en"  # LC_ALL wins, as in gettext

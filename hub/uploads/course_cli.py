@@ -1,0 +1,139 @@
+"""``hub course list`` and ``hub course show``: an uploader's courses, read over the API.
+
+Like ``hub upload``, these are clients (``--url``, ``--token``) that run on the
+uploader's own machine, so the ids an upload needs come from here rather than from
+page URLs. ``--json`` prints the API's own documents, for scripts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from hub.uploads.cli import TusClient, connection_options, human_size
+from hub.uploads.terminal import _, in_brackets, language, print_json, status_label, stdout_is_terminal
+from hub.vocab import SUBJECTS
+
+PER_PAGE = 100  # the API's largest page
+
+
+@click.group("course")
+def course_cli() -> None:
+    """Courses on a hub: list them, show one with its lessons and materials."""
+
+
+def _subject(code: str) -> str:
+    zh, en = SUBJECTS.get(code, (code, code))
+    return zh if language() == "zh" else en
+
+
+@course_cli.command("list")
+@click.option("--mine", is_flag=True, help="Only my school's courses, drafts and withdrawn ones too (needs --token).")
+@click.option(
+    "--status",
+    type=click.Choice(["published", "draft", "withdrawn", "all"]),
+    default=None,
+    help="Only courses with this status (default: all with --mine, else published).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the courses as one JSON document.")
+@connection_options(required_token=False)
+def course_list(mine: bool, status: str | None, as_json: bool, url: str, token: str) -> None:
+    """Courses: id, status, lessons, subject and title."""
+    if mine and not token:
+        raise click.UsageError(_("--mine needs --token (or HUB_TOKEN)"))
+    client = TusClient(url, token)
+    query = f"status={status or ('all' if mine else 'published')}&per_page={PER_PAGE}" + ("&mine=true" if mine else "")
+    items: list[dict[str, Any]] = []
+    try:
+        page = 1
+        while True:
+            answer = client.get_json(f"/api/v1/courses?{query}&page={page}")
+            items += answer["items"]
+            if not answer["items"] or len(items) >= answer["total"]:
+                break
+            page += 1
+    finally:
+        client.close()
+    if as_json:
+        print_json({"items": items, "total": len(items)})
+        return
+    if not stdout_is_terminal():
+        # One line for a log or a script's message; --json has everything.
+        listed = "; ".join(f"{c['id']} {c['title']} ({status_label(c['status'])})" for c in items)
+        click.echo(_("%(n)s courses", n=len(items)) + (f": {listed}" if items else ""))
+        return
+    if not items:
+        click.echo(_("No courses."))
+        return
+    click.echo("\t".join((_("id"), _("status"), _("lessons"), _("subject"), _("title"))))
+    for course in items:
+        click.echo(
+            "\t".join(
+                (
+                    str(course["id"]),
+                    status_label(course["status"]),
+                    str(course.get("lessons", 0)),
+                    _subject(course["subject"]),
+                    course["title"],
+                )
+            )
+        )
+
+
+@course_cli.command("show")
+@click.argument("course_id", metavar="ID", type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print the course and its lessons as one JSON document.")
+@connection_options(required_token=False)
+def course_show(course_id: int, as_json: bool, url: str, token: str) -> None:
+    """A course with its lessons, materials, their statuses and renditions."""
+    client = TusClient(url, token)
+    try:
+        course = client.get_json(f"/api/v1/courses/{course_id}")
+        lessons = client.get_json(f"/api/v1/courses/{course_id}/lessons")["items"]
+    finally:
+        client.close()
+    if as_json:
+        print_json({"course": course, "lessons": lessons})
+        return
+    materials = [m for lesson in lessons for m in lesson.get("materials", [])]
+    counts: dict[str, int] = {}
+    for material in materials:
+        counts[material["status"]] = counts.get(material["status"], 0) + 1
+    summary = _(
+        "Course %(id)s “%(title)s” (%(status)s): %(lessons)s lessons, %(materials)s materials",
+        id=course["id"],
+        title=course["title"],
+        status=status_label(course["status"]),
+        lessons=len(lessons),
+        materials=len(materials),
+    )
+    if counts:
+        summary += in_brackets([_("%(n)s %(status)s", n=n, status=status_label(s)) for s, n in sorted(counts.items())])
+    if not stdout_is_terminal():
+        click.echo(summary)
+        return
+    click.echo(summary)
+    for lesson in lessons:
+        click.echo(_("%(position)s. %(title)s (lesson %(id)s)", **{k: lesson[k] for k in ("position", "title", "id")}))
+        for material in lesson.get("materials", []):
+            click.echo(
+                "   "
+                + _(
+                    "Material %(id)s “%(title)s”: %(status)s",
+                    id=material["id"],
+                    title=material["title"],
+                    status=status_label(material["status"]),
+                )
+                + (f" {material['progress']}%" if material["status"] == "processing" else "")
+            )
+            for rendition in material.get("renditions", []):
+                size = human_size(rendition["bytes"]) if rendition.get("bytes") else ""
+                kbps = f"{round(rendition['kbps'])} kbit/s" if rendition.get("kbps") else ""
+                details = " · ".join(part for part in (size, kbps) if part)
+                click.echo(
+                    f"      {rendition['profile']}: {status_label(rendition['status'])}"
+                    + (f" · {details}" if details else "")
+                )
+            if material.get("error"):
+                click.echo("      " + str(material["error"]))
