@@ -81,6 +81,14 @@ def course_list(mine: bool, status: str | None, as_json: bool, url: str, token: 
         )
 
 
+def _by_status(items: list[dict[str, Any]]) -> str:
+    """How many of ``items`` are in each status, in brackets: ' (2 ready, 1 failed)'."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item["status"]] = counts.get(item["status"], 0) + 1
+    return in_brackets([_("%(n)s %(status)s", n=n, status=status_label(s)) for s, n in sorted(counts.items())])
+
+
 @course_cli.command("show")
 @click.argument("course_id", metavar="ID", type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print the course and its lessons as one JSON document.")
@@ -97,9 +105,7 @@ def course_show(course_id: int, as_json: bool, url: str, token: str) -> None:
         print_json({"course": course, "lessons": lessons})
         return
     materials = [m for lesson in lessons for m in lesson.get("materials", [])]
-    counts: dict[str, int] = {}
-    for material in materials:
-        counts[material["status"]] = counts.get(material["status"], 0) + 1
+    renditions = [r for m in materials for r in m.get("renditions", [])]
     summary = _(
         "Course %(id)s “%(title)s” (%(status)s): %(lessons)s lessons, %(materials)s materials",
         id=course["id"],
@@ -107,13 +113,12 @@ def course_show(course_id: int, as_json: bool, url: str, token: str) -> None:
         status=status_label(course["status"]),
         lessons=len(lessons),
         materials=len(materials),
-    )
-    if counts:
-        summary += in_brackets([_("%(n)s %(status)s", n=n, status=status_label(s)) for s, n in sorted(counts.items())])
-    if not stdout_is_terminal():
-        click.echo(summary)
-        return
+    ) + _by_status(materials)
+    if renditions:
+        summary += _(", %(n)s renditions", n=len(renditions)) + _by_status(renditions)
     click.echo(summary)
+    if not stdout_is_terminal():
+        return
     for lesson in lessons:
         click.echo(_("%(position)s. %(title)s (lesson %(id)s)", **{k: lesson[k] for k in ("position", "title", "id")}))
         for material in lesson.get("materials", []):

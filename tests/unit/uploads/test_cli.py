@@ -240,7 +240,7 @@ def test_course_list_and_show(server: str, school: School, tmp_path: Path) -> No
     assert [lesson["title"] for lesson in document["lessons"]] == ["配方法", "02 公式法"]
     assert [m["status"] for lesson in document["lessons"] for m in lesson["materials"]] == ["pending", "pending"]
     summary = runner.invoke(course_cli, ["show", str(school.course_id), "--url", server, "--token", token]).stdout
-    assert summary.count("\n") == 1 and "2 lessons, 2 materials (2 waiting)" in summary
+    assert summary.count("\n") == 1 and summary.endswith("2 lessons, 2 materials (2 waiting)\n")
     # Another school's draft does not exist for them, in the hub's words (in the user's language once the
     # API answers by Accept-Language: the client sends it).
     hidden = runner.invoke(
@@ -262,3 +262,73 @@ def test_messages_follow_the_locale(server: str, school: School, tmp_path: Path)
     assert english.stdout.startswith(f"Course {school.course_id}: dry run, nothing changed.")
     assert terminal.language({"LANG": "zh_TW.UTF-8"}) == "zh" and terminal.language({}) == "en"
     assert terminal.language({"LC_ALL": "C", "LANG": "zh_CN.UTF-8"}) == "en"  # LC_ALL wins, as in gettext
+
+
+def _in_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run `hub ARGS` with a pseudo-terminal as stdout and stderr, as an uploader types it; (status, screen)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main_fd, child_fd = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", *args],
+        stdin=child_fd,
+        stdout=child_fd,
+        stderr=child_fd,
+        env={**os.environ, **env},
+    )
+    os.close(child_fd)
+    screen = b""
+    while True:  # read as it comes: a full pty buffer would block the child
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main_fd)
+    return process.wait(timeout=60), screen.decode()
+
+
+def test_on_a_terminal_each_lesson_and_file_has_a_line_and_a_bar(server: str, school: School, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "LANGUAGE": "", "LC_ALL": "C.UTF-8"}
+    args = ["upload", str(folder), "--course", str(school.course_id), "--url", server, "--token", _token(school)]
+    status, screen = _in_a_terminal(args, env)
+    assert status == 0, screen
+    lines = screen.replace("\r\n", "\n").split("\n")
+    assert any(line.startswith("Lesson “02 公式法”: created (lesson ") for line in lines), screen
+    assert f"Lesson “配方法”: already there (lesson {school.lesson_id})" in lines
+    assert any(line.startswith("  视频.mp4: uploaded (material ") for line in lines)
+    assert "100%" in screen  # the progress bar (on stderr, here the same terminal)
+    assert lines[-2].startswith(f"Course {school.course_id}: 1 lessons created, 1 already there; 2 files uploaded")
+
+    status, screen = _in_a_terminal([*args, "--dry-run"], env)
+    assert status == 0 and "  视频.mp4: skipped, already material " in screen and "(waiting)" in screen
+    assert "nothing changed. Would create 0 lessons and upload 0 files" in screen
+
+
+def test_the_hub_is_asked_in_the_users_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[dict[str, str]] = []
+
+    class Connection:
+        def request(self, method: str, path: str, body: Any = None, headers: Any = None) -> None:
+            sent.append(headers)
+
+        def getresponse(self) -> Any:
+            raise OSError("not a real connection")
+
+        def close(self) -> None:
+            pass
+
+    for lang, token, expected in (("zh_CN.UTF-8", "t", "zh"), ("en_US.UTF-8", "", "en")):
+        monkeypatch.setenv("LC_ALL", lang)
+        client = cli.TusClient("http://127.0.0.1:9", token)
+        client._connection = Connection()  # type: ignore[assignment]
+        with pytest.raises(cli.Transient):
+            client.request("GET", "/api/v1/courses")
+        assert sent[-1]["Accept-Language"] == expected
+        assert ("Authorization" in sent[-1]) == bool(token)  # no token: an anonymous reader, no empty Bearer
