@@ -346,6 +346,7 @@ def _split(letters: str, partial: bool) -> list[tuple[str, ...]]:
     return found
 
 
+@functools.lru_cache(maxsize=4096)
 def syllable_grams(syllables: tuple[str, ...]) -> tuple[str, ...]:
     """The index terms a reading must all have: its syllable pairs, or the syllable alone."""
     if len(syllables) == 1:
@@ -368,10 +369,14 @@ class QueryUnit:
     pinyin: str = ""
     boost: tuple[str, ...] = ()
     cjk: bool = False
-    # Readings of Latin letters as pinyin syllables, each as the syllable bigrams
-    # (or the one syllable) that must all be in the pinyin-gram fields: another
-    # way to match, like ``pinyin``.
-    spellings: tuple[tuple[str, ...], ...] = ()
+    # Readings of Latin letters as pinyin syllables (fangan: fang an, fan gan):
+    # another way to match, like ``pinyin``, through their ``spellings``.
+    readings: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def spellings(self) -> tuple[tuple[str, ...], ...]:
+        """Per reading, the syllable bigrams (or the one syllable) the pinyin-gram fields must all have."""
+        return tuple(dict.fromkeys(syllable_grams(r) for r in self.readings))
 
 
 def analyze_query(text: str, *, max_units: int = 12) -> list[QueryUnit]:
@@ -429,9 +434,8 @@ def _latin_unit(group: list[str], stop: frozenset[str]) -> QueryUnit:
     letters = "".join(group)
     words = [w for w in group if w not in stop] or group
     required = tuple(dict.fromkeys(stem(w) for w in words))
-    spellings = tuple(dict.fromkeys(syllable_grams(s) for s in split_pinyin(letters)))
     pinyin = letters if looks_like_pinyin(letters) else ""
-    return QueryUnit(" ".join(group), required, pinyin=pinyin, spellings=spellings)
+    return QueryUnit(" ".join(group), required, pinyin=pinyin, readings=tuple(split_pinyin(letters)))
 
 
 def highlight_terms(units: Iterable[QueryUnit]) -> tuple[list[str], set[str]]:
@@ -444,6 +448,35 @@ def highlight_terms(units: Iterable[QueryUnit]) -> tuple[list[str], set[str]]:
         else:
             stems.update(unit.required)
     return cjk, stems
+
+
+def pinyin_spans(folded: str, readings: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:
+    """(start, end) of each Chinese stretch of ``folded`` that reads as one of ``readings``.
+
+    For the snippet of a hit found by pinyin: fenshu marks 分数 in 认识分数单位.
+    """
+    wanted = {r for r in readings if r}
+    if not wanted:
+        return []
+    longest = max(len(r) for r in wanted)
+    cut = _load_tables().segmenter.cut
+    spans: list[tuple[int, int]] = []
+    for match in _TOKEN.finditer(folded):
+        run = match.group(1)
+        if not run:
+            continue
+        syllables: list[str] = []
+        for word in cut(run, False):
+            read = _word_syllables(word)
+            if len(read) != len(word):  # characters without a reading: one by one, to keep positions
+                read = tuple((_word_syllables(c) or ("",))[0] for c in word)
+            syllables.extend(read)
+        start = match.start()
+        for i in range(len(syllables)):
+            for n in range(1, min(longest, len(syllables) - i) + 1):
+                if tuple(syllables[i : i + n]) in wanted:
+                    spans.append((start + i, start + i + n))
+    return spans
 
 
 def english_words(folded: str) -> Iterable[tuple[int, int, str]]:

@@ -581,6 +581,9 @@ def highlight(text: str, units: Sequence[QueryUnit], max_chars: int = 160) -> st
         for start, end, word in analysis.english_words(folded):
             if analysis.stem(word) in stems:
                 spans.append((start, end))
+    readings = [reading for unit in units for reading in unit.readings]
+    if readings and folded:
+        spans.extend(analysis.pinyin_spans(folded, readings))
     spans = _merge(spans)
     start, end = _window(len(text), spans, max_chars)
     out: list[str] = ["…" if start > 0 else ""]

@@ -101,3 +101,9 @@ def test_highlight_marks_original_characters_and_escapes() -> None:
     assert snippet.startswith("…") and snippet.endswith("…") and "<mark>二次方程</mark>" in snippet
     # Bigrams found apart are marked one by one.
     assert highlight("方程的二次项", analyze_query("二次方程")) == "<mark>方程</mark>的<mark>二次</mark>项"
+
+
+def test_pinyin_marks_the_chinese_it_reads_as() -> None:
+    assert highlight("认识分数单位", analyze_query("fenshu")) == "认识<mark>分数</mark>单位"
+    assert highlight("分数的意义", analyze_query("fen shu")) == "<mark>分数</mark>的意义"
+    assert highlight("用配方法解方程", analyze_query("peifang")) == "用<mark>配方</mark>法解方程"
