@@ -84,6 +84,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.accounts import views as account_views
     from hub.catalog import api as catalog_api
     from hub.catalog import views as catalog_views
+    from hub.harvest import views as harvest_views
     from hub.media import api as media_api
     from hub.media import views as media_views
     from hub.search import api as search_api
@@ -127,3 +128,6 @@ def _init_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(sync_views.blueprint)
     app.register_blueprint(subtitles_views.blueprint)
     app.register_blueprint(servers_views.blueprint)
+    app.register_blueprint(harvest_views.blueprint)
+    # Harvesters POST OAI-PMH requests form-encoded, without a session or a CSRF token.
+    csrf.exempt(harvest_views.blueprint)

@@ -236,6 +236,24 @@ class Settings:
         "4",
     )
     page_size: int = setting("Courses per page in lists.", _positive_int, "20")
+    oai_repository_name: str = setting("The hub's name in OAI-PMH Identify.", str, "OER Hub")
+    oai_repository_id: str = setting(
+        "Namespace of OAI-PMH identifiers (oai:ID:course/N), a domain name; empty: HUB_PUBLIC_URL's host, else the "
+        "request's. Set it when the hub is reached under several names: identifiers must not change.",
+        str,
+        "",
+    )
+    oai_admin_email: str = setting(
+        "Contact address OAI-PMH Identify gives harvesters; empty: webmaster@ the request's host.", str, ""
+    )
+    oai_page_size: int = setting(
+        "Records (or identifiers) per OAI-PMH list response; the rest follow by resumption token.", _positive_int, "100"
+    )
+    sitemap_max_urls: int = setting(
+        "URLs per sitemap file (the protocol allows 50000); past it /sitemap.xml becomes a sitemap index.",
+        _between(1, 50_000),
+        "50000",
+    )
     timezone: str = setting(
         "Time zone of every time the hub shows (pages, commands) and of `hub sync pull --window` (an IANA name).",
         _timezone,

@@ -2,6 +2,7 @@
 
 from hub.accounts.models import ApiToken, Pairing, School, User
 from hub.catalog.models import Course, Lesson, Material
+from hub.harvest.models import HarvestRecord
 from hub.jobs import Outbox
 from hub.media.models import Blob, Rendition
 from hub.subtitles.models import Subtitle
@@ -23,6 +24,7 @@ __all__ = [
     "Change",
     "CountReport",
     "Course",
+    "HarvestRecord",
     "Lesson",
     "ManifestState",
     "Material",

@@ -138,6 +138,8 @@ class Material(Timestamped, Base):
     )
 
 
+# Registers the hook that keeps harvest records (OAI-PMH) in step with every catalog write.
+import hub.harvest.models  # noqa: E402, F401
 from hub.media.models import Blob, Rendition  # noqa: E402  (mutual relationship)
 from hub.subtitles.models import Subtitle  # noqa: E402  (mutual relationship)
 
