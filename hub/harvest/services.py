@@ -8,7 +8,6 @@ sitemap pages by id. Nothing loads the whole catalog.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -158,27 +157,27 @@ def sitemap_counts(session: Session) -> SitemapCounts:
     return SitemapCounts(courses, lessons)
 
 
-def sitemap_courses(session: Session, offset: int, limit: int) -> Iterator[tuple[int, datetime]]:
+def sitemap_courses(session: Session, offset: int, limit: int) -> list[tuple[int, datetime]]:
     """(course id, last change) of published courses, by id; the last change is the harvest datestamp."""
-    for course_id, changed in session.execute(
+    rows = session.execute(
         select(Course.id, func.coalesce(HarvestRecord.datestamp, Course.updated_at))
         .outerjoin(HarvestRecord, HarvestRecord.course_id == Course.id)
         .where(Course.status == "published")
         .order_by(Course.id)
         .offset(offset)
         .limit(limit)
-    ):
-        yield course_id, changed
+    )
+    return [(row[0], row[1]) for row in rows]
 
 
-def sitemap_lessons(session: Session, offset: int, limit: int) -> Iterator[tuple[int, datetime]]:
+def sitemap_lessons(session: Session, offset: int, limit: int) -> list[tuple[int, datetime]]:
     """(lesson id, last change) of the lessons of published courses, by id."""
-    for lesson_id, changed in session.execute(
+    rows = session.execute(
         select(Lesson.id, func.coalesce(Lesson.changed_at, Lesson.updated_at))
         .join(Course)
         .where(Course.status == "published")
         .order_by(Lesson.id)
         .offset(offset)
         .limit(limit)
-    ):
-        yield lesson_id, changed
+    )
+    return [(row[0], row[1]) for row in rows]

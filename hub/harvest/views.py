@@ -90,8 +90,8 @@ def sitemap() -> Response:
         if not (number.isascii() and number.isdigit() and 1 <= int(number) <= 10**6):
             raise NotFound()
         offset = (int(number) - 1) * per_file
-        courses = iter(()) if kind == "lessons" else services.sitemap_courses(session, offset, per_file)
-        lessons = iter(()) if kind == "courses" else services.sitemap_lessons(session, offset, per_file)
+        courses = [] if kind == "lessons" else services.sitemap_courses(session, offset, per_file)
+        lessons = [] if kind == "courses" else services.sitemap_lessons(session, offset, per_file)
     rows.extend((absolute_url("catalog.course_page", course_id=i), when) for i, when in courses)
     rows.extend((absolute_url("catalog.lesson_page", lesson_id=i), when) for i, when in lessons)
     if kind is not None and not rows:
