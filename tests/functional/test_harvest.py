@@ -99,7 +99,7 @@ def hub(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         for i in range(3):
             site.public.add(course(auths[0], title=f"数学课程{i}"))
         for i in range(2):
-            made = course(auths[1], title=f"古诗{i}", subject="chinese", grades=[3])
+            made = course(auths[1], title=f"古诗{i}", subject="chinese", edition="统编版", grades=[3])
             site.public.add(made)
             site.chinese.add(made)
         site.hidden.add(course(auths[0], publish=False, title="草稿"))

@@ -173,7 +173,9 @@ def test_records_list_by_set_and_by_date(
     client: FlaskClient, schools: dict[str, Any], course_body: dict[str, Any], db: Session
 ) -> None:
     math = _course(client, schools["up"], course_body)
-    chinese = _course(client, schools["up2"], {**course_body, "subject": "chinese", "title": "古诗三首"})
+    chinese = _course(
+        client, schools["up2"], {**course_body, "subject": "chinese", "edition": "统编版", "title": "古诗三首"}
+    )
 
     def listed(**params: str) -> set[str]:
         root = oai(client, verb="ListIdentifiers", metadataPrefix="oai_dc", **params)
