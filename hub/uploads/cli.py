@@ -31,6 +31,7 @@ import click
 
 from hub.uploads.plan import FilePlan, LessonPlan, plan_folder, plan_lesson
 from hub.uploads.terminal import _, language, print_json, status_label, stderr_is_terminal, stdout_is_terminal
+from hub.uploads.watch import wait_for_materials
 
 MiB = 1024 * 1024
 TUS_VERSION = "1.0.0"
@@ -505,6 +506,7 @@ class Run:
                         "sha256": item.sha256,
                         "bytes": item.size,
                         "action": file_action,
+                        "reason": item.reason,
                         "material": _material_summary(material) if material else None,
                     }
                 )
@@ -515,7 +517,8 @@ class Run:
             "lessons_created": sum(lesson["action"] in ("create", "created") for lesson in self.lessons),
             "lessons_existing": sum(lesson["action"] == "exists" for lesson in self.lessons),
             "files_uploaded": sum(f["action"] in ("upload", "uploaded") for f in files),
-            "files_skipped": sum(f["action"] in ("skip", "skipped") for f in files),
+            "files_skipped": sum(f["action"] in ("skip", "skipped") and f["reason"] != "empty" for f in files),
+            "files_empty": sum(f["reason"] == "empty" for f in files),
             "bytes_uploaded": sum(f["bytes"] for f in files if f["action"] in ("upload", "uploaded")),
         }
 
@@ -553,6 +556,8 @@ def _file_line(item: FilePlan, action: str, material: dict[str, Any] | None) -> 
     if action == "uploaded":
         assert material is not None
         return "  " + _("%(name)s: uploaded (material %(id)s)", name=name, id=material["id"])
+    if item.reason == "empty":
+        return "  " + _("%(name)s: skipped, the file is empty", name=name)
     if material is None:
         return "  " + _("%(name)s: skipped, the same file is already in this upload", name=name)
     return "  " + _(
@@ -564,6 +569,13 @@ def _file_line(item: FilePlan, action: str, material: dict[str, Any] | None) -> 
 
 
 def summary_line(target: str, counts: dict[str, int], dry_run: bool) -> str:
+    line = _summary(target, counts, dry_run)
+    if counts["files_empty"]:
+        line += " " + _("%(n)s empty files left out.", n=counts["files_empty"])
+    return line
+
+
+def _summary(target: str, counts: dict[str, int], dry_run: bool) -> str:
     if dry_run:
         return _(
             "%(target)s: dry run, nothing changed. Would create %(created)s lessons and upload %(uploaded)s files "
@@ -658,12 +670,12 @@ def upload(
 
     Exit status: 0 done; 1 an error, or with --wait a material failed; 3 --timeout ran out.
     """
-    from hub.uploads.watch import wait_for_materials
-
     if path.is_dir() and course is None:
         raise click.UsageError(_("a folder needs --course ID (each sub-folder becomes a lesson)"))
     if not path.is_dir() and lesson is None:
         raise click.UsageError(_("a file needs --lesson ID"))
+    if not path.is_dir() and path.stat().st_size == 0:
+        raise UploadError(_("%(path)s is empty", path=path))
     client = TusClient(url, token, chunk_size=chunk_size * MiB, retries=retries)
     state = State.default()
     talk = stdout_is_terminal() and not as_json

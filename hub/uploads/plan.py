@@ -37,9 +37,11 @@ class FilePlan:
     sha256: str
     size: int
     # "upload", or "skip" when ``material`` (the API's JSON of a material of the lesson)
-    # already holds these bytes, or when an earlier file of this run does (``material`` None).
+    # already holds these bytes, or (``material`` None) for the ``reason``: "empty" or
+    # "duplicate" (an earlier file of this run has the same bytes).
     action: str
     material: dict[str, Any] | None = None
+    reason: str = ""
 
 
 @dataclass
@@ -88,13 +90,16 @@ def plan_lesson(
     planned = LessonPlan(title, lesson)
     sending: set[str] = set()
     for path in files:
-        digest = sha256_of(path)
         size = path.stat().st_size
         file_title = clean_title(path.stem)
+        if size == 0:  # nothing to make a material of; said, not a stop halfway through the folder
+            planned.files.append(FilePlan(path, file_title, "", size, "skip", reason="empty"))
+            continue
+        digest = sha256_of(path)
         if digest in have:
             planned.files.append(FilePlan(path, file_title, digest, size, "skip", have[digest]))
         elif digest in sending:  # the same bytes twice in the folder: one material is enough
-            planned.files.append(FilePlan(path, file_title, digest, size, "skip"))
+            planned.files.append(FilePlan(path, file_title, digest, size, "skip", reason="duplicate"))
         else:
             sending.add(digest)
             planned.files.append(FilePlan(path, file_title, digest, size, "upload"))

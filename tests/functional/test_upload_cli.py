@@ -149,3 +149,19 @@ def test_a_file_uploaded_twice_to_a_lesson_is_one_material(hub: Hub, folder: Pat
     second = hub.run("upload", video, "--lesson", str(lesson), XDG_CACHE_HOME=str(hub.cache.parent / "elsewhere"))
     assert _one_line(second) == f"Lesson {lesson}: nothing to do, all 1 files are already there."
     assert len(hub.lessons(course)[0]["materials"]) == 1
+
+
+def test_wait_exits_non_zero_with_the_reason_when_a_material_fails(hub: Hub, tmp_path: Path) -> None:
+    course = hub.course()
+    broken = tmp_path / "坏了" / "录像.mp4"
+    broken.parent.mkdir()
+    # An MP4's first box, then no video at all: it uploads, and the pipeline refuses it with a reason.
+    broken.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + os.urandom(20000))
+    result = hub.run("upload", str(broken.parent), "--course", str(course), "--wait", "--timeout", "300", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    waited = json.loads(result.stdout)["wait"]
+    assert (waited["ready"], waited["failed"], waited["timed_out"]) == (0, 1, False)
+    assert waited["materials"][0]["status"] == "failed" and waited["materials"][0]["error"]
+
+    line = _one_line(hub.run("upload", str(broken.parent), "--course", str(course), "--wait"))
+    assert "nothing to do" in line and "0 materials ready, 1 failed" in line

@@ -189,6 +189,7 @@ def test_a_folder_fills_the_existing_lesson_of_the_same_title(
         "lessons_existing": 1,
         "files_uploaded": 2,
         "files_skipped": 0,
+        "files_empty": 0,
         "bytes_uploaded": 11000,
     }
     assert [(lesson["title"], lesson["id"], lesson["action"]) for lesson in plan["lessons"]] == [
@@ -306,9 +307,12 @@ def test_on_a_terminal_each_lesson_and_file_has_a_line_and_a_bar(server: str, sc
     assert "100%" in screen  # the progress bar (on stderr, here the same terminal)
     assert lines[-2].startswith(f"Course {school.course_id}: 1 lessons created, 1 already there; 2 files uploaded")
 
+    (folder / "配方法" / "空.pdf").write_bytes(b"")
     status, screen = _in_a_terminal([*args, "--dry-run"], env)
     assert status == 0 and "  视频.mp4: skipped, already material " in screen and "(waiting)" in screen
+    assert "  空.pdf: skipped, the file is empty" in screen
     assert "nothing changed. Would create 0 lessons and upload 0 files" in screen
+    assert "2 files are already there. 1 empty files left out." in screen
 
 
 def test_the_hub_is_asked_in_the_users_language(monkeypatch: pytest.MonkeyPatch) -> None:

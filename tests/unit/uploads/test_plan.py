@@ -101,10 +101,12 @@ def test_the_same_bytes_twice_in_a_lesson_are_sent_once(tmp_path: Path) -> None:
     (folder / "L").mkdir(parents=True)
     (folder / "L" / "a.mp4").write_bytes(b"same")
     (folder / "L" / "b.mp4").write_bytes(b"same")
+    (folder / "L" / "c.mp4").write_bytes(b"")
     (plan,) = plan_folder(folder, [], _sha)
-    assert [(f.path.name, f.action, f.material) for f in plan.files] == [
-        ("a.mp4", "upload", None),
-        ("b.mp4", "skip", None),
+    assert [(f.path.name, f.action, f.reason) for f in plan.files] == [
+        ("a.mp4", "upload", ""),
+        ("b.mp4", "skip", "duplicate"),
+        ("c.mp4", "skip", "empty"),  # said in the plan, not an error halfway through the folder
     ]
 
 
