@@ -336,3 +336,13 @@ def test_the_hub_is_asked_in_the_users_language(monkeypatch: pytest.MonkeyPatch)
             client.request("GET", "/api/v1/courses")
         assert sent[-1]["Accept-Language"] == expected
         assert ("Authorization" in sent[-1]) == bool(token)  # no token: an anonymous reader, no empty Bearer
+
+
+def test_wait_gives_up_at_the_timeout_with_status_3(server: str, school: School, tmp_path: Path) -> None:
+    """No worker runs here: the material stays waiting, and the command ends when --timeout says."""
+    video = tmp_path / "a.mp4"
+    video.write_bytes(mp4_bytes(5000, seed=3))
+    result = _run(server, school, str(video), "--lesson", str(school.lesson_id), "--wait", "--timeout", "1")
+    assert result.exit_code == 3, result.output
+    assert result.stdout.count("\n") == 1
+    assert result.stdout.strip().endswith("(0 renditions ready) in 1 s. Stopped waiting: 1 still processing.")
