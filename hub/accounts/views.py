@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from werkzeug.wrappers import Response
 
 from hub.accounts import auth, services
-from hub.accounts.models import School
+from hub.accounts.models import School, User
 from hub.config import Settings
 from hub.db import request_session
 from hub.errors import Invalid, TooManyRequests, Unauthorized
@@ -38,7 +38,18 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
         return page, exc.status, headers
     session.commit()
     auth.login(user)
-    return redirect(safe_next(request.form.get("next")))
+    return redirect(_landing(user, request.form.get("next")))
+
+
+def _landing(user: User, target: str | None) -> str:
+    """Where a sign-in lands: the page ``next=`` names, else the user's own start page.
+
+    The header's sign-in link carries the page it was on, which for most is the
+    home page; an uploader signs in to upload, so "/" means their dashboard.
+    """
+    if user.role == "uploader" and (not target or target == url_for("catalog.home")):
+        return url_for("uploads.dashboard")
+    return safe_next(target)
 
 
 @blueprint.post("/logout")

@@ -37,6 +37,12 @@ SCRIPT_MESSAGES = {
     "could_not_add": lazy_gettext("Could not add the material"),
     "added": lazy_gettext("Added; waiting to be processed"),
     "http_error": lazy_gettext("%(message)s (HTTP %(status)s)"),
+    "pausing": lazy_gettext("Pausing after this piece…"),
+    "rate": lazy_gettext("%(speed)s/s · %(left)s left"),
+    "h_m": lazy_gettext("%(h)s h %(m)s min"),
+    "m_s": lazy_gettext("%(m)s min %(s)s s"),
+    "m": lazy_gettext("%(m)s min"),
+    "s": lazy_gettext("%(s)s s"),
 }
 """Key → message; the script calls ``t('key', {name: value})``."""
 

@@ -26,6 +26,7 @@ from hub.errors import HubError, Invalid, PermissionDenied, invalid_from_pydanti
 from hub.i18n import N_, gettext
 from hub.inputs import parse_int
 from hub.media.api import material_out
+from hub.media.reasons import localized_error
 from hub.media.storage import Storage
 from hub.subtitles import services as subtitles
 from hub.subtitles.api import read_upload
@@ -34,9 +35,12 @@ from hub.uploads.messages import script_messages
 from hub.vocab import VOLUMES
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/upload")
+# A processing failure's stored English reason, in the reader's language (hub.media.reasons).
+blueprint.add_app_template_filter(localized_error, "media_error")
 
-# Bytes per PATCH from the page: a dropped connection costs at most this much again,
-# and every chunk is a progress step on a slow link.
+# The most bytes per PATCH from the page; the script sizes pieces to the link's speed
+# (about 4 s each) below this. waitress reads a whole body before the app sees it, so
+# a piece cut off is sent again: this bounds that cost on a fast link.
 BROWSER_CHUNK_BYTES = 5 * 1024 * 1024
 
 
