@@ -147,6 +147,7 @@
     this.xhr = null;
     this.timer = null;
     this.chunk = Math.min(FIRST_CHUNK, maxChunk);
+    this.pieceSpeed = 0; // bytes per second of the last whole piece
     this.samples = []; // [time in ms, bytes sent] over the last SPEED_WINDOW_MS
 
     var item = el('li');
@@ -245,8 +246,10 @@
   Transfer.prototype.pause = function () {
     this.pauseButton.hidden = true;
     this.resumeButton.hidden = false;
-    var speed = this.speed();
-    if (this.piece && speed > 0 && (this.piece.end - this.piece.sent) / speed <= PAUSE_WAIT_S) {
+    // Right after a resume the window is empty: the last piece's speed stands in; with
+    // neither (the first piece, small on purpose) the piece is waited for too.
+    var speed = this.speed() || this.pieceSpeed;
+    if (this.piece && (!speed || (this.piece.end - this.piece.sent) / speed <= PAUSE_WAIT_S)) {
       // The piece in flight ends soon: let it, or the server (which only sees whole
       // request bodies) would drop its bytes and they would go again after Resume.
       this.pausing = true;
@@ -267,6 +270,7 @@
     this.say(t('paused'));
     this.pauseButton.hidden = true;
     this.resumeButton.hidden = false;
+    this.resumeButton.textContent = t('resume'); // it may still say Retry from an earlier failure
   };
 
   Transfer.prototype.fail = function (message) {
@@ -382,7 +386,8 @@
         // The next piece takes about PIECE_SECONDS at the speed this one went (its
         // round trip included), within MIN_CHUNK and the page's data-chunk-size.
         var seconds = Math.max(0.05, (Date.now() - began) / 1000);
-        var fit = Math.round((self.offset - start) / seconds * PIECE_SECONDS);
+        self.pieceSpeed = (self.offset - start) / seconds;
+        var fit = Math.round(self.pieceSpeed * PIECE_SECONDS);
         self.chunk = Math.max(MIN_CHUNK, Math.min(maxChunk, fit));
         self.progress(self.offset);
         if (self.offset >= self.file.size) { self.pausing = false; self.finish(); return; }
