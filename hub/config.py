@@ -250,9 +250,10 @@ class Settings:
         "Records (or identifiers) per OAI-PMH list response; the rest follow by resumption token.", _positive_int, "100"
     )
     sitemap_max_urls: int = setting(
-        "URLs per sitemap file (the protocol allows 50000); past it /sitemap.xml becomes a sitemap index.",
+        "URLs per sitemap file, at most 50000 (the protocol's limit); past it /sitemap.xml becomes a sitemap "
+        "index. 10000 URLs are ~1 MB, gzipped to ~100 KB.",
         _between(1, 50_000),
-        "50000",
+        "10000",
     )
     timezone: str = setting(
         "Time zone of every time the hub shows (pages, commands) and of `hub sync pull --window` (an IANA name).",

@@ -39,6 +39,9 @@ COMPRESSIBLE = {
     "application/javascript",
     "application/json",
     "image/svg+xml",
+    # OAI-PMH answers and sitemaps (hub.harvest): repetitive markup that shrinks ~10×.
+    "text/xml",
+    "application/xml",
 }
 MIN_COMPRESS_BYTES = 500  # below this the gzip header and a round of deflate win nothing
 MAX_COMPRESS_BYTES = 4 * 1024 * 1024  # bigger bodies are downloads, not pages: never buffer them

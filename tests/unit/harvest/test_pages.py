@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -122,3 +123,19 @@ def test_drafts_carry_no_description(app: Flask, client: FlaskClient, db: Sessio
     page = client.get(f"/courses/{seeded.course_id}", headers=auth)
     assert page.status_code == 200
     assert _jsonld(page.text) == []
+
+
+def test_harvest_answers_travel_gzipped(client: FlaskClient, make: Accounts, course_body: dict[str, Any]) -> None:
+    auth = make.bearer(make.user("up@haidian.cn", make.school()))
+    for _ in range(3):
+        _course(client, auth, course_body)
+    for path in ("/oai?verb=ListRecords&metadataPrefix=oai_dc", "/sitemap.xml"):
+        plain = client.get(path)
+        packed = client.get(path, headers={"Accept-Encoding": "gzip"})
+        assert packed.headers["Content-Encoding"] == "gzip", path
+        assert len(packed.data) < len(plain.data) / 2
+        unpacked = gzip.decompress(packed.data)
+        # The same document, but for the OAI-PMH responseDate (a second may have passed).
+        assert re.sub(rb"<responseDate>.*?</responseDate>", b"", unpacked) == re.sub(
+            rb"<responseDate>.*?</responseDate>", b"", plain.data
+        )
