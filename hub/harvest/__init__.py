@@ -2,7 +2,7 @@
 
 Regional platforms, libraries and search engines learn what the hub holds without
 scraping pages: OAI-PMH (``/oai``) serves one record per course that is or was
-public, in ``oai_dc``, with sets by subject and school and incremental harvests by
+public, in ``oai_dc`` and IEEE LOM, with sets by subject and school and incremental harvests by
 datestamp; ``/sitemap.xml`` lists the public course and lesson pages for crawlers;
 the course and lesson pages carry a schema.org ``LearningResource`` description.
 

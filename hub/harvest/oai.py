@@ -1,6 +1,7 @@
 """OAI-PMH 2.0 (https://www.openarchives.org/OAI/openarchivesprotocol.html): requests in, XML out.
 
-One record per course that is or was public (:mod:`hub.harvest.models`), in ``oai_dc``.
+One record per course that is or was public (:mod:`hub.harvest.models`), in ``oai_dc``
+and IEEE LOM (``lom``; :mod:`hub.harvest.formats`).
 
 - Identifiers: ``oai:{repository id}:course/{id}``; the repository id is
   HUB_OAI_REPOSITORY_ID, else HUB_PUBLIC_URL's host, else the request's host name.
@@ -34,27 +35,20 @@ from urllib.parse import urlsplit
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
-from hub.catalog.models import Course
 from hub.harvest import services
-from hub.harvest.metadata import LICENSE_URLS
+from hub.harvest.formats import FORMATS, XSI, sub
 from hub.harvest.models import HarvestRecord
 from hub.harvest.services import CourseMetadata, RecordQuery
-from hub.vocab import GRADE_NAMES, SUBJECTS
+from hub.vocab import SUBJECTS
 
 OAI = "http://www.openarchives.org/OAI/2.0/"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
-OAI_DC = "http://www.openarchives.org/OAI/2.0/oai_dc/"
-DC = "http://purl.org/dc/elements/1.1/"
 OAI_ID = "http://www.openarchives.org/OAI/2.0/oai-identifier"
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 # The protocol's own namespace is the default one, as in the specification's examples
 # (ElementTree's default_namespace= cannot write the protocol's unqualified attributes).
-for _prefix, _uri in (("", OAI), ("xsi", XSI), ("oai_dc", OAI_DC), ("dc", DC), ("oai-identifier", OAI_ID)):
+for _prefix, _uri in (("", OAI), ("xsi", XSI), ("oai-identifier", OAI_ID)):
     ET.register_namespace(_prefix, _uri)
 
 GRANULARITY = "YYYY-MM-DDThh:mm:ssZ"
-# metadataPrefix → (schema, namespace)
-FORMATS = {"oai_dc": ("http://www.openarchives.org/OAI/2.0/oai_dc.xsd", OAI_DC)}
 
 # Arguments each verb takes: required, optional, exclusive (resumptionToken).
 VERBS: dict[str, tuple[frozenset[str], frozenset[str], str | None]] = {
@@ -163,7 +157,9 @@ def _record_query(args: dict[str, str]) -> RecordQuery | None:
 def _metadata_prefix(args: dict[str, str]) -> str:
     prefix = args["metadataPrefix"]
     if prefix not in FORMATS:
-        raise OAIError("cannotDisseminateFormat", f"This repository does not disseminate {prefix!r}; try oai_dc.")
+        raise OAIError(
+            "cannotDisseminateFormat", f"This repository does not disseminate {prefix!r}; try oai_dc or lom."
+        )
     return prefix
 
 
@@ -202,92 +198,55 @@ def _read_token(repo: Repository, token: str) -> tuple[dict[str, str], tuple[dat
 # -- XML -------------------------------------------------------------------------
 
 
-def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, attrs)
-    if text is not None:
-        element.text = text
-    return element
-
-
 def stamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _header(parent: ET.Element, repo: Repository, record: HarvestRecord, deleted: bool) -> None:
-    header = _sub(parent, f"{{{OAI}}}header", **({"status": "deleted"} if deleted else {}))
-    _sub(header, f"{{{OAI}}}identifier", f"oai:{repo.repository_id}:course/{record.course_id}")
-    _sub(header, f"{{{OAI}}}datestamp", stamp(record.datestamp))
+    header = sub(parent, f"{{{OAI}}}header", **({"status": "deleted"} if deleted else {}))
+    sub(header, f"{{{OAI}}}identifier", f"oai:{repo.repository_id}:course/{record.course_id}")
+    sub(header, f"{{{OAI}}}datestamp", stamp(record.datestamp))
     if record.subject:
-        _sub(header, f"{{{OAI}}}setSpec", f"subject:{record.subject}")
+        sub(header, f"{{{OAI}}}setSpec", f"subject:{record.subject}")
     if record.school_id is not None:
-        _sub(header, f"{{{OAI}}}setSpec", f"school:{record.school_id}")
+        sub(header, f"{{{OAI}}}setSpec", f"school:{record.school_id}")
 
 
-def _oai_dc(parent: ET.Element, repo: Repository, item: CourseMetadata) -> None:
-    course: Course = item.course
-    dc = _sub(
-        _sub(parent, f"{{{OAI}}}metadata"),
-        f"{{{OAI_DC}}}dc",
-        **{f"{{{XSI}}}schemaLocation": f"{OAI_DC} {FORMATS['oai_dc'][0]}"},
-    )
-    lang = {XML_LANG: course.language}
-    _sub(dc, f"{{{DC}}}title", course.title, **lang)
-    if course.teacher:
-        _sub(dc, f"{{{DC}}}creator", course.teacher)
-    _sub(dc, f"{{{DC}}}publisher", course.school.name)
-    zh, en = SUBJECTS[course.subject]
-    _sub(dc, f"{{{DC}}}subject", zh, **{XML_LANG: "zh"})
-    _sub(dc, f"{{{DC}}}subject", en, **{XML_LANG: "en"})
-    for grade in course.grades:
-        _sub(dc, f"{{{DC}}}subject", GRADE_NAMES[grade], **{XML_LANG: "zh"})
-    if course.edition:
-        _sub(dc, f"{{{DC}}}subject", f"{course.edition} {course.volume}".strip(), **{XML_LANG: "zh"})
-    if course.summary:
-        _sub(dc, f"{{{DC}}}description", course.summary, **lang)
-    if course.published_at is not None:
-        _sub(dc, f"{{{DC}}}date", course.published_at.astimezone(UTC).date().isoformat())
-    _sub(dc, f"{{{DC}}}type", "Collection")  # DCMI Type: a course is a collection of lessons
-    for media_type in item.formats:
-        _sub(dc, f"{{{DC}}}format", media_type)
-    _sub(dc, f"{{{DC}}}identifier", repo.course_url(course.id))
-    _sub(dc, f"{{{DC}}}language", course.language)
-    _sub(dc, f"{{{DC}}}rights", LICENSE_URLS[course.license])
-    _sub(dc, f"{{{DC}}}rights", course.license)
-
-
-def _record(parent: ET.Element, repo: Repository, record: HarvestRecord, item: CourseMetadata | None) -> None:
-    element = _sub(parent, f"{{{OAI}}}record")
+def _record(
+    parent: ET.Element, repo: Repository, prefix: str, record: HarvestRecord, item: CourseMetadata | None
+) -> None:
+    element = sub(parent, f"{{{OAI}}}record")
     # A record the table calls live whose course is no longer public (a write that went
     # around the ORM) is answered as what it is now: gone.
     _header(element, repo, record, record.deleted or item is None)
     if not record.deleted and item is not None:
-        _oai_dc(element, repo, item)
+        FORMATS[prefix].write(sub(element, f"{{{OAI}}}metadata"), item, repo.course_url(item.course.id))
 
 
 # -- verbs -----------------------------------------------------------------------
 
 
 def _identify(session: Session, repo: Repository, body: ET.Element) -> None:
-    identify = _sub(body, f"{{{OAI}}}Identify")
-    _sub(identify, f"{{{OAI}}}repositoryName", repo.name)
-    _sub(identify, f"{{{OAI}}}baseURL", repo.base_url)
-    _sub(identify, f"{{{OAI}}}protocolVersion", "2.0")
-    _sub(identify, f"{{{OAI}}}adminEmail", repo.admin_email)
+    identify = sub(body, f"{{{OAI}}}Identify")
+    sub(identify, f"{{{OAI}}}repositoryName", repo.name)
+    sub(identify, f"{{{OAI}}}baseURL", repo.base_url)
+    sub(identify, f"{{{OAI}}}protocolVersion", "2.0")
+    sub(identify, f"{{{OAI}}}adminEmail", repo.admin_email)
     earliest = services.earliest_datestamp(session) or datetime.now(UTC)
-    _sub(identify, f"{{{OAI}}}earliestDatestamp", stamp(earliest))
-    _sub(identify, f"{{{OAI}}}deletedRecord", "persistent")
-    _sub(identify, f"{{{OAI}}}granularity", GRANULARITY)
+    sub(identify, f"{{{OAI}}}earliestDatestamp", stamp(earliest))
+    sub(identify, f"{{{OAI}}}deletedRecord", "persistent")
+    sub(identify, f"{{{OAI}}}granularity", GRANULARITY)
     if _DOMAIN.match(repo.repository_id):  # the oai-identifier scheme wants a domain name
-        description = _sub(identify, f"{{{OAI}}}description")
-        scheme = _sub(
+        description = sub(identify, f"{{{OAI}}}description")
+        scheme = sub(
             description,
             f"{{{OAI_ID}}}oai-identifier",
             **{f"{{{XSI}}}schemaLocation": f"{OAI_ID} http://www.openarchives.org/OAI/2.0/oai-identifier.xsd"},
         )
-        _sub(scheme, f"{{{OAI_ID}}}scheme", "oai")
-        _sub(scheme, f"{{{OAI_ID}}}repositoryIdentifier", repo.repository_id)
-        _sub(scheme, f"{{{OAI_ID}}}delimiter", ":")
-        _sub(scheme, f"{{{OAI_ID}}}sampleIdentifier", f"oai:{repo.repository_id}:course/1")
+        sub(scheme, f"{{{OAI_ID}}}scheme", "oai")
+        sub(scheme, f"{{{OAI_ID}}}repositoryIdentifier", repo.repository_id)
+        sub(scheme, f"{{{OAI_ID}}}delimiter", ":")
+        sub(scheme, f"{{{OAI_ID}}}sampleIdentifier", f"oai:{repo.repository_id}:course/1")
 
 
 def _list_metadata_formats(session: Session, repo: Repository, args: dict[str, str], body: ET.Element) -> None:
@@ -298,24 +257,24 @@ def _list_metadata_formats(session: Session, repo: Repository, args: dict[str, s
         if record.deleted:
             # A deleted record keeps only its header: no format describes it any more.
             raise OAIError("noMetadataFormats", f"{args['identifier']!r} was deleted; it has no metadata.")
-    formats = _sub(body, f"{{{OAI}}}ListMetadataFormats")
-    for prefix, (schema, namespace) in FORMATS.items():
-        element = _sub(formats, f"{{{OAI}}}metadataFormat")
-        _sub(element, f"{{{OAI}}}metadataPrefix", prefix)
-        _sub(element, f"{{{OAI}}}schema", schema)
-        _sub(element, f"{{{OAI}}}metadataNamespace", namespace)
+    formats = sub(body, f"{{{OAI}}}ListMetadataFormats")
+    for prefix, known in FORMATS.items():
+        element = sub(formats, f"{{{OAI}}}metadataFormat")
+        sub(element, f"{{{OAI}}}metadataPrefix", prefix)
+        sub(element, f"{{{OAI}}}schema", known.schema)
+        sub(element, f"{{{OAI}}}metadataNamespace", known.namespace)
 
 
 def _list_sets(session: Session, args: dict[str, str], body: ET.Element) -> None:
     if "resumptionToken" in args:  # the list of sets is always sent whole
         raise OAIError("badResumptionToken", "ListSets issues no resumption tokens.")
     sets = services.list_sets(session)
-    element = _sub(body, f"{{{OAI}}}ListSets")
+    element = sub(body, f"{{{OAI}}}ListSets")
 
     def add(spec: str, name: str) -> None:
-        item = _sub(element, f"{{{OAI}}}set")
-        _sub(item, f"{{{OAI}}}setSpec", spec)
-        _sub(item, f"{{{OAI}}}setName", name)
+        item = sub(element, f"{{{OAI}}}set")
+        sub(item, f"{{{OAI}}}setSpec", spec)
+        sub(item, f"{{{OAI}}}setName", name)
 
     add("subject", "学科 Subjects")
     for code in sets.subjects:
@@ -348,29 +307,29 @@ def _list(session: Session, repo: Repository, verb: str, args: dict[str, str], b
             raise OAIError("noRecordsMatch", "No record matches these arguments.")
         size = services.count_records(session, query)
     assert size is not None
-    element = _sub(body, f"{{{OAI}}}{verb}")
+    element = sub(body, f"{{{OAI}}}{verb}")
     if verb == "ListRecords":
         items = services.public_courses(session, [r.course_id for r in rows if not r.deleted])
         for row in rows:
-            _record(element, repo, row, items.get(row.course_id))
+            _record(element, repo, prefix, row, items.get(row.course_id))
     else:
         for row in rows:
             _header(element, repo, row, row.deleted)
     if more:
         token = _make_token(repo, {**args, "metadataPrefix": prefix}, rows[-1], cursor + len(rows), size)
-        _sub(element, f"{{{OAI}}}resumptionToken", token, completeListSize=str(size), cursor=str(cursor))
+        sub(element, f"{{{OAI}}}resumptionToken", token, completeListSize=str(size), cursor=str(cursor))
     elif after is not None:  # the last page of a resumed list says the list is complete
-        _sub(element, f"{{{OAI}}}resumptionToken", None, completeListSize=str(size), cursor=str(cursor))
+        sub(element, f"{{{OAI}}}resumptionToken", None, completeListSize=str(size), cursor=str(cursor))
 
 
 def _get_record(session: Session, repo: Repository, args: dict[str, str], body: ET.Element) -> None:
     course_id = _course_id(repo, args["identifier"])
-    _metadata_prefix(args)
+    prefix = _metadata_prefix(args)
     record = services.get_record(session, course_id)
     if record is None:
         raise OAIError("idDoesNotExist", f"There is no record {args['identifier']!r}.")
     items = {} if record.deleted else services.public_courses(session, [course_id])
-    _record(_sub(body, f"{{{OAI}}}GetRecord"), repo, record, items.get(course_id))
+    _record(sub(body, f"{{{OAI}}}GetRecord"), repo, prefix, record, items.get(course_id))
 
 
 def respond(session: Session, repo: Repository, raw_args: Mapping[str, Sequence[str]]) -> bytes:
@@ -379,8 +338,8 @@ def respond(session: Session, repo: Repository, raw_args: Mapping[str, Sequence[
         f"{{{OAI}}}OAI-PMH",
         {f"{{{XSI}}}schemaLocation": f"{OAI} http://www.openarchives.org/OAI/2.0/OAI-PMH.xsd"},
     )
-    _sub(root, f"{{{OAI}}}responseDate", stamp(datetime.now(UTC)))
-    request_element = _sub(root, f"{{{OAI}}}request", repo.base_url)
+    sub(root, f"{{{OAI}}}responseDate", stamp(datetime.now(UTC)))
+    request_element = sub(root, f"{{{OAI}}}request", repo.base_url)
     try:
         args = _single(raw_args)
         verb = args.get("verb")
@@ -405,5 +364,5 @@ def respond(session: Session, repo: Repository, raw_args: Mapping[str, Sequence[
             request_element.attrib.clear()
         for child in list(root)[2:]:
             root.remove(child)
-        _sub(root, f"{{{OAI}}}error", error.message, code=error.code)
+        sub(root, f"{{{OAI}}}error", error.message, code=error.code)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode").encode()

@@ -27,6 +27,7 @@ NS = {
     "o": "http://www.openarchives.org/OAI/2.0/",
     "dc": "http://purl.org/dc/elements/1.1/",
     "oai_dc": "http://www.openarchives.org/OAI/2.0/oai_dc/",
+    "lom": "http://ltsc.ieee.org/xsd/LOM",
 }
 ID = "oai:localhost:course/{}"
 
@@ -275,7 +276,7 @@ ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"verb": "ListRecords", "resumptionToken": "not-a-token"}, "badResumptionToken"),
     ({"verb": "ListSets", "resumptionToken": "x"}, "badResumptionToken"),
     ({"verb": "ListRecords", "metadataPrefix": "marc21"}, "cannotDisseminateFormat"),
-    ({"verb": "ListIdentifiers", "metadataPrefix": "lom"}, "cannotDisseminateFormat"),
+    ({"verb": "ListIdentifiers", "metadataPrefix": "oai_lom"}, "cannotDisseminateFormat"),
     ({"verb": "GetRecord", "identifier": "{live}", "metadataPrefix": "oai_ddc"}, "cannotDisseminateFormat"),
     ({"verb": "GetRecord", "identifier": "oai:elsewhere.org:course/1", "metadataPrefix": "oai_dc"}, "idDoesNotExist"),
     ({"verb": "GetRecord", "identifier": ID.format(999999), "metadataPrefix": "oai_dc"}, "idDoesNotExist"),
@@ -324,8 +325,35 @@ def test_list_metadata_formats(client: FlaskClient, schools: dict[str, Any], cou
     for params in ({}, {"identifier": ID.format(course)}):
         root = oai(client, verb="ListMetadataFormats", **params)
         assert [f.findtext("o:metadataPrefix", namespaces=NS) for f in root.iter(f"{{{NS['o']}}}metadataFormat")] == [
-            "oai_dc"
+            "oai_dc",
+            "lom",
         ]
+
+
+def test_lom_places_grades_subject_licence_and_school(
+    client: FlaskClient, schools: dict[str, Any], course_body: dict[str, Any]
+) -> None:
+    course = _course(client, schools["up"], {**course_body, "grades": [8, 9], "teacher": "王老师; 李老师"})
+    root = oai(client, verb="GetRecord", identifier=ID.format(course), metadataPrefix="lom")
+    lom = root.find(".//lom:lom", NS)
+    assert lom is not None
+    assert lom.findtext("lom:general/lom:title/lom:string", namespaces=NS) == course_body["title"]
+    assert lom.findtext("lom:general/lom:identifier/lom:entry", namespaces=NS) == f"http://localhost/courses/{course}"
+    assert lom.findtext("lom:educational/lom:typicalAgeRange/lom:string", namespaces=NS) == "13-15"
+    assert lom.findtext("lom:educational/lom:context/lom:value", namespaces=NS) == "school"
+    rights = lom.findtext("lom:rights/lom:description/lom:string", namespaces=NS) or ""
+    assert "https://creativecommons.org/licenses/by-sa/4.0/" in rights
+    cards = [e.text or "" for e in lom.iterfind("lom:lifeCycle/lom:contribute/lom:entity", NS)]
+    assert "FN:海淀实验小学" in cards[0].splitlines()
+    assert "FN:王老师\\; 李老师" in cards[1].splitlines()  # a vCard value escapes its semicolons
+    taxa = {
+        c.findtext("lom:purpose/lom:value", namespaces=NS): c.findtext("lom:taxonPath/lom:taxon/lom:id", namespaces=NS)
+        for c in lom.iterfind("lom:classification", NS)
+        if c.findtext("lom:purpose/lom:value", namespaces=NS) == "discipline"
+    }
+    assert taxa == {"discipline": "math"}
+    levels = [t.text for t in lom.iterfind("lom:classification/lom:taxonPath/lom:taxon/lom:id", NS)]
+    assert levels == ["math", "8", "9"]
 
 
 def test_a_change_after_a_harvest_is_all_the_next_one_sees(
