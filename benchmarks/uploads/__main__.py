@@ -31,7 +31,7 @@ from pathlib import Path
 import requests
 
 from benchmarks import replace_results
-from hub.uploads.cli import MiB, TusClient
+from hub.uploads.client import MiB, TusClient
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,323 +1,30 @@
-"""``hub upload``: send lesson files through the tus API, resuming where they stopped.
+"""``hub upload``: send lesson files and course folders to a hub, resuming where they stopped.
 
-Runs on an uploader's own machine as well as on the hub: it speaks HTTP only
-(Python's http.client, no extra dependency). Each PATCH carries a SHA-256 of its
-bytes, so the server rejects a chunk damaged on the way (460) and the client sends
-it again; at the end the server's hash of the whole file is compared with ours.
 The upload URL of each file is kept in a small state file, so running the same
 command again after a dropped link, a closed laptop or a server restart goes on
-from the server's offset instead of starting over.
+from the server's offset instead of starting over. What is already on the hub is
+asked of the hub (hub.uploads.plan), so a second run adds only what is missing.
+The HTTP side is hub.uploads.client; waiting for renditions, hub.uploads.watch.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import http.client
 import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import urljoin, urlsplit
+from typing import Any
 
 import click
 
+from hub.uploads.client import MiB, TusClient, UploadError, sha256_file
 from hub.uploads.plan import FilePlan, LessonPlan, plan_folder, plan_lesson
-from hub.uploads.terminal import _, language, print_json, status_label, stderr_is_terminal, stdout_is_terminal
+from hub.uploads.terminal import _, print_json, status_label, stderr_is_terminal, stdout_is_terminal
 from hub.uploads.watch import wait_for_materials
-
-MiB = 1024 * 1024
-TUS_VERSION = "1.0.0"
-# Seconds between retries: a blip heals in a second, a restarting server in half a minute.
-BACKOFF = (1, 2, 4, 8, 15, 30, 30, 60)
-_READ_BLOCK = MiB
-
-
-class UploadError(click.ClickException):
-    """A failure the user can act on; shown as one line, exit status 1."""
-
-
-class Transient(Exception):
-    """Worth retrying: no connection, a dead connection, 423 Locked, a 5xx."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body or b"null")
-
-    def message(self) -> str:
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            return str(self.json()["error"]["message"])
-        return f"HTTP {self.status}"
-
-
-class _Region:
-    """Bytes ``start``..``start+length`` of an open file, read by http.client as the request body."""
-
-    def __init__(self, file: IO[bytes], start: int, length: int, progress: Callable[[int], None]) -> None:
-        self._file = file
-        self._position = start
-        self._end = start + length
-        self._progress = progress
-        file.seek(start)
-
-    def read(self, size: int = -1) -> bytes:
-        remaining = self._end - self._position
-        if remaining <= 0:
-            return b""
-        data = self._file.read(remaining if size < 0 else min(size, remaining))
-        self._position += len(data)
-        self._progress(self._position)
-        return data
-
-
-class TusClient:
-    """Just enough tus 1.0 (creation, core, checksum) for the hub's own server."""
-
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        chunk_size: int = 32 * MiB,
-        retries: int = 10,
-        timeout: float = 120,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UploadError(_("--url must be http(s)://host[:port], not %(url)r", url=base_url))
-        self.base_url = base_url.rstrip("/")
-        self.token = token
-        self.chunk_size = chunk_size
-        self.retries = retries
-        self.timeout = timeout
-        self.sleep = sleep
-        self._connection: http.client.HTTPConnection | None = None
-        self._origin = (parts.scheme, parts.hostname, parts.port)
-
-    # -- HTTP ------------------------------------------------------------------
-
-    def _connect(self) -> http.client.HTTPConnection:
-        if self._connection is None:
-            scheme, host, port = self._origin
-            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            # Big blocks: http.client's 8 KiB default costs a system call per 8 KiB.
-            self._connection = cls(host, port, timeout=self.timeout, blocksize=_READ_BLOCK)
-        return self._connection
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    def request(
-        self, method: str, url: str, headers: dict[str, str] | None = None, body: _Region | bytes | None = None
-    ) -> Reply:
-        """One request; connection failures, 423 and 5xx raise Transient, other statuses return."""
-        target = urlsplit(urljoin(self.base_url + "/", url))
-        if (target.scheme, target.hostname, target.port) != self._origin:
-            raise UploadError(_("the server sent a URL on another host: %(url)s", url=url))
-        path = target.path + (f"?{target.query}" if target.query else "")
-        # The user's language (LANG), so the hub's error messages come in it too.
-        sent = {"Tus-Resumable": TUS_VERSION, "Accept-Language": language(), **(headers or {})}
-        if self.token:  # reading published courses needs none
-            sent["Authorization"] = f"Bearer {self.token}"
-        try:
-            connection = self._connect()
-            connection.request(method, path, body=body, headers=sent)
-            response = connection.getresponse()
-            reply = Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise Transient(f"{type(exc).__name__}: {exc}") from exc
-        if reply.headers.get("connection", "").lower() == "close":
-            self.close()
-        if reply.status == 423 or reply.status >= 500:
-            raise Transient(f"{reply.status}: {reply.message()}")
-        return reply
-
-    def retrying(self, what: str, action: Callable[[], Reply], before_retry: Callable[[], None] | None = None) -> Reply:
-        """Run ``action`` until it is not Transient, waiting longer each time."""
-        for attempt in range(self.retries + 1):
-            try:
-                return action()
-            except Transient as exc:
-                if attempt == self.retries:
-                    raise UploadError(
-                        _("%(what)s failed %(n)s times; last error: %(error)s", what=what, n=attempt + 1, error=exc)
-                    ) from None
-                delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
-                retry = _("%(what)s: %(error)s; retrying in %(delay)s s", what=what, error=exc, delay=delay)
-                click.echo("\n" + retry, err=True)
-                self.sleep(delay)
-                if before_retry is not None:
-                    before_retry()
-        raise AssertionError("unreachable")
-
-    # -- tus -------------------------------------------------------------------
-
-    def create(self, length: int, filename: str, filetype: str = "") -> str:
-        metadata = f"filename {base64.b64encode(filename.encode()).decode()}"
-        if filetype:
-            metadata += f",filetype {base64.b64encode(filetype.encode()).decode()}"
-        reply = self.retrying(
-            _("creating the upload"),
-            lambda: self.request(
-                "POST", "/api/v1/uploads/", {"Upload-Length": str(length), "Upload-Metadata": metadata}
-            ),
-        )
-        if reply.status != 201 or "location" not in reply.headers:
-            raise UploadError(_("the server refused the upload: %(why)s", why=reply.message()))
-        return urljoin(self.base_url + "/", reply.headers["location"])
-
-    def offset(self, url: str) -> int | None:
-        """The server's offset, or None when the upload is gone (expired, deleted)."""
-        reply = self.retrying(_("asking for the offset"), lambda: self.request("HEAD", url))
-        if reply.status in (404, 410):
-            return None
-        if reply.status != 200:
-            raise UploadError(_("cannot resume: %(why)s", why=reply.message()))
-        return int(reply.headers["upload-offset"])
-
-    def send(self, url: str, file: IO[bytes], length: int, offset: int, progress: Callable[[int], None]) -> int:
-        """PATCH chunks from ``offset`` to the end; returns the final offset.
-
-        ``progress`` is told the absolute position as bytes leave, so a resent chunk
-        moves the bar back rather than past 100 %.
-        """
-        refused = 0
-        # The checksum goes in the headers, so a chunk is hashed before it is sent; while
-        # the server writes one chunk (and the client only waits), the next is hashed on
-        # a helper thread. pread() leaves the file position to http.client's reads.
-        fileno = _fileno(file)
-        ahead: tuple[int, int, Future[bytes]] | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tus-checksum") as hasher:
-            while offset < length:
-                size = min(self.chunk_size, length - offset)
-                if ahead is not None and ahead[:2] == (offset, size):
-                    digest = ahead[2].result()
-                else:
-                    digest = _sha256_region(file, offset, size)
-                following = offset + size
-                ahead = None
-                if fileno is not None and following < length:
-                    next_size = min(self.chunk_size, length - following)
-                    ahead = (following, next_size, hasher.submit(_sha256_pread, fileno, following, next_size))
-                offset, refused = self._send_chunk(url, file, offset, size, digest, refused, progress)
-        return offset
-
-    def _send_chunk(
-        self,
-        url: str,
-        file: IO[bytes],
-        offset: int,
-        size: int,
-        digest: bytes,
-        refused: int,
-        progress: Callable[[int], None],
-    ) -> tuple[int, int]:
-        """PATCH one chunk; returns (the offset to go on from, refusals in a row)."""
-        headers = {
-            "Content-Type": "application/offset+octet-stream",
-            "Upload-Offset": str(offset),
-            "Content-Length": str(size),
-            "Upload-Checksum": f"sha256 {base64.b64encode(digest).decode()}",
-        }
-
-        def patch(start: int = offset, size: int = size, headers: dict[str, str] = headers) -> Reply:
-            return self.request("PATCH", url, headers, _Region(file, start, size, progress))
-
-        # A retried PATCH after a dropped connection is the same PATCH: if the
-        # server kept none of it (it keeps a chunk whole or not at all) it fits;
-        # if it kept some, the answer is 409 and we ask for the offset below.
-        reply = self.retrying(_("sending"), patch)
-        if reply.status == 204:
-            offset = int(reply.headers["upload-offset"])
-            refused = 0
-        elif reply.status in (409, 460) and refused < self.retries:
-            # Out of step, or bytes damaged on the way: go on from what the server has.
-            refused += 1
-            server = self.offset(url)
-            if server is None:
-                raise UploadError(_("the upload expired on the server; run the command again to start over"))
-            offset = server
-        else:
-            raise UploadError(_("the server refused a chunk: %(why)s", why=reply.message()))
-        progress(offset)
-        return offset, refused
-
-    def describe(self, url: str) -> dict[str, Any]:
-        reply = self.retrying(_("checking the upload"), lambda: self.request("GET", url))
-        if reply.status != 200:
-            raise UploadError(_("cannot check the upload: %(why)s", why=reply.message()))
-        described: dict[str, Any] = reply.json()
-        return described
-
-    def get_json(self, path: str) -> Any:
-        """GET an API document; a refusal (404, 403, 401) stops the command with the hub's message."""
-        reply = self.retrying(_("reading %(path)s", path=path), lambda: self.request("GET", path))
-        if reply.status != 200:
-            raise UploadError(reply.message())
-        return reply.json()
-
-    def json_request(self, what: str, method: str, path: str, body: dict[str, Any]) -> Reply:
-        data = json.dumps(body).encode()
-        return self.retrying(what, lambda: self.request(method, path, {"Content-Type": "application/json"}, data))
-
-
-def _sha256_region(file: IO[bytes], start: int, length: int) -> bytes:
-    digest = hashlib.sha256()
-    file.seek(start)
-    while length > 0:
-        data = file.read(min(_READ_BLOCK, length))
-        if not data:
-            raise UploadError(_("the file got shorter while uploading it"))
-        digest.update(data)
-        length -= len(data)
-    return digest.digest()
-
-
-def _fileno(file: IO[bytes]) -> int | None:
-    try:
-        fileno = file.fileno()
-        os.pread(fileno, 0, 0)
-    except (AttributeError, OSError, ValueError):
-        return None  # not a regular file (a pipe, an in-memory stream): hash in line
-    return fileno
-
-
-def _sha256_pread(fileno: int, start: int, length: int) -> bytes:
-    digest = hashlib.sha256()
-    end = start + length
-    while start < end:
-        data = os.pread(fileno, min(_READ_BLOCK, end - start), start)
-        if not data:
-            raise UploadError(_("the file got shorter while uploading it"))
-        digest.update(data)
-        start += len(data)
-    return digest.digest()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while data := f.read(_READ_BLOCK):
-            digest.update(data)
-    return digest.hexdigest()
-
 
 # ---------------------------------------------------------------------------
 # What has been done, so a second run resumes.
@@ -392,7 +99,7 @@ def file_sha256(state: State, path: Path) -> str:
     known = state.get(key)
     if isinstance(known, str):
         return known
-    digest = _sha256_file(path)
+    digest = sha256_file(path)
     state.set(key, digest)
     return digest
 

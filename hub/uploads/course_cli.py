@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from hub.uploads.cli import TusClient, connection_options, human_size
+from hub.uploads.cli import connection_options, human_size
+from hub.uploads.client import TusClient
 from hub.uploads.terminal import _, in_brackets, language, print_json, status_label, stdout_is_terminal
 from hub.vocab import SUBJECTS
 

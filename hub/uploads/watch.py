@@ -20,7 +20,7 @@ import click
 from hub.uploads.terminal import _, in_brackets, status_label
 
 if TYPE_CHECKING:
-    from hub.uploads.cli import TusClient
+    from hub.uploads.client import TusClient
 
 POLL_SECONDS = 2.0  # a worker reports progress every few seconds; a 45-minute lesson takes minutes
 SETTLED = ("ready", "failed")

@@ -149,6 +149,7 @@ def test_mine_lists_the_callers_school_in_every_status(
     assert client.get("/api/v1/courses?mine=false").json["total"] == 2
     anonymous = client.get("/api/v1/courses?mine=true")
     assert anonymous.status_code == 401 and anonymous.json["error"]["code"] == "unauthorized"
+    assert client.get("/courses?mine=true").status_code == 401  # the page, the same service: a page, not a 500
     bad = client.get("/api/v1/courses?mine=maybe", headers=famous["uploader"])
     assert bad.status_code == 422 and "mine" in bad.json["error"]["fields"]
     parameters = client.get("/api/v1/openapi.json").json["paths"]["/api/v1/courses"]["get"]["parameters"]

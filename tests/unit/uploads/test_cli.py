@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from hub.catalog.models import Lesson, Material
-from hub.uploads import cli, terminal
+from hub.uploads import cli, client, terminal
 from hub.uploads.course_cli import course_cli
 from tests.unit.uploads.conftest import MiB, School, mp4_bytes
 
@@ -34,7 +34,7 @@ def server(app: Flask) -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(cli, "BACKOFF", (0,))
+    monkeypatch.setattr(client, "BACKOFF", (0,))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("LANGUAGE", raising=False)
     monkeypatch.setenv("LC_ALL", "C.UTF-8")  # English, whatever the developer's terminal speaks
@@ -57,16 +57,16 @@ def test_upload_a_file_resuming_after_a_dropped_link(
     data = mp4_bytes(3 * MiB + 100, seed=21)
     video.write_bytes(data)
     offsets: list[int] = []
-    real_request = cli.TusClient.request
+    real_request = client.TusClient.request
 
-    def flaky(self: cli.TusClient, method: str, url: str, headers: Any = None, body: Any = None) -> Any:
+    def flaky(self: client.TusClient, method: str, url: str, headers: Any = None, body: Any = None) -> Any:
         if method == "PATCH":
             offsets.append(int(headers["Upload-Offset"]))
             if len(offsets) == 3:
-                raise cli.Transient("connection reset by peer")
+                raise client.Transient("connection reset by peer")
         return real_request(self, method, url, headers, body)
 
-    monkeypatch.setattr(cli.TusClient, "request", flaky)
+    monkeypatch.setattr(client.TusClient, "request", flaky)
     failed = _run(server, school, str(video), "--lesson", str(school.lesson_id), "--retries", "0")
     assert failed.exit_code == 1
     assert "failed 1 times" in failed.output
@@ -95,17 +95,17 @@ def test_a_retried_chunk_goes_on_from_the_server(
 ) -> None:
     video = tmp_path / "a.mp4"
     video.write_bytes(mp4_bytes(2 * MiB, seed=22))
-    real_request = cli.TusClient.request
+    real_request = client.TusClient.request
     calls: list[str] = []
 
-    def drop_once(self: cli.TusClient, method: str, url: str, headers: Any = None, body: Any = None) -> Any:
+    def drop_once(self: client.TusClient, method: str, url: str, headers: Any = None, body: Any = None) -> Any:
         calls.append(method)
         reply = real_request(self, method, url, headers, body)
         if method == "PATCH" and calls.count("PATCH") == 1:
-            raise cli.Transient("the reply was lost")  # the server has the chunk; we do not know it
+            raise client.Transient("the reply was lost")  # the server has the chunk; we do not know it
         return reply
 
-    monkeypatch.setattr(cli.TusClient, "request", drop_once)
+    monkeypatch.setattr(client.TusClient, "request", drop_once)
     done = _run(server, school, str(video), "--lesson", str(school.lesson_id))
     assert done.exit_code == 0, done.output
     assert calls.count("PATCH") == 3 and "HEAD" in calls  # 409 on the resend, then HEAD, then the rest
@@ -150,15 +150,15 @@ def test_every_chunk_carries_its_own_checksum(
     video = tmp_path / "b.mp4"
     data = mp4_bytes(4 * MiB + 3, seed=23)
     video.write_bytes(data)
-    real_request = cli.TusClient.request
+    real_request = client.TusClient.request
     sent: list[tuple[int, str]] = []
 
-    def record(self: cli.TusClient, method: str, url: str, headers: Any = None, body: Any = None) -> Any:
+    def record(self: client.TusClient, method: str, url: str, headers: Any = None, body: Any = None) -> Any:
         if method == "PATCH":
             sent.append((int(headers["Upload-Offset"]), headers["Upload-Checksum"]))
         return real_request(self, method, url, headers, body)
 
-    monkeypatch.setattr(cli.TusClient, "request", record)
+    monkeypatch.setattr(client.TusClient, "request", record)
     done = _run(server, school, str(video), "--lesson", str(school.lesson_id))
     assert done.exit_code == 0, done.output
     expected = [
@@ -330,10 +330,10 @@ def test_the_hub_is_asked_in_the_users_language(monkeypatch: pytest.MonkeyPatch)
 
     for lang, token, expected in (("zh_CN.UTF-8", "t", "zh"), ("en_US.UTF-8", "", "en")):
         monkeypatch.setenv("LC_ALL", lang)
-        client = cli.TusClient("http://127.0.0.1:9", token)
-        client._connection = Connection()  # type: ignore[assignment]
-        with pytest.raises(cli.Transient):
-            client.request("GET", "/api/v1/courses")
+        tus = client.TusClient("http://127.0.0.1:9", token)
+        tus._connection = Connection()  # type: ignore[assignment]
+        with pytest.raises(client.Transient):
+            tus.request("GET", "/api/v1/courses")
         assert sent[-1]["Accept-Language"] == expected
         assert ("Authorization" in sent[-1]) == bool(token)  # no token: an anonymous reader, no empty Bearer
 
