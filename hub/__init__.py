@@ -83,6 +83,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.accounts import auth
     from hub.accounts import views as account_views
     from hub.catalog import api as catalog_api
+    from hub.catalog import review_api, review_views
     from hub.catalog import views as catalog_views
     from hub.harvest import views as harvest_views
     from hub.media import api as media_api
@@ -111,6 +112,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
         api.blueprint,
         accounts_api.blueprint,
         catalog_api.blueprint,
+        review_api.blueprint,
         media_api.blueprint,
         search_api.blueprint,
         sync_api.blueprint,
@@ -122,6 +124,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
         # a bearer token is never sent by a browser on its own.
         csrf.exempt(blueprint)
     app.register_blueprint(catalog_views.blueprint)
+    app.register_blueprint(review_views.blueprint)
     app.register_blueprint(search_views.blueprint)
     app.register_blueprint(account_views.blueprint)
     app.register_blueprint(media_views.blueprint)

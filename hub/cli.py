@@ -239,9 +239,15 @@ def user() -> None:
 @user.command("create")
 @click.argument("email")
 @click.option("--school", "school_name", required=True, help="Name of the user's school.")
-@click.option("--role", type=click.Choice(["admin", "uploader", "teacher"]), required=True)
+@click.option("--role", type=click.Choice(["admin", "uploader", "teacher", "reviewer"]), required=True)
 @click.option("--password", default=None, help="Web sign-in password (prompted if omitted on a terminal).")
-def user_create(email: str, school_name: str, role: str, password: str | None) -> None:
+@click.option(
+    "--region",
+    default="",
+    help="For a reviewer: the region whose courses they review (e.g. 甘肃省, covering 甘肃省 定西市); "
+    "default: their school's region.",
+)
+def user_create(email: str, school_name: str, role: str, password: str | None, region: str) -> None:
     """Create a user of a school."""
     from hub.accounts import services
 
@@ -252,7 +258,7 @@ def user_create(email: str, school_name: str, role: str, password: str | None) -
     app = command_app()
     with _session(app) as session:
         school_row = services.get_school_by_name(session, school_name)
-        created = services.create_user(session, email, school_row, role, password)
+        created = services.create_user(session, email, school_row, role, password, region)
         session.commit()
         click.echo(f"user {created.id}: {created.email} ({created.role} at {school_row.name})")
 

@@ -89,6 +89,15 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _flag(value: str) -> bool:
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be on or off (also true/false, yes/no, 1/0)")
+
+
 def _url(*schemes: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         scheme = urlsplit(value).scheme
@@ -378,6 +387,12 @@ class Settings:
         "name (`hub sync init` writes it).",
         _mdns_name,
         "",
+    )
+    review_required: bool = setting(
+        "Whether a reviewer of the school's region must approve a course before it is published: on, an "
+        "uploader's publish submits it for review; off, it publishes at once (every change is logged either way).",
+        _flag,
+        "off",
     )
     log_level: str = setting("Log level.", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
 

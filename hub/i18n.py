@@ -105,6 +105,15 @@ def _translation_dir(data_dir: Path) -> Path:
 CODE_LABELS = {
     "status": {
         "draft": lazy_gettext("draft"),
+        "submitted": lazy_gettext("waiting for review"),
+        "published": lazy_gettext("published"),
+        "withdrawn": lazy_gettext("withdrawn"),
+    },
+    # A course's history (hub.catalog.history): what happened, as a sentence's verb.
+    "event": {
+        "submitted": lazy_gettext("submitted for review"),
+        "approved": lazy_gettext("approved and published"),
+        "returned": lazy_gettext("returned for changes"),
         "published": lazy_gettext("published"),
         "withdrawn": lazy_gettext("withdrawn"),
     },

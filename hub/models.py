@@ -1,7 +1,7 @@
 """Import every model module so Base.metadata knows all tables (Alembic, tests)."""
 
 from hub.accounts.models import ApiToken, Pairing, School, User
-from hub.catalog.models import Course, Lesson, Material
+from hub.catalog.models import Course, CourseEvent, Lesson, Material
 from hub.harvest.models import HarvestRecord
 from hub.jobs import Outbox
 from hub.media.models import Blob, Rendition
@@ -24,6 +24,7 @@ __all__ = [
     "Change",
     "CountReport",
     "Course",
+    "CourseEvent",
     "HarvestRecord",
     "Lesson",
     "ManifestState",

@@ -38,7 +38,8 @@ LicenseId = Literal[
 VolumeName = Literal["", "上册", "下册", "全一册"]
 
 SCHOOL_KINDS = ("famous", "rural", "urban")
-ROLES = ("admin", "uploader", "teacher")
+# reviewer: approves or returns the courses submitted by the schools of a region (HUB_REVIEW_REQUIRED).
+ROLES = ("admin", "uploader", "teacher", "reviewer")
 TOKEN_KINDS = ("user", "sync")
 
 # The 2022 compulsory-education curriculum, in the order a teacher reads them.
@@ -79,7 +80,10 @@ CATEGORIES: dict[str, tuple[str, str]] = {
     "teacher-training": ("教师研修", "Teacher training"),
 }
 VOLUMES: tuple[str, ...] = get_args(VolumeName)[1:]
-COURSE_STATUSES = ("draft", "published", "withdrawn")
+# submitted: waiting for a reviewer (HUB_REVIEW_REQUIRED); a returned course is a draft again.
+COURSE_STATUSES = ("draft", "submitted", "published", "withdrawn")
+# What the course history logs: each change of status, with who and when.
+COURSE_EVENTS = ("submitted", "approved", "returned", "published", "withdrawn")
 MATERIAL_KINDS = ("video", "audio", "document", "image")
 MATERIAL_STATUSES = ("pending", "processing", "ready", "failed")
 RENDITION_STATUSES = ("pending", "processing", "ready", "failed", "skipped")

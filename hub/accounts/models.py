@@ -53,6 +53,9 @@ class User(Base):
     school_id: Mapped[int] = mapped_column(ForeignKey("school.id"), index=True)
     role: Mapped[str] = mapped_column(Enum(*ROLES, name="user_role", native_enum=False, create_constraint=True))
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    # A reviewer's region: the courses of schools there (or in a place inside it: "四川省" covers
+    # "四川省 成都市") are theirs to approve. Empty: their own school's region.
+    region: Mapped[str] = mapped_column(String(100), default="", server_default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Stamped into every session cookie at sign-in and compared on each request: bumping it
     # (sign-out, a new password, deactivation) ends every session signed in before, copies
@@ -66,6 +69,10 @@ class User(Base):
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def review_region(self) -> str:
+        return (self.region or self.school.region).strip() if self.role == "reviewer" else ""
 
 
 class ApiToken(Base):

@@ -133,7 +133,9 @@ def require_admin(actor: User) -> None:
         raise PermissionDenied(N_("Only an admin may manage schools and their pairings."))
 
 
-def create_user(session: Session, email: str, school: School, role: str, password: str | None = None) -> User:
+def create_user(
+    session: Session, email: str, school: School, role: str, password: str | None = None, region: str = ""
+) -> User:
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise Invalid(f"{email!r} is not an email address.", {"email": "Not an email address"})
@@ -141,7 +143,12 @@ def create_user(session: Session, email: str, school: School, role: str, passwor
         raise Invalid(f"Unknown role {role!r}.", {"role": f"One of {', '.join(ROLES)}"})
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict(f"A user {email} already exists.", {"email": "Already taken"})
-    user = User(email=email, school=school, role=role)
+    region = region.strip()
+    if region and role != "reviewer":
+        raise Invalid("Only reviewers have a region of their own.", {"region": "For reviewers only"})
+    if len(region) > 100:
+        raise Invalid("A region has at most 100 characters.", {"region": "At most 100 characters"})
+    user = User(email=email, school=school, role=role, region=region)
     if password:
         set_password(user, password)
     session.add(user)

@@ -9,10 +9,11 @@ from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text, eve
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
-from hub.accounts.models import School
+from hub.accounts.models import School, User
 from hub.db import Base, Timestamped, UTCDateTime, utcnow
 from hub.vocab import (
     CATEGORIES,
+    COURSE_EVENTS,
     COURSE_STATUSES,
     LANGUAGES,
     LICENSES,
@@ -81,6 +82,26 @@ class Course(Timestamped, Base):
     @grades.setter
     def grades(self, grades: list[int]) -> None:
         self.grades_mask = grades_to_mask(grades)
+
+
+class CourseEvent(Base):
+    """One change of a course's status, with who made it and when: the course's history.
+
+    The actor's email is kept beside the link so the history still says who when the
+    account is gone. A return carries the reviewer's note to the uploader.
+    """
+
+    __tablename__ = "course_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(_enum(COURSE_EVENTS, "course_event_action"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    actor_email: Mapped[str] = mapped_column(String(254), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    actor: Mapped[User | None] = relationship(lazy="joined")
 
 
 def grades_to_mask(grades: list[int]) -> int:

@@ -96,7 +96,7 @@ class CourseQuery(BaseModel):
     edition: str | None = None
     language: Language | None = None
     school: Id | None = None
-    status: Literal["published", "draft", "withdrawn", "all"] = "published"
+    status: Literal["published", "draft", "submitted", "withdrawn", "all"] = "published"
     mine: bool = Field(
         default=False,
         description="Only the caller's own school's courses (needs a token); with status=all, drafts too",

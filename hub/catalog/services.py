@@ -6,7 +6,9 @@ Visibility rules live here and nowhere else:
 - a draft or withdrawn course exists only for its own school and admins
   (others get ``NotFound``, so a draft's existence does not leak);
 - only admins and the owning school's uploaders may change a course
-  (others who can see it get ``PermissionDenied``).
+  (others who can see it get ``PermissionDenied``);
+- a course submitted for review (HUB_REVIEW_REQUIRED, hub.catalog.review) is also
+  readable by the reviewers of its school's region, to preview it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO
 
-from sqlalchemy import ColumnElement, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from hub import jobs
 from hub.accounts.models import School, User
-from hub.catalog import textbooks
+from hub.catalog import history, textbooks
 from hub.catalog.models import Course, Lesson, Material, grades_to_mask
 from hub.catalog.schemas import CourseCreate, CourseQuery, CourseUpdate, LessonCreate, check_textbook
 from hub.db import utcnow
@@ -35,6 +37,12 @@ def visible_clause(actor: User | None) -> ColumnElement[bool]:
         return true()
     if actor is None:
         return Course.status == "published"
+    if actor.review_region:
+        return or_(
+            Course.status == "published",
+            Course.school_id == actor.school_id,
+            and_(Course.status == "submitted", history.in_region(actor.review_region)),
+        )
     return or_(Course.status == "published", Course.school_id == actor.school_id)
 
 
@@ -198,20 +206,37 @@ def update_course(session: Session, actor: User | None, course_id: int, data: Co
 
 
 def publish_course(session: Session, actor: User | None, course_id: int) -> Course:
+    """Publish the course; or, when HUB_REVIEW_REQUIRED is on, submit it to its region's reviewers.
+
+    Admins publish directly either way. The answer's status says which happened.
+    """
     course = get_course(session, actor, course_id)
     _require_edit(actor, course)
     if course.status == "published":
         return course  # publishing twice is harmless: nothing changes
     if not course.lessons:
         raise Conflict(N_("Add at least one lesson before publishing the course."))
+    assert actor is not None  # _require_edit
+    if history.review_required(session) and not actor.is_admin:
+        if course.status != "submitted":
+            course.status = "submitted"
+            history.log_event(session, course, "submitted", actor)
+            session.flush()
+        return course
+    make_published(session, course, actor, "published")
+    return course
+
+
+def make_published(session: Session, course: Course, actor: User | None, action: str) -> None:
+    """The course becomes public: a new version for school servers, the index, the history."""
     if course.published_at is not None:
         course.version += 1  # a re-publication after withdrawal is a new version
     course.status = "published"
     course.published_at = utcnow()
     session.add(Change(course_id=course.id, action="published", version=course.version))
+    history.log_event(session, course, action, actor)
     session.flush()
     _reindex(session, course.id)
-    return course
 
 
 def withdraw_course(session: Session, actor: User | None, course_id: int) -> Course:
@@ -224,6 +249,7 @@ def withdraw_course(session: Session, actor: User | None, course_id: int) -> Cou
     course.status = "withdrawn"
     course.version += 1
     session.add(Change(course_id=course.id, action="withdrawn", version=course.version))
+    history.log_event(session, course, "withdrawn", actor)
     session.flush()
     _reindex(session, course.id)
     return course

@@ -17,8 +17,8 @@ from werkzeug.wrappers import Response
 from hub.accounts.auth import current_user
 from hub.accounts.models import User
 from hub.api import PREFIX
+from hub.catalog import history, textbooks
 from hub.catalog import services as catalog
-from hub.catalog import textbooks
 from hub.catalog.licences import LICENCES, attribution
 from hub.catalog.schemas import CourseCreate, CourseQuery, LessonCreate
 from hub.db import request_session
@@ -166,7 +166,14 @@ def _course(
         raise PermissionDenied(N_("Only the school's uploaders can change this course."))
     lessons = catalog.list_lessons(session, user, course_id)
     return render_template(
-        "uploads/course.html", course=course, lessons=lessons, error=error, form=form or {}
+        "uploads/course.html",
+        course=course,
+        lessons=lessons,
+        error=error,
+        form=form or {},
+        events=history.events(session, course.id),
+        returned=history.last_return(session, course),
+        review_required=history.review_required(session),
     ), 200 if error is None else error.status
 
 

@@ -313,6 +313,7 @@ def _samples(world: World) -> dict[str, dict[str, Any]]:
         "CourseCreate": {**course, "school": world.school},
         "CourseUpdate": {"grades": [8, 9]},
         "LessonCreate": {"title": "配方法", "position": 1},
+        "ReturnIn": {"note": "请补充第二课的讲义"},
         "SubscriptionIn": {"course": world.course},
         "PairingIn": {"school": world.school},
         "CoursesIn": {"courses": [world.course]},
