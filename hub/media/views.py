@@ -16,11 +16,15 @@ from hub.i18n import N_
 from hub.inputs import safe_next
 from hub.media import downloads
 from hub.media.course_download import CourseDownload, plan_course_download
+from hub.media.reasons import localized_error
 from hub.media.storage import Storage, content_disposition
 from hub.media.zipstore import ZipWindow
 from hub.web import csrf
 
 blueprint = Blueprint("media", __name__)
+# `{{ error|media_error }}`: a processing failure's stored English reason in the reader's
+# language (hub.media.reasons), on the uploader's and the public lesson pages alike.
+blueprint.add_app_template_filter(localized_error, "media_error")
 
 DATA_SAVER_COOKIE = "data_saver"
 _COOKIE_MAX_AGE = 2 * 365 * 24 * 3600  # a preference, not a session: keep it for years

@@ -26,7 +26,6 @@ from hub.errors import HubError, Invalid, PermissionDenied, invalid_from_pydanti
 from hub.i18n import N_, gettext
 from hub.inputs import parse_int
 from hub.media.api import material_out
-from hub.media.reasons import localized_error
 from hub.media.storage import Storage
 from hub.subtitles import services as subtitles
 from hub.subtitles.api import read_upload
@@ -35,8 +34,6 @@ from hub.uploads.messages import script_messages
 from hub.vocab import VOLUMES
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/upload")
-# A processing failure's stored English reason, in the reader's language (hub.media.reasons).
-blueprint.add_app_template_filter(localized_error, "media_error")
 
 # The most bytes per PATCH from the page; the script sizes pieces to the link's speed
 # (about 4 s each) below this. waitress reads a whole body before the app sees it, so

@@ -248,6 +248,13 @@ def test_pause_and_resume_over_a_slow_link_send_each_byte_once(page: Any, site: 
     seen = page.evaluate("window.sentSeen")
     assert seen == sorted(seen) and seen[-1] == size, "the bar went backwards"
 
+    # The page follows the processing and, once it settles, shows what the worker made
+    # (the server's rendering of the material, without a reload).
+    made = page.locator("#materials li[data-material] tr[data-profile='video-360p'][data-status='ready'] .ssim")
+    made.wait_for(timeout=600_000)
+    assert 0.5 < float(made.inner_text()) <= 1
+    assert page.locator("#materials li[data-material] .status").first.inner_text() == "可用"
+
 
 # -- what the pipeline made -----------------------------------------------------------------
 
