@@ -137,6 +137,8 @@ def lesson_resource(lesson: Lesson) -> dict[str, Any] | None:
         },
         "encoding": _encodings(lesson),
     }
+    if lesson.unit:
+        resource["teaches"] = lesson.unit
     if course.teacher:
         resource["creator"] = {"@type": "Person", "name": course.teacher}
     return resource

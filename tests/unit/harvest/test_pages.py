@@ -110,6 +110,7 @@ def test_pages_describe_themselves_and_no_title_escapes_the_data_block(
         "targetName": "第二十一章",
         "educationalFramework": "人教版 数学 九年级上册",
     } in lesson["educationalAlignment"]
+    assert lesson["teaches"] == "第二十一章"
     encodings = {e["contentUrl"].rsplit("/", 1)[1]: e for e in lesson["encoding"]}
     assert set(encodings) == {seeded.by_role[p] for p in ("video-360p", "video-240p", "audio", "poster")}
     assert encodings[seeded.by_role["video-240p"]]["contentSize"] == "30000 B"
