@@ -129,6 +129,8 @@ def _accounts() -> tuple[DemoAccount, ...]:
     for school in SCHOOLS:
         role = "uploader" if school.kind == "famous" else "teacher"
         people.append(DemoAccount(f"{role}.{school.key}@{_DOMAIN}", role, school.key))
+    # Reviews the courses of 北京市's schools when HUB_REVIEW_REQUIRED is on (its school's region).
+    people.append(DemoAccount(f"reviewer@{_DOMAIN}", "reviewer", SCHOOLS[0].key))
     return tuple(people)
 
 

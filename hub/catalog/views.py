@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from pydantic import ValidationError
 
 from hub.accounts.auth import current_user
-from hub.catalog import licences, services
+from hub.catalog import licences, review, services
 from hub.catalog.models import Course
 from hub.catalog.schemas import CourseQuery
 from hub.db import request_session
@@ -61,6 +61,7 @@ def course_page(course_id: int) -> str:
         course=course,
         lessons=lessons,
         can_edit=services.can_edit(actor, course),
+        can_review=course.status == "submitted" and review.can_review(actor, course),
         course_zip=course_zip,
         licence=licences.licence(course.license),
         attribution_line=course_attribution(course),

@@ -161,3 +161,22 @@ def test_token_times_are_in_the_hubs_time_zone(hub: CliRunner, db: Session) -> N
     assert "times in Asia/Shanghai" in listed.output
     [row] = listed.stdout.strip().splitlines()[1:]
     assert "2026-12-01 22:05" in row and "14:05" not in row
+
+
+def test_user_create_makes_a_reviewer_of_a_region(hub: CliRunner, db: Session, make: Accounts) -> None:
+    make.school("定西市教育局", "urban")  # region 北京市 (the fixture's), reviewing another region
+    created = _run(
+        hub, "user", "create", "rev@dx.gov.cn", "--school", "定西市教育局", "--role", "reviewer", "--region", "甘肃省"
+    )
+    assert created.exit_code == 0, created.output
+    assert "reviewer" in created.output
+    db.expire_all()
+    reviewer = services.get_user_by_email(db, "rev@dx.gov.cn")
+    assert (reviewer.role, reviewer.review_region) == ("reviewer", "甘肃省")
+    by_school = _run(hub, "user", "create", "rev2@dx.gov.cn", "--school", "定西市教育局", "--role", "reviewer")
+    assert by_school.exit_code == 0, by_school.output
+    assert services.get_user_by_email(db, "rev2@dx.gov.cn").review_region == "北京市"  # the school's region
+    refused = _run(
+        hub, "user", "create", "t@dx.gov.cn", "--school", "定西市教育局", "--role", "teacher", "--region", "甘肃省"
+    )
+    assert refused.exit_code != 0 and "Only reviewers have a region" in refused.output

@@ -229,6 +229,7 @@ def test_reviewer_pages_queue_preview_return_and_approve(
     assert "配方法" in preview.text and "通过并发布" in preview.text and "退回修改" in preview.text
     assert "提交审核" in preview.text and "up@haidian.cn" in preview.text  # the history so far
     assert reviewer.get(f"/lessons/{lesson_id}").status_code == 200  # the unpublished lesson itself
+    assert f'href="/review/courses/{course_id}"' in reviewer.get(f"/courses/{course_id}").text
     token = _csrf(preview.text)
 
     empty = reviewer.post(f"/review/courses/{course_id}/return", data={"note": "", "csrf_token": token})
