@@ -228,6 +228,7 @@
     this.resumeButton.hidden = true;
     if (this.pausing) {
       // Resumed before the piece in flight ended: it simply goes on.
+      clearTimeout(this.timer);
       this.pausing = false;
       this.say(t('uploading'));
       return;
@@ -254,6 +255,10 @@
       // request bodies) would drop its bytes and they would go again after Resume.
       this.pausing = true;
       this.say(t('pausing'));
+      // The estimate is the recent speed: if the link collapsed under the piece, stop
+      // waiting for it after a while, as a person pressing Pause would expect.
+      var self = this;
+      this.timer = setTimeout(function () { if (self.pausing) { self.stop(); } }, 1500 * PAUSE_WAIT_S);
       return;
     }
     this.stop();
@@ -447,14 +452,18 @@
 
   // A settled material as the server shows it: its renditions (sizes, SSIM, download
   // times) and any error in the page's language, from the page itself, not re-made here.
-  function refresh(item) {
+  function refresh(item, error) {
     var xhr = new XMLHttpRequest();
+    // The API's stored English, only when the page itself cannot be had.
+    function fallback() { item.querySelector('.error').textContent = error; }
     xhr.open('GET', window.location.pathname, true);
     xhr.responseType = 'document';
     xhr.onload = function () {
       var fresh = xhr.status === 200 && xhr.response && xhr.response.getElementById(item.id);
-      if (fresh && item.parentNode) { item.parentNode.replaceChild(document.importNode(fresh, true), item); }
+      if (!fresh) { fallback(); return; }
+      if (item.parentNode) { item.parentNode.replaceChild(document.importNode(fresh, true), item); }
     };
+    xhr.onerror = fallback;
     xhr.send();
   }
 
@@ -471,8 +480,7 @@
         item.setAttribute('data-status', m.status);
         item.querySelector('.status').textContent = label('status', m.status) + (m.status === 'processing' ? ' ' + m.progress + '%' : '');
         if (m.status === 'pending' || m.status === 'processing') { setTimeout(poll, POLL_MS); return; }
-        item.querySelector('.error').textContent = m.error || '';
-        refresh(item);
+        refresh(item, m.error || '');
       };
       xhr.onerror = function () { setTimeout(poll, POLL_MS * 4); };
       xhr.send();

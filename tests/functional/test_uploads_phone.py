@@ -256,6 +256,43 @@ def test_pause_and_resume_over_a_slow_link_send_each_byte_once(page: Any, site: 
     assert page.locator("#materials li[data-material] .status").first.inner_text() == "可用"
 
 
+def test_pause_when_the_link_collapses_stops_soon_and_resumes_from_the_servers_offset(page: Any, site: Site) -> None:
+    lesson = site.api("POST", f"/courses/{site.course_id}/lessons", json={"title": "因式分解法"})
+    video = _noisy_video(site.files / "因式分解法.mp4")
+    size = video.stat().st_size
+    _sign_in(page, site, f"/upload/lessons/{lesson['id']}")
+    before = len(site.link.requests)
+    site.link.kbit_per_s = 2000
+    page.set_input_files("#upload-form input[type=file]", str(video))
+    page.click("#upload-form button[type=submit]")
+    item = page.locator("#transfers li")
+    state = item.locator(".state")
+    wait_until(lambda: int(item.get_attribute("data-sent") or 0) > size * 0.3, 30, "a third of the file")
+    # The link all but stops under the piece in flight; Pause still pauses, within seconds.
+    site.link.kbit_per_s = 8
+    asked = time.monotonic()
+    item.locator("button.pause").click()
+    wait_until(lambda: state.inner_text() == "已暂停", 30, "the pause")
+    assert time.monotonic() - asked < 20
+    site.link.kbit_per_s = 2000
+    patches = [r for r in site.link.requests[before:] if r.method == "PATCH"]
+    cut = [p for p in patches if p.forwarded < p.length]
+    assert len(cut) == 1, patches  # the piece in flight, given up
+    upload = requests.get(site.server.url + patches[-1].path, headers=site.auth, timeout=10).json()
+    kept = upload["offset"]
+    assert kept == cut[0].upload_offset  # the server keeps only whole pieces (waitress reads bodies whole)
+
+    item.locator("button.resume").click()
+    wait_until(lambda: state.inner_text().startswith("已添加"), 60, "the upload to finish")
+    site.link.kbit_per_s = None
+    patches = [r for r in site.link.requests[before:] if r.method == "PATCH"]
+    after = patches[patches.index(cut[0]) + 1 :]
+    # Resumed from the server's offset, and nothing but the piece that was cut off went twice.
+    assert after[0].upload_offset == kept, after
+    assert sum(p.forwarded for p in patches) - size == cut[0].forwarded <= cut[0].length
+    assert sum(p.length for p in after) == size - kept
+
+
 # -- what the pipeline made -----------------------------------------------------------------
 
 
