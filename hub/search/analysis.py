@@ -153,11 +153,12 @@ def segment(run: str) -> list[str]:
     return _load_tables().segmenter.cut(run, False)
 
 
-def analyze(text: str, *, unigrams: bool = False) -> list[str]:
+def analyze(text: str, *, unigrams: bool = False, pinyin: list[str] | None = None) -> list[str]:
     """Index terms of ``text``: CJK words + bigrams, English stems.
 
     ``unigrams`` also indexes every CJK character: for titles, which are short,
-    so that a one-character query (诗) finds them.
+    so that a one-character query (诗) finds them. ``pinyin`` receives the
+    text's :func:`pinyin_grams` from the same segmentation (a body is cut once).
     """
     tables = _load_tables()
     stop = tables.stop_words
@@ -174,9 +175,12 @@ def analyze(text: str, *, unigrams: bool = False) -> list[str]:
             extend([cjk[i : i + 2] for i in range(n - 1)])
             if unigrams:
                 extend(cjk)
+            words = cut(cjk, False)
             # Only words longer than a bigram add information (a two-character
             # word is already one of the bigrams).
-            extend([w for w in cut(cjk, False) if len(w) > 2])
+            extend([w for w in words if len(w) > 2])
+            if pinyin is not None:
+                _add_syllable_pairs(pinyin, words)
         elif word not in stop:
             add(stem(word))
     return terms
@@ -295,18 +299,23 @@ def pinyin_grams(text: str, *, unigrams: bool = False) -> list[str]:
     pairs at most), so the lexicon stays small too.
     """
     cut = _load_tables().segmenter.cut
-    join = PINYIN_JOIN
     terms: list[str] = []
     for cjk, _word in _TOKEN.findall(fold(text[:MAX_TEXT_CHARS])):
-        if not cjk:
-            continue
-        syllables: list[str] = []
-        for word in cut(cjk, False):
-            syllables.extend(_word_syllables(word))
-        terms.extend([f"{a}{join}{b}" for a, b in itertools.pairwise(syllables) if a and b])
-        if unigrams:
-            terms.extend([s for s in syllables if s])
+        if cjk:
+            syllables = _add_syllable_pairs(terms, cut(cjk, False))
+            if unigrams:
+                terms.extend([s for s in syllables if s])
     return terms
+
+
+def _add_syllable_pairs(terms: list[str], words: list[str]) -> list[str]:
+    """Append the syllable pairs of a run's words to ``terms``; returns the run's syllables."""
+    syllables: list[str] = []
+    for word in words:
+        syllables.extend(_word_syllables(word))
+    join = PINYIN_JOIN
+    terms.extend([f"{a}{join}{b}" for a, b in itertools.pairwise(syllables) if a and b])
+    return syllables
 
 
 def split_pinyin(letters: str, *, limit: int = MAX_SPELLINGS, partial: bool = False) -> list[tuple[str, ...]]:

@@ -197,10 +197,10 @@ def course_documents(course: CourseSource) -> list[Document]:
         material_titles = [title for _, title in lesson.materials]
         outline.extend([lesson.title, lesson.unit, *material_titles])
         body = " ".join([lesson.summary, lesson.unit, *material_titles, course.title, *context])
-        body_terms = analysis.analyze(body)
-        # Not of the transcript: an hour of speech in pinyin would double the
-        # index for words a teacher rarely searches by sound.
-        body_pinyin = analysis.pinyin_grams(body)
+        # Pinyin not of the transcript: an hour of speech in pinyin would double
+        # the index for words a teacher rarely searches by sound.
+        body_pinyin: list[str] = []
+        body_terms = analysis.analyze(body, pinyin=body_pinyin)
         spoken = _transcript_terms(lesson.transcripts)
         if spoken:
             body = f"{body} {spoken}"  # the digest sees them
@@ -225,6 +225,8 @@ def course_documents(course: CourseSource) -> list[Document]:
             }
         )
     body = " ".join([course.summary, course.teacher, *context, *outline])
+    body_pinyin = []
+    body_terms = analysis.analyze(body, pinyin=body_pinyin)
     documents.insert(
         0,
         {
@@ -232,10 +234,10 @@ def course_documents(course: CourseSource) -> list[Document]:
             "course": course_id,
             "type": "course",
             "title": analysis.analyze(course.title, unigrams=True),
-            "body": analysis.analyze(body),
+            "body": body_terms,
             "pinyin": analysis.pinyin_terms(course.title),
             "pytitle": analysis.pinyin_grams(course.title, unigrams=True),
-            "pybody": analysis.pinyin_grams(body),
+            "pybody": body_pinyin,
             "spell": sorted(analysis.spell_words(course.title) | analysis.spell_words(course.summary, cjk_words=False)),
             "kind": sorted(kinds) or ["-"],
             "digest": _digest(course.title, body, sorted(kinds), facets),
