@@ -41,6 +41,8 @@ REQUEUE_STALLED = "hub.media.requeue_stalled"
 INDEX_COURSE = "hub.search.index_course"
 INDEX_COURSES = "hub.search.index_courses"  # many at once: a sync pull applies courses by the dozen
 EXPIRE_UPLOADS = "hub.uploads.expire"
+# Bytes a deleted or replaced material left behind, unless something else uses them.
+REMOVE_UNUSED_BLOBS = "hub.media.remove_unused_blobs"
 TASK_NAMES = frozenset(
     {
         PROCESS_MATERIAL,
@@ -52,6 +54,7 @@ TASK_NAMES = frozenset(
         INDEX_COURSE,
         INDEX_COURSES,
         EXPIRE_UPLOADS,
+        REMOVE_UNUSED_BLOBS,
     }
 )
 

@@ -8,6 +8,7 @@ from flask import current_app
 from hub import jobs
 from hub.db import get_database
 from hub.media import ffmpeg, pipeline
+from hub.media import services as media_services
 
 # Only transient failures reach Celery (disk full, storage unreachable): they retry
 # with backoff. The pipeline turns bad input into a readable `failed` status instead;
@@ -54,6 +55,13 @@ def _build_rendition(rendition_id: int) -> str:
         ffmpeg_limits(),
         lease=current_app.extensions["hub.settings"].media_lease,
     )
+
+
+@shared_task(name=jobs.REMOVE_UNUSED_BLOBS, autoretry_for=(OSError,), retry_backoff=10, max_retries=5)
+def remove_unused_blobs(shas: list[str]) -> int:
+    """The bytes of deleted or replaced materials that nothing else uses (safe to run twice)."""
+    storage = current_app.extensions["hub.storage"]
+    return len(media_services.remove_unused_blobs(get_database(), storage, shas))
 
 
 @shared_task(name=jobs.REQUEUE_STALLED)

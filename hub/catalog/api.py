@@ -19,15 +19,18 @@ from hub.catalog.schemas import (
     EditionQuery,
     LessonCreate,
     LessonList,
+    LessonOrder,
     LessonOut,
+    LessonUpdate,
     MaterialOut,
     SchoolRef,
 )
 from hub.db import request_session
 from hub.errors import HubError, Invalid
+from hub.i18n import N_
 from hub.media.api import material_out
 from hub.media.storage import Storage
-from hub.uploads.api import MaterialFromUpload, create_material_from_upload
+from hub.uploads.api import MaterialFromUpload, create_material_from_upload, replace_material_from_upload
 
 blueprint = Blueprint("catalog_api", __name__, url_prefix=PREFIX)
 
@@ -185,6 +188,53 @@ def get_lesson(lesson_id: int) -> LessonOut:
 
 @operation(
     blueprint,
+    "/lessons/<int:lesson_id>",
+    "PATCH",
+    summary="Change a lesson: title, unit, summary; position moves it (the others close up)",
+    body=LessonUpdate,
+    response=LessonOut,
+    auth=True,
+)
+def update_lesson(lesson_id: int, body: LessonUpdate) -> LessonOut:
+    lesson = services.update_lesson(request_session(), require_user(), lesson_id, body)
+    request_session().commit()
+    return lesson_out(lesson)
+
+
+@operation(
+    blueprint,
+    "/lessons/<int:lesson_id>",
+    "DELETE",
+    summary="Delete a lesson and its materials (also from school servers, on their next pull)",
+    status=204,
+    auth=True,
+)
+def delete_lesson(lesson_id: int) -> Response:
+    services.delete_lesson(request_session(), require_user(), lesson_id)
+    request_session().commit()
+    return no_content()
+
+
+@operation(
+    blueprint,
+    "/courses/<int:course_id>/lesson-order",
+    "PUT",
+    summary="Reorder a course's lessons: every lesson id, once each, first to last",
+    body=LessonOrder,
+    response=LessonList,
+    auth=True,
+)
+def reorder_lessons(course_id: int, body: LessonOrder) -> LessonList:
+    session = request_session()
+    services.reorder_lessons(session, require_user(), course_id, body.lessons)
+    session.commit()
+    return LessonList(
+        items=[lesson_out(lesson) for lesson in services.list_lessons(session, current_user(), course_id)]
+    )
+
+
+@operation(
+    blueprint,
     "/lessons/<int:lesson_id>/materials",
     "POST",
     summary="Add a material: multipart (fields file, title) or JSON {upload: <tus URL>, title}",
@@ -224,3 +274,49 @@ def create_material(lesson_id: int) -> MaterialOut:
 )
 def get_material(material_id: int) -> MaterialOut:
     return material_out(services.get_material(request_session(), current_user(), material_id))
+
+
+@operation(
+    blueprint,
+    "/materials/<int:material_id>",
+    "DELETE",
+    summary="Delete a material; its files go when no other material uses them",
+    status=204,
+    auth=True,
+)
+def delete_material(material_id: int) -> Response:
+    services.delete_material(request_session(), require_user(), material_id)
+    request_session().commit()
+    return no_content()
+
+
+@operation(
+    blueprint,
+    "/materials/<int:material_id>/original",
+    "PUT",
+    summary="Replace a material's file: multipart (fields file, title) or JSON {upload: <tus URL>, title}; "
+    "an empty title keeps the old one",
+    response=MaterialOut,
+    auth=True,
+)
+def replace_material(material_id: int) -> MaterialOut:
+    actor = require_user()
+    if request.is_json:
+        return replace_material_from_upload(material_id, parse_json(MaterialFromUpload))
+    if request.mimetype != "multipart/form-data":
+        raise HubError("Send the file as multipart/form-data with fields 'file' and 'title'.")
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise Invalid(N_("Choose a file to upload."), {"file": N_("This field is required")})
+    storage: Storage = current_app.extensions["hub.storage"]
+    material = services.replace_material(
+        request_session(),
+        storage,
+        actor,
+        material_id,
+        upload.stream,
+        filename=upload.filename,
+        title=request.form.get("title", ""),
+    )
+    request_session().commit()
+    return material_out(material)

@@ -17,6 +17,7 @@ from hub.vocab import VolumeName as Volume
 
 Grade = Annotated[int, Field(ge=1, le=9, strict=True)]
 Title = Annotated[str, Field(min_length=1, max_length=200)]
+Position = Annotated[int, Field(ge=1, le=10000, description="1 is first; past the last lesson means last")]
 
 
 def _grades_unique(grades: list[int]) -> list[int]:
@@ -160,7 +161,30 @@ class LessonCreate(Strict):
     title: Title
     summary: Annotated[str, Field(max_length=5000)] = ""
     unit: Annotated[str, Field(max_length=100, description="Textbook unit (单元)")] = ""
-    position: Annotated[int, Field(ge=1, le=10000)] | None = None
+    position: Position | None = None
+
+
+class LessonUpdate(Strict):
+    """``PATCH /lessons/{id}``: the fields sent change, the others stay; ``position`` moves the lesson."""
+
+    title: Title | None = None
+    summary: Annotated[str, Field(max_length=5000)] | None = None
+    unit: Annotated[str, Field(max_length=100, description="Textbook unit (单元)")] | None = None
+    position: Position | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nulls(cls, value: object) -> object:
+        # As CourseUpdate: {"title": null} would otherwise mean "leave unchanged".
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
+
+
+class LessonOrder(Strict):
+    """``PUT /courses/{id}/lesson-order``: every lesson of the course, once each, first to last."""
+
+    lessons: Annotated[list[Id], Field(min_length=1, max_length=10000, description="Lesson ids in their new order")]
 
 
 class OriginalOut(BaseModel):

@@ -16,20 +16,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
 from sqlalchemy.orm import Session, selectinload
 
 from hub import jobs
 from hub.accounts.models import School, User
 from hub.catalog import history, textbooks
 from hub.catalog.models import Course, Lesson, Material, grades_to_mask
-from hub.catalog.schemas import CourseCreate, CourseQuery, CourseUpdate, LessonCreate, check_textbook
+from hub.catalog.schemas import (
+    CourseCreate,
+    CourseQuery,
+    CourseUpdate,
+    LessonCreate,
+    LessonUpdate,
+    check_textbook,
+)
 from hub.db import utcnow
 from hub.errors import Conflict, Invalid, NotFound, PermissionDenied, Unauthorized
 from hub.i18n import N_
 from hub.media import services as media_services
+from hub.media.models import Blob
 from hub.media.storage import Storage
 from hub.sync.models import Change
+from hub.uploads.models import Upload
 
 
 def visible_clause(actor: User | None) -> ColumnElement[bool]:
@@ -279,7 +288,7 @@ def create_lesson(session: Session, actor: User | None, course_id: int, data: Le
     lesson = Lesson(course=course, position=position, **data.model_dump(exclude={"position"}))
     session.add(lesson)
     session.flush()
-    _reindex(session, course.id)
+    _content_changed(session, course)
     return lesson
 
 
@@ -389,4 +398,206 @@ def add_material(
     session.flush()
     jobs.enqueue(session, media_services.process_task(material.kind), material.id)
     _reindex(session, lesson.course_id)
+    return material
+
+
+# -- editing a course's content --------------------------------------------------------
+#
+# Each change below reaches readers three ways, all from the same transaction: the search
+# index (a task after commit), the change feed (a published course gets a new version),
+# and school servers, whose next pull sees the lessons' changed_at stamps move
+# (hub.catalog.models stamps them on every write) and fetches only those lessons as a
+# patch; a lesson deleted here is missing from the course's lesson list, so it is deleted
+# there too.
+
+
+def _content_changed(session: Session, course: Course) -> None:
+    """A course's lessons or materials changed: a new version if published, and the index follows."""
+    if course.status == "published":
+        course.version += 1
+        session.add(Change(course_id=course.id, action="updated", version=course.version))
+    session.flush()
+    _reindex(session, course.id)
+
+
+def _editable_lesson(session: Session, actor: User | None, lesson_id: int) -> Lesson:
+    lesson = get_lesson(session, actor, lesson_id)
+    _require_edit(actor, lesson.course)
+    return lesson
+
+
+def _editable_material(session: Session, actor: User | None, material_id: int) -> Material:
+    material = get_material(session, actor, material_id)
+    _require_edit(actor, material.lesson.course)
+    return material
+
+
+def _course_order(session: Session, course_id: int) -> list[Lesson]:
+    """The course's lessons first to last (position, then id for lessons that share one)."""
+    return list(
+        session.scalars(select(Lesson).where(Lesson.course_id == course_id).order_by(Lesson.position, Lesson.id))
+    )
+
+
+def _renumber(lessons: list[Lesson]) -> bool:
+    """Positions 1..n in this order, writing only the lessons whose position changes; whether any did.
+
+    Only those get a new changed_at stamp, so a school server's next pull fetches
+    them alone: moving a lesson up one place re-sends two lessons, not the course.
+    """
+    changed = False
+    for number, lesson in enumerate(lessons, start=1):
+        if lesson.position != number:
+            lesson.position = number
+            changed = True
+    return changed
+
+
+def update_lesson(session: Session, actor: User | None, lesson_id: int, data: LessonUpdate) -> Lesson:
+    """Change a lesson's title, unit or summary, and move it when ``position`` is given."""
+    lesson = _editable_lesson(session, actor, lesson_id)
+    changes = data.model_dump(exclude_unset=True)
+    position = changes.pop("position", None)
+    for name, value in changes.items():
+        setattr(lesson, name, value)
+    moved = position is not None and _place(session, lesson, position)
+    if moved or session.is_modified(lesson):
+        _content_changed(session, lesson.course)
+    return lesson
+
+
+def move_lesson(session: Session, actor: User | None, lesson_id: int, position: int) -> Lesson:
+    """Put a lesson at ``position`` (1 is first; past the end means last); the others close up."""
+    lesson = _editable_lesson(session, actor, lesson_id)
+    if _place(session, lesson, position):
+        _content_changed(session, lesson.course)
+    return lesson
+
+
+def _place(session: Session, lesson: Lesson, position: int) -> bool:
+    """Move the lesson to `position` in its course; whether any lesson's position changed."""
+    order = _course_order(session, lesson.course_id)
+    order.remove(lesson)
+    order.insert(max(0, min(position, len(order) + 1) - 1), lesson)
+    return _renumber(order)
+
+
+def reorder_lessons(session: Session, actor: User | None, course_id: int, lesson_ids: list[int]) -> list[Lesson]:
+    """Put every lesson of the course in the order given; returns them in that order."""
+    course = get_course(session, actor, course_id)
+    _require_edit(actor, course)
+    order = _course_order(session, course.id)
+    by_id = {lesson.id: lesson for lesson in order}
+    if len(lesson_ids) != len(set(lesson_ids)):
+        raise Invalid(N_("The new order names a lesson twice."), {"lessons": N_("Each lesson once")})
+    if set(lesson_ids) != set(by_id):
+        missing = sorted(set(by_id) - set(lesson_ids))
+        unknown = sorted(set(lesson_ids) - set(by_id))
+        raise Invalid(
+            N_("The new order must name every lesson of the course once: missing %(missing)s, not in it %(unknown)s."),
+            {"lessons": N_("Every lesson of the course, once each")},
+            missing=", ".join(map(str, missing)) or "-",
+            unknown=", ".join(map(str, unknown)) or "-",
+        )
+    wanted = [by_id[lesson_id] for lesson_id in lesson_ids]
+    if _renumber(wanted):
+        _content_changed(session, course)
+    return wanted
+
+
+def delete_lesson(session: Session, actor: User | None, lesson_id: int) -> Course:
+    """Delete a lesson with its materials; their bytes go once nothing else uses them. Returns its course."""
+    lesson = _editable_lesson(session, actor, lesson_id)
+    course = lesson.course
+    blobs = [sha for material in lesson.materials for sha in _material_blobs(session, material)]
+    session.delete(lesson)
+    session.flush()
+    media_services.forget_blobs_later(session, blobs)
+    _content_changed(session, course)
+    return course
+
+
+def delete_material(session: Session, actor: User | None, material_id: int) -> Lesson:
+    """Delete a material; its original's and renditions' bytes go once nothing else uses them. Returns its lesson."""
+    material = _editable_material(session, actor, material_id)
+    lesson = material.lesson
+    blobs = _material_blobs(session, material)
+    lesson.materials.remove(material)  # delete-orphan: the material, its renditions and subtitles go
+    # Stamped here, not left to the flush hook: the orphan may have lost its lesson_id by then,
+    # and a school server's patch must carry this lesson without the material.
+    lesson.changed_at = utcnow()
+    session.flush()
+    media_services.forget_blobs_later(session, blobs)
+    _content_changed(session, lesson.course)
+    return lesson
+
+
+def _material_blobs(session: Session, material: Material) -> list[str]:
+    """Every blob a material holds, and the uploads that made it let go of it.
+
+    An upload keeps its blob's name (a retried request finds its material by it);
+    once the material goes, the upload is spent: it expires, so its blob can go too.
+    """
+    session.execute(
+        update(Upload)
+        .where(Upload.material_id == material.id)
+        .values(status="expired", blob_sha256=None)
+        .execution_options(synchronize_session=False)
+    )
+    shas = [material.original_sha256]
+    shas += [r.blob_sha256 for r in material.renditions if r.blob_sha256]
+    shas += [t.blob_sha256 for t in material.subtitles]
+    return shas
+
+
+def replace_material(
+    session: Session,
+    storage: Storage,
+    actor: User | None,
+    material_id: int,
+    fileobj: IO[bytes],
+    *,
+    filename: str,
+    title: str = "",
+) -> Material:
+    """Replace a material's file with an uploaded one (multipart); see :func:`replace_original`."""
+    _editable_material(session, actor, material_id)  # refuse before reading a byte
+    blob, kind = media_services.store_original(session, storage, fileobj, filename)
+    return replace_original(session, actor, material_id, blob, kind, filename=filename, title=title)
+
+
+def replace_original(
+    session: Session, actor: User | None, material_id: int, blob: Blob, kind: str, *, filename: str, title: str = ""
+) -> Material:
+    """Give a material a new original: same id and place in its lesson, processed afresh.
+
+    Its renditions and chapters go (made from the old file); subtitles stay for a
+    recording (a re-cut lecture keeps its words), not for a file that is no longer
+    video or audio. The old bytes go once nothing else uses them. An empty ``title``
+    keeps the material's title.
+    """
+    material = _editable_material(session, actor, material_id)
+    title = title.strip()
+    if len(title) > 200:
+        raise Invalid(N_("A material needs a title of at most 200 characters."), {"title": N_("1 to 200 characters")})
+    old = _material_blobs(session, material)
+    material.renditions.clear()
+    if kind in ("video", "audio"):
+        kept = {track.blob_sha256 for track in material.subtitles}
+        old = [sha for sha in old if sha not in kept]
+    else:
+        material.subtitles.clear()
+    material.original = blob
+    material.kind = kind
+    material.filename = media_services.safe_filename(filename)
+    if title:
+        material.title = title
+    material.status = "pending"
+    material.progress = 0
+    material.error = ""
+    material.chapters = None
+    session.flush()
+    media_services.forget_blobs_later(session, [sha for sha in old if sha != blob.sha256])
+    jobs.enqueue(session, media_services.process_task(material.kind), material.id)
+    _content_changed(session, material.lesson.course)
     return material

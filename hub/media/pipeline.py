@@ -37,7 +37,7 @@ from hub.media import chapters, ffmpeg, quality
 from hub.media.models import Blob, Rendition
 from hub.media.profiles import PROFILES, applicable_profiles
 from hub.media.sandbox import job_directory
-from hub.media.services import build_task, process_task
+from hub.media.services import build_task, forget_blobs_later, process_task
 from hub.media.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -267,9 +267,16 @@ def build_rendition(
         if session.get(Blob, stored.sha256) is None:
             session.add(Blob(sha256=stored.sha256, size=stored.size, media_type=info.mime_type))
             session.commit()
-    return _finish(
+    status = _finish(
         database, rendition_id, "ready", sha256=stored.sha256, info=info, ssim=ssim, quality_note=quality_note
     )
+    if status == "gone":
+        # The material was deleted or its original replaced while this was made: the bytes
+        # just stored are nobody's, unless another material has the same ones.
+        with database.session() as session:
+            forget_blobs_later(session, [stored.sha256])
+            session.commit()
+    return status
 
 
 def _claim(session: Session, rendition_id: int, lease: int) -> bool:

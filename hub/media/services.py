@@ -5,17 +5,19 @@ from __future__ import annotations
 import mimetypes
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import IO
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from hub import jobs
 from hub.accounts.models import User
 from hub.catalog.models import Course, Lesson, Material
+from hub.db import Database
 from hub.errors import NotFound
 from hub.i18n import N_
-from hub.media.models import Blob, Rendition
+from hub.media.models import Blob, DownloadCount, Rendition
 from hub.media.storage import Storage, is_sha256
 
 # What the first bytes say (hub.media.ffmpeg.sniff) → (material kind, media type).
@@ -121,3 +123,63 @@ def _used_in_visible_course(session: Session, actor: User | None, sha256: str) -
     )
     # A subtitle's .vtt is a blob too: school servers fetch it like a rendition.
     return used is not None or bool(readable_subtitle_blobs(session, actor, [sha256]))
+
+
+_CHUNK = 500
+"""Hashes per IN (...) list: well under SQLite's bound-parameter limit."""
+
+
+def drop_unreferenced_blobs(session: Session, candidates: Iterable[str]) -> list[str]:
+    """Forget the rows of `candidates` nothing uses any more; returns their hashes.
+
+    Used: a material's original, a rendition, a subtitle track, or an upload that
+    holds the bytes (finished, not yet made a material). The caller commits, then
+    deletes the bytes: a crash in between leaves unreferenced bytes (harmless,
+    reclaimed next time), never a row without bytes.
+    """
+    from hub.subtitles.models import Subtitle
+    from hub.sync.models import ReportedCount
+    from hub.uploads.models import Upload
+
+    wanted = sorted({sha for sha in candidates if is_sha256(sha)})
+    dropped: list[str] = []
+    # A few set-based statements per chunk instead of two lookups and three deletes per blob.
+    for i in range(0, len(wanted), _CHUNK):
+        chunk = wanted[i : i + _CHUNK]
+        used = set(session.scalars(select(Material.original_sha256).where(Material.original_sha256.in_(chunk))))
+        used |= set(session.scalars(select(Rendition.blob_sha256).where(Rendition.blob_sha256.in_(chunk))))
+        used |= set(session.scalars(select(Subtitle.blob_sha256).where(Subtitle.blob_sha256.in_(chunk))))
+        used |= set(session.scalars(select(Upload.blob_sha256).where(Upload.blob_sha256.in_(chunk))))
+        unused = [sha for sha in chunk if sha not in used]
+        if not unused:
+            continue
+        options = {"synchronize_session": False}
+        session.execute(delete(DownloadCount).where(DownloadCount.blob_sha256.in_(unused)), execution_options=options)
+        session.execute(delete(ReportedCount).where(ReportedCount.blob_sha256.in_(unused)), execution_options=options)
+        session.execute(delete(Blob).where(Blob.sha256.in_(unused)), execution_options=options)
+        dropped += unused
+    session.flush()
+    return dropped
+
+
+def forget_blobs_later(session: Session, candidates: Iterable[str]) -> None:
+    """After commit, remove those of `candidates` nothing uses any more (:func:`remove_unused_blobs`).
+
+    For a service that just deleted or replaced a material: the same bytes may serve
+    another material (blobs are named by their sha256, and renditions are reused
+    across materials of the same original), so whether they go is decided by the
+    task, against what is committed then, not by the request.
+    """
+    shas = sorted({sha for sha in candidates if sha})
+    if shas:
+        jobs.enqueue(session, jobs.REMOVE_UNUSED_BLOBS, shas)
+
+
+def remove_unused_blobs(database: Database, storage: Storage, candidates: Iterable[str]) -> list[str]:
+    """Drop the rows of the candidates nothing uses, commit, then delete their bytes; safe to run twice."""
+    with database.session() as session:
+        dropped = drop_unreferenced_blobs(session, candidates)
+        session.commit()
+    for sha in dropped:
+        storage.delete(sha)
+    return dropped

@@ -55,6 +55,7 @@ from hub.config import Settings
 from hub.db import Database, get_database, utcnow
 from hub.errors import HubError
 from hub.locks import LockBusy, file_lock
+from hub.media import services as media_services
 from hub.media.downloads import MIRROR_HEADER
 from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
@@ -1092,7 +1093,7 @@ def apply_manifest(
                 commit_group()
         if group:
             commit_group()
-        dropped = services.drop_unreferenced_blobs(session, replaced - set(manifest.files()))
+        dropped = media_services.drop_unreferenced_blobs(session, replaced - set(manifest.files()))
         state = services.mirror_state(session)
         complete = not report.skipped and not failures and not stopped
         if complete:
@@ -1154,7 +1155,7 @@ def _remove_unlisted(
         _note_courses(session, run_id, titles)
         session.commit()
         report.courses_removed += 1
-    dropped = services.drop_unreferenced_blobs(session, replaced - set(manifest.files()))
+    dropped = media_services.drop_unreferenced_blobs(session, replaced - set(manifest.files()))
     session.commit()
     for sha in dropped:  # after the commit: a crash between leaves unused bytes, never a row without them
         storage.delete(sha)

@@ -14,7 +14,7 @@ any point leaves applied courses whole and the rest untouched.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -29,8 +29,8 @@ from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
 from hub.inputs import parse_int
-from hub.media.models import Blob, DownloadCount, Rendition
-from hub.media.storage import BlobBatch, Storage, is_sha256
+from hub.media.models import Blob, Rendition
+from hub.media.storage import BlobBatch, Storage
 from hub.subtitles.models import Subtitle
 from hub.sync import manifest as mf
 from hub.sync.models import (
@@ -38,7 +38,6 @@ from hub.sync.models import (
     ManifestState,
     MirrorCourse,
     MirrorState,
-    ReportedCount,
     Subscription,
     SyncRun,
 )
@@ -729,33 +728,3 @@ def close_abandoned_runs(session: Session) -> int:
     for run in rows:
         finish_run(session, run, "failed", run.message or "interrupted (the process stopped before it finished)")
     return len(rows)
-
-
-_CHUNK = 500
-"""Hashes per IN (...) list: well under SQLite's bound-parameter limit."""
-
-
-def drop_unreferenced_blobs(session: Session, candidates: Iterable[str]) -> list[str]:
-    """Forget the rows of `candidates` no material, rendition or subtitle uses any more; returns their hashes.
-
-    The caller commits, then deletes the bytes: a crash in between leaves
-    unreferenced bytes (harmless, reclaimed next time), never a row without bytes.
-    """
-    wanted = sorted({sha for sha in candidates if is_sha256(sha)})
-    dropped: list[str] = []
-    # A few set-based statements per chunk instead of two lookups and three deletes per blob.
-    for i in range(0, len(wanted), _CHUNK):
-        chunk = wanted[i : i + _CHUNK]
-        used = set(session.scalars(select(Material.original_sha256).where(Material.original_sha256.in_(chunk))))
-        used |= set(session.scalars(select(Rendition.blob_sha256).where(Rendition.blob_sha256.in_(chunk))))
-        used |= set(session.scalars(select(Subtitle.blob_sha256).where(Subtitle.blob_sha256.in_(chunk))))
-        unused = [sha for sha in chunk if sha not in used]
-        if not unused:
-            continue
-        options = {"synchronize_session": False}
-        session.execute(delete(DownloadCount).where(DownloadCount.blob_sha256.in_(unused)), execution_options=options)
-        session.execute(delete(ReportedCount).where(ReportedCount.blob_sha256.in_(unused)), execution_options=options)
-        session.execute(delete(Blob).where(Blob.sha256.in_(unused)), execution_options=options)
-        dropped += unused
-    session.flush()
-    return dropped

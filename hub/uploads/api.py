@@ -256,3 +256,13 @@ def create_material_from_upload(lesson_id: int, body: MaterialFromUpload) -> Mat
     )
     session.commit()
     return material_out(material)
+
+
+def replace_material_from_upload(material_id: int, body: MaterialFromUpload) -> MaterialOut:
+    """The JSON branch of ``PUT /api/v1/materials/{id}/original``: a finished upload becomes its file."""
+    session = request_session()
+    material = services.replace_material(
+        session, _uploads(), _storage(), require_user(), material_id, body.upload, body.title
+    )
+    session.commit()
+    return material_out(material)

@@ -20,7 +20,8 @@ from hub.api import PREFIX
 from hub.catalog import history, textbooks
 from hub.catalog import services as catalog
 from hub.catalog.licences import LICENCES, attribution
-from hub.catalog.schemas import CourseCreate, CourseQuery, LessonCreate
+from hub.catalog.models import Course
+from hub.catalog.schemas import CourseCreate, CourseQuery, CourseUpdate, LessonCreate, LessonUpdate
 from hub.db import request_session
 from hub.errors import HubError, Invalid, PermissionDenied, invalid_from_pydantic
 from hub.i18n import N_, gettext
@@ -155,27 +156,44 @@ def course_page(course_id: int) -> Response | tuple[str, int]:
 
 
 def _course(
-    user: User, course_id: int, error: HubError | None = None, form: dict[str, str] | None = None
+    user: User,
+    course_id: int,
+    error: HubError | None = None,
+    form: dict[str, str] | None = None,
+    course_form: dict[str, Any] | None = None,
 ) -> tuple[str, int]:
+    """The course page: its lessons (to reorder, open, add to) and its own fields (to edit)."""
     session = request_session()
     course = catalog.get_course(session, user, course_id)
     if not catalog.can_edit(user, course):
         raise PermissionDenied(N_("Only the school's uploaders can change this course."))
     lessons = catalog.list_lessons(session, user, course_id)
+    added = parse_int(request.args.get("added", ""))
+    fields = course_form or _fields_of(course)
     return render_template(
         "uploads/course.html",
         course=course,
         lessons=lessons,
         error=error,
-        form=form or {},
+        form=form or {"unit": request.args.get("unit", "")},
+        added=next((lesson for lesson in lessons if lesson.id == added), None),
+        course_form=fields,
+        editing=course_form is not None,  # the edit form comes back open, with what was typed
+        **course_form_context(fields, course.school.name),
         events=history.events(session, course.id),
         returned=history.last_return(session, course),
         review_required=history.review_required(session),
     ), 200 if error is None else error.status
 
 
+def _fields_of(course: Course) -> dict[str, Any]:
+    """A course's fields as the course form holds them."""
+    return course.description()
+
+
 @blueprint.post("/courses/<int:course_id>/lessons")
 def create_lesson(course_id: int) -> Response | tuple[str, int]:
+    """Add a lesson and come back to the course page, its form empty for the next one."""
     user = _uploader()
     if isinstance(user, Response):
         return user
@@ -186,20 +204,106 @@ def create_lesson(course_id: int) -> Response | tuple[str, int]:
         return _course(user, course_id, invalid_from_pydantic(exc), form)
     lesson = catalog.create_lesson(request_session(), user, course_id, data)
     request_session().commit()
-    return redirect(url_for("uploads.lesson_page", lesson_id=lesson.id), code=303)
+    # The unit stays filled in: the next lesson is usually in the same one.
+    return redirect(
+        url_for("uploads.course_page", course_id=course_id, added=lesson.id, unit=lesson.unit or None) + "#add-lesson",
+        code=303,
+    )
+
+
+def _course_change(course_id: int, change: Any, anchor: str = "") -> Response | tuple[str, int]:
+    """Run one course-level service for the signed-in uploader; back to the course page, or its error there."""
+    user = _uploader()
+    if isinstance(user, Response):
+        return user
+    session = request_session()
+    try:
+        change(session, user)
+    except HubError as exc:
+        session.rollback()
+        return _course(user, course_id, exc)
+    session.commit()
+    return redirect(url_for("uploads.course_page", course_id=course_id) + anchor, code=303)
 
 
 @blueprint.post("/courses/<int:course_id>/publish")
 def publish_course(course_id: int) -> Response | tuple[str, int]:
+    return _course_change(course_id, lambda session, user: catalog.publish_course(session, user, course_id))
+
+
+@blueprint.post("/courses/<int:course_id>/withdraw")
+def withdraw_course(course_id: int) -> Response | tuple[str, int]:
+    return _course_change(course_id, lambda session, user: catalog.withdraw_course(session, user, course_id))
+
+
+@blueprint.post("/courses/<int:course_id>/edit")
+def edit_course(course_id: int) -> Response | tuple[str, int]:
     user = _uploader()
     if isinstance(user, Response):
         return user
+    form = _course_form()
     try:
-        catalog.publish_course(request_session(), user, course_id)
+        data = CourseUpdate.model_validate(form)
+    except ValidationError as exc:
+        return _course(user, course_id, invalid_from_pydantic(exc), course_form=form)
+    session = request_session()
+    try:
+        catalog.update_course(session, user, course_id, data)
     except HubError as exc:
-        return _course(user, course_id, exc)
-    request_session().commit()
+        session.rollback()
+        return _course(user, course_id, exc, course_form=form)
+    session.commit()
     return redirect(url_for("uploads.course_page", course_id=course_id), code=303)
+
+
+@blueprint.post("/courses/<int:course_id>/delete")
+def delete_course(course_id: int) -> Response | tuple[str, int]:
+    """Delete a draft or withdrawn course; the form's box must be ticked (no JavaScript confirm)."""
+    user = _uploader()
+    if isinstance(user, Response):
+        return user
+    if not request.form.get("confirm"):
+        error = Invalid(N_("Tick the box to confirm that the course should be deleted."), {"confirm": N_("Not ticked")})
+        return _course(user, course_id, error)
+    session = request_session()
+    try:
+        catalog.delete_course(session, user, course_id)
+    except HubError as exc:
+        session.rollback()
+        return _course(user, course_id, exc)
+    session.commit()
+    return redirect(url_for("uploads.dashboard"), code=303)
+
+
+@blueprint.post("/lessons/<int:lesson_id>/move")
+def move_lesson(lesson_id: int) -> Response | tuple[str, int]:
+    """Up or down one place (the course page's buttons send step -1 or 1), or to the position typed in."""
+    user = _uploader()
+    if isinstance(user, Response):
+        return user
+    session = request_session()
+    lesson = catalog.get_lesson(session, user, lesson_id)
+    course_id = lesson.course_id
+    step = request.form.get("step", "")
+    try:
+        if step in ("-1", "1"):  # the up and down buttons
+            order = [item.id for item in catalog.list_lessons(session, user, course_id)]
+            position = max(1, order.index(lesson.id) + 1 + int(step))
+        else:
+            number = parse_int(request.form.get("position", ""))
+            if number is None or not 1 <= number <= 10000:
+                raise Invalid(
+                    N_("Give the lesson's new place as a number from 1 to %(last)s."),
+                    {"position": N_("A whole number")},
+                    last=len(lesson.course.lessons),
+                )
+            position = number
+        catalog.move_lesson(session, user, lesson_id, position)
+    except HubError as exc:
+        session.rollback()
+        return _course(user, course_id, exc)
+    session.commit()
+    return redirect(url_for("uploads.course_page", course_id=course_id) + f"#lesson-{lesson_id}", code=303)
 
 
 @blueprint.get("/lessons/<int:lesson_id>")
@@ -210,7 +314,9 @@ def lesson_page(lesson_id: int) -> Response | tuple[str, int]:
     return _lesson(user, lesson_id)
 
 
-def _lesson(user: User, lesson_id: int, error: HubError | None = None) -> tuple[str, int]:
+def _lesson(
+    user: User, lesson_id: int, error: HubError | None = None, form: dict[str, str] | None = None
+) -> tuple[str, int]:
     lesson = catalog.get_lesson(request_session(), user, lesson_id)
     if not catalog.can_edit(user, lesson.course):
         raise PermissionDenied(N_("Only the school's uploaders can change this course."))
@@ -220,6 +326,8 @@ def _lesson(user: User, lesson_id: int, error: HubError | None = None) -> tuple[
         lesson=lesson,
         course=lesson.course,
         error=error,
+        lesson_form=form or {"title": lesson.title, "unit": lesson.unit, "summary": lesson.summary},
+        editing=form is not None,  # the edit form comes back open, with what was typed
         max_plain=current_app.config["MAX_CONTENT_LENGTH"],
         max_upload=uploads.settings.max_bytes,
         chunk_bytes=BROWSER_CHUNK_BYTES,
@@ -301,4 +409,91 @@ def delete_subtitle(material_id: int, language: str) -> Any:
         session.rollback()
         return _lesson(user, lesson_id, exc)
     session.commit()
+    return redirect(url_for("uploads.lesson_page", lesson_id=lesson_id) + f"#material-{material_id}", code=303)
+
+
+@blueprint.post("/lessons/<int:lesson_id>/edit")
+def edit_lesson(lesson_id: int) -> Response | tuple[str, int]:
+    user = _uploader()
+    if isinstance(user, Response):
+        return user
+    form = {k: request.form.get(k, "") for k in ("title", "unit", "summary")}
+    session = request_session()
+    try:
+        try:
+            data = LessonUpdate.model_validate(form)
+        except ValidationError as exc:
+            raise invalid_from_pydantic(exc) from None
+        catalog.update_lesson(session, user, lesson_id, data)
+    except HubError as exc:
+        session.rollback()
+        return _lesson(user, lesson_id, exc, form)
+    session.commit()
+    return redirect(url_for("uploads.lesson_page", lesson_id=lesson_id), code=303)
+
+
+@blueprint.post("/lessons/<int:lesson_id>/delete")
+def delete_lesson(lesson_id: int) -> Response | tuple[str, int]:
+    user = _uploader()
+    if isinstance(user, Response):
+        return user
+    if not request.form.get("confirm"):
+        error = Invalid(N_("Tick the box to confirm that the lesson should be deleted."), {"confirm": N_("Not ticked")})
+        return _lesson(user, lesson_id, error)
+    session = request_session()
+    try:
+        course = catalog.delete_lesson(session, user, lesson_id)
+    except HubError as exc:
+        session.rollback()
+        return _lesson(user, lesson_id, exc)
+    session.commit()
+    return redirect(url_for("uploads.course_page", course_id=course.id) + "#lessons", code=303)
+
+
+@blueprint.post("/materials/<int:material_id>/delete")
+def delete_material(material_id: int) -> Response | tuple[str, int]:
+    user = _uploader()
+    if isinstance(user, Response):
+        return user
+    session = request_session()
+    lesson_id = catalog.get_material(session, user, material_id).lesson_id
+    try:
+        catalog.delete_material(session, user, material_id)
+    except HubError as exc:
+        session.rollback()
+        return _lesson(user, lesson_id, exc)
+    session.commit()
+    return redirect(url_for("uploads.lesson_page", lesson_id=lesson_id) + "#materials", code=303)
+
+
+@blueprint.post("/materials/<int:material_id>/replace")
+def replace_material(material_id: int) -> Any:
+    """A material's new file, from the plain form (no JavaScript) or a finished tus upload (``upload``)."""
+    user = _uploader()
+    if isinstance(user, Response):
+        return user
+    wants_json = request.accept_mimetypes.best == "application/json"
+    session = request_session()
+    lesson_id = catalog.get_material(session, user, material_id).lesson_id
+    title = request.form.get("title", "")
+    try:
+        if request.form.get("upload"):
+            material = services.replace_material(
+                session, get_uploads(current_app), _storage(), user, material_id, request.form["upload"], title
+            )
+        else:
+            file = request.files.get("file")
+            if file is None or not file.filename:
+                raise Invalid(N_("Choose a file to upload."), {"file": N_("This field is required")})
+            material = catalog.replace_material(
+                session, _storage(), user, material_id, file.stream, filename=file.filename, title=title
+            )
+    except HubError as exc:
+        if wants_json:
+            raise
+        session.rollback()
+        return _lesson(user, lesson_id, exc)
+    session.commit()
+    if wants_json:
+        return jsonify(material_out(material).model_dump(mode="json")), 200
     return redirect(url_for("uploads.lesson_page", lesson_id=lesson_id) + f"#material-{material_id}", code=303)

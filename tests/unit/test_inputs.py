@@ -314,6 +314,8 @@ def _samples(world: World) -> dict[str, dict[str, Any]]:
         "CourseUpdate": {"grades": [8, 9]},
         "LessonCreate": {"title": "配方法", "position": 1},
         "ReturnIn": {"note": "请补充第二课的讲义"},
+        "LessonUpdate": {"title": "配方法", "position": 1},
+        "LessonOrder": {"lessons": [world.lesson]},
         "SubscriptionIn": {"course": world.course},
         "PairingIn": {"school": world.school},
         "CoursesIn": {"courses": [world.course]},

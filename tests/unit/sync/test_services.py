@@ -26,6 +26,7 @@ from hub.catalog.schemas import CourseCreate, CourseUpdate, LessonCreate
 from hub.db import get_database
 from hub.errors import Conflict, Invalid, NotFound
 from hub.jobs import INDEX_COURSE, Outbox
+from hub.media import services as media_services
 from hub.media.models import Blob, DownloadCount, Rendition
 from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
@@ -399,7 +400,7 @@ def test_drop_unreferenced_blobs_drops_only_what_nothing_uses(cat: Catalog) -> N
         cat.db.add(DownloadCount(blob_sha256=sha, day=date(2026, 1, 1), count=2))
     cat.db.flush()
 
-    dropped = services.drop_unreferenced_blobs(cat.db, [*orphans, used_original, used_rendition, "not-a-hash"])
+    dropped = media_services.drop_unreferenced_blobs(cat.db, [*orphans, used_original, used_rendition, "not-a-hash"])
     cat.db.commit()
 
     assert sorted(dropped) == sorted(orphans)

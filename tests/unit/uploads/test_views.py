@@ -62,7 +62,10 @@ def test_course_lesson_and_plain_form_upload(app: Flask, make: Accounts, db: Ses
 
     lesson = client.post(f"{course_url}/lessons", data={"title": "配方法", "unit": "第二十一章", "csrf_token": token})
     assert lesson.status_code == 303
-    lesson_url = lesson.headers["Location"]
+    # Back on the course page, for the next lesson; the one added is linked from there.
+    back = client.get(lesson.headers["Location"])
+    assert lesson.headers["Location"].startswith(course_url) and "已添加课时“配方法”" in back.text
+    lesson_url = re.search(r'href="(/upload/lessons/\d+)"', back.text).group(1)  # type: ignore[union-attr]
     lesson_page = client.get(lesson_url)
     assert lesson_page.status_code == 200
     html = lesson_page.text
