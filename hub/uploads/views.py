@@ -277,18 +277,18 @@ def delete_course(course_id: int) -> Response | tuple[str, int]:
 
 @blueprint.post("/lessons/<int:lesson_id>/move")
 def move_lesson(lesson_id: int) -> Response | tuple[str, int]:
-    """Up or down one place (the course page's buttons send step -1 or 1), or to the position typed in."""
+    """Up or down one place (the course page's buttons send up or down), or to the position typed in."""
     user = _uploader()
     if isinstance(user, Response):
         return user
     session = request_session()
     lesson = catalog.get_lesson(session, user, lesson_id)
     course_id = lesson.course_id
-    step = request.form.get("step", "")
+    step = -1 if request.form.get("up") else 1 if request.form.get("down") else 0
     try:
-        if step in ("-1", "1"):  # the up and down buttons
+        if step:  # the up and down buttons
             order = [item.id for item in catalog.list_lessons(session, user, course_id)]
-            position = max(1, order.index(lesson.id) + 1 + int(step))
+            position = max(1, order.index(lesson.id) + 1 + step)
         else:
             number = parse_int(request.form.get("position", ""))
             if number is None or not 1 <= number <= 10000:

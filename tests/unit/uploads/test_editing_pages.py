@@ -44,17 +44,17 @@ def test_lessons_are_added_one_after_another_and_reordered(app: Flask, make: Acc
         assert f"已添加课时“{title}”" in page.text and 'value="第一单元"' in page.text and "autofocus" in page.text
     assert _order(db, course_id) == ["第一课", "第二课", "第三课"]
     page = client.get(course_url).text
-    assert page.count('name="step" value="-1"') == 3 and page.count("上移") >= 3
+    assert page.count('name="up" value="1"') == 3 and page.count("上移") >= 3
 
     ids = {
         title: lid for lid, title in db.execute(select(Lesson.id, Lesson.title).where(Lesson.course_id == course_id))
     }
-    moved = client.post(f"/upload/lessons/{ids['第三课']}/move", data={"step": "-1", "csrf_token": token})
+    moved = client.post(f"/upload/lessons/{ids['第三课']}/move", data={"up": "1", "csrf_token": token})
     assert moved.status_code == 303 and moved.headers["Location"].endswith(f"#lesson-{ids['第三课']}")
     assert _order(db, course_id) == ["第一课", "第三课", "第二课"]
-    client.post(f"/upload/lessons/{ids['第一课']}/move", data={"step": "1", "csrf_token": token})
+    client.post(f"/upload/lessons/{ids['第一课']}/move", data={"down": "1", "csrf_token": token})
     assert _order(db, course_id) == ["第三课", "第一课", "第二课"]
-    client.post(f"/upload/lessons/{ids['第三课']}/move", data={"step": "-1", "csrf_token": token})  # already first
+    client.post(f"/upload/lessons/{ids['第三课']}/move", data={"up": "1", "csrf_token": token})  # already first
     assert _order(db, course_id) == ["第三课", "第一课", "第二课"]
     client.post(f"/upload/lessons/{ids['第二课']}/move", data={"position": "1", "csrf_token": token})
     assert _order(db, course_id) == ["第二课", "第三课", "第一课"]
