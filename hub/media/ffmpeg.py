@@ -75,7 +75,7 @@ from typing import Any, BinaryIO
 
 import ffmpeg  # ffmpeg-python: builds argv lists; it never runs a process here
 
-from hub.media import quality, sandbox
+from hub.media import fmp4, quality, sandbox
 from hub.media.profiles import MediaKind, Profile, VideoEncoding
 from hub.media.sandbox import Sandbox
 
@@ -925,6 +925,23 @@ def _exif_orientation(tiff: bytes) -> int:
 #   20 s slide GOP) and then the keyframe. Interleaving inside a fragment
 #   (frag_interleave) would do better on paper, but Chromium then mistakes the
 #   first sample of each run for a keyframe and fails to decode it.
+# - Each fragment's sound starts at or before its keyframe (hub.media.fmp4, after the
+#   encode). The muxer closes a fragment at the keyframe's decode time, so the AAC
+#   frame playing at that moment (begun up to 64 ms before) ended the previous
+#   fragment. A seek in Chromium seeks the audio to the frame at or before the
+#   keyframe, so it read the previous fragment's index and audio run first. One
+#   seek to 45 s (30 %) right after the first frame, in the 150 s mixed lesson's
+#   360p (the same packets, remuxed), at 256 kbit/s and 300 ms:
+#
+#                                          first frame   seek    range requests after the seek
+#     as muxed (ENCODER_REVISION 2)        2.0 s 43 KB   5.3 s   393216-, 327680- (back), 425984-
+#     the same without its audio track     1.6 s 39 KB   2.5 s   262144-
+#     +faststart (progressive)             3.7 s 110 KB  1.6 s   458752-; index grows with length
+#     sound moved to the keyframe (chosen) 1.6 s 47 KB   2.6 s   393216-
+#
+#   Progressive +faststart seeks faster, but its whole index comes before the first
+#   frame and grows with the length (the 45-minute lesson's +faststart reference:
+#   a 1.08 MB index, 35 s to the first frame; benchmarks/media/RESULTS.md).
 # - No mfra at the end (skip_trailer): Chromium read the last 32 KB block for it
 #   before playing (one more round trip and up to 32 KB); the sidx at the start
 #   already indexes every fragment.
@@ -994,6 +1011,8 @@ def transcode(
     )
     if result.returncode != 0 or not dest.exists() or dest.stat().st_size == 0:
         raise _failure(result, _NOT_CONVERTED)
+    if profile.kind == "video" and probe.audio_index is not None:
+        fmp4.align_audio(dest)  # each fragment's sound starts at its keyframe: one read per seek (see _MOVFLAGS)
     info = dataclasses.replace(_describe(dest, profile, mime_type, limits), plan=plan, full_plan=full_plan)
     if profile.keep_only_if_smaller and info.bytes >= probe.bytes:
         dest.unlink()

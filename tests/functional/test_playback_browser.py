@@ -10,13 +10,19 @@ run, through the redirect to S3), throttled through the DevTools protocol to
 256 kbit/s with 300 ms of latency (tests/support/playback.py).
 
 Asserted: a first frame after at most what 5 s at 256 kbit/s carries (160 KB), and
-five seeks (10..90 %) that each resume with no media error. Seconds are recorded,
-not asserted (the machine is shared): test-artifacts/playback.json and the test
-output have them; the media benchmark reports them for lesson-length inputs,
-including a 45-minute one (benchmarks/media/RESULTS.md).
+five seeks (10..90 %) that each resume with no media error, each after at most
+160 KB too, without reading backwards first. Bytes, not seconds, are asserted: the
+page marks when each phase began and when it played (so the player's read-ahead
+while the test polls does not count), but on a shared machine at load 20 a seek
+with nothing to fetch was seen to take 9 s. The seconds are recorded:
+test-artifacts/playback.json and the test output have them; the media benchmark
+reports them for lesson-length inputs, including a 45-minute one
+(benchmarks/media/RESULTS.md).
 
 Until issue 14, fragments cut every 2 s inside 5 s camera GOPs made the mixed and
-camera 360p renditions stop on seeks with PIPELINE_ERROR_DECODE (is_key_frame=0).
+camera 360p renditions stop on seeks with PIPELINE_ERROR_DECODE (is_key_frame=0);
+until ENCODER_REVISION 3, each seek read the previous fragment for the AAC frame
+playing at the keyframe (hub.media.fmp4).
 """
 
 from __future__ import annotations
@@ -131,6 +137,13 @@ def test_starts_within_budget_and_every_seek_resumes(
     assert [s.at for s in result.seeks] == list(playback.SEEKS), result.summary()
     failed = [s for s in result.seeks if not s.resumed]
     assert not failed, result.summary()
-    # Each seek played from where it was asked to, not from the start or a fragment away.
     for seek in result.seeks:
         assert seek.error is None
+    # Every seek within the budget: what the tab received before it played again fits in
+    # what 5 s at 256 kbit/s carries (the seconds are recorded; see the module's docstring).
+    slow = [s.at for s in result.seeks if s.bytes > playback.BUDGET_BYTES]
+    assert not slow, result.summary()
+    # No seek reads backwards first: until the audio at each keyframe moved into its fragment
+    # (hub.media.fmp4), a seek fetched the fragment, then the one before it, then onwards.
+    backwards = [(s.at, s.ranges) for s in result.seeks if any(r < s.ranges[0] for r in s.ranges[1:])]
+    assert not backwards, result.summary()

@@ -23,6 +23,7 @@ and errors and record the seconds (see ``BUDGET_BYTES``).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -41,10 +42,23 @@ _PHASE_TIMEOUT_S = 120.0
 # Evaluated in the tab: the element's state in one round trip.
 _STATE = """() => { const m = window.__media; return m && {
     ready: m.readyState, time: m.currentTime, duration: m.duration, seeking: m.seeking,
-    paused: m.paused, ended: m.ended, error: window.__mediaErrors.join('; ') || null }; }"""
+    paused: m.paused, ended: m.ended, error: window.__mediaErrors.join('; ') || null,
+    phase: window.__phaseAt, resumed: window.__resumedAt }; }"""
+# The page marks when each phase began and when it played (on timeupdate, ~4 a second), in
+# wall-clock ms: the Python side polls far less often under load, and the bytes that arrive
+# between the two (read-ahead) must not count against what the first frame or a seek needed.
 _START = """([url, tag]) => {
     const m = document.createElement(tag);
+    const now = () => performance.timeOrigin + performance.now();
     window.__media = m; window.__mediaErrors = [];
+    window.__target = null; window.__resumedAt = null; window.__phaseAt = now();
+    const played = () => {
+        const t = window.__target;
+        if (window.__resumedAt === null && m.readyState >= 2 && !m.seeking && (!m.paused || m.ended)
+            && (m.ended || (t === null ? m.currentTime > 0 : m.currentTime > t + 0.05))) window.__resumedAt = now();
+    };
+    m.addEventListener('timeupdate', played);
+    m.addEventListener('ended', played);
     m.addEventListener('error', () => window.__mediaErrors.push(
         m.error ? m.error.code + ' ' + m.error.message : 'error'));
     m.muted = true; m.preload = 'auto'; m.controls = true;
@@ -52,7 +66,9 @@ _START = """([url, tag]) => {
     m.src = url;
     m.play().catch((e) => { if (e.name !== 'AbortError') window.__mediaErrors.push('play: ' + e); });
 }"""
-_SEEK = """(t) => { const m = window.__media; m.currentTime = t;
+_SEEK = """(t) => { const m = window.__media;
+    window.__target = t; window.__resumedAt = null; window.__phaseAt = performance.timeOrigin + performance.now();
+    m.currentTime = t;
     m.play().catch((e) => { if (e.name !== 'AbortError') window.__mediaErrors.push('play: ' + e); }); }"""
 
 
@@ -65,6 +81,8 @@ class Seek:
     bytes: int
     resumed: bool
     error: str | None = None
+    ranges: list[int] = field(default_factory=list)
+    """Where each media request the seek made starts (its Range header's first byte), in order."""
 
 
 @dataclass
@@ -77,6 +95,7 @@ class Playback:
     first_frame_bytes: int | None = None
     duration: float | None = None
     error: str | None = None
+    first_frame_ranges: list[int] = field(default_factory=list)
     seeks: list[Seek] = field(default_factory=list)
 
     @property
@@ -110,8 +129,14 @@ class _Tab:
         self.page = self.context.new_page()
         self.page.goto(page_url)  # unthrottled: the measurement is of the media alone
         self.received = 0
+        self.arrivals: list[tuple[float, int]] = []
+        """(wall-clock ms, bytes) of each chunk the tab received."""
+        self.clock: float | None = None
+        """DevTools timestamps (monotonic s) + this = wall-clock s."""
+        self.ranges: list[int] = []
         cdp = self.context.new_cdp_session(self.page)
         cdp.on("Network.dataReceived", self._count)
+        cdp.on("Network.requestWillBeSent", self._request)
         cdp.send("Network.enable")
         cdp.send(
             "Network.emulateNetworkConditions",
@@ -129,7 +154,23 @@ class _Tab:
         self.done = False
 
     def _count(self, event: dict[str, Any]) -> None:
-        self.received += int(event.get("encodedDataLength") or event.get("dataLength") or 0)
+        size = int(event.get("encodedDataLength") or event.get("dataLength") or 0)
+        self.received += size
+        if self.clock is not None:
+            self.arrivals.append(((event["timestamp"] + self.clock) * 1000, size))
+
+    def _between(self, start_ms: float, end_ms: float) -> int:
+        """Bytes received from ``start_ms`` to ``end_ms`` (page wall clock)."""
+        return sum(size for at, size in self.arrivals if start_ms <= at <= end_ms)
+
+    def _request(self, event: dict[str, Any]) -> None:
+        if self.clock is None and "wallTime" in event:
+            self.clock = event["wallTime"] - event["timestamp"]
+        if event.get("type") != "Media":
+            return
+        headers = {k.lower(): v for k, v in event["request"].get("headers", {}).items()}
+        found = re.match(r"bytes=(\d+)-", headers.get("range", "bytes=0-"))
+        self.ranges.append(int(found[1]) if found else 0)
 
     def step(self) -> None:
         """Look at the element once; record and start the next phase when this one is over."""
@@ -142,8 +183,10 @@ class _Tab:
                 self._finish(error or "no first frame")
                 return
             if state["ready"] >= 2 and state["time"] > 0:
-                self.playback.first_frame_s = round(elapsed, 2)
-                self.playback.first_frame_bytes = bytes_now
+                seconds, size = self._marked(state, elapsed, bytes_now)
+                self.playback.first_frame_s = seconds
+                self.playback.first_frame_bytes = size
+                self.playback.first_frame_ranges = self.ranges
                 self.playback.duration = state["duration"]
                 self._next_seek()
             return
@@ -155,14 +198,16 @@ class _Tab:
         )
         if error or resumed or elapsed > _PHASE_TIMEOUT_S:
             at = self.seeks.pop(0)
+            seconds, size = self._marked(state, elapsed, bytes_now)
             self.playback.seeks.append(
                 Seek(
                     at=at,
                     target=round(target, 3),
-                    seconds=round(elapsed, 2),
-                    bytes=bytes_now,
+                    seconds=seconds,
+                    bytes=size,
                     resumed=bool(resumed and not error),
                     error=error or (None if resumed else f"did not resume (at {state['time']:.2f} s)"),
+                    ranges=self.ranges,
                 )
             )
             if error:
@@ -170,12 +215,19 @@ class _Tab:
             else:
                 self._next_seek()
 
+    def _marked(self, state: dict[str, Any], elapsed: float, received: int) -> tuple[float, int]:
+        """Seconds and bytes from the phase's start to when the page saw it play, else to this poll."""
+        if state["resumed"] is None or state["phase"] is None or self.clock is None:
+            return round(elapsed, 2), received
+        start, end = state["phase"], state["resumed"]
+        return round((end - start) / 1000, 2), self._between(start, end)
+
     def _next_seek(self) -> None:
         if not self.seeks:
             self._finish(None)
             return
         self.target = float(self.playback.duration or 0) * self.seeks[0]
-        self.started, self.phase_bytes = time.monotonic(), self.received
+        self.started, self.phase_bytes, self.ranges = time.monotonic(), self.received, []
         self.page.evaluate(_SEEK, self.target)
 
     def _finish(self, error: str | None) -> None:
