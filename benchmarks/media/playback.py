@@ -1,6 +1,6 @@
 """Benchmark: the renditions played in Debian's Chromium at 256 kbit/s / 300 ms (issue 14).
 
-    .venv/bin/python -m benchmarks.media.playback [--quick] [--workdir DIR] [--no-write]
+    .venv/bin/python -m benchmarks.media.playback [--quick] [--workdir DIR] [--no-write] [--reuse] [--inputs a,b]
 
 Per content type (slides lesson, camera clip, mixed = the slides lesson with a small
 moving inset, a 45-minute lesson, a 5-second clip), the ladder's ``video-360p``,
@@ -176,7 +176,8 @@ def report(rows: list[tuple[str, str, int, float, playback.Playback, mp4.Layout]
         f"Each file in its own tab, throttled through DevTools to {playback.KBIT_S} kbit/s and "
         f"{playback.LATENCY_MS} ms; first frame = readyState ≥ 2 with currentTime advancing; KB = 1000 bytes "
         "received by the tab (headers included); a seek is timed from setting currentTime until it plays past "
-        "that point, while the previous position's read-ahead is still arriving.",
+        "that point, while the previous position's read-ahead is still arriving. Both are marked by the page "
+        "itself (on timeupdate), and the KB are those received between the two marks.",
         "",
         "| input | encoding | KB | kbit/s | structure: KB index / +frame | first frame s | first frame KB "
         "| seeks resumed | seek s median / max | seek KB max |",
@@ -226,18 +227,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="where inputs (kept, reused) and outputs go; default: a temp dir")
     parser.add_argument("--no-write", action="store_true", help="print the results only")
     parser.add_argument("--reuse", action="store_true", help="play the encodes already in --workdir (no re-encoding)")
+    parser.add_argument(
+        "--inputs", default="slides,camera,mixed,long,short", help="comma-separated subset of the inputs to measure"
+    )
     args = parser.parse_args(argv)
     work, temporary = run.workdir(args.workdir)
     started, load = datetime.now(UTC), "/".join(f"{x:.1f}" for x in os.getloadavg())
     try:
         slides_s, camera_s, mixed_s, long_s = (60, 20, 60, 600) if args.quick else (600, 120, 150, 45 * 60)
-        sources = {
-            "slides": inputs.slides_lesson(work, slides_s),
-            "camera": inputs.camera_clip(work, camera_s),
-            "mixed": mixed_lesson(work, mixed_s),
-            "long": long_lesson(work, long_s),
-            "short": short_clip(work, 5),
+        makers = {
+            "slides": lambda: inputs.slides_lesson(work, slides_s),
+            "camera": lambda: inputs.camera_clip(work, camera_s),
+            "mixed": lambda: mixed_lesson(work, mixed_s),
+            "long": lambda: long_lesson(work, long_s),
+            "short": lambda: short_clip(work, 5),
         }
+        chosen = args.inputs.split(",")
+        if unknown := set(chosen) - set(makers):
+            parser.error(f"--inputs: unknown {', '.join(sorted(unknown))} (choose from {', '.join(makers)})")
+        sources = {key: make() for key, make in makers.items() if key in chosen}
         out = work / "playback"
         out.mkdir(exist_ok=True)
         (out / "index.html").write_text("<!doctype html><title>playback</title><body></body>", encoding="utf-8")
