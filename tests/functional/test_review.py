@@ -20,6 +20,9 @@ from hub.accounts import services as accounts
 from hub.db import get_database
 from tests.conftest import COURSE, Accounts, hub_settings
 from tests.functional.conftest import LiveServer, Worker, wait_until
+from tests.support.browser import needs_chromium
+
+PASSWORD = "correct horse battery"
 
 
 @dataclass
@@ -49,6 +52,7 @@ def hub(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
             bureau = accounts.create_school(db, "北京市教委", "urban", "北京市", "")
             shanghai = accounts.create_school(db, "上海市教委", "urban", "上海市", "")
             db.commit()
+            make.user("web@haidian.cn", school, "uploader", password=PASSWORD)
             people = [
                 make.bearer(make.user("up@haidian.cn", school, "uploader")),
                 make.bearer(make.user("rev@bj.gov.cn", bureau, "reviewer")),
@@ -122,3 +126,38 @@ def test_review_over_http(hub: Hub) -> None:
     ]
     assert history[1]["note"] == "请补充练习题"
     assert history[0]["at"] <= history[-1]["at"]
+
+
+@needs_chromium
+@pytest.mark.usefixtures("no_csp_violations")
+def test_course_form_script_in_chromium(hub: Hub, browser: Any) -> None:
+    """On a 360 px phone: editions follow the subject, "other" opens its field, the attribution line follows."""
+    context = browser.new_context(locale="zh-CN", viewport={"width": 360, "height": 740})
+    page = context.new_page()
+    try:
+        page.goto(f"{hub.server.url}/login")
+        page.fill("input[name=email]", "web@haidian.cn")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.goto(f"{hub.server.url}/upload/")
+        assert page.is_hidden("#course-edition-other")  # free text only for "other"
+        page.select_option("#course-subject", "english")
+        assert page.eval_on_selector("#course-edition option[value='统编版']", "o => o.hidden && o.disabled")
+        assert page.eval_on_selector("#course-edition option[value='外研版']", "o => !o.hidden && !o.disabled")
+        page.select_option("#course-edition", "other")
+        assert page.is_visible("#course-edition-other")
+        page.fill("#course-edition-other", "新标准")
+        page.fill("#course-title", "七年级英语")
+        page.fill("#course-teacher", "李老师")
+        page.check("input[name=license][value='CC-BY-NC-4.0']")
+        assert page.inner_text("#attribution-preview") == (
+            "《七年级英语》，作者：李老师（海淀实验小学），来源：本平台上的课程页，采用 CC BY-NC 4.0 许可协议。"
+        )
+        page.check("input[name=grades][value='7']")
+        page.click("form.stack button[type=submit]")
+        page.wait_for_url("**/upload/courses/*")
+        course_id = int(page.url.rstrip("/").rsplit("/", 1)[-1])
+        course = hub.call("GET", f"/courses/{course_id}", hub.uploader).json()
+        assert (course["edition"], course["license"]) == ("新标准", "CC-BY-NC-4.0")
+    finally:
+        context.close()
