@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from hub.errors import HubError
+from hub.i18n import N_
 from hub.inputs import MAX_ID, UnsafeJson, loads_json
 
 PREFIX = "/api/v1"
@@ -67,15 +68,15 @@ class BadJson(HubError):
 def parse_json(model: type[M]) -> M:
     raw = request.get_data(cache=True)
     if not request.is_json:
-        raise HubError("Send a JSON body with Content-Type: application/json.")
+        raise HubError(N_("Send a JSON body with Content-Type: application/json."))
     try:
         data = loads_json(raw or b"null")
     except UnsafeJson as exc:
         raise BadJson(exc.template, None, **exc.params) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadJson(f"The body is not valid JSON: {exc}") from None
+        raise BadJson(N_("The body is not valid JSON: %(reason)s"), None, reason=exc) from None
     if not isinstance(data, dict):
-        raise BadJson("The body must be a JSON object.")
+        raise BadJson(N_("The body must be a JSON object."))
     return model.model_validate(data)
 
 

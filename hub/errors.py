@@ -4,7 +4,16 @@ Every error a user can cause answers with the same JSON shape::
 
     {"error": {"code": "...", "message": "...", "fields": {...}}}
 
-HTML pages render the same message in a page instead.
+HTML pages render the same message in a page instead. Messages are templates
+marked with hub.i18n.N_ and their parameters, translated where they are shown:
+a page in the reader's language, the API's ``message`` and ``fields`` in the
+language of ``Accept-Language`` (English when it names neither; the ``code`` is
+the same in every language, for programs).
+
+pydantic's own messages ("List should have at least 1 item after validation")
+never reach a reader: :func:`invalid_from_pydantic` maps each error type to a
+catalog message that names the field by its label (hub.i18n.field_label), so a
+Chinese uploader reads "请至少选择 1 个年级", not a field name in English.
 """
 
 from __future__ import annotations
@@ -16,6 +25,38 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flask import Flask, Response
     from pydantic import ValidationError
+
+
+class Text(str):
+    """A message template with its parameters: reads as the formatted text, translated where shown.
+
+    A ``str``, so code that treats a field's message as text keeps working; pages
+    and the API call :meth:`localized`. Parameters may be lazy strings (a field's
+    label), which format in the language of the moment.
+    """
+
+    template: str
+    params: dict[str, object]
+
+    def __new__(cls, template: str, **params: object) -> Text:
+        text = super().__new__(cls, template % params if params else template)
+        text.template = template
+        text.params = params
+        return text
+
+    def localized(self) -> str:
+        from flask_babel import gettext
+
+        return str(gettext(self.template, **self.params))
+
+
+def localize(message: str) -> str:
+    """A message (a :class:`Text`, or a template marked with N_) in the language of the moment."""
+    if isinstance(message, Text):
+        return message.localized()
+    from flask_babel import gettext
+
+    return str(gettext(message))
 
 
 class HubError(Exception):
@@ -38,9 +79,29 @@ class HubError(Exception):
         return str(gettext(self.template, **self.params))
 
     def localized_fields(self) -> dict[str, str]:
-        from flask_babel import gettext
+        """Each field's message in the reader's language, as a sentence that names the field by its label."""
+        return localized_fields(self.fields)
 
-        return {name: str(gettext(message)) for name, message in self.fields.items()}
+
+def localized_fields(fields: dict[str, Any]) -> dict[str, str]:
+    from flask_babel import gettext
+
+    from hub.i18n import field_label
+
+    out = {}
+    for name, message in fields.items():
+        if isinstance(message, Text):  # made with its label already (invalid_from_pydantic, field_error)
+            out[name] = message.localized()
+        else:
+            out[name] = str(gettext("%(label)s: %(message)s", label=field_label(name), message=gettext(str(message))))
+    return out
+
+
+def field_error(name: str, template: str, **params: object) -> Text:
+    """A field's message naming it by its label: ``template`` has ``%(label)s``."""
+    from hub.i18n import field_label
+
+    return Text(template, label=field_label(name), **params)
 
 
 class Invalid(HubError):
@@ -87,20 +148,87 @@ class TooManyRequests(HubError):
         self.retry_after = retry_after
 
 
-def invalid_from_pydantic(exc: ValidationError) -> Invalid:
-    """One message per field, in words a person can act on."""
+def _pydantic_messages() -> dict[str, str]:
+    """pydantic's error types → catalog messages; ``%(label)s`` is the field's label, the rest its ``ctx``."""
     from hub.i18n import N_
 
+    whole_number = N_("%(label)s must be a whole number.")
+    return {
+        "missing": N_("%(label)s is required."),
+        "extra_forbidden": N_("%(label)s is not a field of this form."),
+        "string_too_short": N_("%(label)s needs at least %(min_length)s characters."),
+        "string_too_long": N_("%(label)s can have at most %(max_length)s characters."),
+        "too_short": N_("%(label)s: choose at least %(min_length)s."),
+        "too_long": N_("%(label)s: choose at most %(max_length)s."),
+        "int_parsing": whole_number,
+        "int_type": whole_number,
+        "int_from_float": whole_number,
+        "float_parsing": N_("%(label)s must be a number."),
+        "float_type": N_("%(label)s must be a number."),
+        "bool_parsing": N_("%(label)s must be true or false."),
+        "bool_type": N_("%(label)s must be true or false."),
+        "greater_than": N_("%(label)s must be greater than %(gt)s."),
+        "greater_than_equal": N_("%(label)s must be at least %(ge)s."),
+        "less_than": N_("%(label)s must be less than %(lt)s."),
+        "less_than_equal": N_("%(label)s must be at most %(le)s."),
+        "literal_error": N_("%(label)s must be one of: %(expected)s."),
+        "enum": N_("%(label)s must be one of: %(expected)s."),
+        "string_type": N_("%(label)s must be text."),
+        "string_pattern_mismatch": N_("%(label)s is not in the expected form."),
+        "list_type": N_("%(label)s must be a list."),
+        "dict_type": N_("%(label)s must be an object."),
+        "model_type": N_("%(label)s must be an object."),
+        "date_from_datetime_parsing": N_("%(label)s must be a date like 2026-12-01."),
+        "date_parsing": N_("%(label)s must be a date like 2026-12-01."),
+        "datetime_parsing": N_("%(label)s must be a date and time like 2026-12-01T08:00:00Z."),
+        "bytes_type": N_("%(label)s must be a file."),
+    }
+
+
+def _pydantic_message(err: Any, name: str) -> Text:
+    import re
+
+    from flask_babel import lazy_gettext
+
+    from hub.i18n import N_, field_label
+
+    # The label of the field the error is about: "grades.0" is an item of grades.
+    named = [str(p) for p in err["loc"] if isinstance(p, str)]
+    label = field_label(named[-1]) if named else lazy_gettext("The body")
+    ctx = dict(err.get("ctx") or {})
+    kind = err["type"]
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return Text(N_("%(label)s cannot be empty."), label=label)
+    if kind in ("literal_error", "enum"):
+        # "'zh' or 'en'" → "zh, en": the codes a program sends, without English joining words.
+        ctx["expected"] = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", "")))) or ctx.get("expected")
+    if kind == "value_error":
+        # Our own validators raise ValueError with a message marked N_ (hub.catalog.schemas).
+        reason = str(ctx.get("error", "")) or str(err["msg"]).removeprefix("Value error, ")
+        if not named:  # a check across fields: its message is a sentence of its own
+            return Text(reason)
+        return Text(N_("%(label)s: %(reason)s"), label=label, reason=lazy_gettext(reason))
+    template = _pydantic_messages().get(kind, N_("%(label)s is not valid."))
+    params = {key: value for key, value in ctx.items() if f"%({key})s" in template}
+    return Text(template, label=label, **params)
+
+
+def invalid_from_pydantic(exc: ValidationError) -> Invalid:
+    """One message per field, naming it by its label, in the reader's language."""
+    from flask_babel import gettext
+
+    from hub.i18n import N_, field_label
+
     fields: dict[str, str] = {}
+    labels: list[str] = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "body"
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = N_("Unknown field")
-        elif err["type"] == "missing":
-            message = N_("This field is required")
-        fields.setdefault(name, message)
-    return Invalid(N_("Some fields are not valid: %(names)s"), fields, names=", ".join(fields))
+        if name not in fields:
+            fields[name] = _pydantic_message(err, name)
+            top = next((str(p) for p in err["loc"] if isinstance(p, str)), "body")
+            if (label := str(field_label(top))) not in labels:
+                labels.append(label)
+    return Invalid(N_("Some fields are not valid: %(names)s"), fields, names=str(gettext(", ")).join(labels))
 
 
 def _wants_json() -> bool:
@@ -115,16 +243,15 @@ def _wants_json() -> bool:
 def error_response(
     status: int, code: str, message: str, fields: dict[str, Any] | None = None, **params: object
 ) -> tuple[Response | str, int]:
-    """The error as JSON (English, ``message % params``) or as a page in the reader's language."""
+    """The error as JSON or as a page, in the reader's language (``code`` the same in every language)."""
     from flask import jsonify, render_template
     from flask_babel import gettext
 
+    text = str(gettext(message, **params))
+    localized = localized_fields(fields or {})
     if _wants_json():
-        text = message % params if params else message
-        body = {"error": {"code": code, "message": text, "fields": fields or {}}}
-        return jsonify(body), status
-    page_fields = {name: gettext(str(msg)) for name, msg in (fields or {}).items()}
-    return render_template("error.html", status=status, message=gettext(message, **params), fields=page_fields), status
+        return jsonify({"error": {"code": code, "message": text, "fields": localized}}), status
+    return render_template("error.html", status=status, message=text, fields=localized), status
 
 
 def init_app(app: Flask) -> None:
@@ -172,10 +299,13 @@ def init_app(app: Flask) -> None:
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
         messages = {
+            400: N_("The request could not be understood. Reload the page and try again."),
             404: N_("Nothing is here. Check the address."),
             405: N_("%(method)s is not allowed here."),
             413: N_("The file is too large for this upload form. Use a resumable upload for large files."),
+            415: N_("This kind of content is not accepted here."),
+            500: N_("Something went wrong on the server. Try again later."),
         }
-        if exc.code in messages:
-            return error_response(exc.code, code, messages[exc.code], method=request.method)
-        return error_response(exc.code, code, exc.description or exc.name)
+        # werkzeug's own descriptions are English: a reader gets one of ours, or this.
+        fallback = N_("The request could not be handled (HTTP %(number)s).")
+        return error_response(exc.code, code, messages.get(exc.code, fallback), method=request.method, number=exc.code)

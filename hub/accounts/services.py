@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from hub.accounts.models import ApiToken, LoginFailure, Pairing, School, User
 from hub.db import utcnow
-from hub.errors import Conflict, Invalid, NotFound, PermissionDenied, TooManyRequests, Unauthorized
+from hub.errors import Conflict, Invalid, NotFound, PermissionDenied, Text, TooManyRequests, Unauthorized
 from hub.i18n import N_
 from hub.vocab import ROLES, SCHOOL_KINDS, TOKEN_KINDS
 
@@ -31,11 +31,15 @@ MIN_REVOKE_PREFIX = 8
 def create_school(session: Session, name: str, kind: str, region: str = "", county: str = "") -> School:
     name = name.strip()
     if not name:
-        raise Invalid("A school needs a name.", {"name": "This field is required"})
+        raise Invalid(N_("A school needs a name."), {"name": "This field is required"})
     if kind not in SCHOOL_KINDS:
-        raise Invalid(f"Unknown school kind {kind!r}.", {"kind": f"One of {', '.join(SCHOOL_KINDS)}"})
+        raise Invalid(
+            N_("Unknown school kind %(kind)r."),
+            {"kind": Text(N_("one of: %(codes)s"), codes=", ".join(SCHOOL_KINDS))},
+            kind=kind,
+        )
     if session.scalar(select(School.id).where(School.name == name)) is not None:
-        raise Conflict(f"A school named {name!r} already exists.", {"name": "Already taken"})
+        raise Conflict(N_("A school named %(name)r already exists."), {"name": N_("already taken")}, name=name)
     school = School(name=name, kind=kind, region=region, county=county, rural=kind == "rural")
     session.add(school)
     session.flush()
@@ -45,7 +49,7 @@ def create_school(session: Session, name: str, kind: str, region: str = "", coun
 def get_school_by_name(session: Session, name: str) -> School:
     school = session.scalar(select(School).where(School.name == name.strip()))
     if school is None:
-        raise NotFound(f"No school named {name!r}.")
+        raise NotFound(N_("No school named %(name)r."), name=name)
     return school
 
 
@@ -138,16 +142,18 @@ def create_user(
 ) -> User:
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
-        raise Invalid(f"{email!r} is not an email address.", {"email": "Not an email address"})
+        raise Invalid(N_("%(email)r is not an email address."), {"email": N_("not an email address")}, email=email)
     if role not in ROLES:
-        raise Invalid(f"Unknown role {role!r}.", {"role": f"One of {', '.join(ROLES)}"})
+        raise Invalid(
+            N_("Unknown role %(role)r."), {"role": Text(N_("one of: %(codes)s"), codes=", ".join(ROLES))}, role=role
+        )
     if session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise Conflict(f"A user {email} already exists.", {"email": "Already taken"})
+        raise Conflict(N_("A user %(email)s already exists."), {"email": N_("already taken")}, email=email)
     region = region.strip()
     if region and role != "reviewer":
-        raise Invalid("Only reviewers have a region of their own.", {"region": "For reviewers only"})
+        raise Invalid(N_("Only reviewers have a region of their own."), {"region": N_("for reviewers only")})
     if len(region) > 100:
-        raise Invalid("A region has at most 100 characters.", {"region": "At most 100 characters"})
+        raise Invalid(N_("A region has at most 100 characters."), {"region": N_("at most 100 characters")})
     user = User(email=email, school=school, role=role, region=region)
     if password:
         set_password(user, password)
@@ -195,7 +201,7 @@ def activate_user(session: Session, user: User) -> None:
 def get_user_by_email(session: Session, email: str) -> User:
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
-        raise NotFound(f"No user {email!r}.")
+        raise NotFound(N_("No user %(email)r."), email=email)
     return user
 
 

@@ -247,10 +247,10 @@ def create_material(lesson_id: int) -> MaterialOut:
     if request.is_json:  # {"upload": "<tus upload URL>", "title": ...}: a finished resumable upload
         return create_material_from_upload(lesson_id, parse_json(MaterialFromUpload))
     if request.mimetype != "multipart/form-data":
-        raise HubError("Send the file as multipart/form-data with fields 'file' and 'title'.")
+        raise HubError(N_("Send the file as multipart/form-data with fields 'file' and 'title'."))
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        raise Invalid("Choose a file to upload.", {"file": "This field is required"})
+        raise Invalid(N_("Choose a file to upload."), {"file": "This field is required"})
     storage: Storage = current_app.extensions["hub.storage"]
     material = services.add_material(
         request_session(),

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from hub.api import Strict
+from hub.i18n import N_
 from hub.inputs import Id
 from hub.vocab import CategoryCode as Category
 from hub.vocab import LanguageCode as Language
@@ -58,9 +59,12 @@ class CourseCreate(CourseFields):
         return self
 
 
+TEXTBOOK_ONLY_FOR_CURRICULUM = N_("Only curriculum courses name a textbook edition and volume.")
+
+
 def check_textbook(category: str, edition: str, volume: str) -> None:
     if category != "curriculum" and (edition or volume):
-        raise ValueError("only curriculum courses name a textbook edition and volume")
+        raise ValueError(TEXTBOOK_ONLY_FOR_CURRICULUM)
 
 
 class CourseUpdate(Strict):
@@ -86,7 +90,7 @@ class CourseUpdate(Strict):
     def _no_nulls(cls, value: object) -> object:
         # PATCH {"title": null} would otherwise mean "leave unchanged": say so instead.
         if value is None:
-            raise ValueError("cannot be null; leave the field out to keep its value")
+            raise ValueError(N_("cannot be null; leave the field out to keep its value"))
         return value
 
 

@@ -24,6 +24,7 @@ from hub.accounts.models import School, User
 from hub.catalog import history, textbooks
 from hub.catalog.models import Course, Lesson, Material, grades_to_mask
 from hub.catalog.schemas import (
+    TEXTBOOK_ONLY_FOR_CURRICULUM,
     CourseCreate,
     CourseQuery,
     CourseUpdate,
@@ -32,7 +33,7 @@ from hub.catalog.schemas import (
     check_textbook,
 )
 from hub.db import utcnow
-from hub.errors import Conflict, Invalid, NotFound, PermissionDenied, Unauthorized
+from hub.errors import Conflict, Invalid, NotFound, PermissionDenied, Text, Unauthorized
 from hub.i18n import N_
 from hub.media import services as media_services
 from hub.media.models import Blob
@@ -145,7 +146,7 @@ def create_course(session: Session, actor: User | None, data: CourseCreate) -> C
         if not actor.is_admin:
             raise PermissionDenied(N_("Uploaders create courses for their own school only."))
         if session.get(School, data.school) is None:
-            raise Invalid(f"There is no school {data.school}.", {"school": "Unknown school"})
+            raise Invalid(N_("There is no school %(id)s."), {"school": N_("Unknown school")}, id=data.school)
         school_id = data.school
     course = Course(
         school_id=school_id,
@@ -200,8 +201,8 @@ def update_course(session: Session, actor: User | None, course_id: int, data: Co
     volume = changes.get("volume", course.volume)
     try:
         check_textbook(category, edition, volume)
-    except ValueError as exc:
-        raise Invalid(f"Some fields are not valid: {exc}.", {"edition": str(exc)}) from None
+    except ValueError:
+        raise Invalid(TEXTBOOK_ONLY_FOR_CURRICULUM, {"edition": Text(TEXTBOOK_ONLY_FOR_CURRICULUM)}) from None
     if "grades" in changes:
         course.grades_mask = grades_to_mask(changes.pop("grades"))
     for name, value in changes.items():
@@ -384,7 +385,7 @@ def add_material(
     _require_edit(actor, lesson.course)
     title = title.strip() or filename
     if not title or len(title) > 200:
-        raise Invalid("A material needs a title of at most 200 characters.", {"title": "1 to 200 characters"})
+        raise Invalid(N_("A material needs a title of at most 200 characters."), {"title": "1 to 200 characters"})
     blob, kind = media_services.store_original(session, storage, fileobj, filename)
     material = Material(
         lesson=lesson,

@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session
 from hub.accounts.models import User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
-from hub.errors import Invalid
-from hub.i18n import clock, current_locale, filesize
+from hub.errors import Invalid, Text
+from hub.i18n import N_, clock, current_locale, filesize
 from hub.media.chapters import chapter_list, clean_chapters
 from hub.media.models import Blob
 from hub.media.profiles import PROFILES
@@ -360,7 +360,10 @@ def plan_course_download(
     from hub.catalog import services as catalog
 
     if quality not in QUALITIES:
-        raise Invalid("Unknown download quality.", fields={"quality": f"one of {', '.join(QUALITIES)}"})
+        raise Invalid(
+            N_("Unknown download quality."),
+            fields={"quality": Text(N_("one of: %(codes)s"), codes=", ".join(QUALITIES))},
+        )
     course = catalog.get_course(session, actor, course_id)
     lessons = catalog.list_lessons(session, actor, course_id)
     chosen_by_lesson: list[tuple[Lesson, list[CourseFile]]] = []

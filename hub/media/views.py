@@ -63,7 +63,7 @@ def _same_origin() -> bool:
 @blueprint.post("/preferences/data-saver")
 def set_data_saver() -> Response:
     if not _same_origin():
-        raise PermissionDenied("The data-saver switch only works from this site's pages.")
+        raise PermissionDenied(N_("The data-saver switch only works from this site's pages."))
     on = request.form.get("data_saver") == "1"
     response = redirect(safe_next(request.form.get("next")), code=303)
     response.set_cookie(DATA_SAVER_COOKIE, "1" if on else "0", max_age=_COOKIE_MAX_AGE, samesite="Lax", httponly=True)

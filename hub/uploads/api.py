@@ -25,6 +25,7 @@ from hub.api import OPERATIONS, PREFIX, Operation, Strict
 from hub.catalog.schemas import MaterialOut
 from hub.db import request_session
 from hub.errors import HubError, Unauthorized
+from hub.i18n import N_
 from hub.media.api import material_out
 from hub.media.storage import Storage
 from hub.uploads import Uploads, get_uploads, services
@@ -90,7 +91,9 @@ def _tus_headers(response: Response) -> Response:
 
 @blueprint.errorhandler(HubError)
 def _error(exc: HubError) -> Response:
-    response = jsonify({"error": {"code": exc.code, "message": exc.message, "fields": exc.fields}})
+    # In the language of Accept-Language, as every API error (hub.errors): the page's script shows it.
+    error = {"code": exc.code, "message": exc.localized(), "fields": exc.localized_fields()}
+    response = jsonify({"error": error})
     # 460 has no reason phrase in HTTP's registry; say what it means.
     response.status = f"{exc.status} Checksum Mismatch" if exc.status == 460 else exc.status
     if isinstance(exc, services.TusError):
@@ -104,17 +107,20 @@ def _require_tus() -> None:
     version = request.headers.get("Tus-Resumable")
     if version != services.TUS_VERSION:
         raise services.UnsupportedVersion(
-            f"This server speaks tus {services.TUS_VERSION}; send Tus-Resumable: {services.TUS_VERSION}.",
+            N_("This server speaks tus %(version)s; send Tus-Resumable: %(version)s."),
             {"Tus-Version": services.TUS_VERSION},
+            version=services.TUS_VERSION,
         )
 
 
 def _whole_number(name: str) -> int:
     value = request.headers.get(name)
     if value is None:
-        raise services.BadUploadRequest(f"Send the {name} header.")
+        raise services.BadUploadRequest(N_("Send the %(name)s header."), name=name)
     if not _WHOLE_NUMBER.fullmatch(value.strip()):
-        raise services.BadUploadRequest(f"{name} must be a whole number of bytes, not {value[:40]!r}.")
+        raise services.BadUploadRequest(
+            N_("%(name)s must be a whole number of bytes, not %(value)r."), name=name, value=value[:40]
+        )
     return int(value)
 
 
@@ -158,13 +164,15 @@ def uploads_endpoint() -> Response:
     _require_tus()
     actor = require_user()
     if "Upload-Defer-Length" in request.headers:
-        raise services.BadUploadRequest("Upload-Defer-Length is not supported: send Upload-Length.")
+        raise services.BadUploadRequest(N_("Upload-Defer-Length is not supported: send Upload-Length."))
     length = _whole_number("Upload-Length")
     metadata = services.parse_metadata(request.headers.get("Upload-Metadata", ""))
     content_length = _body_length()
     with_body = content_length != 0
     if with_body and request.mimetype != OFFSET_CONTENT_TYPE:
-        raise services.WrongContentType(f"A first chunk sent along needs Content-Type: {OFFSET_CONTENT_TYPE}.")
+        raise services.WrongContentType(
+            N_("A first chunk sent along needs Content-Type: %(type)s."), type=OFFSET_CONTENT_TYPE
+        )
     checksum = services.parse_checksum(request.headers.get("Upload-Checksum"))
     session = request_session()
     uploads = _uploads()
@@ -219,7 +227,7 @@ def upload_endpoint(upload_id: str) -> Response:
         services.terminate(session, uploads, actor, upload_id)
         return Response(status=204)
     if request.mimetype != OFFSET_CONTENT_TYPE:
-        raise services.WrongContentType(f"A PATCH needs Content-Type: {OFFSET_CONTENT_TYPE}.")
+        raise services.WrongContentType(N_("A PATCH needs Content-Type: %(type)s."), type=OFFSET_CONTENT_TYPE)
     offset = _whole_number("Upload-Offset")
     checksum = services.parse_checksum(request.headers.get("Upload-Checksum"))
     upload = services.append(

@@ -49,7 +49,7 @@ from hub.catalog import services as catalog
 from hub.catalog.models import Material
 from hub.db import Database, utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound, PermissionDenied, Unauthorized
-from hub.i18n import N_
+from hub.i18n import N_, filesize
 from hub.locks import LockBusy, file_lock
 from hub.media import services as media_services
 from hub.media.ffmpeg import sniff_bytes
@@ -184,23 +184,23 @@ class Checksum:
 def parse_metadata(header: str) -> UploadMetadata:
     """Upload-Metadata: comma-separated ``key base64value`` pairs (tus 1.0, creation)."""
     if len(header) > MAX_METADATA_CHARS:
-        raise BadUploadRequest(f"Upload-Metadata is longer than {MAX_METADATA_CHARS} characters.")
+        raise BadUploadRequest(N_("Upload-Metadata is longer than %(limit)s characters."), limit=MAX_METADATA_CHARS)
     pairs: dict[str, str] = {}
     for item in header.split(","):
         item = item.strip(" ")
         if not item:
             if header.strip():
-                raise BadUploadRequest("Upload-Metadata has an empty pair.")
+                raise BadUploadRequest(N_("Upload-Metadata has an empty pair."))
             continue
         key, _, value = item.partition(" ")
         if not _METADATA_KEY.fullmatch(key) or " " in value:
-            raise BadUploadRequest("Upload-Metadata keys are printable ASCII without spaces or commas.")
+            raise BadUploadRequest(N_("Upload-Metadata keys are printable ASCII without spaces or commas."))
         if key in pairs:
-            raise BadUploadRequest(f"Upload-Metadata names {key!r} twice.")
+            raise BadUploadRequest(N_("Upload-Metadata names %(key)r twice."), key=key)
         try:
             base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise BadUploadRequest(f"Upload-Metadata value of {key!r} is not base64.") from None
+            raise BadUploadRequest(N_("Upload-Metadata value of %(key)r is not base64."), key=key) from None
         pairs[key] = value
     filename = _decoded(pairs, "filename") if "filename" in pairs else "upload"
     filetype = _decoded(pairs, "filetype").lower() if "filetype" in pairs else ""
@@ -211,21 +211,21 @@ def _decoded(pairs: dict[str, str], key: str) -> str:
     try:
         return base64.b64decode(pairs[key], validate=True).decode("utf-8")
     except UnicodeDecodeError:
-        raise BadUploadRequest(f"Upload-Metadata {key} is not UTF-8 text.") from None
+        raise BadUploadRequest(N_("Upload-Metadata %(key)s is not UTF-8 text."), key=key) from None
 
 
 def _checked_filename(name: str) -> str:
     name = unicodedata.normalize("NFC", name)
     if not name.strip() or name.strip() in (".", ".."):
-        raise BadUploadRequest("The file name is empty.")
+        raise BadUploadRequest(N_("The file name is empty."))
     if "/" in name or "\\" in name:
-        raise BadUploadRequest("The file name must not contain / or \\ (send the name without its folders).")
+        raise BadUploadRequest(N_("The file name must not contain / or \\ (send the name without its folders)."))
     # Control and format characters (CR/LF, NUL, bidi overrides) split headers and
     # disguise names; no real file name needs them.
     if any(unicodedata.category(ch)[0] == "C" for ch in name):
-        raise BadUploadRequest("The file name contains control characters.")
+        raise BadUploadRequest(N_("The file name contains control characters."))
     if len(name) > 255:
-        raise BadUploadRequest("The file name is longer than 255 characters.")
+        raise BadUploadRequest(N_("The file name is longer than 255 characters."))
     return name
 
 
@@ -233,10 +233,13 @@ def _checked_filetype(filetype: str) -> str:
     if not filetype or filetype == "application/octet-stream":
         return filetype
     if not _MEDIA_TYPE.fullmatch(filetype):
-        raise BadUploadRequest(f"Upload-Metadata filetype {filetype[:100]!r} is not a media type like video/mp4.")
+        raise BadUploadRequest(
+            N_("Upload-Metadata filetype %(type)r is not a media type like video/mp4."), type=filetype[:100]
+        )
     if _declared_kind(filetype) is None:
         raise BadUploadRequest(
-            f"{filetype} files cannot become lesson materials: upload video, audio, images or PDF documents."
+            N_("%(type)s files cannot become lesson materials: upload video, audio, images or PDF documents."),
+            type=filetype,
         )
     return filetype
 
@@ -255,13 +258,15 @@ def parse_checksum(header: str | None) -> Checksum | None:
     algorithm = algorithm.lower()
     if algorithm not in CHECKSUM_ALGORITHMS:
         # The protocol's answer to an algorithm the server does not support.
-        raise BadUploadRequest(f"Upload-Checksum algorithm must be one of {', '.join(CHECKSUM_ALGORITHMS)}.")
+        raise BadUploadRequest(
+            N_("Upload-Checksum algorithm must be one of %(names)s."), names=", ".join(CHECKSUM_ALGORITHMS)
+        )
     try:
         digest = base64.b64decode(encoded.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise BadUploadRequest("Upload-Checksum digest is not base64.") from None
+        raise BadUploadRequest(N_("Upload-Checksum digest is not base64.")) from None
     if len(digest) != hashlib.new(algorithm).digest_size:
-        raise BadUploadRequest(f"Upload-Checksum digest is not a {algorithm} digest.")
+        raise BadUploadRequest(N_("Upload-Checksum digest is not a %(name)s digest."), name=algorithm)
     return Checksum(algorithm, digest)
 
 
@@ -275,10 +280,10 @@ def parse_upload_ref(uploads: Uploads, ref: str) -> str:
     parts = urlsplit(ref.strip())
     public = uploads.settings.public_url
     if (parts.scheme or parts.netloc) and public and not ref.strip().startswith(public + "/"):
-        raise Invalid("This is not an upload URL of this hub.", {"upload": f"Expected {public}{PREFIX}/uploads/…"})
+        raise Invalid(N_("This is not an upload URL of this hub."), {"upload": f"Expected {public}{PREFIX}/uploads/…"})
     match = _UPLOAD_PATH.search(parts.path)
     if match is None or not parts.path.endswith(match.group(0)):
-        raise Invalid("This is not an upload URL.", {"upload": f"Expected {PREFIX}/uploads/<id>"})
+        raise Invalid(N_("This is not an upload URL."), {"upload": f"Expected {PREFIX}/uploads/<id>"})
     return match.group(1)
 
 
@@ -303,7 +308,7 @@ def may_touch(actor: User, upload: Upload) -> bool:
 def _visible(session: Session, actor: User, upload_id: str) -> Upload:
     upload = session.get(Upload, upload_id, populate_existing=True) if UPLOAD_ID.fullmatch(upload_id) else None
     if upload is None or not may_touch(actor, upload):
-        raise NotFound("There is no such upload.")
+        raise NotFound(N_("There is no such upload."))
     return upload
 
 
@@ -311,7 +316,7 @@ def get_upload(session: Session, actor: User, upload_id: str, now: datetime | No
     """The actor's school's upload, still alive (else NotFound / UploadGone)."""
     upload = _visible(session, actor, upload_id)
     if upload.status == "expired" or expires_at(upload) <= (now or utcnow()):
-        raise UploadGone("This upload has expired; start the upload again.")
+        raise UploadGone(N_("This upload has expired; start the upload again."))
     return upload
 
 
@@ -322,7 +327,7 @@ def current_offset(uploads: Uploads, upload: Upload) -> int:
     try:
         return uploads.partials.committed_offset(upload.id, upload.backend_state)
     except PartialLost:
-        raise UploadGone("The bytes of this upload are gone; start the upload again.") from None
+        raise UploadGone(N_("The bytes of this upload are gone; start the upload again.")) from None
 
 
 def inspect_upload(
@@ -389,7 +394,7 @@ def upload_lock(session: Session, uploads: Uploads, upload_id: str, wait: float 
             session.rollback()
             if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
                 raise UploadLocked(
-                    "Another request is writing to this upload; try again shortly.", {"Retry-After": "5"}
+                    N_("Another request is writing to this upload; try again shortly."), {"Retry-After": "5"}
                 ) from None
             raise
         try:
@@ -407,7 +412,7 @@ def upload_lock(session: Session, uploads: Uploads, upload_id: str, wait: float 
                 raise
     except LockBusy:  # only the lock raises it: the body never takes file locks
         raise UploadLocked(
-            "Another request is writing to this upload; try again shortly.", {"Retry-After": "5"}
+            N_("Another request is writing to this upload; try again shortly."), {"Retry-After": "5"}
         ) from None
 
 
@@ -419,15 +424,17 @@ def create_upload(
     session: Session, uploads: Uploads, actor: User | None, length: int, metadata: UploadMetadata
 ) -> Upload:
     if actor is None:
-        raise Unauthorized("Sign in to upload files.")
+        raise Unauthorized(N_("Sign in to upload files."))
     if actor.role not in ("admin", "uploader"):
-        raise PermissionDenied("Only uploaders and admins upload files.")
+        raise PermissionDenied(N_("Only uploaders and admins upload files."))
     if length == 0:
-        raise BadUploadRequest("The file is empty: there is nothing to upload.")
+        raise BadUploadRequest(N_("The file is empty: there is nothing to upload."))
     if length > uploads.settings.max_bytes:
         raise UploadTooLarge(
-            f"The file is {length} bytes; uploads may be at most {uploads.settings.max_bytes} bytes.",
+            N_("The file is %(size)s; uploads may be at most %(limit)s."),
             {"Tus-Max-Size": str(uploads.settings.max_bytes)},
+            size=filesize(length),
+            limit=filesize(uploads.settings.max_bytes),
         )
     now = utcnow()
     # Before storage is touched (on S3, creating is two round trips): most refusals cost nothing.
@@ -640,8 +647,19 @@ def _content_problem(filetype: str, head: bytes) -> ContentMismatch | None:
     kind = media_services.SNIFFED[sniffed][0] if sniffed in media_services.SNIFFED else None
     if kind == expected:
         return None
-    found = f"it looks like {sniffed}" if sniffed else "it is not a video, audio, image or PDF we can read"
-    return ContentMismatch(f"The file's content does not match its declared type {filetype}: {found}.")
+    if sniffed:
+        return ContentMismatch(
+            N_("The file's content does not match its declared type %(type)s: it looks like %(found)s."),
+            type=filetype,
+            found=sniffed,
+        )
+    return ContentMismatch(
+        N_(
+            "The file's content does not match its declared type %(type)s: "
+            "it is not a video, audio, image or PDF we can read."
+        ),
+        type=filetype,
+    )
 
 
 def append(
@@ -662,19 +680,23 @@ def append(
     with upload_lock(session, uploads, upload_id):
         upload = get_upload(session, actor, upload_id, now)
         if upload.status == "complete":
-            raise UploadFinished("This upload is complete; it takes no more bytes.")
+            raise UploadFinished(N_("This upload is complete; it takes no more bytes."))
         partial = _open(uploads, upload)
         if offset != partial.offset:
             raise OffsetMismatch(
-                f"Upload-Offset is {offset} but the server has {partial.offset} bytes; send from there.",
+                N_("Upload-Offset is %(offset)s but the server has %(have)s bytes; send from there."),
                 {"Upload-Offset": str(partial.offset)},
+                offset=offset,
+                have=partial.offset,
             )
         if content_length == 0:
-            raise BadUploadRequest("The PATCH carries no bytes.")
+            raise BadUploadRequest(N_("The PATCH carries no bytes."))
         remaining = upload.length - offset
         if content_length is not None and content_length > remaining:
             raise UploadTooLarge(
-                f"The PATCH carries {content_length} bytes but only {remaining} remain of the declared length."
+                N_("The PATCH carries %(sent)s bytes but only %(remaining)s remain of the declared length."),
+                sent=content_length,
+                remaining=remaining,
             )
         check_disk(uploads, upload.length, offset)
         whole = _resume_sha256(upload, partial)
@@ -703,11 +725,11 @@ def append(
         final = end == upload.length
         problem: TusError | None = None
         if pump.overflow:
-            problem = UploadTooLarge("The PATCH runs past the upload's declared length; nothing of it was kept.")
+            problem = UploadTooLarge(N_("The PATCH runs past the upload's declared length; nothing of it was kept."))
         elif checksum is not None and chunk_hash is not None and chunk_hash.digest() != checksum.digest:
-            problem = ChecksumMismatch("Upload-Checksum does not match the bytes received; send them again.")
+            problem = ChecksumMismatch(N_("Upload-Checksum does not match the bytes received; send them again."))
         elif checksum is not None and pump.error is not None:
-            problem = BadUploadRequest("The body ended early, so its checksum cannot be checked; send it again.")
+            problem = BadUploadRequest(N_("The body ended early, so its checksum cannot be checked; send it again."))
         elif offset < check_until and (end >= check_until):
             problem = _content_problem(upload.filetype, bytes(head))
         if problem is not None:
@@ -727,7 +749,7 @@ def append(
         uploads.partials.discard(upload.id, upload.backend_state)
     if pump.error is not None:
         # The client went away mid-body; what arrived is kept and the next HEAD says so.
-        raise BadUploadRequest("The request body ended before its Content-Length.")
+        raise BadUploadRequest(N_("The request body ended before its Content-Length."))
     return upload
 
 
@@ -735,7 +757,7 @@ def _open(uploads: Uploads, upload: Upload) -> PartialUpload:
     try:
         return uploads.partials.open(upload.id, upload.backend_state)
     except PartialLost:
-        raise UploadGone("The bytes of this upload are gone; start the upload again.") from None
+        raise UploadGone(N_("The bytes of this upload are gone; start the upload again.")) from None
 
 
 def _complete(
@@ -859,29 +881,33 @@ def create_material(
 ) -> Material:
     """Make a finished upload a lesson's material and queue its processing; no byte is copied."""
     if actor is None:
-        raise Unauthorized("Sign in to add materials.")
+        raise Unauthorized(N_("Sign in to add materials."))
     upload_id = parse_upload_ref(uploads, upload_ref)
     upload, _ = inspect_upload(session, uploads, storage, actor, upload_id)
     if upload.status != "complete":
         raise Conflict(
-            f"The upload is not finished: {upload.offset} of {upload.length} bytes arrived. Resume it first.",
-            {"upload": "Not finished"},
+            N_("The upload is not finished: %(done)s of %(total)s arrived. Resume it first."),
+            {"upload": N_("not finished")},
+            done=filesize(upload.offset),
+            total=filesize(upload.length),
         )
     lesson = catalog.get_lesson(session, actor, lesson_id)
     if not catalog.can_edit(actor, lesson.course):
-        raise PermissionDenied("Only the school's uploaders can change this course.")
+        raise PermissionDenied(N_("Only the school's uploaders can change this course."))
     if upload.material_id is not None:
         existing = session.get(Material, upload.material_id)
         if existing is not None and existing.lesson_id == lesson.id:
             return existing  # a retried request: the material it made the first time
         if existing is not None:
-            raise Conflict(f"This upload is already material {existing.id} of another lesson.", {"upload": "Used"})
+            raise Conflict(
+                N_("This upload is already material %(id)s of another lesson."), {"upload": N_("used")}, id=existing.id
+            )
     title = title.strip() or upload.filename
     if not title or len(title) > 200:
-        raise Invalid("A material needs a title of at most 200 characters.", {"title": "1 to 200 characters"})
+        raise Invalid(N_("A material needs a title of at most 200 characters."), {"title": "1 to 200 characters"})
     blob = session.get(Blob, upload.blob_sha256)
     if blob is None:
-        raise UploadGone("The file of this upload is missing; upload it again.")
+        raise UploadGone(N_("The file of this upload is missing; upload it again."))
     kind, _ = media_services._kind_and_type(storage, blob.sha256, upload.filename)
     material = Material(
         lesson=lesson,
@@ -902,7 +928,7 @@ def create_material(
     )
     if getattr(claimed, "rowcount", 0) != 1:
         session.rollback()
-        raise Conflict("This upload was just made into a material by another request.", {"upload": "Used"})
+        raise Conflict(N_("This upload was just made into a material by another request."), {"upload": "Used"})
     jobs.enqueue(session, media_services.process_task(material.kind), material.id)
     jobs.enqueue(session, jobs.INDEX_COURSE, lesson.course_id)
     return material

@@ -232,7 +232,7 @@ def test_missing_field_and_malformed_json(
         "/api/v1/courses", json={k: v for k, v in course_body.items() if k != "subject"}, headers=famous["uploader"]
     )
     assert missing.status_code == 422
-    assert missing.json["error"]["fields"] == {"subject": "This field is required"}
+    assert missing.json["error"]["fields"] == {"subject": "Subject is required."}
     bad = client.post(
         "/api/v1/courses", data=b'{"title": ', content_type="application/json", headers=famous["uploader"]
     )
