@@ -171,8 +171,9 @@ def _pydantic_messages() -> dict[str, str]:
         "greater_than_equal": N_("%(label)s must be at least %(ge)s."),
         "less_than": N_("%(label)s must be less than %(lt)s."),
         "less_than_equal": N_("%(label)s must be at most %(le)s."),
-        "literal_error": N_("%(label)s must be one of: %(expected)s."),
-        "enum": N_("%(label)s must be one of: %(expected)s."),
+        # Not the list of codes: a reader picks from a list on the page; a program reads the OpenAPI enum.
+        "literal_error": N_("%(label)s: %(value)s is not one of the choices."),
+        "enum": N_("%(label)s: %(value)s is not one of the choices."),
         "string_type": N_("%(label)s must be text."),
         "string_pattern_mismatch": N_("%(label)s is not in the expected form."),
         "list_type": N_("%(label)s must be a list."),
@@ -186,7 +187,6 @@ def _pydantic_messages() -> dict[str, str]:
 
 
 def _pydantic_message(err: Any, name: str) -> Text:
-    import re
 
     from flask_babel import lazy_gettext
 
@@ -200,8 +200,8 @@ def _pydantic_message(err: Any, name: str) -> Text:
     if kind == "string_too_short" and ctx.get("min_length") == 1:
         return Text(N_("%(label)s cannot be empty."), label=label)
     if kind in ("literal_error", "enum"):
-        # "'zh' or 'en'" → "zh, en": the codes a program sends, without English joining words.
-        ctx["expected"] = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", "")))) or ctx.get("expected")
+        sent = str(err.get("input", ""))
+        ctx["value"] = f"“{sent[:40]}…”" if len(sent) > 40 else f"“{sent}”"
     if kind == "value_error":
         # Our own validators raise ValueError with a message marked N_ (hub.catalog.schemas).
         reason = str(ctx.get("error", "")) or str(err["msg"]).removeprefix("Value error, ")

@@ -156,6 +156,8 @@ FIELD_LABELS = {
     "grades": lazy_gettext("Grades"),
     "grade": lazy_gettext("Grade"),
     "edition": lazy_gettext("Textbook edition"),
+    "edition_other": lazy_gettext("Edition not in the list"),
+    "mine": lazy_gettext("My school's courses only"),
     "volume": lazy_gettext("Volume"),
     "language": lazy_gettext("Language"),
     "license": lazy_gettext("Licence"),

@@ -7,12 +7,16 @@ a reader actually gets in Chinese.
 
 from __future__ import annotations
 
+import html
+import io
 import json
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 
 from hub import i18n
 from hub.uploads.messages import SCRIPT_MESSAGES
@@ -87,8 +91,6 @@ def _upload_page_messages(app: Flask, language: str) -> dict[str, object]:
         rendered = app.jinja_env.from_string("<form data-messages='{{ m|tojson }}'>").render(m=script_messages(2**30))
     attribute = re.search(r"data-messages='([^']*)'", rendered)
     assert attribute, rendered
-    import html
-
     messages: dict[str, object] = json.loads(html.unescape(attribute.group(1)))
     return messages
 
@@ -227,3 +229,171 @@ def test_every_field_of_the_api_has_a_label() -> None:
     assert len(models) > 5
     missing = {f"{m.__name__}.{name}" for m in models for name in m.model_fields if name not in FIELD_LABELS}
     assert not missing, f"add labels to hub.i18n.FIELD_LABELS for: {sorted(missing)}"
+
+
+# ---------------------------------------------------------------- pages
+
+# Words that are the same on the Chinese side: names, units, formats, the language switch.
+_SAME_IN_CHINESE = {
+    "OER", "Hub", "English", "SSIM", "PDF", "MP4", "WebVTT", "SRT", "CC", "BY", "SA", "NC", "ND", "kbit", "Mbit",
+    "fps", "KB", "MB", "GB", "HTTP", "JSON", "API", "USB", "LAN", "ZIP", "tus", "OAI", "PMH", "sha", "pinyin",
+    "JavaScript",
+}  # fmt: skip
+# Not words of the interface: addresses, e-mails, codes with digits (CC-BY-4.0, video-360p, 1.2 MB).
+_NOT_WORDS = re.compile(
+    r"\S+@\S+|\S+://\S+|\S*/\S*|\S*\d\S*|\S*_\S*"  # e-mail, URL, path or zone, with digits, HUB_SETTING
+    r"|\bhub(?: --?[\w-]+| [a-z][\w-]*| [A-Z]+)+"  # a command: hub token create EMAIL --kind sync
+)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’]+")
+_SHOWN_ATTRIBUTES = ("title", "placeholder", "alt", "aria-label")
+
+
+class _Visible(HTMLParser):
+    """The text a reader sees or hears: text nodes and labelling attributes, not scripts, styles or code."""
+
+    _HIDDEN = frozenset({"script", "style", "code", "kbd", "samp", "pre", "template"})
+    _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, bool]] = []  # (tag, hidden or in another language)
+        self.texts: list[str] = []
+
+    def _skipping(self) -> bool:
+        return bool(self.stack) and self.stack[-1][1]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        # Content in English on purpose (an English course, the switch's own name) is marked lang="en".
+        skip = self._skipping() or tag in self._HIDDEN or (values.get("lang") or "").startswith("en")
+        if not skip:
+            self.texts += [str(values[a]) for a in _SHOWN_ATTRIBUTES if values.get(a)]
+            if tag == "input" and values.get("type") in ("submit", "button", "reset") and values.get("value"):
+                self.texts.append(str(values["value"]))
+        if tag not in self._VOID:
+            self.stack.append((tag, skip))
+
+    def handle_endtag(self, tag: str) -> None:
+        while self.stack:
+            if self.stack.pop()[0] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping():
+            self.texts.append(data)
+
+
+def english_words(html: str) -> list[str]:
+    """Runs of English words in a page as a Chinese reader gets it: each should have been translated."""
+    parser = _Visible()
+    parser.feed(html)
+    found = []
+    for text in parser.texts:
+        text = _NOT_WORDS.sub(" ", text)
+        words = [w for w in _WORD.findall(text) if w not in _SAME_IN_CHINESE]
+        if words:
+            found.append(" ".join(words))
+    return found
+
+
+def test_the_page_check_can_fail() -> None:
+    html = """<html><head><title>课程 Courses</title><script>var a = 'Pause';</script></head><body>
+      <p>排队中 · processing failed · 12.3 MB · CC-BY-SA-4.0 · up@haidian.cn · 360p · SSIM 0.95</p>
+      <button title="Remove">删除</button><input type="submit" value="Save">
+      <a lang="en" href="/language/en">English</a><p lang="en">An English course</p>
+      <code>hub sync pull</code><p>运行 hub sync init --token T，HUB_UPSTREAM_URL · Asia/Shanghai</p>
+      <img alt="封面" src="/x.png"><br><p>Grade 3</p></body></html>"""
+    assert english_words(html) == ["Courses", "processing failed", "Remove", "Save", "Grade"]
+
+
+def _seed(db: Session, make: Accounts, app: Flask) -> dict[str, int]:
+    """A catalog with something in every state: a published and a draft course, materials pending to failed."""
+    from hub.catalog import services
+    from hub.catalog.models import Material
+    from hub.catalog.schemas import CourseCreate, LessonCreate
+    from hub.media.models import Rendition
+    from tests.conftest import COURSE
+    from tests.unit.uploads.conftest import mp4_bytes
+
+    school = make.school()
+    make.school("通渭县第一小学", "rural")
+    uploader = make.user("up@haidian.cn", school, "uploader", password=PASSWORD)
+    make.user("admin@haidian.cn", school, "admin", password=PASSWORD)
+    course = services.create_course(db, uploader, CourseCreate(**COURSE))
+    lesson = services.create_lesson(db, uploader, course.id, LessonCreate(title="配方法", unit="第二十一章"))
+    services.create_lesson(db, uploader, course.id, LessonCreate(title="公式法"))
+    storage = app.extensions["hub.storage"]
+    states = [("pending", 0, ""), ("processing", 25, ""), ("ready", 100, ""), ("failed", 0, "")]
+    for i, (status, progress, error) in enumerate(states):
+        material = services.add_material(
+            db,
+            storage,
+            uploader,
+            lesson.id,
+            io.BytesIO(mp4_bytes(4000, seed=i)),
+            filename=f"第{i}课.mp4",
+            title=f"第{i}课",
+        )
+        db.flush()
+        row = db.get(Material, material.id)
+        assert row is not None
+        row.status, row.progress, row.error = status, progress, error
+        if status == "ready":
+            size = {"bytes": 4000, "kbps": 180.0, "width": 426, "height": 240, "duration": 12.0, "ssim": 0.96}
+            db.add(
+                Rendition(
+                    material_id=row.id, profile="video-240p", status="ready", blob_sha256=row.original_sha256, **size
+                )
+            )
+    services.publish_course(db, uploader, course.id)
+    draft = services.create_course(db, uploader, CourseCreate(**{**COURSE, "title": "草稿课程"}))
+    db.commit()
+    return {"course": course.id, "lesson": lesson.id, "draft": draft.id}
+
+
+PASSWORD = "correct horse"
+_NOT_PAGES = ("/api/", "/static/", "/language/", "/logout", "/oai", "/sitemap", "/robots", "/blobs/")
+
+
+def _crawl(client: FlaskClient, starts: list[str], limit: int = 60) -> dict[str, str]:
+    """Pages of this site reachable from ``starts`` by links, as HTML in Chinese."""
+    pages: dict[str, str] = {}
+    queue = list(starts)
+    while queue and len(pages) < limit:
+        path = queue.pop(0)
+        if path in pages:
+            continue
+        answer = client.get(path)
+        if answer.mimetype != "text/html":
+            continue
+        pages[path] = answer.text
+        for href in re.findall(r'href="(/[^"#]*)', answer.text):
+            href = html.unescape(href)
+            if not href.startswith(_NOT_PAGES) and "/download" not in href and href not in pages:
+                queue.append(href)
+    return pages
+
+
+def _signed_in(app: Flask, email: str) -> FlaskClient:
+    client = app.test_client()
+    client.set_cookie("hub_lang", "zh")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+    assert token, "the sign-in form carries a CSRF token"
+    form = {"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
+    assert client.post("/login", data=form).status_code in (302, 303)
+    return client
+
+
+def test_no_english_on_the_chinese_side_of_any_page(app: Flask, db: Session, make: Accounts) -> None:
+    ids = _seed(db, make, app)
+    anonymous = app.test_client()
+    anonymous.set_cookie("hub_lang", "zh")
+    # Error pages too: a bad filter, an unknown address, a refused method.
+    starts = ["/", "/courses?grade=12&subject=x", "/nothing-here", "/search?q=方程", "/login"]
+    pages = _crawl(anonymous, starts)
+    pages |= _crawl(_signed_in(app, "up@haidian.cn"), ["/upload/", f"/upload/lessons/{ids['lesson']}"])
+    pages |= _crawl(_signed_in(app, "admin@haidian.cn"), ["/admin/schools/", "/admin/sync/", "/admin/servers/"])
+    assert {"/", "/upload/", f"/upload/lessons/{ids['lesson']}", f"/lessons/{ids['lesson']}"} <= set(pages)
+    assert len(pages) >= 12, sorted(pages)
+    found = {path: words for path, text in sorted(pages.items()) if (words := english_words(text))}
+    assert not found, f"untranslated on the Chinese side: {found}"

@@ -51,7 +51,9 @@ def test_pages(client: FlaskClient, make: Accounts, db: Session, course_body: di
     english = client.get(f"/courses/{draft}", headers={"Accept-Language": "en"})
     assert f"There is no course {draft}." in english.text
     as_json = client.get(f"/api/v1/courses/{draft}", headers={"Accept-Language": "zh-CN"})
-    assert as_json.json["error"]["message"] == f"There is no course {draft}."  # type: ignore[index]  # the API stays English
+    assert as_json.json["error"]["message"] == f"没有编号为 {draft} 的课程。"  # type: ignore[index]  # as the reader asked
+    plain = client.get(f"/api/v1/courses/{draft}")  # a program that names no language: English, as always
+    assert plain.json["error"]["message"] == f"There is no course {draft}."  # type: ignore[index]
     bad = client.get("/courses?grade=12")
     assert bad.status_code == 422
-    assert "grade" in bad.text
+    assert "年级不能大于 9。" in bad.text  # the field's label, not its name
