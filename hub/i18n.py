@@ -158,6 +158,8 @@ FIELD_LABELS = {
     "edition": lazy_gettext("Textbook edition"),
     "edition_other": lazy_gettext("Edition not in the list"),
     "mine": lazy_gettext("My school's courses only"),
+    "lessons": lazy_gettext("Lessons"),
+    "note": lazy_gettext("Note"),
     "volume": lazy_gettext("Volume"),
     "language": lazy_gettext("Language"),
     "license": lazy_gettext("Licence"),

@@ -304,7 +304,7 @@ def replace_material(material_id: int) -> MaterialOut:
     if request.is_json:
         return replace_material_from_upload(material_id, parse_json(MaterialFromUpload))
     if request.mimetype != "multipart/form-data":
-        raise HubError("Send the file as multipart/form-data with fields 'file' and 'title'.")
+        raise HubError(N_("Send the file as multipart/form-data with fields 'file' and 'title'."))
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise Invalid(N_("Choose a file to upload."), {"file": N_("This field is required")})

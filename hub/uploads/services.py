@@ -945,24 +945,26 @@ def replace_material(
 ) -> Material:
     """Make a finished upload a material's new original (hub.catalog.services.replace_original); no byte is copied."""
     if actor is None:
-        raise Unauthorized("Sign in to change materials.")
+        raise Unauthorized(N_("Sign in to change materials."))
     upload_id = parse_upload_ref(uploads, upload_ref)
     upload, _ = inspect_upload(session, uploads, storage, actor, upload_id)
     if upload.status != "complete":
         raise Conflict(
-            f"The upload is not finished: {upload.offset} of {upload.length} bytes arrived. Resume it first.",
-            {"upload": "Not finished"},
+            N_("The upload is not finished: %(done)s of %(total)s arrived. Resume it first."),
+            {"upload": N_("not finished")},
+            done=filesize(upload.offset),
+            total=filesize(upload.length),
         )
     material = catalog.get_material(session, actor, material_id)
     if not catalog.can_edit(actor, material.lesson.course):
-        raise PermissionDenied("Only the school's uploaders can change this course.")
+        raise PermissionDenied(N_("Only the school's uploaders can change this course."))
     if upload.material_id == material.id and material.original_sha256 == upload.blob_sha256:
         return material  # a retried request: the replacement is done
     if upload.material_id is not None:
-        raise Conflict(f"This upload is already material {upload.material_id}.", {"upload": "Used"})
+        raise Conflict(N_("This upload is already material %(id)s."), {"upload": N_("used")}, id=upload.material_id)
     blob = session.get(Blob, upload.blob_sha256)
     if blob is None:
-        raise UploadGone("The file of this upload is missing; upload it again.")
+        raise UploadGone(N_("The file of this upload is missing; upload it again."))
     kind, _ = media_services._kind_and_type(storage, blob.sha256, upload.filename)
     material = catalog.replace_original(session, actor, material_id, blob, kind, filename=upload.filename, title=title)
     # Claim the upload atomically, as create_material does: one replacement per upload.
@@ -974,7 +976,7 @@ def replace_material(
     )
     if getattr(claimed, "rowcount", 0) != 1:
         session.rollback()
-        raise Conflict("This upload was just used by another request.", {"upload": "Used"})
+        raise Conflict(N_("This upload was just used by another request."), {"upload": N_("used")})
     return material
 
 
