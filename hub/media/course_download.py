@@ -295,13 +295,15 @@ def _index_html(
     """The offline page, in the requester's language (gettext), linking every file by a relative path."""
     e = escape
     language = "zh-CN" if current_locale() == "zh" else current_locale()
+    # Outside the f-string: Babel's extractor does not look inside f-string expressions.
+    offline_copy = gettext("Offline copy")
     out = [
         f'<!doctype html>\n<html lang="{language}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{e(course.title)}</title>\n<style>{_PAGE_STYLE}</style>\n</head>\n<body>\n"
         f"<h1>{e(course.title)}</h1>\n"
         f'<p class="meta">{e(course.school.name)}{" · " + e(course.teacher) if course.teacher else ""}'
-        f" · {e(course.license)} · {e(gettext('Offline copy'))}</p>\n"
+        f" · {e(course.license)} · {e(offline_copy)}</p>\n"
     ]
     if course.summary:
         out.append(f"<p>{e(course.summary)}</p>\n")
@@ -331,7 +333,8 @@ def _index_html(
                     f'<a href="{href}#t={int(c["start"])}">{e(str(c["title"]))}</a> {clock(float(c["start"]))}'
                     for c in chapters
                 )
-                out.append(f'<p class="meta">{e(gettext("Chapters"))}: {links}</p>\n')
+                label = gettext("Chapters")
+                out.append(f'<p class="meta">{e(label)}: {links}</p>\n')
             name = e(PurePosixPath(f.path).name)
             out.append(f'<p class="meta"><a href="{href}">{name}</a> · {e(filesize(f.bytes))}</p>\n')
         for material in lesson.materials:

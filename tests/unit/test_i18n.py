@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from datetime import UTC, datetime
@@ -47,6 +48,30 @@ def test_every_interface_string_has_a_chinese_translation() -> None:
             continue
         problems += [f"{where}: {msgid!r}: {error}" for error in message.check(catalog)]
     assert not problems, "run `make messages`, then translate in hub/translations/zh:\n" + "\n".join(problems)
+
+
+_TRANSLATORS = {*DEFAULT_KEYWORDS, "lazy_gettext"}
+
+
+def _calls_inside_fstrings(source: str) -> list[int]:
+    """Lines where a gettext call sits inside an f-string: Babel's extractor does not see it."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.JoinedStr):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name) and inner.func.id in _TRANSLATORS:
+                    lines.append(inner.lineno)
+    return lines
+
+
+def test_no_translated_string_hides_inside_an_fstring() -> None:
+    found = {
+        f"hub/{path.relative_to(HUB)}:{line}"
+        for path in sorted(HUB.rglob("*.py"))
+        for line in _calls_inside_fstrings(path.read_text(encoding="utf-8"))
+    }
+    assert not found, f"`make messages` would not extract these (move the call out of the f-string): {sorted(found)}"
+    assert _calls_inside_fstrings("x = f'{gettext(\"Offline copy\")} · {n}'") == [1]
 
 
 # Text that is the same in every language: units, symbols, data examples.
