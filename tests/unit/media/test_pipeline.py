@@ -173,7 +173,9 @@ def test_lesson_page_plays_and_prices_renditions(app: Flask, db: Session, lesson
     assert f'<source src="/api/v1/blobs/{small.blob_sha256}"' in html
     assert "poster=" in html
     # The player works without JavaScript; the one script only adds (speed, seeking in place).
-    assert re.findall(r"<script[^>]*>", html) == [re.search(r'<script src="/static/player\.js\?v=\w+" defer>', html)[0]]
+    # (The JSON-LD block is data for harvesters, not a script.)
+    scripts = re.findall(r"<script(?! type=\"application/ld\+json\")[^>]*>", html)
+    assert scripts == [re.search(r'<script src="/static/player\.js\?v=\w+" defer>', html)[0]]
     assert "256 kbit/s" in html and " 秒</td>" in html  # a few seconds' download for a 3 s clip
 
 
