@@ -870,6 +870,19 @@ def expire_uploads(database: Database, uploads: Uploads, now: datetime | None = 
 # From upload to material.
 
 
+def _finished_upload(session: Session, uploads: Uploads, storage: Storage, actor: User, upload_ref: str) -> Upload:
+    """The actor's upload named by ``upload_ref``, refused while bytes are still missing."""
+    upload, _ = inspect_upload(session, uploads, storage, actor, parse_upload_ref(uploads, upload_ref))
+    if upload.status != "complete":
+        raise Conflict(
+            N_("The upload is not finished: %(done)s of %(total)s arrived. Resume it first."),
+            {"upload": N_("not finished")},
+            done=filesize(upload.offset),
+            total=filesize(upload.length),
+        )
+    return upload
+
+
 def create_material(
     session: Session,
     uploads: Uploads,
@@ -882,15 +895,7 @@ def create_material(
     """Make a finished upload a lesson's material and queue its processing; no byte is copied."""
     if actor is None:
         raise Unauthorized(N_("Sign in to add materials."))
-    upload_id = parse_upload_ref(uploads, upload_ref)
-    upload, _ = inspect_upload(session, uploads, storage, actor, upload_id)
-    if upload.status != "complete":
-        raise Conflict(
-            N_("The upload is not finished: %(done)s of %(total)s arrived. Resume it first."),
-            {"upload": N_("not finished")},
-            done=filesize(upload.offset),
-            total=filesize(upload.length),
-        )
+    upload = _finished_upload(session, uploads, storage, actor, upload_ref)
     lesson = catalog.get_lesson(session, actor, lesson_id)
     if not catalog.can_edit(actor, lesson.course):
         raise PermissionDenied(N_("Only the school's uploaders can change this course."))
@@ -946,15 +951,7 @@ def replace_material(
     """Make a finished upload a material's new original (hub.catalog.services.replace_original); no byte is copied."""
     if actor is None:
         raise Unauthorized(N_("Sign in to change materials."))
-    upload_id = parse_upload_ref(uploads, upload_ref)
-    upload, _ = inspect_upload(session, uploads, storage, actor, upload_id)
-    if upload.status != "complete":
-        raise Conflict(
-            N_("The upload is not finished: %(done)s of %(total)s arrived. Resume it first."),
-            {"upload": N_("not finished")},
-            done=filesize(upload.offset),
-            total=filesize(upload.length),
-        )
+    upload = _finished_upload(session, uploads, storage, actor, upload_ref)
     material = catalog.get_material(session, actor, material_id)
     if not catalog.can_edit(actor, material.lesson.course):
         raise PermissionDenied(N_("Only the school's uploaders can change this course."))

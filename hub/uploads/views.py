@@ -8,7 +8,7 @@ to the same form endpoint.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from pydantic import ValidationError
@@ -336,6 +336,14 @@ def _lesson(
     ), 200 if error is None else error.status
 
 
+def _form_file() -> tuple[IO[bytes], str]:
+    """The plain form's file (its stream and name), required."""
+    file = request.files.get("file")
+    if file is None or not file.filename:
+        raise Invalid(N_("Choose a file to upload."), {"file": N_("This field is required")})
+    return file.stream, file.filename
+
+
 @blueprint.post("/lessons/<int:lesson_id>/materials")
 def add_material(lesson_id: int) -> Any:
     """A material from a plain form upload (no JavaScript) or from a finished tus upload."""
@@ -351,11 +359,9 @@ def add_material(lesson_id: int) -> Any:
                 session, get_uploads(current_app), _storage(), user, lesson_id, request.form["upload"], title
             )
         else:
-            file = request.files.get("file")
-            if file is None or not file.filename:
-                raise Invalid(N_("Choose a file to upload."), {"file": N_("This field is required")})
+            stream, filename = _form_file()
             material = catalog.add_material(
-                session, _storage(), user, lesson_id, file.stream, filename=file.filename, title=title
+                session, _storage(), user, lesson_id, stream, filename=filename, title=title
             )
     except HubError as exc:
         if wants_json:
@@ -482,11 +488,9 @@ def replace_material(material_id: int) -> Any:
                 session, get_uploads(current_app), _storage(), user, material_id, request.form["upload"], title
             )
         else:
-            file = request.files.get("file")
-            if file is None or not file.filename:
-                raise Invalid(N_("Choose a file to upload."), {"file": N_("This field is required")})
+            stream, filename = _form_file()
             material = catalog.replace_material(
-                session, _storage(), user, material_id, file.stream, filename=file.filename, title=title
+                session, _storage(), user, material_id, stream, filename=filename, title=title
             )
     except HubError as exc:
         if wants_json:
