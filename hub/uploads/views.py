@@ -8,6 +8,7 @@ to the same form endpoint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO, Any
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
@@ -20,7 +21,7 @@ from hub.api import PREFIX
 from hub.catalog import history, textbooks
 from hub.catalog import services as catalog
 from hub.catalog.licences import LICENCES, attribution
-from hub.catalog.models import Course
+from hub.catalog.models import Course, Material
 from hub.catalog.schemas import CourseCreate, CourseQuery, CourseUpdate, LessonCreate, LessonUpdate
 from hub.db import request_session
 from hub.errors import HubError, Invalid, PermissionDenied, invalid_from_pydantic
@@ -336,12 +337,37 @@ def _lesson(
     ), 200 if error is None else error.status
 
 
-def _form_file() -> tuple[IO[bytes], str]:
-    """The plain form's file (its stream and name), required."""
-    file = request.files.get("file")
-    if file is None or not file.filename:
-        raise Invalid(N_("Choose a file to upload."), {"file": N_("This field is required")})
-    return file.stream, file.filename
+def _material_form(
+    user: User,
+    lesson_id: int,
+    from_upload: Callable[[str, str], Material],
+    from_file: Callable[[IO[bytes], str, str], Material],
+    *,
+    created: bool,
+) -> Any:
+    """A material from a finished tus upload (``upload``) or the plain form's file (no JavaScript):
+    JSON for the upload script, else back to the lesson page (with the error, or at the material)."""
+    wants_json = request.accept_mimetypes.best == "application/json"
+    session = request_session()
+    title = request.form.get("title", "")
+    try:
+        if request.form.get("upload"):
+            material = from_upload(request.form["upload"], title)
+        else:
+            file = request.files.get("file")
+            if file is None or not file.filename:
+                raise Invalid(N_("Choose a file to upload."), {"file": N_("This field is required")})
+            material = from_file(file.stream, file.filename, title)
+    except HubError as exc:
+        if wants_json:
+            raise
+        session.rollback()
+        return _lesson(user, lesson_id, exc)
+    session.commit()
+    if wants_json:
+        return jsonify(material_out(material).model_dump(mode="json")), 201 if created else 200
+    anchor = "" if created else f"#material-{material.id}"
+    return redirect(url_for("uploads.lesson_page", lesson_id=lesson_id) + anchor, code=303)
 
 
 @blueprint.post("/lessons/<int:lesson_id>/materials")
@@ -350,28 +376,18 @@ def add_material(lesson_id: int) -> Any:
     user = _uploader()
     if isinstance(user, Response):
         return user
-    wants_json = request.accept_mimetypes.best == "application/json"
     session = request_session()
-    title = request.form.get("title", "")
-    try:
-        if request.form.get("upload"):
-            material = services.create_material(
-                session, get_uploads(current_app), _storage(), user, lesson_id, request.form["upload"], title
-            )
-        else:
-            stream, filename = _form_file()
-            material = catalog.add_material(
-                session, _storage(), user, lesson_id, stream, filename=filename, title=title
-            )
-    except HubError as exc:
-        if wants_json:
-            raise
-        session.rollback()
-        return _lesson(user, lesson_id, exc)
-    session.commit()
-    if wants_json:
-        return jsonify(material_out(material).model_dump(mode="json")), 201
-    return redirect(url_for("uploads.lesson_page", lesson_id=lesson_id), code=303)
+    return _material_form(
+        user,
+        lesson_id,
+        lambda upload, title: services.create_material(
+            session, get_uploads(current_app), _storage(), user, lesson_id, upload, title
+        ),
+        lambda stream, filename, title: catalog.add_material(
+            session, _storage(), user, lesson_id, stream, filename=filename, title=title
+        ),
+        created=True,
+    )
 
 
 @blueprint.post("/materials/<int:material_id>/subtitles")
@@ -478,26 +494,15 @@ def replace_material(material_id: int) -> Any:
     user = _uploader()
     if isinstance(user, Response):
         return user
-    wants_json = request.accept_mimetypes.best == "application/json"
     session = request_session()
-    lesson_id = catalog.get_material(session, user, material_id).lesson_id
-    title = request.form.get("title", "")
-    try:
-        if request.form.get("upload"):
-            material = services.replace_material(
-                session, get_uploads(current_app), _storage(), user, material_id, request.form["upload"], title
-            )
-        else:
-            stream, filename = _form_file()
-            material = catalog.replace_material(
-                session, _storage(), user, material_id, stream, filename=filename, title=title
-            )
-    except HubError as exc:
-        if wants_json:
-            raise
-        session.rollback()
-        return _lesson(user, lesson_id, exc)
-    session.commit()
-    if wants_json:
-        return jsonify(material_out(material).model_dump(mode="json")), 200
-    return redirect(url_for("uploads.lesson_page", lesson_id=lesson_id) + f"#material-{material_id}", code=303)
+    return _material_form(
+        user,
+        catalog.get_material(session, user, material_id).lesson_id,
+        lambda upload, title: services.replace_material(
+            session, get_uploads(current_app), _storage(), user, material_id, upload, title
+        ),
+        lambda stream, filename, title: catalog.replace_material(
+            session, _storage(), user, material_id, stream, filename=filename, title=title
+        ),
+        created=False,
+    )
