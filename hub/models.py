@@ -5,6 +5,7 @@ from hub.catalog.models import Course, CourseEvent, Lesson, Material
 from hub.harvest.models import HarvestRecord
 from hub.jobs import Outbox
 from hub.media.models import Blob, Rendition
+from hub.reach.models import UsageCount
 from hub.subtitles.models import Subtitle
 from hub.sync.models import (
     Change,
@@ -17,6 +18,7 @@ from hub.sync.models import (
     Subscription,
     SyncRun,
 )
+from hub.textbooks.models import Textbook, TextbookNode
 
 __all__ = [
     "ApiToken",
@@ -40,5 +42,8 @@ __all__ = [
     "Subscription",
     "Subtitle",
     "SyncRun",
+    "Textbook",
+    "TextbookNode",
+    "UsageCount",
     "User",
 ]

@@ -80,6 +80,14 @@ CATEGORIES: dict[str, tuple[str, str]] = {
     "teacher-training": ("教师研修", "Teacher training"),
 }
 VOLUMES: tuple[str, ...] = get_args(VolumeName)[1:]
+# A textbook's 学制 where its books differ between the two systems (grades 6 and 7 move); "" for the same book.
+SCHOOL_SYSTEMS = ("", "六三", "五四")
+# The levels of a textbook's tree: 单元/章, 节, 课时.
+NODE_KINDS = ("chapter", "section", "lesson")
+# What hub.reach counts: a play (the player reached 10 s or 25 % of the media), a completed
+# download of a material's file, a course ZIP download; and where it was counted.
+USAGE_KINDS = ("play", "download", "zip")
+USAGE_SOURCES = ("hub", "lan", "usb")
 # submitted: waiting for a reviewer (HUB_REVIEW_REQUIRED); a returned course is a draft again.
 COURSE_STATUSES = ("draft", "submitted", "published", "withdrawn")
 # What the course history logs: each change of status, with who and when.

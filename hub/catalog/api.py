@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, request
 
 from hub.accounts.auth import current_user, require_user
 from hub.api import PREFIX, no_content, operation, parse_json
-from hub.catalog import services, textbooks
+from hub.catalog import editions, services
 from hub.catalog.models import Course, Lesson
 from hub.catalog.schemas import (
     CourseCreate,
@@ -154,7 +154,7 @@ def list_editions(query: EditionQuery) -> EditionList:
     return EditionList(
         items=[
             EditionOut(name=e.name, en=e.en, subjects=list(e.subjects), aliases=list(e.aliases))
-            for e in textbooks.for_subject(query.subject)
+            for e in editions.for_subject(query.subject)
         ]
     )
 

@@ -50,6 +50,8 @@ class Course(Timestamped, Base):
     # Goes up on every published change: the sync manifest's course version.
     version: Mapped[int] = mapped_column(Integer, default=1)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The textbook the course follows (hub.textbooks), if any: its lessons attach to its chapters.
+    textbook_id: Mapped[int | None] = mapped_column(ForeignKey("textbook.id", ondelete="SET NULL"), index=True)
 
     school: Mapped[School] = relationship(lazy="joined")
     lessons: Mapped[list[Lesson]] = relationship(
@@ -122,6 +124,10 @@ class Lesson(Timestamped, Base):
     title: Mapped[str] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text, default="")
     unit: Mapped[str] = mapped_column(String(100), default="")
+    # The textbook node (a 课时 or a whole section) the lesson teaches, if aligned.
+    textbook_node_id: Mapped[int | None] = mapped_column(
+        ForeignKey("textbook_node.id", ondelete="SET NULL"), index=True
+    )
     # When the lesson or anything in it (its materials, their renditions) last changed;
     # stamped on every ORM write by _stamp_changed_lessons below. A sync upstream
     # rebuilds and re-sends only the lessons whose stamp moved.

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from hub import jobs
 from hub.accounts.models import School, User
-from hub.catalog import history, textbooks
+from hub.catalog import editions, history
 from hub.catalog.models import Course, Lesson, Material, grades_to_mask
 from hub.catalog.schemas import (
     TEXTBOOK_ONLY_FOR_CURRICULUM,
@@ -163,14 +163,14 @@ def create_course(session: Session, actor: User | None, data: CourseCreate) -> C
 
 
 def _edition(edition: str, other: str, subject: str) -> str:
-    """The edition a course stores (hub.catalog.textbooks), or Invalid with the reason."""
+    """The edition a course stores (hub.catalog.editions), or Invalid with the reason."""
     try:
-        return textbooks.resolve(edition, other, subject)
-    except textbooks.EditionError as exc:
+        return editions.resolve(edition, other, subject)
+    except editions.EditionError as exc:
         raise _invalid_edition(exc) from None
 
 
-def _invalid_edition(exc: textbooks.EditionError) -> Invalid:
+def _invalid_edition(exc: editions.EditionError) -> Invalid:
     # A field message is shown without parameters: the one with the edition's name goes on top.
     field = exc.template if not exc.params else N_("Choose an edition the list offers for this subject, or “other”.")
     return Invalid(exc.template, {"edition": field}, **exc.params)
@@ -193,8 +193,8 @@ def update_course(session: Session, actor: User | None, course_id: int, data: Co
         changes["edition"] = _edition(changes.get("edition", ""), changes.pop("edition_other", ""), subject)
     elif "subject" in changes:
         try:  # the edition stays: it must publish the new subject (unless typed as "other" or saved before the list)
-            textbooks.check_subject(course.edition, subject)
-        except textbooks.EditionError as exc:
+            editions.check_subject(course.edition, subject)
+        except editions.EditionError as exc:
             raise _invalid_edition(exc) from None
     category = changes.get("category", course.category)
     edition = changes.get("edition", course.edition)

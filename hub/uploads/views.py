@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 from hub.accounts.auth import current_user
 from hub.accounts.models import User
 from hub.api import PREFIX
-from hub.catalog import history, textbooks
+from hub.catalog import editions, history
 from hub.catalog import services as catalog
 from hub.catalog.licences import LICENCES, attribution
 from hub.catalog.models import Course, Material
@@ -87,18 +87,18 @@ def course_form_context(form: dict[str, Any], school_name: str) -> dict[str, Any
     """
     edition = (form.get("edition") or "").strip()
     other = (form.get("edition_other") or "").strip()
-    listed = textbooks.find(edition) if edition and edition != textbooks.OTHER else None
+    listed = editions.find(edition) if edition and edition != editions.OTHER else None
     if listed is not None:
         choice = listed.name
-    elif edition and edition != textbooks.OTHER:
-        choice, other = textbooks.OTHER, other or edition
+    elif edition and edition != editions.OTHER:
+        choice, other = editions.OTHER, other or edition
     else:
         choice = edition
     return {
-        "EDITIONS": textbooks.editions(),
+        "EDITIONS": editions.editions(),
         "edition_choice": choice,
         "edition_other": other,
-        "OTHER": textbooks.OTHER,
+        "OTHER": editions.OTHER,
         "VOLUMES": VOLUMES,
         "LICENCES": LICENCES,
         "attribution": attribution,

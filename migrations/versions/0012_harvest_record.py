@@ -54,9 +54,7 @@ def upgrade() -> None:
         sa.column("updated_at", sa.DateTime(timezone=True)),
     )
     lesson = sa.table("lesson", sa.column("course_id", sa.Integer), sa.column("changed_at", sa.DateTime(timezone=True)))
-    change = sa.table(
-        "change", sa.column("course_id", sa.Integer), sa.column("created_at", sa.DateTime(timezone=True))
-    )
+    change = sa.table("change", sa.column("course_id", sa.Integer), sa.column("created_at", sa.DateTime(timezone=True)))
     latest_lesson = dict(
         bind.execute(sa.select(lesson.c.course_id, sa.func.max(lesson.c.changed_at)).group_by(lesson.c.course_id)).all()
     )

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from hub.catalog import textbooks
+from hub.catalog import editions
 from hub.catalog.models import Course
 from tests.conftest import COURSE, Accounts
 from tests.unit.uploads.test_views import _csrf, _signed_in
@@ -30,12 +30,12 @@ def _post(client: FlaskClient, auth: dict[str, str], **changes: Any) -> Any:
 
 
 def test_the_list_knows_its_subjects() -> None:
-    names = {e.name for e in textbooks.editions()}
+    names = {e.name for e in editions.editions()}
     assert {"人教版", "北师大版", "苏教版", "统编版", "沪教版", "外研版", "湘教版"} <= names
-    assert textbooks.find("部编版") is textbooks.find("统编版")  # one book, two names
-    assert all(e.subjects for e in textbooks.editions())
-    assert "外研版" not in {e.name for e in textbooks.for_subject("math")}
-    assert len(textbooks.for_subject(None)) == len(textbooks.editions())
+    assert editions.find("部编版") is editions.find("统编版")  # one book, two names
+    assert all(e.subjects for e in editions.editions())
+    assert "外研版" not in {e.name for e in editions.for_subject("math")}
+    assert len(editions.for_subject(None)) == len(editions.editions())
 
 
 def test_api_lists_the_editions_of_a_subject(client: FlaskClient) -> None:
@@ -46,7 +46,7 @@ def test_api_lists_the_editions_of_a_subject(client: FlaskClient) -> None:
     assert all("english" in e["subjects"] for e in english.json["items"])
     assert english.json["other"] == "other"
     everything = client.get("/api/v1/editions").json["items"]
-    assert len(everything) == len(textbooks.editions())
+    assert len(everything) == len(editions.editions())
     assert client.get("/api/v1/editions?subject=latin").status_code == 422
     paths = client.get("/api/v1/openapi.json").json["paths"]
     assert "/api/v1/editions" in paths

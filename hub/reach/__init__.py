@@ -1,0 +1,1 @@
+"""Reach: what the famous schools' lessons reach in rural schools, counted per lesson, school and day."""

@@ -1,0 +1,52 @@
+"""What the lessons reach: plays, downloads and course ZIP downloads per lesson, material, school and day.
+
+One raw row per (day, school, course, lesson, material, kind), counted on the upstream for
+its own visitors and on school servers for their LAN (reported upstream in aggregate on each
+pull and in the USB state file, with ``source`` saying where a row was counted). Never per
+person: no user, IP or device leaves a school server; play de-duplication per device and day
+happens where the play happens, and only the count is kept here.
+
+Ids are plain integers, not foreign keys: a count is a fact about the past and stays when
+the lesson or course is deleted or withdrawn. 0 stands for "none" (an anonymous visitor's
+school, a course ZIP's lesson and material) so the unique key holds on every database
+(PostgreSQL's unique constraints treat NULLs as distinct).
+
+The dashboard never scans these rows per request: a worker task rolls them up
+(hub.reach roll-up tables) and the pages read the roll-ups.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import Date, Enum, Index, Integer, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub.db import Base
+from hub.vocab import USAGE_KINDS, USAGE_SOURCES
+
+
+class UsageCount(Base):
+    __tablename__ = "usage_count"
+    __table_args__ = (
+        UniqueConstraint("day", "school_id", "course_id", "lesson_id", "material_id", "kind", "source"),
+        Index("ix_usage_count_course_id_day", "course_id", "day"),
+        Index("ix_usage_count_school_id_day", "school_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)  # UTC day on the upstream, local day on a school server
+    school_id: Mapped[int] = mapped_column(Integer, default=0)  # the school whose people used it; 0: anonymous
+    course_id: Mapped[int] = mapped_column(Integer)  # the upstream's course id
+    lesson_id: Mapped[int] = mapped_column(Integer, default=0)  # 0 for a course ZIP
+    material_id: Mapped[int] = mapped_column(Integer, default=0)  # 0 for a course ZIP
+    kind: Mapped[str] = mapped_column(
+        Enum(*USAGE_KINDS, name="usage_kind", native_enum=False, create_constraint=True, length=16)
+    )
+    # Where it was counted: "hub" (this hub's own visitors), "lan" (a school server's LAN, reported
+    # on a pull) or "usb" (reported through a USB state file).
+    source: Mapped[str] = mapped_column(
+        Enum(*USAGE_SOURCES, name="usage_source", native_enum=False, create_constraint=True, length=16),
+        default="hub",
+    )
+    count: Mapped[int] = mapped_column(Integer, default=0)
