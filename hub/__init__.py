@@ -96,6 +96,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.sync import banner as sync_banner
     from hub.sync import servers_api, servers_views
     from hub.sync import views as sync_views
+    from hub.textbooks import browse_views as textbook_browse
     from hub.web import csrf
 
     inputs.init_app(app)  # first: the id converter must be in place before any route is added
@@ -132,5 +133,6 @@ def _init_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(subtitles_views.blueprint)
     app.register_blueprint(servers_views.blueprint)
     app.register_blueprint(harvest_views.blueprint)
+    app.register_blueprint(textbook_browse.blueprint)
     # Harvesters POST OAI-PMH requests form-encoded, without a session or a CSRF token.
     csrf.exempt(harvest_views.blueprint)

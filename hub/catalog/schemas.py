@@ -98,7 +98,17 @@ class CourseQuery(BaseModel):
     category: Category | None = None
     subject: Subject | None = None
     grade: Annotated[int, Field(ge=1, le=9)] | None = None
-    edition: str | None = None
+    edition: (
+        Annotated[
+            str,
+            Field(
+                max_length=50,
+                description="Textbook edition (e.g. 人教版; an alias such as 部编版 finds its listed name's courses)",
+            ),
+        ]
+        | None
+    ) = None
+    volume: Literal["上册", "下册", "全一册"] | None = None
     language: Language | None = None
     school: Id | None = None
     status: Literal["published", "draft", "submitted", "withdrawn", "all"] = "published"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true, update
 from sqlalchemy.orm import Session, selectinload
 
 from hub import jobs
@@ -39,6 +39,7 @@ from hub.media import services as media_services
 from hub.media.models import Blob
 from hub.media.storage import Storage
 from hub.sync.models import Change
+from hub.textbooks.models import Textbook, TextbookNode
 from hub.uploads.models import Upload
 
 
@@ -94,7 +95,9 @@ def list_courses(session: Session, actor: User | None, query: CourseQuery, per_p
     if query.grade:
         conditions.append(Course.grades_mask.op("&")(1 << query.grade) != 0)
     if query.edition:
-        conditions.append(Course.edition == query.edition)
+        conditions.append(Course.edition == edition_filter(query.edition))
+    if query.volume:
+        conditions.append(Course.volume == query.volume)
     if query.language:
         conditions.append(Course.language == query.language)
     if query.school:
@@ -113,6 +116,26 @@ def list_courses(session: Session, actor: User | None, query: CourseQuery, per_p
         .offset((query.page - 1) * per_page)
     ).all()
     return CoursePage([(c, n) for c, n in rows], total, query.page, per_page)
+
+
+def edition_filter(edition: str) -> str:
+    """What a course list's ``edition`` filter compares with: a listed edition's one spelling.
+
+    Courses store a listed edition under its name (an alias typed in a form is stored as
+    the name), so 部编版 must find the 统编版 courses. A name that is not listed is compared
+    as typed: courses saved with "other" keep their free text and stay findable by it.
+    """
+    listed = editions.find(edition)
+    return listed.name if listed else edition.strip()
+
+
+def famous_first() -> ColumnElement[int]:
+    """An ORDER BY key that puts famous schools' courses first (0) and the rest after (1).
+
+    Where many schools teach the same chapter, a teacher starts from the famous schools'
+    lessons (the reason the hub exists); the query must join School.
+    """
+    return case((School.kind == "famous", 0), else_=1)
 
 
 def grade_subject_counts(session: Session) -> dict[tuple[str, int], int]:
@@ -330,12 +353,31 @@ class LessonLink:
 
 
 @dataclass(frozen=True)
+class NodeLesson:
+    """A lesson of another course attached to the same textbook node: what a lesson page offers besides its own."""
+
+    id: int
+    title: str
+    course_title: str
+    school: str
+    famous: bool
+
+
+@dataclass(frozen=True)
 class LessonPage:
-    """A lesson with the lessons before and after it in its course (the page's previous/next links)."""
+    """A lesson with the lessons before and after it in its course (the page's previous/next links),
+    the textbook node it teaches and the other courses' lessons for that node."""
 
     lesson: Lesson
     previous: LessonLink | None
     next: LessonLink | None
+    node: TextbookNode | None  # the 课时 or section the lesson teaches, if aligned
+    textbook: Textbook | None
+    others: list[NodeLesson]
+
+
+# How many other courses' lessons a lesson page lists for its 课时: a short list to choose from, not a catalog.
+OTHER_LESSONS_SHOWN = 10
 
 
 def get_lesson_page(session: Session, actor: User | None, lesson_id: int) -> LessonPage:
@@ -350,10 +392,46 @@ def get_lesson_page(session: Session, actor: User | None, lesson_id: int) -> Les
         )
     ]
     here = next(i for i, link in enumerate(siblings) if link.id == lesson.id)
+    node = session.get(TextbookNode, lesson.textbook_node_id) if lesson.textbook_node_id else None
     return LessonPage(
         lesson,
         siblings[here - 1] if here > 0 else None,
         siblings[here + 1] if here + 1 < len(siblings) else None,
+        node,
+        node.textbook if node else None,
+        node_lessons(session, node.id, exclude_course=lesson.course_id, limit=OTHER_LESSONS_SHOWN) if node else [],
+    )
+
+
+def node_lessons(
+    session: Session, node_id: int, exclude_course: int | None = None, limit: int | None = None
+) -> list[NodeLesson]:
+    """The published lessons attached to one textbook node, famous schools first (see lessons_by_node)."""
+    query = _node_lessons_query().where(Lesson.textbook_node_id == node_id).limit(limit)
+    if exclude_course is not None:
+        query = query.where(Lesson.course_id != exclude_course)
+    return [NodeLesson(i, t, c, s, k == "famous") for _, i, t, c, s, k in session.execute(query)]
+
+
+def lessons_by_node(session: Session, textbook_id: int) -> dict[int, list[NodeLesson]]:
+    """Every published lesson attached to a node of the textbook, by node id, famous schools first."""
+    nodes = select(TextbookNode.id).where(TextbookNode.textbook_id == textbook_id)
+    found: dict[int, list[NodeLesson]] = {}
+    for node, i, t, c, s, k in session.execute(_node_lessons_query().where(Lesson.textbook_node_id.in_(nodes))):
+        found.setdefault(node or 0, []).append(NodeLesson(i, t, c, s, k == "famous"))
+    return found
+
+
+def _node_lessons_query() -> Select[int | None, int, str, str, str, str]:
+    # Only published courses: the lists are public (a lesson page, the browse-by-textbook
+    # page), whoever reads them. Within a kind of school, the most recently published
+    # course first, then each course's own order.
+    return (
+        select(Lesson.textbook_node_id, Lesson.id, Lesson.title, Course.title, School.name, School.kind)
+        .join(Course, Lesson.course_id == Course.id)
+        .join(School, Course.school_id == School.id)
+        .where(visible_clause(None))
+        .order_by(famous_first(), Course.published_at.desc().nulls_last(), Course.id, Lesson.position, Lesson.id)
     )
 
 

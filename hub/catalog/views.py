@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from pydantic import ValidationError
 
 from hub.accounts.auth import current_user
-from hub.catalog import licences, review, services
+from hub.catalog import editions, licences, review, services
 from hub.catalog.models import Course
 from hub.catalog.schemas import CourseQuery
 from hub.db import request_session
@@ -18,7 +18,9 @@ from hub.media.chapters import chapter_list
 from hub.media.course_download import plan_course_download
 from hub.media.profiles import original_stands_in
 from hub.media.views import data_saver_on, default_quality
-from hub.vocab import CATEGORIES, GRADE_NAMES, LANGUAGES, SUBJECTS
+from hub.textbooks import browse
+from hub.textbooks.browse_views import remembered_textbook
+from hub.vocab import CATEGORIES, GRADE_NAMES, LANGUAGES, SUBJECTS, VOLUMES
 
 blueprint = Blueprint("catalog", __name__)
 
@@ -31,7 +33,9 @@ def _vocabularies() -> dict[str, object]:
 @blueprint.get("/")
 def home() -> str:
     counts = services.grade_subject_counts(request_session())
-    return render_template("catalog/home.html", counts=counts)
+    return render_template(
+        "catalog/home.html", counts=counts, my_textbook=remembered_textbook(), textbook_label=browse.label
+    )
 
 
 @blueprint.get("/courses")
@@ -45,7 +49,20 @@ def course_list() -> str:
     settings = current_app.extensions["hub.settings"]
     page = services.list_courses(request_session(), current_user(), query, settings.page_size)
     pages = max(1, -(-page.total // page.per_page))
-    return render_template("catalog/courses.html", page=page, query=query, pages=pages, args=args)
+    # The edition list offers the subject's editions, and an unlisted one the reader asked for.
+    edition_names = [e.name for e in editions.for_subject(query.subject)]
+    if query.edition and (wanted := services.edition_filter(query.edition)) not in edition_names:
+        edition_names.append(wanted)
+    return render_template(
+        "catalog/courses.html",
+        page=page,
+        query=query,
+        pages=pages,
+        args=args,
+        edition_names=edition_names,
+        edition=services.edition_filter(query.edition) if query.edition else "",
+        volumes=VOLUMES,
+    )
 
 
 @blueprint.get("/courses/<int:course_id>")
@@ -108,6 +125,10 @@ def lesson_page(lesson_id: int) -> str:
         remote_originals=remote,
         previous=page.previous,
         next=page.next,
+        node=page.node,
+        textbook=page.textbook,
+        others=page.others,
+        textbook_label=browse.label,
         quality=quality,
         qualities=PLAYER_QUALITIES,
         chapter_list=chapter_list,
