@@ -349,6 +349,12 @@ class Settings:
         "Bytes `hub sync pull` always leaves free on the storage disk.", _non_negative_int, str(512 * 1024**2)
     )
     sync_parallel: int = setting("Blob downloads `hub sync pull` runs at once.", _positive_int, "4")
+    sync_weeks_ahead: int = setting(
+        "Teaching weeks after the current one whose lessons `hub sync pull` fetches before any other, for "
+        "textbooks with a term calendar (`hub sync calendar`); 0: this week's only.",
+        _non_negative_int,
+        "2",
+    )
     sync_video_profiles: str = setting(
         "Video rendition profiles a school server mirrors, in preference order (one per video).",
         str,

@@ -71,6 +71,9 @@ class SubscriptionIn(Strict):
     subject: str | None = None
     grades: Annotated[str, Field(pattern=r"^[1-9](-[1-9])?$", description="A-B, e.g. 3-6")] | None = None
     paired_with: str | None = Field(default=None, description="Name (or id) of the paired famous school")
+    textbook: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, description="Key of a textbook: every course that follows it or has lessons on its chapters"
+    )
 
 
 class SubscriptionOut(BaseModel):
@@ -80,6 +83,7 @@ class SubscriptionOut(BaseModel):
     subject: str | None
     grades: str | None
     paired_with: int | None
+    textbook: str | None = None
     description: str
 
 
@@ -123,6 +127,7 @@ def _subscription_out(sub: Subscription) -> SubscriptionOut:
         subject=sub.subject,
         grades=f"{sub.grade_min}-{sub.grade_max}" if sub.kind == "subject" else None,
         paired_with=sub.paired_school_id,
+        textbook=sub.textbook_key,
         description=services.describe_subscription(sub, request_session()),
     )
 
@@ -163,7 +168,7 @@ def list_subscriptions() -> SubscriptionList:
     blueprint,
     "/sync/subscriptions",
     "POST",
-    summary="Subscribe the caller's school to a course, a subject over grades, or its paired school",
+    summary="Subscribe the caller's school to a course, a subject over grades, its paired school or a textbook",
     body=SubscriptionIn,
     response=SubscriptionOut,
     status=201,
@@ -181,6 +186,7 @@ def create_subscription(body: SubscriptionIn) -> SubscriptionOut:
         subject=body.subject,
         grades=parse_grades(body.grades),
         paired_with=body.paired_with,
+        textbook=body.textbook,
     )
     session.commit()
     return _subscription_out(sub)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from hub.errors import HubError
+from hub.sync.calendar_cli import calendar_cli
 
 if TYPE_CHECKING:  # Flask and the sync modules load only when a command runs
     from flask import Flask
@@ -147,18 +148,24 @@ def sync_init(upstream_url: str, public_key: str, token: str, admin_email: str |
 @click.option("--subject", help="Subject code, e.g. math (with --grades).")
 @click.option("--grades", help="Grade range A-B, e.g. 7-9 (default 1-9).")
 @click.option("--paired-with", "paired_with", help="Everything from this paired famous school (its name).")
+@click.option("--textbook", help="Every course on this textbook, by its key, e.g. renjiao-math-3-1.")
 @click.option(
     "--school",
     "school_name",
     help="On the upstream: subscribe this school directly (for bundles); otherwise asks HUB_UPSTREAM_URL.",
 )
 def sync_subscribe(
-    course_id: int | None, subject: str | None, grades: str | None, paired_with: str | None, school_name: str | None
+    course_id: int | None,
+    subject: str | None,
+    grades: str | None,
+    paired_with: str | None,
+    textbook: str | None,
+    school_name: str | None,
 ) -> None:
-    """Subscribe to a course, a subject over grades, or a paired school's courses."""
-    chosen = sum(x is not None for x in (course_id, subject, paired_with))
+    """Subscribe to a course, a subject over grades, a paired school's courses or a textbook."""
+    chosen = sum(x is not None for x in (course_id, subject, paired_with, textbook))
     if chosen != 1:
-        raise click.UsageError("give exactly one of --course, --subject (with --grades) or --paired-with")
+        raise click.UsageError("give exactly one of --course, --subject (with --grades), --paired-with or --textbook")
     if grades is not None and subject is None:
         raise click.UsageError("--grades goes with --subject")
     app = _app(schema=school_name is not None)  # else it only asks the upstream
@@ -178,6 +185,7 @@ def sync_subscribe(
                     subject=subject,
                     grades=_grades(grades),
                     paired_with=paired_with,
+                    textbook=textbook,
                 )
                 description = services.describe_subscription(sub, session)
                 session.commit()
@@ -200,6 +208,8 @@ def sync_subscribe(
             body["grades"] = grades
     if paired_with is not None:
         body["paired_with"] = paired_with
+    if textbook is not None:
+        body["textbook"] = textbook
     try:
         answer = Upstream(settings.upstream_url, settings.upstream_token).json(
             "POST", "/api/v1/sync/subscriptions", body
@@ -213,23 +223,29 @@ def sync_subscribe(
 @click.option("--max-rate", help="Bandwidth cap in bytes per second, e.g. 500k or 2M.")
 @click.option("--window", help="Only run inside this daily window in HUB_TIMEZONE, e.g. 22:00-06:00.")
 @click.option("--parallel", type=int, help="Downloads at once (default HUB_SYNC_PARALLEL).")
-def sync_pull(max_rate: str | None, window: str | None, parallel: int | None) -> None:
+@click.option(
+    "--max-bytes",
+    help="Download at most this much in this run, e.g. 300M (what a metered link allows); "
+    "with a teaching calendar the lessons due come first, the rest waits for the next run.",
+)
+def sync_pull(max_rate: str | None, window: str | None, parallel: int | None, max_bytes: str | None) -> None:
     """Fetch the signed manifest and the missing blobs; apply complete courses.
 
     Exit status 0 when up to date (or outside the window, or some courses
     skipped for the storage budget, which is said); 1 with a message when the
     manifest is refused or the pull fails. The old state stays in both cases.
     """
-    from hub.sync.client import PullOptions, SyncError, Window, parse_rate, pull
+    from hub.sync.client import PullOptions, SyncError, Window, parse_rate, parse_size, pull
 
     try:
+        cap = parse_size(max_bytes) if max_bytes else None
         rate = parse_rate(max_rate) if max_rate else None
         parsed_window = Window.parse(window) if window else None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     app = _app()
     options = PullOptions.from_settings(
-        app.extensions["hub.settings"], max_rate=rate, window=parsed_window, parallel=parallel
+        app.extensions["hub.settings"], max_rate=rate, window=parsed_window, parallel=parallel, max_bytes=cap
     )
     try:
         report = pull(app, options, out=sys.stderr)
@@ -357,3 +373,6 @@ def _report(report: PullReport, what: str) -> None:
     if not report.ok:
         raise click.ClickException(f"{what} {report.status}: {report.message}")
     click.echo(report.message)
+
+
+sync_cli.add_command(calendar_cli)

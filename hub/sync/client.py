@@ -40,7 +40,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from datetime import time as clock
 from pathlib import Path
 from typing import IO, Any
@@ -59,9 +59,9 @@ from hub.media import services as media_services
 from hub.media.downloads import MIRROR_HEADER
 from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
-from hub.sync import counts, servers, services
+from hub.sync import calendar, counts, servers, services
 from hub.sync import manifest as mf
-from hub.sync.models import SyncRun
+from hub.sync.models import MirrorCourse, SyncRun
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,19 @@ def parse_rate(text: str) -> int:
     return rate
 
 
+def parse_size(text: str) -> int:
+    """Bytes from '300M', '1.5g', '64k' or '65536' (binary units)."""
+    value = text.strip().lower().removesuffix("b")
+    unit = value[-1:] if value[-1:] in ("k", "m", "g") else ""
+    try:
+        number = float(value[: len(value) - len(unit)])
+    except ValueError:
+        raise ValueError(f"a size is bytes like 300M or 2G, not {text!r}") from None
+    if number < 0:
+        raise ValueError("a size cannot be negative")
+    return int(number * _RATE_UNITS[unit])
+
+
 @dataclass(frozen=True)
 class PullOptions:
     max_rate: int | None = None  # bytes per second over all downloads
@@ -163,6 +176,11 @@ class PullOptions:
     storage_budget: int = 0  # bytes mirrored blobs may occupy; 0: no limit but the disk
     disk_reserve: int = 512 * 1024**2
     report_counts: bool = True
+    # Bytes this run may download; the rest waits for the next run (None: no cap).
+    max_bytes: int | None = None
+    # Teaching calendars: this week's lessons and those of the weeks ahead come first.
+    weeks_ahead: int = 2
+    today: date | None = None  # the school's date (HUB_TIMEZONE) when None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> PullOptions:
@@ -170,6 +188,7 @@ class PullOptions:
             "parallel": settings.sync_parallel,
             "storage_budget": settings.sync_storage_budget,
             "disk_reserve": settings.sync_disk_reserve,
+            "weeks_ahead": settings.sync_weeks_ahead,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -650,25 +669,36 @@ def _fetch_batch_once(transfer: Transfer, files: list[mf.ManifestFile]) -> list[
     return list(remaining.values())
 
 
-def download(transfer: Transfer, missing: dict[str, mf.ManifestFile], parallel: int) -> dict[str, str]:
-    """Fetch every missing blob; returns the failures (sha256 → reason). Raises Stopped when the window closed."""
-    small = sorted((f for f in missing.values() if f.size <= SMALL_BLOB), key=lambda f: f.sha256)
-    large = sorted((f for f in missing.values() if f.size > SMALL_BLOB), key=lambda f: -f.size)
-    batches: list[list[mf.ManifestFile]] = []
+def download(
+    transfer: Transfer, missing: dict[str, mf.ManifestFile], parallel: int, *, in_order: bool = False
+) -> dict[str, str]:
+    """Fetch every missing blob; returns the failures (sha256 → reason). Raises Stopped when the window closed.
+
+    Without `in_order`, large files start first (the longest downloads overlap the most);
+    with it, files start in the order `missing` gives (the teaching calendar's), small
+    ones batched where the first of their batch stands.
+    """
+    files = list(missing.values())
+    if not in_order:
+        files = sorted((f for f in files if f.size > SMALL_BLOB), key=lambda f: -f.size) + sorted(
+            (f for f in files if f.size <= SMALL_BLOB), key=lambda f: f.sha256
+        )
+    jobs: list[tuple[functools.partial[None], list[str]]] = []
     current: list[mf.ManifestFile] = []
     current_bytes = 0
-    for file in small:
+    for file in files:
+        if file.size > SMALL_BLOB:
+            jobs.append((functools.partial(fetch_blob, transfer, file), [file.sha256]))
+            continue
         if current and (len(current) >= BATCH_BLOBS or current_bytes + file.size > BATCH_BYTES):
-            batches.append(current)
             current, current_bytes = [], 0
+        if not current:
+            # The batch's job takes its place now; the list it fetches fills as files join it.
+            jobs.append((functools.partial(fetch_batch, transfer, current), []))
         current.append(file)
         current_bytes += file.size
-    if current:
-        batches.append(current)
+    jobs = [(job, shas or [f.sha256 for f in job.args[1]]) for job, shas in jobs]
     failures: dict[str, str] = {}
-    jobs: list[tuple[functools.partial[None], list[str]]] = [
-        (functools.partial(fetch_blob, transfer, f), [f.sha256]) for f in large
-    ] + [(functools.partial(fetch_batch, transfer, b), [f.sha256 for f in b]) for b in batches]
     stopped = False
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="sync-fetch") as pool:
         futures = {pool.submit(job): shas for job, shas in jobs}
@@ -1008,18 +1038,31 @@ def apply_manifest(
         work = services.fit_budget(session, storage, work, storage_room(session, storage, options))
         report.courses_unchanged = work.unchanged
         report.skipped = [*unfetched, *work.skipped]
+        today = options.today or utcnow().astimezone(local_zone(settings)).date()
+        schedule = calendar.load_schedule(session, today, options.weeks_ahead)
+        if store_missing is None:
+            due_first, then, capped = _order_missing(work, schedule, options.max_bytes, settings.sync_dir / "partial")
+        else:  # a bundle: everything is at hand already, in no particular order
+            due_first, then, capped = {}, work.missing, []
+        fetching = {**due_first, **then}
         titles["planned"] = [entry.title for entry in work.apply]
         titles["skipped"] = list(work.skipped_titles)
         _note_courses(session, run_id, titles)
         logged = session.get(SyncRun, run_id)
         if logged is not None:  # the page shows "0 of N files" from the start, not after the first tick
-            logged.files_total, logged.bytes_total = len(work.missing), sum(f.size for f in work.missing.values())
+            logged.files_total, logged.bytes_total = len(fetching), sum(f.size for f in fetching.values())
         session.commit()
-    progress = Progress(files_total=len(work.missing), bytes_total=sum(f.size for f in work.missing.values()))
+    progress = Progress(files_total=len(fetching), bytes_total=sum(f.size for f in fetching.values()))
     failures: dict[str, str] = {}
     stopped = False
-    if work.missing:
-        out.write(f"{len(work.missing)} files to fetch ({_size(progress.bytes_total)})\n")
+    if capped and not fetching:
+        out.write(f"byte cap: {len(capped)} files wait for the next run\n")
+    if fetching:
+        out.write(f"{len(fetching)} files to fetch ({_size(progress.bytes_total)})\n")
+        if schedule:
+            out.write(f"teaching calendar: {len(due_first)} files of the lessons due first\n")
+        if capped:
+            out.write(f"byte cap: {len(capped)} files wait for the next run\n")
         with Reporter(progress, database, run_id, out):
             try:
                 if store_missing is not None:
@@ -1035,7 +1078,9 @@ def apply_manifest(
                         progress=progress,
                         deadline=deadline,
                     )
-                    failures = download(transfer, work.missing, options.parallel)
+                    # The lessons due by the calendar in full before anything else starts.
+                    for part in (due_first, then):
+                        failures.update(download(transfer, part, options.parallel, in_order=bool(schedule)))
             except Stopped:
                 stopped = True
     report.files = progress.files_done
@@ -1066,6 +1111,22 @@ def apply_manifest(
 
         for entry in work.apply:
             absent = [sha for sha in entry.files() if sha not in present]
+            if (
+                absent
+                and schedule
+                and calendar.apply_lessons_at_hand(
+                    session, storage, entry, manifest.bodies[entry.id], manifest.issued_at, present, schedule, mirrored
+                )
+            ):
+                # A new course on the calendar: its lessons whose files are in go up now, the rest
+                # next run (the course is left marked as partly applied, so the next pull goes on).
+                link = session.get(MirrorCourse, entry.id)
+                assert link is not None
+                group.append(link.course_id)
+                group_titles.append(entry.title)
+                held = ", ".join(repr(title) for title in _lessons_needing(entry, set(absent)))
+                report.skipped.append(f"course {entry.id} {entry.title!r}: applied in part; lessons to come: {held}")
+                continue
             if absent:
                 reasons = {failures[s] for s in absent if s in failures}
                 why = "; ".join(sorted(reasons)) if reasons else "not fetched before the run stopped"
@@ -1117,6 +1178,11 @@ def apply_manifest(
     elif stopped:
         report.status = "partial"
         report.message = "The time window closed: partial files are kept and the next run resumes them."
+    elif capped:
+        report.status = "partial"
+        report.message = (
+            f"Stopped at the byte cap ({_size(options.max_bytes or 0)}): {len(capped)} files wait for the next run."
+        )
     elif report.skipped:
         report.status = "partial"
         report.message = f"Skipped {len(report.skipped)} courses that do not fit the storage budget or the disk."
@@ -1126,6 +1192,34 @@ def apply_manifest(
             f"{report.courses_removed} removed, {report.courses_unchanged} unchanged."
         )
     return report
+
+
+def _order_missing(
+    work: services.Plan, schedule: calendar.Schedule, max_bytes: int | None, partial_dir: Path
+) -> tuple[dict[str, mf.ManifestFile], dict[str, mf.ManifestFile], list[mf.ManifestFile]]:
+    """(due first, then the rest, held for the next run) of the files `work` misses.
+
+    With a teaching calendar, the files of the lessons due go first and the rest follow in the
+    calendar's order; with a byte cap, files are taken in that order until the next would pass
+    it (a later, smaller one does not jump ahead: the order is the point). Bytes of a partial
+    file already here do not count against the cap.
+    """
+    if not schedule and max_bytes is None:
+        return {}, work.missing, []
+    first: dict[str, mf.ManifestFile] = {}
+    then: dict[str, mf.ManifestFile] = {}
+    capped: list[mf.ManifestFile] = []
+    left = max_bytes
+    for rank, file in calendar.ranked_files(work.apply, work.missing, schedule):
+        if left is not None:
+            partial = partial_dir / f"{file.sha256}.part"
+            need = max(file.size - (partial.stat().st_size if partial.exists() else 0), 0)
+            if capped or need > left:
+                capped.append(file)
+                continue
+            left -= need
+        (first if rank[0] == calendar.DUE else then)[file.sha256] = file
+    return first, then, capped
 
 
 def _remove_unlisted(

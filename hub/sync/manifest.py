@@ -311,7 +311,7 @@ class SubscriptionLike(Protocol):
     """What selects courses: hub.sync.models.Subscription, or any object shaped like it."""
 
     @property
-    def kind(self) -> str: ...  # course | subject | paired
+    def kind(self) -> str: ...  # course | subject | paired | textbook (with a textbook_key)
     @property
     def course_id(self) -> int | None: ...
     @property
@@ -345,9 +345,24 @@ def subscribed_clause(subscriptions: Iterable[SubscriptionLike]) -> ColumnElemen
             clauses.append(and_(Course.subject == sub.subject, Course.grades_mask.op("&")(mask) != 0))
         elif sub.kind == "paired" and sub.paired_school_id is not None:
             clauses.append(Course.school_id == sub.paired_school_id)
+        elif sub.kind == "textbook" and getattr(sub, "textbook_key", None):
+            clauses.append(_textbook_clause(sub.textbook_key))  # type: ignore[attr-defined]
     if not clauses:
         return false()
     return and_(Course.status == "published", or_(*clauses))
+
+
+def _textbook_clause(key: str) -> ColumnElement[bool]:
+    """Courses that follow the textbook `key`, or have a lesson on one of its chapters."""
+    from hub.textbooks.models import Textbook, TextbookNode
+
+    book = select(Textbook.id).where(Textbook.key == key).scalar_subquery()
+    aligned = (
+        select(Lesson.course_id)
+        .join(TextbookNode, TextbookNode.id == Lesson.textbook_node_id)
+        .where(TextbookNode.textbook_id == book)
+    )
+    return or_(Course.textbook_id == book, Course.id.in_(aligned))
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -33,11 +33,12 @@ class Change(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-SUBSCRIPTION_KINDS = ("course", "subject", "paired")
+SUBSCRIPTION_KINDS = ("course", "subject", "paired", "textbook")
 
 
 class Subscription(Base):
-    """What a school server mirrors: one course, a subject over a grade range, or a paired school's courses."""
+    """What a school server mirrors: one course, a subject over a grade range, a paired school's courses,
+    or every course that follows a textbook (or has lessons on its chapters), named by its key."""
 
     __tablename__ = "sync_subscription"
 
@@ -51,6 +52,8 @@ class Subscription(Base):
     grade_min: Mapped[int | None] = mapped_column(Integer)
     grade_max: Mapped[int | None] = mapped_column(Integer)
     paired_school_id: Mapped[int | None] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"))
+    # A key, not an id: the subscription outlives a re-import of the book under a new id.
+    textbook_key: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -175,3 +178,34 @@ class ServerReport(Base):
     storage_free: Mapped[int | None] = mapped_column(BigInteger)  # None: not known (S3 storage)
     storage_budget: Mapped[int] = mapped_column(BigInteger, default=0)  # 0: no budget but the disk
     host_name: Mapped[str] = mapped_column(String(63), default="")  # NAME of http://NAME.local/ on its LAN
+
+
+class TeachingCalendar(Base):
+    """School server: when this school teaches a textbook (the term's first day), for the pull's order.
+
+    Named by the textbook's key, like the manifests' alignments: the book need not be on this
+    server yet when the calendar is set (the first pull brings it).
+    """
+
+    __tablename__ = "sync_calendar"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    textbook_key: Mapped[str] = mapped_column(String(100), unique=True)
+    term_start: Mapped[date] = mapped_column(Date)  # the Monday (or first day) of teaching week 1
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CalendarWeek(Base):
+    """School server: this school's own week for one chapter node, over the textbook file's suggestion.
+
+    ``week`` NULL says "not scheduled here" (the node goes with the undated rest), which is
+    not the same as having no row (the file's week holds).
+    """
+
+    __tablename__ = "sync_calendar_week"
+    __table_args__ = (UniqueConstraint("calendar_id", "node_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("sync_calendar.id", ondelete="CASCADE"), index=True)
+    node_key: Mapped[str] = mapped_column(String(50))
+    week: Mapped[int | None] = mapped_column(Integer)

@@ -28,6 +28,7 @@ from hub.accounts.models import Pairing, School, User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
+from hub.i18n import N_
 from hub.inputs import parse_int
 from hub.media.models import Blob, Rendition
 from hub.media.storage import BlobBatch, Storage
@@ -85,14 +86,15 @@ def subscribe(
     subject: str | None = None,
     grades: tuple[int, int] | None = None,
     paired_with: str | None = None,
+    textbook: str | None = None,
 ) -> Subscription:
-    """Subscribe `school` to one course, a subject over grades, or its paired famous school's courses.
+    """Subscribe `school` to one course, a subject over grades, its paired famous school's courses or a textbook.
 
     Subscribing twice to the same thing returns the existing subscription.
     """
-    given = [course_id is not None, subject is not None, paired_with is not None]
+    given = [course_id is not None, subject is not None, paired_with is not None, textbook is not None]
     if sum(given) != 1:
-        raise Invalid("Subscribe to exactly one of: a course, a subject with grades, or a paired school.")
+        raise Invalid("Subscribe to exactly one of: a course, a subject with grades, a paired school or a textbook.")
     values: dict[str, Any]
     if course_id is not None:
         course = session.get(Course, course_id)
@@ -106,6 +108,12 @@ def subscribe(
         if not 1 <= low <= high <= 9:
             raise Invalid("Grades are a range A-B within 1-9, A not above B.", {"grades": "1-9"})
         values = {"kind": "subject", "subject": subject, "grade_min": low, "grade_max": high}
+    elif textbook is not None:
+        from hub.textbooks.models import Textbook
+
+        if session.scalar(select(Textbook.id).where(Textbook.key == textbook)) is None:
+            raise NotFound(N_("There is no textbook %(key)s."), key=textbook)
+        values = {"kind": "textbook", "textbook_key": textbook}
     else:
         assert paired_with is not None
         famous = session.scalar(select(School).where(School.name == paired_with))
@@ -153,6 +161,8 @@ def describe_subscription(subscription: Subscription, session: Session) -> str:
         return f"course {subscription.course_id}"
     if subscription.kind == "subject":
         return f"{subscription.subject} grades {subscription.grade_min}-{subscription.grade_max}"
+    if subscription.kind == "textbook":
+        return f"textbook {subscription.textbook_key}"
     famous = session.get(School, subscription.paired_school_id)
     return f"everything from {famous.name if famous else subscription.paired_school_id}"
 

@@ -34,6 +34,11 @@ ARGS: dict[str, list[str]] = {
     "sync subscribe": ["--school", "山村小学", "--course", "1"],
     "sync pull": [],
     "sync status": [],
+    "sync calendar set": ["renjiao-math-3-1", "--start", "2026-09-01"],
+    "sync calendar week": ["renjiao-math-3-1", "1", "3"],
+    "sync calendar show": ["renjiao-math-3-1"],
+    "sync calendar list": [],
+    "sync calendar delete": ["renjiao-math-3-1"],
     "bundle export": ["--to", "{tmp}/bundle", "--school", "山村小学"],
     "bundle import": ["{tmp}"],
 }
