@@ -196,6 +196,9 @@ FIELD_LABELS = {
     "storage_free": lazy_gettext("Free storage"),
     "storage_used": lazy_gettext("Used storage"),
     "via": lazy_gettext("Synced via"),
+    # Search filters by textbook alignment (hub.search.api).
+    "textbook": lazy_gettext("Textbook"),
+    "chapter": lazy_gettext("Chapter"),
 }
 
 

@@ -48,6 +48,23 @@ class SearchQuery(_DropEmpty):
     kind: Literal["video", "audio", "document", "image"] | None = None
     school: Id | None = None
     license: LicenseId | None = None
+    textbook: (
+        Annotated[
+            str, Field(max_length=100, description="A textbook's key (GET /api/v1/textbooks), e.g. renjiao-math-3-1")
+        ]
+        | None
+    ) = None
+    chapter: (
+        Annotated[
+            str,
+            Field(
+                max_length=151,
+                pattern=r"^[^/]+/[^/]+$",
+                description="A chapter as its facet names it, book key/chapter key: renjiao-math-3-1/2",
+            ),
+        ]
+        | None
+    ) = None
     page: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 1
     per_page: Annotated[int, Field(ge=1, le=50)] = 20
 

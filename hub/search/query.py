@@ -38,7 +38,7 @@ from hub.search.analysis import QueryUnit
 from hub.search.index import SearchIndex
 from hub.search.schema import FACETS
 
-FILTERS = ("type", "category", "subject", "grade", "edition", "language", "kind", "school", "license")
+FILTERS = FACETS
 MAX_PER_PAGE = 100
 MAX_PAGE = 1000
 # Below this many results a "did you mean" is worth computing.
@@ -321,6 +321,8 @@ class QueryEngine:
         with self.index.searcher() as searcher:
             view = self._view(searcher)
             for name, values in self.facet_values(view).items():
+                if name == "chapter":
+                    continue  # counted only inside one book (_chapters_in_view): built when asked for
                 for value in values:
                     view.term(name, value)
 
@@ -354,6 +356,8 @@ class QueryEngine:
             facets: dict[str, dict[str, int]] = {}
             if params.facets:
                 for name, values in self.facet_values(view).items():
+                    if name == "chapter":
+                        values = _chapters_in_view(values, params)
                     counts = {}
                     for value in values:
                         count = (filtered & view.term(name, value)).bit_count()
@@ -488,6 +492,22 @@ class QueryEngine:
             q = wq.And([*[_title_query(u) for u in complete], last_query]) if complete else last_query
             results = searcher.search(q, limit=limit, filter=Bitmap(match, view.size))
             return [self._hit(searcher, docnum, score) for score, docnum in results.top_n]
+
+
+def _chapters_in_view(values: list[str], params: SearchParams) -> list[str]:
+    """The chapter values worth counting: those of the one textbook the search is narrowed to, else none.
+
+    Chapters are only a choice inside a book (a list of every book's 第一单元 helps
+    nobody), and counting each of the thousands of chapters of every book would cost
+    a bitmap intersection per value on every search.
+    """
+    book = params.filter("textbook")
+    if book is None and (chapter := params.filter("chapter")) is not None:
+        book = chapter.split("/", 1)[0]
+    if book is None:
+        return []
+    prefix = f"{book}/"
+    return [v for v in values if v.startswith(prefix)]
 
 
 def _title_bits(view: _View, unit: QueryUnit) -> int:

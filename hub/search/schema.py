@@ -22,13 +22,27 @@ from whoosh.system import pack_uint  # type: ignore[import-untyped]
 
 # Bump whenever fields, analysis or document contents change: an index whose
 # stamp differs is rebuilt (in the background) when the app starts.
-SCHEMA_VERSION = 2  # 2: syllable bigrams of titles and bodies (pytitle, pybody)
+SCHEMA_VERSION = 3  # 2: syllable bigrams of titles and bodies (pytitle, pybody); 3: textbook and chapter
 
 TITLE_BOOST = 4.0
 PINYIN_BOOST = 2.0
 
-# Facet fields: one indexed term per value, also the filters.
-FACETS = ("type", "category", "subject", "grade", "edition", "language", "kind", "school", "license")
+# Facet fields: one indexed term per value, also the filters. ``textbook`` is a book's key,
+# ``chapter`` the book's key and a chapter's (renjiao-math-3-1/2): chapter titles repeat
+# from book to book (第一单元), so the value must say which book.
+FACETS = (
+    "type",
+    "category",
+    "subject",
+    "grade",
+    "edition",
+    "language",
+    "kind",
+    "school",
+    "license",
+    "textbook",
+    "chapter",
+)
 
 
 class TermList(fields.FieldType):  # type: ignore[misc]

@@ -12,6 +12,7 @@ from hub.db import request_session
 from hub.errors import invalid_from_pydantic
 from hub.search import SearchEngine, services
 from hub.search.api import SearchQuery
+from hub.textbooks import browse
 
 blueprint = Blueprint("search", __name__)
 
@@ -25,10 +26,13 @@ FACET_TITLES = {
     "kind": lazy_gettext("Kind"),
     "school": lazy_gettext("School"),
     "license": lazy_gettext("Licence"),
+    "textbook": lazy_gettext("Textbook"),
+    "chapter": lazy_gettext("Chapter"),
 }
 
 
-def facet_label(name: str, value: str, school_names: dict[str, str]) -> str:
+def facet_label(name: str, value: str, names: dict[str, dict[str, str]]) -> str:
+    """How a facet value reads: codes by their label; schools, textbooks and chapters by the names looked up."""
     if name == "subject":
         return i18n.subject_label(value)
     if name == "grade":
@@ -39,8 +43,8 @@ def facet_label(name: str, value: str, school_names: dict[str, str]) -> str:
         return i18n.label(name, value)
     if name == "language":
         return i18n.LANGUAGE_NAMES.get(value, value)
-    if name == "school":
-        return school_names.get(value, value)
+    if name in names:
+        return names[name].get(value, value)
     return value
 
 
@@ -54,6 +58,12 @@ def search_page() -> str:
     engine: SearchEngine = current_app.extensions["hub.search"]
     page = services.search(request_session(), engine, current_user(), query.params())
     args.pop("page", None)
+    # Textbook and chapter facets are keys: the page shows the names (those counted and those chosen).
+    books, chapters = browse.facet_names(
+        request_session(),
+        [*page.facets.get("textbook", {}), *([query.textbook] if query.textbook else [])],
+        [*page.facets.get("chapter", {}), *([query.chapter] if query.chapter else [])],
+    )
     return render_template(
         "search/results.html",
         page=page,
@@ -61,5 +71,6 @@ def search_page() -> str:
         args=args,
         facet_titles=FACET_TITLES,
         facet_label=facet_label,
+        facet_names={"school": page.school_names, "textbook": books, "chapter": chapters},
         without=lambda name: {k: v for k, v in args.items() if k != name},
     )

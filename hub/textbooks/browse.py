@@ -147,3 +147,25 @@ def book_page(session: Session, key: str) -> BookPage:
         )
     ]
     return BookPage(textbook, tree, courses, len(leaves), sum(1 for b in leaves if b.lessons))
+
+
+def facet_names(session: Session, books: list[str], chapters: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The names of search facet values: textbook keys → labels, chapter values (book/chapter keys) → titles."""
+    wanted = set(books) | {c.split("/", 1)[0] for c in chapters if "/" in c}
+    if not wanted:
+        return {}, {}
+    found = {b.key: b for b in session.scalars(select(Textbook).where(Textbook.key.in_(sorted(wanted))))}
+    titles: dict[str, str] = {}
+    by_book: dict[str, set[str]] = {}
+    for value in chapters:
+        book, _, key = value.partition("/")
+        if book in found:
+            by_book.setdefault(book, set()).add(key)
+    for book, keys in by_book.items():
+        for key, title in session.execute(
+            select(TextbookNode.key, TextbookNode.title).where(
+                TextbookNode.textbook_id == found[book].id, TextbookNode.key.in_(sorted(keys))
+            )
+        ):
+            titles[f"{book}/{key}"] = title
+    return {key: label(b) for key, b in found.items() if key in books}, titles

@@ -7,107 +7,21 @@ import service is hub.textbooks.services' business.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from hub.accounts.models import User
 from hub.catalog import services
-from hub.catalog.models import Course, Lesson
-from hub.catalog.schemas import CourseCreate, LessonCreate
-from hub.textbooks.models import Textbook, TextbookNode
+from hub.catalog.models import Lesson
+from hub.textbooks.models import Textbook
 from tests.conftest import Accounts
-
-BOOK_KEY = "renjiao-math-3-1"
-
-
-@dataclass
-class Catalog:
-    book: Textbook
-    nodes: dict[str, TextbookNode]
-    famous: int  # the famous school's course
-    rural: int  # a rural school's course on the same book, published before the famous one
-    draft: int
-
-
-def _book(db: Session) -> tuple[Textbook, dict[str, TextbookNode]]:
-    book = Textbook(key=BOOK_KEY, subject="math", edition="人教版", grade=3, volume="上册", title="数学 三年级 上册")
-    db.add(book)
-    rows = [
-        ("1", None, "chapter", "时、分、秒"),
-        ("1.1", "1", "lesson", "秒的认识"),
-        ("1.2", "1", "lesson", "时间的计算"),
-        ("2", None, "chapter", "万以内的加法和减法（一）"),
-        ("2.1", "2", "lesson", "两位数加两位数"),
-        ("3", None, "chapter", "测量"),
-    ]
-    nodes: dict[str, TextbookNode] = {}
-    for position, (key, parent, kind, title) in enumerate(rows):
-        node = TextbookNode(
-            textbook=book,
-            key=key,
-            kind=kind,
-            title=title,
-            position=position,
-            depth=0 if parent is None else 1,
-            parent_id=nodes[parent].id if parent else None,
-        )
-        db.add(node)
-        db.flush()
-        nodes[key] = node
-    db.commit()
-    return book, nodes
-
-
-def _course(
-    db: Session,
-    user: User,
-    title: str,
-    lessons: list[tuple[str, TextbookNode | None]],
-    publish: bool = True,
-    **fields: Any,
-) -> int:
-    body = {
-        "title": title,
-        "subject": "math",
-        "grades": [3],
-        "edition": "人教版",
-        "volume": "上册",
-        "language": "zh",
-        "license": "CC-BY-4.0",
-        **fields,
-    }
-    course = services.create_course(db, user, CourseCreate(**body))
-    for lesson_title, node in lessons:
-        lesson = services.create_lesson(db, user, course.id, LessonCreate(title=lesson_title))
-        lesson.textbook_node_id = node.id if node else None
-    if publish:
-        services.publish_course(db, user, course.id)
-    db.commit()
-    return course.id
+from tests.support.textbooks import BOOK_KEY, Catalog, aligned_course, make_catalog
 
 
 @pytest.fixture
 def catalog(db: Session, make: Accounts) -> Catalog:
-    book, nodes = _book(db)
-    rural = make.user("r@x.cn", make.school("山区小学", "rural"))
-    famous = make.user("f@x.cn", make.school("海淀实验小学", "famous"))
-    # The rural school publishes first: famous first must beat "newest first".
-    rural_id = _course(db, rural, "山区 三上数学", [("认识秒", nodes["1.1"]), ("算时间", nodes["1.2"])])
-    famous_id = _course(
-        db,
-        famous,
-        "名校 三上数学",
-        [("秒的认识（名校）", nodes["1.1"]), ("时间计算", nodes["1.2"]), ("单元复习", None)],
-    )
-    draft_id = _course(db, famous, "草稿 三上", [("草稿课", nodes["2.1"])], publish=False)
-    for course_id in (rural_id, famous_id):
-        db.get_one(Course, course_id).textbook_id = book.id
-    db.commit()
-    return Catalog(book, nodes, famous_id, rural_id, draft_id)
+    return make_catalog(db, make)
 
 
 def _lesson_id(db: Session, title: str) -> int:
@@ -203,10 +117,10 @@ def test_an_alias_finds_the_listed_edition(client: FlaskClient, db: Session) -> 
 def test_course_list_filters_by_edition_and_volume(client: FlaskClient, db: Session, make: Accounts) -> None:
     user = make.user("u@x.cn", make.school())
     one = [("第一课", None)]
-    _course(db, user, "人教 上册", one)
-    _course(db, user, "人教 下册", one, volume="下册")
-    _course(db, user, "北师 上册", one, edition="北师大版")
-    _course(db, user, "统编 语文", one, subject="chinese", edition="统编版")
+    aligned_course(db, user, "人教 上册", one)
+    aligned_course(db, user, "人教 下册", one, volume="下册")
+    aligned_course(db, user, "北师 上册", one, edition="北师大版")
+    aligned_course(db, user, "统编 语文", one, subject="chinese", edition="统编版")
 
     def titles(url: str) -> set[str]:
         answer = client.get(url)
@@ -255,7 +169,7 @@ def test_lesson_page_links_its_neighbours_and_the_same_node_elsewhere(
 
 def test_other_lessons_put_famous_schools_first(db: Session, catalog: Catalog, make: Accounts) -> None:
     urban = make.user("u@x.cn", make.school("县城小学", "urban"))
-    _course(db, urban, "县城 三上", [("秒（县城）", catalog.nodes["1.1"])])
+    aligned_course(db, urban, "县城 三上", [("秒（县城）", catalog.nodes["1.1"])])
     listed = services.node_lessons(db, catalog.nodes["1.1"].id)
     assert [(one.title, one.famous) for one in listed] == [
         ("秒的认识（名校）", True),
