@@ -26,6 +26,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, web: bool = True) -> 
     """
     from flask import Flask
 
+    # Its session hooks raise the page generation on every commit that changes what pages
+    # show, in every process that commits (web, workers, commands), not only where pages are served.
+    import hub.pagecache  # noqa: F401
     from hub import jobs, search
     from hub.config import Settings
     from hub.db import Database

@@ -239,6 +239,11 @@ class Settings:
     search_cache_mb: int = setting(
         "Memory for the search index's cached per-term document bitmaps, in MB.", _positive_int, "64"
     )
+    page_cache_mb: int = setting(
+        "Memory each web process keeps anonymous pages in (hub.pagecache), in MB; 0: no page cache.",
+        _non_negative_int,
+        "64",
+    )
     streamed_downloads: int = setting(
         "Most course ZIPs streamed from S3 storage at once (each holds a web server thread); more get a 503.",
         _positive_int,

@@ -32,7 +32,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Blueprint, Flask, has_request_context, redirect, request, url_for
 from flask_babel import Babel, format_date, format_datetime, format_decimal, get_locale, gettext, lazy_gettext
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from hub.config import Settings
 from hub.inputs import safe_next
@@ -57,6 +57,11 @@ def N_(message: str) -> str:  # the gettext convention for "mark now, translate 
 def select_locale() -> str:
     if not has_request_context():
         return DEFAULT_LOCALE
+    return locale_of(request)
+
+
+def locale_of(request: Request) -> str:
+    """The language of the answer to ``request`` (also part of hub.pagecache's key)."""
     chosen = request.cookies.get(COOKIE)
     if chosen in LOCALES:
         return chosen

@@ -5,6 +5,7 @@ from hub.catalog.models import Course, CourseEvent, Lesson, Material
 from hub.harvest.models import HarvestRecord
 from hub.jobs import Outbox
 from hub.media.models import Blob, Rendition
+from hub.pagecache import PageGeneration
 from hub.reach.models import UsageCount
 from hub.subtitles.models import Subtitle
 from hub.sync.models import (
@@ -34,6 +35,7 @@ __all__ = [
     "MirrorCourse",
     "MirrorState",
     "Outbox",
+    "PageGeneration",
     "Pairing",
     "Rendition",
     "ReportedCount",

@@ -27,7 +27,9 @@ from typing import Any
 
 from flask import Flask, current_app, g, request, session
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
+
+from hub import pagecache
 
 csrf = CSRFProtect()
 
@@ -116,8 +118,13 @@ def _cache_headers(response: Response) -> None:
     )
     if personal or request.method not in ("GET", "HEAD") or response.status_code != 200:
         response.headers["Cache-Control"] = "private, no-store"
-    elif html:
+        return
+    if html:
         response.headers["Cache-Control"] = f"public, max-age={PAGE_MAX_AGE}"
+    if request.method == "GET" and not response.is_streamed and not response.direct_passthrough:
+        # The same for every anonymous reader with this URL, language and data saver:
+        # hub.pagecache may keep it (it checks the final headers for Set-Cookie again).
+        request.environ[pagecache.STORE] = True
 
 
 class StaticVersions:
@@ -153,6 +160,25 @@ def init_app(app: Flask) -> None:
     def _light(response: Response) -> Response:
         _cache_headers(response)
         return compress(response)
+
+    settings = app.extensions["hub.settings"]
+    if settings.page_cache_mb:
+        from hub.db import get_database
+        from hub.i18n import COOKIE, locale_of
+        from hub.media.views import DATA_SAVER_COOKIE, data_saver_of
+
+        def key_of(request: Request) -> tuple[str, ...]:
+            return (locale_of(request), "saver" if data_saver_of(request) else "")
+
+        store = pagecache.Store(settings.page_cache_mb * 1024 * 1024, PAGE_MAX_AGE)
+        app.extensions["hub.page_cache"] = store
+        app.wsgi_app = pagecache.PageCache(  # type: ignore[method-assign]
+            app.wsgi_app,
+            generation=pagecache.generation_reader(get_database(app).engine),
+            store=store,
+            key_of=key_of,
+            cookies=(COOKIE, DATA_SAVER_COOKIE),
+        )
 
 
 def serve(app: Flask, host: str, port: int, *, threads: int = 8, connections: int = 1000) -> None:

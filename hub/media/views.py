@@ -7,6 +7,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, request
+from werkzeug.wrappers import Request
 
 from hub.accounts.auth import current_user
 from hub.catalog.services import course_is_public
@@ -32,6 +33,11 @@ _COOKIE_MAX_AGE = 2 * 365 * 24 * 3600  # a preference, not a session: keep it fo
 
 def data_saver_on() -> bool:
     """The browser's data-saver preference (a cookie: no account needed)."""
+    return data_saver_of(request)
+
+
+def data_saver_of(request: Request) -> bool:
+    """The data-saver preference ``request`` carries (also part of hub.pagecache's key)."""
     # On unless this browser turned it off: most teachers pay for every megabyte.
     return request.cookies.get(DATA_SAVER_COOKIE) != "0"
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub import pagecache
 from hub.accounts.models import School, User
 from hub.catalog.models import Course, Lesson, Material
 from hub.catalog.services import visible_clause
@@ -84,6 +85,8 @@ def index_courses(session: Session, engine: SearchEngine, course_ids: Sequence[i
         for source in load_courses(session, list(course_ids)):
             documents[source.id] = course_documents(source)
         engine.index.update_courses(documents)
+    # Search pages cached before this update are stale now (hub.pagecache).
+    pagecache.bump(session.get_bind())
 
 
 def rebuild(session: Session, engine: SearchEngine, wait: float = REBUILD_LOCK_WAIT) -> RebuildReport:
@@ -118,6 +121,7 @@ def _rebuild_locked(session: Session, engine: SearchEngine) -> int:
     with _no_cyclic_gc():
         count = engine.index.rebuild(_all_documents(session))
     session.rollback()  # end the long read transaction
+    pagecache.bump(session.get_bind())
     log.info("search index rebuilt: %d documents", count)
     return count
 
