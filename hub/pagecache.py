@@ -10,7 +10,7 @@ Correctness rests on two things:
 
 - **Who may be served from it.** Only GET and HEAD without credentials: no
   ``Authorization`` header and no cookie but the two preference cookies the key
-  holds (``hub_lang``, ``data_saver``). A session cookie (signed in, or a CSRF
+  holds (``hub_lang``, ``data_saver``, ``hub_textbook``). A session cookie (signed in, or a CSRF
   token from a form page) or any cookie the hub does not know goes past the cache,
   so a preference cookie added later cannot be served someone else's page by
   mistake. What is stored is decided by hub.web after the view ran: a 200 to an
@@ -268,7 +268,7 @@ class PageCache:
         self.generation = generation
         self.store = store
         self.key_of = key_of
-        self.cookies = frozenset(cookies)
+        self.cookies = tuple(sorted(set(cookies)))
 
     def _key(self, environ: WSGIEnvironment) -> tuple[str, ...] | None:
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in environ:
@@ -283,6 +283,8 @@ class PageCache:
             request.full_path,
             gzip,
             *self.key_of(request),
+            # Each preference cookie's own value too: what a view reads from it is its business.
+            *(request.cookies.get(name, "") for name in self.cookies),
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

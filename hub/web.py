@@ -166,6 +166,7 @@ def init_app(app: Flask) -> None:
         from hub.db import get_database
         from hub.i18n import COOKIE, locale_of
         from hub.media.views import DATA_SAVER_COOKIE, data_saver_of
+        from hub.textbooks.browse_views import COOKIE as TEXTBOOK_COOKIE
 
         def key_of(request: Request) -> tuple[str, ...]:
             return (locale_of(request), "saver" if data_saver_of(request) else "")
@@ -177,7 +178,8 @@ def init_app(app: Flask) -> None:
             generation=pagecache.generation_reader(get_database(app).engine),
             store=store,
             key_of=key_of,
-            cookies=(COOKIE, DATA_SAVER_COOKIE),
+            # Preference cookies, kept in the key; any other cookie skips the cache.
+            cookies=(COOKIE, DATA_SAVER_COOKIE, TEXTBOOK_COOKIE),
         )
 
 
