@@ -64,11 +64,11 @@ def _picker(
     choice: browse.BookChoice, found: list[Textbook], current: Textbook | None = None, status: int = 200
 ) -> tuple[Response, int]:
     books = browse.all_textbooks(request_session())
+    asked = choice.book is not None or choice.narrows()  # what the reader sent, not the preselection below
     if current is not None and not choice.narrows():  # changing the book: start from the one on the desk
         choice = browse.BookChoice(
             subject=current.subject, edition=current.edition, grade=current.grade, volume=current.volume
         )
-    asked = choice.book is not None or choice.narrows()
     html = render_template(
         "textbooks/browse_pick.html",
         books=books,

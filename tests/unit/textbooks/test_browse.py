@@ -50,6 +50,7 @@ def test_pick_remembers_the_book_in_a_cookie(client: FlaskClient, catalog: Catal
     assert 'class="toc"' not in change.text
     assert re.search(r'<option value="3" selected>三年级</option>', change.text)
     assert "当前：人教版 数学 三年级 上册" in change.text
+    assert "本站没有符合所选条件的教材" not in change.text
 
     client.set_cookie("hub_textbook", "a-book-since-removed")
     assert "选一次您手边的教材" in client.get("/textbook").text  # a stale cookie is simply no choice
@@ -69,6 +70,7 @@ def test_tree_lists_every_schools_lessons_famous_first_with_gaps_shown(client: F
     assert "4 个课时中 2 个已有课例" in page  # the leaves 1.1, 1.2, 2.1 and chapter 3 (no sections yet)
     assert "4 个课例" in page  # chapter 1's subtree
     assert "2 门课程使用本教材" in page
+    assert f'<input type="hidden" name="textbook" value="{BOOK_KEY}">' in page  # search within the book
     assert page.index("名校 三上数学") < page.index("山区 三上数学")
 
 
