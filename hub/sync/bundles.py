@@ -47,8 +47,9 @@ from hub.locks import LockBusy, file_lock
 from hub.media.storage import Storage, is_sha256
 from hub.sync import archive, services
 from hub.sync import manifest as mf
+from hub.sync.calendar import PARTIAL
 from hub.sync.client import Progress, PullOptions, PullReport, apply_manifest, sync_lock_path
-from hub.sync.models import SyncRun
+from hub.sync.models import MirrorCourse, SyncRun
 
 MANIFEST_NAME = "manifest.json"
 ACK_NAME = "counts-ack.json"
@@ -285,11 +286,17 @@ def export_bundle(
     # Checked like an import checks it: an entry that does not match the index is never carried.
     manifest, _envelope = mf.verify_document(document, public_key, not_older_than=None, now=utcnow())
     target.mkdir(parents=True, exist_ok=True)
-    written = {"blobs": 0, "bytes": 0, "skipped": 0}
+    written = {"blobs": 0, "bytes": 0, "skipped": 0, "left_out": 0}
+    coming = _files_still_coming(database, manifest) if school_name is None else set()
     todo = []
     for sha, file in sorted(manifest.files().items()):
         if have is not None and sha in have:
             written["skipped"] += 1
+            continue
+        if sha in coming and not storage.exists(sha):
+            # A course this school server holds in part (teaching calendar): what it has goes
+            # along, the neighbour gets the rest from its own pull or the next bundle.
+            written["left_out"] += 1
             continue
         if not storage.exists(sha):
             raise HubError(f"Blob {sha[:12]}… of the manifest is not in this hub's storage; the bundle is incomplete.")
@@ -309,6 +316,13 @@ def export_bundle(
     # The manifest last: a bundle whose export was interrupted has no manifest and is not taken for whole.
     archive.write_file(target, MANIFEST_NAME, [document])
     return written
+
+
+def _files_still_coming(database: Any, manifest: mf.Manifest) -> set[str]:
+    """The files of the courses this school server holds only in part (hub.sync.calendar)."""
+    with database.session() as session:
+        partial = set(session.scalars(select(MirrorCourse.upstream_id).where(MirrorCourse.revision == PARTIAL)))
+    return {sha for course in manifest.courses if course.id in partial for sha in course.files()}
 
 
 # -- import --------------------------------------------------------------------------

@@ -366,3 +366,54 @@ def apply_lessons_at_hand(
     applied.revision = PARTIAL
     session.flush()
     return True
+
+
+# -- the calendar page (school server) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalendarView:
+    calendar: TeachingCalendar
+    title: str  # the book's title on this server, or "" before the book is here
+    week: int  # the teaching week today is in (below 1 before the term)
+    due: Span
+    rows: list[CalendarRow]
+
+
+def overview(session: Session, today: date, ahead: int) -> tuple[list[CalendarView], list[tuple[str, str]]]:
+    """Every calendar of this server as the page shows it, and the books here without one (key, title)."""
+    titles = {key: title for key, title in session.execute(select(Textbook.key, Textbook.title).order_by(Textbook.key))}
+    views = []
+    for item in list_calendars(session):
+        found, due, rows = calendar_rows(session, item.textbook_key, today, ahead)
+        views.append(
+            CalendarView(found, titles.get(item.textbook_key, ""), teaching_week(today, found.term_start), due, rows)
+        )
+    kept = {view.calendar.textbook_key for view in views}
+    return views, [(key, title) for key, title in titles.items() if key not in kept]
+
+
+def set_weeks(session: Session, textbook_key: str, weeks: Mapping[str, str]) -> int:
+    """Set this school's weeks from a form: per node key, "" for the book's week, "-" for none, or a number.
+
+    Returns how many nodes now differ from the book. Nothing is changed when one value is wrong.
+    """
+    get_calendar(session, textbook_key)  # NotFound first, whatever the form holds
+    parsed: dict[str, int | str | None] = {}
+    for node_key, text in weeks.items():
+        text = text.strip()
+        if text in ("", "-", "－"):
+            parsed[node_key] = "reset" if text == "" else None
+        elif text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_WEEK:
+            parsed[node_key] = int(text)
+        else:
+            raise Invalid(
+                N_("A teaching week is a number from 1 to %(most)s."), {f"week-{node_key}": N_("out of range")},
+                most=MAX_WEEK,
+            )  # fmt: skip
+    for node_key, value in parsed.items():
+        if value == "reset":
+            set_week(session, textbook_key, node_key, None, reset=True)
+        else:
+            set_week(session, textbook_key, node_key, value if isinstance(value, int) else None)
+    return sum(1 for value in parsed.values() if value != "reset")

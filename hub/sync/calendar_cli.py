@@ -133,7 +133,9 @@ def calendar_show(textbook: str) -> None:
                 )
             )
         if not rows:
-            click.echo(_("This textbook is not on this server yet: its chapters come with the first pull."))
+            click.echo(
+                _("This textbook is not on this server yet: only the weeks set with hub sync calendar week count.")
+            )
         for row in rows:
             weeks = (
                 "-"

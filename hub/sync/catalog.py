@@ -60,6 +60,7 @@ class CatalogSubscription(BaseModel):
     grade_min: int | None
     grade_max: int | None
     paired_with: NamedSchool | None
+    textbook: str | None = Field(default=None, description="Key of the textbook (kind textbook)")
     courses: list[int] = Field(description="Ids of the published courses it selects")
     bytes: int = Field(description="What those courses mirror, a blob shared by two counted once")
 
@@ -198,6 +199,7 @@ def offer(session: Session, school: School, profiles: Sequence[str]) -> dict[str
                 "grade_min": sub.grade_min,
                 "grade_max": sub.grade_max,
                 "paired_with": {"id": paired.id, "name": paired.name} if paired else None,
+                "textbook": sub.textbook_key,
                 "courses": selected,
                 "bytes": _total(by_id[cid] for cid in selected),
             }

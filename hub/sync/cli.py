@@ -13,6 +13,7 @@ import click
 
 from hub.errors import HubError
 from hub.sync.calendar_cli import calendar_cli
+from hub.uploads.terminal import _
 
 if TYPE_CHECKING:  # Flask and the sync modules load only when a command runs
     from flask import Flask
@@ -350,6 +351,14 @@ def bundle_export(target: Path, school_name: str | None, state_file: Path | None
         f"bundle written to {target}: {written['blobs']} blobs ({written['bytes']} bytes), "
         f"{written['skipped']} already at the school"
     )
+    if written.get("left_out"):
+        click.echo(
+            _(
+                "%(count)s files of courses this server holds only in part (teaching calendar) are not in the "
+                "bundle; the school gets them from its next pull or bundle.",
+                count=written["left_out"],
+            )
+        )
 
 
 @bundle_cli.command("import")

@@ -179,8 +179,9 @@ def subscribe(
     subject: str | None = None,
     grades: tuple[int, int] | None = None,
     paired_with: int | None = None,
+    textbook: str | None = None,
 ) -> None:
-    """Subscribe this school to one course, a subject over grades, or a paired school, on the upstream."""
+    """Subscribe this school to one course, a subject over grades, a paired school or a textbook, on the upstream."""
     body: dict[str, Any] = {}
     if course is not None:
         body["course"] = course
@@ -190,6 +191,8 @@ def subscribe(
             body["grades"] = f"{grades[0]}-{grades[1]}"
     elif paired_with is not None:
         body["paired_with"] = str(paired_with)
+    elif textbook is not None:
+        body["textbook"] = textbook
     _change(settings, "POST", "/api/v1/sync/subscriptions", body)
 
 
@@ -442,6 +445,7 @@ def overview(
                     "subject": s.subject,
                     "grades": list(range(s.grade_min or 1, (s.grade_max or 9) + 1)),
                     "paired_with": s.paired_with.name if s.paired_with else "",
+                    "textbook": s.textbook or "",
                     "titles": [titles[cid] for cid in s.courses if cid in titles],
                     "bytes": s.bytes,
                     "here": sum(1 for cid in s.courses if cid in mirrored_ids),

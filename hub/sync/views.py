@@ -7,6 +7,7 @@ page with its filters, so a reload never sends a form twice).
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
@@ -15,10 +16,11 @@ from werkzeug.wrappers import Response
 
 from hub.accounts.auth import current_user
 from hub.config import Settings
+from hub.db import request_session, utcnow
 from hub.errors import Invalid, PermissionDenied
 from hub.i18n import N_
 from hub.inputs import parse_int
-from hub.sync import content
+from hub.sync import calendar, content
 from hub.vocab import GRADE_NAMES, SUBJECTS
 
 blueprint = Blueprint("sync", __name__, url_prefix="/admin/sync")
@@ -110,3 +112,82 @@ def pull_now() -> Response:
         return login
     content.start_pull(current_app._get_current_object())  # type: ignore[attr-defined]
     return _back(done="pulling")
+
+
+# -- teaching calendars (hub.sync.calendar) ------------------------------------------------
+
+
+def _today() -> date:
+    from hub.sync.client import local_zone
+
+    return utcnow().astimezone(local_zone(_settings())).date()
+
+
+@blueprint.get("/calendar")
+def calendar_page() -> ResponseReturnValue:
+    if (login := _admin()) is not None:
+        return login
+    views, books = calendar.overview(request_session(), _today(), _settings().sync_weeks_ahead)
+    return render_template(
+        "sync/calendar.html",
+        views=views,
+        books=books,
+        ahead=_settings().sync_weeks_ahead,
+        upstream=_settings().upstream_url,
+        notice=request.args.get("done", ""),
+    )
+
+
+def _calendar_back(done: str, key: str = "") -> Response:
+    anchor = f"#book-{key}" if key else ""
+    return redirect(url_for("sync.calendar_page", done=done) + anchor, code=303)
+
+
+def _start_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise Invalid(N_("A date is YYYY-MM-DD, e.g. 2026-09-01."), {"start": N_("invalid")}) from None
+
+
+@blueprint.post("/calendar")
+def calendar_set() -> Response:
+    if (login := _admin()) is not None:
+        return login
+    key = request.form.get("textbook", "").strip()
+    session = request_session()
+    calendar.set_calendar(session, key, _start_date(request.form.get("start", "")))
+    session.commit()
+    return _calendar_back("saved", key)
+
+
+@blueprint.post("/calendar/<key>/weeks")
+def calendar_weeks(key: str) -> Response:
+    if (login := _admin()) is not None:
+        return login
+    weeks = {name.removeprefix("week-"): value for name, value in request.form.items() if name.startswith("week-")}
+    session = request_session()
+    calendar.set_weeks(session, key, weeks)
+    session.commit()
+    return _calendar_back("weeks", key)
+
+
+@blueprint.post("/calendar/<key>/delete")
+def calendar_delete(key: str) -> Response:
+    if (login := _admin()) is not None:
+        return login
+    session = request_session()
+    calendar.delete_calendar(session, key)
+    session.commit()
+    return _calendar_back("deleted")
+
+
+@blueprint.post("/calendar/subscribe")
+def calendar_subscribe() -> Response:
+    if (login := _admin()) is not None:
+        return login
+    key = request.form.get("textbook", "").strip()
+    if not key:
+        raise Invalid(N_("A textbook key is 1 to 100 characters."), {"textbook": N_("invalid")})
+    content.subscribe(_settings(), textbook=key)
+    return _calendar_back("subscribed", key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -312,3 +313,65 @@ def test_a_textbook_subscription_selects_its_courses_and_aligned_lessons(
     assert unknown.status_code == 404
     both = client.post("/api/v1/sync/subscriptions", json={"textbook": "x", "course": 1}, headers=headers)
     assert both.status_code == 422
+
+
+# -- the school server's calendar page ------------------------------------------------------
+
+
+def _admin_browser(app: Flask, make: Accounts) -> tuple[FlaskClient, str]:
+    make.user("admin@shancun.cn", make.school("山村小学", "rural"), "admin", password="a long password")
+    browser = app.test_client()
+    browser.set_cookie("hub_lang", "zh")
+    token = _csrf(browser.get("/login").text)
+    browser.post("/login", data={"email": "admin@shancun.cn", "password": "a long password", "csrf_token": token})
+    return browser, _csrf(browser.get("/admin/sync/calendar").text)
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match
+    return match.group(1)
+
+
+def test_the_calendar_page_sets_a_term_and_a_schools_weeks(app: Flask, db: Session, make: Accounts) -> None:
+    _book(db)
+    browser, token = _admin_browser(app, make)
+    empty = browser.get("/admin/sync/calendar")
+    assert empty.status_code == 200 and "还没有教学日历" in empty.text
+    assert '<option value="renjiao-math-3-1">数学 三年级 上册</option>' in empty.text  # the books here
+    created = browser.post(
+        "/admin/sync/calendar", data={"csrf_token": token, "textbook": "renjiao-math-3-1", "start": "2026-09-01"}
+    )
+    assert created.status_code == 303 and created.location.endswith("#book-renjiao-math-3-1")
+    saved = browser.post(
+        "/admin/sync/calendar/renjiao-math-3-1/weeks",
+        data={"csrf_token": token, "week-2.1": "4", "week-3.1": "-", "week-1.1": ""},
+    )
+    assert saved.status_code == 303
+    db.rollback()
+    schedule = calendar.load_schedule(db, date(2026, 9, 22), 0)  # week 4
+    assert schedule.rank("renjiao-math-3-1", "2.1") == (DUE, 4)
+    assert schedule.rank("renjiao-math-3-1", "3.1") == (UNDATED, 0)
+    page = browser.get("/admin/sync/calendar?done=weeks").text
+    assert "教学周已保存" in page and 'name="week-2.1" value="4"' in page and 'name="week-3.1" value="-"' in page
+    assert "第 1 教学周从 2026-09-01 开始" in page
+    wrong = browser.post(
+        "/admin/sync/calendar/renjiao-math-3-1/weeks", data={"csrf_token": token, "week-2.1": "九"}
+    )
+    assert wrong.status_code == 422 and "教学周是 1 至" in wrong.text
+    assert browser.post("/admin/sync/calendar", data={"csrf_token": token, "textbook": "x", "start": "9/1"}).status_code == 422
+    assert browser.post("/admin/sync/calendar/no-such/weeks", data={"csrf_token": token}).status_code == 404
+    assert browser.post("/admin/sync/calendar/renjiao-math-3-1/weeks", data={"week-2.1": "3"}).status_code == 400
+    deleted = browser.post("/admin/sync/calendar/renjiao-math-3-1/delete", data={"csrf_token": token})
+    assert deleted.status_code == 303
+    db.rollback()
+    assert not calendar.list_calendars(db)
+
+
+def test_only_admins_see_the_calendar_page(app: Flask, make: Accounts) -> None:
+    assert app.test_client().get("/admin/sync/calendar").status_code == 302  # to sign in
+    make.user("t@shancun.cn", make.school("山村小学", "rural"), "teacher", password="a long password")
+    browser = app.test_client()
+    token = _csrf(browser.get("/login").text)
+    browser.post("/login", data={"email": "t@shancun.cn", "password": "a long password", "csrf_token": token})
+    assert browser.get("/admin/sync/calendar").status_code == 403
