@@ -189,7 +189,6 @@ FIELD_LABELS = {
     "course": lazy_gettext("Course"),
     "courses": lazy_gettext("Courses"),
     "paired_with": lazy_gettext("Paired school"),
-    "textbook": lazy_gettext("Textbook"),
     # What school servers send (hub sync): read by their operators.
     "sha256": lazy_gettext("File checksums (sha256)"),
     "since": lazy_gettext("Changes since"),

@@ -355,11 +355,10 @@ def test_the_calendar_page_sets_a_term_and_a_schools_weeks(app: Flask, db: Sessi
     page = browser.get("/admin/sync/calendar?done=weeks").text
     assert "教学周已保存" in page and 'name="week-2.1" value="4"' in page and 'name="week-3.1" value="-"' in page
     assert "第 1 教学周从 2026-09-01 开始" in page
-    wrong = browser.post(
-        "/admin/sync/calendar/renjiao-math-3-1/weeks", data={"csrf_token": token, "week-2.1": "九"}
-    )
+    wrong = browser.post("/admin/sync/calendar/renjiao-math-3-1/weeks", data={"csrf_token": token, "week-2.1": "九"})
     assert wrong.status_code == 422 and "教学周是 1 至" in wrong.text
-    assert browser.post("/admin/sync/calendar", data={"csrf_token": token, "textbook": "x", "start": "9/1"}).status_code == 422
+    bad_date = {"csrf_token": token, "textbook": "x", "start": "9/1"}
+    assert browser.post("/admin/sync/calendar", data=bad_date).status_code == 422
     assert browser.post("/admin/sync/calendar/no-such/weeks", data={"csrf_token": token}).status_code == 404
     assert browser.post("/admin/sync/calendar/renjiao-math-3-1/weeks", data={"week-2.1": "3"}).status_code == 400
     deleted = browser.post("/admin/sync/calendar/renjiao-math-3-1/delete", data={"csrf_token": token})
