@@ -244,6 +244,28 @@ class Settings:
         _non_negative_int,
         "64",
     )
+    search_replica: bool = setting(
+        "Whether this node keeps its own replica of the search index, following the database's log of index "
+        "changes: on for every web node of a deployment with more than one (workers then leave the index alone).",
+        _flag,
+        "off",
+    )
+    search_follow_ms: int = setting(
+        "How often a search replica looks for new index changes in the database, in milliseconds.",
+        _positive_int,
+        "1000",
+    )
+    search_changes_days: int = setting(
+        "Days the database keeps its log of search index changes; a replica away for longer rebuilds.",
+        _positive_int,
+        "7",
+    )
+    search_rebuild_mb: int = setting(
+        "Memory for postings a search rebuild holds before it writes them out as one index segment, in MB "
+        "(a rebuild's peak stays under this plus 300 MB, whatever the catalog's size).",
+        _positive_int,
+        "1024",
+    )
     streamed_downloads: int = setting(
         "Most course ZIPs streamed from S3 storage at once (each holds a web server thread); more get a 503.",
         _positive_int,

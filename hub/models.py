@@ -7,6 +7,7 @@ from hub.jobs import Outbox
 from hub.media.models import Blob, Rendition
 from hub.pagecache import PageGeneration
 from hub.reach.models import UsageCount
+from hub.search.changes import SearchChange, SearchReplica
 from hub.subtitles.models import Subtitle
 from hub.sync.models import (
     Change,
@@ -40,6 +41,8 @@ __all__ = [
     "Rendition",
     "ReportedCount",
     "School",
+    "SearchChange",
+    "SearchReplica",
     "ServerReport",
     "Subscription",
     "Subtitle",

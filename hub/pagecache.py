@@ -79,6 +79,10 @@ PRIVATE_TABLES = frozenset(
         "sync_server_report",
         "sync_manifest_state",
         "page_generation",
+        # The search index's change log is written with the change it logs (which raises
+        # the generation itself); what each index replica reports of itself is for operators.
+        "search_change",
+        "search_replica",
     }
 )
 # Columns whose writes change nothing a reader sees: a running transcode writes its

@@ -12,7 +12,9 @@ from hub.search import services
 
 @shared_task(name=jobs.INDEX_COURSE, autoretry_for=(services.IndexBusy,), retry_backoff=2, max_retries=10)
 def index_course(course_id: int) -> None:
-    """Bring the index in line with the course as it is now (or remove it)."""
+    """Bring the index in line with the course as it is now (or remove it), and with the change log."""
+    if current_app.extensions["hub.settings"].search_replica:
+        return  # each web node follows the change log itself; a worker keeps no index
     with get_database().session() as session:
         services.index_course(session, current_app.extensions["hub.search"], course_id)
 
@@ -20,7 +22,7 @@ def index_course(course_id: int) -> None:
 @shared_task(name=jobs.INDEX_COURSES, autoretry_for=(services.IndexBusy,), retry_backoff=2, max_retries=10)
 def index_courses(course_ids: list[int]) -> None:
     """index_course for each of `course_ids` (a retry redoes them all: each is idempotent)."""
+    if current_app.extensions["hub.settings"].search_replica:
+        return
     with get_database().session() as session:
-        engine = current_app.extensions["hub.search"]
-        for course_id in course_ids:
-            services.index_course(session, engine, course_id)
+        services.index_courses(session, current_app.extensions["hub.search"], course_ids)

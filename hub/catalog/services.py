@@ -38,6 +38,7 @@ from hub.i18n import N_
 from hub.media import services as media_services
 from hub.media.models import Blob
 from hub.media.storage import Storage
+from hub.search import changes as search_changes
 from hub.sync.models import Change
 from hub.textbooks.models import Textbook, TextbookNode
 from hub.uploads.models import Upload
@@ -201,7 +202,7 @@ def _invalid_edition(exc: editions.EditionError) -> Invalid:
 
 def _reindex(session: Session, course_id: int) -> None:
     """Every change a reader could see reaches the search index, after commit."""
-    jobs.enqueue(session, jobs.INDEX_COURSE, course_id)
+    search_changes.reindex(session, [course_id])
 
 
 def update_course(session: Session, actor: User | None, course_id: int, data: CourseUpdate) -> Course:

@@ -40,6 +40,7 @@ ranking, snippets), :mod:`.services` (what the API, pages, CLI and worker call).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -63,9 +64,12 @@ RETRY_REBUILD_AFTER = 30.0
 class SearchEngine:
     """The search index of one hub instance: stored at ``app.extensions["hub.search"]``."""
 
-    def __init__(self, index: SearchIndex | Path, cache_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, index: SearchIndex | Path, cache_bytes: int = 64 * 1024 * 1024, rebuild_memory_mb: int = 1024
+    ) -> None:
         """``index`` may be just its directory: the index and its query engine are then made on first use."""
         self._index = index
+        self._rebuild_memory_mb = rebuild_memory_mb
         self._query: QueryEngine | None = None
         self._cache_bytes = cache_bytes
         self._make_lock = threading.Lock()
@@ -73,6 +77,10 @@ class SearchEngine:
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._last_attempt = -RETRY_REBUILD_AFTER
+        self._follow: Callable[[], object] | None = None
+        self._follow_interval = 1.0
+        self._follower: threading.Thread | None = None
+        self._follower_pid = 0
 
     @property
     def index(self) -> SearchIndex:
@@ -80,11 +88,12 @@ class SearchEngine:
             if isinstance(self._index, Path):
                 from hub.search.index import SearchIndex
 
-                self._index = SearchIndex(self._index)
+                self._index = SearchIndex(self._index, rebuild_memory_mb=self._rebuild_memory_mb)
             return self._index
 
     @property
     def query(self) -> QueryEngine:
+        self.start_following()  # a web process forked after start-up starts its own follower here
         index = self.index
         with self._make_lock:
             if self._query is None:
@@ -95,6 +104,36 @@ class SearchEngine:
 
     def set_rebuilder(self, rebuild: Callable[[], object]) -> None:
         self._rebuilder = rebuild
+
+    def set_follower(self, catch_up: Callable[[], object], interval: float) -> None:
+        """With ``HUB_SEARCH_REPLICA=on``: this process keeps its index in line with the change log."""
+        self._follow, self._follow_interval = catch_up, interval
+
+    def start_following(self) -> bool:
+        """Start the follower thread of this process, once (again in a forked child); False without one."""
+        if self._follow is None:
+            return False
+        with self._thread_lock:
+            if self._follower is not None and self._follower_pid == os.getpid() and self._follower.is_alive():
+                return True
+            self._follower_pid = os.getpid()
+            self._follower = threading.Thread(target=self._follow_loop, name="hub-search-follow", daemon=True)
+            self._follower.start()
+            return True
+
+    def _follow_loop(self) -> None:
+        from hub.search.index import IndexBusy
+
+        assert self._follow is not None
+        while True:
+            started = time.monotonic()
+            try:
+                self._follow()
+            except IndexBusy:
+                pass  # another process of this node is applying the same changes, or rebuilding
+            except Exception:
+                log.exception("search replica: catching up with the change log failed; trying again")
+            time.sleep(max(0.0, self._follow_interval - (time.monotonic() - started)))
 
     def request_rebuild(self) -> bool:
         """Start rebuilding in a background thread unless one runs or just failed.
@@ -139,12 +178,17 @@ class SearchEngine:
         if not state.ok:
             log.warning("search index %s (%s): rebuilding in the background", state.status, state.detail)
             self.request_rebuild()
+        self.start_following()
         return state.status
 
 
 def init_app(app: Flask, settings: Settings) -> SearchEngine:
     """Create the engine; no index is opened or built here (start-up stays instant)."""
-    engine = SearchEngine(settings.index_dir, cache_bytes=settings.search_cache_mb * 1024 * 1024)
+    engine = SearchEngine(
+        settings.index_dir,
+        cache_bytes=settings.search_cache_mb * 1024 * 1024,
+        rebuild_memory_mb=settings.search_rebuild_mb,
+    )
 
     def rebuild() -> object:
         from hub.db import get_database
@@ -154,6 +198,18 @@ def init_app(app: Flask, settings: Settings) -> SearchEngine:
             return services.rebuild(session, engine, wait=0.0)
 
     engine.set_rebuilder(rebuild)
+    if settings.search_replica:
+
+        def catch_up() -> object:
+            from hub.db import get_database
+            from hub.search import services
+
+            if not engine.index.state().ok:
+                return engine.request_rebuild()  # in the background, as for a search; never twice at once
+            with get_database(app).session() as session:
+                return services.catch_up(session, engine)
+
+        engine.set_follower(catch_up, settings.search_follow_ms / 1000)
     app.extensions["hub.search"] = engine
     return engine
 

@@ -60,5 +60,19 @@ def check_command(show: int) -> None:
     for label, keys in (("missing", report.missing), ("stale", report.stale), ("extra", report.extra)):
         listed = f" ({', '.join(keys[:show])}{' …' if len(keys) > show else ''})" if keys else ""
         click.echo(f"{label}: {len(keys)}{listed}")
+    if report.digest:
+        click.echo(f"digest: {report.digest}")
+    if len(report.replicas) > 1 or any(r.name != report.name for r in report.replicas):
+        # Every copy of the index (web nodes with HUB_SEARCH_REPLICA=on) as it last reported.
+        click.echo("replicas (cursor = change applied up to; digest as of the change it was checked at):")
+        for row in report.replicas:
+            mark = "*" if row.name == report.name else " "
+            checked = f"{row.digest} at {row.checked_cursor}" if row.digest else "not checked"
+            click.echo(
+                f"{mark} {row.name}: cursor {row.cursor}, {row.documents} documents, digest {checked}, "
+                f"reported {row.updated_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
+    for row in report.disagreeing:
+        click.echo(f"disagrees: {row.name} holds other documents at the same change")
     if not report.ok:
         raise click.ClickException("the index does not match the database; run `hub search rebuild`")

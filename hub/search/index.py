@@ -57,6 +57,10 @@ STAMP = "hub-stamp.json"
 CURRENT = "CURRENT"
 LOCK = "write.lock"
 
+# Memory a posting costs while a rebuild pools it (its tuple, float, value bytes and list
+# slot): about 105 bytes measured at 10,000 lessons (~220 postings a document), plus headroom.
+BYTES_PER_POSTING = 150
+
 
 class IndexBusy(Exception):
     """Another process holds the writer lock; the caller retries later."""
@@ -88,9 +92,9 @@ class Stamp:
 class SearchIndex:
     """A directory of index generations; thread-safe within a process."""
 
-    def __init__(self, root: Path, *, writer_memory_mb: int = 256) -> None:
+    def __init__(self, root: Path, *, rebuild_memory_mb: int = 1024) -> None:
         self.root = root
-        self.writer_memory_mb = writer_memory_mb
+        self.rebuild_memory_mb = rebuild_memory_mb
         self._lock = threading.RLock()
         self._searcher: Searcher | None = None
         self._generation = ""
@@ -237,22 +241,43 @@ class SearchIndex:
         finally:
             ix.close()
 
-    def rebuild(self, documents: Iterable[Document]) -> int:
-        """Write every document into a new generation and swap it in. Caller holds :meth:`writer_lock`."""
+    def rebuild(self, documents: Iterable[Document], files: Mapping[str, str] | None = None) -> int:
+        """Write every document into a new generation and swap it in. Caller holds :meth:`writer_lock`.
+
+        ``files`` (name → text) are written into the generation before it goes live
+        (the cursor it follows the change log from: :mod:`hub.search.replica`).
+
+        Streams: the postings of at most ``rebuild_memory_mb`` are held at a time; each
+        time the budget is reached they are written out as one segment and the next
+        segment starts (see :class:`BulkWriter`), so memory stays flat whatever the
+        catalog's size. The segments are left as they are, not merged: Whoosh's merge
+        re-sorts every posting in Python (slower than the build itself), and a query
+        over a few dozen segments costs little more than over one (the facet bitmaps
+        are cached per segment; benchmarks/search/RESULTS.md).
+        """
         generation = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         path = self.root / generation
         path.mkdir(parents=True)
         count = 0
+        budget = self.rebuild_memory_mb * 1024 * 1024 // BYTES_PER_POSTING
         try:
             ix = whoosh_index.create_in(str(path), make_schema())
-            writer = BulkWriter(ix, limitmb=self.writer_memory_mb)
+            writer: BulkWriter | None = None
             try:
                 for document in documents:
+                    if writer is None:
+                        writer = BulkWriter(ix)
                     writer.add_document(**document)
                     count += 1
-                writer.commit()
+                    if writer.postings >= budget:
+                        writer.commit(merge=False)
+                        writer = None
+                if writer is not None:
+                    writer.commit(merge=False)
+                    writer = None
             except BaseException:
-                writer.cancel()
+                if writer is not None:
+                    writer.cancel()
                 raise
             finally:
                 ix.close()
@@ -262,6 +287,8 @@ class SearchIndex:
                 "documents": count,
                 "built_at": time.time(),
             }
+            for name, text in (files or {}).items():
+                _write_atomically(path / name, text)
             _write_atomically(path / STAMP, json.dumps(stamp))
             previous = self.current_generation()
             _write_atomically(self.root / CURRENT, generation + "\n")
@@ -337,6 +364,7 @@ class BulkWriter(SegmentWriter):  # type: ignore[misc]
     def __init__(self, ix: Any, **kwargs: Any) -> None:
         super().__init__(ix, **kwargs)
         self.pool = _TermPool()
+        self.postings = 0  # pooled so far: the caller starts a new segment past its budget
         self._field_lengths: dict[str, list[int]] = {}
         self._fields = {name: self.schema[name] for name in self.schema.names()}
 
@@ -345,6 +373,7 @@ class BulkWriter(SegmentWriter):  # type: ignore[misc]
         perdocwriter = self.perdocwriter
         docnum = self.docnum
         terms = self.pool.terms
+        pooled = 0
         perdocwriter.start_doc(docnum)
         try:
             for fieldname in sorted(fields):
@@ -357,6 +386,7 @@ class BulkWriter(SegmentWriter):  # type: ignore[misc]
                     self.pool.fieldnames.add(fieldname)
                     for tbytes, freq, weight, vbytes in field.index(value):
                         length += freq
+                        pooled += 1
                         key = (fieldname, tbytes)
                         postings = terms.get(key)
                         if postings is None:
@@ -376,6 +406,7 @@ class BulkWriter(SegmentWriter):  # type: ignore[misc]
             perdocwriter.cancel_doc()
             raise
         perdocwriter.finish_doc()
+        self.postings += pooled
         self._added = True
         self.docnum += 1
 
@@ -385,6 +416,10 @@ class BulkWriter(SegmentWriter):  # type: ignore[misc]
         lengths = {name: values + [0] * (count - len(values)) for name, values in self._field_lengths.items()}
         self.fieldwriter.add_postings(self.schema, _Lengths(lengths), self.pool.iter_postings())
         self.fieldwriter.close()
+        # Free the segment's postings now: the rebuild runs with the cyclic collector off,
+        # and a writer caught in a reference cycle would otherwise keep them alive.
+        self.pool.cleanup()
+        self._field_lengths = {}
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -27,7 +27,8 @@ from hub.catalog.models import Course, Lesson, Material
 from hub.catalog.services import visible_clause
 from hub.i18n import N_
 from hub.media.models import Rendition
-from hub.search import SearchEngine, analysis
+from hub.search import SearchEngine, analysis, replica
+from hub.search.changes import SearchReplica
 from hub.search.documents import Document, course_documents, digests, load_courses
 from hub.search.index import IndexBusy, IndexState, IndexUnavailable
 from hub.search.query import RawHit, RawResults, SearchParams, highlight
@@ -41,6 +42,7 @@ __all__ = [
     "SearchHit",
     "SearchPage",
     "Suggestion",
+    "catch_up",
     "check",
     "index_course",
     "rebuild",
@@ -61,32 +63,87 @@ class RebuildReport:
 
 
 def index_course(session: Session, engine: SearchEngine, course_id: int) -> None:
-    """Bring the index in line with the course as it is now: (re)index it, or remove it.
+    """Bring the index in line with the course as it is now (reindex it, or remove it), and with the change log.
 
     Raises :class:`IndexBusy` while another process writes (the task retries).
     A missing or outdated index is rebuilt whole, which includes this course.
     """
-    index_courses(session, engine, [course_id])
+    catch_up(session, engine, [course_id])
 
 
 def index_courses(session: Session, engine: SearchEngine, course_ids: Sequence[int], wait: float = 0.0) -> None:
-    """:func:`index_course` for many courses: one writer lock, one query per 500 courses, one commit.
+    """:func:`index_course` for many courses: one writer lock, one commit per batch.
 
     A school server's pull calls it for what it applied, so the courses are searchable
     when the pull ends without a worker. Raises :class:`IndexBusy` when another process
     holds the writer past ``wait`` seconds.
     """
-    with engine.index.writer_lock(wait=wait):
-        if not engine.index.state().ok:
-            log.warning("search index %s: rebuilding it whole", engine.index.state().status)
-            _rebuild_locked(session, engine)
-            return
-        documents: dict[int, list[Document]] = {course_id: [] for course_id in course_ids}  # unpublished: it goes
-        for source in load_courses(session, list(course_ids)):
-            documents[source.id] = course_documents(source)
-        engine.index.update_courses(documents)
-    # Search pages cached before this update are stale now (hub.pagecache).
-    pagecache.bump(session.get_bind())
+    catch_up(session, engine, course_ids, wait=wait)
+
+
+_last_prune = 0.0
+
+
+def catch_up(session: Session, engine: SearchEngine, course_ids: Sequence[int] = (), wait: float = 0.0) -> int:
+    """Apply the change log (:mod:`hub.search.changes`) to this process's index, from its cursor.
+
+    What the worker's index task does on one machine, and what each web node's
+    follower does every ``HUB_SEARCH_FOLLOW_MS`` with ``HUB_SEARCH_REPLICA=on``.
+    ``course_ids`` are applied too (a task sent before the log existed). Returns
+    how many courses were indexed; :class:`IndexBusy` when another process writes.
+    """
+    global _last_prune
+    settings = session.info["hub.app"].extensions["hub.settings"] if "hub.app" in session.info else None
+    keep_days = settings.search_changes_days if settings is not None else 7
+    index = engine.index
+    applied = 0
+    with index.writer_lock(wait=wait):
+        state = index.state()
+        now = time.time()
+        cursor = replica.read_cursor(index, state.generation) if state.ok else replica.Cursor()
+        if not state.ok or replica.behind_the_log(cursor, keep_days, now):
+            log.warning("search index %s: rebuilding it whole", state.status if not state.ok else "behind the log")
+            count = _rebuild_locked(session, engine)
+            _report(session, engine, count)
+            return count
+        extra = set(course_ids)
+        while True:
+            pending = replica.poll(session, cursor, now)
+            courses = pending.courses | extra
+            extra = set()
+            if courses:
+                documents: dict[int, list[Document]] = {course_id: [] for course_id in courses}  # unpublished: it goes
+                for source in load_courses(session, sorted(courses)):
+                    documents[source.id] = course_documents(source)
+                index.update_courses(documents)
+                applied += len(courses)
+                # Search pages cached before this update are stale now (hub.pagecache).
+                pagecache.bump(session.get_bind())
+            if courses or pending.cursor.gaps != cursor.gaps or now - cursor.synced_at > replica.HEARTBEAT:
+                replica.write_cursor(index, state.generation, pending.cursor)
+                session.rollback()  # the next poll reads what has committed since
+                _report(session, engine)
+            cursor = pending.cursor
+            if not pending.more:
+                break
+            now = time.time()
+    if time.monotonic() - _last_prune > 3600:
+        _last_prune = time.monotonic()
+        if removed := replica.prune(session, keep_days):
+            log.info("search change log: %d changes older than %d days removed", removed, keep_days)
+        session.commit()
+    return applied
+
+
+def _report(session: Session, engine: SearchEngine, documents: int | None = None) -> None:
+    """Tell the database where this copy stands (``hub search check`` lists every copy)."""
+    index = engine.index
+    generation = index.current_generation()
+    if documents is None:
+        with index.searcher() as searcher:
+            documents = int(searcher.doc_count())
+    replica.report(session, index, generation, replica.read_cursor(index, generation), documents)
+    session.commit()
 
 
 def rebuild(session: Session, engine: SearchEngine, wait: float = REBUILD_LOCK_WAIT) -> RebuildReport:
@@ -94,6 +151,7 @@ def rebuild(session: Session, engine: SearchEngine, wait: float = REBUILD_LOCK_W
     started = time.perf_counter()
     with engine.index.writer_lock(wait=wait):
         count = _rebuild_locked(session, engine)
+        _report(session, engine, count)
     return RebuildReport(count, time.perf_counter() - started)
 
 
@@ -118,8 +176,9 @@ def _all_documents(session: Session) -> Iterator[Document]:
 
 
 def _rebuild_locked(session: Session, engine: SearchEngine) -> int:
+    cursor = replica.rebuild_cursor(session)  # before reading: what commits later is applied after the swap
     with _no_cyclic_gc():
-        count = engine.index.rebuild(_all_documents(session))
+        count = engine.index.rebuild(_all_documents(session), files={replica.FOLLOW: cursor.dumps()})
     session.rollback()  # end the long read transaction
     pagecache.bump(session.get_bind())
     log.info("search index rebuilt: %d documents", count)
@@ -135,10 +194,25 @@ class CheckReport:
     stale: list[str] = field(default_factory=list)  # in the index with an older content digest
     extra: list[str] = field(default_factory=list)  # in the index, no longer published
     lock_holder: str = ""
+    digest: str = ""  # of this copy's (key, content digest) pairs: copies that agree have the same
+    replicas: list[SearchReplica] = field(default_factory=list)  # every copy's last report, this one's included
+    name: str = ""  # this copy's in `replicas`
+
+    @property
+    def disagreeing(self) -> list[SearchReplica]:
+        """Other copies that checked at the same change as this one, yet hold other documents."""
+        mine = next((r for r in self.replicas if r.name == self.name), None)
+        if mine is None or not self.digest:
+            return []
+        return [
+            r
+            for r in self.replicas
+            if r.name != self.name and r.digest and r.checked_cursor == mine.checked_cursor and r.digest != self.digest
+        ]
 
     @property
     def ok(self) -> bool:
-        return self.state.ok and not (self.missing or self.stale or self.extra)
+        return self.state.ok and not (self.missing or self.stale or self.extra or self.disagreeing)
 
 
 def check(session: Session, engine: SearchEngine) -> CheckReport:
@@ -157,6 +231,10 @@ def check(session: Session, engine: SearchEngine) -> CheckReport:
         for stored in searcher.all_stored_fields():
             indexed[stored["key"]] = stored.get("digest", "")
     report.documents = len(indexed)
+    report.digest = replica.digest(indexed.items())
+    replica.record_check(session, engine.index, state.generation, report.documents, report.digest)
+    session.commit()
+    report.replicas, report.name = replica.replicas(session), replica.node_name(engine.index)
     report.missing = sorted(set(expected) - set(indexed))
     report.extra = sorted(set(indexed) - set(expected))
     report.stale = sorted(k for k in set(expected) & set(indexed) if expected[k] != indexed[k])

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub import jobs
 from hub.accounts.models import User
 from hub.catalog import services as catalog
 from hub.catalog.models import Course, Lesson, Material
@@ -23,6 +22,7 @@ from hub.errors import Invalid, NotFound, PermissionDenied, Unauthorized
 from hub.i18n import N_
 from hub.media.models import Blob
 from hub.media.storage import Storage, is_sha256
+from hub.search import changes as search_changes
 from hub.subtitles import webvtt
 from hub.subtitles.models import Subtitle
 from hub.vocab import LANGUAGES
@@ -94,7 +94,7 @@ def attach_subtitle(
     subtitle.cues = len(parsed.cues)
     subtitle.transcript = parsed.transcript()
     session.flush()
-    jobs.enqueue(session, jobs.INDEX_COURSE, material.lesson.course_id)
+    search_changes.reindex(session, [material.lesson.course_id])
     return subtitle
 
 
@@ -114,7 +114,7 @@ def delete_subtitle(session: Session, actor: User | None, material_id: int, lang
     # hub.catalog.models stamps its lesson as changed (sync re-sends the lesson).
     session.delete(subtitle)
     session.flush()
-    jobs.enqueue(session, jobs.INDEX_COURSE, material.lesson.course_id)
+    search_changes.reindex(session, [material.lesson.course_id])
 
 
 def get_readable_track(session: Session, actor: User | None, sha256: str) -> Blob:

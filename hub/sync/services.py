@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import CompoundSelect, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from hub import jobs
 from hub.accounts.models import Pairing, School, User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
@@ -32,6 +31,7 @@ from hub.i18n import N_
 from hub.inputs import parse_int
 from hub.media.models import Blob, Rendition
 from hub.media.storage import BlobBatch, Storage
+from hub.search import changes as search_changes
 from hub.subtitles.models import Subtitle
 from hub.sync import manifest as mf
 from hub.sync.models import (
@@ -625,10 +625,7 @@ def reindex_courses(session: Session, course_ids: Sequence[int]) -> None:
 
     The school's index is rebuilt from the mirrored catalog, never taken from upstream.
     """
-    if len(course_ids) == 1:
-        jobs.enqueue(session, jobs.INDEX_COURSE, course_ids[0])
-    elif course_ids:
-        jobs.enqueue(session, jobs.INDEX_COURSES, list(course_ids))
+    search_changes.reindex(session, course_ids)
 
 
 def _delete_lessons(session: Session, course_id: int) -> None:
@@ -704,7 +701,7 @@ def remove_course(session: Session, upstream_id: int) -> None:
     if course is not None:
         session.delete(course)
     session.flush()
-    jobs.enqueue(session, jobs.INDEX_COURSE, course_id)
+    search_changes.reindex(session, [course_id])
 
 
 def mirrored_courses(session: Session) -> dict[int, MirrorCourse]:

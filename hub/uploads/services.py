@@ -56,6 +56,7 @@ from hub.media.ffmpeg import sniff_bytes
 from hub.media.models import Blob
 from hub.media.storage import Storage, StoredBlob
 from hub.media.storage.base import CHUNK_SIZE
+from hub.search import changes as search_changes
 from hub.uploads import Uploads
 from hub.uploads.models import Upload
 from hub.uploads.storage import UPLOAD_ID, PartialLost, PartialUpload, Sha256State, part_size_for
@@ -935,7 +936,7 @@ def create_material(
         session.rollback()
         raise Conflict(N_("This upload was just made into a material by another request."), {"upload": "Used"})
     jobs.enqueue(session, media_services.process_task(material.kind), material.id)
-    jobs.enqueue(session, jobs.INDEX_COURSE, lesson.course_id)
+    search_changes.reindex(session, [lesson.course_id])
     return material
 
 

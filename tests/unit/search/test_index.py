@@ -161,7 +161,13 @@ def test_bulk_writer_builds_the_same_index_as_whoosh(tmp_path: Path, monkeypatch
     fast = SearchIndex(tmp_path / "fast")
     with fast.writer_lock():
         fast.rebuild(doc for c in catalog.courses for doc in course_documents(c))
-    monkeypatch.setattr(index_module, "BulkWriter", lambda ix, **kw: ix.writer(**kw))
+
+    def stock_writer(ix: object, **kw: object) -> object:
+        writer = ix.writer(**kw)  # type: ignore[attr-defined]
+        writer.postings = 0  # one segment, as the rebuild's budget is never reached
+        return writer
+
+    monkeypatch.setattr(index_module, "BulkWriter", stock_writer)
     stock = SearchIndex(tmp_path / "stock")
     with stock.writer_lock():
         stock.rebuild(doc for c in catalog.courses for doc in course_documents(c))
@@ -171,3 +177,23 @@ def test_bulk_writer_builds_the_same_index_as_whoosh(tmp_path: Path, monkeypatch
         assert ra.total == rb.total and ra.facets == rb.facets, query.text
         ranked = [(h.key, round(h.score, 6)) for h in ra.hits]
         assert ranked == [(h.key, round(h.score, 6)) for h in rb.hits], query.text
+
+
+def test_rebuild_streams_into_segments_that_answer_as_one(tmp_path: Path) -> None:
+    from benchmarks.search.generate import generate, make_queries
+
+    catalog = generate(400)
+    whole = SearchIndex(tmp_path / "whole")
+    streamed = SearchIndex(tmp_path / "streamed", rebuild_memory_mb=1)  # ~7,000 postings a segment
+    for index in (whole, streamed):
+        with index.writer_lock():
+            index.rebuild(doc for c in catalog.courses for doc in course_documents(c))
+    with whole.searcher() as one, streamed.searcher() as many:
+        assert len(one.reader().leaf_readers()) == 1
+        assert len(many.reader().leaf_readers()) > 5
+        assert many.doc_count() == one.doc_count() == 420
+    a, b = QueryEngine(whole), QueryEngine(streamed)
+    for query in make_queries(catalog, 60):
+        ra, rb = a.run(SearchParams(q=query.text)), b.run(SearchParams(q=query.text))
+        assert ra.total == rb.total and ra.facets == rb.facets, query.text
+        assert {h.key for h in ra.hits} == {h.key for h in rb.hits}, query.text
