@@ -91,6 +91,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.harvest import views as harvest_views
     from hub.media import api as media_api
     from hub.media import views as media_views
+    from hub.reach import beacon as reach_beacon
     from hub.search import api as search_api
     from hub.search import views as search_views
     from hub.subtitles import api as subtitles_api
@@ -137,5 +138,6 @@ def _init_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(servers_views.blueprint)
     app.register_blueprint(harvest_views.blueprint)
     app.register_blueprint(textbook_browse.blueprint)
+    app.register_blueprint(reach_beacon.blueprint)
     # Harvesters POST OAI-PMH requests form-encoded, without a session or a CSRF token.
     csrf.exempt(harvest_views.blueprint)

@@ -6,7 +6,7 @@ from hub.harvest.models import HarvestRecord
 from hub.jobs import Outbox
 from hub.media.models import Blob, Rendition
 from hub.pagecache import PageGeneration
-from hub.reach.models import UsageCount
+from hub.reach.models import PlaySeen, UsageCount
 from hub.search.changes import SearchChange, SearchReplica
 from hub.subtitles.models import Subtitle
 from hub.sync.models import (
@@ -16,6 +16,7 @@ from hub.sync.models import (
     MirrorCourse,
     MirrorState,
     ReportedCount,
+    ReportedUsage,
     ServerReport,
     Subscription,
     SyncRun,
@@ -38,8 +39,10 @@ __all__ = [
     "Outbox",
     "PageGeneration",
     "Pairing",
+    "PlaySeen",
     "Rendition",
     "ReportedCount",
+    "ReportedUsage",
     "School",
     "SearchChange",
     "SearchReplica",

@@ -17,6 +17,7 @@ from hub.i18n import quality_note
 from hub.media import downloads, services
 from hub.media.chapters import chapter_list
 from hub.media.storage import BlobNotFound, Storage, content_disposition, key_for
+from hub.reach import services as reach
 
 blueprint = Blueprint("media_api", __name__, url_prefix=PREFIX)
 
@@ -89,6 +90,11 @@ def download_blob(sha256: str) -> Response:
     # downloads arrive later as aggregated counts (hub.sync), so none is counted twice.
     counted = downloads.MIRROR_HEADER not in headers
     decision = downloads.decide_request(headers, size=blob.size, sha256=blob.sha256)
+    count_download = _download_counter(database, blob.sha256, school_id)
+    if counted and request.method == "GET" and decision.status in (200, 206) and _no_script_play():
+        counting = reach.Counting.for_app(current_app, school_id)
+        device = f"{request.remote_addr}\n{request.user_agent.string}"
+        reach.safely("play", reach.record_media_request, counting, blob.sha256, _material_hint(), device)
     cache = downloads.blob_cache_headers(public)
     base_headers = {"ETag": downloads.etag_for(blob.sha256), **cache, "Accept-Ranges": "bytes"}
     # Answered here for S3 too: some S3 servers send 416 without Content-Range.
@@ -109,7 +115,7 @@ def download_blob(sha256: str) -> Response:
         # of the transfer. Approximation: count at redirect time a request that starts
         # the file (no usable Range, or a range from byte 0); resumptions do not count.
         if request.method == "GET" and starts_the_file and counted:
-            downloads.safe_record_download(database, blob.sha256, school_id)
+            count_download()
         response = redirect(presigned, code=302)
         # The presigned URL expires, and a draft's one is a key to its bytes: keep neither.
         response.headers["Cache-Control"] = "no-store" if public else downloads.PRIVATE
@@ -124,7 +130,7 @@ def download_blob(sha256: str) -> Response:
         # The reverse proxy sends the file and answers Range itself from the original
         # request; the hub's thread is free at once. Counted like S3 redirects.
         if starts_the_file and counted:
-            downloads.safe_record_download(database, blob.sha256, school_id)
+            count_download()
         # No Accept-Ranges here: the proxy adds its own.
         handed = {k: v for k, v in base_headers.items() if k != "Accept-Ranges"}
         return Response(
@@ -144,12 +150,12 @@ def download_blob(sha256: str) -> Response:
     elif local is not None and file_wrapper is not None:
         # Handed to the server as a file (waitress: its event loop sends it as the
         # socket drains), so a slow client holds no worker thread (benchmarks/downloads).
-        on_done = _count_later(database, blob.sha256, school_id) if completes else None
+        on_done = _count_later(count_download) if completes else None
         body = file_wrapper(_RangeFile(local, decision.start, decision.end + 1, on_done), 65536)
     else:
         # open_range raises (BlobNotFound) here, before the response starts.
         chunks = storage.open_range(blob.sha256, decision.start, decision.end)
-        body = _stream(chunks, database, blob.sha256, school_id, completes)
+        body = _stream(chunks, count_download if completes else None)
     response = Response(
         body, status=decision.status, headers=response_headers, mimetype=blob.media_type, direct_passthrough=True
     )
@@ -163,12 +169,44 @@ def _offload_header(offload: str, sha256: str, local: Path) -> dict[str, str]:
     return {"X-Sendfile": str(local)}
 
 
-def _count_later(database: Database, sha256: str, school_id: int | None) -> Callable[[], None]:
+def _material_hint() -> int | None:
+    """`?m=`: the material the page that linked this file was showing (one video in two lessons)."""
+    value = request.args.get("m", "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
+
+
+def _no_script_play() -> bool:
+    """A player's request (`?use=play`) from a page without player.js: the fallback counts its play.
+
+    With player.js the beacon counts the play (at 10 s or a quarter), and player.js
+    marks this browser's blob requests with a cookie of theirs (hub.reach.services.PLAYER_COOKIE).
+    """
+    return request.args.get("use") == "play" and reach.PLAYER_COOKIE not in request.cookies
+
+
+def _download_counter(database: Database, sha256: str, school_id: int | None) -> Callable[[], None]:
+    """What counts this request as a completed download, to run when it is one (maybe in another thread).
+
+    Per blob as ever (hub.media.downloads, which the school servers report), and per
+    material (hub.reach) unless the page fetched it to play or to show (`?use=`).
+    """
+    counting = reach.Counting.for_app(current_app, school_id)
+    hint, use = _material_hint(), request.args.get("use")
+
     def count() -> None:
-        # Called from the server's I/O loop: the database write goes to its own thread.
-        threading.Thread(target=downloads.safe_record_download, args=(database, sha256, school_id), daemon=True).start()
+        downloads.safe_record_download(database, sha256, school_id)
+        if use not in ("play", "view"):
+            reach.safely("download", reach.record_download, counting, sha256, hint)
 
     return count
+
+
+def _count_later(count: Callable[[], None]) -> Callable[[], None]:
+    def later() -> None:
+        # Called from the server's I/O loop: the database writes go to their own thread.
+        threading.Thread(target=count, daemon=True).start()
+
+    return later
 
 
 class _RangeFile:
@@ -215,9 +253,7 @@ class _RangeFile:
             self._on_done()
 
 
-def _stream(
-    chunks: Iterator[bytes], database: Database, sha256: str, school_id: int | None, completes: bool
-) -> Iterator[bytes]:
+def _stream(chunks: Iterator[bytes], on_done: Callable[[], None] | None) -> Iterator[bytes]:
     """Yield the chunks; count the download once the last one has been handed over.
 
     The code after the loop only runs when the server asks for more after the last
@@ -230,5 +266,5 @@ def _stream(
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
-    if completes:
-        downloads.safe_record_download(database, sha256, school_id)
+    if on_done is not None:
+        on_done()

@@ -20,6 +20,7 @@ from hub.media.course_download import CourseDownload, plan_course_download
 from hub.media.reasons import localized_error
 from hub.media.storage import Storage, content_disposition
 from hub.media.zipstore import ZipWindow
+from hub.reach import services as reach
 from hub.web import csrf
 
 blueprint = Blueprint("media", __name__)
@@ -52,7 +53,8 @@ def _preferences() -> dict[str, object]:
     return {"data_saver": data_saver_on()}
 
 
-def _same_origin() -> bool:
+def same_origin() -> bool:
+    """Whether a POST comes from this site's own pages (or from no page at all: a form or a script of its own)."""
     # Browsers send Origin on every cross-site POST (and Sec-Fetch-Site where they
     # know it); a form of this site posts with our own host or with neither header.
     site = request.headers.get("Sec-Fetch-Site")
@@ -68,7 +70,7 @@ def _same_origin() -> bool:
 # cross-site posts.
 @blueprint.post("/preferences/data-saver")
 def set_data_saver() -> Response:
-    if not _same_origin():
+    if not same_origin():
         raise PermissionDenied(N_("The data-saver switch only works from this site's pages."))
     on = request.form.get("data_saver") == "1"
     response = redirect(safe_next(request.form.get("next")), code=303)
@@ -110,13 +112,18 @@ def course_download(course_id: int) -> Response:
         school_id = actor.school_id if actor is not None else None
         completes = downloads.counts_as_completed(decision, plan.size)
         database = get_database()
+        counting = reach.Counting.for_app(current_app, school_id)
+        course_id = plan.course.id
         file_wrapper = request.environ.get("wsgi.file_wrapper")
         # local_path raises BlobNotFound for a missing blob now, before the response starts.
         local = all(storage.local_path(sha256) is not None for sha256 in plan.media_sha256s)
         if file_wrapper is not None and local:
             # Sent by the server's I/O loop (waitress), not a worker thread held for the
             # hour a course takes at 256 kbit/s (benchmarks/downloads).
-            on_done = (lambda: _count_in_background(database, plan.media_sha256s, school_id)) if completes else None
+            sha256s = plan.media_sha256s
+            on_done = None
+            if completes:
+                on_done = lambda: _count_in_background(database, counting, sha256s, course_id, school_id)  # noqa: E731
             window = ZipWindow(plan.layout, decision.start, decision.end + 1, on_done)
             body = file_wrapper(window, 65536)
         else:
@@ -127,7 +134,7 @@ def course_download(course_id: int) -> Response:
             slots = _stream_slots()
             if not slots.acquire(blocking=False):
                 raise Busy(N_("Too many course downloads are being sent right now; please try again in a minute."))
-            chunks = _stream(plan, decision.start, decision.end, database, school_id, completes)
+            chunks = _stream(plan, decision.start, decision.end, database, counting, course_id, school_id, completes)
             body = _HoldingSlot(chunks, slots.release)
     return Response(
         body, status=decision.status, headers=response_headers, mimetype="application/zip", direct_passthrough=True
@@ -162,23 +169,37 @@ class _HoldingSlot:
 
 
 def _stream(
-    plan: CourseDownload, start: int, end: int, database: Database, school_id: int | None, completes: bool
+    plan: CourseDownload,
+    start: int,
+    end: int,
+    database: Database,
+    counting: reach.Counting,
+    course_id: int,
+    school_id: int | None,
+    completes: bool,
 ) -> Generator[bytes, None, None]:
     yield from plan.layout.iter_bytes(start, end)
     # Reached only once the server asks for more after the last chunk (see
-    # hub.media.api._stream). A completed course ZIP counts one download of every
-    # media file in it, as if each had been fetched alone: the reach statistics are
-    # per rendition, and a teacher who took the course offline did get each lesson.
-    # index.html, manifest.json and SHA256SUMS are not blobs and do not count.
+    # hub.media.api._stream).
     if completes:
-        _count(database, plan.media_sha256s, school_id)
+        _count(database, counting, plan.media_sha256s, course_id, school_id)
 
 
-def _count(database: Database, sha256s: list[str], school_id: int | None) -> None:
+def _count(
+    database: Database, counting: reach.Counting, sha256s: list[str], course_id: int, school_id: int | None
+) -> None:
+    # A completed course ZIP counts one download of every media file in it per blob, as
+    # if each had been fetched alone (the per-blob counts school servers report: a
+    # teacher who took the course offline did get each lesson), and one ZIP of the
+    # course in the reach counts (hub.reach), which keep ZIPs apart from lessons'
+    # downloads. index.html, manifest.json and SHA256SUMS are not blobs and do not count.
     for sha256 in dict.fromkeys(sha256s):
         downloads.safe_record_download(database, sha256, school_id)
+    reach.safely("course ZIP", reach.record_zip, counting, course_id)
 
 
-def _count_in_background(database: Database, sha256s: list[str], school_id: int | None) -> None:
+def _count_in_background(
+    database: Database, counting: reach.Counting, sha256s: list[str], course_id: int, school_id: int | None
+) -> None:
     # Called from the server's I/O loop: the database writes go to their own thread.
-    threading.Thread(target=_count, args=(database, sha256s, school_id), daemon=True).start()
+    threading.Thread(target=_count, args=(database, counting, sha256s, course_id, school_id), daemon=True).start()

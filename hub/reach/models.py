@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Date, Enum, Index, Integer, UniqueConstraint
+from sqlalchemy import Date, Enum, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
@@ -50,3 +50,20 @@ class UsageCount(Base):
         default="hub",
     )
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PlaySeen(Base):
+    """A device that already played a material today: the next play of it today does not count.
+
+    Kept where the play was counted and pruned after a day (hub.reach.services): it is
+    the only trace of a device, and it never crosses to the upstream. `device` is an
+    HMAC of the device's random id (or, without JavaScript, of its address and browser)
+    under this hub's secret and the day, so rows of two days cannot be linked to one
+    device even by someone holding the table.
+    """
+
+    __tablename__ = "reach_play_seen"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    device: Mapped[str] = mapped_column(String(32), primary_key=True)
+    material_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # this hub's own material id

@@ -5,13 +5,22 @@
  *   is the no-JavaScript way: the server starts the player there);
  * - a quality link between two videos swaps the source in place, keeping the position;
  * - the position in each recording is kept on this device (localStorage) and resumed
- *   when the reader comes back, unless a chapter link says where to start.
+ *   when the reader comes back, unless a chapter link says where to start;
+ * - a play is reported once the player has played 10 s or a quarter of the media
+ *   (navigator.sendBeacon to the list's data-plays URL, with a random id this browser
+ *   keeps, so the hub counts one play per device, material and day: hub.reach). A cookie
+ *   scoped to the blob URLs tells the hub this browser reports its plays, so the
+ *   media requests themselves, which count plays when this file does not run, do not.
  */
 (function () {
   "use strict";
   var SPEED_KEY = "hub.speed";
   var POSITION_KEY = "hub.position.";
   var SAVE_EVERY_S = 5;
+  var DEVICE_KEY = "hub.device";
+  var PLAY_SECONDS = 10;
+  var PLAY_SHARE = 0.25;
+  var PLAYER_COOKIE_DAYS = 30;
 
   function store(key, value) {
     try {
@@ -24,6 +33,47 @@
 
   var params = new URLSearchParams(window.location.search);
   var seekMaterial = params.get("m");
+
+  function deviceId() {
+    var id = stored(DEVICE_KEY);
+    if (!id || !/^[0-9a-f]{32}$/.test(id)) {
+      var bytes = new Uint8Array(16);
+      window.crypto.getRandomValues(bytes);
+      id = Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+      store(DEVICE_KEY, id);  // where storage fails, a new id per page: a play may count twice that day
+    }
+    return id;
+  }
+
+  function sendPlay(url, material) {
+    var body = new FormData();
+    body.append("material", material);
+    body.append("device", deviceId());
+    if (navigator.sendBeacon && navigator.sendBeacon(url, body)) { return; }
+    var request = new XMLHttpRequest();  // no sendBeacon, or its queue was full
+    request.open("POST", url);
+    request.send(body);
+  }
+
+  function secondsPlayed(player) {
+    var total = 0;
+    for (var i = 0; i < player.played.length; i++) { total += player.played.end(i) - player.played.start(i); }
+    return total;
+  }
+
+  function reportPlay(player, url) {
+    // Time really played, not the position: a chapter link starts the player well past 10 s.
+    var reported = false;
+    player.addEventListener("timeupdate", function () {
+      if (reported) { return; }
+      var played = secondsPlayed(player);
+      var length = player.duration;
+      if (played >= PLAY_SECONDS || (length && isFinite(length) && played >= length * PLAY_SHARE)) {
+        reported = true;
+        sendPlay(url, player.getAttribute("data-material"));
+      }
+    });
+  }
 
   function setSpeed(tools, player, speed) {
     player.playbackRate = speed;
@@ -85,11 +135,19 @@
     player.load();
   }
 
+  var list = document.querySelector(".materials[data-plays]");
+  var playsUrl = list && list.getAttribute("data-plays");
+  if (playsUrl) {
+    document.cookie = "hub_player=1; path=" + list.getAttribute("data-blobs") + "; max-age=" +
+      PLAYER_COOKIE_DAYS * 86400 + "; SameSite=Lax" + (window.location.protocol === "https:" ? "; Secure" : "");
+  }
+
   document.querySelectorAll(".materials > li").forEach(function (item) {
     var player = item.querySelector(".player");
     var tools = item.querySelector(".player-tools");
     if (!player || !tools) { return; }
     rememberPosition(player);
+    if (playsUrl) { reportPlay(player, playsUrl); }
 
     var speedBox = tools.querySelector(".speed");
     if (speedBox) {

@@ -158,6 +158,26 @@ class ReportedCount(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class ReportedUsage(Base):
+    """Plays, downloads and course ZIPs per lesson and day already reported upstream (hub.reach).
+
+    Keyed like :class:`hub.reach.models.UsageCount` without school and source: a school
+    server's rows are all its own school's, counted on its LAN, and their ids are the
+    upstream's already.
+    """
+
+    __tablename__ = "mirror_reported_usage"
+    __table_args__ = (UniqueConstraint("day", "course_id", "lesson_id", "material_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    course_id: Mapped[int] = mapped_column(Integer)
+    lesson_id: Mapped[int] = mapped_column(Integer)
+    material_id: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ServerReport(Base):
     """Upstream: what a school's server last said about itself (one row per school), for the admins' list.
 

@@ -82,7 +82,7 @@ def test_slides_get_chapters_at_slide_changes_listed_as_seek_links(
     assert f"m={material['id']}" in href and f"t={int(starts[2])}" in href
     # Followed without JavaScript, the player's sources carry the media fragment #t=.
     seeked = requests.get(live_server.url + href.split("#")[0], timeout=10).text
-    assert re.search(rf'<source src="/api/v1/blobs/\w+#t={int(starts[2])}"', seeked)
+    assert re.search(rf'<source src="/api/v1/blobs/\w+\?m=\d+&amp;use=play#t={int(starts[2])}"', seeked)
     assert "#t=" not in page
 
 

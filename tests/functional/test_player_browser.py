@@ -7,13 +7,18 @@ Screenshots of the lesson page in Chinese and English go to test-artifacts/.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import select
+
+from hub import create_app
+from hub.db import get_database
+from hub.reach.models import UsageCount
 
 from tests.conftest import COURSE
 from tests.functional.conftest import LiveServer, Worker, uploader_bearer, wait_processed, wait_until
@@ -208,3 +213,58 @@ def test_previous_and_next_lesson(page: Any, lessons: Lessons) -> None:
     assert page.locator(".lesson-nav a[rel=next]").count() == 0
     page.click(".lesson-nav a[rel=prev]")
     page.wait_for_url(f"**/lessons/{lessons.ids[1]}")
+
+
+@pytest.fixture(scope="module")
+def plays(module_env: dict[str, str]) -> Iterator[Callable[[int], int]]:
+    """Plays of a material in the hub's usage counts (hub.reach), read from its database."""
+    app = create_app(module_env)
+    database = get_database(app)
+
+    def count(material_id: int) -> int:
+        with database.session() as session:
+            rows = session.scalars(
+                select(UsageCount.count).where(UsageCount.material_id == material_id, UsageCount.kind == "play")
+            )
+            return sum(rows)
+
+    yield count
+    database.engine.dispose()
+
+
+def test_a_play_is_reported_by_the_beacon_once_per_device_and_day(
+    page: Any, lessons: Lessons, plays: Callable[[int], int]
+) -> None:
+    material = lessons.material["id"]
+    before = plays(material)
+    start = "() => { const v = document.querySelector('video.player'); v.muted = true; v.playbackRate = 2; return v.play(); }"
+    page.goto(lessons.url(1))
+    page.evaluate(start)
+    # A quarter of the 24 s video (6 s) at double speed: about 3 s.
+    wait_until(lambda: plays(material) == before + 1, 30, "the beacon's play", interval=0.3)
+    played = page.evaluate("() => document.querySelector('video.player').played.end(0)")
+    assert played >= 6
+    # The same browser again: its id (localStorage) was seen today.
+    page.reload()
+    page.evaluate(start)
+    wait_until(lambda: page.evaluate("() => document.querySelector('video.player').currentTime") > 7, 30, "7 s")
+    assert plays(material) == before + 1
+    # player.js marked this browser's blob requests: the fallback left them to the beacon.
+    cookies = {c["name"]: c["path"] for c in page.context.cookies()}
+    assert cookies.get("hub_player") == "/api/v1/blobs"
+
+
+def test_without_javascript_the_first_media_request_counts_the_play(
+    browser: Any, lessons: Lessons, plays: Callable[[int], int]
+) -> None:
+    material = lessons.material["id"]
+    before = plays(material)
+    tab = _tab(browser, javascript=False)
+    try:
+        tab.goto(lessons.url(1))
+        tab.evaluate("() => { const v = document.querySelector('video.player'); v.muted = true; return v.play(); }")
+        wait_until(lambda: plays(material) == before + 1, 30, "the media request's play", interval=0.3)
+        wait_until(lambda: _video_state(tab)["time"] > 2, 30, "2 s played")  # more range requests by then
+        assert plays(material) == before + 1
+    finally:
+        tab.context.close()

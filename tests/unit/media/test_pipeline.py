@@ -170,7 +170,7 @@ def test_lesson_page_plays_and_prices_renditions(app: Flask, db: Session, lesson
     assert page.status_code == 200
     html = page.text
     small = next(r for r in done.renditions if r.profile == "video-240p")
-    assert f'<source src="/api/v1/blobs/{small.blob_sha256}"' in html
+    assert f'<source src="/api/v1/blobs/{small.blob_sha256}?m={material.id}&amp;use=play"' in html
     assert "poster=" in html
     # The player works without JavaScript; the one script only adds (speed, seeking in place).
     # (The JSON-LD block is data for harvesters, not a script.)
