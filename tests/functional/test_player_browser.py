@@ -19,8 +19,7 @@ from sqlalchemy import select
 from hub import create_app
 from hub.db import get_database
 from hub.reach.models import UsageCount
-
-from tests.conftest import COURSE
+from tests.conftest import COURSE, hub_settings
 from tests.functional.conftest import LiveServer, Worker, uploader_bearer, wait_processed, wait_until
 from tests.functional.test_pages_browser import PHONE, SLOW_PHONE_UA, _shot
 from tests.support.browser import CHROMIUM
@@ -218,7 +217,7 @@ def test_previous_and_next_lesson(page: Any, lessons: Lessons) -> None:
 @pytest.fixture(scope="module")
 def plays(module_env: dict[str, str]) -> Iterator[Callable[[int], int]]:
     """Plays of a material in the hub's usage counts (hub.reach), read from its database."""
-    app = create_app(module_env)
+    app = create_app(hub_settings(module_env))
     database = get_database(app)
 
     def count(material_id: int) -> int:
@@ -237,7 +236,10 @@ def test_a_play_is_reported_by_the_beacon_once_per_device_and_day(
 ) -> None:
     material = lessons.material["id"]
     before = plays(material)
-    start = "() => { const v = document.querySelector('video.player'); v.muted = true; v.playbackRate = 2; return v.play(); }"
+    start = (
+        "() => { const v = document.querySelector('video.player'); v.muted = true; v.playbackRate = 2;"
+        " return v.play(); }"
+    )
     page.goto(lessons.url(1))
     page.evaluate(start)
     # A quarter of the 24 s video (6 s) at double speed: about 3 s.
