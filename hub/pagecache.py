@@ -63,7 +63,7 @@ STORE = "hub.page_cache.store"
 # Tables no anonymous page reads, or that change with every request (counting them
 # would empty the cache on each page view): accounts and their tokens (a token's
 # last use is written per API call), sign-in throttling, the outbox, unfinished
-# uploads, download and usage counts, school servers' reports and run logs.
+# uploads, download and usage counts (and the plays seen), school servers' reports and run logs.
 PRIVATE_TABLES = frozenset(
     {
         "user_account",
@@ -73,6 +73,8 @@ PRIVATE_TABLES = frozenset(
         "upload",
         "download_count",
         "usage_count",
+        "reach_play_seen",
+        "mirror_reported_usage",
         "sync_run",
         "sync_count_report",
         "mirror_reported_count",
