@@ -101,6 +101,8 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.sync import servers_api, servers_views
     from hub.sync import views as sync_views
     from hub.textbooks import browse_views as textbook_browse
+    from hub.textbooks import api as textbooks_api
+    from hub.textbooks import views as textbooks_views
     from hub.web import csrf
 
     inputs.init_app(app)  # first: the id converter must be in place before any route is added
@@ -123,6 +125,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
         sync_api.blueprint,
         subtitles_api.blueprint,
         servers_api.blueprint,
+        textbooks_api.blueprint,
     ):
         app.register_blueprint(blueprint)
         # The API checks CSRF itself, only for cookie sessions (hub.accounts.auth):
@@ -139,5 +142,6 @@ def _init_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(harvest_views.blueprint)
     app.register_blueprint(textbook_browse.blueprint)
     app.register_blueprint(reach_beacon.blueprint)
+    app.register_blueprint(textbooks_views.blueprint)
     # Harvesters POST OAI-PMH requests form-encoded, without a session or a CSRF token.
     csrf.exempt(harvest_views.blueprint)

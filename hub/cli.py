@@ -415,6 +415,7 @@ def demo(host: str, port: int) -> None:
 def _attach_feature_commands() -> None:
     from hub.search.cli import search_cli
     from hub.sync.cli import bundle_cli, keys_cli, sync_cli
+    from hub.textbooks.cli import textbook_cli
     from hub.uploads.cli import upload
     from hub.uploads.course_cli import course_cli
 
@@ -424,6 +425,7 @@ def _attach_feature_commands() -> None:
     main.add_command(keys_cli)
     main.add_command(sync_cli)
     main.add_command(bundle_cli)
+    main.add_command(textbook_cli)
 
 
 _attach_feature_commands()

@@ -42,6 +42,10 @@ from hub.config import Settings
 from hub.errors import NotFound
 from hub.media.storage import Storage
 from hub.subtitles import services as subtitles
+from hub.sync.models import Change
+from hub.textbooks import services as textbooks
+from hub.textbooks.cli import shipped_files
+from hub.textbooks.models import Textbook
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - printed for everyone to use; demo data only
 
@@ -64,6 +68,7 @@ class DemoLesson:
     unit: str
     title: str
     summary: str = ""
+    node: str = ""  # the key of the textbook node it teaches, in its course's textbook
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class DemoCourse:
     category: str = "curriculum"
     edition: str = ""
     volume: str = ""
+    textbook: str = ""  # the key of the textbook it follows (hub/textbooks/data)
     language: str = "zh"
     license: str = "CC-BY-NC-SA-4.0"
     teacher: str = ""
@@ -137,8 +143,8 @@ def _accounts() -> tuple[DemoAccount, ...]:
 ACCOUNTS = _accounts()
 
 
-def _l(unit: str, title: str, summary: str = "") -> DemoLesson:
-    return DemoLesson(unit, title, summary)
+def _l(unit: str, title: str, summary: str = "", node: str = "") -> DemoLesson:
+    return DemoLesson(unit, title, summary, node)
 
 
 COURSES: tuple[DemoCourse, ...] = (
@@ -147,39 +153,39 @@ COURSES: tuple[DemoCourse, ...] = (
         "xinghe", "一年级语文上册（统编版）", "chinese", (1,),
         "统编版一年级语文上册同步课：识字、拼音与短课文，每课 20 分钟以内，适合复式班分段使用。",
         (
-            _l("第一单元 识字", "天地人", "认识“天、地、人、你、我、他”，学习正确的写字姿势。"),
-            _l("第一单元 识字", "金木水火土", "借助儿歌认识“一、二、三、上、下”和五行字。"),
-            _l("第一单元 识字", "口耳目", "象形字的由来：从图画到汉字。"),
-            _l("第四单元 课文", "秋天", "朗读课文，认识“秋、气、了、树、叶”等生字。"),
-            _l("第四单元 课文", "小小的船", "背诵儿歌，体会比喻的有趣。"),
-            _l("第四单元 课文", "江南", "汉乐府《江南》：读出节奏，想象鱼戏莲叶的画面。"),
+            _l("第一单元 识字", "天地人", "认识“天、地、人、你、我、他”，学习正确的写字姿势。", "1.1"),
+            _l("第一单元 识字", "金木水火土", "借助儿歌认识“一、二、三、上、下”和五行字。", "1.2"),
+            _l("第一单元 识字", "口耳目", "象形字的由来：从图画到汉字。", "1.3"),
+            _l("第四单元 课文", "秋天", "朗读课文，认识“秋、气、了、树、叶”等生字。", "4.1"),
+            _l("第四单元 课文", "小小的船", "背诵儿歌，体会比喻的有趣。", "4.2"),
+            _l("第四单元 课文", "江南", "汉乐府《江南》：读出节奏，想象鱼戏莲叶的画面。", "4.3"),
         ),
-        edition="统编版", volume="上册", teacher="刘晓燕",
+        edition="统编版", volume="上册", textbook="tongbian-chinese-1-1", teacher="刘晓燕",
     ),
     DemoCourse(
         "xinghe", "三年级数学上册（人教版）", "math", (3,),
         "人教版三年级数学上册：时间、测量、万以内加减法与分数的初步认识，配课堂练习。",
         (
-            _l("第一单元 时、分、秒", "秒的认识", "认识时间单位“秒”，体验 1 秒、10 秒有多长。"),
-            _l("第三单元 测量", "毫米、分米的认识", "用直尺量一量，建立长度单位的表象。"),
-            _l("第五单元 倍的认识", "倍的认识", "用小棒摆一摆，理解“几倍”的含义。"),
-            _l("第八单元 分数的初步认识", "分数的初步认识", "从平均分一块月饼开始，认识几分之一。"),
-            _l("第八单元 分数的初步认识", "几分之几", "认识几分之几，会读写简单的分数。"),
-            _l("第八单元 分数的初步认识", "分数的简单计算", "同分母分数的加减法。"),
+            _l("第一单元 时、分、秒", "秒的认识", "认识时间单位“秒”，体验 1 秒、10 秒有多长。", "1.1"),
+            _l("第三单元 测量", "毫米、分米的认识", "用直尺量一量，建立长度单位的表象。", "3.1"),
+            _l("第五单元 倍的认识", "倍的认识", "用小棒摆一摆，理解“几倍”的含义。", "5.1"),
+            _l("第八单元 分数的初步认识", "分数的初步认识", "从平均分一块月饼开始，认识几分之一。", "8.1.1"),
+            _l("第八单元 分数的初步认识", "几分之几", "认识几分之几，会读写简单的分数。", "8.1.2"),
+            _l("第八单元 分数的初步认识", "分数的简单计算", "同分母分数的加减法。", "8.2"),
         ),
-        edition="人教版", volume="上册", license="CC-BY-SA-4.0", teacher="张伟",
+        edition="人教版", volume="上册", textbook="renjiao-math-3-1", license="CC-BY-SA-4.0", teacher="张伟",
     ),
     DemoCourse(
         "xinghe", "三年级语文下册（统编版）", "chinese", (3,),
         "统编版三年级语文下册：古诗、寓言与观察类习作，含朗读示范与板书。",
         (
-            _l("第一单元", "古诗三首", "《绝句》《惠崇春江晚景》《三衢道中》：读出春天的画面。"),
-            _l("第一单元", "燕子", "抓住外形、飞行、停歇三个镜头描写燕子。"),
-            _l("第一单元", "荷花", "想象自己是一朵荷花，体会作者的想象。"),
-            _l("第二单元 寓言", "守株待兔", "第一篇文言文：借助注释读懂故事，明白寓意。"),
-            _l("第二单元 寓言", "陶罐和铁罐", "分角色朗读，说说从陶罐和铁罐身上学到了什么。"),
+            _l("第一单元", "古诗三首", "《绝句》《惠崇春江晚景》《三衢道中》：读出春天的画面。", "1.1"),
+            _l("第一单元", "燕子", "抓住外形、飞行、停歇三个镜头描写燕子。", "1.2"),
+            _l("第一单元", "荷花", "想象自己是一朵荷花，体会作者的想象。", "1.3"),
+            _l("第二单元 寓言", "守株待兔", "第一篇文言文：借助注释读懂故事，明白寓意。", "2.1"),
+            _l("第二单元 寓言", "陶罐和铁罐", "分角色朗读，说说从陶罐和铁罐身上学到了什么。", "2.2"),
         ),
-        edition="统编版", volume="下册", teacher="刘晓燕",
+        edition="统编版", volume="下册", textbook="tongbian-chinese-3-2", teacher="刘晓燕",
     ),
     DemoCourse(
         "xinghe", "PEP English Grade 3 Book 2", "english", (3,),
@@ -311,15 +317,15 @@ COURSES: tuple[DemoCourse, ...] = (
         "pujiang", "九年级数学上册（人教版）", "math", (9,),
         "人教版九年级数学上册：一元二次方程与二次函数，例题讲解加分层练习。",
         (
-            _l("第二十一章 一元二次方程", "一元二次方程的概念", "一般形式、二次项系数与根的概念。"),
-            _l("第二十一章 一元二次方程", "一元二次方程的解法：配方法", "从完全平方式出发，一步步配方。"),
-            _l("第二十一章 一元二次方程", "一元二次方程的解法：公式法", "推导求根公式，认识判别式。"),
-            _l("第二十一章 一元二次方程", "一元二次方程的解法：因式分解法", "提公因式与十字相乘。"),
-            _l("第二十一章 一元二次方程", "一元二次方程的根与系数的关系", "韦达定理及其应用。"),
-            _l("第二十一章 一元二次方程", "实际问题与一元二次方程", "增长率、面积与传播问题。"),
-            _l("第二十二章 二次函数", "二次函数的图象和性质", "从 y=x² 开始画抛物线。"),
+            _l("第二十一章 一元二次方程", "一元二次方程的概念", "一般形式、二次项系数与根的概念。", "21.1"),
+            _l("第二十一章 一元二次方程", "一元二次方程的解法：配方法", "从完全平方式出发，一步步配方。", "21.2.1"),
+            _l("第二十一章 一元二次方程", "一元二次方程的解法：公式法", "推导求根公式，认识判别式。", "21.2.2"),
+            _l("第二十一章 一元二次方程", "一元二次方程的解法：因式分解法", "提公因式与十字相乘。", "21.2.3"),
+            _l("第二十一章 一元二次方程", "一元二次方程的根与系数的关系", "韦达定理及其应用。", "21.2.4"),
+            _l("第二十一章 一元二次方程", "实际问题与一元二次方程", "增长率、面积与传播问题。", "21.3"),
+            _l("第二十二章 二次函数", "二次函数的图象和性质", "从 y=x² 开始画抛物线。", "22.1"),
         ),
-        edition="人教版", volume="上册", teacher="陈志强",
+        edition="人教版", volume="上册", textbook="renjiao-math-9-1", teacher="陈志强",
     ),
     DemoCourse(
         "pujiang", "八年级物理上册（人教版）", "physics", (8,),
@@ -472,11 +478,11 @@ COURSES: tuple[DemoCourse, ...] = (
         "pujiang", "八年级数学下册（人教版）：勾股定理", "math", (8,),
         "人教版八年级数学下册第十七章（录制中）。",
         (
-            _l("第十七章 勾股定理", "勾股定理的证明", "赵爽弦图与拼图证明。"),
-            _l("第十七章 勾股定理", "勾股定理的应用", "求最短路径与梯子问题。"),
-            _l("第十七章 勾股定理", "勾股定理的逆定理", "判断直角三角形。"),
+            _l("第十七章 勾股定理", "勾股定理的证明", "赵爽弦图与拼图证明。", "17.1"),
+            _l("第十七章 勾股定理", "勾股定理的应用", "求最短路径与梯子问题。", "17.1"),
+            _l("第十七章 勾股定理", "勾股定理的逆定理", "判断直角三角形。", "17.2"),
         ),
-        edition="人教版", volume="下册", teacher="陈志强", status="draft",
+        edition="人教版", volume="下册", textbook="renjiao-math-8-2", teacher="陈志强", status="draft",
     ),
     DemoCourse(
         "pujiang", "九年级物理全一册：内能（2019 年录课）", "physics", (9,),
@@ -527,6 +533,17 @@ COURSES: tuple[DemoCourse, ...] = (
             _l("第六单元 正比例和反比例", "正比例和反比例", "从表格和图象判断两种量的关系。"),
         ),
         edition="苏教版", volume="下册", license="CC-BY-SA-4.0", teacher="何俊",
+    ),
+    DemoCourse(
+        "furong", "三年级数学上册（人教版）：倍与分数", "math", (3,),
+        "人教版三年级数学上册第五、八单元的另一种上法：折纸、分月饼，先动手再说理。",
+        (
+            _l("第五单元 倍的认识", "倍的认识：用小棒摆一摆", "几个几就是几倍。", "5.1"),
+            _l("第五单元 倍的认识", "求一个数的几倍是多少", "从摆小棒到列乘法算式。", "5.3"),
+            _l("第八单元 分数的初步认识", "几分之一：分月饼", "把一个月饼平均分成 2 份、4 份。", "8.1.1"),
+            _l("第八单元 分数的初步认识", "分数的大小比较", "折一折、涂一涂，比较几分之一的大小。", "8.1.3"),
+        ),
+        edition="人教版", volume="上册", textbook="renjiao-math-3-1", teacher="黄丽",
     ),
     DemoCourse(
         "furong", "三年级科学上册（苏教版）", "science", (3,),
@@ -652,6 +669,7 @@ class SeedReport:
     courses_created: int = 0
     courses_existing: int = 0
     lessons_created: int = 0
+    textbooks: int = 0  # shipped textbooks imported (or updated in place) by this run
     materials_created: int = 0
     materials_existing: int = 0
     media_note: str = ""  # why generated media was skipped; empty when it was not
@@ -688,8 +706,9 @@ def seed_demo(session: Session, storage: Storage, *, media: bool = True) -> Seed
     schools = _seed_schools(session, report)
     users = _seed_accounts(session, schools, report)
     session.commit()
+    textbooks = _seed_textbooks(session, report)
     for spec in COURSES:
-        _seed_course(session, users[spec.school], schools[spec.school], spec, report)
+        _seed_course(session, users[spec.school], schools[spec.school], spec, report, textbooks)
     if media:
         _seed_media(session, storage, schools, users, report)
     else:
@@ -734,6 +753,45 @@ def _seed_accounts(
     return uploaders
 
 
+def _seed_textbooks(session: Session, report: SeedReport) -> dict[str, Textbook]:
+    """The shipped textbooks (real tables of contents, hub/textbooks/data), imported in place.
+
+    A re-run changes nothing.
+    """
+    books = {}
+    for path in shipped_files():
+        book = textbooks.import_file(session, path.name, path.read_bytes()).textbook
+        books[book.key] = book
+        report.textbooks += 1
+    session.commit()
+    return books
+
+
+def _align(course: Course, spec: DemoCourse, books: dict[str, Textbook]) -> bool:
+    """The course follows its textbook and each lesson attaches to its node, where nobody chose otherwise.
+
+    Only empty alignments are filled: what an uploader changed on the demo hub stays.
+    Returns whether anything changed.
+    """
+    if not spec.textbook:
+        return False
+    book = books[spec.textbook]
+    changed = False
+    if course.textbook_id is None:
+        course.textbook_id = book.id
+        changed = True
+    if course.textbook_id != book.id:
+        return changed
+    nodes = {node.key: node.id for node in book.nodes}
+    by_title = {lesson.title: lesson for lesson in course.lessons}
+    for lesson_spec in spec.lessons:
+        lesson = by_title.get(lesson_spec.title)
+        if lesson is not None and lesson_spec.node and lesson.textbook_node_id is None:
+            lesson.textbook_node_id = nodes[lesson_spec.node]
+            changed = True
+    return changed
+
+
 def _find_course(session: Session, school: School, title: str) -> Course | None:
     return session.scalar(
         select(Course).where(Course.school_id == school.id, Course.title == title).limit(1)
@@ -741,10 +799,17 @@ def _find_course(session: Session, school: School, title: str) -> Course | None:
 
 
 def _seed_course(
-    session: Session, uploader: User, school: School, spec: DemoCourse, report: SeedReport
+    session: Session, uploader: User, school: School, spec: DemoCourse, report: SeedReport,
+    books: dict[str, Textbook],
 ) -> None:
-    if _find_course(session, school, spec.title) is not None:
+    existing = _find_course(session, school, spec.title)
+    if existing is not None:
         report.courses_existing += 1
+        # A demo hub seeded before the textbooks: its courses follow them now, as a new version.
+        if _align(existing, spec, books) and existing.status == "published":
+            existing.version += 1
+            session.add(Change(course_id=existing.id, action="updated", version=existing.version))
+        session.commit()
         return
     course = catalog.create_course(
         session,
@@ -767,6 +832,9 @@ def _seed_course(
             session, uploader, course.id,
             LessonCreate(title=lesson.title, summary=lesson.summary, unit=lesson.unit),
         )
+    session.refresh(course, ["lessons"])
+    _align(course, spec, books)
+    session.flush()
     if spec.status in ("published", "withdrawn"):
         catalog.publish_course(session, uploader, course.id)
     if spec.status == "withdrawn":

@@ -41,6 +41,10 @@ ARGS: dict[str, list[str]] = {
     "sync calendar delete": ["renjiao-math-3-1"],
     "bundle export": ["--to", "{tmp}/bundle", "--school", "山村小学"],
     "bundle import": ["{tmp}"],
+    "textbook import": ["--shipped"],
+    "textbook list": [],
+    "textbook show": ["renjiao-math-3-1"],
+    "textbook delete": ["renjiao-math-3-1"],
 }
 """Each command that uses the database, with arguments it would otherwise run with."""
 NOT_CHECKED = {
