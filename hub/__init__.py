@@ -100,8 +100,8 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.sync import banner as sync_banner
     from hub.sync import servers_api, servers_views
     from hub.sync import views as sync_views
-    from hub.textbooks import browse_views as textbook_browse
     from hub.textbooks import api as textbooks_api
+    from hub.textbooks import browse_views as textbook_browse
     from hub.textbooks import views as textbooks_views
     from hub.web import csrf
 

@@ -16,7 +16,7 @@ from hub.i18n import N_
 from hub.textbooks import services
 from hub.vocab import GRADE_NAMES, SUBJECTS
 
-blueprint = Blueprint("textbooks", __name__, url_prefix="/admin/textbooks")
+blueprint = Blueprint("textbooks_admin", __name__, url_prefix="/admin/textbooks")
 
 
 def _admin() -> Response | None:
@@ -67,7 +67,7 @@ def import_file() -> ResponseReturnValue:
     session.commit()
     return redirect(
         url_for(
-            "textbooks.tree_page",
+            "textbooks_admin.tree_page",
             textbook_id=result.textbook.id,
             done="created" if result.created else "updated",
             added=result.added,
@@ -103,4 +103,4 @@ def delete(textbook_id: int) -> Response:
     session = request_session()
     services.delete_textbook(session, textbook_id)
     session.commit()
-    return redirect(url_for("textbooks.list_page", done="deleted"), code=303)
+    return redirect(url_for("textbooks_admin.list_page", done="deleted"), code=303)
