@@ -40,9 +40,8 @@ def rebuild(data_dir: Path, budget_mb: int) -> tuple[float, float, int]:
         "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, str(hub), "search", "rebuild"], env=env, capture_output=True, text=True, check=True
-    )
+    command = [sys.executable, "-c", probe, str(hub), "search", "rebuild"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     seconds, rss = (float(x) for x in done.stdout.split())
     index = data_dir / "index"
     generation = (index / "CURRENT").read_text().strip()
