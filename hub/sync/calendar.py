@@ -35,10 +35,8 @@ from sqlalchemy.orm import Session
 from hub.errors import Invalid, NotFound
 from hub.i18n import N_
 from hub.sync.models import CalendarWeek, MirrorCourse, TeachingCalendar
+from hub.textbooks.files import MAX_WEEK as MAX_WEEK  # a school's own weeks go as far as a file's
 from hub.textbooks.models import Textbook, TextbookNode
-
-MAX_WEEK = 60
-"""The latest teaching week a calendar may name: a school year is some 40 weeks of teaching."""
 
 DUE, LATER, OTHER, TAUGHT, UNDATED = range(5)
 """The order of the pull, first to last: due now, later this term, courses without a calendar,
@@ -352,11 +350,7 @@ def apply_lessons_at_hand(
         return False
     if all(schedule.rank(*lesson_alignment(lesson))[0] == OTHER for lesson in entry.lessons):
         return False
-    at_hand = [
-        lesson
-        for lesson in entry.lessons
-        if all(sha in present for sha in entry.model_copy(update={"lessons": [lesson]}).files())
-    ]
+    at_hand = [lesson for lesson in entry.lessons if all(sha in present for sha in lesson_files(entry, lesson))]
     if not at_hand:
         return False
     part = entry.model_copy(update={"lessons": at_hand})
@@ -417,3 +411,139 @@ def set_weeks(session: Session, textbook_key: str, weeks: Mapping[str, str]) -> 
         else:
             set_week(session, textbook_key, node_key, value if isinstance(value, int) else None)
     return sum(1 for value in parsed.values() if value != "reset")
+
+
+# -- the books of the calendars (school server) -----------------------------------------------
+
+BOOK_FIELDS = ("key", "subject", "edition", "grade", "volume", "school_system", "title")
+MAX_BOOK_BYTES = 4 * 1024 * 1024
+"""A textbook's tree as the upstream's API gives it: a few hundred nodes are some 50 KB."""
+
+
+def books_missing(session: Session) -> list[str]:
+    """Keys of the textbooks this server keeps a calendar for but does not hold."""
+    held = set(session.scalars(select(Textbook.key)))
+    return [c.textbook_key for c in list_calendars(session) if c.textbook_key not in held]
+
+
+def fetch_books(session: Session, upstream_url: str, keys: Sequence[str]) -> list[str]:
+    """Bring the textbooks `keys` from the upstream's public textbook API into this server (the caller commits).
+
+    The weeks a pull orders by are the book's: a server whose first pull is still to come has
+    none of its books yet, so they are fetched before the order is decided. Returns the keys
+    brought; a key the upstream does not know is left (its calendar orders nothing until the
+    book comes, or by the weeks set here). Raises HubError when the upstream cannot be read.
+    """
+    from hub.textbooks.services import import_textbook
+
+    if not keys:
+        return []
+    listing = _public_json(upstream_url, "/api/v1/textbooks")
+    ids = {item.get("key"): item.get("id") for item in listing.get("items", []) if isinstance(item, dict)}
+    brought = []
+    for key in keys:
+        book_id = ids.get(key)
+        if not isinstance(book_id, int):
+            continue
+        tree = _public_json(upstream_url, f"/api/v1/textbooks/{book_id}")
+        data = {name: tree.get(name) for name in BOOK_FIELDS}
+        data["nodes"] = [_file_node(node) for node in tree.get("tree", [])]
+        import_textbook(session, data)
+        brought.append(key)
+    session.flush()
+    return brought
+
+
+def _file_node(node: Any) -> Any:
+    """A node of the API's tree in the textbook file's form (no ids); the importer checks the rest."""
+    if not isinstance(node, dict):
+        return node
+    found = {name: node[name] for name in ("key", "kind", "title", "week") if name in node}
+    found["children"] = [_file_node(child) for child in node.get("children") or []]
+    return found
+
+
+def _public_json(base_url: str, path: str) -> Any:
+    """GET a public JSON document of the upstream, without the sync token (which only the sync API takes)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from hub.errors import HubError
+
+    if not base_url.startswith(("http://", "https://")):
+        raise HubError(N_("The upstream's textbooks could not be read (%(reason)s)."), reason=base_url)
+    url = base_url.rstrip("/") + path
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - http(s) only
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - http(s) only, checked above
+            raw = response.read(MAX_BOOK_BYTES + 1)
+    except (OSError, urllib.error.URLError) as exc:
+        raise HubError(N_("The upstream's textbooks could not be read (%(reason)s)."), reason=str(exc)) from None
+    if len(raw) > MAX_BOOK_BYTES:
+        raise HubError(N_("The upstream's textbooks could not be read (%(reason)s)."), reason="too large")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise HubError(N_("The upstream's textbooks could not be read (%(reason)s)."), reason="not JSON") from None
+    return data if isinstance(data, dict) else {}
+
+
+def lesson_files(entry: Any, lesson: Any) -> dict[str, Any]:
+    """The files a school server needs for one lesson of a manifest course entry, by sha256."""
+    files: dict[str, Any] = entry.model_copy(update={"lessons": [lesson]}).files()
+    return files
+
+
+def fit_lessons(work: Any, fitted: Any, schedule: Schedule, room: int, mirrored: Mapping[int, MirrorCourse]) -> Any:
+    """`fitted` (hub.sync.services.fit_budget's plan) with the courses it left out for room taken in part.
+
+    A course on a calendar that does not fit whole brings its lessons in the calendar's order
+    while they fit, and stops at the first that does not (the order is the point); it is then
+    applied with those lessons (:func:`apply_lessons_at_hand`). A course held whole stays out:
+    it keeps its old version until the new one fits.
+    """
+    from hub.sync.services import Plan
+
+    missing = dict(fitted.missing)
+    used = sum(f.size for f in missing.values())
+    kept = list(fitted.apply)
+    kept_ids = {c.id for c in kept}
+    # Every lesson of the courses left out, across courses, in the calendar's order.
+    candidates = []
+    for position, course in enumerate(work.apply):
+        link = mirrored.get(course.id)
+        if course.id in kept_ids or (link is not None and link.revision != PARTIAL):
+            continue
+        ranks = [schedule.rank(*lesson_alignment(lesson)) for lesson in course.lessons]
+        if all(rank[0] == OTHER for rank in ranks):
+            continue
+        for index, (rank, lesson) in enumerate(zip(ranks, course.lessons, strict=True)):
+            candidates.append((rank, position, index, course, lesson))
+    taken: dict[int, Any] = {}
+    for _rank, _position, _index, course, lesson in sorted(candidates, key=lambda item: item[:3]):
+        files = lesson_files(course, lesson)
+        extra = {sha: f for sha, f in files.items() if sha in work.missing and sha not in missing}
+        need = sum(f.size for f in extra.values())
+        if used + need > room:
+            break
+        used += need
+        missing.update(extra)
+        taken[course.id] = course
+    skipped, skipped_titles = list(fitted.skipped), list(fitted.skipped_titles)
+    for course in taken.values():
+        kept.append(course)
+        at = next((i for i, line in enumerate(skipped) if line.startswith(f"course {course.id} ")), None)
+        if at is not None:
+            del skipped[at]
+        if course.title in skipped_titles:
+            skipped_titles.remove(course.title)
+    order = {c.id: i for i, c in enumerate(work.apply)}
+    return Plan(
+        apply=sorted(kept, key=lambda c: order[c.id]),
+        remove=fitted.remove,
+        missing=missing,
+        unchanged=fitted.unchanged,
+        skipped=skipped,
+        skipped_titles=skipped_titles,
+    )

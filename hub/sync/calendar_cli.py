@@ -57,13 +57,26 @@ def calendar_set(textbook: str, start: date) -> None:
     from hub.sync import calendar
 
     app = _app()
+    upstream = app.extensions["hub.settings"].upstream_url
     with get_database(app).session() as session:
         try:
             calendar.set_calendar(session, textbook, start)
             session.commit()
         except HubError as exc:
             raise _fail(exc) from None
-    click.echo(_("Calendar of %(textbook)s: teaching week 1 begins on %(start)s.", textbook=textbook, start=start))
+        click.echo(_("Calendar of %(textbook)s: teaching week 1 begins on %(start)s.", textbook=textbook, start=start))
+        if upstream and textbook in calendar.books_missing(session):
+            # The chapters and their weeks, from the upstream, so `show` and the next pull have them.
+            try:
+                brought = calendar.fetch_books(session, upstream, [textbook])
+                session.commit()
+            except HubError as exc:
+                click.echo(_(exc.template, **exc.params), err=True)
+                return
+            if brought:
+                click.echo(_("Textbook %(textbook)s fetched from the upstream.", textbook=textbook))
+            else:
+                click.echo(_("The upstream has no textbook %(textbook)s.", textbook=textbook), err=True)
 
 
 @calendar_cli.command("week")

@@ -873,6 +873,7 @@ def _run(
                 report.manifest_version = index.version
                 out.write(f"the catalog changed during this pull; manifest version {index.version}\n")
                 manifest, unfetched = fetch_entries(upstream, database, index, out, fetched=manifest)
+        _fetch_calendar_books(database, app.extensions["hub.settings"].upstream_url, out)
         if options.report_counts:
             # Before applying: a replaced rendition's blob, and its local counts, go away then.
             counts_note = send_counts(database, upstream)
@@ -901,6 +902,25 @@ def _run(
                 logged.bytes_transferred = max(logged.bytes_transferred, report.bytes_transferred)
                 services.finish_run(session, logged, report.status, report.message)
                 session.commit()
+
+
+def _fetch_calendar_books(database: Database, upstream_url: str, out: IO[str]) -> None:
+    """The textbooks of this server's teaching calendars that are not here yet, before the order is decided.
+
+    Never fatal: without its book a calendar orders nothing (or only by the weeks set here).
+    """
+    with database.session() as session:
+        keys = calendar.books_missing(session)
+        if not keys:
+            return
+        try:
+            brought = calendar.fetch_books(session, upstream_url, keys)
+            session.commit()
+        except HubError as exc:
+            out.write(f"textbooks of the teaching calendars not fetched ({exc.message})\n")
+            return
+    if brought:
+        out.write(f"textbooks of the teaching calendars fetched: {', '.join(brought)}\n")
 
 
 def _accept(database: Database, envelope: bytes, public_key: Ed25519PublicKey) -> mf.Index:
@@ -1035,11 +1055,16 @@ def apply_manifest(
         # an admin who swaps one subscription for another under a tight budget gets the new
         # course in the same pull, not "does not fit" until the one after.
         touched = _remove_unlisted(session, storage, manifest, work.remove, run_id, titles, report)
-        work = services.fit_budget(session, storage, work, storage_room(session, storage, options))
-        report.courses_unchanged = work.unchanged
-        report.skipped = [*unfetched, *work.skipped]
         today = options.today or utcnow().astimezone(local_zone(settings)).date()
         schedule = calendar.load_schedule(session, today, options.weeks_ahead)
+        room = storage_room(session, storage, options)
+        fitted = services.fit_budget(session, storage, work, room)
+        if schedule and fitted.skipped and room is not None:
+            # A course on a calendar too big for the room left still brings its lessons due first.
+            fitted = calendar.fit_lessons(work, fitted, schedule, room, services.mirrored_courses(session))
+        work = fitted
+        report.courses_unchanged = work.unchanged
+        report.skipped = [*unfetched, *work.skipped]
         if store_missing is None:
             due_first, then, capped = _order_missing(work, schedule, options.max_bytes, settings.sync_dir / "partial")
         else:  # a bundle: everything is at hand already, in no particular order

@@ -6,6 +6,7 @@ import re
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from hub.catalog import services as catalog
 from hub.catalog.schemas import CourseCreate, LessonCreate
-from hub.errors import Invalid, NotFound
+from hub.errors import HubError, Invalid, NotFound
 from hub.sync import calendar, services
 from hub.sync import manifest as mf
 from hub.sync.calendar import DUE, LATER, OTHER, TAUGHT, UNDATED, Node, Span
@@ -374,3 +375,41 @@ def test_only_admins_see_the_calendar_page(app: Flask, make: Accounts) -> None:
     token = _csrf(browser.get("/login").text)
     browser.post("/login", data={"email": "t@shancun.cn", "password": "a long password", "csrf_token": token})
     assert browser.get("/admin/sync/calendar").status_code == 403
+
+
+def test_a_calendars_book_comes_from_the_upstreams_public_api(
+    client: FlaskClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.textbooks import services as textbooks
+    from hub.textbooks.files import parse_file
+
+    shipped = Path(textbooks.__file__).parent / "data" / "renjiao-math-3-1.json"
+    book = textbooks.import_textbook(db, parse_file(shipped.name, shipped.read_bytes()))
+    db.commit()
+    weeks = {key: week for key, week in db.execute(select(TextbookNode.key, TextbookNode.week))}
+    # What the upstream's public API answers (this hub plays the upstream, then forgets the book).
+    answers = {path: client.get(path).json for path in ("/api/v1/textbooks", f"/api/v1/textbooks/{book.id}")}
+    asked: list[str] = []
+
+    def upstream_json(base_url: str, path: str) -> Any:
+        assert base_url == "http://upstream.example"
+        asked.append(path)
+        return answers[path]
+
+    monkeypatch.setattr(calendar, "_public_json", upstream_json)
+    textbooks.delete_textbook(db, book.id)
+    calendar.set_calendar(db, "renjiao-math-3-1", START)
+    calendar.set_calendar(db, "no-such-book", START)
+    db.commit()
+    assert sorted(calendar.books_missing(db)) == ["no-such-book", "renjiao-math-3-1"]
+    brought = calendar.fetch_books(db, "http://upstream.example", calendar.books_missing(db))
+    db.commit()
+    assert brought == ["renjiao-math-3-1"]  # the upstream does not know the other: left as it is
+    assert {key: week for key, week in db.execute(select(TextbookNode.key, TextbookNode.week))} == weeks
+    assert calendar.books_missing(db) == ["no-such-book"]
+    assert calendar.fetch_books(db, "http://upstream.example", []) == [] and len(asked) == 2
+
+
+def test_an_unreachable_upstream_is_said_in_the_message() -> None:
+    with pytest.raises(HubError, match="could not be read"):
+        calendar.fetch_books(None, "http://127.0.0.1:9", ["renjiao-math-3-1"])  # type: ignore[arg-type]
