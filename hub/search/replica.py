@@ -121,8 +121,12 @@ def poll(session: Session, cursor: Cursor, now: float) -> Pending:
             )
         ]
     seen = {change_id for change_id, _ in rows}
-    high = max((i for i in seen if i > cursor.high), default=cursor.high)
-    for missing in range(cursor.high + 1, high):
+    new = [i for i in seen if i > cursor.high]
+    high = max(new, default=cursor.high)
+    # A cursor at 0 starts from the log's beginning, which pruning moves: ids below the
+    # first one there are gone, not late (they would be thousands of gaps to look for).
+    floor = cursor.high or (min(new) - 1 if new else 0)
+    for missing in range(floor + 1, high):
         if missing not in seen:
             gaps[missing] = now
     gaps = {i: t for i, t in gaps.items() if i not in seen and now - t < GAP_WAIT}

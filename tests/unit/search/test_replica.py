@@ -41,6 +41,10 @@ def test_a_cursor_waits_for_ids_committed_out_of_order(db: Session) -> None:
     gapped = Cursor(ids[2], {ids[1]: 1000.0})
     assert poll(db, gapped, now=1000.0 + GAP_WAIT - 1).cursor.gaps
     assert not poll(db, gapped, now=1000.0 + GAP_WAIT + 1).cursor.gaps
+    # From the beginning of a pruned log: what went before its first change is not a gap.
+    db.execute(SearchChange.__table__.delete().where(SearchChange.id == ids[0]))
+    db.commit()
+    assert poll(db, Cursor(), now=1000.0).cursor == Cursor(ids[2], {}, 1000.0)
 
 
 def test_two_copies_follow_the_log_and_agree(

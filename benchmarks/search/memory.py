@@ -1,0 +1,111 @@
+"""Peak memory of `hub search rebuild` as the catalog grows: streamed segments against one segment.
+
+One command::
+
+    .venv/bin/python -m benchmarks.search.memory --lessons 25000 50000 100000 [--budget-mb 256]
+
+For each size the generated catalog (benchmarks/search/generate.py) is loaded into a
+migrated SQLite database and rebuilt twice by the product's own command in a child
+process, whose peak RSS is the rebuild's alone: with ``HUB_SEARCH_REBUILD_MB`` at the
+budget (segments written whenever it is reached), and as the reference, with a budget
+no catalog reaches (every posting held until one segment is written: the rebuild before
+issue 19). Same data, same machine, same minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.search.generate import Query, generate, make_queries
+from benchmarks.search.run import load_database
+
+UNBOUNDED_MB = 1_000_000
+
+
+def rebuild(data_dir: Path, budget_mb: int) -> tuple[float, float, int]:
+    """(seconds, peak RSS in MB, segments) of one `hub search rebuild` in a fresh child."""
+    env = {**os.environ, "HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING"}
+    env["HUB_SEARCH_REBUILD_MB"] = str(budget_mb)
+    hub = Path(sys.executable).with_name("hub")
+    # A grandchild measures itself: RUSAGE_CHILDREN keeps the largest child ever waited for.
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+    )
+    command = [sys.executable, "-c", probe, str(hub), "search", "rebuild"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    seconds, rss = (float(x) for x in done.stdout.split())
+    index = data_dir / "index"
+    generation = (index / "CURRENT").read_text().strip()
+    segments = len(list((index / generation).glob("*.seg")))
+    return seconds, rss, segments
+
+
+def query_p95(data_dir: Path, queries: list[Query]) -> float:
+    """p95 in ms of the raw query path (facets, top 20, no database), warm: the second of two passes."""
+    from hub.search.index import SearchIndex
+    from hub.search.query import QueryEngine, SearchParams
+
+    index = SearchIndex(data_dir / "index")
+    engine = QueryEngine(index)
+    times: list[float] = []
+    for _ in range(2):
+        times = []
+        for query in queries:
+            started = time.perf_counter()
+            engine.run(SearchParams(q=query.text))
+            times.append((time.perf_counter() - started) * 1000)
+    index.close()
+    times.sort()
+    return times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.search.memory", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lessons", type=int, nargs="+", default=[25_000, 50_000, 100_000])
+    parser.add_argument("--budget-mb", type=int, default=256, help="HUB_SEARCH_REBUILD_MB of the streamed rebuild")
+    parser.add_argument("--output", type=Path, default=None, help="also write the markdown table to this file")
+    args = parser.parse_args(argv)
+    rows = [
+        f"| lessons | streamed ({args.budget_mb} MB): time | peak RSS | segments | p95 warm "
+        "| one segment (reference): time | peak RSS | p95 warm | RSS ÷ reference | p95 ÷ reference |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for lessons in args.lessons:
+        work = Path(tempfile.mkdtemp(prefix="hub-search-memory-"))
+        try:
+            catalog = generate(lessons)
+            queries = make_queries(catalog, 200)
+            load_database(catalog, work / "hub")
+            del catalog
+            s_time, s_rss, s_segments = rebuild(work / "hub", args.budget_mb)
+            s_p95 = query_p95(work / "hub", queries)
+            r_time, r_rss, _ = rebuild(work / "hub", UNBOUNDED_MB)
+            r_p95 = query_p95(work / "hub", queries)
+            rows.append(
+                f"| {lessons:,} | {s_time:.1f} s | {s_rss:,.0f} MB | {s_segments} | {s_p95:.1f} ms "
+                f"| {r_time:.1f} s | {r_rss:,.0f} MB | {r_p95:.1f} ms | {s_rss / r_rss:.2f} | {s_p95 / r_p95:.2f} |"
+            )
+            print(rows[-1], flush=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    load = os.getloadavg()
+    rows.append("")
+    rows.append(f"measured {time.strftime('%Y-%m-%d %H:%M')} UTC, load average {load[0]:.1f} on {os.cpu_count()} cores")
+    text = "\n".join(rows)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
