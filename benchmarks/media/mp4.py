@@ -245,3 +245,47 @@ def layout(path: Path) -> Layout:
         handler = tracks[track_id].handler
         result.track_bytes[handler] = result.track_bytes.get(handler, 0) + size
     return result
+
+
+def fragment_starts(path: Path) -> list[tuple[float, int]]:
+    """(start time in s, byte offset) of each fragment, from the video track's ``sidx`` (else the first); [].
+
+    Where a player reads from to seek to a time: the last fragment starting at or before it.
+    """
+    indexes: dict[int, list[tuple[float, int]]] = {}
+    with path.open("rb") as file:
+        top = top_level_boxes(file, path.stat().st_size)
+        moov = next((b for b in top if b.kind == b"moov"), None)
+        if moov is None:
+            return []
+        file.seek(moov.start + moov.header)
+        video = [t.track_id for t in _tracks(file.read(moov.size - moov.header)).values() if t.handler == "vide"]
+        for sidx in (b for b in top if b.kind == b"sidx"):
+            file.seek(sidx.start)
+            track, starts = _sidx(file.read(sidx.size), sidx)
+            indexes.setdefault(track, starts)
+    if not indexes:
+        return []
+    return indexes[video[0]] if video and video[0] in indexes else next(iter(indexes.values()))
+
+
+def _sidx(data: bytes, sidx: Box) -> tuple[int, list[tuple[float, int]]]:
+    """(track ID, [(start s, byte offset)]) of a sidx box (``data`` is the whole box)."""
+    version, _, at = _full_box(data, Box(b"sidx", 0, sidx.header, sidx.size))
+    track, timescale = struct.unpack(">II", data[at : at + 8])
+    at += 8
+    if version == 0:
+        earliest, first_offset = struct.unpack(">II", data[at : at + 8])
+        at += 8
+    else:
+        earliest, first_offset = struct.unpack(">QQ", data[at : at + 16])
+        at += 16
+    _, count = struct.unpack(">HH", data[at : at + 4])
+    at += 4
+    starts, time, offset = [], earliest, sidx.end + first_offset
+    for _ in range(count):
+        size, duration, _ = struct.unpack(">III", data[at : at + 12])
+        at += 12
+        starts.append((time / timescale, offset))
+        time, offset = time + duration, offset + (size & 0x7FFFFFFF)
+    return track, starts

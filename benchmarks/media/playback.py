@@ -170,7 +170,32 @@ def encode(key: str, path: Path, out: Path, reuse: bool) -> list[tuple[str, Path
     return made
 
 
-def report(rows: list[tuple[str, str, int, float, playback.Playback, mp4.Layout]], started: datetime, load: str) -> str:
+def explain(seek: playback.Seek, starts: list[tuple[float, int]]) -> str:
+    """Where a seek got its bytes: a request of its own, or the download already running, and where that was.
+
+    Chromium's media cache (MultiBuffer::AddReader) opens no request for a position
+    less than five 32 KiB blocks (163,840 bytes: 5.1 s at 256 kbit/s) ahead of a
+    download in progress: it waits for that download to get there. Either way the
+    seek then needs its fragment's audio run and its pictures up to the target.
+    """
+    fragment = max((offset for start, offset in starts if start <= seek.target + 1e-6), default=0)
+    nearest = min(seek.downloads, key=lambda at: abs(fragment - at), default=None)
+    where = (
+        "no download running"
+        if nearest is None
+        else f"download {abs(fragment - nearest) / 1000:.0f} KB {'behind' if nearest <= fragment else 'past'} "
+        f"the fragment's start"
+    )
+    if seek.ranges:
+        return f"own request from byte {seek.ranges[0]}" + (f" (+{len(seek.ranges) - 1})" if seek.ranges[1:] else "")
+    return f"read from the running download ({where})"
+
+
+def report(
+    rows: list[tuple[str, str, int, float, playback.Playback, mp4.Layout, list[tuple[float, int]]]],
+    started: datetime,
+    load: str,
+) -> str:
     lines = [
         f"Measured {started:%Y-%m-%d %H:%M} UTC in Debian's Chromium, {run.machine()}; load average {load}. "
         f"Each file in its own tab, throttled through DevTools to {playback.KBIT_S} kbit/s and "
@@ -183,7 +208,7 @@ def report(rows: list[tuple[str, str, int, float, playback.Playback, mp4.Layout]
         "| seeks resumed | seek s median / max | seek KB max |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for key, label, size, seconds, result, layout in rows:
+    for key, label, size, seconds, result, layout, _ in rows:
         resumed = [s for s in result.seeks if s.resumed]
         times = [s.seconds or 0.0 for s in resumed]
         first = "–" if result.first_frame_s is None else f"{result.first_frame_s:.2f}"
@@ -209,6 +234,21 @@ def report(rows: list[tuple[str, str, int, float, playback.Playback, mp4.Layout]
         f"resumed, {sum(1 for s in seeks if s.resumed and (s.seconds or 0) <= playback.BUDGET_S)} within "
         f"{playback.BUDGET_S:g} s.",
     ]
+    slow = [
+        f"- {r[0]} {r[1]} seek to {s.at:.0%} ({s.target:.1f} s): {s.seconds} s, {s.bytes / 1000:.0f} KB; "
+        + explain(s, r[6])
+        for r in ours
+        for s in r[4].seeks
+        if not s.resumed or (s.seconds or 0) > playback.BUDGET_S
+    ]
+    waited = [s for s in seeks if not s.ranges]
+    lines += [
+        "",
+        f"Seeks that opened no request of their own and read from the running download: {len(waited)} of "
+        f"{len(seeks)}, {sum(1 for s in waited if (s.seconds or 0) > playback.BUDGET_S)} of them over the budget.",
+    ]
+    if slow:
+        lines += ["", "Seeks over the budget:", *slow]
     return "\n".join(lines) + "\n"
 
 
@@ -230,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--inputs", default="slides,camera,mixed,long,short", help="comma-separated subset of the inputs to measure"
     )
+    parser.add_argument(
+        "--preload", default="auto", choices=("auto", "metadata", "none"), help="the media element's preload"
+    )
+    parser.add_argument("--labels", help="comma-separated subset of the encodings to play (default: all four)")
     args = parser.parse_args(argv)
     work, temporary = run.workdir(args.workdir)
     started, load = datetime.now(UTC), "/".join(f"{x:.1f}" for x in os.getloadavg())
@@ -250,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(exist_ok=True)
         (out / "index.html").write_text("<!doctype html><title>playback</title><body></body>", encoding="utf-8")
         made = {key: encode(key, path, out, args.reuse) for key, path in sources.items()}
+        if args.labels:
+            made = {k: [f for f in files if f[0] in args.labels.split(",")] for k, files in made.items()}
         server = serve(out)
         base = f"http://127.0.0.1:{server.server_address[1]}"
         media = [
@@ -259,14 +305,16 @@ def main(argv: list[str] | None = None) -> int:
         ]
         run.say(f"playing {len(media)} files in Chromium, four tabs at a time")
         with chromium("--autoplay-policy=no-user-gesture-required") as browser:
-            results = playback.measure(browser, f"{base}/index.html", media)
+            results = playback.measure(browser, f"{base}/index.html", media, preload=args.preload)
         server.shutdown()
         (out / "results.json").write_text(json.dumps([r.as_dict() for r in results], indent=1), encoding="utf-8")
         rows = []
         flat = [(key, label, size, file) for key, files in made.items() for label, file, size in files]
         for (key, label, size, file), result in zip(flat, results, strict=True):
             run.say(result.summary())
-            rows.append((key, label, size, run.media_duration(file), result, mp4.layout(file)))
+            rows.append(
+                (key, label, size, run.media_duration(file), result, mp4.layout(file), mp4.fragment_starts(file))
+            )
         text = report(rows, started, load + " → " + "/".join(f"{x:.1f}" for x in os.getloadavg()))
         print(text)
         if not (args.quick or args.no_write):

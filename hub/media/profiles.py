@@ -48,11 +48,12 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Literal, Protocol
 
-ENCODER_REVISION = 3
+ENCODER_REVISION = 4
 """Goes up when hub.media.ffmpeg (or hub.media.quality's per-title choices) changes what a
 profile's command writes (muxing, filters) without a setting here changing: it is part of
 every :attr:`Profile.fingerprint`. 2: per-title plans (issue 14's quality floor). 3: each
-fragment's audio starts at its keyframe (hub.media.fmp4, issue 14's seeks)."""
+fragment's audio starts at its keyframe (hub.media.fmp4, issue 14's seeks). 4: a keyframe at
+4 s in long-GOP (slides) renditions, so the first fragment is short (issue 14's first frame)."""
 
 MediaKind = Literal["video", "audio", "image", "document"]
 """What an original is, as :func:`hub.media.ffmpeg.probe` classifies it."""

@@ -47,7 +47,7 @@ _STATE = """() => { const m = window.__media; return m && {
 # The page marks when each phase began and when it played (on timeupdate, ~4 a second), in
 # wall-clock ms: the Python side polls far less often under load, and the bytes that arrive
 # between the two (read-ahead) must not count against what the first frame or a seek needed.
-_START = """([url, tag]) => {
+_START = """([url, tag, preload]) => {
     const m = document.createElement(tag);
     const now = () => performance.timeOrigin + performance.now();
     window.__media = m; window.__mediaErrors = [];
@@ -61,7 +61,7 @@ _START = """([url, tag]) => {
     m.addEventListener('ended', played);
     m.addEventListener('error', () => window.__mediaErrors.push(
         m.error ? m.error.code + ' ' + m.error.message : 'error'));
-    m.muted = true; m.preload = 'auto'; m.controls = true;
+    m.muted = true; m.preload = preload; m.controls = true;
     document.body.appendChild(m);
     m.src = url;
     m.play().catch((e) => { if (e.name !== 'AbortError') window.__mediaErrors.push('play: ' + e); });
@@ -83,6 +83,9 @@ class Seek:
     error: str | None = None
     ranges: list[int] = field(default_factory=list)
     """Where each media request the seek made starts (its Range header's first byte), in order."""
+    downloads: list[int] = field(default_factory=list)
+    """Where each media download still open when the seek began had got to (byte offset): with
+    no request of its own (``ranges`` empty), Chromium's media cache waited on one of them."""
 
 
 @dataclass
@@ -122,7 +125,9 @@ class Playback:
 class _Tab:
     """One measurement: a throttled tab playing one URL, advanced one phase at a time."""
 
-    def __init__(self, browser: Any, page_url: str, playback: Playback, seeks: tuple[float, ...]) -> None:
+    def __init__(
+        self, browser: Any, page_url: str, playback: Playback, seeks: tuple[float, ...], preload: str = "auto"
+    ) -> None:
         self.playback = playback
         self.seeks = list(seeks)
         self.context = browser.new_context(viewport=PHONE, is_mobile=True)
@@ -134,9 +139,14 @@ class _Tab:
         self.clock: float | None = None
         """DevTools timestamps (monotonic s) + this = wall-clock s."""
         self.ranges: list[int] = []
+        self.open: dict[str, int] = {}
+        """Media requests still receiving: request id -> the byte offset reached."""
+        self.downloads: list[int] = []
         cdp = self.context.new_cdp_session(self.page)
         cdp.on("Network.dataReceived", self._count)
         cdp.on("Network.requestWillBeSent", self._request)
+        cdp.on("Network.loadingFinished", self._closed)
+        cdp.on("Network.loadingFailed", self._closed)
         cdp.send("Network.enable")
         cdp.send(
             "Network.emulateNetworkConditions",
@@ -150,12 +160,14 @@ class _Tab:
         self.started = time.monotonic()
         self.phase_bytes = 0
         self.target: float | None = None  # None: waiting for the first frame
-        self.page.evaluate(_START, [playback.url, playback.kind])
+        self.page.evaluate(_START, [playback.url, playback.kind, preload])
         self.done = False
 
     def _count(self, event: dict[str, Any]) -> None:
         size = int(event.get("encodedDataLength") or event.get("dataLength") or 0)
         self.received += size
+        if event.get("requestId") in self.open:
+            self.open[event["requestId"]] += int(event.get("dataLength") or 0)
         if self.clock is not None:
             self.arrivals.append(((event["timestamp"] + self.clock) * 1000, size))
 
@@ -171,6 +183,10 @@ class _Tab:
         headers = {k.lower(): v for k, v in event["request"].get("headers", {}).items()}
         found = re.match(r"bytes=(\d+)-", headers.get("range", "bytes=0-"))
         self.ranges.append(int(found[1]) if found else 0)
+        self.open[event["requestId"]] = self.ranges[-1]
+
+    def _closed(self, event: dict[str, Any]) -> None:
+        self.open.pop(event.get("requestId", ""), None)
 
     def step(self) -> None:
         """Look at the element once; record and start the next phase when this one is over."""
@@ -208,6 +224,7 @@ class _Tab:
                     resumed=bool(resumed and not error),
                     error=error or (None if resumed else f"did not resume (at {state['time']:.2f} s)"),
                     ranges=self.ranges,
+                    downloads=self.downloads,
                 )
             )
             if error:
@@ -228,6 +245,7 @@ class _Tab:
             return
         self.target = float(self.playback.duration or 0) * self.seeks[0]
         self.started, self.phase_bytes, self.ranges = time.monotonic(), self.received, []
+        self.downloads = sorted(self.open.values())
         self.page.evaluate(_SEEK, self.target)
 
     def _finish(self, error: str | None) -> None:
@@ -243,18 +261,20 @@ def measure(
     *,
     at_once: int = 4,
     seeks: tuple[float, ...] = SEEKS,
+    preload: str = "auto",
 ) -> list[Playback]:
     """Play each (label, url, "video"|"audio") in its own throttled tab opened on ``page_url``.
 
     ``page_url`` gives the tab its origin and Content-Security-Policy (a hub page,
     so a media URL the policy does not allow is refused as it would be there).
-    At most ``at_once`` tabs play together.
+    At most ``at_once`` tabs play together. ``preload`` is the element's attribute; Chromium
+    preloads as for ``auto`` once it plays (MultiBufferDataSource::OnMediaIsPlaying) whatever it says.
     """
     results = [Playback(label, url, kind) for label, url, kind in media]
     waiting, playing = list(results), []
     while waiting or playing:
         while waiting and len(playing) < at_once:
-            playing.append(_Tab(browser, page_url, waiting.pop(0), seeks))
+            playing.append(_Tab(browser, page_url, waiting.pop(0), seeks, preload))
         for tab in playing:
             tab.step()
         playing = [tab for tab in playing if not tab.done]

@@ -362,6 +362,34 @@ def test_every_fragment_starts_at_a_keyframe_with_its_sound_first(gen: Path, tmp
     assert len(fragments(out)) >= 4
 
 
+@pytest.mark.slow
+def test_a_slides_rendition_starts_with_a_short_fragment(gen: Path, tmp_path: Path) -> None:
+    """Issue 14: the first picture comes after its fragment's audio, so the first fragment is short.
+
+    A slide GOP runs up to 20 s, and each fragment holds its sound before its
+    pictures: the first frame came after 20 s of speech (68.6 KB in all for the
+    10-minute slides lesson's 360p, 5.1 s at 256 kbit/s on a loaded machine). A
+    keyframe at 4 s ends the first fragment there; the GOPs after it are as long as before.
+    """
+    still = ffmpeg(
+        gen / "still-24s.mp4",
+        "-f", "lavfi", "-i", "color=c=white:s=640x360:r=30:d=24,drawtext=text='Slide':fontsize=56:x=80:y=120",
+        *speech(gen, 24),
+        "-shortest", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+    )  # fmt: skip
+    found = probe(still, LIMITS)
+    assert found.slides
+    for name in ("video-360p", "video-240p"):
+        out = tmp_path / f"{name}.mp4"
+        run_profile(still, found, name, out)
+        parts = fragments(out)
+        keyframes = [float(next(p for p in packets if p["kind"] == "video")["dts_time"]) for packets in parts]
+        assert keyframes[1] == pytest.approx(4, abs=0.1), keyframes
+        assert len(parts) == 2, keyframes  # then one GOP of up to 20 s: no keyframe is added after the first
+        first = [p for p in parts[0] if p["kind"] == "audio"]
+        assert float(first[-1]["dts_time"]) < 4.1  # the first frame waits for 4 s of sound, not 20
+
+
 # ---------------------------------------------------------------------------
 # Legitimately unusual inputs.
 
