@@ -204,6 +204,8 @@ FIELD_LABELS = {
     # Search filters by textbook alignment (hub.search.api).
     "textbook": lazy_gettext("Textbook"),
     "chapter": lazy_gettext("Chapter"),
+    # A lesson's place in its course's textbook (hub.catalog.schemas).
+    "node": lazy_gettext("Textbook chapter"),
 }
 
 

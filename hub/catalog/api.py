@@ -23,7 +23,9 @@ from hub.catalog.schemas import (
     LessonOut,
     LessonUpdate,
     MaterialOut,
+    NodeRef,
     SchoolRef,
+    TextbookRef,
 )
 from hub.db import request_session
 from hub.errors import HubError, Invalid
@@ -51,6 +53,7 @@ def course_out(course: Course, lessons: int | None = None) -> CourseOut:
         status=course.status,
         version=course.version,
         school=SchoolRef(id=course.school.id, name=course.school.name),
+        textbook=textbook_ref(course),
         lessons=len(course.lessons) if lessons is None else lessons,
         created_at=course.created_at,
         updated_at=course.updated_at,
@@ -66,8 +69,21 @@ def lesson_out(lesson: Lesson) -> LessonOut:
         title=lesson.title,
         summary=lesson.summary,
         unit=lesson.unit,
+        node=node_ref(lesson),
         materials=[material_out(m) for m in lesson.materials],
     )
+
+
+def textbook_ref(course: Course) -> TextbookRef | None:
+    book = course.textbook
+    return None if book is None else TextbookRef(id=book.id, key=book.key, title=f"{book.edition} {book.title}")
+
+
+def node_ref(lesson: Lesson) -> NodeRef | None:
+    node = lesson.textbook_node
+    if node is None:
+        return None
+    return NodeRef(id=node.id, key=node.key, kind=node.kind, title=node.title, textbook=node.textbook.key)
 
 
 def _commit_course(course: Course) -> CourseOut:

@@ -54,6 +54,8 @@ class Course(Timestamped, Base):
     textbook_id: Mapped[int | None] = mapped_column(ForeignKey("textbook.id", ondelete="SET NULL"), index=True)
 
     school: Mapped[School] = relationship(lazy="joined")
+    # Read-only here: services set textbook_id (hub.catalog.services checks the book fits).
+    textbook: Mapped[Textbook | None] = relationship(viewonly=True)
     lessons: Mapped[list[Lesson]] = relationship(
         back_populates="course", order_by="Lesson.position", cascade="all, delete-orphan"
     )
@@ -134,6 +136,8 @@ class Lesson(Timestamped, Base):
     changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
 
     course: Mapped[Course] = relationship(back_populates="lessons")
+    # Read-only here: services set textbook_node_id (a node of the course's textbook).
+    textbook_node: Mapped[TextbookNode | None] = relationship(viewonly=True)
     materials: Mapped[list[Material]] = relationship(
         back_populates="lesson", order_by="Material.id", cascade="all, delete-orphan"
     )
@@ -169,6 +173,7 @@ class Material(Timestamped, Base):
 import hub.harvest.models  # noqa: E402, F401
 from hub.media.models import Blob, Rendition  # noqa: E402  (mutual relationship)
 from hub.subtitles.models import Subtitle  # noqa: E402  (mutual relationship)
+from hub.textbooks.models import Textbook, TextbookNode  # noqa: E402  (alignment relationships)
 
 # Columns whose writes do not change what a lesson is: a running transcode writes its
 # progress and renews its lease every few seconds, and that must not re-send the lesson.

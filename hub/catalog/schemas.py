@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from hub.api import Strict
 from hub.i18n import N_
@@ -43,6 +43,11 @@ class CourseFields(Strict):
         str, Field(max_length=50, description='The edition\'s name when edition is "other" (a book not listed)')
     ] = ""
     volume: Volume = ""
+    textbook: Id | None = Field(
+        default=None,
+        description="Id of the textbook the course follows (GET /api/v1/textbooks): the course's subject and "
+        "one of its grades; its edition and volume are the course's (filled in when left empty)",
+    )
     language: Language
     license: License
     teacher: Annotated[str, Field(max_length=100)] = ""
@@ -76,6 +81,9 @@ class CourseUpdate(Strict):
     edition: Annotated[str, Field(max_length=50)] | None = None
     edition_other: Annotated[str, Field(max_length=50)] | None = None
     volume: Volume | None = None
+    textbook: Id | None = Field(
+        default=None, description="Id of the textbook the course follows; null: none (its lessons leave its chapters)"
+    )
     language: Language | None = None
     license: License | None = None
     teacher: Annotated[str, Field(max_length=100)] | None = None
@@ -87,11 +95,15 @@ class CourseUpdate(Strict):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_nulls(cls, value: object) -> object:
+    def _no_nulls(cls, value: object, info: ValidationInfo) -> object:
         # PATCH {"title": null} would otherwise mean "leave unchanged": say so instead.
-        if value is None:
+        if value is None and info.field_name not in NULLABLE:
             raise ValueError(N_("cannot be null; leave the field out to keep its value"))
         return value
+
+
+# Fields a PATCH may set to null: the alignment to a textbook, which "none" ends.
+NULLABLE = frozenset({"textbook", "node"})
 
 
 class CourseQuery(BaseModel):
@@ -125,6 +137,20 @@ class SchoolRef(BaseModel):
     name: str
 
 
+class TextbookRef(BaseModel):
+    id: int
+    key: str = Field(description="The same on every hub, e.g. renjiao-math-3-1")
+    title: str
+
+
+class NodeRef(BaseModel):
+    id: int
+    key: str = Field(description="Dotted, stable within the book on every hub: 21.2.1 is inside 21.2, inside 21")
+    kind: str = Field(description="chapter, section or lesson (课时)")
+    title: str
+    textbook: str = Field(description="The textbook's key")
+
+
 class CourseOut(BaseModel):
     id: int
     title: str
@@ -140,6 +166,7 @@ class CourseOut(BaseModel):
     status: str
     version: int
     school: SchoolRef
+    textbook: TextbookRef | None = Field(default=None, description="The textbook the course follows")
     lessons: int = 0
     created_at: datetime
     updated_at: datetime
@@ -176,6 +203,10 @@ class LessonCreate(Strict):
     summary: Annotated[str, Field(max_length=5000)] = ""
     unit: Annotated[str, Field(max_length=100, description="Textbook unit (单元)")] = ""
     position: Position | None = None
+    node: Id | None = Field(
+        default=None,
+        description="Id of a node (chapter, section or 课时) of the course's textbook (GET /api/v1/textbooks/{id})",
+    )
 
 
 class LessonUpdate(Strict):
@@ -185,12 +216,13 @@ class LessonUpdate(Strict):
     summary: Annotated[str, Field(max_length=5000)] | None = None
     unit: Annotated[str, Field(max_length=100, description="Textbook unit (单元)")] | None = None
     position: Position | None = None
+    node: Id | None = Field(default=None, description="Id of a node of the course's textbook; null: none")
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_nulls(cls, value: object) -> object:
+    def _no_nulls(cls, value: object, info: ValidationInfo) -> object:
         # As CourseUpdate: {"title": null} would otherwise mean "leave unchanged".
-        if value is None:
+        if value is None and info.field_name not in NULLABLE:
             raise ValueError("cannot be null; leave the field out to keep its value")
         return value
 
@@ -280,6 +312,7 @@ class LessonOut(BaseModel):
     title: str
     summary: str
     unit: str
+    node: NodeRef | None = Field(default=None, description="The node of the course's textbook the lesson teaches")
     materials: list[MaterialOut]
 
 

@@ -41,6 +41,8 @@ from hub.media.storage import Storage
 from hub.search import changes as search_changes
 from hub.sync.models import Change
 from hub.textbooks.models import Textbook, TextbookNode
+from hub.textbooks.models import Textbook, TextbookNode
+from hub.textbooks.services import node_path
 from hub.uploads.models import Upload
 
 
@@ -176,10 +178,12 @@ def create_course(session: Session, actor: User | None, data: CourseCreate) -> C
         school_id=school_id,
         status="draft",
         version=1,
-        **data.model_dump(exclude={"school", "grades", "edition", "edition_other"}),
+        **data.model_dump(exclude={"school", "grades", "edition", "edition_other", "textbook"}),
         edition=_edition(data.edition, data.edition_other, data.subject),
         grades_mask=grades_to_mask(data.grades),
     )
+    if data.textbook is not None:
+        follow_textbook(session, course, data.textbook)
     session.add(course)
     session.flush()
     _reindex(session, course.id)
@@ -229,8 +233,13 @@ def update_course(session: Session, actor: User | None, course_id: int, data: Co
         raise Invalid(TEXTBOOK_ONLY_FOR_CURRICULUM, {"edition": Text(TEXTBOOK_ONLY_FOR_CURRICULUM)}) from None
     if "grades" in changes:
         course.grades_mask = grades_to_mask(changes.pop("grades"))
+    textbook_changed = "textbook" in changes
+    textbook_id = changes.pop("textbook", course.textbook_id)
     for name, value in changes.items():
         setattr(course, name, value)
+    if textbook_changed or textbook_id is not None:
+        # Chosen now, or kept while the subject, grades, edition or volume may have moved away from it.
+        follow_textbook(session, course, textbook_id)
     if course.status == "published" and session.is_modified(course):
         course.version += 1
         session.add(Change(course_id=course.id, action="updated", version=course.version))
@@ -303,6 +312,94 @@ def delete_course(session: Session, actor: User | None, course_id: int) -> None:
     _reindex(session, course_id)
 
 
+# -- following a textbook ---------------------------------------------------------------
+#
+# A course may follow one textbook (hub.textbooks) and its lessons attach to that book's
+# nodes. The book must be the course's: same subject, one of its grades, and the course's
+# edition and volume (filled in from the book when the course left them empty). Sync,
+# bundles and the course ZIP carry the alignment by the book's and the nodes' keys.
+
+
+def follow_textbook(session: Session, course: Course, textbook_id: int | None) -> None:
+    """Make ``course`` follow the textbook ``textbook_id`` (None: no textbook), or Invalid saying why not.
+
+    Lessons attached to nodes of another book (the one followed before) are detached:
+    a lesson's node is always in its course's textbook.
+    """
+    if textbook_id is None:
+        book = None
+    else:
+        book = session.get(Textbook, textbook_id)
+        if book is None:
+            raise _invalid_textbook(N_("There is no textbook %(id)s."), id=textbook_id)
+        if course.category != "curriculum":
+            raise _invalid_textbook(N_("Only a curriculum course follows a textbook."))
+        if book.subject != course.subject:
+            raise _invalid_textbook(N_("%(book)s is not a textbook of this course's subject."), book=_book_name(book))
+        if book.grade not in course.grades:
+            raise _invalid_textbook(
+                N_("%(book)s is for grade %(grade)s, which this course does not cover."),
+                book=_book_name(book),
+                grade=book.grade,
+            )
+        if course.edition and course.edition != book.edition:
+            raise _invalid_textbook(
+                N_("%(book)s is not of this course's edition (%(edition)s)."), book=_book_name(book),
+                edition=course.edition,
+            )  # fmt: skip
+        if course.volume and course.volume != book.volume:
+            raise _invalid_textbook(
+                N_("%(book)s is not this course's volume (%(volume)s)."), book=_book_name(book), volume=course.volume
+            )
+        course.edition = course.edition or book.edition
+        course.volume = course.volume or book.volume
+    if course.textbook_id != textbook_id and course.id is not None:
+        for lesson in course.lessons:
+            if lesson.textbook_node_id is not None:
+                lesson.textbook_node_id = None
+    course.textbook_id = textbook_id
+
+
+def _book_name(book: Textbook) -> str:
+    return f"{book.edition} {book.title}"
+
+
+def _invalid_textbook(template: str, **params: object) -> Invalid:
+    return Invalid(template, {"textbook": Text(template, **params)}, **params)
+
+
+def _attach(session: Session, lesson: Lesson, course: Course, node_id: int | None) -> None:
+    """Attach ``lesson`` to the node ``node_id`` of its course's textbook (None: to none), or Invalid.
+
+    A lesson with no unit takes its chapter's title as its unit, which search and pages show.
+    """
+    if node_id is None:
+        lesson.textbook_node_id = None
+        return
+    node = session.get(TextbookNode, node_id)
+    if node is None:
+        raise _invalid_node(N_("There is no textbook chapter %(id)s."), id=node_id)
+    if course.textbook_id is None:
+        raise _invalid_node(
+            N_("Choose the course's textbook first: a lesson attaches to a chapter of the textbook its course follows.")
+        )
+    if node.textbook_id != course.textbook_id:
+        raise _invalid_node(
+            N_("%(node)s is in %(other)s, not in %(book)s, the textbook this course follows."),
+            node=f"{node.key} {node.title}",
+            other=_book_name(node.textbook),
+            book=_book_name(session.get(Textbook, course.textbook_id)),  # type: ignore[arg-type]
+        )
+    lesson.textbook_node_id = node.id
+    if not lesson.unit:
+        chapter = node_path(node)[0]
+        lesson.unit = chapter.title[:100]
+
+
+def _invalid_node(template: str, **params: object) -> Invalid:
+    return Invalid(template, {"node": Text(template, **params)}, **params)
+
+
 def create_lesson(session: Session, actor: User | None, course_id: int, data: LessonCreate) -> Lesson:
     course = get_course(session, actor, course_id)
     _require_edit(actor, course)
@@ -310,8 +407,10 @@ def create_lesson(session: Session, actor: User | None, course_id: int, data: Le
     if position is None:
         last = session.scalar(select(func.max(Lesson.position)).where(Lesson.course_id == course.id))
         position = (last or 0) + 1
-    lesson = Lesson(course=course, position=position, **data.model_dump(exclude={"position"}))
+    lesson = Lesson(course=course, position=position, **data.model_dump(exclude={"position", "node"}))
     session.add(lesson)
+    if data.node is not None:
+        _attach(session, lesson, course, data.node)
     session.flush()
     _content_changed(session, course)
     return lesson
@@ -538,8 +637,12 @@ def update_lesson(session: Session, actor: User | None, lesson_id: int, data: Le
     lesson = _editable_lesson(session, actor, lesson_id)
     changes = data.model_dump(exclude_unset=True)
     position = changes.pop("position", None)
+    attach = "node" in changes
+    node = changes.pop("node", None)
     for name, value in changes.items():
         setattr(lesson, name, value)
+    if attach:
+        _attach(session, lesson, lesson.course, node)
     moved = position is not None and _place(session, lesson, position)
     if moved or session.is_modified(lesson):
         _content_changed(session, lesson.course)
