@@ -41,7 +41,6 @@ from hub.media.storage import Storage
 from hub.search import changes as search_changes
 from hub.sync.models import Change
 from hub.textbooks.models import Textbook, TextbookNode
-from hub.textbooks.models import Textbook, TextbookNode
 from hub.textbooks.services import node_path
 from hub.uploads.models import Upload
 

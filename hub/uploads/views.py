@@ -31,6 +31,7 @@ from hub.media.api import material_out
 from hub.media.storage import Storage
 from hub.subtitles import services as subtitles
 from hub.subtitles.api import read_upload
+from hub.textbooks import services as textbooks
 from hub.uploads import get_uploads, services
 from hub.uploads.messages import script_messages
 from hub.vocab import VOLUMES
@@ -76,7 +77,24 @@ def _course_form() -> dict[str, Any]:
         "language": form.get("language", "zh"),
         "license": form.get("license", ""),
         "teacher": form.get("teacher", ""),
+        # Empty: none. Text that is no id stays text, for the schema to refuse.
+        "textbook": _id_or_text(form.get("textbook", "")),
     }
+
+
+def _id_or_text(value: str) -> int | str | None:
+    if not value.strip():
+        return None
+    number = parse_int(value, low=1)
+    return value if number is None else number
+
+
+def _lesson_form() -> dict[str, Any]:
+    """A lesson form's fields: title, unit, summary and the textbook node (empty: none)."""
+    form: dict[str, Any] = {k: request.form.get(k, "") for k in ("title", "unit", "summary")}
+    if "node" in request.form:  # the choice is offered only when the course follows a textbook
+        form["node"] = _id_or_text(request.form.get("node", ""))
+    return form
 
 
 def course_form_context(form: dict[str, Any], school_name: str) -> dict[str, Any]:
@@ -105,6 +123,7 @@ def course_form_context(form: dict[str, Any], school_name: str) -> dict[str, Any
         # The course has no address yet: the preview names the page it will have.
         "attribution_source": gettext("its page on this hub"),
         "school_name": school_name,
+        "TEXTBOOKS": textbooks.list_textbooks(request_session()),
     }
 
 
@@ -189,7 +208,7 @@ def _course(
 
 def _fields_of(course: Course) -> dict[str, Any]:
     """A course's fields as the course form holds them."""
-    return course.description()
+    return {**course.description(), "textbook": course.textbook_id}
 
 
 @blueprint.post("/courses/<int:course_id>/lessons")
@@ -198,12 +217,16 @@ def create_lesson(course_id: int) -> Response | tuple[str, int]:
     user = _uploader()
     if isinstance(user, Response):
         return user
-    form = {k: request.form.get(k, "") for k in ("title", "unit", "summary")}
+    form = _lesson_form()
     try:
         data = LessonCreate.model_validate(form)
     except ValidationError as exc:
         return _course(user, course_id, invalid_from_pydantic(exc), form)
-    lesson = catalog.create_lesson(request_session(), user, course_id, data)
+    try:
+        lesson = catalog.create_lesson(request_session(), user, course_id, data)
+    except Invalid as exc:  # a textbook node that is not the course's book's
+        request_session().rollback()
+        return _course(user, course_id, exc, form)
     request_session().commit()
     # The unit stays filled in: the next lesson is usually in the same one.
     return redirect(
@@ -327,7 +350,8 @@ def _lesson(
         lesson=lesson,
         course=lesson.course,
         error=error,
-        lesson_form=form or {"title": lesson.title, "unit": lesson.unit, "summary": lesson.summary},
+        lesson_form=form
+        or {"title": lesson.title, "unit": lesson.unit, "summary": lesson.summary, "node": lesson.textbook_node_id},
         editing=form is not None,  # the edit form comes back open, with what was typed
         max_plain=current_app.config["MAX_CONTENT_LENGTH"],
         max_upload=uploads.settings.max_bytes,
@@ -439,7 +463,7 @@ def edit_lesson(lesson_id: int) -> Response | tuple[str, int]:
     user = _uploader()
     if isinstance(user, Response):
         return user
-    form = {k: request.form.get(k, "") for k in ("title", "unit", "summary")}
+    form = _lesson_form()
     session = request_session()
     try:
         try:

@@ -46,19 +46,17 @@ def test_a_course_follows_its_textbook_and_lessons_attach_to_its_nodes(
     assert (course.json["edition"], course.json["volume"]) == ("人教版", "上册")  # filled in from the book
     course_id = course.json["id"]
 
-    lesson = client.post(
-        f"/api/v1/courses/{course_id}/lessons", json={"title": "配方法", "node": _node(nine, "21.2.1")}, headers=uploader
-    )
+    first = {"title": "配方法", "node": _node(nine, "21.2.1")}
+    lesson = client.post(f"/api/v1/courses/{course_id}/lessons", json=first, headers=uploader)
     assert lesson.status_code == 201, lesson.json
     assert lesson.json["node"]["key"] == "21.2.1" and lesson.json["node"]["textbook"] == "renjiao-math-9-1"
     assert lesson.json["unit"] == "第二十一章 一元二次方程"  # an empty unit takes the chapter's title
     lesson_id = lesson.json["id"]
 
-    foreign = client.patch(
-        f"/api/v1/lessons/{lesson_id}", json={"node": _node(books["other"], "26")}, headers=uploader
-    )
+    foreign = client.patch(f"/api/v1/lessons/{lesson_id}", json={"node": _node(books["other"], "26")}, headers=uploader)
     assert foreign.status_code == 422
-    assert "not in 人教版 数学 九年级 上册" in foreign.json["error"]["message"] and "node" in foreign.json["error"]["fields"]
+    assert "not in 人教版 数学 九年级 上册" in foreign.json["error"]["message"]
+    assert "node" in foreign.json["error"]["fields"]
     zh = client.patch(
         f"/api/v1/lessons/{lesson_id}", json={"node": _node(books["other"], "26")},
         headers={**uploader, "Accept-Language": "zh"},
@@ -84,12 +82,9 @@ def test_changing_or_leaving_the_textbook_detaches_lessons_and_makes_a_new_versi
     client: FlaskClient, db: Session, books: dict[str, Textbook], uploader: dict[str, str]
 ) -> None:
     nine = books["nine"]
-    course_id = client.post(
-        "/api/v1/courses", json={**COURSE, "textbook": nine.id}, headers=uploader
-    ).json["id"]
-    lesson_id = client.post(
-        f"/api/v1/courses/{course_id}/lessons", json={"title": "配方法", "node": _node(nine, "21.2.1")}, headers=uploader
-    ).json["id"]
+    course_id = client.post("/api/v1/courses", json={**COURSE, "textbook": nine.id}, headers=uploader).json["id"]
+    first = {"title": "配方法", "node": _node(nine, "21.2.1")}
+    lesson_id = client.post(f"/api/v1/courses/{course_id}/lessons", json=first, headers=uploader).json["id"]
     assert client.post(f"/api/v1/courses/{course_id}/publish", headers=uploader).status_code == 200
     left = client.patch(f"/api/v1/courses/{course_id}", json={"textbook": None}, headers=uploader).json
     assert left["textbook"] is None and left["version"] == 2
@@ -109,3 +104,43 @@ def test_changing_or_leaving_the_textbook_detaches_lessons_and_makes_a_new_versi
     )
     assert no_book.status_code == 422 and "textbook first" in no_book.json["error"]["message"]
     assert "textbook" in json.dumps(client.get("/api/v1/openapi.json").json["components"]["schemas"]["LessonUpdate"])
+
+
+def test_the_uploaders_pages_choose_the_textbook_and_the_chapter(
+    client: FlaskClient, db: Session, books: dict[str, Textbook], make: Accounts
+) -> None:
+    from tests.unit.textbooks.test_api import _csrf, _sign_in
+
+    make.user("web@haidian.cn", make.school("星河小学"), "uploader", "a long password")
+    _sign_in(client, "web@haidian.cn")
+    token = _csrf(client, "/upload/")
+    nine = books["nine"]
+    form = {k: v for k, v in COURSE.items() if k != "grades"}
+    created = client.post(
+        "/upload/courses", data={**form, "grades": "9", "textbook": str(nine.id), "csrf_token": token}
+    )
+    assert created.status_code == 303, created.get_data(as_text=True)[-2000:]
+    page_url = created.headers["Location"]
+    page = client.get(page_url).get_data(as_text=True)
+    assert f'<option value="{nine.id}" data-subject="math" selected>' in page
+    assert "21.2.1 配方法" in page  # the add-lesson form offers the book's nodes
+    course_id = int(page_url.rstrip("/").split("/")[-1])
+    added = client.post(
+        f"/upload/courses/{course_id}/lessons",
+        data={"title": "配方法", "unit": "", "summary": "", "node": str(_node(nine, "21.2.1")), "csrf_token": token},
+    )
+    assert added.status_code == 303
+    lesson = client.get(f"/api/v1/courses/{course_id}/lessons").json["items"][0]
+    assert lesson["node"]["key"] == "21.2.1"
+    lesson_fields = {"title": "配方法", "unit": "", "summary": ""}
+    refused = client.post(
+        f"/upload/lessons/{lesson['id']}/edit",
+        data={**lesson_fields, "node": str(_node(books["other"], "26")), "csrf_token": token},
+    )
+    assert refused.status_code == 422 and "本课程所用的教材" in refused.get_data(as_text=True)
+    kept = client.post(  # the edit form sends the course's fields back with its textbook chosen: nothing detaches
+        f"/upload/courses/{course_id}/edit",
+        data={**form, "grades": "9", "textbook": str(nine.id), "title": "九上", "csrf_token": token},
+    )
+    assert kept.status_code == 303
+    assert client.get(f"/api/v1/lessons/{lesson['id']}").json["node"]["key"] == "21.2.1"
