@@ -85,23 +85,40 @@ def db_upgrade() -> None:
     click.echo("database is up to date")
 
 
+def web_app() -> Flask:
+    """The app each `hub serve` process serves (hub.serving)."""
+    return command_app(web=True)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--threads", default=8, show_default=True, type=int)
-@click.option("--connections", default=1000, show_default=True, type=int, help="Most open connections.")
-def serve(host: str, port: int, threads: int, connections: int) -> None:
-    """Serve the web app and API with waitress."""
+@click.option(
+    "--processes",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Server processes; default HUB_WEB_PROCESSES (0: one per core).",
+)
+@click.option("--threads", default=8, show_default=True, type=int, help="Threads per process.")
+@click.option("--connections", default=1000, show_default=True, type=int, help="Most open connections per process.")
+def serve(host: str, port: int, processes: int | None, threads: int, connections: int) -> None:
+    """Serve the web app and API with waitress, in one process per core."""
     from hub.search import ensure_index
+    from hub.serving import default_processes
+    from hub.serving import serve as serve_processes
     from hub.sync import mdns
-    from hub.web import serve as serve_app
 
     app = command_app(web=True)
+    settings = app.extensions["hub.settings"]
+    count = settings.web_processes if processes is None else processes
+    count = count or default_processes()
     ensure_index(app)  # an old-schema or corrupt index is rebuilt in the background
-    click.echo(f"serving on http://{host}:{port}/", err=True)
+    click.echo(f"serving on http://{host}:{port}/ ({count} processes, {threads} threads each)", err=True)
     # A school server tells its LAN where it is (HUB_MDNS): http://NAME.local/.
-    with mdns.announce(app.extensions["hub.settings"], host, port, sys.stderr):
-        serve_app(app, host, port, threads=threads, connections=connections)
+    with mdns.announce(settings, host, port, sys.stderr):
+        serve_processes(
+            "hub.cli:web_app", host, port, processes=count, threads=threads, connections=connections, app=app
+        )
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

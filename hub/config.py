@@ -239,6 +239,11 @@ class Settings:
     search_cache_mb: int = setting(
         "Memory for the search index's cached per-term document bitmaps, in MB.", _positive_int, "64"
     )
+    web_processes: int = setting(
+        "Processes `hub serve` runs (each with its own threads and page cache); 0: one per core.",
+        _non_negative_int,
+        "0",
+    )
     page_cache_mb: int = setting(
         "Memory each web process keeps anonymous pages in (hub.pagecache), in MB; 0: no page cache.",
         _non_negative_int,

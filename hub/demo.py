@@ -8,7 +8,7 @@ courses by title within their school, materials by title within their lesson;
 a second run creates nothing.
 
 :func:`run_demo` migrates, seeds, starts a Celery worker as a child process,
-prints the URL and the demo accounts, and serves the app with waitress until
+prints the URL and the demo accounts, and serves the app (hub.serving) until
 it is stopped; the worker is stopped with it.
 """
 
@@ -1022,9 +1022,13 @@ def _demo_url(host: str, port: int) -> str:
 
 
 def _serve(app: Flask, host: str, port: int) -> None:
-    from hub.web import serve
+    from hub.serving import default_processes, serve
 
-    serve(app, host, port)
+    settings: Settings = app.extensions["hub.settings"]
+    processes = settings.web_processes or default_processes()
+    # The server processes see this instance's settings as the worker does.
+    serve("hub.cli:web_app", host, port, processes=processes, threads=8, connections=1000,
+          env=_child_env(settings), app=app)  # fmt: skip
 
 
 def run_demo(app: Flask, host: str, port: int) -> None:

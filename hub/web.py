@@ -184,23 +184,7 @@ def init_app(app: Flask) -> None:
 
 
 def serve(app: Flask, host: str, port: int, *, threads: int = 8, connections: int = 1000) -> None:
-    """Serve ``app`` with waitress, tuned for slow downloads and big uploads (`hub serve`, `hub demo`)."""
-    from waitress import serve as waitress_serve
+    """Serve ``app`` with waitress in this process, tuned for slow downloads and big uploads (hub.serving)."""
+    from hub.serving import serve_in_process
 
-    waitress_serve(
-        app,
-        host=host,
-        port=port,
-        threads=threads,
-        # waitress stops accepting at 100 open connections by default, which 100 slow
-        # downloads reach on their own; an open connection costs a socket, not a thread.
-        connection_limit=connections,
-        # poll(), not select(): select() cannot watch descriptors past 1024, and scans every
-        # socket on each wake-up of the I/O loop that sends the slow downloads.
-        asyncore_use_poll=True,
-        # waitress reads request bodies 8 KiB per recv() by default: a 32 MiB tus PATCH
-        # was 4,096 turns of its Python I/O loop, 0.9 s of CPU per 256 MiB uploaded
-        # (benchmarks/uploads/RESULTS.md); 256 KiB brings that to ~0.15 s.
-        recv_bytes=256 * 1024,
-        ident="oer-hub",
-    )
+    serve_in_process(app, threads=threads, connections=connections, host=host, port=port)
