@@ -91,7 +91,9 @@ def _init_web(app: Flask, settings: Settings) -> None:
     from hub.harvest import views as harvest_views
     from hub.media import api as media_api
     from hub.media import views as media_views
+    from hub.reach import api as reach_api
     from hub.reach import beacon as reach_beacon
+    from hub.reach import views as reach_views
     from hub.search import api as search_api
     from hub.search import views as search_views
     from hub.subtitles import api as subtitles_api
@@ -126,6 +128,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
         subtitles_api.blueprint,
         servers_api.blueprint,
         textbooks_api.blueprint,
+        reach_api.blueprint,
     ):
         app.register_blueprint(blueprint)
         # The API checks CSRF itself, only for cookie sessions (hub.accounts.auth):
@@ -139,6 +142,7 @@ def _init_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(sync_views.blueprint)
     app.register_blueprint(subtitles_views.blueprint)
     app.register_blueprint(servers_views.blueprint)
+    app.register_blueprint(reach_views.blueprint)
     app.register_blueprint(harvest_views.blueprint)
     app.register_blueprint(textbook_browse.blueprint)
     app.register_blueprint(reach_beacon.blueprint)

@@ -256,15 +256,18 @@ def user() -> None:
 @user.command("create")
 @click.argument("email")
 @click.option("--school", "school_name", required=True, help="Name of the user's school.")
-@click.option("--role", type=click.Choice(["admin", "uploader", "teacher", "reviewer"]), required=True)
+@click.option("--role", type=click.Choice(["admin", "uploader", "teacher", "reviewer", "supervisor"]), required=True)
 @click.option("--password", default=None, help="Web sign-in password (prompted if omitted on a terminal).")
 @click.option(
     "--region",
     default="",
     help="For a reviewer: the region whose courses they review (e.g. 甘肃省, covering 甘肃省 定西市); "
-    "default: their school's region.",
+    "for a supervisor: the region whose reach dashboard they see; default: their school's region.",
 )
-def user_create(email: str, school_name: str, role: str, password: str | None, region: str) -> None:
+@click.option(
+    "--county", default="", help="For a supervisor: only this county of the region (e.g. 通渭县); default: all of it."
+)
+def user_create(email: str, school_name: str, role: str, password: str | None, region: str, county: str) -> None:
     """Create a user of a school."""
     from hub.accounts import services
 
@@ -275,7 +278,7 @@ def user_create(email: str, school_name: str, role: str, password: str | None, r
     app = command_app()
     with _session(app) as session:
         school_row = services.get_school_by_name(session, school_name)
-        created = services.create_user(session, email, school_row, role, password, region)
+        created = services.create_user(session, email, school_row, role, password, region, county)
         session.commit()
         click.echo(f"user {created.id}: {created.email} ({created.role} at {school_row.name})")
 
@@ -430,6 +433,7 @@ def demo(host: str, port: int) -> None:
 
 
 def _attach_feature_commands() -> None:
+    from hub.reach.cli import reach_cli
     from hub.search.cli import search_cli
     from hub.sync.cli import bundle_cli, keys_cli, sync_cli
     from hub.textbooks.cli import textbook_cli
@@ -443,6 +447,7 @@ def _attach_feature_commands() -> None:
     main.add_command(sync_cli)
     main.add_command(bundle_cli)
     main.add_command(textbook_cli)
+    main.add_command(reach_cli)
 
 
 _attach_feature_commands()

@@ -432,6 +432,24 @@ class Settings:
         _flag,
         "off",
     )
+    reach_mask_below: int = setting(
+        'Usage counts from 1 up to this number minus one are shown as "< N" on the reach dashboard, its CSV and '
+        "API, except in a school's own rows: a small count could point at a person.",
+        _between(1, 1000),
+        "5",
+    )
+    reach_rollup_every: int = setting(
+        "Seconds between the reach roll-up's safety runs (the worker's beat), which re-roll any recent day whose "
+        "raw counts changed without being marked.",
+        _positive_int,
+        "3600",
+    )
+    reach_check_days: int = setting(
+        "Days back the reach roll-up's safety run compares raw counts with the roll-ups; older changes are rolled "
+        "up when marked by the report that made them, or by `hub reach rollup --all`.",
+        _positive_int,
+        "62",
+    )
     log_level: str = setting("Log level.", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
 
     @classmethod

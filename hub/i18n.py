@@ -160,6 +160,11 @@ FIELD_LABELS = {
     "subject": lazy_gettext("Subject"),
     "grades": lazy_gettext("Grades"),
     "grade": lazy_gettext("Grade"),
+    "county": lazy_gettext("County"),
+    "from": lazy_gettext("From"),  # the reach dashboard's period: the query's name for ReachQuery.from_
+    "from_": lazy_gettext("From"),
+    "to": lazy_gettext("To"),
+    "group_by": lazy_gettext("Group by"),
     "edition": lazy_gettext("Textbook edition"),
     "edition_other": lazy_gettext("Edition not in the list"),
     "mine": lazy_gettext("My school's courses only"),

@@ -43,6 +43,10 @@ INDEX_COURSES = "hub.search.index_courses"  # many at once: a sync pull applies 
 EXPIRE_UPLOADS = "hub.uploads.expire"
 # Bytes a deleted or replaced material left behind, unless something else uses them.
 REMOVE_UNUSED_BLOBS = "hub.media.remove_unused_blobs"
+# Re-roll the reach dashboard's tables for the days whose raw counts changed (hub.reach.rollup).
+ROLL_UP_REACH = "hub.reach.roll_up"
+# The same with the safety check over the recent days, from the beat.
+CHECK_REACH = "hub.reach.check"
 TASK_NAMES = frozenset(
     {
         PROCESS_MATERIAL,
@@ -55,6 +59,8 @@ TASK_NAMES = frozenset(
         INDEX_COURSES,
         EXPIRE_UPLOADS,
         REMOVE_UNUSED_BLOBS,
+        ROLL_UP_REACH,
+        CHECK_REACH,
     }
 )
 
@@ -167,9 +173,14 @@ def make_celery(app: Flask, settings: Settings) -> Celery:
                 "options": {"retry": False},
             },
             "expire-uploads": {"task": EXPIRE_UPLOADS, "schedule": 3600.0, "options": {"retry": False}},
+            "check-reach": {
+                "task": CHECK_REACH,
+                "schedule": float(settings.reach_rollup_every),
+                "options": {"retry": False},
+            },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
-        include=["workers.media", "workers.jobs", "workers.search", "workers.uploads"],
+        include=["workers.media", "workers.jobs", "workers.reach", "workers.search", "workers.uploads"],
     )
 
     from celery.signals import worker_process_init

@@ -6,7 +6,7 @@ from hub.harvest.models import HarvestRecord
 from hub.jobs import Outbox
 from hub.media.models import Blob, Rendition
 from hub.pagecache import PageGeneration
-from hub.reach.models import PlaySeen, UsageCount
+from hub.reach.models import PendingDay, PlaySeen, ReachDay, ReachWeek, RolledDay, UsageCount
 from hub.search.changes import SearchChange, SearchReplica
 from hub.subtitles.models import Subtitle
 from hub.sync.models import (
@@ -39,10 +39,14 @@ __all__ = [
     "Outbox",
     "PageGeneration",
     "Pairing",
+    "PendingDay",
     "PlaySeen",
+    "ReachDay",
+    "ReachWeek",
     "Rendition",
     "ReportedCount",
     "ReportedUsage",
+    "RolledDay",
     "School",
     "SearchChange",
     "SearchReplica",

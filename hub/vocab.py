@@ -39,7 +39,8 @@ VolumeName = Literal["", "上册", "下册", "全一册"]
 
 SCHOOL_KINDS = ("famous", "rural", "urban")
 # reviewer: approves or returns the courses submitted by the schools of a region (HUB_REVIEW_REQUIRED).
-ROLES = ("admin", "uploader", "teacher", "reviewer")
+# supervisor: the education bureau; sees the reach dashboard (hub.reach) of its region or county.
+ROLES = ("admin", "uploader", "teacher", "reviewer", "supervisor")
 TOKEN_KINDS = ("user", "sync")
 
 # The 2022 compulsory-education curriculum, in the order a teacher reads them.
@@ -72,6 +73,26 @@ GRADE_NAMES = {
     8: "八年级",
     9: "九年级",
 }
+# The grades each subject is taught in under the 2022 compulsory-education curriculum plan
+# (义务教育课程方案 2022): what the reach dashboard's coverage holds a rural school's lessons
+# against. 科学 is taken as grades 1-6, where most schools teach 物理, 化学 and 生物 from grade 7 on.
+CURRICULUM_GRADES: dict[str, tuple[int, ...]] = {
+    "chinese": tuple(range(1, 10)),
+    "math": tuple(range(1, 10)),
+    "english": tuple(range(3, 10)),
+    "morality": tuple(range(1, 10)),
+    "history": (7, 8, 9),
+    "geography": (7, 8),
+    "science": tuple(range(1, 7)),
+    "physics": (8, 9),
+    "chemistry": (9,),
+    "biology": (7, 8),
+    "it": tuple(range(3, 9)),
+    "pe": tuple(range(1, 10)),
+    "art": tuple(range(1, 10)),
+    "music": tuple(range(1, 10)),
+    "labor": tuple(range(1, 10)),
+}
 LANGUAGES: tuple[str, ...] = get_args(LanguageCode)
 LICENSES: tuple[str, ...] = get_args(LicenseId)
 CATEGORIES: dict[str, tuple[str, str]] = {
@@ -98,3 +119,4 @@ RENDITION_STATUSES = ("pending", "processing", "ready", "failed", "skipped")
 
 assert tuple(SUBJECTS) == get_args(SubjectCode), "SUBJECTS must label every SubjectCode"
 assert tuple(CATEGORIES) == get_args(CategoryCode), "CATEGORIES must label every CategoryCode"
+assert tuple(CURRICULUM_GRADES) == tuple(SUBJECTS), "CURRICULUM_GRADES must give every subject its grades"

@@ -56,6 +56,8 @@ class User(Base):
     # A reviewer's region: the courses of schools there (or in a place inside it: "四川省" covers
     # "四川省 成都市") are theirs to approve. Empty: their own school's region.
     region: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    # A supervisor's county inside their region (their area: region and county); empty: the whole region.
+    county: Mapped[str] = mapped_column(String(100), default="", server_default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Stamped into every session cookie at sign-in and compared on each request: bumping it
     # (sign-out, a new password, deactivation) ends every session signed in before, copies
@@ -73,6 +75,15 @@ class User(Base):
     @property
     def review_region(self) -> str:
         return (self.region or self.school.region).strip() if self.role == "reviewer" else ""
+
+    @property
+    def supervised_area(self) -> tuple[str, str]:
+        """A supervisor's (region, county): their own, else their school's; ("", "") for everyone else."""
+        if self.role != "supervisor":
+            return "", ""
+        if self.region:
+            return self.region.strip(), self.county.strip()
+        return self.school.region.strip(), (self.county or self.school.county).strip()
 
 
 class ApiToken(Base):

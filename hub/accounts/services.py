@@ -138,7 +138,13 @@ def require_admin(actor: User) -> None:
 
 
 def create_user(
-    session: Session, email: str, school: School, role: str, password: str | None = None, region: str = ""
+    session: Session,
+    email: str,
+    school: School,
+    role: str,
+    password: str | None = None,
+    region: str = "",
+    county: str = "",
 ) -> User:
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
@@ -149,12 +155,23 @@ def create_user(
         )
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict(N_("A user %(email)s already exists."), {"email": N_("already taken")}, email=email)
-    region = region.strip()
-    if region and role != "reviewer":
-        raise Invalid(N_("Only reviewers have a region of their own."), {"region": N_("for reviewers only")})
-    if len(region) > 100:
-        raise Invalid(N_("A region has at most 100 characters."), {"region": N_("at most 100 characters")})
-    user = User(email=email, school=school, role=role, region=region)
+    region, county = region.strip(), county.strip()
+    if region and role not in ("reviewer", "supervisor"):
+        raise Invalid(
+            N_("Only reviewers and supervisors have a region of their own."),
+            {"region": N_("for reviewers and supervisors only")},
+        )
+    if county and role != "supervisor":
+        raise Invalid(N_("Only supervisors have a county of their own."), {"county": N_("for supervisors only")})
+    if len(region) > 100 or len(county) > 100:
+        raise Invalid(N_("A region or county has at most 100 characters."), {"region": N_("at most 100 characters")})
+    if role == "supervisor" and not (region or school.region):
+        # An empty area would be no area at all: say which one rather than show an empty dashboard.
+        raise Invalid(
+            N_("A supervisor needs a region: give one, or make them a user of a school that has one."),
+            {"region": N_("needed for a supervisor")},
+        )
+    user = User(email=email, school=school, role=role, region=region, county=county)
     if password:
         set_password(user, password)
     session.add(user)

@@ -17,12 +17,12 @@ The dashboard never scans these rows per request: a worker task rolls them up
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import Date, Enum, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Date, Enum, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.db import Base
+from hub.db import Base, UTCDateTime, utcnow
 from hub.vocab import USAGE_KINDS, USAGE_SOURCES
 
 
@@ -67,3 +67,74 @@ class PlaySeen(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     device: Mapped[str] = mapped_column(String(32), primary_key=True)
     material_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # this hub's own material id
+
+
+# -- roll-ups: what the dashboard reads (hub.reach.rollup fills them) ----------------------
+
+
+class ReachDay(Base):
+    """Raw counts of one day summed over materials and sources: per school, course, lesson and kind.
+
+    Read for a period's edge days (the whole weeks come from :class:`ReachWeek`) and for
+    one course's lessons.
+    """
+
+    __tablename__ = "reach_day"
+    __table_args__ = (
+        Index("ix_reach_day_course_id_day", "course_id", "day"),
+        Index("ix_reach_day_school_id_day", "school_id", "day"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    school_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    course_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    lesson_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(
+        Enum(*USAGE_KINDS, name="reach_day_kind", native_enum=False, create_constraint=True, length=16),
+        primary_key=True,
+    )
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class ReachWeek(Base):
+    """One ISO week (Monday's date) per school, course and kind: the grain of every period and trend."""
+
+    __tablename__ = "reach_week"
+    __table_args__ = (
+        Index("ix_reach_week_course_id_week", "course_id", "week"),
+        Index("ix_reach_week_school_id_week", "school_id", "week"),
+    )
+
+    week: Mapped[date] = mapped_column(Date, primary_key=True)
+    school_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    course_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(
+        Enum(*USAGE_KINDS, name="reach_week_kind", native_enum=False, create_constraint=True, length=16),
+        primary_key=True,
+    )
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class RolledDay(Base):
+    """A day rolled up, with the raw rows' number and total at that time.
+
+    The safety run compares them with the raw rows now: counts only ever grow (reports
+    add, nothing subtracts), so a day whose number of rows and total are unchanged needs
+    no re-roll.
+    """
+
+    __tablename__ = "reach_rolled_day"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    raw_rows: Mapped[int] = mapped_column(Integer)
+    raw_total: Mapped[int] = mapped_column(BigInteger)
+    rolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingDay(Base):
+    """A day whose raw counts changed since its roll-up, marked in the transaction that changed them."""
+
+    __tablename__ = "reach_pending_day"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

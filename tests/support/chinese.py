@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 _SAME_IN_CHINESE = {
     "OER", "Hub", "English", "SSIM", "PDF", "MP4", "WebVTT", "SRT", "CC", "BY", "SA", "NC", "ND", "kbit", "Mbit",
     "fps", "KB", "MB", "GB", "HTTP", "JSON", "CSV", "API", "USB", "LAN", "ZIP", "tus", "OAI", "PMH", "sha", "pinyin",
-    "JavaScript",
+    "JavaScript", "Excel",
 }  # fmt: skip
 # Not words of the interface: addresses, e-mails, codes with digits (CC-BY-4.0, video-360p, 1.2 MB).
 _NOT_WORDS = re.compile(

@@ -45,6 +45,7 @@ ARGS: dict[str, list[str]] = {
     "textbook list": [],
     "textbook show": ["renjiao-math-3-1"],
     "textbook delete": ["renjiao-math-3-1"],
+    "reach rollup": [],
 }
 """Each command that uses the database, with arguments it would otherwise run with."""
 NOT_CHECKED = {

@@ -179,4 +179,4 @@ def test_user_create_makes_a_reviewer_of_a_region(hub: CliRunner, db: Session, m
     refused = _run(
         hub, "user", "create", "t@dx.gov.cn", "--school", "定西市教育局", "--role", "teacher", "--region", "甘肃省"
     )
-    assert refused.exit_code != 0 and "Only reviewers have a region" in refused.output
+    assert refused.exit_code != 0 and "Only reviewers and supervisors have a region" in refused.output
