@@ -442,7 +442,8 @@ class Upstream:
 
 
 WITH_EXTRAS = "?with=" + ",".join(mf.EXTRAS)
-"""What this release reads beyond the base entry format: subtitle tracks and chapters (hub.sync.manifest.EXTRAS).
+"""What this release reads beyond the base entry format: subtitle tracks, chapters and textbook alignments
+(hub.sync.manifest.EXTRAS).
 The index and the entries must be asked for alike, or the entries would not match the signed revisions."""
 
 MAX_ENTRIES_BYTES = 512 * 1024 * 1024
@@ -1058,6 +1059,7 @@ def apply_manifest(
         today = options.today or utcnow().astimezone(local_zone(settings)).date()
         schedule = calendar.load_schedule(session, today, options.weeks_ahead)
         room = storage_room(session, storage, options)
+        absent_before = set(work.missing)  # what storage lacked, whatever this run fetches of it
         fitted = services.fit_budget(session, storage, work, room)
         if schedule and fitted.skipped and room is not None:
             # A course on a calendar too big for the room left still brings its lessons due first.
@@ -1113,7 +1115,7 @@ def apply_manifest(
 
     # Present: what the plan found in storage, and what this run stored (each verified).
     wanted = {sha for entry in work.apply for sha in entry.files()}
-    present = (wanted - set(work.missing)) | progress.stored
+    present = (wanted - absent_before) | progress.stored
     replaced: set[str] = set()
     with database.session() as session:
         mirrored = services.mirrored_courses(session)

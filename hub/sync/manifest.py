@@ -130,7 +130,12 @@ SUBTITLES = "subtitles"
 Kept in the same tuple as the video profiles because it changes the entries the same way
 (another cache key, another revision), and no rendition profile has this name."""
 
-EXTRAS = (SUBTITLES, CHAPTERS)
+TEXTBOOKS = "textbooks"
+"""Among the profiles entries are built for: the school server reads each lesson's textbook alignment
+(``"textbook": "renjiao-math-3-1", "node": "2.1"``, keys as every hub names them; only where the
+lesson is on a chapter), like :data:`SUBTITLES`. Its teaching calendar orders the pull by them."""
+
+EXTRAS = (SUBTITLES, CHAPTERS, TEXTBOOKS)
 """What a school server may ask for beyond the base entries (``?with=``), in the order profiles list them."""
 
 
@@ -201,6 +206,9 @@ class ManifestLesson(_Data):
     title: Text200
     summary: Annotated[str, Field(max_length=20000)] = ""
     unit: Annotated[str, Field(max_length=100)] = ""
+    # The chapter node the lesson is on, by keys (TEXTBOOKS); "" where it is on none.
+    textbook: Annotated[str, Field(max_length=100)] = ""
+    node: Annotated[str, Field(max_length=50)] = ""
     materials: list[ManifestMaterial]
 
 
@@ -476,6 +484,10 @@ def _build_lessons(session: Session, lesson_ids: Sequence[int], video_profiles: 
             renditions.sort(key=lambda r: r["profile"])
         tracks = _subtitles(session, material_ids) if SUBTITLES in video_profiles else {}
         with_chapters = CHAPTERS in video_profiles
+        if TEXTBOOKS in video_profiles:
+            # Only where a lesson is on a chapter: an entry of any other lesson stays what it always was.
+            for lid, book_key, node_key in _alignments(session, chunk):
+                lessons[lid] |= {"textbook": book_key, "node": node_key}
         for mid, lid, kind, title, filename, status, sha, size, media_type, chapters in sorted(
             materials, key=lambda row: row[0]
         ):
@@ -495,6 +507,19 @@ def _build_lessons(session: Session, lesson_ids: Sequence[int], video_profiles: 
             lessons[lid]["materials"].append(material)
         bodies.update((lid, canonical_json(lesson)) for lid, lesson in lessons.items())
     return bodies
+
+
+def _alignments(session: Session, lesson_ids: Sequence[int]) -> list[tuple[int, str, str]]:
+    """(lesson id, textbook key, node key) of the lessons among `lesson_ids` that are on a chapter."""
+    from hub.textbooks.models import Textbook, TextbookNode
+
+    rows = session.execute(
+        select(Lesson.id, Textbook.key, TextbookNode.key)
+        .join(TextbookNode, TextbookNode.id == Lesson.textbook_node_id)
+        .join(Textbook, Textbook.id == TextbookNode.textbook_id)
+        .where(Lesson.id.in_(list(lesson_ids)))
+    )
+    return [(lid, book, node) for lid, book, node in rows]
 
 
 def _subtitles(session: Session, material_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:

@@ -521,11 +521,19 @@ def apply_course(
     if new_blobs:
         session.execute(insert(_table(Blob)), new_blobs)
     stamps = {"created_at": now, "updated_at": now}
+    nodes = _local_nodes(session, entry)
     lesson_ids = _insert_returning_ids(
         session,
         Lesson,
         [
-            {"course_id": course.id, "position": i.position, "title": i.title, "summary": i.summary, "unit": i.unit}
+            {
+                "course_id": course.id,
+                "position": i.position,
+                "title": i.title,
+                "summary": i.summary,
+                "unit": i.unit,
+                "textbook_node_id": nodes.get((i.textbook, i.node)),
+            }
             | stamps
             for i in entry.lessons
         ],
@@ -604,6 +612,24 @@ def apply_course(
     if reindex:
         reindex_courses(session, [course.id])
     return course
+
+
+def _local_nodes(session: Session, entry: mf.ManifestCourse) -> dict[tuple[str, str], int]:
+    """This server's node ids for the (textbook key, node key) alignments of `entry`'s lessons.
+
+    A book this server does not hold leaves its lessons unaligned here; the entry keeps the keys.
+    """
+    from hub.textbooks.models import Textbook, TextbookNode
+
+    books = {lesson.textbook for lesson in entry.lessons if lesson.textbook}
+    if not books:
+        return {}
+    rows = session.execute(
+        select(TextbookNode.id, Textbook.key, TextbookNode.key)
+        .join(Textbook, Textbook.id == TextbookNode.textbook_id)
+        .where(Textbook.key.in_(sorted(books)))
+    )
+    return {(book, node): node_id for node_id, book, node in rows}
 
 
 def _transcript(storage: Storage, sha256: str) -> str:

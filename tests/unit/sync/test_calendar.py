@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from pathlib import Path
@@ -413,3 +414,33 @@ def test_a_calendars_book_comes_from_the_upstreams_public_api(
 def test_an_unreachable_upstream_is_said_in_the_message() -> None:
     with pytest.raises(HubError, match="could not be read"):
         calendar.fetch_books(None, "http://127.0.0.1:9", ["renjiao-math-3-1"])  # type: ignore[arg-type]
+
+
+def test_entries_name_a_lessons_chapter_by_keys_only_for_school_servers_that_read_them(
+    app: Flask, db: Session, make: Accounts
+) -> None:
+    famous = make.school("海淀实验小学", "famous")
+    rural = make.school("山村小学", "rural")
+    uploader = make.user("up@famous.example", famous, "uploader")
+    book = _book(db)
+    node = db.scalar(select(TextbookNode).where(TextbookNode.textbook_id == book.id, TextbookNode.key == "2.1"))
+    assert node is not None
+    course = catalog.create_course(db, uploader, CourseCreate(**COURSE))
+    aligned = catalog.create_lesson(db, uploader, course.id, LessonCreate(title="两位数加两位数"))
+    catalog.create_lesson(db, uploader, course.id, LessonCreate(title="练习课"))
+    aligned.textbook_node_id = node.id
+    catalog.publish_course(db, uploader, course.id)
+    services.subscribe(db, rural, course_id=course.id)
+    db.commit()
+    profiles = ("video-360p", mf.SUBTITLES, mf.CHAPTERS)
+    [older] = services.course_entries(db, rural, [course.id], profiles=profiles)
+    [line] = services.course_entries(db, rural, [course.id], profiles=(*profiles, mf.TEXTBOOKS))
+    lessons = json.loads(line)["entry"]["lessons"]
+    assert [(lesson.get("textbook"), lesson.get("node")) for lesson in lessons] == [
+        ("renjiao-math-3-1", "2.1"),
+        (None, None),  # a lesson on no chapter: its entry is what it always was
+    ]
+    assert "textbook" not in older.decode()  # a school server of an earlier release is never sent the keys
+    entry = mf.ManifestCourse.model_validate({**json.loads(line)["entry"], "revision": "0" * 64})
+    assert calendar.lesson_alignment(entry.lessons[0]) == ("renjiao-math-3-1", "2.1")
+    assert calendar.lesson_alignment(entry.lessons[1]) == (None, None)
