@@ -162,7 +162,7 @@ def run_backend(backend: str, source: Path, sha256: str, work: Path, chunk: int)
     )
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--processes", "1"], env=env, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
     try:
