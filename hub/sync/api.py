@@ -97,6 +97,12 @@ class CountsOut(BaseModel):
         description="Downloads not counted: blobs the school's subscriptions do not select (or no blob at all), "
         "days out of range, or past the daily bound. Never said per row."
     )
+    usage_added: int = Field(0, description="Plays, downloads and course ZIPs per lesson counted")
+    usage_ignored: int = Field(
+        0,
+        description="Plays, downloads and course ZIPs per lesson not counted (another school's course, "
+        "a lesson or material not in it, days out of range, past the daily bound), or already counted",
+    )
 
 
 class CoursesIn(Strict):
@@ -291,7 +297,7 @@ def post_courses(body: CoursesIn) -> Response:
     blueprint,
     "/sync/counts",
     "POST",
-    summary="Aggregated download counts from a school server (resending a report adds nothing)",
+    summary="Aggregated download and usage counts from a school server (resending a report adds nothing)",
     body=counts.CountReportIn,
     response=CountsOut,
     auth=True,
@@ -302,7 +308,12 @@ def post_counts(body: counts.CountReportIn) -> CountsOut:
     limits = counts.CountLimits.from_settings(settings)
     # Commits batch by batch itself: a big report never holds the write lock for long.
     received = counts.receive_counts(request_session(), user.school, body, limits)
-    return CountsOut(added=received.added, ignored=received.ignored)
+    return CountsOut(
+        added=received.added,
+        ignored=received.ignored,
+        usage_added=received.usage_added,
+        usage_ignored=received.usage_ignored,
+    )
 
 
 @operation(

@@ -156,6 +156,8 @@ class StateReceived:
     added: int  # downloads counted
     ignored: int
     ack: dict[str, Any] | None  # what goes back in the bundle (ACK_NAME)
+    usage_added: int = 0  # plays, downloads and ZIPs per lesson counted (source usb)
+    usage_ignored: int = 0
 
 
 def receive_state(app: Flask, school_name: str, state: StateFile) -> StateReceived:
@@ -172,7 +174,7 @@ def receive_state(app: Flask, school_name: str, state: StateFile) -> StateReceiv
 
     settings: Settings = app.extensions["hub.settings"]
     limits = counts.CountLimits.from_settings(settings)
-    added = ignored = 0
+    added = ignored = usage_added = usage_ignored = 0
     with get_database(app).session() as session:
         school = get_school_by_name(session, school_name)
         if state.server is not None:
@@ -190,10 +192,13 @@ def receive_state(app: Flask, school_name: str, state: StateFile) -> StateReceiv
         except (ValidationError, KeyError, TypeError):
             raise Invalid("The state file's download counts are not a report this hub can read.") from None
         for part in parts:
-            received = counts.receive_counts(session, school, part, limits)  # commits batch by batch
+            # Commits batch by batch; usage rows are recorded as come by USB.
+            received = counts.receive_counts(session, school, part, limits, source="usb")
             added, ignored = added + received.added, ignored + received.ignored
+            usage_added += received.usage_added
+            usage_ignored += received.usage_ignored
     ack = {"id": state.counts["id"], "counts": state.counts["counts"]}
-    return StateReceived(added, ignored, ack)
+    return StateReceived(added, ignored, ack, usage_added, usage_ignored)
 
 
 # -- export --------------------------------------------------------------------------

@@ -335,6 +335,12 @@ def bundle_export(target: Path, school_name: str | None, state_file: Path | None
                     "(already recorded, or not countable)",
                     err=True,
                 )
+                if received.usage_added or received.usage_ignored:
+                    click.echo(
+                        f"plays, downloads and course ZIPs per lesson from the state file: {received.usage_added} "
+                        f"counted, {received.usage_ignored} not",
+                        err=True,
+                    )
         if target.suffix.lower() in (".zip", ".tar", ".tgz", ".gz"):
             with tempfile.TemporaryDirectory(dir=target.parent, prefix=".bundle-") as tmp:
                 written = bundles.export_bundle(

@@ -1370,7 +1370,7 @@ def send_counts(database: Database, upstream: Upstream, rows: int = REPORT_ROWS)
     with database.session() as session:
         report = counts.pending_count_report(session)
         session.commit()
-    sent = added = 0
+    sent = added = used = 0
     while report is not None:
         part = counts.report_part(report, rows)
         try:
@@ -1385,13 +1385,18 @@ def send_counts(database: Database, upstream: Upstream, rows: int = REPORT_ROWS)
         with database.session() as session:
             report = counts.acknowledge_count_report(session, part)
             session.commit()
-        sent += sum(c["count"] for c in part["counts"])
+        sent += counts.downloads_in(part["counts"])
+        used += counts.usage_in(part["counts"])
         added += answer.get("added", 0) if isinstance(answer, dict) else 0
-    return _counts_note(sent, added)
+    return _counts_note(sent, added, used=used)
 
 
-def _counts_note(sent: int, added: int, failure: str = "") -> str:
+def _counts_note(sent: int, added: int, failure: str = "", used: int = 0) -> str:
     note = f"sent {sent} downloads upstream ({added} counted)" if sent else ""
+    if used:
+        # Plays, downloads and course ZIPs per lesson (hub.reach), in the same report.
+        uses = f"sent {used} plays, downloads and course ZIPs per lesson upstream"
+        note = f"{note}; {uses}" if note else uses
     if failure:
         unsent = f"download counts not sent ({failure}); they go with the next pull"
         return f"{note}; {unsent}" if note else unsent

@@ -327,7 +327,13 @@ def _samples(world: World) -> dict[str, dict[str, Any]]:
             "storage_used": 1,
             "storage_free": 1,
         },
-        "CountReportIn": {"id": "a" * 32, "counts": [{"sha256": world.sha256, "day": "2026-01-01", "count": 1}]},
+        "CountReportIn": {
+            "id": "a" * 32,
+            "counts": [
+                {"sha256": world.sha256, "day": "2026-01-01", "count": 1},
+                {"day": "2026-01-01", "course": world.course, "lesson": 0, "material": 0, "kind": "zip", "count": 1},
+            ],
+        },
     }
 
 

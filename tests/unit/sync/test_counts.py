@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from hub.catalog.models import Course
+from hub.catalog.models import Course, Lesson, Material
 from hub.db import Database, get_database, utcnow
-from hub.media.models import DownloadCount
+from hub.media.models import DownloadCount, Rendition
+from hub.reach.models import UsageCount
 from hub.sync import client, counts, services
 from hub.sync.models import CountReport, MirrorCourse
 from tests.conftest import Accounts
@@ -245,3 +247,66 @@ def test_a_link_cut_between_parts_resends_only_what_was_not_acknowledged(up: Ups
     client.send_counts(mirror, rest, rows=20)  # type: ignore[arg-type]
     assert rest.sizes == [10]
     assert sum(up.downloads().values()) == expected
+
+
+# -- usage per lesson (hub.reach) in the same report -----------------------------------
+
+
+def _ids(up: Upstream, sha: str) -> tuple[int, int, int]:
+    """(course, lesson, material) of the material whose rendition is `sha`."""
+    row = up.db.execute(
+        select(Lesson.course_id, Lesson.id, Material.id)
+        .join(Material, Material.lesson_id == Lesson.id)
+        .join(Rendition, Rendition.material_id == Material.id)
+        .where(Rendition.blob_sha256 == sha)
+    ).one()
+    return row[0], row[1], row[2]
+
+
+def _usage_row(ids: tuple[int, int, int], kind: str, count: int, day: date = TODAY) -> dict[str, Any]:
+    course, lesson, material = ids
+    row = {"day": day.isoformat(), "course": course, "lesson": lesson, "material": material, "kind": kind}
+    return row | {"count": count}
+
+
+def test_usage_rows_count_for_the_schools_subscribed_lessons_once(up: Upstream) -> None:
+    mine, other = _ids(up, up.subscribed[0]), _ids(up, up.unsubscribed)
+    course, lesson, material = mine
+    rows = [
+        {"sha256": up.subscribed[0], "day": TODAY.isoformat(), "count": 2},
+        _usage_row(mine, "play", 5),
+        _usage_row(mine, "download", 2),
+        _usage_row((course, 0, 0), "zip", 1),
+        _usage_row(other, "play", 7),  # a course it does not subscribe to
+        _usage_row((course, lesson, other[2]), "play", 11),  # another course's material under this lesson
+        _usage_row((course, lesson, 0), "zip", 13),  # a ZIP names no lesson
+        _usage_row(mine, "play", 17, TODAY - timedelta(days=400)),  # too old
+        _usage_row(mine, "download", 600),  # past the daily bound: 498 more fit
+    ]
+    body = counts.CountReportIn.model_validate({"id": "b" * 32, "counts": rows})
+    received = counts.receive_counts(up.db, up.rural, body, LIMITS, source="usb")
+    assert (received.added, received.ignored) == (2, 0)
+    assert (received.usage_added, received.usage_ignored) == (5 + 2 + 1 + 498, 7 + 11 + 13 + 17 + 102)
+    found = {
+        (r.lesson_id, r.material_id, r.kind, r.source, r.school_id): r.count for r in up.db.scalars(select(UsageCount))
+    }
+    assert found == {
+        (lesson, material, "play", "usb", up.rural.id): 5,
+        (lesson, material, "download", "usb", up.rural.id): 500,
+        (0, 0, "zip", "usb", up.rural.id): 1,
+    }
+    again = counts.receive_counts(up.db, up.rural, body, LIMITS, source="lan")
+    assert again.usage_added == 0 and up.db.scalar(select(func.sum(UsageCount.count))) == 506
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"day": "2026-12-01", "count": 1, "course": 1, "lesson": 1, "material": 1},  # no kind
+        {"day": "2026-12-01", "count": 1, "sha256": "a" * 64, "course": 1, "lesson": 1, "material": 1, "kind": "play"},
+        {"day": "2026-12-01", "count": 1, "course": 1, "lesson": 1, "material": 1, "kind": "play", "device": "x"},
+    ],
+)
+def test_a_row_is_a_download_or_a_usage_and_names_nobody(row: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        counts.CountReportIn.model_validate({"id": "c" * 32, "counts": [row]})

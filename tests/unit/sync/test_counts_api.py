@@ -38,7 +38,7 @@ def test_a_report_over_the_bound_is_a_413_in_the_error_shape(
     assert "at most 1000 rows" in refused.json["error"]["message"] and "counts" in refused.json["error"]["fields"]
     assert up.downloads() == {}
     taken = client.post("/api/v1/sync/counts", json=_body(rows[:1000], "d" * 32), headers=headers)
-    assert taken.json == {"added": 1000, "ignored": 0}
+    assert taken.json == {"added": 1000, "ignored": 0, "usage_added": 0, "usage_ignored": 0}
 
 
 def test_the_answer_never_tells_an_invisible_hash_from_an_unknown_one(
@@ -51,7 +51,7 @@ def test_the_answer_never_tells_an_invisible_hash_from_an_unknown_one(
             "/api/v1/sync/counts", json=_body([(sha, TODAY, 10_000_000)], f"{n:032x}"), headers=headers
         )
         answers.append((response.status_code, response.get_data()))
-    assert answers == [(200, b'{"added":0,"ignored":10000000}\n')] * 3
+    assert answers == [(200, b'{"added":0,"ignored":10000000,"usage_added":0,"usage_ignored":0}\n')] * 3
     assert up.downloads() == {}
 
 
