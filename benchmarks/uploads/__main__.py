@@ -161,9 +161,9 @@ def run_backend(backend: str, source: Path, sha256: str, work: Path, chunk: int)
         .splitlines()[-1]
     )
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--processes", "1"], env=env, stderr=subprocess.DEVNULL
-    )
+    # One process: a tus upload is one request at a time, and its memory is that process's.
+    argv = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--processes", "1"]
+    server = subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{url}/api/v1/openapi.json")
