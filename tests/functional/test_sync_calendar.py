@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from datetime import timedelta
 
 import pytest
@@ -20,12 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.accounts import services as accounts
+from hub.accounts.models import School as SchoolRow
 from hub.catalog import services as catalog
 from hub.catalog.models import Lesson
 from hub.catalog.schemas import CourseCreate, LessonCreate
 from hub.db import utcnow
 from hub.sync.client import local_zone
-from hub.sync.models import MirrorCourse
+from hub.sync.models import MirrorCourse, Subscription
 from hub.textbooks.models import Textbook, TextbookNode
 from tests.conftest import COURSE, STORAGE
 from tests.functional import test_sync as two_hubs
@@ -110,6 +112,19 @@ def _blob_order(proxy: Proxy, videos: dict[str, str]) -> list[str]:
     return [by_sha[sha] for sha in asked if sha in by_sha]
 
 
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match
+    return match.group(1)
+
+
+def _school(session: Session) -> SchoolRow:
+    school = session.scalar(select(SchoolRow).limit(1))
+    if school is None:
+        school = accounts.create_school(session, "山村小学", "rural", "甘肃省", "通渭县")
+    return school
+
+
 def _lessons(school: School) -> list[str]:
     with school.session() as session:
         return list(session.scalars(select(Lesson.title).order_by(Lesson.position)))
@@ -128,7 +143,7 @@ def test_a_capped_pull_brings_the_weeks_due_first_and_the_next_pull_the_rest(
     calendar_set = two_hubs.run_hub(chinese, "sync", "calendar", "set", BOOK, "--start", start)
     assert calendar_set.exit_code == 0, calendar_set.output
     assert f"已从上级平台取来教材 {BOOK}" in calendar_set.output  # its chapters and weeks, before any pull
-    env = {**school.env, "HUB_SYNC_WEEKS_AHEAD": "1"}
+    env = {**school.env, "HUB_SYNC_WEEKS_AHEAD": "1", "LANGUAGE": "", "LC_ALL": "", "LC_MESSAGES": "", "LANG": "C"}
     shown = two_hubs.run_hub(env, "sync", "calendar", "show", BOOK)
     assert shown.exit_code == 0 and "2-3" in shown.output, shown.output
 
@@ -143,6 +158,10 @@ def test_a_capped_pull_brings_the_weeks_due_first_and_the_next_pull_the_rest(
     assert _lessons(school) == ["几百几十的加减", "两位数加两位数"]
     with school.session() as session:
         assert session.scalar(select(MirrorCourse.revision)) == ""  # applied in part: the next pull goes on
+    # Meanwhile the school can carry what it has to a neighbour on a USB drive: the rest is left out, said so.
+    carried = two_hubs.run_hub(env, "bundle", "export", "--to", str(school.tmp / "usb"))
+    assert carried.exit_code == 0, carried.output
+    assert "2 blobs" in carried.output and "2 files of courses this server holds only in part" in carried.output
 
     proxy.reset_counts()
     rest = two_hubs.run_hub(env, "sync", "pull", "--parallel", "1")
@@ -163,11 +182,25 @@ def test_a_course_too_big_for_the_storage_budget_brings_its_lessons_due_first(
     upstream: Upstream, school: School, proxy: Proxy
 ) -> None:
     videos = _aligned_course(upstream)
-    assert school.hub("sync", "subscribe", "--textbook", BOOK).exit_code == 0
     today = utcnow().astimezone(local_zone(school.app.extensions["hub.settings"])).date()
     # Week 3 today: with no week ahead, only 几百几十的加减 (week 3) is due.
     start = (today - timedelta(days=14)).isoformat()
-    assert school.hub("sync", "calendar", "set", BOOK, "--start", start).exit_code == 0
+    # This time the school's admin uses the calendar page: subscribe, then the term.
+    with school.session() as session:
+        admin = accounts.create_user(session, "admin@shancun.cn", _school(session), "admin", "a long password")
+        session.commit()
+        assert admin.is_admin
+    page = school.app.test_client()
+    page.set_cookie("hub_lang", "zh")
+    token = _csrf(page.get("/login").text)
+    page.post("/login", data={"email": "admin@shancun.cn", "password": "a long password", "csrf_token": token})
+    token = _csrf(page.get("/admin/sync/calendar").text)
+    subscribed = page.post("/admin/sync/calendar/subscribe", data={"csrf_token": token, "textbook": BOOK})
+    assert subscribed.status_code == 303, subscribed.text
+    created = page.post("/admin/sync/calendar", data={"csrf_token": token, "textbook": BOOK, "start": start})
+    assert created.status_code == 303
+    upstream.db.rollback()
+    assert upstream.db.scalar(select(Subscription.textbook_key)) == BOOK
     # Room for two videos of four: the due one, then the next in the calendar's order (week 4).
     env = {**school.env, "HUB_SYNC_WEEKS_AHEAD": "0", "HUB_SYNC_STORAGE_BUDGET": str(2 * VIDEO + VIDEO // 2)}
     proxy.reset_counts()
