@@ -74,6 +74,7 @@ PRIVATE_TABLES = frozenset(
         "download_count",
         "usage_count",
         "reach_play_seen",
+        "reach_pending_day",
         "mirror_reported_usage",
         "sync_run",
         "sync_count_report",

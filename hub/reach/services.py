@@ -342,6 +342,21 @@ def _existing(session: Session, rows: Mapping[UsageKey, int], school_id: int, so
     return {(day, course, lesson, material, kind): count for day, course, lesson, material, kind, count in found}
 
 
+def _mark(session: Session, day: date) -> None:
+    """Have the roll-up (hub.reach.rollup) re-make `day`, unless it is marked already.
+
+    Marking every use would queue a roll-up task per play; once per day until a
+    roll-up claims it is enough. A use that commits just after a roll-up read the
+    day (it found the mark still there) is picked up by the next mark or by the
+    roll-up's safety run, which re-reads recent days whose totals changed.
+    """
+    from hub.reach.models import PendingDay
+    from hub.reach.rollup import mark_days
+
+    if session.get(PendingDay, day) is None:
+        mark_days(session, [day])
+
+
 def _record(counting: Counting, kind: str, find: Any, day: date | None) -> bool:
     """Count one use in its own short transaction; `find(session)` says what it counts against (None: nothing)."""
     day = day or utcnow().date()
@@ -351,6 +366,7 @@ def _record(counting: Counting, kind: str, find: Any, day: date | None) -> bool:
             return False
         key = (day, attribution.course_id, attribution.lesson_id, attribution.material_id, kind)
         add_usage(session, {key: 1}, school_id=counting_school(session, counting), source=counting.source)
+        _mark(session, day)
         session.commit()
         return True
 
@@ -406,6 +422,7 @@ def _play(counting: Counting, material_id: int, device: str, day: date | None) -
             return False
         key = (day, attribution.course_id, attribution.lesson_id, attribution.material_id, "play")
         add_usage(session, {key: 1}, school_id=counting_school(session, counting), source=counting.source)
+        _mark(session, day)
         session.commit()
         return True
 

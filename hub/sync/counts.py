@@ -54,6 +54,7 @@ from hub.db import utcnow
 from hub.errors import HubError
 from hub.i18n import N_
 from hub.media.models import DownloadCount, Rendition
+from hub.reach import rollup
 from hub.reach import services as reach
 from hub.reach.models import UsageCount
 from hub.sync import manifest as mf
@@ -228,6 +229,9 @@ def receive_counts(
             session.flush()
             written = _add_batch(session, school.id, wanted, limits.daily)
             used_now = reach.add_usage(session, usage, school_id=school.id, source=source, cap=limits.daily)
+            if used_now:
+                # Any day of the last year: the roll-up's safety run only re-reads recent ones.
+                rollup.mark_days(session, {key[0] for key in usage})
             row = session.get(CountReport, summary if last else markers[index])
             assert row is not None
             # Informational (the report's total), in an integer column: kept within it.

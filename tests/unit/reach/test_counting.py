@@ -9,14 +9,15 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import get_database, utcnow
+from hub.jobs import ROLL_UP_REACH, Outbox
 from hub.media.models import DownloadCount, Rendition
 from hub.reach import services as reach
-from hub.reach.models import PlaySeen, UsageCount
+from hub.reach.models import PendingDay, PlaySeen, UsageCount
 from hub.sync.models import MirrorCourse
 from tests.conftest import STORAGE, Accounts
 from tests.support.courses import SeededCourse, seed_course
@@ -60,6 +61,8 @@ def test_a_beacon_play_counts_once_per_device_material_and_day(
     assert play(client, video).status_code == 204  # the same device again today: answered alike, not counted
     assert play(client, video, "another-device-0123456789").status_code == 204
     assert usage(db) == {(seeded.course_id, lesson, video, "play", "hub", 0): 2}
+    assert db.scalars(select(PendingDay.day)).all() == [utcnow().date()]  # marked once for the roll-up
+    assert db.scalar(select(func.count()).select_from(Outbox).where(Outbox.task == ROLL_UP_REACH)) == 1
     # Nothing about the device is in the counts; the de-duplication keeps a keyed hash of it.
     seen = db.scalars(select(PlaySeen.device)).all()
     assert len(seen) == 2 and DEVICE not in seen and all(len(d) == 32 for d in seen)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import Database, get_database, utcnow
 from hub.media.models import DownloadCount, Rendition
-from hub.reach.models import UsageCount
+from hub.reach.models import PendingDay, UsageCount
 from hub.sync import client, counts, services
 from hub.sync.models import CountReport, MirrorCourse
 from tests.conftest import Accounts
@@ -295,6 +295,7 @@ def test_usage_rows_count_for_the_schools_subscribed_lessons_once(up: Upstream) 
         (lesson, material, "download", "usb", up.rural.id): 500,
         (0, 0, "zip", "usb", up.rural.id): 1,
     }
+    assert set(up.db.scalars(select(PendingDay.day))) == {TODAY}  # the roll-up re-makes the day
     again = counts.receive_counts(up.db, up.rural, body, LIMITS, source="lan")
     assert again.usage_added == 0 and up.db.scalar(select(func.sum(UsageCount.count))) == 506
 
