@@ -63,7 +63,7 @@ def trend(weeks: Sequence[tuple[date, Counts]], mask_below: int) -> Drawing | No
     """Plays and downloads per week, as two bars side by side."""
     if not weeks:
         return None
-    width, height, left, bottom, top_pad = 640, 180, 40, 22, 8
+    width, height, left, bottom, top_pad = 400, 160, 34, 20, 8
     plot_w, plot_h = width - left - 4, height - bottom - top_pad
     peak = _nice_max(max([max(_shown(c, "play"), _shown(c, "download")) for _, c in weeks] + [1]))
     slot = plot_w / len(weeks)
@@ -75,7 +75,7 @@ def trend(weeks: Sequence[tuple[date, Counts]], mask_below: int) -> Drawing | No
         Label("tick", left - 4, top_pad + plot_h, "0", "end"),
     ]
     names = {"play": gettext("Plays"), "download": gettext("Downloads")}
-    every = max(1, -(-len(weeks) // 6))  # at most six dates under the axis: no overlap at 360 px
+    every = max(1, -(-len(weeks) // 5))  # at most five dates under the axis: no overlap at 360 px
     for i, (week, counts) in enumerate(weeks):
         x = left + i * slot + slot * 0.1
         for j, kind in enumerate(("play", "download")):
@@ -100,13 +100,13 @@ def bars(rows: Sequence[ReachRow], mask_below: int) -> Drawing | None:
     """The top rows' plays as horizontal bars, labelled with their names."""
     if not rows:
         return None
-    row_h, width, label_w = 24, 640, 210
+    row_h, width, label_w = 22, 400, 130
     drawing = Drawing(gettext("Plays"), width, row_h * len(rows) + 4)
     peak = _nice_max(max([_shown(r.counts, "play") for r in rows] + [1]))
     for i, row in enumerate(rows):
         y = i * row_h + 2
-        w = (width - label_w - 70) * _shown(row.counts, "play") / peak
-        name = row.label if len(row.label) <= 12 else row.label[:11] + "…"
+        w = (width - label_w - 50) * _shown(row.counts, "play") / peak
+        name = row.label if len(row.label) <= 9 else row.label[:8] + "…"
         value = row.counts.text("play", mask_below)
         drawing.labels.append(Label("label", label_w - 6, y + 16, name, "end"))
         drawing.rects.append(Rect("bar play", label_w, y + 4, round(w, 1), row_h - 8, f"{row.label} · {value}"))

@@ -364,6 +364,14 @@ class SchoolCoverage:
         return sum(1 for subject, grades in CURRICULUM_GRADES.items() for g in grades if self.courses.get((subject, g)))
 
     @property
+    def gap_groups(self) -> list[tuple[str, list[int]]]:
+        """The gaps per subject, in the curriculum's order: 数学 [1, 2, 3]."""
+        out: dict[str, list[int]] = {}
+        for subject, grade in self.gaps:
+            out.setdefault(subject, []).append(grade)
+        return list(out.items())
+
+    @property
     def gaps(self) -> list[tuple[str, int]]:
         return [(s, g) for s, grades in CURRICULUM_GRADES.items() for g in grades if not self.courses.get((s, g))]
 
