@@ -11,7 +11,10 @@ run, through the redirect to S3), throttled through the DevTools protocol to
 
 Asserted: a first frame after at most what 5 s at 256 kbit/s carries (160 KB), and
 five seeks (10..90 %) that each resume with no media error, each after at most
-160 KB too, without reading backwards first. Bytes, not seconds, are asserted: the
+160 KB too, without reading backwards first nor anything before the fragment that
+holds its target (the fragment index is read from the file as served); and a first
+fragment of at most 5 s in every video rendition (the first picture waits for its
+fragment's audio run). Bytes, not seconds, are asserted: the
 page marks when each phase began and when it played (so the player's read-ahead
 while the test polls does not count), but on a shared machine at load 20 a seek
 with nothing to fetch was seen to take 9 s. The seconds are recorded:
@@ -22,7 +25,8 @@ reports them for lesson-length inputs, including a 45-minute one
 Until issue 14, fragments cut every 2 s inside 5 s camera GOPs made the mixed and
 camera 360p renditions stop on seeks with PIPELINE_ERROR_DECODE (is_key_frame=0);
 until ENCODER_REVISION 3, each seek read the previous fragment for the AAC frame
-playing at the keyframe (hub.media.fmp4).
+playing at the keyframe (hub.media.fmp4); until ENCODER_REVISION 4, a slides
+rendition's first fragment was its whole first GOP, up to 20 s.
 """
 
 from __future__ import annotations
