@@ -26,6 +26,7 @@ from hub.sync.client import _order_missing, parse_size
 from hub.sync.services import Plan
 from hub.textbooks.models import Textbook, TextbookNode
 from tests.conftest import COURSE, Accounts
+from tests.support.chinese import english_words
 
 # 人教版 数学 三年级上册, cut down: chapter 1 has two sections, the first with two 课时 a week
 # apart, the second dated as a whole (its 课时 are not); chapter 2 has one dated 课时 and one
@@ -339,7 +340,7 @@ def test_the_calendar_page_sets_a_term_and_a_schools_weeks(app: Flask, db: Sessi
     _book(db)
     browser, token = _admin_browser(app, make)
     empty = browser.get("/admin/sync/calendar")
-    assert empty.status_code == 200 and "还没有教学日历" in empty.text
+    assert empty.status_code == 200 and "还没有教学日历" in empty.text and english_words(empty.text) == []
     assert '<option value="renjiao-math-3-1">数学 三年级 上册</option>' in empty.text  # the books here
     created = browser.post(
         "/admin/sync/calendar", data={"csrf_token": token, "textbook": "renjiao-math-3-1", "start": "2026-09-01"}
@@ -357,6 +358,7 @@ def test_the_calendar_page_sets_a_term_and_a_schools_weeks(app: Flask, db: Sessi
     page = browser.get("/admin/sync/calendar?done=weeks").text
     assert "教学周已保存" in page and 'name="week-2.1" value="4"' in page and 'name="week-3.1" value="-"' in page
     assert "第 1 教学周从 2026-09-01 开始" in page
+    assert english_words(page) == []
     wrong = browser.post("/admin/sync/calendar/renjiao-math-3-1/weeks", data={"csrf_token": token, "week-2.1": "九"})
     assert wrong.status_code == 422 and "教学周是 1 至" in wrong.text
     bad_date = {"csrf_token": token, "textbook": "x", "start": "9/1"}
