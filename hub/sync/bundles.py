@@ -235,12 +235,13 @@ def export_bundle(
     subtitles: bool = True,
     chapters: bool = True,
     ack: dict[str, Any] | None = None,
+    textbooks: bool = True,
 ) -> dict[str, int]:
     """Write a bundle into the directory `target`; returns counts of blobs and bytes written.
 
     On the upstream, `school_name` names the subscriber and a fresh manifest is
-    signed for it, with subtitle tracks when `subtitles` and chapters when `chapters`
-    (the school reads them).
+    signed for it, with subtitle tracks when `subtitles`, chapters when `chapters` and the
+    textbook alignment when `textbooks` (the school reads them).
     On a school server (no `school_name`), the last verified manifest from its
     upstream is re-exported with the blobs it holds, so one synced school can
     carry an update to its neighbour.
@@ -260,6 +261,8 @@ def export_bundle(
                 profiles = (*profiles, mf.SUBTITLES)
             if chapters:  # the same for chapters (reads_extra)
                 profiles = (*profiles, mf.CHAPTERS)
+            if textbooks:  # and for the textbook alignment
+                profiles = (*profiles, mf.TEXTBOOKS)
             envelope = services.issue_manifest(
                 session,
                 school,

@@ -315,7 +315,7 @@ def bundle_cli() -> None:
 def bundle_export(target: Path, school_name: str | None, state_file: Path | None) -> None:
     """Write a bundle: the signed manifest and the blobs named by hash, split at 4 GiB."""
     from hub.sync import bundles
-    from hub.sync.manifest import CHAPTERS
+    from hub.sync.manifest import CHAPTERS, TEXTBOOKS
 
     app = _app()
     try:
@@ -323,6 +323,7 @@ def bundle_export(target: Path, school_name: str | None, state_file: Path | None
         have = state.blobs if state else None
         subtitles = bundles.reads_subtitles(state_file if state_file else None)
         chapters = bundles.reads_extra(state_file if state_file else None, CHAPTERS)
+        textbooks = bundles.reads_extra(state_file if state_file else None, TEXTBOOKS)
         ack = None
         if state is not None and school_name is not None:
             # The state file carried the school's download counts and server state: recorded
@@ -344,12 +345,26 @@ def bundle_export(target: Path, school_name: str | None, state_file: Path | None
         if target.suffix.lower() in (".zip", ".tar", ".tgz", ".gz"):
             with tempfile.TemporaryDirectory(dir=target.parent, prefix=".bundle-") as tmp:
                 written = bundles.export_bundle(
-                    app, Path(tmp), school_name=school_name, have=have, subtitles=subtitles, chapters=chapters, ack=ack
+                    app,
+                    Path(tmp),
+                    school_name=school_name,
+                    have=have,
+                    subtitles=subtitles,
+                    chapters=chapters,
+                    ack=ack,
+                    textbooks=textbooks,
                 )
                 bundles.pack_bundle(Path(tmp), target)
         else:
             written = bundles.export_bundle(
-                app, target, school_name=school_name, have=have, subtitles=subtitles, chapters=chapters, ack=ack
+                app,
+                target,
+                school_name=school_name,
+                have=have,
+                subtitles=subtitles,
+                chapters=chapters,
+                ack=ack,
+                textbooks=textbooks,
             )
     except HubError as exc:
         raise _fail(exc) from None

@@ -108,6 +108,7 @@ from hub.media.chapters import MAX_CHAPTERS, clean_chapters
 from hub.media.models import Blob, Rendition
 from hub.media.profiles import original_stands_in
 from hub.subtitles.models import Subtitle
+from hub.textbooks.models import Textbook
 from hub.vocab import CategoryCode, LanguageCode, LicenseId, SubjectCode, VolumeName
 
 FORMAT = "oer-hub-manifest/2"
@@ -133,7 +134,9 @@ Kept in the same tuple as the video profiles because it changes the entries the 
 TEXTBOOKS = "textbooks"
 """Among the profiles entries are built for: the school server reads each lesson's textbook alignment
 (``"textbook": "renjiao-math-3-1", "node": "2.1"``, keys as every hub names them; only where the
-lesson is on a chapter), like :data:`SUBTITLES`. Its teaching calendar orders the pull by them."""
+lesson is on a chapter), like :data:`SUBTITLES`. Its teaching calendar orders the pull by them.
+A course that follows a textbook also carries it (``"textbook"``: its key, fields and tree in
+hub.textbooks.files' format), so a school server creates a book it lacks."""
 
 EXTRAS = (SUBTITLES, CHAPTERS, TEXTBOOKS)
 """What a school server may ask for beyond the base entries (``?with=``), in the order profiles list them."""
@@ -200,6 +203,32 @@ class ManifestMaterial(_Data):
     chapters: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(max_length=MAX_CHAPTERS)] = []
 
 
+BookKey = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
+NodeKey = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$")]
+
+
+class ManifestNode(_Data):
+    key: NodeKey
+    kind: Literal["chapter", "section", "lesson"]
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    week: Annotated[int, Field(ge=1, le=30, strict=True)] | None = None
+    children: Annotated[list[ManifestNode], Field(max_length=2000)] = []
+
+
+class ManifestTextbook(_Data):
+    """The textbook a course follows, in the textbook file's format (hub.textbooks.files), checked again on import."""
+
+    format: Literal["oer-hub-textbook/1"]
+    key: BookKey
+    subject: SubjectCode
+    edition: Annotated[str, Field(min_length=1, max_length=50)]
+    grade: Annotated[int, Field(ge=1, le=9, strict=True)]
+    volume: Literal["上册", "下册", "全一册"]
+    school_system: Literal["", "六三", "五四"] = ""
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    nodes: Annotated[list[ManifestNode], Field(min_length=1, max_length=2000)]
+
+
 class ManifestLesson(_Data):
     id: Id
     position: int
@@ -230,6 +259,7 @@ class ManifestCourse(_Data):
     teacher: Annotated[str, Field(max_length=100)] = ""
     published_at: AwareDatetime | None = None
     school: ManifestSchool
+    textbook: ManifestTextbook | None = None  # TEXTBOOKS; only where the course follows one
     lessons: list[ManifestLesson]
 
     def files(self) -> dict[str, ManifestFile]:
@@ -713,6 +743,8 @@ class EntryCache:
             "published_at": _iso(course.published_at),
             "school": school_entry(course.school),
         }
+        if TEXTBOOKS in profiles and course.textbook is not None:
+            fields["textbook"] = textbook_entry(course.textbook)
         # Keys sort, so an entry's bytes are the keys before "lessons", the lessons, and the keys
         # after: the lessons (nearly all of the bytes) are joined from their cached bytes.
         prefix = canonical_json({k: v for k, v in fields.items() if k < "lessons"})[:-1]
@@ -727,6 +759,14 @@ PATCH_MARGIN = timedelta(seconds=2)
 built may commit just after it. A write older than that is in the index the school holds; one
 missed anyway (a transaction open longer) makes the merged entry's hash differ, and the school
 server then fetches the whole entry: the margin costs bytes, never correctness."""
+
+
+def textbook_entry(book: Textbook) -> dict[str, Any]:
+    """A textbook as entries carry it: the textbook file's JSON format, tree and all."""
+    from hub.textbooks.files import to_data
+    from hub.textbooks.services import to_spec
+
+    return to_data(to_spec(book))
 
 
 def _where(session: Session) -> str:

@@ -504,6 +504,8 @@ def apply_course(
     course.grades = list(entry.grades)
     course.version = entry.version
     course.published_at = entry.published_at or utcnow()
+    # Before the lessons' nodes are looked up: the book may be created from the entry.
+    course.textbook_id = _local_textbook(session, entry)
     session.flush()
     # Set-based from here: a course of 20 lessons is ~200 rows, and ORM objects for them
     # cost most of a first sync (22,404 objects for 100 courses: 27 s of 67 s profiled).
@@ -630,6 +632,26 @@ def _local_nodes(session: Session, entry: mf.ManifestCourse) -> dict[tuple[str, 
         .where(Textbook.key.in_(sorted(books)))
     )
     return {(book, node): node_id for node_id, book, node in rows}
+
+
+def _local_textbook(session: Session, entry: mf.ManifestCourse) -> int | None:
+    """The id of the entry's textbook on this server, created from the entry when it lacks it (or updated in place).
+
+    The upstream's book is the reference: its tree is imported over the local one when they
+    differ, unless that would drop nodes local lessons use (then the local book stays, and a
+    lesson whose node it lacks stays unaligned).
+    """
+    from hub.textbooks import services as textbooks
+    from hub.textbooks.files import parse_data
+
+    if entry.textbook is None:
+        return None
+    try:  # a refused import writes nothing (hub.textbooks.services.import_spec)
+        return textbooks.import_textbook(session, parse_data(entry.textbook.model_dump(mode="json"))).id
+    except HubError as exc:
+        log.warning("textbook %s of course %s kept as it is here: %s", entry.textbook.key, entry.id, exc.message)
+        local = textbooks.get_by_key(session, entry.textbook.key)
+        return local.id if local is not None else None
 
 
 def _transcript(storage: Storage, sha256: str) -> str:

@@ -95,16 +95,18 @@ def import_spec(session: Session, spec: TextbookSpec) -> ImportResult:
             other=same_identity.key,
             title=same_identity.title,
         )
+    # Every refusal comes before the first write: a refused import leaves the session as it was
+    # (a school server applying a course goes on with its local book).
+    existing = {node.key: node for node in book.nodes} if book is not None else {}
+    walk = spec.walk()
+    wanted = {node.key for node, _, _ in walk}
+    _refuse_removing_used(session, [n for key, n in existing.items() if key not in wanted])
     created = book is None
     if book is None:
         book = Textbook(key=spec.key)
         session.add(book)
     for name in ("subject", "edition", "grade", "volume", "school_system", "title"):
         setattr(book, name, getattr(spec, name))
-    existing = {node.key: node for node in book.nodes}
-    walk = spec.walk()
-    wanted = {node.key for node, _, _ in walk}
-    _refuse_removing_used(session, [n for key, n in existing.items() if key not in wanted])
 
     added = changed = unchanged = 0
     by_key: dict[str, TextbookNode] = {}
