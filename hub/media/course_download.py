@@ -187,6 +187,23 @@ class _Names:
         return f"{folder}/{candidate}{extension}"
 
 
+def _lesson_ref(lesson: Lesson) -> dict[str, Any]:
+    """A file's lesson in manifest.json, with the textbook node it teaches (by keys, as every hub names it)."""
+    ref: dict[str, Any] = {"id": lesson.id, "position": lesson.position, "title": lesson.title}
+    node = lesson.textbook_node
+    if node is not None:
+        ref["node"] = {"textbook": node.textbook.key, "key": node.key, "kind": node.kind, "title": node.title}
+    return ref
+
+
+def _textbook(course: Course) -> dict[str, Any]:
+    """The textbook the course follows, in the textbook file's format: another hub can import it as it is."""
+    from hub.textbooks.files import to_data
+    from hub.textbooks.services import to_spec
+
+    return {"textbook": to_data(to_spec(course.textbook))} if course.textbook is not None else {}
+
+
 def _manifest(course: Course, quality: str, files: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> bytes:
     updated = course.updated_at.isoformat() if course.updated_at else None
     document = {
@@ -198,6 +215,7 @@ def _manifest(course: Course, quality: str, files: list[dict[str, Any]], skipped
             "status": course.status,
             "version": course.version,
             "updated_at": updated,
+            **_textbook(course),
         },
         "quality": quality,
         "files": files,
@@ -305,13 +323,20 @@ def _index_html(
         f'<p class="meta">{e(course.school.name)}{" · " + e(course.teacher) if course.teacher else ""}'
         f" · {e(course.license)} · {e(offline_copy)}</p>\n"
     ]
+    if course.textbook is not None:
+        book = course.textbook
+        out.append(f'<p class="meta">{e(book.edition)} {e(book.title)}</p>\n')
     if course.summary:
         out.append(f"<p>{e(course.summary)}</p>\n")
     skipped_ids = {s["material"] for s in skipped}
     for lesson, files in lessons:
         out.append(f"<h2>{e(lesson.title)}</h2>\n")
-        if lesson.unit:
-            out.append(f'<p class="meta">{e(lesson.unit)}</p>\n')
+        # Where the lesson sits in the book: its unit, and the chapter node it teaches.
+        place = [lesson.unit] if lesson.unit else []
+        if lesson.textbook_node is not None and lesson.textbook_node.title != lesson.unit:
+            place.append(lesson.textbook_node.title)
+        if place:
+            out.append(f'<p class="meta">{" · ".join(e(p) for p in place)}</p>\n')
         for f in files:
             href = e(f.path, quote=True)
             title = e(f.chosen.material.title)
@@ -399,7 +424,7 @@ def plan_course_download(
                     "sha256": file.sha256,
                     "bytes": file.bytes,
                     "media_type": chosen.blob.media_type,
-                    "lesson": {"id": lesson.id, "position": lesson.position, "title": lesson.title},
+                    "lesson": _lesson_ref(lesson),
                     "material": {"id": material.id, "kind": material.kind, "title": material.title},
                     "profile": chosen.profile,
                 }
@@ -418,7 +443,7 @@ def plan_course_download(
                         "sha256": poster.sha256,
                         "bytes": poster.size,
                         "media_type": poster.media_type,
-                        "lesson": {"id": lesson.id, "position": lesson.position, "title": lesson.title},
+                        "lesson": _lesson_ref(lesson),
                         "material": {"id": material.id, "kind": material.kind, "title": material.title},
                         "profile": "poster",
                         "poster": {"for": path},
@@ -432,7 +457,7 @@ def plan_course_download(
                         "sha256": t.sha256,
                         "bytes": t.bytes,
                         "media_type": "text/vtt",
-                        "lesson": {"id": lesson.id, "position": lesson.position, "title": lesson.title},
+                        "lesson": _lesson_ref(lesson),
                         "material": {"id": material.id, "kind": material.kind, "title": material.title},
                         "subtitles": {"language": t.language, "label": t.label, "for": path},
                     }

@@ -800,3 +800,46 @@ def test_a_pulled_course_carries_its_chapters_and_older_servers_see_entries_as_b
         "/api/v1/sync/courses?with=subtitles,chapters", json={"courses": [upstream.course_id]}, headers=sync
     )
     assert b'"chapters":[0.0,8.0,17.0]' in newer.data
+
+
+def test_a_pulled_course_brings_its_textbook_and_chapters_and_older_servers_see_entries_as_before(
+    upstream: Upstream, school: School, proxy: Proxy
+) -> None:
+    from hub.catalog.schemas import LessonUpdate
+    from hub.textbooks import services as textbooks
+    from hub.textbooks.models import Textbook, TextbookNode
+    from tests.unit.textbooks.test_services import book
+
+    client = upstream.app.test_client()
+    sync = {"Authorization": f"Bearer {upstream.token}"}
+    assert school.hub("sync", "subscribe", "--paired-with", FAMOUS).exit_code == 0
+    asks = ("", "?with=subtitles,chapters")  # school servers of earlier releases
+    before = {
+        ask: client.post(f"/api/v1/sync/courses{ask}", json={"courses": [upstream.course_id]}, headers=sync).data
+        for ask in asks
+    }
+    nine = textbooks.import_textbook(upstream.db, book())
+    course = upstream.db.get(Course, upstream.course_id)
+    assert course is not None
+    admin = accounts.create_user(upstream.db, "admin@famous.example", course.school, "admin")
+    catalog.update_course(upstream.db, admin, upstream.course_id, CourseUpdate(textbook=nine.id))
+    node = next(n for n in nine.nodes if n.key == "21.2.1")
+    catalog.update_lesson(upstream.db, admin, upstream.lesson_ids[0], LessonUpdate(node=node.id))
+    upstream.db.commit()
+
+    assert school.pull().status == "ok"
+    with school.session() as session:
+        here = session.scalar(select(Textbook).where(Textbook.key == "renjiao-math-9-1"))
+        assert here is not None and [n.key for n in here.nodes] == [n.key for n in nine.nodes]
+        assert session.scalar(select(Course.textbook_id)) == here.id
+        aligned = session.execute(
+            select(Lesson.title, TextbookNode.key).outerjoin(TextbookNode, TextbookNode.id == Lesson.textbook_node_id)
+        ).all()
+        assert sorted(tuple(row) for row in aligned) == [("公式法", None), ("配方法", "21.2.1")]
+        lesson_id = session.scalar(select(Lesson.id).where(Lesson.title == "配方法"))
+    page = school.app.test_client().get(f"/lessons/{lesson_id}", headers={"Accept-Language": "zh"}).text
+    assert "21.2.1 配方法" in page  # the lesson page names its chapter on the school server too
+    for ask in asks:  # what they were, but the new version: no key they would refuse
+        after = client.post(f"/api/v1/sync/courses{ask}", json={"courses": [upstream.course_id]}, headers=sync).data
+        assert b"textbook" not in after and b'"node"' not in after
+        assert after.replace(b'"version":3', b'"version":1') == before[ask]

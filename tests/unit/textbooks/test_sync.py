@@ -36,7 +36,8 @@ def _entries(db: Session, school: object, key: mf.Ed25519PrivateKey, profiles: t
     for line in services.course_entries(db, school, [c.id for c in index.courses], profiles=profiles):  # type: ignore[arg-type]
         data = json.loads(line)
         bodies[data["id"]] = mf.canonical_json(data["entry"])
-    return mf.Manifest(index=index, courses=[mf.entry_from_bytes(bodies[c.id], c) for c in index.courses], bodies=bodies)
+    courses = [mf.entry_from_bytes(bodies[c.id], c) for c in index.courses]
+    return mf.Manifest(index=index, courses=courses, bodies=bodies)
 
 
 def test_a_pulled_course_brings_its_textbook_and_keeps_its_lessons_on_their_nodes(
@@ -64,7 +65,8 @@ def test_a_pulled_course_brings_its_textbook_and_keeps_its_lessons_on_their_node
     manifest = _entries(db, rural, key, WITH)
     entry = manifest.courses[0]
     assert entry.textbook is not None and entry.textbook.key == "renjiao-math-9-1"
-    assert [(lesson.textbook, lesson.node) for lesson in entry.lessons] == [("renjiao-math-9-1", "21.2.1"), (None, None)]
+    alignment = [(lesson.textbook, lesson.node) for lesson in entry.lessons]
+    assert alignment == [("renjiao-math-9-1", "21.2.1"), (None, None)]
 
     data_dir = tmp_path / "mirror"
     data_dir.mkdir()
@@ -97,7 +99,9 @@ def test_a_pulled_course_brings_its_textbook_and_keeps_its_lessons_on_their_node
         services.apply_course(session, mirror_storage, newer, body=again.bodies[newer.id], issued_at=again.issued_at)
         session.commit()
         moved = session.scalar(
-            select(TextbookNode.key).join(Lesson, Lesson.textbook_node_id == TextbookNode.id).where(Lesson.title == "配方法")
+            select(TextbookNode.key)
+            .join(Lesson, Lesson.textbook_node_id == TextbookNode.id)
+            .where(Lesson.title == "配方法")
         )
         assert moved == "21.1"
         assert len(session.scalars(select(Textbook)).all()) == 1
