@@ -33,8 +33,11 @@ bundle, a mirror or another hub.
 
 Layout: :mod:`.analysis` (folding, jieba + bigrams, stemming, pinyin),
 :mod:`.schema`, :mod:`.documents` (catalog rows → documents), :mod:`.index`
-(generations, the one writer, rebuild + swap), :mod:`.query` (bitmaps, facets,
-ranking, snippets), :mod:`.services` (what the API, pages, CLI and worker call).
+(generations, the one writer, streamed rebuild + swap), :mod:`.query` (bitmaps,
+facets, ranking, snippets), :mod:`.changes` (the log of index changes, written
+with each change), :mod:`.replica` (a copy of the index following that log: one
+per web node with ``HUB_SEARCH_REPLICA=on``), :mod:`.services` (what the API,
+pages, CLI and worker call).
 """
 
 from __future__ import annotations
