@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from hub.accounts.models import User
 from hub.catalog.models import Course, Lesson
+from hub.db import utcnow
 from hub.errors import Conflict, Invalid, NotFound, PermissionDenied, Text
 from hub.i18n import N_
 from hub.textbooks.files import NodeSpec, TextbookSpec, parse_data, parse_file
@@ -105,7 +106,9 @@ def import_spec(session: Session, spec: TextbookSpec) -> ImportResult:
     if book is None:
         book = Textbook(key=spec.key)
         session.add(book)
-    for name in ("subject", "edition", "grade", "volume", "school_system", "title"):
+    fields = ("subject", "edition", "grade", "volume", "school_system", "title")
+    book_changed = any(getattr(book, name) != getattr(spec, name) for name in fields)
+    for name in fields:
         setattr(book, name, getattr(spec, name))
 
     added = changed = unchanged = 0
@@ -147,6 +150,15 @@ def import_spec(session: Session, spec: TextbookSpec) -> ImportResult:
     for spec_node, parent, _depth in walk:
         by_key[spec_node.key].parent_id = by_key[parent.key].id if parent is not None else None
     session.flush()
+    if not created and (added or changed or removed or book_changed):
+        # The courses that follow the book carry its tree in their sync entries: their row's
+        # stamp moves, so the upstream rebuilds those entries (hub.sync.manifest's markers).
+        session.execute(
+            update(Course)
+            .where(Course.textbook_id == book.id)
+            .values(updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
     return ImportResult(book, created, added, changed, len(removed), unchanged)
 
 

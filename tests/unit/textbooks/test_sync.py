@@ -105,5 +105,19 @@ def test_a_pulled_course_brings_its_textbook_and_keeps_its_lessons_on_their_node
         )
         assert moved == "21.1"
         assert len(session.scalars(select(Textbook)).all()) == 1
+
+        # A new edition of the book's file upstream reaches the school server with the course's next entry.
+        renamed = book()
+        renamed["nodes"][0]["title"] = "第二十一章 一元二次方程（修订）"
+        textbooks.import_textbook(db, renamed)
+        db.commit()
+        third = _entries(db, rural, key, WITH)
+        assert third.courses[0].revision != newer.revision
+        services.apply_course(
+            session, mirror_storage, third.courses[0], body=third.bodies[course.id], issued_at=third.issued_at
+        )
+        session.commit()
+        chapter = session.scalar(select(TextbookNode.title).where(TextbookNode.key == "21"))
+        assert chapter == "第二十一章 一元二次方程（修订）"
         assert session.scalar(select(Course.textbook_id).where(Course.id == local.id)) == book_here.id
     get_database(mirror_app).engine.dispose()
