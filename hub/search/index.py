@@ -439,9 +439,13 @@ class _MergeWriter(BulkWriter):
     """
 
     def merge_all(self) -> None:
+        from whoosh.filedb.filestore import FileStorage  # type: ignore[import-untyped]
         from whoosh.reading import SegmentReader  # type: ignore[import-untyped]
 
-        readers = [SegmentReader(self.storage, self.schema, segment) for segment in self.segments]
+        # Read the segments with plain reads, not mmap: each is read once from start to
+        # end, and mapped pages would count in the rebuild's memory (the whole index by the end).
+        storage = FileStorage(self.storage.folder, supports_mmap=False)
+        readers = [SegmentReader(storage, self.schema, segment) for segment in self.segments]
         try:
             fieldnames = set(self.schema.names())
             scorable = [name for name, field in self._fields.items() if field.scorable]
