@@ -123,8 +123,18 @@ def test_counts_are_added_once_per_report(client: FlaskClient, setup: dict[str, 
     client.post("/api/v1/sync/subscriptions", json={"course": setup["course"]}, headers=setup["rural"])
     today = utcnow().date().isoformat()
     body = {"id": "b" * 32, "counts": [{"sha256": setup["blobs"][0], "day": today, "count": 7}]}
-    assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {"added": 7, "ignored": 0}
-    assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {"added": 0, "ignored": 7}
+    assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {
+        "added": 7,
+        "ignored": 0,
+        "usage_added": 0,
+        "usage_ignored": 0,
+    }
+    assert client.post("/api/v1/sync/counts", json=body, headers=setup["rural"]).json == {
+        "added": 0,
+        "ignored": 7,
+        "usage_added": 0,
+        "usage_ignored": 0,
+    }
     bad = {"id": "not-an-id", "counts": []}
     assert client.post("/api/v1/sync/counts", json=bad, headers=setup["rural"]).status_code == 422
 
