@@ -13,7 +13,6 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from werkzeug.wrappers import Response
 
 from hub.accounts.auth import current_user
-from hub.accounts.models import User
 from hub.db import request_session
 from hub.reach import charts, export
 from hub.reach import dashboard as reach
@@ -35,11 +34,19 @@ def _query() -> ReachQuery:
     return ReachQuery.model_validate({k: v for k, v in request.args.items() if v.strip()})
 
 
-def _viewer() -> User | Response:
-    user = current_user()
-    if user is None:
+@blueprint.before_request
+def _signed_in() -> Response | None:
+    """Every page and export here is for a signed-in reader: anyone else signs in first."""
+    if current_user() is None:
         return redirect(url_for("accounts.login", next=request.full_path))
-    return user
+    return None
+
+
+def _scope() -> reach.Scope:
+    """What the signed-in reader may see (hub.reach.dashboard.scope_for)."""
+    user = current_user()
+    assert user is not None  # _signed_in ran first
+    return reach.scope_for(user)
 
 
 def _args(query: ReachQuery, **changes: object) -> dict[str, object]:
@@ -66,11 +73,8 @@ def _render(table: str, scope: reach.Scope, query: ReachQuery, **context: object
 
 
 @blueprint.get("/")
-def reach_page() -> Response | str:
-    user = _viewer()
-    if isinstance(user, Response):
-        return user
-    scope = reach.scope_for(user)
+def reach_page() -> str:
+    scope = _scope()
     query = _query()
     mask_below, _ = _settings()
     table = reach.reach(request_session(), scope, query, mask_below=mask_below)
@@ -97,11 +101,8 @@ def _drill(group_by: str) -> str | None:
 
 
 @blueprint.get("/coverage")
-def coverage_page() -> Response | str:
-    user = _viewer()
-    if isinstance(user, Response):
-        return user
-    scope = reach.scope_for(user)
+def coverage_page() -> str:
+    scope = _scope()
     query = _query()
     page = reach.coverage(request_session(), scope, query)
     # How many of the page's schools have lessons for each subject and grade.
@@ -116,11 +117,8 @@ def coverage_page() -> Response | str:
 
 
 @blueprint.get("/contribution")
-def contribution_page() -> Response | str:
-    user = _viewer()
-    if isinstance(user, Response):
-        return user
-    scope = reach.scope_for(user)
+def contribution_page() -> str:
+    scope = _scope()
     query = _query()
     mask_below, _ = _settings()
     out = export.contribution_list(request_session(), scope, query, mask_below=mask_below)
@@ -128,11 +126,8 @@ def contribution_page() -> Response | str:
 
 
 @blueprint.get("/pairings")
-def pairings_page() -> Response | str:
-    user = _viewer()
-    if isinstance(user, Response):
-        return user
-    scope = reach.scope_for(user)
+def pairings_page() -> str:
+    scope = _scope()
     query = _query()
     mask_below, _ = _settings()
     out = export.pairing_list(request_session(), scope, query, mask_below=mask_below)
@@ -140,11 +135,8 @@ def pairings_page() -> Response | str:
 
 
 @blueprint.get("/servers")
-def servers_page() -> Response | str:
-    user = _viewer()
-    if isinstance(user, Response):
-        return user
-    scope = reach.scope_for(user)
+def servers_page() -> str:
+    scope = _scope()
     query = _query()
     _, silent_days = _settings()
     found = reach.school_servers(request_session(), scope, query, silent_days=silent_days)
@@ -161,10 +153,7 @@ def servers_page() -> Response | str:
 
 @blueprint.get("/<any(reach, coverage, contribution, servers, pairings):table>.csv")
 def table_csv(table: str) -> Response:
-    user = _viewer()
-    if isinstance(user, Response):
-        return user
-    scope = reach.scope_for(user)
+    scope = _scope()
     query = _query()
     session = request_session()
     mask_below, silent_days = _settings()
