@@ -12,7 +12,7 @@ SERVICE_ENV := HUB_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:543
                HUB_TEST_BROKER_URL=redis://127.0.0.1:6379/15 \
                HUB_TEST_STORAGE=s3
 
-.PHONY: help install system-deps demo test test-services pytest lint format messages clean
+.PHONY: help install system-deps bench-deps demo test test-services pytest lint format messages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,17 @@ system-deps:  ## Debian's ffmpeg, Ghostscript, qpdf, bubblewrap (the decoder san
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from Debian"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+bench-deps: install  ## what the benchmarks measure against: the `bench` extra (tantivy, locust) and Debian's wrk, rsync, redis-server
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v rsync >/dev/null || missing="$$missing rsync"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from Debian"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

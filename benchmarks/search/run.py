@@ -15,7 +15,8 @@ What is measured, all in one process on the same data:
 - **fts5**: SQLite FTS5 over the same analysed terms (so its Chinese matching
   is as good as ours), bm25 with the same field weights, facet counts by one
   GROUP BY over the matches, the same snippet function.
-- **tantivy** (if ``tantivy`` installs): the same analysed terms on whitespace
+- **tantivy** (the ``bench`` extra: ``make bench-deps``; missing, the benchmark stops
+  with an error unless ``--no-references``): the same analysed terms on whitespace
   tokenisation, a terms aggregation for facets, the same snippet function.
 
 Quality: precision@10 and recall@20 against the generator's ground truth
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,14 +267,73 @@ def _texts(catalog: Catalog) -> dict[str, tuple[str, str]]:
     return texts
 
 
-def _analysed(catalog: Catalog) -> tuple[list[Document], float]:
-    gc.disable()
-    try:
+def _batches(catalog: Catalog, courses: int = 250) -> Iterator[tuple[list[Document], float]]:
+    """The analysed documents, ``courses`` courses at a time, with the seconds their analysis took.
+
+    Streamed so the references hold one batch, not a million analysed documents (several GB):
+    every engine's memory stays bounded, as the hub's streamed rebuild does.
+    """
+    for first in range(0, len(catalog.courses), courses):
+        gc.disable()
+        try:
+            started = time.perf_counter()
+            docs = [doc for course in catalog.courses[first : first + courses] for doc in course_documents(course)]
+            seconds = time.perf_counter() - started
+        finally:
+            gc.enable()
+        yield docs, seconds
+
+
+class Reference:
+    """One engine measured against the hub: documents added batch by batch, then the same queries."""
+
+    result: EngineResult
+
+    def add(self, docs: list[Document], first_rowid: int) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Commit what was added (counted in the build time)."""
+
+    def search(self, units: list[QueryUnit]) -> list[str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the engine's files."""
+
+
+def build_reference(catalog: Catalog, ref: Reference) -> None:
+    """Stream the analysed catalog into one reference; build time = the analysis + its own writes.
+
+    One pass per reference, each timed alone: tantivy's indexing threads would otherwise run
+    during FTS5's inserts and blur which engine spent what.
+    """
+    analysis_s = writes_s = 0.0
+    rowid = 1
+    for docs, seconds in _batches(catalog):
+        analysis_s += seconds
         started = time.perf_counter()
-        docs = [doc for course in catalog.courses for doc in course_documents(course)]
-        return docs, time.perf_counter() - started
-    finally:
-        gc.enable()
+        ref.add(docs, rowid)
+        writes_s += time.perf_counter() - started
+        rowid += len(docs)
+    started = time.perf_counter()
+    ref.finish()
+    writes_s += time.perf_counter() - started
+    ref.result.build_s = analysis_s + writes_s
+    ref.result.documents = rowid - 1
+    ref.result.notes.append(f"build = {analysis_s:.1f} s the same analysis + {writes_s:.1f} s its own writes")
+
+
+def query_reference(ref: Reference, queries: list[Query]) -> None:
+    result = ref.result
+    for rnd, sink in enumerate((result.latencies_ms, result.warm_latencies_ms)):
+        for query in queries:
+            started = time.perf_counter()
+            units = list(parse(query.text))
+            keys = ref.search(units) if units else []
+            sink.append((time.perf_counter() - started) * 1000)
+            if rnd == 0:
+                judge(result, query, keys)
 
 
 # -- SQLite FTS5 ---------------------------------------------------------------
@@ -288,161 +348,166 @@ def _fts_match(units: list[QueryUnit], relaxed: bool = False) -> str:
     return (" OR " if relaxed else " AND ").join(parts)
 
 
-def run_fts5(
-    catalog: Catalog, docs: list[Document], analysis_s: float, queries: list[Query], work: Path
-) -> EngineResult:
-    result = EngineResult("SQLite FTS5")
-    path = work / "fts5.db"
-    db = sqlite3.connect(path)
-    started = time.perf_counter()
-    db.executescript(
-        """
-        PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-        CREATE VIRTUAL TABLE fts USING fts5(title, body, pinyin, tokenize='unicode61');
-        CREATE TABLE docs (rowid INTEGER PRIMARY KEY, key TEXT, title TEXT, summary TEXT);
-        CREATE TABLE facets (rowid INTEGER, name TEXT, value TEXT);
-        """
-    )
-    texts = _texts(catalog)
-    with db:
-        db.executemany(
-            "INSERT INTO fts (rowid, title, body, pinyin) VALUES (?, ?, ?, ?)",
-            ((i, _joined(d["title"]), _joined(d["body"]), _joined(d["pinyin"])) for i, d in enumerate(docs, 1)),
+class Fts5(Reference):
+    """SQLite FTS5 over the same analysed terms, bm25 with the same weights, facets by one GROUP BY."""
+
+    def __init__(self, catalog: Catalog, work: Path) -> None:
+        self.result = EngineResult("SQLite FTS5")
+        self.path = work / "fts5.db"
+        self.texts = _texts(catalog)
+        self.db = sqlite3.connect(self.path)
+        self.db.executescript(
+            """
+            PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+            CREATE VIRTUAL TABLE fts USING fts5(title, body, pinyin, tokenize='unicode61');
+            CREATE TABLE docs (rowid INTEGER PRIMARY KEY, key TEXT, title TEXT, summary TEXT);
+            CREATE TABLE facets (rowid INTEGER, name TEXT, value TEXT);
+            """
         )
-        db.executemany(
-            "INSERT INTO docs VALUES (?, ?, ?, ?)", ((i, d["key"], *texts[d["key"]]) for i, d in enumerate(docs, 1))
-        )
-        db.executemany(
-            "INSERT INTO facets VALUES (?, ?, ?)",
-            ((i, n, v) for i, d in enumerate(docs, 1) for n, v in _facet_values(d)),
-        )
-        db.execute("CREATE INDEX facets_rowid ON facets (rowid)")
-    result.build_s = time.perf_counter() - started + analysis_s
-    result.notes.append(f"build = {analysis_s:.1f} s the same analysis + {result.build_s - analysis_s:.1f} s inserts")
-    result.documents = len(docs)
-    result.size_bytes = path.stat().st_size
-    weights = f"{TITLE_BOOST}, 1.0, {PINYIN_BOOST}"
-    for rnd, sink in enumerate((result.latencies_ms, result.warm_latencies_ms)):
-        for query in queries:
-            started = time.perf_counter()
-            units = list(parse(query.text))
-            keys: list[str] = []
-            if units:
-                match = _fts_match(units)
-                if not db.execute("SELECT 1 FROM fts WHERE fts MATCH ? LIMIT 1", (match,)).fetchone():
-                    match = _fts_match(units, relaxed=True)
-                db.execute("DROP TABLE IF EXISTS temp.hits")
-                db.execute("CREATE TEMP TABLE hits AS SELECT rowid FROM fts WHERE fts MATCH ?", (match,))
-                total = db.execute("SELECT count(*) FROM temp.hits").fetchone()[0]
-                facets: dict[str, dict[str, int]] = {}
-                for name, value, count in db.execute(
-                    "SELECT name, value, count(*) FROM facets WHERE rowid IN (SELECT rowid FROM temp.hits) "
-                    "GROUP BY name, value"
-                ):
-                    facets.setdefault(name, {})[value] = count
-                # Only constants are formatted into the SQL; the query text is a parameter.
-                top = db.execute(
-                    "SELECT d.key, d.title, d.summary FROM fts JOIN docs d ON d.rowid = fts.rowid "  # noqa: S608
-                    f"WHERE fts MATCH ? ORDER BY bm25(fts, {weights}) LIMIT {TOP}",
-                    (match,),
-                ).fetchall()
-                for key, title, summary in top:
-                    highlight(title, units)
-                    highlight(summary, units)
-                    keys.append(key)
-                assert total >= len(keys)
-            sink.append((time.perf_counter() - started) * 1000)
-            if rnd == 0:
-                judge(result, query, keys)
-    db.close()
-    return result
+
+    def add(self, docs: list[Document], first_rowid: int) -> None:
+        db, texts = self.db, self.texts
+        numbered = list(enumerate(docs, first_rowid))
+        with db:
+            db.executemany(
+                "INSERT INTO fts (rowid, title, body, pinyin) VALUES (?, ?, ?, ?)",
+                ((i, _joined(d["title"]), _joined(d["body"]), _joined(d["pinyin"])) for i, d in numbered),
+            )
+            db.executemany(
+                "INSERT INTO docs VALUES (?, ?, ?, ?)", ((i, d["key"], *texts[d["key"]]) for i, d in numbered)
+            )
+            db.executemany(
+                "INSERT INTO facets VALUES (?, ?, ?)", ((i, n, v) for i, d in numbered for n, v in _facet_values(d))
+            )
+
+    def finish(self) -> None:
+        with self.db:
+            self.db.execute("CREATE INDEX facets_rowid ON facets (rowid)")
+        self.result.size_bytes = self.path.stat().st_size
+
+    def search(self, units: list[QueryUnit]) -> list[str]:
+        db = self.db
+        weights = f"{TITLE_BOOST}, 1.0, {PINYIN_BOOST}"
+        match = _fts_match(units)
+        if not db.execute("SELECT 1 FROM fts WHERE fts MATCH ? LIMIT 1", (match,)).fetchone():
+            match = _fts_match(units, relaxed=True)
+        db.execute("DROP TABLE IF EXISTS temp.hits")
+        db.execute("CREATE TEMP TABLE hits AS SELECT rowid FROM fts WHERE fts MATCH ?", (match,))
+        total = db.execute("SELECT count(*) FROM temp.hits").fetchone()[0]
+        facets: dict[str, dict[str, int]] = {}
+        for name, value, count in db.execute(
+            "SELECT name, value, count(*) FROM facets WHERE rowid IN (SELECT rowid FROM temp.hits) GROUP BY name, value"
+        ):
+            facets.setdefault(name, {})[value] = count
+        # Only constants are formatted into the SQL; the query text is a parameter.
+        top = db.execute(
+            "SELECT d.key, d.title, d.summary FROM fts JOIN docs d ON d.rowid = fts.rowid "  # noqa: S608
+            f"WHERE fts MATCH ? ORDER BY bm25(fts, {weights}) LIMIT {TOP}",
+            (match,),
+        ).fetchall()
+        keys = []
+        for key, title, summary in top:
+            highlight(title, units)
+            highlight(summary, units)
+            keys.append(key)
+        assert total >= len(keys)
+        return keys
+
+    def close(self) -> None:
+        self.db.close()
 
 
 # -- tantivy -------------------------------------------------------------------
 
 
-def run_tantivy(
-    catalog: Catalog, docs: list[Document], analysis_s: float, queries: list[Query], work: Path
-) -> EngineResult | None:
-    try:
+class Tantivy(Reference):
+    """tantivy-py on the same analysed terms (whitespace tokenisation), a terms aggregation for facets."""
+
+    def __init__(self, catalog: Catalog, work: Path) -> None:
         import tantivy  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    version = str(getattr(tantivy, "__version__", "")).split(",")[0].replace("tantivy ", "")
-    result = EngineResult(f"tantivy-py {version}")
-    builder = tantivy.SchemaBuilder()
-    builder.add_text_field("key", stored=True, tokenizer_name="raw")
-    for name in ("title", "body", "pinyin"):
-        builder.add_text_field(name, tokenizer_name="whitespace", index_option="freq")
-    for name in FACETS:
-        builder.add_text_field(name, fast=True, tokenizer_name="raw", index_option="basic")
-    schema = builder.build()
-    path = work / "tantivy"
-    path.mkdir()
-    index = tantivy.Index(schema, path=str(path))
-    started = time.perf_counter()
-    writer = index.writer(heap_size=512_000_000, num_threads=2)
-    for doc in docs:
-        fields: dict[str, Any] = {
-            "key": doc["key"],
-            "title": _joined(doc["title"]),
-            "body": _joined(doc["body"]),
-            "pinyin": _joined(doc["pinyin"]),
-        }
-        for name, value in _facet_values(doc):
-            fields.setdefault(name, []).append(value)
-        writer.add_document(tantivy.Document(**fields))
-    writer.commit()
-    writer.wait_merging_threads()
-    index.reload()
-    result.build_s = time.perf_counter() - started + analysis_s
-    result.notes.append(f"build = {analysis_s:.1f} s the same analysis + {result.build_s - analysis_s:.1f} s indexing")
-    result.documents = len(docs)
-    result.size_bytes = dir_size(path)
-    searcher = index.searcher()
-    texts = _texts(catalog)
-    Occur = tantivy.Occur
-    aggs = {name: {"terms": {"field": name, "size": 200}} for name in FACETS}
 
-    term = tantivy.Query.term_query
+        self.tantivy = tantivy
+        version = str(getattr(tantivy, "__version__", "")).split(",")[0].replace("tantivy ", "").lstrip("v")
+        self.result = EngineResult(f"tantivy-py {version}")
+        builder = tantivy.SchemaBuilder()
+        builder.add_text_field("key", stored=True, tokenizer_name="raw")
+        for name in ("title", "body", "pinyin"):
+            builder.add_text_field(name, tokenizer_name="whitespace", index_option="freq")
+        for name in FACETS:
+            builder.add_text_field(name, fast=True, tokenizer_name="raw", index_option="basic")
+        self.schema = builder.build()
+        self.path = work / "tantivy"
+        self.path.mkdir()
+        self.index = tantivy.Index(self.schema, path=str(self.path))
+        self.texts = _texts(catalog)
+        # tantivy flushes a segment whenever this heap fills: its memory is bounded like the hub's rebuild.
+        self.writer = self.index.writer(heap_size=512_000_000, num_threads=2)
+        self.aggs = {name: {"terms": {"field": name, "size": 200}} for name in FACETS}
 
-    def unit_query(unit: QueryUnit) -> Any:
+    def add(self, docs: list[Document], first_rowid: int) -> None:
+        for doc in docs:
+            fields: dict[str, Any] = {
+                "key": doc["key"],
+                "title": _joined(doc["title"]),
+                "body": _joined(doc["body"]),
+                "pinyin": _joined(doc["pinyin"]),
+            }
+            for name, value in _facet_values(doc):
+                fields.setdefault(name, []).append(value)
+            self.writer.add_document(self.tantivy.Document(**fields))
+
+    def finish(self) -> None:
+        self.writer.commit()
+        self.writer.wait_merging_threads()
+        self.index.reload()
+        self.searcher = self.index.searcher()
+        self.result.size_bytes = dir_size(self.path)
+
+    def _unit_query(self, unit: QueryUnit) -> Any:
+        tantivy, schema = self.tantivy, self.schema
+        Occur, term = tantivy.Occur, tantivy.Query.term_query
         required = [
             tantivy.Query.boolean_query(
                 [
                     (Occur.Should, tantivy.Query.boost_query(term(schema, "title", t), TITLE_BOOST)),
-                    (Occur.Should, tantivy.Query.term_query(schema, "body", t)),
+                    (Occur.Should, term(schema, "body", t)),
                 ]
             )
             for t in unit.required
         ]
         q = tantivy.Query.boolean_query([(Occur.Must, r) for r in required])
         if unit.pinyin:
-            pinyin = tantivy.Query.boost_query(tantivy.Query.term_query(schema, "pinyin", unit.pinyin), PINYIN_BOOST)
+            pinyin = tantivy.Query.boost_query(term(schema, "pinyin", unit.pinyin), PINYIN_BOOST)
             q = tantivy.Query.boolean_query([(Occur.Should, q), (Occur.Should, pinyin)])
         return q
 
-    for rnd, sink in enumerate((result.latencies_ms, result.warm_latencies_ms)):
-        for query in queries:
-            started = time.perf_counter()
-            units = list(parse(query.text))
-            keys: list[str] = []
-            if units:
-                q = tantivy.Query.boolean_query([(Occur.Must, unit_query(u)) for u in units])
-                if searcher.search(q, 1).count == 0:
-                    q = tantivy.Query.boolean_query([(Occur.Should, unit_query(u)) for u in units])
-                found = searcher.search(q, TOP)
-                searcher.aggregate(q, aggs)
-                for _score, address in found.hits:
-                    key = searcher.doc(address)["key"][0]
-                    title, summary = texts[key]
-                    highlight(title, units)
-                    highlight(summary, units)
-                    keys.append(key)
-            sink.append((time.perf_counter() - started) * 1000)
-            if rnd == 0:
-                judge(result, query, keys)
-    return result
+    def search(self, units: list[QueryUnit]) -> list[str]:
+        Occur, searcher = self.tantivy.Occur, self.searcher
+        q = self.tantivy.Query.boolean_query([(Occur.Must, self._unit_query(u)) for u in units])
+        if searcher.search(q, 1).count == 0:
+            q = self.tantivy.Query.boolean_query([(Occur.Should, self._unit_query(u)) for u in units])
+        found = searcher.search(q, TOP)
+        searcher.aggregate(q, self.aggs)
+        keys = []
+        for _score, address in found.hits:
+            key = searcher.doc(address)["key"][0]
+            title, summary = self.texts[key]
+            highlight(title, units)
+            highlight(summary, units)
+            keys.append(key)
+        return keys
+
+
+def missing_references() -> str | None:
+    """Why the references cannot run, or None: a missing one is an error, never a silently empty row."""
+    try:
+        import tantivy  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return (
+            "tantivy is not installed, and it is one of this benchmark's references: run `make bench-deps` "
+            "(pip install -e '.[bench]'), or pass --no-references to measure the hub alone"
+        )
+    return None
 
 
 # -- report --------------------------------------------------------------------
@@ -514,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=None, help="also write the markdown report to this file")
     args = parser.parse_args(argv)
+    if not args.no_references and (why := missing_references()):
+        parser.error(why)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="hub-search-bench-"))
     if work.exists() and args.work:
@@ -534,14 +601,17 @@ def main(argv: list[str] | None = None) -> int:
         extra.append(f"peak RSS of the benchmark process (catalog, queries): {peak_mb:.0f} MB")
         print(f"hub: build {results[0].build_s:.1f} s, p95 {results[0].pct(0.95):.1f} ms", flush=True)
         if not args.no_references:
-            docs, analysis_s = _analysed(catalog)
-            results.append(run_fts5(catalog, docs, analysis_s, queries, work))
-            print(f"fts5: build {results[-1].build_s:.1f} s, p95 {results[-1].pct(0.95):.1f} ms", flush=True)
-            tantivy_result = run_tantivy(catalog, docs, analysis_s, queries, work)
-            if tantivy_result is None:
-                extra.append("tantivy: not installed (pip install tantivy), not measured")
-            else:
-                results.append(tantivy_result)
+            for ref in (Fts5(catalog, work), Tantivy(catalog, work)):
+                build_reference(catalog, ref)
+                query_reference(ref, queries)
+                ref.close()
+                results.append(ref.result)
+                print(
+                    f"{ref.result.name}: build {ref.result.build_s:.1f} s, p95 {ref.result.pct(0.95):.1f} ms",
+                    flush=True,
+                )
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            extra.append(f"peak RSS of the benchmark process with the references: {peak_mb:.0f} MB")
         text = report(args.lessons, catalog, queries, results, extra)
         print(text)
         if args.output:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -312,6 +313,8 @@ def rsync(label: str, work: Path, port: int, dest: Path, payload: int) -> Transf
 
 
 def run(work: Path, lessons: int, fraction: float = 0.02) -> PullResult:
+    if shutil.which("rsync") is None:
+        raise SystemExit("rsync, the reference, is not installed: `make bench-deps` (apt-get install rsync)")
     upstream_dir, school_dir = work / "upstream", work / "school"
     catalog, public_key, token = setup_upstream(upstream_dir, lessons)
     wanted = catalog.mirrored()
