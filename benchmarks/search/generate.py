@@ -106,6 +106,11 @@ LICENSES = ["CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CC0
 ZH_MATERIALS = [("video", "微课视频"), ("document", "课件"), ("audio", "朗读音频"), ("image", "板书")]
 EN_MATERIALS = [("video", "video"), ("document", "slides"), ("audio", "recording"), ("image", "board notes")]
 LESSONS_PER_COURSE = 20
+# Issue 18: chapter names. A Chinese math course's lessons sit five to a chapter of 人教版
+# 数学 三年级上册 (units 1, 3, 6 and 7, picked because no topic query is part of their names
+# and no topic's pinyin reads as theirs), and the lesson's unit names it: "第1单元 时、分、秒".
+# By position, with no random draw, so the rest of the catalog is what it was.
+MATH_CHAPTERS = ["时、分、秒", "测量", "多位数乘一位数", "长方形和正方形"]
 
 
 @dataclass
@@ -116,12 +121,13 @@ class LessonTruth:
     topic: str
     edition: str
     grades: tuple[int, ...]
+    chapter: str = ""
 
 
 @dataclass
 class Query:
     text: str
-    kind: str  # zh | zh-trad | zh-textbook | en | pinyin | pinyin-forms
+    kind: str  # zh | zh-trad | zh-textbook | en | pinyin | pinyin-forms | chapter
     relevant: set[str] = field(default_factory=set)  # index keys: lesson:ID and course:ID
 
 
@@ -180,7 +186,8 @@ def generate(lessons: int, seed: int = 7) -> Catalog:
                 while len(text) < target:
                     text += rng.choice(ZH_FILLERS)
                 lesson_summary = text[:target]
-                unit = f"第{(position - 1) // 5 + 1}单元"
+                chapter = MATH_CHAPTERS[(position - 1) // 5] if subject == "math" else ""
+                unit = f"第{(position - 1) // 5 + 1}单元 {chapter}".rstrip()
                 materials = [(kind, f"{topic}{label}") for kind, label in
                              rng.sample(ZH_MATERIALS, rng.randint(0, 3))]
             else:
@@ -193,10 +200,11 @@ def generate(lessons: int, seed: int = 7) -> Catalog:
                     text += " " + rng.choice(EN_FILLERS)
                 lesson_summary = text[:target]
                 unit = f"Unit {(position - 1) // 5 + 1}"
+                chapter = ""
                 materials = [(kind, f"{topic} {label}") for kind, label in
                              rng.sample(EN_MATERIALS, rng.randint(0, 3))]
             course.lessons.append(LessonSource(lesson_id, position, lesson_title, lesson_summary, unit, materials))
-            truth.append(LessonTruth(lesson_id, course_id, course.language, topic, edition, tuple(grades)))
+            truth.append(LessonTruth(lesson_id, course_id, course.language, topic, edition, tuple(grades), chapter))
         courses.append(course)
     return Catalog(courses, truth, schools)
 
@@ -221,11 +229,28 @@ PINYIN_FORMS = [
     ("gougu", "勾股"),
 ]
 
+# Issue 18: chapter names, in Chinese (without the list marks too) and in pinyin (a
+# prefix inside the name: shifen), each judged against the lessons of that chapter.
+CHAPTER_QUERIES = [
+    ("时、分、秒", "时、分、秒"),
+    ("时分秒", "时、分、秒"),
+    ("shifen", "时、分、秒"),
+    ("shi fen miao", "时、分、秒"),
+    ("sfm", "时、分、秒"),
+    ("测量", "测量"),
+    ("celiang", "测量"),
+    ("多位数乘一位数", "多位数乘一位数"),
+    ("chengyiweishu", "多位数乘一位数"),
+    ("长方形和正方形", "长方形和正方形"),
+    ("zhengfangxing", "长方形和正方形"),
+]
+
 
 def make_queries(catalog: Catalog, count: int = 500, seed: int = 11) -> list[Query]:
     """1–3-term queries: 40% Chinese (some traditional, some textbook-style), 40% English, 20% pinyin.
 
-    Plus the fixed :data:`PINYIN_FORMS` (kind ``pinyin-forms``), once each, after the ``count``.
+    Plus the fixed :data:`PINYIN_FORMS` (kind ``pinyin-forms``) and :data:`CHAPTER_QUERIES`
+    (kind ``chapter``), once each, after the ``count``.
     """
     from pypinyin import lazy_pinyin  # type: ignore[import-untyped]
     from zhconv import convert  # type: ignore[import-untyped]
@@ -272,7 +297,9 @@ def make_queries(catalog: Catalog, count: int = 500, seed: int = 11) -> list[Que
 
     # Words of the fillers and of title decorations are not topics: a query for
     # one would have a relevant set the generator cannot know.
-    noise = " ".join(ZH_FILLERS + EN_FILLERS + ["练习课 复习 课时 拓展课程 微课视频 课件 朗读音频 板书 第单元"])
+    noise = " ".join(
+        ZH_FILLERS + EN_FILLERS + MATH_CHAPTERS + ["练习课 复习 课时 拓展课程 微课视频 课件 朗读音频 板书 第单元"]
+    )
 
     def clean(needle: str) -> bool:
         return needle not in noise
@@ -318,6 +345,13 @@ def make_queries(catalog: Catalog, count: int = 500, seed: int = 11) -> list[Que
                 continue
             queries.append(Query("".join(lazy_pinyin(word)), "pinyin", relevant_zh(word)))
     queries.extend(Query(typed, "pinyin-forms", relevant_zh(chinese)) for typed, chinese in PINYIN_FORMS)
+    in_chapter: dict[str, set[str]] = {}
+    for lesson in catalog.truth:
+        if lesson.chapter:
+            in_chapter.setdefault(lesson.chapter, set()).update(
+                {f"lesson:{lesson.lesson_id}", f"course:{lesson.course_id}"}
+            )
+    queries.extend(Query(typed, "chapter", in_chapter.get(name, set())) for typed, name in CHAPTER_QUERIES)
     return queries
 
 

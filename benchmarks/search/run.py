@@ -529,7 +529,7 @@ def report(lessons: int, catalog: Catalog, queries: list[Query], results: list[E
         f"{len(queries)} queries: "
         + ", ".join(
             f"{k} {sum(1 for q in queries if q.kind == k)}"
-            for k in ("zh", "zh-trad", "zh-textbook", "en", "pinyin", "pinyin-forms")
+            for k in ("zh", "zh-trad", "zh-textbook", "en", "pinyin", "pinyin-forms", "chapter")
         )
         + ".",
         "",
@@ -537,7 +537,7 @@ def report(lessons: int, catalog: Catalog, queries: list[Query], results: list[E
         "| P@10 | R@20 | R@20 Chinese |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    chinese = ("zh", "zh-trad", "zh-textbook", "pinyin", "pinyin-forms")
+    chinese = ("zh", "zh-trad", "zh-textbook", "pinyin", "pinyin-forms", "chapter")
     for r in results:
         p10, r20 = r.quality()
         _, r20zh = r.quality(chinese)

@@ -69,7 +69,12 @@ _VOCAB_FREQ = 200_000
 # CJK Unified Ideographs, Extension A, compatibility ideographs and the
 # supplementary planes (Extension B onwards): the characters that form words.
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_TOKEN = re.compile(rf"([{_CJK}]+)|([0-9a-z]+(?:['’][a-z]+)?)")
+# Marks that list Chinese words (时、分、秒, 加·减): a run of Chinese goes on across
+# them, so what is typed without the marks (时分秒, shifen) meets the listed words
+# (see :func:`_pieces`). Not ， or 。: those end a thought, not a word.
+_LIST_MARKS = "、·・"
+_TOKEN = re.compile(rf"([{_CJK}]+(?:[{_LIST_MARKS}][{_CJK}]+)*)|([0-9a-z]+(?:['’][a-z]+)?)")
+_LIST_MARK = re.compile(f"[{_LIST_MARKS}]")
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
 _PINYIN_WORD = re.compile(r"[a-z]+")
 
@@ -153,6 +158,16 @@ def segment(run: str) -> list[str]:
     return _load_tables().segmenter.cut(run, False)
 
 
+def _pieces(run: str) -> list[str]:
+    """The words a list mark separates in a Chinese run (时、分、秒 → 时, 分, 秒), or the run itself.
+
+    The pieces are segmented one by one, so jieba's words are those of each listed
+    word; their bigrams and syllable pairs run across the marks (时分, shi'fen).
+    """
+    # isalpha is true of every ideograph and false of the marks: the common case costs one C call.
+    return [run] if run.isalpha() else [p for p in _LIST_MARK.split(run) if p]
+
+
 def analyze(text: str, *, unigrams: bool = False, pinyin: list[str] | None = None) -> list[str]:
     """Index terms of ``text``: CJK words + bigrams, English stems.
 
@@ -166,8 +181,10 @@ def analyze(text: str, *, unigrams: bool = False, pinyin: list[str] | None = Non
     terms: list[str] = []
     add = terms.append
     extend = terms.extend
-    for cjk, word in _TOKEN.findall(fold(text[:MAX_TEXT_CHARS])):
-        if cjk:
+    for run, word in _TOKEN.findall(fold(text[:MAX_TEXT_CHARS])):
+        if run:
+            pieces = _pieces(run)
+            cjk = run if len(pieces) == 1 else "".join(pieces)
             n = len(cjk)
             if n == 1:
                 add(cjk)
@@ -175,7 +192,10 @@ def analyze(text: str, *, unigrams: bool = False, pinyin: list[str] | None = Non
             extend([cjk[i : i + 2] for i in range(n - 1)])
             if unigrams:
                 extend(cjk)
-            words = cut(cjk, False)
+            elif len(pieces) > 1:
+                # A listed word of one character (秒 of 时、分、秒) is still found alone.
+                extend([p for p in pieces if len(p) == 1])
+            words = cut(cjk, False) if len(pieces) == 1 else [w for p in pieces for w in cut(p, False)]
             # Only words longer than a bigram add information (a two-character
             # word is already one of the bigrams).
             extend([w for w in words if len(w) > 2])
@@ -190,10 +210,11 @@ def spell_words(text: str, *, cjk_words: bool = True) -> set[str]:
     """Unstemmed words of ``text``: the vocabulary "did you mean" suggests from."""
     tables = _load_tables()
     words: set[str] = set()
-    for cjk, word in _TOKEN.findall(fold(text[:MAX_TEXT_CHARS])):
-        if cjk:
+    for run, word in _TOKEN.findall(fold(text[:MAX_TEXT_CHARS])):
+        if run:
             if cjk_words:
-                words.update(w for w in tables.segmenter.cut(cjk, False) if len(w) > 1)
+                for cjk in _pieces(run):
+                    words.update(w for w in tables.segmenter.cut(cjk, False) if len(w) > 1)
         elif len(word) > 2 and not word.isdigit() and word not in tables.stop_words:
             words.add(word)
     return words
@@ -218,25 +239,47 @@ def pinyin_terms(text: str) -> list[str]:
     terms: list[str] = []
     whole_full: list[str] = []
     whole_initials: list[str] = []
-    for cjk, _word in _TOKEN.findall(fold(text[:200])):
-        if not cjk:
-            continue
-        for word in segmenter.cut_for_search(cjk, False):
-            if len(word) > 1:
+    runs = [run for run, _word in _TOKEN.findall(fold(text[:200])) if run]
+    for run in runs:
+        run_full: list[str] = []
+        run_initials: list[str] = []
+        listed: list[tuple[str, str]] = []  # each listed word's (full, initials)
+        for cjk in _pieces(run):
+            for word in segmenter.cut_for_search(cjk, False):
+                if len(word) > 1:
+                    full, initials = _word_pinyin(word)
+                    terms.append(full)
+                    terms.append(initials)
+            start = len(run_full)
+            for word in segmenter.cut(cjk, False):
                 full, initials = _word_pinyin(word)
-                terms.append(full)
-                terms.append(initials)
-        for word in segmenter.cut(cjk, False):
-            full, initials = _word_pinyin(word)
-            whole_full.append(full)
-            whole_initials.append(initials)
-            # Initials are typed from the start of a word and stop early: yyec
-            # for 一元二次方程 (the prefixes of a long word's initials).
-            terms.extend(initials[:n] for n in range(2, len(initials)))
+                run_full.append(full)
+                run_initials.append(initials)
+                # Initials are typed from the start of a word and stop early: yyec
+                # for 一元二次方程 (the prefixes of a long word's initials).
+                terms.extend(initials[:n] for n in range(2, len(initials)))
+            listed.append(("".join(run_full[start:]), "".join(run_initials[start:])))
+        if 2 < len(listed) <= _MAX_LISTED:
+            # Listed words typed together without the marks: shifen, sf and fenmiao of
+            # 时、分、秒 (the whole list is added below). Titles and chapter names are short.
+            for i in range(len(listed) - 1):
+                for j in range(i + 2, len(listed) + (i > 0)):
+                    terms.append("".join(full for full, _ in listed[i:j]))
+                    terms.append("".join(initials for _, initials in listed[i:j]))
+        if len(runs) > 1 and len(run_full) > 1:
+            # Each run whole too: sfm for the 时、分、秒 of "第一单元 时、分、秒".
+            terms.append("".join(run_full))
+            terms.append("".join(run_initials))
+        whole_full.extend(run_full)
+        whole_initials.extend(run_initials)
     if len(whole_full) > 1:
         terms.append("".join(whole_full))
         terms.append("".join(whole_initials))
     return [t for t in terms if t]
+
+
+# Longest list (时、分、秒 is three) whose runs of consecutive words are indexed in pinyin.
+_MAX_LISTED = 6
 
 
 def looks_like_pinyin(word: str) -> bool:
@@ -300,9 +343,9 @@ def pinyin_grams(text: str, *, unigrams: bool = False) -> list[str]:
     """
     cut = _load_tables().segmenter.cut
     terms: list[str] = []
-    for cjk, _word in _TOKEN.findall(fold(text[:MAX_TEXT_CHARS])):
-        if cjk:
-            syllables = _add_syllable_pairs(terms, cut(cjk, False))
+    for run, _word in _TOKEN.findall(fold(text[:MAX_TEXT_CHARS])):
+        if run:
+            syllables = _add_syllable_pairs(terms, [w for cjk in _pieces(run) for w in cut(cjk, False)])
             if unigrams:
                 terms.extend([s for s in syllables if s])
     return terms
@@ -401,13 +444,15 @@ def analyze_query(text: str, *, max_units: int = 12) -> list[QueryUnit]:
     tokens = _TOKEN.findall(fold(text[:1000]))
     i = 0
     while i < len(tokens):
-        cjk, word = tokens[i]
+        run, word = tokens[i]
         i += 1
-        if cjk:
+        if run:
+            pieces = _pieces(run)
+            cjk = "".join(pieces)  # 时、分、秒 is searched as 时分秒, which finds both
             if len(cjk) == 1:
                 units.append(QueryUnit(cjk, (cjk,), cjk=True))
             else:
-                words = tuple(w for w in tables.segmenter.cut(cjk, False) if len(w) > 2)
+                words = tuple(w for p in pieces for w in tables.segmenter.cut(p, False) if len(w) > 2)
                 units.append(QueryUnit(cjk, tuple(dict.fromkeys(bigrams(cjk))), boost=words, cjk=True))
         else:
             group = [word]
@@ -475,17 +520,27 @@ def pinyin_spans(folded: str, readings: Iterable[tuple[str, ...]]) -> list[tuple
         if not run:
             continue
         syllables: list[str] = []
-        for word in cut(run, False):
-            read = _word_syllables(word)
-            if len(read) != len(word):  # characters without a reading: one by one, to keep positions
-                read = tuple((_word_syllables(c) or ("",))[0] for c in word)
-            syllables.extend(read)
-        start = match.start()
+        for cjk in _pieces(run):
+            for word in cut(cjk, False):
+                read = _word_syllables(word)
+                if len(read) != len(word):  # characters without a reading: one by one, to keep positions
+                    read = tuple((_word_syllables(c) or ("",))[0] for c in word)
+                syllables.extend(read)
+        # Where each syllable's character is (list marks have no syllable: 时、分 → 0, 2).
+        at = [match.start() + i for i, char in enumerate(run) if char not in _LIST_MARKS]
         for i in range(len(syllables)):
             for n in range(1, min(longest, len(syllables) - i) + 1):
                 if tuple(syllables[i : i + n]) in wanted:
-                    spans.append((start + i, start + i + n))
+                    spans.append((at[i], at[i + n - 1] + 1))
     return spans
+
+
+def find_listed(folded: str, needle: str) -> list[tuple[int, int]]:
+    """(start, end) of ``needle`` in ``folded`` with list marks between its characters (时分秒 in 时、分、秒)."""
+    if len(needle) < 2:
+        return []
+    pattern = f"[{_LIST_MARKS}]?".join(re.escape(char) for char in needle)
+    return [m.span() for m in itertools.islice(re.finditer(pattern, folded), 50)]
 
 
 def english_words(folded: str) -> Iterable[tuple[int, int, str]]:

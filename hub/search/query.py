@@ -592,7 +592,7 @@ def highlight(text: str, units: Sequence[QueryUnit], max_chars: int = 160) -> st
     cjk, stems = analysis.highlight_terms(units)
     spans: list[tuple[int, int]] = []
     for needle in cjk:
-        found = _find_all(folded, needle)
+        found = _find_all(folded, needle) or analysis.find_listed(folded, needle)
         if not found and len(needle) > 2:
             for gram in analysis.bigrams(needle):
                 found.extend(_find_all(folded, gram))

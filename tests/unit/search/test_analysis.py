@@ -62,6 +62,23 @@ def test_pinyin_grams_are_the_syllable_pairs_of_every_chinese_run() -> None:
     assert set(analysis.pinyin_grams("分数", unigrams=True)) == {"fen'shu", "fen", "shu"}
 
 
+def test_a_chinese_run_goes_on_across_list_marks() -> None:
+    # A chapter named 时、分、秒 has what 时分秒 and its pinyin need, and 秒 alone as before.
+    terms = analysis.analyze("第一单元 时、分、秒")
+    assert {"时分", "分秒", "秒"} <= set(terms)
+    assert "元时" not in terms  # a space still ends the run
+    assert {"shi'fen", "fen'miao"} <= set(analysis.pinyin_grams("时、分、秒"))
+    # Each run whole, full and initials, beside the text's: sfm, not only dydysfm.
+    assert {"shifenmiao", "sfm"} <= set(analysis.pinyin_terms("第一单元 时、分、秒"))
+    # And the listed words run together (shifen, fenmiao): they rank the chapter above 四十分钟.
+    assert {"shifen", "sf", "fenmiao", "fm"} <= set(analysis.pinyin_terms("时、分、秒"))
+    # Typed with the marks, it is one unit, the same as without them.
+    (unit,) = analysis.analyze_query("时、分、秒")
+    assert (unit.text, unit.required) == ("时分秒", ("时分", "分秒"))
+    # ， ends a thought: no bigram across it.
+    assert "时分" not in analysis.analyze("时，分")
+
+
 def test_split_pinyin_reads_letters_as_syllables() -> None:
     assert analysis.split_pinyin("fenshu") == [("fen", "shu")]
     assert set(analysis.split_pinyin("fangan")) == {("fang", "an"), ("fan", "gan")}

@@ -107,3 +107,6 @@ def test_pinyin_marks_the_chinese_it_reads_as() -> None:
     assert highlight("认识分数单位", analyze_query("fenshu")) == "认识<mark>分数</mark>单位"
     assert highlight("分数的意义", analyze_query("fen shu")) == "<mark>分数</mark>的意义"
     assert highlight("用配方法解方程", analyze_query("peifang")) == "用<mark>配方</mark>法解方程"
+    # Typed without the list marks, in Chinese or pinyin: the listed words are marked.
+    assert highlight("第一单元 时、分、秒", analyze_query("时分秒")) == "第一单元 <mark>时、分、秒</mark>"
+    assert highlight("第一单元 时、分、秒", analyze_query("shifen")) == "第一单元 <mark>时、分</mark>、秒"

@@ -368,6 +368,8 @@ PINYIN_FORMS = [
     ("peifang", "配方"),  # the beginning of a longer word (配方法)
     ("peifangfa", "配方法"),
     ("gougu", "勾股"),  # of 勾股定理
+    ("shifen", "时分"),  # the beginning of a chapter named 时、分、秒, without the marks
+    ("时分秒", "时、分、秒"),
 ]
 
 
@@ -383,6 +385,10 @@ def textbook(catalog: Catalog, course_body: dict[str, Any]) -> Catalog:
     catalog.course(
         {**course_body, "title": "人教版数学八年级下册", "grades": [8]},
         [{"title": "勾股定理的证明", "summary": "赵爽弦图。", "unit": "第十七章 勾股定理"}],
+    )
+    catalog.course(
+        {**course_body, "title": "人教版数学三年级上册", "grades": [3]},
+        [{"title": "认识钟表", "summary": "看钟面读出时间。", "unit": "第一单元 时、分、秒"}],
     )
     return catalog
 
@@ -414,6 +420,11 @@ def test_pinyin_finds_summaries_and_chapter_names(textbook: Catalog, db: Session
 def test_pinyin_initials_find_the_titles(textbook: Catalog, db: Session, engine: SearchEngine) -> None:
     titles = [hit.title for hit in services.search(db, engine, None, _params("fs")).hits]
     assert "分数的意义" in titles
+    # Initials are of titles and chapter names (not summaries): fs finds each lesson
+    # whose title or chapter says 分数.
+    named = {(h.type, h.id) for h in services.search(db, engine, None, _params("分数")).hits if "分数" in h.title}
+    assert named and named <= _found(db, engine, "fs")
+    assert "认识钟表" in [hit.title for hit in services.search(db, engine, None, _params("sfm")).hits]
     # The beginning of a long word's initials: 一元二次 of 一元二次方程.
     assert "一元二次方程的解法" in [hit.title for hit in services.search(db, engine, None, _params("yyec")).hits]
 
