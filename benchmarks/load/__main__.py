@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,13 @@ def prepare(env: dict[str, str], blobs: int, blob_kib: int) -> dict[str, Any]:
     from hub.media.models import Blob
 
     app = create_app({k: v for k, v in env.items() if k.startswith("HUB_")}, web=False)
+    # An index of another schema would be rebuilt in the background as the server starts: the test
+    # would measure the rebuild, and searches would answer "being rebuilt".
+    state = app.extensions["hub.search"].index.state()
+    if not state.ok:
+        raise SystemExit(
+            f"the search index is {state.status} ({state.detail}): run `hub search rebuild` on this data directory"
+        )
     storage = app.extensions["hub.storage"]
     with app.app_context(), get_database(app).session() as session:
         school = accounts.create_school(session, f"负载测试学校{time.time_ns()}", "famous", "北京市", "海淀区")
@@ -322,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (BIN / "locust").exists():
         parser.error("locust, the load tool, is not installed: run `make bench-deps` (pip install -e '.[bench]')")
 
+    # SIGTERM stops the server and worker too (the finally below), as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="hub-load-"))
     data_dir = args.data_dir or work / "hub"
     env = {**os.environ, "HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING"}
