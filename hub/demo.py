@@ -37,12 +37,11 @@ from hub.accounts import services as accounts
 from hub.accounts.models import School, User
 from hub.catalog import services as catalog
 from hub.catalog.models import Course, Lesson
-from hub.catalog.schemas import CourseCreate, LessonCreate
+from hub.catalog.schemas import CourseCreate, CourseUpdate, LessonCreate, LessonUpdate
 from hub.config import Settings
 from hub.errors import NotFound
 from hub.media.storage import Storage
 from hub.subtitles import services as subtitles
-from hub.sync.models import Change
 from hub.textbooks import services as textbooks
 from hub.textbooks.cli import shipped_files
 from hub.textbooks.models import Textbook
@@ -767,29 +766,31 @@ def _seed_textbooks(session: Session, report: SeedReport) -> dict[str, Textbook]
     return books
 
 
-def _align(course: Course, spec: DemoCourse, books: dict[str, Textbook]) -> bool:
-    """The course follows its textbook and each lesson attaches to its node, where nobody chose otherwise.
+def _align(session: Session, uploader: User, course: Course, spec: DemoCourse, books: dict[str, Textbook]) -> None:
+    """A course seeded before the textbooks follows its book, and its lessons their nodes, where nobody chose otherwise.
 
-    Only empty alignments are filled: what an uploader changed on the demo hub stays.
-    Returns whether anything changed.
+    Through the services the API and the forms use (update_course, update_lesson), so the
+    demo's alignment is checked as an uploader's is and a published course gets its new
+    version the same way. Only empty alignments are filled: what an uploader changed on
+    the demo hub stays.
     """
     if not spec.textbook:
-        return False
+        return
     book = books[spec.textbook]
-    changed = False
     if course.textbook_id is None:
-        course.textbook_id = book.id
-        changed = True
+        catalog.update_course(session, uploader, course.id, CourseUpdate(textbook=book.id))
     if course.textbook_id != book.id:
-        return changed
-    nodes = {node.key: node.id for node in book.nodes}
+        return
+    nodes = _node_ids(book)
     by_title = {lesson.title: lesson for lesson in course.lessons}
     for lesson_spec in spec.lessons:
         lesson = by_title.get(lesson_spec.title)
         if lesson is not None and lesson_spec.node and lesson.textbook_node_id is None:
-            lesson.textbook_node_id = nodes[lesson_spec.node]
-            changed = True
-    return changed
+            catalog.update_lesson(session, uploader, lesson.id, LessonUpdate(node=nodes[lesson_spec.node]))
+
+
+def _node_ids(book: Textbook) -> dict[str, int]:
+    return {node.key: node.id for node in book.nodes}
 
 
 def _find_course(session: Session, school: School, title: str) -> Course | None:
@@ -806,9 +807,7 @@ def _seed_course(
     if existing is not None:
         report.courses_existing += 1
         # A demo hub seeded before the textbooks: its courses follow them now, as a new version.
-        if _align(existing, spec, books) and existing.status == "published":
-            existing.version += 1
-            session.add(Change(course_id=existing.id, action="updated", version=existing.version))
+        _align(session, uploader, existing, spec, books)
         session.commit()
         return
     course = catalog.create_course(
@@ -825,15 +824,19 @@ def _seed_course(
             language=spec.language,
             license=spec.license,
             teacher=spec.teacher,
+            # Followed and attached as an uploader's form does it (the service checks both).
+            textbook=books[spec.textbook].id if spec.textbook else None,
         ),
     )
+    nodes = _node_ids(books[spec.textbook]) if spec.textbook else {}
     for lesson in spec.lessons:
         catalog.create_lesson(
             session, uploader, course.id,
-            LessonCreate(title=lesson.title, summary=lesson.summary, unit=lesson.unit),
+            LessonCreate(
+                title=lesson.title, summary=lesson.summary, unit=lesson.unit,
+                node=nodes[lesson.node] if lesson.node and nodes else None,
+            ),
         )
-    session.refresh(course, ["lessons"])
-    _align(course, spec, books)
     session.flush()
     if spec.status in ("published", "withdrawn"):
         catalog.publish_course(session, uploader, course.id)

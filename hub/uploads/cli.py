@@ -164,12 +164,39 @@ def _progress(label: str, length: int, start: int, show: bool) -> Iterator[Calla
         yield moved_to
 
 
-def _create_lesson(client: TusClient, course: int, title: str) -> dict[str, Any]:
-    reply = client.json_request(_("adding a lesson"), "POST", f"/api/v1/courses/{course}/lessons", {"title": title})
+def _create_lesson(client: TusClient, course: int, title: str, node: dict[str, Any] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"title": title}
+    if node is not None:
+        body["node"] = node["id"]  # the same request the lesson form makes: one service attaches it
+    reply = client.json_request(_("adding a lesson"), "POST", f"/api/v1/courses/{course}/lessons", body)
     if reply.status != 201:
         raise UploadError(_("cannot add lesson %(title)s: %(why)s", title=title, why=reply.message()))
     created: dict[str, Any] = reply.json()
     return created
+
+
+def _attach_lesson(client: TusClient, lesson: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    reply = client.json_request(
+        _("placing a lesson in its textbook"), "PATCH", f"/api/v1/lessons/{lesson['id']}", {"node": node["id"]}
+    )
+    if reply.status != 200:
+        raise UploadError(_("cannot place lesson %(title)s in %(node)s: %(why)s", title=lesson["title"],
+                            node=_node_name(node), why=reply.message()))  # fmt: skip
+    changed: dict[str, Any] = reply.json()
+    return changed
+
+
+def _node_name(node: dict[str, Any]) -> str:
+    return f"{node['key']} {node['title']}"
+
+
+def course_textbook_tree(client: TusClient, course: int) -> list[dict[str, Any]] | None:
+    """The chapter tree of the textbook ``course`` follows, or None when it follows none."""
+    book = client.get_json(f"/api/v1/courses/{course}").get("textbook")
+    if not book:
+        return None
+    tree: list[dict[str, Any]] = client.get_json(f"/api/v1/textbooks/{book['id']}")["tree"]
+    return tree
 
 
 @dataclass
@@ -187,14 +214,32 @@ class Run:
         for planned in plans:
             lesson = planned.lesson
             action = planned.action
+            attach = planned.attach
             if lesson is None and not self.dry_run:
                 assert course is not None
-                lesson = _create_lesson(self.client, course, planned.title)
+                lesson = _create_lesson(self.client, course, planned.title, planned.node)
                 action = "created"
+            elif lesson is not None and attach and not self.dry_run:
+                lesson = _attach_lesson(self.client, lesson, planned.node)  # type: ignore[arg-type]
             lesson_id = lesson["id"] if lesson is not None else None
             self.say(_lesson_line(planned.title, lesson_id, action))
+            if attach:
+                assert planned.node is not None
+                self.say("  " + _("textbook: %(node)s", node=_node_name(planned.node)))
             files: list[dict[str, Any]] = []
-            self.lessons.append({"id": lesson_id, "title": planned.title, "action": action, "files": files})
+            node = {k: planned.node[k] for k in ("id", "key", "title")} if planned.node else None
+            self.lessons.append(
+                {
+                    "id": lesson_id,
+                    "title": planned.title,
+                    "action": action,
+                    # The textbook node the lesson is on (or will be, with --dry-run), and
+                    # whether this run put it there.
+                    "node": node if attach else (lesson or {}).get("node"),
+                    "node_set": attach,
+                    "files": files,
+                }
+            )
             for item in planned.files:
                 file_action, material = item.action, item.material
                 if item.action == "upload" and not self.dry_run:
@@ -373,7 +418,9 @@ def upload(
     A folder: each sub-folder is a lesson of its files, each loose file a lesson of
     its own. Lessons are matched by title and files by content (sha256) against
     what the hub already has, so running the same command again (after an
-    interruption, from another computer) uploads only what is missing.
+    interruption, from another computer) uploads only what is missing. When the
+    course follows a textbook, a lesson named as a chapter, section or 课时 of it
+    (秒的认识, or 1.1 秒的认识) is placed there.
 
     Exit status: 0 done; 1 an error, or with --wait a material failed; 3 --timeout ran out.
     """
@@ -398,7 +445,8 @@ def upload(
         if path.is_dir():
             assert course is not None
             existing = client.get_json(f"/api/v1/courses/{course}/lessons")["items"]
-            plans = plan_folder(path, existing, lambda p: file_sha256(state, p))
+            tree = course_textbook_tree(client, course)
+            plans = plan_folder(path, existing, lambda p: file_sha256(state, p), tree)
             target = _("Course %(id)s", id=course)
         else:
             assert lesson is not None

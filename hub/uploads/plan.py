@@ -7,12 +7,19 @@ from another computer, after a wiped cache or after someone added half the lesso
 on the web, adds only what is missing, and never a second lesson of the same title
 (it did, when only a local state file remembered what had been made).
 
+When the course follows a textbook, each lesson of the plan also takes the book's
+node (chapter, section or 课时) its name names: the node's title (秒的认识), or its
+key and title (1.1 秒的认识) where a title repeats in the book. A folder's names are
+the plan's whole format, so the title is the natural key; a lesson already on a node
+keeps it (what was chosen on the web wins).
+
 Pure functions over the folder and the API's lesson list: the command runs the plan,
 ``--dry-run`` prints it, and the unit tests check it without a hub.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,10 +56,53 @@ class LessonPlan:
     title: str
     lesson: dict[str, Any] | None  # the API's JSON of the existing lesson; None: to create
     files: list[FilePlan] = field(default_factory=list)
+    # The textbook node (the API's NodeOut JSON) the title names, when the course follows a book.
+    node: dict[str, Any] | None = None
 
     @property
     def action(self) -> str:
         return "create" if self.lesson is None else "exists"
+
+    @property
+    def attach(self) -> bool:
+        """Whether the run puts the lesson on ``node``: a new lesson, or one on no node yet."""
+        return self.node is not None and (self.lesson is None or self.lesson.get("node") is None)
+
+
+def book_nodes(tree: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The nodes of a textbook's tree (GET /api/v1/textbooks/{id}) by the names a lesson may carry.
+
+    By title_key of "key title" always; of the title, and of the title without its
+    number (配方法 of "21.2.1 配方法"), where only one node has it (练习课 in every chapter
+    names none of them).
+    """
+    nodes: list[dict[str, Any]] = []
+    stack = list(reversed(tree))
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(reversed(node.get("children", [])))
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for node in nodes:
+        for name in {title_key(node["title"]), title_key(_unnumbered(node["title"]))}:
+            by_name.setdefault(name, []).append(node)
+    named = {name: found[0] for name, found in by_name.items() if len(found) == 1}
+    named.update({title_key(f"{node['key']} {node['title']}"): node for node in nodes})
+    return named
+
+
+# The number before a name, a book's (21.2.1 配方法) or a teacher's ordering the folders (01 配方法).
+_NUMBER = re.compile(r"^\d+(?:[.\-_]\d+)*[\s.、_-]+(?=\S)")
+
+
+def _unnumbered(title: str) -> str:
+    number = _NUMBER.match(title)
+    return title[number.end() :] if number else title
+
+
+def node_named(nodes: dict[str, dict[str, Any]], title: str) -> dict[str, Any] | None:
+    """The node ``title`` names: as is (1.1 秒的认识, 秒的认识), else without its number (01 秒的认识)."""
+    return nodes.get(title_key(title)) or nodes.get(title_key(_unnumbered(title)))
 
 
 def visible_entries(folder: Path) -> list[Path]:
@@ -106,13 +156,20 @@ def plan_lesson(
     return planned
 
 
-def plan_folder(folder: Path, existing: list[dict[str, Any]], sha256_of: Callable[[Path], str]) -> list[LessonPlan]:
+def plan_folder(
+    folder: Path,
+    existing: list[dict[str, Any]],
+    sha256_of: Callable[[Path], str],
+    tree: list[dict[str, Any]] | None = None,
+) -> list[LessonPlan]:
     """The plan for ``folder`` against a course's lessons (the API's list, in position order).
 
     When the course already has several lessons of one title (duplicates made before
     this check existed), new files go to the first, and a file is already there when
-    any of them has its bytes.
+    any of them has its bytes. ``tree`` is the chapter tree of the textbook the course
+    follows: each lesson takes the node its title names (:func:`book_nodes`).
     """
+    nodes = book_nodes(tree) if tree else {}
     by_title: dict[str, list[dict[str, Any]]] = {}
     for lesson in sorted(existing, key=lambda item: (item.get("position", 0), item["id"])):
         by_title.setdefault(title_key(lesson["title"]), []).append(lesson)
@@ -120,5 +177,7 @@ def plan_folder(folder: Path, existing: list[dict[str, Any]], sha256_of: Callabl
     for title, files in folder_lessons(folder):
         matches = by_title.get(title_key(title), [])
         materials = [m for lesson in matches for m in lesson.get("materials", [])]
-        plans.append(plan_lesson(title, files, matches[0] if matches else None, materials, sha256_of))
+        planned = plan_lesson(title, files, matches[0] if matches else None, materials, sha256_of)
+        planned.node = node_named(nodes, title)
+        plans.append(planned)
     return plans

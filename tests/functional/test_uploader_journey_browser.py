@@ -21,14 +21,13 @@ from hub import create_app
 from hub.db import get_database
 from tests.conftest import Accounts, hub_settings
 from tests.functional.conftest import LiveServer
-from tests.support.browser import needs_chromium
+from tests.support.browser import needs_chromium, read_as_a_chinese_reader
 from tests.support.chinese import english_words
 from tests.support.media import lesson_video
 
 pytestmark = [pytest.mark.slow, needs_chromium, pytest.mark.usefixtures("no_csp_violations")]
 
 EMAIL, PASSWORD = "journey@haidian.cn", "a long password"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @dataclass
@@ -65,16 +64,6 @@ def hub(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         server.process.stop()
 
 
-def _read_as_a_chinese_reader(page: Any, name: str) -> None:
-    """No English word on the page, nothing wider than the phone; a screenshot for a person to look at."""
-    page.wait_for_load_state()
-    assert english_words(page.content()) == [], f"{name}: {page.url}"
-    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-    assert overflow <= 0, f"{name}: {overflow}px wider than the screen"
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"journey-{name}.png"), full_page=True)
-
-
 def test_create_fill_fix_and_publish_a_course_on_a_phone_in_chinese(hub: Hub, browser: Any) -> None:
     context = browser.new_context(
         viewport={"width": 360, "height": 740}, locale="zh-CN", is_mobile=True, has_touch=True
@@ -86,12 +75,12 @@ def test_create_fill_fix_and_publish_a_course_on_a_phone_in_chinese(hub: Hub, br
     base = hub.server.url
     try:
         page.goto(base + "/login")
-        _read_as_a_chinese_reader(page, "login")
+        read_as_a_chinese_reader(page, "journey-login")
         page.fill("input[name=email]", EMAIL)
         page.fill("input[name=password]", PASSWORD)
         page.click("main form button[type=submit]")
         page.wait_for_url(base + "/upload/")
-        _read_as_a_chinese_reader(page, "dashboard")
+        read_as_a_chinese_reader(page, "journey-dashboard")
 
         page.fill("#course-title", "一元二次方程")
         page.select_option("#course-subject", "math")
@@ -102,7 +91,7 @@ def test_create_fill_fix_and_publish_a_course_on_a_phone_in_chinese(hub: Hub, br
         page.click("form.stack button[type=submit]")
         page.wait_for_url("**/upload/courses/*")
         course_id = int(page.url.rstrip("/").rsplit("/", 1)[-1])
-        _read_as_a_chinese_reader(page, "course-new")
+        read_as_a_chinese_reader(page, "journey-course-new")
 
         # Three lessons, one after another, without leaving the course page.
         for title in ("配方法", "公式法", "因式分解法"):
@@ -111,7 +100,7 @@ def test_create_fill_fix_and_publish_a_course_on_a_phone_in_chinese(hub: Hub, br
             page.wait_for_load_state()
             assert f"/upload/courses/{course_id}" in page.url
             assert f"已添加课时“{title}”" in page.inner_text("p.notice")
-        _read_as_a_chinese_reader(page, "course-three-lessons")
+        read_as_a_chinese_reader(page, "journey-course-three-lessons")
         lessons = {lesson["title"]: lesson["id"] for lesson in hub.lessons(course_id)}
         assert list(lessons) == ["配方法", "公式法", "因式分解法"]
 
@@ -122,13 +111,13 @@ def test_create_fill_fix_and_publish_a_course_on_a_phone_in_chinese(hub: Hub, br
         page.fill("#upload-form input[name=title]", "配方法课堂实录")
         page.click("#upload-form button[type=submit]")
         page.locator("#transfers li .state", has_text="已添加").wait_for()
-        _read_as_a_chinese_reader(page, "lesson-uploaded")
+        read_as_a_chinese_reader(page, "journey-lesson-uploaded")
 
         # 因式分解法 moves up, above 公式法, with the up button (a form: no script needed).
         page.goto(f"{base}/upload/courses/{course_id}")
         page.click(f"#lesson-{lessons['因式分解法']} button[name=up]")
         page.wait_for_load_state()
-        _read_as_a_chinese_reader(page, "course-reordered")
+        read_as_a_chinese_reader(page, "journey-course-reordered")
         assert page.locator("ol.lessons > li > a").all_inner_texts() == ["配方法", "因式分解法", "公式法"]
         assert [lesson["title"] for lesson in hub.lessons(course_id)] == ["配方法", "因式分解法", "公式法"]
 
@@ -138,7 +127,7 @@ def test_create_fill_fix_and_publish_a_course_on_a_phone_in_chinese(hub: Hub, br
         page.fill("#edit-lesson input[name=title]", "公式法解一元二次方程")
         page.click("#edit-lesson form.stack button[type=submit]")
         page.wait_for_load_state()
-        _read_as_a_chinese_reader(page, "lesson-retitled")
+        read_as_a_chinese_reader(page, "journey-lesson-retitled")
 
         # A lesson deleted (it asks for a tick first).
         page.goto(f"{base}/upload/lessons/{lessons['因式分解法']}")
@@ -146,11 +135,11 @@ def test_create_fill_fix_and_publish_a_course_on_a_phone_in_chinese(hub: Hub, br
         page.check("form.danger input[name=confirm]")
         page.click("form.danger button[type=submit]")
         page.wait_for_url(f"**/upload/courses/{course_id}*")
-        _read_as_a_chinese_reader(page, "course-after-delete")
+        read_as_a_chinese_reader(page, "journey-course-after-delete")
 
         page.click("button:has-text('发布课程')")
         page.wait_for_load_state()
-        _read_as_a_chinese_reader(page, "course-published")
+        read_as_a_chinese_reader(page, "journey-course-published")
 
         assert hub.course(course_id)["status"] == "published"
         made = hub.lessons(course_id)

@@ -97,3 +97,21 @@ def chromium(*extra_flags: str) -> Iterator[Any]:
         finally:
             browser.close()
         browser.assert_no_csp_violations()
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def read_as_a_chinese_reader(page: Any, name: str) -> None:
+    """No English word on the page, nothing wider than the phone; a screenshot (test-artifacts/NAME.png) for a person.
+
+    Shared by the Chinese phone journeys (the uploader's, the textbook browser's).
+    """
+    from tests.support.chinese import english_words
+
+    page.wait_for_load_state()
+    assert english_words(page.content()) == [], f"{name}: {page.url}"
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{name}: {overflow}px wider than the screen"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

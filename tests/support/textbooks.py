@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -83,9 +84,24 @@ def aligned_course(
     return course.id
 
 
-def make_catalog(db: Session, make: Accounts) -> Catalog:
-    """The book, a rural and a famous school's published courses aligned to it, and a draft."""
-    book, nodes = make_book(db)
+def shipped_book(db: Session) -> tuple[Textbook, dict[str, TextbookNode]]:
+    """人教版 数学 三年级上册 as the hub ships it (hub/textbooks/data), imported as `hub textbook import` does."""
+    import hub.textbooks
+    from hub.textbooks import services as textbooks
+
+    path = Path(hub.textbooks.__file__).parent / "data" / f"{BOOK_KEY}.json"
+    book = textbooks.import_file(db, path.name, path.read_bytes()).textbook
+    db.commit()
+    return book, {node.key: node for node in book.nodes}
+
+
+def make_catalog(db: Session, make: Accounts, *, shipped: bool = False) -> Catalog:
+    """The book, a rural and a famous school's published courses aligned to it, and a draft.
+
+    The book is the small one above, or with ``shipped`` the real one (its chapters 1 and 2
+    have the same keys: 1.1 秒的认识, 1.2 时间的计算, 2.1).
+    """
+    book, nodes = shipped_book(db) if shipped else make_book(db)
     rural = make.user("r@x.cn", make.school("山区小学", "rural"))
     famous = make.user("f@x.cn", make.school("海淀实验小学", "famous"))
     # The rural school publishes first: famous first must beat "newest first".

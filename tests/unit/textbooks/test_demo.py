@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.catalog.models import Course, Lesson
@@ -47,3 +47,28 @@ def test_the_demo_catalog_is_aligned_to_the_shipped_textbooks(app: Flask, db: Se
         again = seed_demo(db, app.extensions["hub.storage"], media=False)
     assert again.courses_created == 0
     assert dict(db.execute(select(Course.id, Course.version)).all()) == versions  # nothing new to send
+
+
+def test_a_demo_hub_seeded_before_the_textbooks_is_aligned_as_an_uploader_would(app: Flask, db: Session) -> None:
+    """The re-seed goes through update_course and update_lesson: a published course gets new versions."""
+    from hub.sync.models import Change
+
+    with app.app_context():
+        seed_demo(db, app.extensions["hub.storage"], media=False)
+    course = db.scalars(select(Course).where(Course.title == "九年级数学上册（人教版）")).one()
+    assert course.status == "published"
+    # As a hub seeded before issue 18 left it: no book, no nodes.
+    for lesson in course.lessons:
+        lesson.textbook_node_id = None
+    course.textbook_id = None
+    db.commit()
+    version = course.version
+    changes = db.scalar(select(func.count()).select_from(Change).where(Change.course_id == course.id))
+    with app.app_context():
+        seed_demo(db, app.extensions["hub.storage"], media=False)
+    db.expire_all()
+    assert course.textbook is not None and course.textbook.key == "renjiao-math-9-1"
+    nodes = {lesson.title: lesson.textbook_node.key for lesson in course.lessons if lesson.textbook_node}
+    assert nodes["一元二次方程的解法：配方法"] == "21.2.1"
+    assert course.version > version  # school servers fetch the aligned course again
+    assert db.scalar(select(func.count()).select_from(Change).where(Change.course_id == course.id)) > changes

@@ -215,6 +215,41 @@ def test_a_folder_fills_the_existing_lesson_of_the_same_title(
     assert again["counts"]["lessons_created"] == 0 and again["counts"]["files_uploaded"] == 1
 
 
+def test_a_folder_places_its_lessons_in_the_courses_textbook(
+    server: str, school: School, db: Session, tmp_path: Path
+) -> None:
+    """The course follows the shipped 人教版 数学 九年级上册: 配方法 and 02 公式法 go on their 课时."""
+    import hub.textbooks
+    from hub.catalog import services as catalog
+    from hub.catalog.models import Course
+    from hub.textbooks import services as textbooks
+
+    shipped = Path(hub.textbooks.__file__).parent / "data" / "renjiao-math-9-1.json"
+    book = textbooks.import_file(db, shipped.name, shipped.read_bytes()).textbook
+    course = db.get(Course, school.course_id)
+    assert course is not None
+    catalog.follow_textbook(db, course, book.id)
+    db.commit()
+    folder = _folder(tmp_path)
+    dry = json.loads(_run(server, school, str(folder), "--course", str(school.course_id), "--dry-run", "--json").stdout)
+    placed = {lesson["title"]: (lesson["node"]["key"], lesson["node_set"]) for lesson in dry["lessons"]}
+    assert placed == {"02 公式法": ("21.2.2", True), "配方法": ("21.2.1", True)}
+    db.expire_all()
+    assert db.scalars(select(Lesson.textbook_node_id)).all() == [None]  # a dry run changes nothing
+
+    done = _run(server, school, str(folder), "--course", str(school.course_id), "--json")
+    assert done.exit_code == 0, done.output
+    db.expire_all()
+    nodes = {lesson.title: lesson.textbook_node.key for lesson in db.scalars(select(Lesson))}
+    assert nodes == {"配方法": "21.2.1", "02 公式法": "21.2.2"}
+    # Again: already placed, nothing to do.
+    again = json.loads(_run(server, school, str(folder), "--course", str(school.course_id), "--json").stdout)
+    assert [(lesson["node"]["key"], lesson["node_set"]) for lesson in again["lessons"]] == [
+        ("21.2.2", False),
+        ("21.2.1", False),
+    ]
+
+
 def _files(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [f for lesson in document["lessons"] for f in lesson["files"]]
 

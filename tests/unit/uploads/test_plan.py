@@ -166,3 +166,41 @@ def test_wait_fails_on_a_failed_material_and_stops_at_the_timeout() -> None:
     stuck = _wait(_Materials({1: ["processing"]}), [1], timeout=5)
     assert stuck.timed_out and stuck.exit_code() == watch.EXIT_TIMEOUT == 3 and 4.9 < stuck.seconds <= 5
     assert stuck.line().endswith("Stopped waiting: 1 still processing.")
+
+
+# A course that follows 人教版 数学 九年级上册: the tree as GET /api/v1/textbooks/{id} answers it.
+_TREE = [
+    {"id": 1, "key": "21", "kind": "chapter", "title": "第二十一章 一元二次方程", "children": [
+        {"id": 2, "key": "21.2", "kind": "section", "title": "21.2 解一元二次方程", "children": [
+            {"id": 3, "key": "21.2.1", "kind": "lesson", "title": "21.2.1 配方法", "children": []},
+            {"id": 4, "key": "21.2.2", "kind": "lesson", "title": "21.2.2 公式法", "children": []},
+        ]},
+        {"id": 5, "key": "21.9", "kind": "lesson", "title": "练习", "children": []},
+    ]},
+    {"id": 6, "key": "22", "kind": "chapter", "title": "第二十二章 二次函数", "children": [
+        {"id": 7, "key": "22.9", "kind": "lesson", "title": "练习", "children": []},
+    ]},
+]  # fmt: skip
+
+
+def test_each_lesson_takes_the_textbook_node_its_name_names(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)  # 01 配方法/ and 02 公式法.mp4: numbered by the teacher, not by the book
+    (folder / "练习.pdf").write_bytes(b"pdf-2")  # a title two chapters have: no node
+    (folder / "22.9 练习").mkdir()
+    (folder / "22.9 练习" / "题.pdf").write_bytes(b"pdf-3")  # the key says which
+    (folder / "课外阅读.pdf").write_bytes(b"pdf-4")  # no node of that name
+    existing = [
+        {**_lesson(7, "01 配方法", 1), "node": None},  # on no node yet: the run places it
+        {**_lesson(8, "02 公式法", 2), "node": {"id": 99, "key": "21.1"}},  # chosen on the web: kept
+    ]
+    plans = {p.title: p for p in plan_folder(folder, existing, _sha, _TREE)}
+    assert {title: (p.node or {}).get("key") for title, p in plans.items()} == {
+        "01 配方法": "21.2.1",
+        "02 公式法": "21.2.2",
+        "22.9 练习": "22.9",
+        "练习": None,
+        "课外阅读": None,
+    }
+    assert {title for title, p in plans.items() if p.attach} == {"01 配方法", "22.9 练习"}
+    # A course that follows no textbook: the plan has no nodes, as before.
+    assert all(p.node is None for p in plan_folder(folder, existing, _sha))
