@@ -6,7 +6,16 @@ from hub.harvest.models import HarvestRecord
 from hub.jobs import Outbox
 from hub.media.models import Blob, Rendition
 from hub.pagecache import PageGeneration
-from hub.reach.models import PendingDay, PlaySeen, ReachDay, ReachWeek, RolledDay, UsageCount
+from hub.reach.models import (
+    PendingDay,
+    PlaySeen,
+    ReachDay,
+    ReachSchoolDay,
+    ReachSchoolWeek,
+    ReachWeek,
+    RolledDay,
+    UsageCount,
+)
 from hub.search.changes import SearchChange, SearchReplica
 from hub.subtitles.models import Subtitle
 from hub.sync.models import (
@@ -42,6 +51,8 @@ __all__ = [
     "PendingDay",
     "PlaySeen",
     "ReachDay",
+    "ReachSchoolDay",
+    "ReachSchoolWeek",
     "ReachWeek",
     "Rendition",
     "ReportedCount",

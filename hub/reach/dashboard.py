@@ -6,7 +6,9 @@ their own school's courses. Small counts are masked (``HUB_REACH_MASK_BELOW``) o
 a school's own rows.
 
 Every count comes from the roll-ups (hub.reach.rollup), never from the raw rows: a
-period's whole weeks from ``reach_week``, its edge days from ``reach_day``.
+period's whole weeks from a weekly table, its edge days from a daily one; the per-school
+tables (``reach_school_week``, ``reach_school_day``) unless the question needs the
+courses (:func:`_course_grain`), then ``reach_week`` and ``reach_day``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,22 @@ from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, Select, and_, distinct, func, literal, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Integer,
+    Select,
+    and_,
+    cast,
+    distinct,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from hub.accounts.models import Pairing, School, User
@@ -27,7 +44,7 @@ from hub.db import utcnow
 from hub.errors import Invalid, PermissionDenied
 from hub.i18n import N_
 from hub.inputs import Id
-from hub.reach.models import ReachDay, ReachWeek
+from hub.reach.models import ReachDay, ReachSchoolDay, ReachSchoolWeek, ReachWeek
 from hub.reach.rollup import week_of
 from hub.sync import servers as sync_servers
 from hub.sync.models import Subscription
@@ -236,46 +253,79 @@ def _filters(table: Any, scope: Scope, query: ReachQuery) -> list[ColumnElement[
     return where
 
 
-def _grouped(
-    session: Session, table: Any, key: Any, where: list[ColumnElement[bool]], *, join_school: bool = False
-) -> list[tuple[Any, str, int]]:
-    statement = select(key, table.kind, func.sum(table.count)).where(*where).group_by(key, table.kind)
-    if join_school:
-        statement = statement.select_from(table).outerjoin(School, School.id == table.school_id)
-    return [(k, kind, int(n)) for k, kind, n in session.execute(statement)]
+def _course_grain(scope: Scope, query: ReachQuery, group_by: str) -> bool:
+    """Whether a question needs the course-grain roll-ups (reach_week, reach_day).
+
+    Only a course, subject or grade filter, an uploader's own courses, or grouping by
+    course or lesson does; every other question (a province by county, a county by school,
+    the trend) reads the per-school tables, whose size does not grow with the raw volume.
+    """
+    return (
+        group_by in ("course", "lesson")
+        or query.course is not None
+        or query.subject is not None
+        or query.grade is not None
+        or scope.course_school_id is not None
+    )
 
 
 def _period_counts(
     session: Session, scope: Scope, query: ReachQuery, period: Period, group_by: str
-) -> dict[Any, Counts]:
-    """Counts per group key over the period: whole weeks from reach_week, edge days from reach_day."""
-    out: dict[Any, Counts] = defaultdict(Counts)
+) -> tuple[dict[Any, Counts], dict[date, Counts]]:
+    """Counts per group key and per week over the period, in one statement.
+
+    Whole weeks come from a weekly table, the edge days from a daily one. The trend is
+    summed in the same statement as the groups: on PostgreSQL by GROUPING SETS (one scan
+    of the rows), on SQLite by a second aggregate in a UNION ALL. Grouping by key and week
+    and summing here instead returned 12,000 rows for a province's counties over a year,
+    and adding them up in Python cost more than the scan (benchmarks/reach).
+    """
+    course_grain = _course_grain(scope, query, group_by)
+    week_table: Any = ReachWeek if course_grain else ReachSchoolWeek
+    day_table: Any = ReachDay if course_grain else ReachSchoolDay
     weeks, edges = period.split()
-    day_ranges = list(edges)
+    parts: list[tuple[Any, Any, tuple[date, date]]] = []
     if group_by == "lesson":  # lessons are only in the daily table
-        day_ranges, weeks = [(period.start, period.end)], None
-    if weeks is not None:
-        where = [*_filters(ReachWeek, scope, query), ReachWeek.week >= weeks[0], ReachWeek.week <= weeks[1]]
-        key = {
+        parts.append((day_table, day_table.day, (period.start, period.end)))
+    else:
+        if weeks is not None:
+            parts.append((week_table, week_table.week, weeks))
+        parts.extend((day_table, day_table.day, edge) for edge in edges)
+    grouping_sets = session.get_bind().dialect.name == "postgresql"
+    selects = []
+    for table, when, (first, last) in parts:
+        where = [*_filters(table, scope, query), when >= first, when <= last]
+        key: Any = {
             "county": func.coalesce(School.county, ""),
-            "school": ReachWeek.school_id,
-            "course": ReachWeek.course_id,
-            "week": ReachWeek.week,
+            "school": table.school_id,
+            "course": getattr(table, "course_id", None),
+            "lesson": getattr(table, "lesson_id", None),
+            "week": when,
         }[group_by]
-        for k, kind, n in _grouped(session, ReachWeek, key, where, join_school=group_by == "county"):
-            out[k].add(kind, n)
-    for first, last in day_ranges:
-        where = [*_filters(ReachDay, scope, query), ReachDay.day >= first, ReachDay.day <= last]
-        key = {
-            "county": func.coalesce(School.county, ""),
-            "school": ReachDay.school_id,
-            "course": ReachDay.course_id,
-            "lesson": ReachDay.lesson_id,
-            "week": ReachDay.day,
-        }[group_by]
-        for k, kind, n in _grouped(session, ReachDay, key, where, join_school=group_by == "county"):
-            out[week_of(k) if group_by == "week" else k].add(kind, n)
-    return out
+        # Rows are (key, time, kind, sum): a NULL time marks a group's row, a NULL key a trend's.
+        no_key = cast(null(), Integer if group_by == "week" else key.type)
+        if group_by == "week":
+            shapes = [(no_key, when, [when, table.kind])]
+        elif grouping_sets:  # one scan for both sums
+            shapes = [(key, when, [func.grouping_sets(tuple_(key, table.kind), tuple_(when, table.kind))])]
+        else:  # SQLite has no GROUPING SETS: a second aggregate in the same statement
+            shapes = [(key, cast(null(), Date), [key, table.kind]), (no_key, when, [when, table.kind])]
+        for k, w, by in shapes:
+            statement = select(k, w, table.kind, func.sum(table.count)).where(*where).group_by(*by)
+            if group_by == "county":
+                statement = statement.select_from(table).outerjoin(School, School.id == table.school_id)
+            selects.append(statement)
+    groups: dict[Any, Counts] = defaultdict(Counts)
+    trend: dict[date, Counts] = defaultdict(Counts)
+    if not selects:
+        return groups, trend
+    everything: Any = union_all(*selects) if len(selects) > 1 else selects[0]
+    for k, when, kind, n in session.execute(everything):
+        if when is not None:
+            trend[week_of(when)].add(kind, n)
+        if k is not None:
+            groups[k].add(kind, n)
+    return (trend if group_by == "week" else groups), trend
 
 
 def reach(
@@ -287,8 +337,7 @@ def reach(
     if group_by == "lesson" and not query.course:
         raise Invalid(N_("Choose a course to see its lessons."), {"course": N_("needed for lessons")})
     own_filter = bool(query.school) and query.school == scope.own_school_id
-    grouped = _period_counts(session, scope, query, period, group_by)
-    trend_counts = grouped if group_by == "week" else _period_counts(session, scope, query, period, "week")
+    grouped, trend_counts = _period_counts(session, scope, query, period, group_by)
     labels = _labels(session, group_by, list(grouped))
     rows = []
     total = Counts()

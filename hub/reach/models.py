@@ -115,6 +115,42 @@ class ReachWeek(Base):
     count: Mapped[int] = mapped_column(Integer)
 
 
+class ReachSchoolDay(Base):
+    """One day per school and kind, over every course: what the views without a course filter read.
+
+    The course-grain tables grow with the courses each school uses (a rural school follows
+    one course per subject and grade: dozens); this one has at most three rows per school
+    and day, whatever the raw volume, so a province's counties or a county's schools over a
+    period never read a course-grain row.
+    """
+
+    __tablename__ = "reach_school_day"
+    __table_args__ = (Index("ix_reach_school_day_school_id_day", "school_id", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    school_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(
+        Enum(*USAGE_KINDS, name="reach_school_day_kind", native_enum=False, create_constraint=True, length=16),
+        primary_key=True,
+    )
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class ReachSchoolWeek(Base):
+    """One ISO week per school and kind, over every course: at most 10,000 × 52 × 3 rows a year in a province."""
+
+    __tablename__ = "reach_school_week"
+    __table_args__ = (Index("ix_reach_school_week_school_id_week", "school_id", "week"),)
+
+    week: Mapped[date] = mapped_column(Date, primary_key=True)
+    school_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(
+        Enum(*USAGE_KINDS, name="reach_school_week_kind", native_enum=False, create_constraint=True, length=16),
+        primary_key=True,
+    )
+    count: Mapped[int] = mapped_column(Integer)
+
+
 class RolledDay(Base):
     """A day rolled up, with the raw rows' number and total at that time.
 

@@ -4,7 +4,10 @@ A province sends some 100 million raw rows a year (hub.reach.models.UsageCount):
 can sum them per request. The roll-up keeps two tables, re-made a day (and its week) at a
 time from the raw rows, so running it twice, or after a crash half-way, gives the same
 result: ``reach_day`` (a day per school, course, lesson and kind) and ``reach_week`` (the
-same per ISO week, without lessons).
+same per ISO week, without lessons), for the drill-down and the course, subject and grade
+filters; ``reach_school_day`` and ``reach_school_week`` (the same without the course), for
+every view without such a filter, at most three rows per school and day or week whatever
+the raw volume (benchmarks/reach).
 
 Which days to re-make:
 - marked ones: whatever records counts calls :func:`mark_days` in its own transaction
@@ -28,7 +31,15 @@ from sqlalchemy.orm import Session
 
 from hub import jobs
 from hub.db import utcnow
-from hub.reach.models import PendingDay, ReachDay, ReachWeek, RolledDay, UsageCount
+from hub.reach.models import (
+    PendingDay,
+    ReachDay,
+    ReachSchoolDay,
+    ReachSchoolWeek,
+    ReachWeek,
+    RolledDay,
+    UsageCount,
+)
 
 # Any fixed number: the key of the advisory lock that serialises roll-ups on PostgreSQL.
 _LOCK_KEY = 0x5EAC_0017
@@ -125,6 +136,17 @@ def _roll_week(session: Session, week: date, days: list[date]) -> None:
                 ),
             )
         )
+        # The course-less grain from the day just rolled (already merged over lessons,
+        # materials and sources), not from the raw rows again.
+        session.execute(delete(ReachSchoolDay).where(ReachSchoolDay.day == day))
+        session.execute(
+            insert(ReachSchoolDay).from_select(
+                ["day", "school_id", "kind", "count"],
+                select(ReachDay.day, ReachDay.school_id, ReachDay.kind, func.sum(ReachDay.count))
+                .where(ReachDay.day == day)
+                .group_by(ReachDay.day, ReachDay.school_id, ReachDay.kind),
+            )
+        )
         rows, total = session.execute(
             select(func.count(), func.coalesce(func.sum(UsageCount.count), 0)).where(UsageCount.day == day)
         ).one()
@@ -143,6 +165,15 @@ def _roll_week(session: Session, week: date, days: list[date]) -> None:
             select(literal(week), ReachDay.school_id, ReachDay.course_id, ReachDay.kind, func.sum(ReachDay.count))
             .where(ReachDay.day >= week, ReachDay.day < week + timedelta(days=7))
             .group_by(ReachDay.school_id, ReachDay.course_id, ReachDay.kind),
+        )
+    )
+    session.execute(delete(ReachSchoolWeek).where(ReachSchoolWeek.week == week))
+    session.execute(
+        insert(ReachSchoolWeek).from_select(
+            ["week", "school_id", "kind", "count"],
+            select(literal(week), ReachWeek.school_id, ReachWeek.kind, func.sum(ReachWeek.count))
+            .where(ReachWeek.week == week)
+            .group_by(ReachWeek.school_id, ReachWeek.kind),
         )
     )
     session.flush()

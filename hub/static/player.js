@@ -10,7 +10,8 @@
  *   (navigator.sendBeacon to the list's data-plays URL, with a random id this browser
  *   keeps, so the hub counts one play per device, material and day: hub.reach). A cookie
  *   scoped to the blob URLs tells the hub this browser reports its plays, so the
- *   media requests themselves, which count plays when this file does not run, do not.
+ *   media requests themselves, which count plays when this file does not run, do not;
+ *   a chapter link's player asks for its metadata only after that (data-preload).
  */
 (function () {
   "use strict";
@@ -146,6 +147,13 @@
     var player = item.querySelector(".player");
     var tools = item.querySelector(".player-tools");
     if (!player || !tools) { return; }
+    // A chapter link's page: show the player at the chapter now that the cookie above marks
+    // this browser's requests (the HTML says preload="none" so no request leaves before it).
+    var preload = player.getAttribute("data-preload");
+    if (preload && player.readyState === 0 && player.paused) {
+      player.preload = preload;
+      player.load();
+    }
     rememberPosition(player);
     if (playsUrl) { reportPlay(player, playsUrl); }
 

@@ -161,9 +161,12 @@ def test_chapter_links_work_without_javascript(browser: Any, lessons: Lessons) -
         tab.wait_for_url("**/lessons/*?*t=8*")
         src = tab.locator("video.player source").first.get_attribute("src")
         assert src.endswith("#t=8"), src
-        # The server asked for metadata (preload) and the media fragment put the player at 8 s.
+        # Nothing is fetched before the reader presses play (a fetch would count as a play without
+        # JavaScript); then the media fragment starts the player at 8 s.
+        assert _video_state(tab)["ready"] == 0
+        tab.evaluate("() => { const v = document.querySelector('video.player'); v.muted = true; return v.play(); }")
         wait_until(lambda: _video_state(tab)["ready"] >= 1, 30, "the video's metadata", interval=0.2)
-        assert abs(_video_state(tab)["time"] - 8) < 1
+        assert 8 - 0.5 < _video_state(tab)["time"] < 8 + 5
     finally:
         tab.context.close()
 
@@ -270,5 +273,37 @@ def test_without_javascript_the_first_media_request_counts_the_play(
         wait_until(lambda: plays(material) == before + 1, 30, "the media request's play", interval=0.3)
         wait_until(lambda: _video_state(tab)["time"] > 2, 30, "2 s played")  # more range requests by then
         assert plays(material) == before + 1
+    finally:
+        tab.context.close()
+
+
+def test_a_page_that_loads_the_video_before_its_script_counts_one_play(
+    browser: Any, lessons: Lessons, plays: Callable[[int], int]
+) -> None:
+    """A first visit through a chapter link (?m=&t=) with JavaScript: one play, the beacon's.
+
+    The link's page asks for the video's metadata while it loads (the no-script way to start
+    at the chapter), and that request may leave before player.js has run and set its cookie:
+    the fallback must not take it for a play without JavaScript, and the page's mere loading
+    is no play at all.
+    """
+    material = lessons.material["id"]
+    # A fresh context (no cookie, no device id) and a device of its own for the fallback's key.
+    tab = _tab(browser, user_agent=SLOW_PHONE_UA + " FirstVisit")
+    try:
+        before = plays(material)
+        tab.goto(lessons.url(1, f"?m={material}&t=8"))
+        wait_until(lambda: _video_state(tab)["ready"] >= 1, 30, "the video's metadata", interval=0.2)
+        assert abs(_video_state(tab)["time"] - 8) < 1  # the chapter link still starts there
+        on_loading = plays(material) - before
+        tab.evaluate(
+            "() => { const v = document.querySelector('video.player'); v.muted = true; v.playbackRate = 2;"
+            " return v.play(); }"
+        )
+        wait_until(lambda: _video_state(tab)["time"] > 16, 30, "8 s played")  # a quarter played: the beacon
+        wait_until(lambda: plays(material) > before + on_loading, 30, "the beacon's play", interval=0.3)
+        # Loading counted nothing, and the play counted once.
+        assert (on_loading, plays(material) - before) == (0, 1)
+        assert not tab.errors, tab.errors
     finally:
         tab.context.close()

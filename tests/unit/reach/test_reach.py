@@ -16,7 +16,7 @@ from hub.accounts import services as accounts
 from hub.errors import Invalid
 from hub.reach import rollup
 from hub.reach.dashboard import Period
-from hub.reach.models import PendingDay, ReachDay, ReachWeek, UsageCount
+from hub.reach.models import PendingDay, ReachDay, ReachSchoolDay, ReachSchoolWeek, ReachWeek, UsageCount
 from tests.unit.reach.conftest import TODAY, World, add_counts, roll
 
 MONDAY = rollup.week_of(TODAY)
@@ -59,6 +59,12 @@ def test_rollup_sums_materials_and_sources_and_running_it_twice_changes_nothing(
     assert daily == [(day, one.id, 12), (MONDAY, two.id, 4)]
     weekly = sorted((r.week, r.count) for r in db.scalars(select(ReachWeek)))
     assert weekly == [(rollup.week_of(day), 12), (MONDAY, 4)]
+    # The per-school grain: the same sums without the course, a row per school, kind and day or week.
+    assert [(r.day, r.count) for r in db.scalars(select(ReachSchoolDay).order_by(ReachSchoolDay.day))] == [
+        (day, 12),
+        (MONDAY, 4),
+    ]
+    assert sorted((r.week, r.count) for r in db.scalars(select(ReachSchoolWeek))) == weekly
     assert roll(db).days == []  # nothing changed: nothing re-rolled
     rollup.roll_up(db, check_days=None, today=TODAY)
     assert sorted((r.week, r.count) for r in db.scalars(select(ReachWeek))) == weekly
@@ -78,12 +84,44 @@ def test_rollup_sums_materials_and_sources_and_running_it_twice_changes_nothing(
     assert rollup.roll_up(db, check_days=None, today=TODAY).days == [MONDAY]
     assert db.scalar(select(func.count()).select_from(PendingDay)) == 0
     assert db.scalar(select(func.sum(ReachWeek.count)).where(ReachWeek.week == MONDAY)) == 9
+    assert db.scalar(select(func.sum(ReachSchoolWeek.count)).where(ReachSchoolWeek.week == MONDAY)) == 9
 
     # Raw rows gone (deleted by hand): the day rolls up to nothing.
     db.execute(UsageCount.__table__.delete().where(UsageCount.day == day))
     db.commit()
     assert roll(db).days == [day]
     assert db.scalar(select(func.count()).select_from(ReachDay).where(ReachDay.day == day)) == 0
+    assert db.scalar(select(func.count()).select_from(ReachSchoolDay).where(ReachSchoolDay.day == day)) == 0
+
+
+def test_the_school_grain_and_the_course_grain_give_the_same_answers(
+    client: FlaskClient, db: Session, world: World
+) -> None:
+    """Without a course filter the per-school tables answer; with one the course-grain tables do."""
+    one, two = world.lessons
+    start = TODAY - timedelta(days=27)
+    rows = []
+    for n, day in enumerate((start, start + timedelta(days=3), MONDAY - timedelta(days=9), MONDAY, TODAY)):
+        rows += [
+            (day, world.tongwei, world.course, one, "play", 5 + n),
+            (day, world.tongwei, world.course, two, "download", 6 + n),
+            (day, world.longxi, world.course, one, "play", 7 + n),
+        ]
+    add_counts(db, rows)
+    roll(db)
+    # Every count is of the math course, so "subject=math" (course grain) must give what no filter gives.
+    for group_by in ("county", "school", "week"):
+        for who in (world.admin, world.county):
+            plain, by_subject = (
+                _get(client, who, group_by=group_by),
+                _get(client, who, group_by=group_by, subject="math"),
+            )
+            assert plain["rows"] == by_subject["rows"] and plain["trend"] == by_subject["trend"], (group_by, who)
+    answer = _get(client, world.admin, group_by="school")
+    assert _rows(answer) == {"山村小学": (35, 40, 0), "河边小学": (45, 0, 0)}
+    assert sum(w["plays"] for w in answer["trend"]) == 80
+    # The trend from the groups' own statement matches the trend asked for alone.
+    assert answer["trend"] == _get(client, world.admin, group_by="week")["trend"]
 
 
 def test_a_period_adds_whole_weeks_and_edge_days(client: FlaskClient, db: Session, world: World) -> None:
