@@ -101,7 +101,14 @@ def web_app() -> Flask:
 )
 @click.option("--threads", default=8, show_default=True, type=int, help="Threads per process.")
 @click.option("--connections", default=1000, show_default=True, type=int, help="Most open connections per process.")
-def serve(host: str, port: int, processes: int | None, threads: int, connections: int) -> None:
+@click.option(
+    "--upload-port",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Also serve /api/v1/uploads/ on this port, streaming each PATCH into storage (behind nginx); "
+    "default HUB_UPLOAD_PORT (0: none).",
+)
+def serve(host: str, port: int, processes: int | None, threads: int, connections: int, upload_port: int | None) -> None:
     """Serve the web app and API with waitress, in one process per core."""
     from hub.search import ensure_index
     from hub.serving import default_processes
@@ -113,12 +120,16 @@ def serve(host: str, port: int, processes: int | None, threads: int, connections
     count = settings.web_processes if processes is None else processes
     count = count or default_processes()
     ensure_index(app)  # an old-schema or corrupt index is rebuilt in the background
+    uploads = settings.upload_port if upload_port is None else upload_port
     click.echo(f"serving on http://{host}:{port}/ ({count} processes, {threads} threads each)", err=True)
+    if uploads:
+        click.echo(f"uploads (tus, streamed) on http://{host}:{uploads}/api/v1/uploads/", err=True)
     # A school server tells its LAN where it is (HUB_MDNS): http://NAME.local/.
     with mdns.announce(settings, host, port, sys.stderr):
         serve_processes(
-            "hub.cli:web_app", host, port, processes=count, threads=threads, connections=connections, app=app
-        )
+            "hub.cli:web_app", host, port, processes=count, threads=threads, connections=connections, app=app,
+            upload_port=uploads, upload_threads=settings.upload_threads,
+        )  # fmt: skip
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

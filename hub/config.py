@@ -244,6 +244,19 @@ class Settings:
         _non_negative_int,
         "0",
     )
+    upload_port: int = setting(
+        "Port of a second `hub serve` listener for resumable uploads only (/api/v1/uploads/), which streams each "
+        "PATCH body into the upload as it arrives instead of spooling it first; for nginx's tus location with "
+        "proxy_request_buffering off (README, Uploads without the spool). 0: none, uploads use the main port.",
+        _non_negative_int,
+        "0",
+    )
+    upload_threads: int = setting(
+        "Threads of the upload listener (HUB_UPLOAD_PORT): the most PATCHes it receives at once; each holds its "
+        "thread for as long as its client takes to send.",
+        _positive_int,
+        "8",
+    )
     page_cache_mb: int = setting(
         "Memory each web process keeps anonymous pages in (hub.pagecache), in MB; 0: no page cache.",
         _non_negative_int,

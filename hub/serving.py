@@ -69,6 +69,64 @@ def serve_in_process(app: Any, *, threads: int, connections: int, **where: Any) 
     waitress_serve(app, threads=threads, connection_limit=connections, **where, **WAITRESS)
 
 
+# The upload listener (HUB_UPLOAD_PORT) answers these paths only, whatever a proxy sends it.
+UPLOADS_PATH = "/api/v1/uploads"
+# A PATCH whose client sends nothing for this long ends, giving back its thread and the
+# upload's lock; what arrived is kept and the client resumes from HEAD. Shorter than the
+# lock's wait (hub.uploads.services.LOCK_WAIT_SECONDS, 20 s), so a client that takes over
+# from a silent connection (a laptop closed mid-PATCH) gets the lock instead of 423.
+# README's nginx location sets client_body_timeout to the same.
+UPLOAD_IDLE_SECONDS = 15
+
+
+def uploads_only(app: Any) -> Callable[[dict[str, Any], Any], Any]:
+    """The app for the tus paths; 404 for anything else (pages and downloads stay on waitress)."""
+
+    def only_uploads(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path == UPLOADS_PATH or path.startswith(UPLOADS_PATH + "/"):
+            return app(environ, start_response)
+        body = b"Not Found: this port serves /api/v1/uploads/ only.\n"
+        start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return only_uploads
+
+
+def upload_server(app: Any, host: str, port: int, threads: int) -> Any:
+    """A cheroot server for the tus route: the PATCH body is read from the socket as the app asks.
+
+    Why a second server (benchmarks/uploads/RESULTS.md has the numbers): waitress reads
+    every request body to its end, into a temporary file, before a thread runs the app,
+    so a tus PATCH was received, written and read back, then written again. cheroot
+    hands the app ``wsgi.input`` over the socket (a buffered reader): the tus service
+    reads it 1 MiB at a time, hashes it and writes it to the upload's file once. The
+    price is a thread per PATCH in flight for as long as its client sends, which is why
+    this listener serves uploads only and belongs behind nginx (README "Uploads without
+    the spool"). Chosen over gunicorn's threaded worker, which reads a body 8 KiB per
+    ``recv`` in Python, runs on Unix only and needs a master process of its own.
+    """
+    from cheroot import wsgi
+
+    server = wsgi.Server(
+        (host, port),
+        uploads_only(app),
+        numthreads=threads,
+        server_name="oer-hub-uploads",
+        timeout=UPLOAD_IDLE_SECONDS,
+        request_queue_size=64,
+    )
+    server.prepare()  # binds now: a port in use fails `hub serve` at start, not later in a thread
+    return server
+
+
+def start_upload_server(app: Any, host: str, port: int, threads: int) -> Any:
+    """Serve uploads on ``port`` from a thread of this process; returns the server (``.stop()``)."""
+    server = upload_server(app, host, port, threads)
+    threading.Thread(target=server.serve, name="upload-listener", daemon=True).start()
+    return server
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -133,11 +191,38 @@ def serve(
     connections: int,
     env: dict[str, str] | None = None,
     app: Flask | None = None,
+    upload_port: int = 0,
+    upload_threads: int = 8,
 ) -> None:
     """Serve the app ``factory`` ("module:function") makes, in ``processes`` processes, until stopped.
 
-    With one process and ``app`` given, that app is served here (no child).
+    With one process and ``app`` given, that app is served here (no child). With
+    ``upload_port``, this process also serves the tus route on that port, streaming
+    (:func:`upload_server`): a thread here, since the parent otherwise only watches
+    its children, and one process is enough for uploads (hashing and writing release
+    the interpreter lock).
     """
+    if app is None and (processes <= 1 or upload_port):
+        app = load(factory)()
+    uploads = start_upload_server(app, host, upload_port, upload_threads) if upload_port else None
+    try:
+        _serve(factory, host, port, processes=processes, threads=threads, connections=connections, env=env, app=app)
+    finally:
+        if uploads is not None:
+            uploads.stop()
+
+
+def _serve(
+    factory: str,
+    host: str,
+    port: int,
+    *,
+    processes: int,
+    threads: int,
+    connections: int,
+    env: dict[str, str] | None,
+    app: Flask | None,
+) -> None:
     if processes <= 1:
         serve_in_process(app if app is not None else load(factory)(), threads=threads, connections=connections,
                          host=host, port=port)  # fmt: skip

@@ -16,10 +16,30 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
-def site_config(listen: str, hub: str, storage_dir: Path, prefix: str = "/_blobs/") -> str:
-    """The part a deployment copies: internal blob location + proxy to the hub."""
+def uploads_location(uploads: str) -> str:
+    """tus to `hub serve --upload-port` (HUB_UPLOAD_PORT), streamed (README "Uploads without the spool")."""
     return f"""
-    server {{
+        location /api/v1/uploads/ {{
+            proxy_pass http://{uploads};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            client_max_body_size 0;
+            # Each PATCH goes on to the hub as it arrives, which writes it into the upload
+            # as it reads: no spool file in nginx nor in the hub. The hub's thread waits
+            # on a slow client meanwhile; HUB_UPLOAD_THREADS bounds how many at once.
+            proxy_request_buffering off;
+            client_body_timeout 15s;         # a silent PATCH ends (its bytes kept), freeing the upload's lock
+            proxy_read_timeout 300s;         # the last PATCH of a big file finishes it (S3: a copy)
+        }}"""
+
+
+def site_config(listen: str, hub: str, storage_dir: Path, prefix: str = "/_blobs/", uploads: str = "") -> str:
+    """The part a deployment copies: internal blob location + proxy to the hub (+ its upload listener)."""
+    return f"""
+    server {{{uploads_location(uploads) if uploads else ""}
         listen {listen};
         # HUB_DOWNLOAD_OFFLOAD=x-accel-redirect: the hub answers a blob request with
         # X-Accel-Redirect: {prefix}ab/cd/<sha256> and nginx sends the file from here,
@@ -49,7 +69,10 @@ def site_config(listen: str, hub: str, storage_dir: Path, prefix: str = "/_blobs
 """
 
 
-def write_config(workdir: Path, listen: str, hub: str, storage_dir: Path, prefix: str = "/_blobs/") -> Path:
+def write_config(
+    workdir: Path, listen: str, hub: str, storage_dir: Path, prefix: str = "/_blobs/", uploads: str = ""
+) -> Path:
+    """A whole nginx.conf; ``uploads`` ("host:port") adds the tus location for the upload listener."""
     workdir.mkdir(parents=True, exist_ok=True)
     tmp = workdir / "tmp"
     tmp.mkdir(exist_ok=True)
@@ -74,7 +97,8 @@ http {{
     tcp_nopush on;
     default_type application/octet-stream;
     upstream hub_upstream {{ server {hub}; keepalive 16; }}
-{site_config(listen, "hub_upstream", storage_dir, prefix)}
+    {f"upstream hub_uploads {{ server {uploads}; keepalive 16; }}" if uploads else ""}
+{site_config(listen, "hub_upstream", storage_dir, prefix, "hub_uploads" if uploads else "")}
 }}
 """
     path = workdir / "nginx.conf"

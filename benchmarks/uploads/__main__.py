@@ -40,13 +40,28 @@ BIN = Path(sys.executable).parent
 MB = 1_000_000
 
 
+# How the hub is served (--servers): "waitress" is plain `hub serve`, whose waitress spools each
+# body to a temporary file before the app runs; "streaming" is `hub serve --upload-port`, the
+# client talking to the upload listener (cheroot) directly; "gunicorn" serves the same app with
+# gunicorn's threaded worker, the other streaming server considered (needs gunicorn installed).
+SERVERS = ("waitress", "streaming", "gunicorn")
+
+
 @dataclass
 class Result:
     backend: str
+    server: str
     seconds: float
     rss_before: int
     rss_peak: int
     verified: bool
+    cpu: float  # the serving process's CPU seconds (user + system) for the upload
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (all its threads, the exited ones too)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -63,7 +78,7 @@ def wait_for(url: str, timeout: float = 60) -> None:
         try:
             requests.get(url, timeout=2)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still starting
             time.sleep(0.2)
     raise SystemExit(f"{url} did not come up")
 
@@ -122,7 +137,31 @@ def time_cp(source: Path, work: Path, runs: int = 3) -> tuple[float, float]:
     return min(plain), min(synced)
 
 
-def run_backend(backend: str, source: Path, sha256: str, work: Path, chunk: int) -> Result:
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def start_server(server: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """The hub served the ``server`` way; returns the process and the URL uploads go to."""
+    port = free_port()
+    # One process: a tus upload is one request at a time, and its memory is that process's.
+    argv = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--processes", "1"]
+    if server == "streaming":
+        upload_port = free_port()
+        argv += ["--upload-port", str(upload_port)]
+        port = upload_port
+    elif server == "gunicorn":
+        if shutil.which("gunicorn", path=str(BIN)) is None:
+            raise SystemExit("gunicorn is not installed in this virtualenv: .venv/bin/pip install gunicorn")
+        argv = [str(BIN / "gunicorn"), "--worker-class", "gthread", "--workers", "1", "--threads", "8"]
+        argv += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning", "hub.cli:web_app()"]
+    return subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL), f"http://127.0.0.1:{port}"
+
+
+def run_backend(backend: str, server_kind: str, source: Path, sha256: str, work: Path, chunk: int) -> Result:
     data_dir = work / f"var-{backend}"
     env = {**os.environ, "HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     moto = None
@@ -160,23 +199,23 @@ def run_backend(backend: str, source: Path, sha256: str, work: Path, chunk: int)
         .stdout.strip()
         .splitlines()[-1]
     )
-    port = free_port()
-    # One process: a tus upload is one request at a time, and its memory is that process's.
-    argv = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--processes", "1"]
-    server = subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(server_kind, env)
     try:
-        wait_for(f"{url}/api/v1/openapi.json")
+        wait_for(f"{url}/api/v1/uploads/")
         client = TusClient(url, token, chunk_size=chunk, retries=3)
         client.request("OPTIONS", "/api/v1/uploads/")  # warm: imports done, pools open
-        rss_before = memory_kib(server.pid, "VmRSS")
+        # gunicorn's master forks the worker that serves: that one's memory counts.
+        serving = _children(server.pid)[0] if server_kind == "gunicorn" else server.pid
+        rss_before = memory_kib(serving, "VmRSS")
+        cpu_before = cpu_seconds(serving)
         size = source.stat().st_size
         started = time.perf_counter()
         upload_url = client.create(size, source.name, "video/mp4")
         with source.open("rb") as file:
             client.send(upload_url, file, size, 0, lambda _position: None)
         seconds = time.perf_counter() - started
-        rss_peak = memory_kib(server.pid, "VmHWM")
+        rss_peak = memory_kib(serving, "VmHWM")
+        cpu = cpu_seconds(serving) - cpu_before
         verified = client.describe(upload_url).get("sha256") == sha256
         client.close()
     finally:
@@ -186,38 +225,42 @@ def run_backend(backend: str, source: Path, sha256: str, work: Path, chunk: int)
             moto.terminate()
             moto.wait(timeout=30)
         shutil.rmtree(data_dir, ignore_errors=True)
-    return Result(backend, seconds, rss_before * 1024, rss_peak * 1024, verified)
+    return Result(backend, server_kind, seconds, rss_before * 1024, rss_peak * 1024, verified, cpu)
 
 
-def report(size: int, chunk: int, cp: tuple[float, float], results: list[Result]) -> str:
+def report(size: int, chunk: int, cp: tuple[float, float], results: list[Result], load: float) -> str:
     cp_rate = size / cp[0] / MB
     lines = [
         "## Results",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores,"
         f" Python {platform.python_version()},"
-        f" {platform.system()} {platform.release()}, load average {os.getloadavg()[0]:.1f} at the start:"
+        f" {platform.system()} {platform.release()}, load average {load:.1f} at the start"
+        f" and {os.getloadavg()[0]:.1f} at the end:"
         f" one {size // MiB} MiB file, {chunk // MiB} MiB per PATCH"
         " with a sha256 Upload-Checksum, client and server on loopback. MB = 10^6 bytes.",
         "",
         f"Reference, same file, same run: `cp` {cp_rate:.0f} MB/s ({cp[0]:.2f} s);"
         f" `cp` + fsync of the copy {size / cp[1] / MB:.0f} MB/s ({cp[1]:.2f} s).",
         "",
-        "| backend | time | MB/s | cp / upload | server RSS before | server peak RSS | growth | sha256 checked |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| backend | server | time | MB/s | cp / upload | cp+fsync / upload | server RSS before | server peak RSS"
+        " | growth | server CPU | sha256 checked |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         rate = size / r.seconds / MB
         growth = (r.rss_peak - r.rss_before) / MB
         lines.append(
-            f"| {r.backend} | {r.seconds:.2f} s | {rate:.0f} | {cp_rate / rate:.1f}x | {r.rss_before / MB:.0f} MB"
-            f" | {r.rss_peak / MB:.0f} MB | {growth:.0f} MB | {'yes' if r.verified else 'NO'} |"
+            f"| {r.backend} | {r.server} | {r.seconds:.2f} s | {rate:.0f} | {cp_rate / rate:.1f}x"
+            f" | {r.seconds / cp[1]:.1f}x | {r.rss_before / MB:.0f} MB"
+            f" | {r.rss_peak / MB:.0f} MB | {growth:.0f} MB | {r.cpu:.2f} s | {'yes' if r.verified else 'NO'} |"
         )
     lines += [
         "",
         "Targets: peak RSS growth < 100 MB; upload within 2x of `cp`.",
         "",
-        "Reproduce: `.venv/bin/python -m benchmarks.uploads` (options: `--size-mib`, `--backends`, `--chunk-mib`).",
+        "Reproduce: `.venv/bin/python -m benchmarks.uploads` (options: `--size-mib`, `--backends`, `--servers`,"
+        " `--chunk-mib`).",
         "",
     ]
     return "\n".join(lines)
@@ -228,6 +271,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--chunk-mib", type=int, default=32)
     parser.add_argument("--backends", default="local,s3")
+    parser.add_argument("--servers", default="waitress,streaming", help=f"any of {', '.join(SERVERS)}")
     parser.add_argument("--warm-mib", type=int, default=4096, help="memory to touch first (see warm_memory)")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the test file and data go (default: temp)")
     parser.add_argument("--no-write", action="store_true", help="print the results, leave RESULTS.md alone")
@@ -240,12 +284,16 @@ def main() -> None:
         sha256 = make_file(source, size)
         print("warming memory", file=sys.stderr)
         warm_memory(work, args.warm_mib * MiB)
+        load = os.getloadavg()[0]
         cp = time_cp(source, work)
         results = []
         for backend in args.backends.split(","):
-            print(f"uploading to {backend} storage", file=sys.stderr)
-            results.append(run_backend(backend, source, sha256, work, chunk))
-        section = report(size, chunk, cp, results)
+            for server in args.servers.split(","):
+                if server not in SERVERS:
+                    raise SystemExit(f"unknown server {server!r}: one of {', '.join(SERVERS)}")
+                print(f"uploading to {backend} storage through {server}", file=sys.stderr)
+                results.append(run_backend(backend, server, source, sha256, work, chunk))
+        section = report(size, chunk, cp, results, load)
         print(section)
         if not args.no_write:
             replace_results(RESULTS, "Upload benchmark", section)

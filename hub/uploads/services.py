@@ -381,9 +381,10 @@ def upload_lock(session: Session, uploads: Uploads, upload_id: str, wait: float 
     process dies, so a killed server never leaves an upload locked.
 
     A waiter gives up after ``wait`` seconds with 423 Locked. A client whose first
-    connection died can always take over: the WSGI server buffers request bodies, so a
-    dead connection never reaches us holding the lock, and a live PATCH ends within
-    the time its bytes take to reach disk.
+    connection died can always take over: waitress buffers request bodies, so a dead
+    connection never reaches us holding the lock, and a live PATCH ends within the time
+    its bytes take to reach disk; the streaming upload listener (hub.serving) ends a
+    PATCH whose client is silent for UPLOAD_IDLE_SECONDS, less than ``wait``.
     """
     wait = LOCK_WAIT_SECONDS if wait is None else wait
     if session.get_bind().dialect.name == "postgresql":
@@ -570,7 +571,9 @@ class _Pump:
 
     At most ``limit`` bytes are handed on; one more byte in the body is noted as an
     overflow (a chunked body running past the upload's length). A body that stops
-    early (client gone) ends the iteration and is noted as ``error``.
+    early (client gone) ends the iteration and is noted as ``error``: an exception from
+    the stream, or, from a server that streams the body (the upload listener, whose
+    stream just ends when the connection does), fewer bytes than ``expected``.
 
     The hashes run on a helper thread while the caller writes the same chunk to disk:
     hashlib and OpenSSL release the GIL, so on two cores hashing costs no wall time.
@@ -580,9 +583,12 @@ class _Pump:
 
     _AHEAD = 4
 
-    def __init__(self, body: IO[bytes], limit: int, sinks: list[Callable[[bytes], None]]) -> None:
+    def __init__(
+        self, body: IO[bytes], limit: int, sinks: list[Callable[[bytes], None]], expected: int | None = None
+    ) -> None:
         self.body = body
         self.limit = limit
+        self.expected = expected
         self.sinks = sinks
         self.received = 0
         self.overflow = False
@@ -599,6 +605,8 @@ class _Pump:
             while self.received < self.limit:
                 chunk = self.body.read(min(CHUNK_SIZE, self.limit - self.received))
                 if not chunk:
+                    if self.expected is not None and self.received < self.expected:
+                        self.error = ClientDisconnected()
                     return
                 # One worker thread: the hashes see the chunks in order.
                 self._pending.append(self._hashing.submit(self._feed, chunk))
@@ -713,7 +721,7 @@ def append(
             sinks.append(chunk_hash.update)
         if offset < check_until:
             sinks.append(lambda chunk: head.extend(chunk[: check_until - len(head)]))
-        pump = _Pump(body, remaining, sinks)
+        pump = _Pump(body, remaining, sinks, content_length)
         try:
             partial.append(pump)
             pump.drain()
