@@ -73,7 +73,11 @@ class TusServer:
             self.nginx = start_nginx(config, tmp_path / "nginx.log")
         self.url = f"http://127.0.0.1:{self.port}"
         self.starts = 0
-        self.process = self._start()
+        try:
+            self.process = self._start()
+        except BaseException:
+            self._stop_nginx()  # a server that never came up must not leave nginx behind
+            raise
 
     def _start(self) -> Process:
         self.starts += 1
@@ -91,11 +95,18 @@ class TusServer:
             except (requests.ConnectionError, requests.Timeout):  # not up yet, or still starting
                 return False
 
-        wait_until(up, 90, "the web server")  # three processes to start on a loaded machine
+        try:
+            wait_until(up, 90, "the web server")  # three processes to start on a loaded machine
+        except BaseException:
+            process.stop()  # the fixture never yields, so no teardown would stop it
+            raise
         return process
 
     def close(self) -> None:
         self.process.stop()
+        self._stop_nginx()
+
+    def _stop_nginx(self) -> None:
         if self.nginx is not None:
             self.nginx.terminate()
             self.nginx.wait(timeout=10)
