@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -125,6 +126,15 @@ class Process:
         if self.popen.poll() is None:
             os.killpg(self.popen.pid, sig)
 
+    @contextlib.contextmanager
+    def stopped_on_failure(self) -> Iterator[None]:
+        """Stop the process if the block fails (a start-up that timed out): nobody else will."""
+        try:
+            yield
+        except BaseException:
+            self.stop()
+            raise
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGTERM)
@@ -150,7 +160,11 @@ class LiveServer:
             except requests.ConnectionError:
                 return False
 
-        wait_until(up, 30, "the web server")
+        # The fixture never yields when start-up fails, so no teardown would stop the server:
+        # stop it here (a loaded machine once left four of them running after the suite).
+        # 60 s: at load average 20 on two cores a start took over 30.
+        with self.process.stopped_on_failure():
+            wait_until(up, 60, "the web server")
 
     def api(self, path: str) -> str:
         return f"{self.url}/api/v1{path}"
@@ -171,11 +185,12 @@ class Worker:
         if queues:
             args += ["--queues", queues]
         self.process = Process(args, env, log)
-        wait_until(
-            lambda: "ready." in self.process.output() or self.process.popen.poll() is not None,
-            60,
-            "the worker to start",
-        )
+        with self.process.stopped_on_failure():
+            wait_until(
+                lambda: "ready." in self.process.output() or self.process.popen.poll() is not None,
+                60,
+                "the worker to start",
+            )
         if self.process.popen.poll() is not None:
             pytest.fail(f"the worker exited:\n{self.process.output()}")
 
