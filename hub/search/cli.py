@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hub.clitext import HubGroup
+from hub.uploads.terminal import _
+
 if TYPE_CHECKING:  # Flask and the search engine load only when a command runs
     from flask import Flask
 
@@ -16,15 +19,17 @@ def _app(*, schema: bool = True) -> Flask:
     return command_app(schema=schema)  # no command here serves a request: no pages' or API's imports
 
 
-@click.group("search")
+# Help texts are help=_(...), not docstrings: Click would show a docstring untranslated.
+@click.group("search", cls=HubGroup, help=_("Full-text search index."))
 def search_cli() -> None:
-    """Full-text search index."""
+    pass
 
 
-@search_cli.command("rebuild")
-@click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for a worker that is writing the index.")
+@search_cli.command("rebuild", help=_("Build a new index from the database and swap it in (searches go on meanwhile)."))
+@click.option(
+    "--wait", default=60.0, show_default=True, help=_("Seconds to wait for a worker that is writing the index.")
+)
 def rebuild_command(wait: float) -> None:
-    """Build a new index from the database and swap it in (searches go on meanwhile)."""
     from hub.db import get_database
     from hub.search import SearchEngine, services
 
@@ -35,17 +40,20 @@ def rebuild_command(wait: float) -> None:
         try:
             report = services.rebuild(session, engine, wait=wait)
         except services.IndexBusy as exc:
-            raise click.ClickException(f"{exc}; try again when it has finished") from None
+            raise click.ClickException(_("%(reason)s; try again when it has finished", reason=exc)) from None
     click.echo(
-        f"search index rebuilt: {report.documents} documents in {report.seconds:.1f} s "
-        f"({report.documents / max(report.seconds, 1e-9):.0f} docs/s)"
+        _(
+            "search index rebuilt: %(documents)s documents in %(seconds)s s (%(rate)s docs/s)",
+            documents=report.documents,
+            seconds=f"{report.seconds:.1f}",
+            rate=f"{report.documents / max(report.seconds, 1e-9):.0f}",
+        )
     )
 
 
-@search_cli.command("check")
-@click.option("--show", default=10, show_default=True, help="How many keys to list for each problem.")
+@search_cli.command("check", help=_("Report documents missing from or stale in the index; exit status 1 if any."))
+@click.option("--show", default=10, show_default=True, help=_("How many keys to list for each problem."))
 def check_command(show: int) -> None:
-    """Report documents missing from or stale in the index; exit status 1 if any."""
     from hub.db import get_database
     from hub.search import SearchEngine, services
 
@@ -53,26 +61,46 @@ def check_command(show: int) -> None:
     engine: SearchEngine = app.extensions["hub.search"]
     with get_database(app).session() as session:
         report = services.check(session, engine)
-    click.echo(f"index: {report.state.status}{f' ({report.state.detail})' if report.state.detail else ''}")
-    click.echo(f"documents: {report.documents} indexed, {report.expected} expected from the database")
+    # The state's detail (a schema number, an exception) and the document keys stay as they are.
+    states = {"ok": _("ok"), "missing": _("missing"), "corrupt": _("corrupt"), "outdated": _("outdated")}
+    detail = f" ({report.state.detail})" if report.state.detail else ""
+    click.echo(_("index: %(state)s", state=states.get(report.state.status, report.state.status)) + detail)
+    click.echo(
+        _(
+            "documents: %(documents)s indexed, %(expected)s expected from the database",
+            documents=report.documents,
+            expected=report.expected,
+        )
+    )
     if report.lock_holder:
-        click.echo(f"writer: {report.lock_holder}")
-    for label, keys in (("missing", report.missing), ("stale", report.stale), ("extra", report.extra)):
+        click.echo(_("writer: %(holder)s", holder=report.lock_holder))
+    for label, keys in ((_("missing"), report.missing), (_("stale"), report.stale), (_("extra"), report.extra)):
         listed = f" ({', '.join(keys[:show])}{' …' if len(keys) > show else ''})" if keys else ""
         click.echo(f"{label}: {len(keys)}{listed}")
     if report.digest:
-        click.echo(f"digest: {report.digest}")
+        click.echo(_("digest: %(digest)s", digest=report.digest))
     if len(report.replicas) > 1 or any(r.name != report.name for r in report.replicas):
         # Every copy of the index (web nodes with HUB_SEARCH_REPLICA=on) as it last reported.
-        click.echo("replicas (cursor = change applied up to; digest as of the change it was checked at):")
+        click.echo(_("replicas (cursor = change applied up to; digest as of the change it was checked at):"))
         for row in report.replicas:
             mark = "*" if row.name == report.name else " "
-            checked = f"{row.digest} at {row.checked_cursor}" if row.digest else "not checked"
+            checked = (
+                _("%(digest)s at %(cursor)s", digest=row.digest, cursor=row.checked_cursor)
+                if row.digest
+                else _("not checked")
+            )
             click.echo(
-                f"{mark} {row.name}: cursor {row.cursor}, {row.documents} documents, digest {checked}, "
-                f"reported {row.updated_at:%Y-%m-%d %H:%M:%S} UTC"
+                f"{mark} "
+                + _(
+                    "%(name)s: cursor %(cursor)s, %(documents)s documents, digest %(checked)s, reported %(when)s UTC",
+                    name=row.name,
+                    cursor=row.cursor,
+                    documents=row.documents,
+                    checked=checked,
+                    when=f"{row.updated_at:%Y-%m-%d %H:%M:%S}",
+                )
             )
     for row in report.disagreeing:
-        click.echo(f"disagrees: {row.name} holds other documents at the same change")
+        click.echo(_("disagrees: %(name)s holds other documents at the same change", name=row.name))
     if not report.ok:
-        raise click.ClickException("the index does not match the database; run `hub search rebuild`")
+        raise click.ClickException(_("the index does not match the database; run `hub search rebuild`"))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hub.clitext import HubGroup
 from hub.errors import HubError
 from hub.uploads.terminal import _
 
@@ -43,16 +44,22 @@ def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> da
         raise click.BadParameter(_("A date is YYYY-MM-DD, e.g. 2026-09-01.")) from None
 
 
-@click.group("calendar")
+# Help texts are help=_(...), not docstrings: Click would show a docstring untranslated.
+@click.group(
+    "calendar",
+    cls=HubGroup,
+    help=_("Term calendars: which week each chapter is taught; a pull fetches the lessons due first."),
+)
 def calendar_cli() -> None:
-    """Term calendars: which week each chapter is taught; a pull fetches the lessons due first."""
+    pass
 
 
-@calendar_cli.command("set")
+@calendar_cli.command(
+    "set", help=_("Keep a calendar for TEXTBOOK (its key): the term's teaching week 1 begins on --start.")
+)
 @click.argument("textbook")
-@click.option("--start", required=True, callback=_date, help="First day of teaching week 1, YYYY-MM-DD.")
+@click.option("--start", required=True, callback=_date, help=_("First day of teaching week 1, YYYY-MM-DD."))
 def calendar_set(textbook: str, start: date) -> None:
-    """Keep a calendar for TEXTBOOK (its key): the term's teaching week 1 begins on --start."""
     from hub.db import get_database
     from hub.sync import calendar
 
@@ -79,13 +86,15 @@ def calendar_set(textbook: str, start: date) -> None:
                 click.echo(_("The upstream has no textbook %(textbook)s.", textbook=textbook), err=True)
 
 
-@calendar_cli.command("week")
+@calendar_cli.command(
+    "week",
+    help=_('Teach chapter NODE (its key) of TEXTBOOK in WEEK here; "-" for not at all; --reset for the file\'s week.'),
+)
 @click.argument("textbook")
 @click.argument("node")
 @click.argument("week", required=False)
-@click.option("--reset", is_flag=True, help="Back to the week the textbook file gives.")
+@click.option("--reset", is_flag=True, help=_("Back to the week the textbook file gives."))
 def calendar_week(textbook: str, node: str, week: str | None, reset: bool) -> None:
-    """Teach chapter NODE (its key) of TEXTBOOK in WEEK here; "-" for not at all; --reset for the file's week."""
     from hub.db import get_database
     from hub.sync import calendar
 
@@ -111,10 +120,12 @@ def calendar_week(textbook: str, node: str, week: str | None, reset: bool) -> No
         click.echo(_("%(node)s: taught in week %(week)s here.", node=node, week=value))
 
 
-@calendar_cli.command("show")
+@calendar_cli.command(
+    "show",
+    help=_("TEXTBOOK's calendar, chapter by chapter: the file's week, this school's, and what a pull fetches first."),
+)
 @click.argument("textbook")
 def calendar_show(textbook: str) -> None:
-    """TEXTBOOK's calendar, chapter by chapter: the file's week, this school's, and what a pull fetches first."""
     from hub.db import get_database
     from hub.sync import calendar
 
@@ -160,9 +171,8 @@ def calendar_show(textbook: str) -> None:
             click.echo(f"{mark} {'  ' * row.depth}{row.key} {row.title}  " + _("week %(weeks)s", weeks=weeks) + own)
 
 
-@calendar_cli.command("list")
+@calendar_cli.command("list", help=_("The textbooks this server keeps a calendar for."))
 def calendar_list() -> None:
-    """The textbooks this server keeps a calendar for."""
     from hub.db import get_database
     from hub.sync import calendar
 
@@ -175,10 +185,12 @@ def calendar_list() -> None:
             click.echo(_("%(textbook)s: week 1 begins on %(start)s", textbook=item.textbook_key, start=item.term_start))
 
 
-@calendar_cli.command("delete")
+@calendar_cli.command(
+    "delete",
+    help=_("Forget TEXTBOOK's calendar (and this school's weeks for it): its lessons come in the manifest's order."),
+)
 @click.argument("textbook")
 def calendar_delete(textbook: str) -> None:
-    """Forget TEXTBOOK's calendar (and this school's weeks for it): its lessons come in the manifest's order."""
     from hub.db import get_database
     from hub.sync import calendar
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hub.clitext import HubGroup
 from hub.errors import HubError
 from hub.uploads.terminal import _, print_json
 
@@ -42,21 +43,28 @@ def _session() -> Iterator[Session]:
             raise click.ClickException(_(exc.template, **exc.params)) from None
 
 
-@click.group("textbook")
+# Help texts are help=_(...), not docstrings: Click would show a docstring untranslated.
+@click.group(
+    "textbook",
+    cls=HubGroup,
+    help=_("Textbooks (教材) and their chapter trees: import from a file, list, show, delete."),
+)
 def textbook_cli() -> None:
-    """Textbooks (教材) and their chapter trees: import from a file, list, show, delete."""
+    pass
 
 
-@textbook_cli.command("import")
+@textbook_cli.command(
+    "import",
+    help=_(
+        "Create or update textbooks from files (.json or .csv); run it again after editing a file.\n\n"
+        "A node's key keeps its lessons: titles and weeks change in place. A node left out of the file is deleted, "
+        "unless lessons are aligned to it: then nothing is imported."
+    ),
+)
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--shipped", is_flag=True, help="Import the textbook files shipped with the hub (the demo's books).")
-@click.option("--json", "as_json", is_flag=True, help="Print what each import did as one JSON document.")
+@click.option("--shipped", is_flag=True, help=_("Import the textbook files shipped with the hub (the demo's books)."))
+@click.option("--json", "as_json", is_flag=True, help=_("Print what each import did as one JSON document."))
 def textbook_import(files: tuple[Path, ...], shipped: bool, as_json: bool) -> None:
-    """Create or update textbooks from files (.json or .csv); run it again after editing a file.
-
-    A node's key keeps its lessons: titles and weeks change in place. A node left out of
-    the file is deleted, unless lessons are aligned to it: then nothing is imported.
-    """
     from hub.textbooks import services
 
     paths = [*files, *(shipped_files() if shipped else [])]
@@ -105,10 +113,9 @@ def textbook_import(files: tuple[Path, ...], shipped: bool, as_json: bool) -> No
         )
 
 
-@textbook_cli.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the textbooks as one JSON document.")
+@textbook_cli.command("list", help=_("Every textbook: id, key, edition, subject, grade, volume, nodes and title."))
+@click.option("--json", "as_json", is_flag=True, help=_("Print the textbooks as one JSON document."))
 def textbook_list(as_json: bool) -> None:
-    """Every textbook: id, key, edition, subject, grade, volume, nodes and title."""
     from hub.textbooks import services
 
     with _session() as session:
@@ -139,10 +146,9 @@ def textbook_list(as_json: bool) -> None:
         click.echo("\t".join(str(row[name]) for name in ("id", "key", "edition", "grade", "volume", "nodes", "title")))
 
 
-@textbook_cli.command("show")
+@textbook_cli.command("show", help=_("A textbook's tree: each node's key, week and title, indented by level."))
 @click.argument("key")
 def textbook_show(key: str) -> None:
-    """A textbook's tree: each node's key, week and title, indented by level."""
     from hub.textbooks import services
 
     with _session() as session:
@@ -161,10 +167,9 @@ def textbook_show(key: str) -> None:
         show(services.tree(book), 0)
 
 
-@textbook_cli.command("delete")
+@textbook_cli.command("delete", help=_("Delete a textbook that no course follows and no lesson is aligned to."))
 @click.argument("key")
 def textbook_delete(key: str) -> None:
-    """Delete a textbook that no course follows and no lesson is aligned to."""
     from hub.textbooks import services
 
     with _session() as session:

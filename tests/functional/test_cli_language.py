@@ -1,0 +1,135 @@
+"""The ``hub`` command as a Chinese school server's admin runs it: ``LANG=zh_CN.UTF-8`` gives Chinese.
+
+Real commands in subprocesses, help, status and errors (ours and Click's), in Chinese with
+a Chinese locale and in English with ``LANG=C``: what hub.clitext and the terminal's ``_``
+promise, seen from outside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy.orm import Session
+
+from hub.cli import main
+
+HUB = Path(sys.executable).with_name("hub")
+
+# Words that stay as they are in Chinese text: names of programs, formats and the metavars
+# Click prints in capitals (checked apart: any all-capitals word is a name).
+NAMES = {"hub", "OER", "Hub", "Celery", "celery", "waitress", "cron", "tus", "nginx", "tar", "Ed25519", "API"}
+
+
+def _typed_words(group: click.Group) -> set[str]:
+    """Command names and choice values: typed as they are (`hub school create --kind rural`)."""
+    names = set(group.commands)
+    for command in group.commands.values():
+        for param in command.params:
+            if isinstance(param.type, click.Choice):
+                names |= {str(choice) for choice in param.type.choices}
+        if isinstance(command, click.Group):
+            names |= _typed_words(command)
+    return names
+
+
+NAMES |= _typed_words(main)
+# Commands another change is translating (tests/unit/test_cli_language.PENDING): their lines
+# in the command lists are still English.
+PENDING_COMMANDS = ("upload", "course", "reach")
+
+
+def run(env: dict[str, str], lang: str, *args: str) -> subprocess.CompletedProcess[str]:
+    locale = {"LANG": lang, "LANGUAGE": "", "LC_ALL": "", "LC_MESSAGES": ""}
+    return subprocess.run(
+        [str(HUB), *args],
+        env={**os.environ, **env, **locale},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def english_words(text: str) -> list[str]:
+    """Words of English in ``text``, leaving out options, paths, URLs, settings, quoted values and names."""
+    found = []
+    for line in text.splitlines():
+        if line.strip().split(" ")[0] in PENDING_COMMANDS:
+            continue
+        for token in line.split():
+            if re.search(r"[/_.@:=`'\"]|^-", token):  # --option, path, URL, HUB_SETTING, e-mail, 'value'
+                continue
+            found += [w for w in re.findall(r"[A-Za-z]{2,}", token) if w not in NAMES and not w.isupper()]
+    return found
+
+
+def chinese(text: str) -> bool:
+    return bool(re.search(r"[\u4e00-\u9fff]", text))
+
+
+def test_help_in_chinese_and_in_english(hub_env: dict[str, str]) -> None:
+    for args in (["--help"], ["sync", "--help"], ["sync", "pull", "--help"], ["school", "create", "--help"]):
+        zh = run(hub_env, "zh_CN.UTF-8", *args)
+        assert zh.returncode == 0, zh.stderr
+        assert chinese(zh.stdout) and "用法：" in zh.stdout and "显示本帮助并退出。" in zh.stdout, zh.stdout
+        assert not english_words(zh.stdout), (args, english_words(zh.stdout), zh.stdout)
+        en = run(hub_env, "C", *args)
+        assert en.returncode == 0, en.stderr
+        assert "Usage:" in en.stdout and "Show this message and exit." in en.stdout, en.stdout
+        assert not chinese(
+            en.stdout.replace("教材", "").replace("甘肃省", "").replace("定西市", "").replace("通渭县", "")
+        )
+    listed = run(hub_env, "zh_CN.UTF-8", "sync", "--help").stdout
+    assert "  pull       获取已签名的清单和缺少的文件；应用已完整的课程。" in listed  # short help: the first sentence
+
+
+def test_errors_in_chinese_and_in_english(hub_env: dict[str, str], db: Session) -> None:
+    # Ours (a usage error), Click's (a missing option) and the service's (HubError's template).
+    cases = [
+        (["sync", "subscribe"], 2, "请只给出 --course", "give exactly one of --course"),
+        (["school", "create", "某小学"], 2, "缺少选项 '--kind'", "Missing option '--kind'"),
+        (["token", "list", "nobody@example.cn"], 1, "没有用户", "No user 'nobody@example.cn'"),
+    ]
+    for args, code, zh_text, en_text in cases:
+        zh = run(hub_env, "zh_CN.UTF-8", *args)
+        assert zh.returncode == code and zh_text in zh.stderr and "错误：" in zh.stderr, zh.stderr
+        assert not english_words(zh.stderr), (args, english_words(zh.stderr), zh.stderr)
+        en = run(hub_env, "C", *args)
+        assert en.returncode == code and en_text in en.stderr and "Error: " in en.stderr, en.stderr
+        assert not chinese(en.stderr.replace("某小学", "")), en.stderr
+
+
+def test_sync_status_of_a_fresh_school_server(hub_env: dict[str, str], db: Session) -> None:
+    zh = run(hub_env, "zh_CN.UTF-8", "sync", "status")
+    assert zh.returncode == 0, zh.stderr
+    assert zh.stdout.startswith("清单版本 ") and "门课程" in zh.stdout, zh.stdout
+    assert not english_words(zh.stdout), zh.stdout
+    en = run(hub_env, "C", "sync", "status")
+    assert en.returncode == 0 and en.stdout.startswith("manifest version "), en.stdout
+    # Machine output is the same in every language.
+    zh_json, en_json = (
+        run(hub_env, "zh_CN.UTF-8", "sync", "status", "--json"),
+        run(hub_env, "C", "sync", "status", "--json"),
+    )
+    assert zh_json.returncode == 0 and en_json.returncode == 0
+    zh_state, en_state = json.loads(zh_json.stdout), json.loads(en_json.stdout)
+    assert zh_state.pop("at") and en_state.pop("at")  # the moment each ran
+    assert zh_state == en_state and zh_json.stdout.count("\n") == en_json.stdout.count("\n")
+
+
+def test_search_check_of_a_fresh_hub(hub_env: dict[str, str], db: Session) -> None:
+    zh = run(hub_env, "zh_CN.UTF-8", "search", "check")
+    assert zh.returncode == 1 and "索引：缺失" in zh.stdout and "索引与数据库不一致" in zh.stderr, (
+        zh.stdout,
+        zh.stderr,
+    )
+    assert not english_words(zh.stdout + zh.stderr), zh.stdout + zh.stderr
+    en = run(hub_env, "C", "search", "check")
+    assert en.returncode == 1 and "index: missing" in en.stdout and "does not match" in en.stderr, en.stdout
