@@ -39,12 +39,30 @@ from hub.db import make_engine
 from hub.migrate import upgrade
 from hub.reach import dashboard, rollup
 from hub.reach.dashboard import ReachQuery, Scope
-from hub.reach.models import ReachDay, ReachSchoolDay, ReachSchoolWeek, ReachWeek
+from hub.reach.models import (
+    ReachCountyDay,
+    ReachCountyWeek,
+    ReachDay,
+    ReachSchoolDay,
+    ReachSchoolWeek,
+    ReachSubjectDay,
+    ReachSubjectWeek,
+    ReachWeek,
+)
 
 CITIES = 14
 COUNTIES = 120
 MASK = 5
-ROLLUPS = (ReachDay, ReachWeek, ReachSchoolDay, ReachSchoolWeek)
+ROLLUPS = (
+    ReachDay,
+    ReachWeek,
+    ReachSchoolDay,
+    ReachSchoolWeek,
+    ReachCountyDay,
+    ReachCountyWeek,
+    ReachSubjectDay,
+    ReachSubjectWeek,
+)
 
 
 def _reset(url: str) -> None:
@@ -66,7 +84,8 @@ def _generate(session: Session, schools: int, rows: int, days: int, today: date)
             INSERT INTO school (id, name, kind, region, county, rural, created_at)
             SELECT g, '学校' || g,
                    CASE WHEN g <= :famous THEN 'famous' WHEN g % 20 < 17 THEN 'rural' ELSE 'urban' END,
-                   '甘肃省 市' || (g % :cities), '县' || (g % :counties),
+                   -- A county lies in one city (its number mod the cities), as in a real province.
+                   '甘肃省 市' || ((g % :counties) % :cities), '县' || (g % :counties),
                    g > :famous AND g % 20 < 17, now()
             FROM generate_series(1, :schools) g
             """
@@ -188,16 +207,21 @@ def _raw_by_school_subject(session: Session, start: date, end: date, county: str
     return {s: int(n) for s, n in found}
 
 
-def _raw_by_county_subject(session: Session, start: date, end: date, subject: str) -> dict[str, int]:
+def _raw_by_county_course(
+    session: Session, start: date, end: date, subject: str | None, grade: int | None
+) -> dict[str, int]:
     found = session.execute(
         text(
             """
             SELECT s.county, sum(u.count) FROM usage_count u JOIN school s ON s.id = u.school_id
             JOIN course c ON c.id = u.course_id
-            WHERE u.day BETWEEN :start AND :end AND u.kind = 'play' AND c.subject = :subject GROUP BY s.county
+            WHERE u.day BETWEEN :start AND :end AND u.kind = 'play'
+              AND (CAST(:subject AS text) IS NULL OR c.subject = :subject)
+              AND (CAST(:grade AS integer) IS NULL OR c.grades_mask & (1 << CAST(:grade AS integer)) != 0)
+            GROUP BY s.county
             """
         ),
-        {"start": start, "end": end, "subject": subject},
+        {"start": start, "end": end, "subject": subject, "grade": grade},
     )
     return {c: int(n) for c, n in found}
 
@@ -241,8 +265,9 @@ def main() -> None:
         if args.reuse and not args.rolled:
             session.execute(
                 text(
-                    "TRUNCATE reach_day, reach_week, reach_school_day, reach_school_week,"
-                    " reach_rolled_day, reach_pending_day"
+                    "TRUNCATE reach_day, reach_week, reach_school_day, reach_school_week, reach_county_day,"
+                    " reach_county_week, reach_subject_day, reach_subject_week, reach_rolled_area,"
+                    " reach_rolled_course, reach_rolled_day, reach_pending_day"
                 )
             )
             session.commit()
@@ -329,7 +354,26 @@ def main() -> None:
             (
                 "province by county, math only, 4 weeks (admin)",
                 lambda: dashboard.reach(session, admin, ReachQuery(to=end, subject="math"), mask_below=MASK),
-                lambda: _raw_by_county_subject(session, start, end, "math"),
+                lambda: _raw_by_county_course(session, start, end, "math", None),
+            ),
+            (
+                f"province by county, math only, {args.days} days (admin)",
+                lambda: dashboard.reach(
+                    session, admin, ReachQuery(**{"from": year_start, "to": end, "subject": "math"}), mask_below=MASK
+                ),
+                lambda: _raw_by_county_course(session, year_start, end, "math", None),
+            ),
+            (
+                "province by county, grade 8, 4 weeks (admin)",
+                lambda: dashboard.reach(session, admin, ReachQuery(to=end, grade=8), mask_below=MASK),
+                lambda: _raw_by_county_course(session, start, end, None, 8),
+            ),
+            (
+                f"province trend per week, {args.days} days",
+                lambda: dashboard.reach(
+                    session, admin, ReachQuery(**{"from": year_start, "to": end, "group_by": "week"}), mask_below=MASK
+                ),
+                lambda: _raw_trend(session, year_start, end),
             ),
         ]
         print(f"\n{platform.node()}, load average {os.getloadavg()[0]:.1f}, {args.repeat} runs each")

@@ -6,9 +6,11 @@ their own school's courses. Small counts are masked (``HUB_REACH_MASK_BELOW``) o
 a school's own rows.
 
 Every count comes from the roll-ups (hub.reach.rollup), never from the raw rows: a
-period's whole weeks from a weekly table, its edge days from a daily one; the per-school
-tables (``reach_school_week``, ``reach_school_day``) unless the question needs the
-courses (:func:`_course_grain`), then ``reach_week`` and ``reach_day``.
+period's whole weeks from a weekly table, its edge days from a daily one. Which pair
+answers (:func:`_grain`): a whole area's questions (by county or the trend, with no
+school or course) the per-area tables (``reach_county_*``, or ``reach_subject_*`` with a
+subject or grade filter); a question that needs the courses ``reach_week`` and
+``reach_day``; the others (a county by school) the per-school tables.
 """
 
 from __future__ import annotations
@@ -44,7 +46,16 @@ from hub.db import utcnow
 from hub.errors import Invalid, PermissionDenied
 from hub.i18n import N_
 from hub.inputs import Id
-from hub.reach.models import ReachDay, ReachSchoolDay, ReachSchoolWeek, ReachWeek
+from hub.reach.models import (
+    ReachCountyDay,
+    ReachCountyWeek,
+    ReachDay,
+    ReachSchoolDay,
+    ReachSchoolWeek,
+    ReachSubjectDay,
+    ReachSubjectWeek,
+    ReachWeek,
+)
 from hub.reach.rollup import week_of
 from hub.sync import servers as sync_servers
 from hub.sync.models import Subscription
@@ -253,20 +264,52 @@ def _filters(table: Any, scope: Scope, query: ReachQuery) -> list[ColumnElement[
     return where
 
 
-def _course_grain(scope: Scope, query: ReachQuery, group_by: str) -> bool:
-    """Whether a question needs the course-grain roll-ups (reach_week, reach_day).
+def _grain(scope: Scope, query: ReachQuery, group_by: str) -> str:
+    """Which roll-ups answer a question: "area", "course" or "school".
 
-    Only a course, subject or grade filter, an uploader's own courses, or grouping by
-    course or lesson does; every other question (a province by county, a county by school,
-    the trend) reads the per-school tables, whose size does not grow with the raw volume.
+    "area" (reach_county_*, reach_subject_*): a question about whole areas, by county or
+    per week, with no school, course or uploader's courses in it; the area tables hold a
+    row per area (region and county), day or week and kind (and subject and grade), so a
+    province's question reads a few thousand rows. "course" (reach_week, reach_day): a
+    course, subject or grade filter, an uploader's own courses, or grouping by course or
+    lesson. "school" (reach_school_*): the rest, a county's schools. The county "" (schools
+    with no county) is asked of the per-school tables: the area tables put counts of no
+    known school there too.
     """
-    return (
+    if (
+        group_by in ("county", "week")
+        and not query.school
+        and not query.course
+        and scope.course_school_id is None
+        and query.county != ""
+    ):
+        return "area"
+    if (
         group_by in ("course", "lesson")
         or query.course is not None
         or query.subject is not None
         or query.grade is not None
         or scope.course_school_id is not None
-    )
+    ):
+        return "course"
+    return "school"
+
+
+def _area_filters(table: Any, scope: Scope, query: ReachQuery) -> list[ColumnElement[bool]]:
+    """On an area table: the scope's area, the county, subject and grade filters (as _filters on the others)."""
+    where: list[ColumnElement[bool]] = []
+    if scope.area:
+        where.append(or_(table.region == scope.region, table.region.startswith(scope.region + " ", autoescape=True)))
+        if scope.county:
+            where.append(table.county == scope.county)
+    if query.county is not None:
+        where.append(table.county == query.county)
+    if query.subject is not None or query.grade is not None:
+        # grade 0 is the subject over all its grades; a grade's rows are every subject's courses for it.
+        where.append(table.grade == (query.grade or 0))
+        if query.subject is not None:
+            where.append(table.subject == query.subject)
+    return where
 
 
 def _period_counts(
@@ -280,9 +323,16 @@ def _period_counts(
     and summing here instead returned 12,000 rows for a province's counties over a year,
     and adding them up in Python cost more than the scan (benchmarks/reach).
     """
-    course_grain = _course_grain(scope, query, group_by)
-    week_table: Any = ReachWeek if course_grain else ReachSchoolWeek
-    day_table: Any = ReachDay if course_grain else ReachSchoolDay
+    grain = _grain(scope, query, group_by)
+    week_table: Any
+    day_table: Any
+    if grain == "area":
+        filters = _area_filters
+        filtered = query.subject is not None or query.grade is not None
+        week_table, day_table = (ReachSubjectWeek, ReachSubjectDay) if filtered else (ReachCountyWeek, ReachCountyDay)
+    else:
+        filters = _filters
+        week_table, day_table = (ReachWeek, ReachDay) if grain == "course" else (ReachSchoolWeek, ReachSchoolDay)
     weeks, edges = period.split()
     parts: list[tuple[Any, Any, tuple[date, date]]] = []
     if group_by == "lesson":  # lessons are only in the daily table
@@ -294,10 +344,10 @@ def _period_counts(
     grouping_sets = session.get_bind().dialect.name == "postgresql"
     selects = []
     for table, when, (first, last) in parts:
-        where = [*_filters(table, scope, query), when >= first, when <= last]
+        where = [*filters(table, scope, query), when >= first, when <= last]
         key: Any = {
-            "county": func.coalesce(School.county, ""),
-            "school": table.school_id,
+            "county": table.county if grain == "area" else func.coalesce(School.county, ""),
+            "school": getattr(table, "school_id", None),
             "course": getattr(table, "course_id", None),
             "lesson": getattr(table, "lesson_id", None),
             "week": when,
@@ -312,7 +362,7 @@ def _period_counts(
             shapes = [(key, cast(null(), Date), [key, table.kind]), (no_key, when, [when, table.kind])]
         for k, w, by in shapes:
             statement = select(k, w, table.kind, func.sum(table.count)).where(*where).group_by(*by)
-            if group_by == "county":
+            if group_by == "county" and grain != "area":
                 statement = statement.select_from(table).outerjoin(School, School.id == table.school_id)
             selects.append(statement)
     groups: dict[Any, Counts] = defaultdict(Counts)

@@ -151,6 +151,113 @@ class ReachSchoolWeek(Base):
     count: Mapped[int] = mapped_column(Integer)
 
 
+class ReachCountyDay(Base):
+    """One day per area (the school's region and county) and kind: a province's counties and trend.
+
+    Keyed by region and county, not county alone: a county's name repeats across regions, and a
+    supervisor's area is a region (and county). Counts of a school are rolled under the area it
+    had at roll-up time (:class:`RolledArea`); when a school moves, the roll-up re-makes the rows
+    of both areas. At most counties × 3 rows a day, whatever the number of schools.
+    """
+
+    __tablename__ = "reach_county_day"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    region: Mapped[str] = mapped_column(String(100), primary_key=True)
+    county: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(
+        Enum(*USAGE_KINDS, name="reach_county_day_kind", native_enum=False, create_constraint=True, length=16),
+        primary_key=True,
+    )
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class ReachCountyWeek(Base):
+    """One ISO week per area and kind: 120 counties × 52 weeks × 3 kinds a year in a province."""
+
+    __tablename__ = "reach_county_week"
+
+    week: Mapped[date] = mapped_column(Date, primary_key=True)
+    region: Mapped[str] = mapped_column(String(100), primary_key=True)
+    county: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(
+        Enum(*USAGE_KINDS, name="reach_county_week_kind", native_enum=False, create_constraint=True, length=16),
+        primary_key=True,
+    )
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class ReachSubjectDay(Base):
+    """One day per course subject, grade, area and kind: the area questions with a subject or grade filter.
+
+    ``grade`` 0 is the subject over all its courses; 1–9 the courses that teach that grade
+    (a course for grades 7–9 is in three grade rows and once in the 0 row, so each filter
+    reads one grade and sums no course twice). Only courses that exist are rolled (the
+    dashboard's subject and grade filters select existing courses), under the subject and
+    grades they had at roll-up time (:class:`RolledCourse`). The roll-up writes a day at a
+    time (the key starts with it); a question reads a subject and grade, or a grade, over a
+    period through the indexes that start with them.
+    """
+
+    __tablename__ = "reach_subject_day"
+    __table_args__ = (
+        Index("ix_reach_subject_day_subject_grade_day", "subject", "grade", "day"),
+        Index("ix_reach_subject_day_grade_day", "grade", "day"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(32), primary_key=True)
+    grade: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    region: Mapped[str] = mapped_column(String(100), primary_key=True)
+    county: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(
+        Enum(*USAGE_KINDS, name="reach_subject_day_kind", native_enum=False, create_constraint=True, length=16),
+        primary_key=True,
+    )
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class ReachSubjectWeek(Base):
+    """One ISO week per course subject, grade (0: all), area and kind."""
+
+    __tablename__ = "reach_subject_week"
+    __table_args__ = (
+        Index("ix_reach_subject_week_subject_grade_week", "subject", "grade", "week"),
+        Index("ix_reach_subject_week_grade_week", "grade", "week"),
+    )
+
+    week: Mapped[date] = mapped_column(Date, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(32), primary_key=True)
+    grade: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    region: Mapped[str] = mapped_column(String(100), primary_key=True)
+    county: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(
+        Enum(*USAGE_KINDS, name="reach_subject_week_kind", native_enum=False, create_constraint=True, length=16),
+        primary_key=True,
+    )
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class RolledArea(Base):
+    """The area a school's counts are rolled under in the county tables (a school not here: none, "" and "")."""
+
+    __tablename__ = "reach_rolled_area"
+
+    school_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    region: Mapped[str] = mapped_column(String(100))
+    county: Mapped[str] = mapped_column(String(100))
+
+
+class RolledCourse(Base):
+    """The subject and grades a course's counts are rolled under in the subject tables (not here: none)."""
+
+    __tablename__ = "reach_rolled_course"
+
+    course_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    subject: Mapped[str] = mapped_column(String(32))
+    grades_mask: Mapped[int] = mapped_column(Integer)
+
+
 class RolledDay(Base):
     """A day rolled up, with the raw rows' number and total at that time.
 

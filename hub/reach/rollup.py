@@ -6,8 +6,18 @@ time from the raw rows, so running it twice, or after a crash half-way, gives th
 result: ``reach_day`` (a day per school, course, lesson and kind) and ``reach_week`` (the
 same per ISO week, without lessons), for the drill-down and the course, subject and grade
 filters; ``reach_school_day`` and ``reach_school_week`` (the same without the course), for
-every view without such a filter, at most three rows per school and day or week whatever
-the raw volume (benchmarks/reach).
+a county's schools, at most three rows per school and day or week whatever the raw volume;
+and per area (a school's region and county), for the questions about a whole area (a
+province by county, the trend): ``reach_county_day``/``_week`` (per area and kind) and
+``reach_subject_day``/``_week`` (per course subject, grade and area), so a province's
+question reads a few thousand rows whatever the number of schools (benchmarks/reach).
+
+The area tables depend on where each school is and what each course teaches, which can
+change. They are rolled by the area, subject and grades as recorded in
+``reach_rolled_area`` and ``reach_rolled_course``; each run first compares those with the
+schools and courses now, and re-makes, over every day, the rows of the areas a school left
+and joined and of the subjects a course left and joined. So the area tables always answer
+as the raw rows joined to today's schools and courses would, as the other tables do.
 
 Which days to re-make:
 - marked ones: whatever records counts calls :func:`mark_days` in its own transaction
@@ -24,19 +34,42 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hub import jobs
+from hub.accounts.models import School
+from hub.catalog.models import Course
 from hub.db import utcnow
 from hub.reach.models import (
     PendingDay,
+    ReachCountyDay,
+    ReachCountyWeek,
     ReachDay,
     ReachSchoolDay,
     ReachSchoolWeek,
+    ReachSubjectDay,
+    ReachSubjectWeek,
     ReachWeek,
+    RolledArea,
+    RolledCourse,
     RolledDay,
     UsageCount,
 )
@@ -72,6 +105,8 @@ def mark_days(session: Session, days: Iterable[date]) -> None:
 class RollupResult:
     days: list[date]  # the days re-rolled, oldest first
     weeks: int
+    moved_schools: int = 0  # schools whose area changed (their areas re-made over every day)
+    changed_courses: int = 0  # courses whose subject or grades changed (their subjects re-made)
 
 
 def changed_days(session: Session, since: date | None) -> set[date]:
@@ -96,6 +131,8 @@ def roll_up(
     ``everything`` compares every day there is (`hub reach rollup --all`).
     """
     today = today or utcnow().date()
+    moved, changed = _follow_schools_and_courses(session)
+    session.commit()
     days = set(session.scalars(select(PendingDay.day)))
     if everything:
         days |= changed_days(session, None)
@@ -108,12 +145,222 @@ def roll_up(
     for week, week_days in sorted(weeks.items()):
         _roll_week(session, week, week_days)
         session.commit()
-    return RollupResult(days=sorted(days), weeks=len(weeks))
+    return RollupResult(days=sorted(days), weeks=len(weeks), moved_schools=moved, changed_courses=changed)
+
+
+def _lock(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+
+
+# -- the area grain ---------------------------------------------------------------------------
+
+# A school's area as rolled; a school not in reach_rolled_area (anonymous, deleted) is in
+# none: "" and "", as the dashboard's outer join to the schools gives. literal_column, not a
+# bound "": PostgreSQL matches a SELECT expression to its GROUP BY only with the same text.
+_area_region = func.coalesce(RolledArea.region, literal_column("''"))
+_area_county = func.coalesce(RolledArea.county, literal_column("''"))
+
+
+def _grades() -> Any:
+    """0 (the whole subject) and grades 1–9, as a subquery with one column, ``grade``."""
+    return union_all(*(select(literal_column(str(g), Integer).label("grade")) for g in range(10))).subquery("grades")
+
+
+def _in_areas(areas: set[tuple[str, str]]) -> ColumnElement[bool]:
+    return or_(*(and_(_area_region == region, _area_county == county) for region, county in sorted(areas)))
+
+
+def _county_rows(table: Any, when: Any, where: list[ColumnElement[bool]]) -> Any:
+    """Per-school rows of ``table`` summed per ``when``, area and kind."""
+    return (
+        select(when, _area_region, _area_county, table.kind, func.sum(table.count))
+        .select_from(table)
+        .outerjoin(RolledArea, RolledArea.school_id == table.school_id)
+        .where(*where)
+        .group_by(when, _area_region, _area_county, table.kind)
+    )
+
+
+def _subject_rows(table: Any, when: Any, where: list[ColumnElement[bool]]) -> Any:
+    """Course-grain rows of ``table`` summed per subject, grade (0, and each the course teaches), ``when``,
+    area and kind."""
+    grades = _grades()
+    grade = grades.c.grade
+    teaches = or_(grade == 0, RolledCourse.grades_mask.op("&")(literal(1).op("<<")(grade)) != 0)
+    return (
+        select(RolledCourse.subject, grade, when, _area_region, _area_county, table.kind, func.sum(table.count))
+        .select_from(table)
+        .join(RolledCourse, RolledCourse.course_id == table.course_id)
+        .join(grades, teaches)
+        .outerjoin(RolledArea, RolledArea.school_id == table.school_id)
+        .where(*where)
+        .group_by(RolledCourse.subject, grade, when, _area_region, _area_county, table.kind)
+    )
+
+
+_COUNTY_COLUMNS = ["region", "county", "kind", "count"]
+_SUBJECT_COLUMNS = ["subject", "grade"]
+
+
+def _follow_schools_and_courses(session: Session) -> tuple[int, int]:
+    """Bring reach_rolled_area and reach_rolled_course up to the schools and courses now.
+
+    A school or course new to them with no counts rolled yet is only recorded; one that
+    changed (or went, or came back with counts already rolled under no area) has the area
+    tables' rows of its old and new area, or old and new subject, re-made over every day
+    from the per-school and course-grain tables. One transaction: the area tables never
+    show a school half moved. Returns (schools moved, courses changed).
+    """
+    _lock(session)
+    school = School.__table__
+    moves = session.execute(
+        select(school.c.id, school.c.region, school.c.county, RolledArea.region, RolledArea.county)
+        .outerjoin(RolledArea, RolledArea.school_id == school.c.id)
+        .where(
+            or_(
+                RolledArea.school_id.is_(None),
+                RolledArea.region != school.c.region,
+                RolledArea.county != school.c.county,
+            )
+        )
+    ).all()
+    gone = session.execute(
+        select(RolledArea.school_id, RolledArea.region, RolledArea.county).where(
+            ~select(school.c.id).where(school.c.id == RolledArea.school_id).exists()
+        )
+    ).all()
+    areas: set[tuple[str, str]] = set()
+    moved = 0
+    new = [row for row in moves if row[3] is None]
+    with_rows = _having_rows(session, ReachSchoolWeek.school_id, [row[0] for row in new])
+    for school_id, region, county, old_region, old_county in moves:
+        if old_region is None:
+            session.add(RolledArea(school_id=school_id, region=region, county=county))
+            if school_id not in with_rows or (region, county) == ("", ""):
+                continue
+            old_region, old_county = "", ""  # counts rolled before it was known: under no area
+        else:
+            session.execute(
+                update(RolledArea).where(RolledArea.school_id == school_id).values(region=region, county=county)
+            )
+        areas |= {(old_region, old_county), (region, county)}
+        moved += 1
+    for school_id, old_region, old_county in gone:
+        session.execute(delete(RolledArea).where(RolledArea.school_id == school_id))
+        areas |= {(old_region, old_county), ("", "")}
+        moved += 1
+    session.flush()
+    if areas:
+        _reroll_areas(session, areas)
+
+    course = Course.__table__
+    edits = session.execute(
+        select(course.c.id, course.c.subject, course.c.grades_mask, RolledCourse.subject, RolledCourse.grades_mask)
+        .outerjoin(RolledCourse, RolledCourse.course_id == course.c.id)
+        .where(
+            or_(
+                RolledCourse.course_id.is_(None),
+                RolledCourse.subject != course.c.subject,
+                RolledCourse.grades_mask != course.c.grades_mask,
+            )
+        )
+    ).all()
+    deleted = session.execute(
+        select(RolledCourse.course_id, RolledCourse.subject).where(
+            ~select(course.c.id).where(course.c.id == RolledCourse.course_id).exists()
+        )
+    ).all()
+    subjects: set[str] = set()
+    changed = 0
+    used = _having_rows(session, ReachWeek.course_id, [row[0] for row in edits if row[3] is None])
+    for course_id, subject, mask, old_subject, _old_mask in edits:
+        if old_subject is None:
+            session.add(RolledCourse(course_id=course_id, subject=subject, grades_mask=mask))
+            if course_id not in used:
+                continue
+        else:
+            session.execute(
+                update(RolledCourse)
+                .where(RolledCourse.course_id == course_id)
+                .values(subject=subject, grades_mask=mask)
+            )
+            subjects.add(old_subject)
+        subjects.add(subject)
+        changed += 1
+    for course_id, old_subject in deleted:
+        session.execute(delete(RolledCourse).where(RolledCourse.course_id == course_id))
+        subjects.add(old_subject)
+        changed += 1
+    session.flush()
+    if subjects:
+        _reroll_subjects(session, subjects)
+    return moved, changed
+
+
+def _having_rows(session: Session, column: Any, ids: list[int]) -> set[int]:
+    """Which of ``ids`` have rows in ``column``'s (weekly) roll-up table."""
+    found: set[int] = set()
+    for i in range(0, len(ids), 500):
+        found |= set(session.scalars(select(column).where(column.in_(ids[i : i + 500])).distinct()))
+    return found
+
+
+def _reroll_areas(session: Session, areas: set[tuple[str, str]]) -> None:
+    """Re-make the area tables' rows of ``areas`` over every day, from the per-school and course-grain tables."""
+    for table in (ReachCountyDay, ReachCountyWeek, ReachSubjectDay, ReachSubjectWeek):
+        session.execute(
+            delete(table).where(
+                or_(*(and_(table.region == region, table.county == county) for region, county in sorted(areas)))
+            )
+        )
+    where = [_in_areas(areas)]
+    session.execute(
+        insert(ReachCountyDay).from_select(
+            ["day", *_COUNTY_COLUMNS], _county_rows(ReachSchoolDay, ReachSchoolDay.day, where)
+        )
+    )
+    session.execute(
+        insert(ReachCountyWeek).from_select(
+            ["week", *_COUNTY_COLUMNS], _county_rows(ReachSchoolWeek, ReachSchoolWeek.week, where)
+        )
+    )
+    session.execute(
+        insert(ReachSubjectDay).from_select(
+            [*_SUBJECT_COLUMNS, "day", *_COUNTY_COLUMNS], _subject_rows(ReachDay, ReachDay.day, where)
+        )
+    )
+    session.execute(
+        insert(ReachSubjectWeek).from_select(
+            [*_SUBJECT_COLUMNS, "week", *_COUNTY_COLUMNS], _subject_rows(ReachWeek, ReachWeek.week, where)
+        )
+    )
+
+
+def _reroll_subjects(session: Session, subjects: set[str]) -> None:
+    """Re-make the subject tables' rows of ``subjects`` over every day, from the course-grain tables."""
+    for table in (ReachSubjectDay, ReachSubjectWeek):
+        session.execute(delete(table).where(table.subject.in_(sorted(subjects))))
+    courses = select(RolledCourse.course_id).where(RolledCourse.subject.in_(sorted(subjects)))
+    session.execute(
+        insert(ReachSubjectDay).from_select(
+            [*_SUBJECT_COLUMNS, "day", *_COUNTY_COLUMNS],
+            _subject_rows(ReachDay, ReachDay.day, [ReachDay.course_id.in_(courses)]),
+        )
+    )
+    session.execute(
+        insert(ReachSubjectWeek).from_select(
+            [*_SUBJECT_COLUMNS, "week", *_COUNTY_COLUMNS],
+            _subject_rows(ReachWeek, ReachWeek.week, [ReachWeek.course_id.in_(courses)]),
+        )
+    )
+
+
+# -- a week -----------------------------------------------------------------------------------
 
 
 def _roll_week(session: Session, week: date, days: list[date]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    _lock(session)
     for day in days:
         # Claim the mark first: a recording still open on this day holds the mark's row
         # lock, so this waits for its commit, and the raw read below sees its rows.
@@ -147,6 +394,20 @@ def _roll_week(session: Session, week: date, days: list[date]) -> None:
                 .group_by(ReachDay.day, ReachDay.school_id, ReachDay.kind),
             )
         )
+        # The area grain, from the day's per-school and course-grain rows just made.
+        session.execute(delete(ReachCountyDay).where(ReachCountyDay.day == day))
+        session.execute(
+            insert(ReachCountyDay).from_select(
+                ["day", *_COUNTY_COLUMNS], _county_rows(ReachSchoolDay, ReachSchoolDay.day, [ReachSchoolDay.day == day])
+            )
+        )
+        session.execute(delete(ReachSubjectDay).where(ReachSubjectDay.day == day))
+        session.execute(
+            insert(ReachSubjectDay).from_select(
+                [*_SUBJECT_COLUMNS, "day", *_COUNTY_COLUMNS],
+                _subject_rows(ReachDay, ReachDay.day, [ReachDay.day == day]),
+            )
+        )
         rows, total = session.execute(
             select(func.count(), func.coalesce(func.sum(UsageCount.count), 0)).where(UsageCount.day == day)
         ).one()
@@ -176,4 +437,32 @@ def _roll_week(session: Session, week: date, days: list[date]) -> None:
             .group_by(ReachWeek.school_id, ReachWeek.kind),
         )
     )
+    in_week = (week, week + timedelta(days=7))
+    session.execute(delete(ReachCountyWeek).where(ReachCountyWeek.week == week))
+    session.execute(
+        insert(ReachCountyWeek).from_select(
+            ["week", *_COUNTY_COLUMNS],
+            select(
+                literal(week), ReachCountyDay.region, ReachCountyDay.county, ReachCountyDay.kind,
+                func.sum(ReachCountyDay.count),
+            )
+            .where(ReachCountyDay.day >= in_week[0], ReachCountyDay.day < in_week[1])
+            .group_by(ReachCountyDay.region, ReachCountyDay.county, ReachCountyDay.kind),
+        )
+    )  # fmt: skip
+    session.execute(delete(ReachSubjectWeek).where(ReachSubjectWeek.week == week))
+    session.execute(
+        insert(ReachSubjectWeek).from_select(
+            [*_SUBJECT_COLUMNS, "week", *_COUNTY_COLUMNS],
+            select(
+                ReachSubjectDay.subject, ReachSubjectDay.grade, literal(week), ReachSubjectDay.region,
+                ReachSubjectDay.county, ReachSubjectDay.kind, func.sum(ReachSubjectDay.count),
+            )
+            .where(ReachSubjectDay.day >= in_week[0], ReachSubjectDay.day < in_week[1])
+            .group_by(
+                ReachSubjectDay.subject, ReachSubjectDay.grade, ReachSubjectDay.region, ReachSubjectDay.county,
+                ReachSubjectDay.kind,
+            ),
+        )
+    )  # fmt: skip
     session.flush()

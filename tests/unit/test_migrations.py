@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -94,5 +95,72 @@ def test_hub_db_upgrade_builds_an_empty_database(empty_database: str, tmp_path: 
             check=False,
         )
         assert again.returncode == 0, again.stderr
+    finally:
+        engine.dispose()
+
+
+def test_the_area_rollups_migration_fills_what_the_rollup_makes(empty_database: str) -> None:
+    """0021 fills the area tables from the roll-ups already there: the same rows the roll-up itself makes."""
+    from alembic import command
+    from sqlalchemy import delete, select
+    from sqlalchemy.orm import Session
+
+    from hub.accounts.models import School
+    from hub.catalog.models import Course
+    from hub.migrate import upgrade
+    from hub.reach import rollup
+    from hub.reach.models import (
+        ReachCountyDay,
+        ReachCountyWeek,
+        ReachSubjectDay,
+        ReachSubjectWeek,
+        RolledArea,
+        RolledCourse,
+        UsageCount,
+    )
+
+    upgrade(empty_database)
+    engine = make_engine(empty_database)
+    tables = (ReachCountyDay, ReachCountyWeek, ReachSubjectDay, ReachSubjectWeek, RolledArea, RolledCourse)
+
+    def snapshot(session: Session) -> list[list[tuple[object, ...]]]:
+        return [sorted(tuple(r) for r in session.execute(select(*t.__table__.c))) for t in tables]
+
+    try:
+        with Session(engine) as session:
+            schools = [
+                School(name="甲", kind="famous", region="北京市", county="海淀区", rural=False),
+                School(name="乙", kind="rural", region="甘肃省 定西市", county="通渭县", rural=True),
+                School(name="丙", kind="rural", region="甘肃省 兰州市", county="城关区", rural=True),
+            ]
+            session.add_all(schools)
+            session.flush()
+            courses = [
+                Course(school_id=schools[0].id, title=t, category="curriculum", subject=s, grades_mask=m,
+                       language="zh", license="CC-BY-4.0", status="published")
+                for t, s, m in (("几何", "math", (1 << 7) | (1 << 8)), ("古诗", "chinese", 1 << 3))
+            ]  # fmt: skip
+            session.add_all(courses)
+            session.flush()
+            today = date(2026, 11, 25)
+            for n in range(40):
+                session.add(
+                    UsageCount(
+                        day=today - timedelta(days=n * 3), school_id=(0, *[s.id for s in schools])[n % 4],
+                        course_id=courses[n % 2].id, lesson_id=1, material_id=1,
+                        kind=("play", "download", "zip")[n % 3], source="hub", count=1 + n % 7,
+                    )
+                )  # fmt: skip
+            session.commit()
+            rollup.roll_up(session, check_days=None, everything=True, today=today)
+            made = snapshot(session)
+            assert all(made)
+        command.downgrade(alembic_config(empty_database), "0020")
+        upgrade(empty_database)
+        with Session(engine) as session:
+            assert snapshot(session) == made
+            for t in tables:
+                session.execute(delete(t))
+            session.commit()
     finally:
         engine.dispose()
