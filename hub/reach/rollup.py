@@ -314,46 +314,37 @@ def _reroll_areas(session: Session, areas: set[tuple[str, str]]) -> None:
                 or_(*(and_(table.region == region, table.county == county) for region, county in sorted(areas)))
             )
         )
-    where = [_in_areas(areas)]
-    session.execute(
-        insert(ReachCountyDay).from_select(
-            ["day", *_COUNTY_COLUMNS], _county_rows(ReachSchoolDay, ReachSchoolDay.day, where)
-        )
+    # The schools now in those areas, by their ids: the tables' school indexes then read a
+    # county's rows only. Schools of no area (anonymous, deleted) have no row to name them,
+    # so re-making the area "" reads every row (a deleted school: rare).
+    moved = RolledArea.__table__.alias("moved")
+    schools = select(moved.c.school_id).where(
+        or_(*(and_(moved.c.region == region, moved.c.county == county) for region, county in sorted(areas)))
     )
-    session.execute(
-        insert(ReachCountyWeek).from_select(
-            ["week", *_COUNTY_COLUMNS], _county_rows(ReachSchoolWeek, ReachSchoolWeek.week, where)
-        )
-    )
-    session.execute(
-        insert(ReachSubjectDay).from_select(
-            [*_SUBJECT_COLUMNS, "day", *_COUNTY_COLUMNS], _subject_rows(ReachDay, ReachDay.day, where)
-        )
-    )
-    session.execute(
-        insert(ReachSubjectWeek).from_select(
-            [*_SUBJECT_COLUMNS, "week", *_COUNTY_COLUMNS], _subject_rows(ReachWeek, ReachWeek.week, where)
-        )
-    )
+
+    def where(table: Any) -> list[ColumnElement[bool]]:
+        return [_in_areas(areas)] if ("", "") in areas else [_in_areas(areas), table.school_id.in_(schools)]
+
+    pairs: list[tuple[Any, Any, str]] = [
+        (ReachCountyDay, ReachSchoolDay, "day"),
+        (ReachCountyWeek, ReachSchoolWeek, "week"),
+    ]
+    for target, source, when in pairs:
+        rows = _county_rows(source, getattr(source, when), where(source))
+        session.execute(insert(target).from_select([when, *_COUNTY_COLUMNS], rows))
+    pairs = [(ReachSubjectDay, ReachDay, "day"), (ReachSubjectWeek, ReachWeek, "week")]
+    for target, source, when in pairs:
+        rows = _subject_rows(source, getattr(source, when), where(source))
+        session.execute(insert(target).from_select([*_SUBJECT_COLUMNS, when, *_COUNTY_COLUMNS], rows))
 
 
 def _reroll_subjects(session: Session, subjects: set[str]) -> None:
     """Re-make the subject tables' rows of ``subjects`` over every day, from the course-grain tables."""
     for table in (ReachSubjectDay, ReachSubjectWeek):
         session.execute(delete(table).where(table.subject.in_(sorted(subjects))))
-    courses = select(RolledCourse.course_id).where(RolledCourse.subject.in_(sorted(subjects)))
-    session.execute(
-        insert(ReachSubjectDay).from_select(
-            [*_SUBJECT_COLUMNS, "day", *_COUNTY_COLUMNS],
-            _subject_rows(ReachDay, ReachDay.day, [ReachDay.course_id.in_(courses)]),
-        )
-    )
-    session.execute(
-        insert(ReachSubjectWeek).from_select(
-            [*_SUBJECT_COLUMNS, "week", *_COUNTY_COLUMNS],
-            _subject_rows(ReachWeek, ReachWeek.week, [ReachWeek.course_id.in_(courses)]),
-        )
-    )
+    for target, source, when in ((ReachSubjectDay, ReachDay, "day"), (ReachSubjectWeek, ReachWeek, "week")):
+        rows = _subject_rows(source, getattr(source, when), [RolledCourse.subject.in_(sorted(subjects))])
+        session.execute(insert(target).from_select([*_SUBJECT_COLUMNS, when, *_COUNTY_COLUMNS], rows))
 
 
 # -- a week -----------------------------------------------------------------------------------
