@@ -29,11 +29,6 @@ def rollup_command(everything: bool) -> None:
         result = rollup.roll_up(
             session, check_days=app.extensions["hub.settings"].reach_check_days, everything=everything
         )
-    if result.moved_schools or result.changed_courses:
-        click.echo(
-            f"re-made the area roll-ups of {result.moved_schools} school(s) that moved and"
-            f" {result.changed_courses} course(s) whose subject or grades changed"
-        )
     if result.days:
         click.echo(
             f"re-rolled {len(result.days)} day(s) in {result.weeks} week(s): {result.days[0]} to {result.days[-1]}"
