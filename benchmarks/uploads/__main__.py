@@ -1,12 +1,16 @@
 """Benchmark: a 1 GiB resumable upload over loopback, on local storage and on S3.
 
     .venv/bin/python -m benchmarks.uploads [--size-mib 1024] [--backends local,s3] [--chunk-mib 32]
+        [--servers waitress,streaming] [--modes checksum,declared] [--rounds 1]
 
 For each backend it starts a fresh hub (``hub serve`` under waitress, its own data
 directory; S3 is a moto server in its own process), uploads one file through the
-tus API with the same client ``hub upload`` uses (sha256 checksum on every chunk),
-and reports MB/s and the server's memory: resident size before the upload and its
-peak (the kernel's VmHWM), so "flat memory" is measured, not sampled. A plain
+tus API with the same client ``hub upload`` uses, in each mode (``checksum``: a sha256
+Upload-Checksum on every chunk, what ``hub upload`` sent before issue 19; ``declared``:
+the file's sha256 declared at creation and no chunk checksum, what it sends now),
+and reports MB/s, CPU seconds of the server and of the client, and the server's memory:
+resident size before the upload and its peak (the kernel's VmHWM), so "flat memory" is
+measured, not sampled. A plain
 ``cp`` of the same file, timed in the same run, is the reference. The results
 section of benchmarks/uploads/RESULTS.md is rewritten.
 
@@ -45,23 +49,38 @@ MB = 1_000_000
 # client talking to the upload listener (cheroot) directly; "gunicorn" serves the same app with
 # gunicorn's threaded worker, the other streaming server considered (needs gunicorn installed).
 SERVERS = ("waitress", "streaming", "gunicorn")
+# How the client proves the bytes (--modes): "checksum" hashes every chunk for its
+# Upload-Checksum (so the server hashes each byte twice: the chunk's and the file's
+# running sha256); "declared" declares the file's sha256 at creation and sends chunks bare
+# (the server hashes each byte once and compares when the last one arrives).
+MODES = ("checksum", "declared")
 
 
 @dataclass
 class Result:
     backend: str
     server: str
+    mode: str
     seconds: float
     rss_before: int
     rss_peak: int
     verified: bool
     cpu: float  # the serving process's CPU seconds (user + system) for the upload
+    cpu_user: float  # of which user: Python and hashing; the rest is the kernel's (copies, page cache, fsync)
+    client_cpu: float  # this process's CPU seconds for the upload (the client, its hashing thread included)
+    load: float  # 1-minute load average when the upload ended
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far (all its threads, the exited ones too)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (all its threads, the exited ones too)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of a process so far."""
+    return sum(cpu_split(pid))
 
 
 def free_port() -> int:
@@ -161,7 +180,7 @@ def start_server(server: str, env: dict[str, str]) -> tuple[subprocess.Popen[byt
     return subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL), f"http://127.0.0.1:{port}"
 
 
-def run_backend(backend: str, server_kind: str, source: Path, sha256: str, work: Path, chunk: int) -> Result:
+def run_backend(backend: str, server_kind: str, mode: str, source: Path, sha256: str, work: Path, chunk: int) -> Result:
     data_dir = work / f"var-{backend}"
     env = {**os.environ, "HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     moto = None
@@ -207,15 +226,21 @@ def run_backend(backend: str, server_kind: str, source: Path, sha256: str, work:
         # gunicorn's master forks the worker that serves: that one's memory counts.
         serving = _children(server.pid)[0] if server_kind == "gunicorn" else server.pid
         rss_before = memory_kib(serving, "VmRSS")
-        cpu_before = cpu_seconds(serving)
+        user_before, system_before = cpu_split(serving)
         size = source.stat().st_size
+        declared = mode == "declared"
+        client_before = cpu_seconds(os.getpid())
         started = time.perf_counter()
-        upload_url = client.create(size, source.name, "video/mp4")
+        upload_url = client.create(size, source.name, "video/mp4", sha256 if declared else None)
         with source.open("rb") as file:
-            client.send(upload_url, file, size, 0, lambda _position: None)
+            client.send(upload_url, file, size, 0, lambda _position: None, checksums=not declared)
         seconds = time.perf_counter() - started
+        client_cpu = cpu_seconds(os.getpid()) - client_before
+        load = os.getloadavg()[0]
         rss_peak = memory_kib(serving, "VmHWM")
-        cpu = cpu_seconds(serving) - cpu_before
+        user_after, system_after = cpu_split(serving)
+        cpu_user = user_after - user_before
+        cpu = cpu_user + system_after - system_before
         verified = client.describe(upload_url).get("sha256") == sha256
         client.close()
     finally:
@@ -225,7 +250,19 @@ def run_backend(backend: str, server_kind: str, source: Path, sha256: str, work:
             moto.terminate()
             moto.wait(timeout=30)
         shutil.rmtree(data_dir, ignore_errors=True)
-    return Result(backend, server_kind, seconds, rss_before * 1024, rss_peak * 1024, verified, cpu)
+    return Result(
+        backend,
+        server_kind,
+        mode,
+        seconds,
+        rss_before * 1024,
+        rss_peak * 1024,
+        verified,
+        cpu,
+        cpu_user,
+        client_cpu,
+        load,
+    )
 
 
 def report(size: int, chunk: int, cp: tuple[float, float], results: list[Result], load: float) -> str:
@@ -237,30 +274,37 @@ def report(size: int, chunk: int, cp: tuple[float, float], results: list[Result]
         f" Python {platform.python_version()},"
         f" {platform.system()} {platform.release()}, load average {load:.1f} at the start"
         f" and {os.getloadavg()[0]:.1f} at the end:"
-        f" one {size // MiB} MiB file, {chunk // MiB} MiB per PATCH"
-        " with a sha256 Upload-Checksum, client and server on loopback. MB = 10^6 bytes.",
+        f" one {size // MiB} MiB file, {chunk // MiB} MiB per PATCH, client and server on loopback."
+        " Mode `checksum`: a sha256 Upload-Checksum on every PATCH; `declared`: the file's sha256 declared"
+        " at creation (Upload-Metadata), no chunk checksum. MB = 10^6 bytes.",
         "",
         f"Reference, same file, same run: `cp` {cp_rate:.0f} MB/s ({cp[0]:.2f} s);"
         f" `cp` + fsync of the copy {size / cp[1] / MB:.0f} MB/s ({cp[1]:.2f} s).",
         "",
-        "| backend | server | time | MB/s | cp / upload | cp+fsync / upload | server RSS before | server peak RSS"
-        " | growth | server CPU | sha256 checked |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| backend | server | mode | time | MB/s | time ÷ cp | time ÷ cp+fsync | server RSS before"
+        " | server peak RSS | growth | server CPU | of which user | client CPU | load | sha256 checked |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         rate = size / r.seconds / MB
         growth = (r.rss_peak - r.rss_before) / MB
         lines.append(
-            f"| {r.backend} | {r.server} | {r.seconds:.2f} s | {rate:.0f} | {cp_rate / rate:.1f}x"
+            f"| {r.backend} | {r.server} | {r.mode} | {r.seconds:.2f} s | {rate:.0f} | {cp_rate / rate:.1f}x"
             f" | {r.seconds / cp[1]:.1f}x | {r.rss_before / MB:.0f} MB"
-            f" | {r.rss_peak / MB:.0f} MB | {growth:.0f} MB | {r.cpu:.2f} s | {'yes' if r.verified else 'NO'} |"
+            f" | {r.rss_peak / MB:.0f} MB | {growth:.0f} MB | {r.cpu:.2f} s | {r.cpu_user:.2f} s | {r.client_cpu:.2f} s"
+            f" | {r.load:.1f} | {'yes' if r.verified else 'NO'} |"
         )
     lines += [
         "",
         "Targets: peak RSS growth < 100 MB; upload within 2x of `cp`.",
         "",
+        "Server CPU: the serving process's user + system seconds for the upload; of which user: Python and"
+        " SHA-256 (the rest is the kernel's: socket, page cache, fsync). Client CPU: the benchmark's own"
+        " process, i.e. `hub upload`'s client with its chunk hashing. Load: the 1-minute load average"
+        " when the row's upload ended (the machine is shared).",
+        "",
         "Reproduce: `.venv/bin/python -m benchmarks.uploads` (options: `--size-mib`, `--backends`, `--servers`,"
-        " `--chunk-mib`).",
+        " `--modes`, `--rounds`, `--chunk-mib`).",
         "",
     ]
     return "\n".join(lines)
@@ -272,6 +316,8 @@ def main() -> None:
     parser.add_argument("--chunk-mib", type=int, default=32)
     parser.add_argument("--backends", default="local,s3")
     parser.add_argument("--servers", default="waitress,streaming", help=f"any of {', '.join(SERVERS)}")
+    parser.add_argument("--modes", default="checksum,declared", help=f"any of {', '.join(MODES)}")
+    parser.add_argument("--rounds", type=int, default=1, help="run every row this many times, round after round")
     parser.add_argument("--warm-mib", type=int, default=4096, help="memory to touch first (see warm_memory)")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the test file and data go (default: temp)")
     parser.add_argument("--no-write", action="store_true", help="print the results, leave RESULTS.md alone")
@@ -287,12 +333,19 @@ def main() -> None:
         load = os.getloadavg()[0]
         cp = time_cp(source, work)
         results = []
-        for backend in args.backends.split(","):
-            for server in args.servers.split(","):
-                if server not in SERVERS:
-                    raise SystemExit(f"unknown server {server!r}: one of {', '.join(SERVERS)}")
-                print(f"uploading to {backend} storage through {server}", file=sys.stderr)
-                results.append(run_backend(backend, server, source, sha256, work, chunk))
+        for server in args.servers.split(","):
+            if server not in SERVERS:
+                raise SystemExit(f"unknown server {server!r}: one of {', '.join(SERVERS)}")
+        for mode in args.modes.split(","):
+            if mode not in MODES:
+                raise SystemExit(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
+        # Round after round, the modes side by side: a change in the machine's load falls on both.
+        for _round in range(args.rounds):
+            for backend in args.backends.split(","):
+                for server in args.servers.split(","):
+                    for mode in args.modes.split(","):
+                        print(f"uploading to {backend} storage through {server}, {mode}", file=sys.stderr)
+                        results.append(run_backend(backend, server, mode, source, sha256, work, chunk))
         section = report(size, chunk, cp, results, load)
         print(section)
         if not args.no_write:

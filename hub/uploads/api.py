@@ -8,6 +8,11 @@ after termination or expiry; plus 400 for malformed headers, 403 for a PATCH to 
 finished upload and 423 while another PATCH writes to the same upload.
 Errors carry the hub's JSON error body as well.
 
+Upload-Metadata keys the hub reads: ``filename``, ``filetype`` and ``sha256`` (the whole
+file's SHA-256 as 64 hex digits). With ``sha256`` declared, per-chunk Upload-Checksum is
+optional: the server checks the file against it when the last byte arrives, and a file
+that hashes otherwise is discarded (422 ``sha256_mismatch`` on that PATCH, 410 after).
+
 A non-tus ``GET`` on an upload answers JSON, for scripts and the pages.
 """
 
@@ -65,10 +70,22 @@ def _document(rule: str, method: str, summary: str, status: int, auth: bool = Tr
 
 
 _document("/uploads/", "OPTIONS", "tus: server capabilities (Tus-Version, Tus-Extension, Tus-Max-Size)", 204, False)
-_document("/uploads/", "POST", "tus creation: Upload-Length, Upload-Metadata (and a first chunk)", 201)
+_document(
+    "/uploads/",
+    "POST",
+    "tus creation: Upload-Length, Upload-Metadata (filename, filetype, optional sha256 of the whole file,"
+    " checked when the last byte arrives) and an optional first chunk",
+    201,
+)
 _document("/uploads/<upload_id>", "HEAD", "tus: the upload's offset (Upload-Offset)", 200)
 _document("/uploads/<upload_id>", "GET", "The upload's state as JSON", 200, response=UploadOut)
-_document("/uploads/<upload_id>", "PATCH", "tus: append bytes at Upload-Offset (optional Upload-Checksum)", 204)
+_document(
+    "/uploads/<upload_id>",
+    "PATCH",
+    "tus: append bytes at Upload-Offset (optional Upload-Checksum; 422 sha256_mismatch when the last byte"
+    " completes a file other than the declared sha256, which discards the upload)",
+    204,
+)
 _document("/uploads/<upload_id>", "DELETE", "tus termination: forget the upload and its bytes", 204)
 
 
@@ -192,9 +209,11 @@ def uploads_endpoint() -> Response:
                 content_length=content_length,
                 checksum=checksum,
             )
-        except HubError:
-            # All or nothing: a creation whose first chunk is refused leaves no upload behind.
-            services.terminate(session, uploads, actor, upload.id)
+        except HubError as exc:
+            # All or nothing: a creation whose first chunk is refused leaves no upload behind
+            # (a whole file refused for its sha256 leaves only the tombstone that says so).
+            if not isinstance(exc, services.Sha256Mismatch):
+                services.terminate(session, uploads, actor, upload.id)
             raise
         response.headers["Upload-Offset"] = str(upload.offset)
     response.headers["Location"] = services.upload_url(uploads, upload.id)

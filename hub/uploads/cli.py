@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from hub.uploads.client import MiB, TusClient, UploadError, sha256_file
+from hub.uploads.client import MiB, Sha256Refused, TusClient, UploadError, sha256_file
 from hub.uploads.plan import FilePlan, LessonPlan, plan_folder, plan_lesson
 from hub.uploads.terminal import _, print_json, status_label, stderr_is_terminal, stdout_is_terminal
 from hub.uploads.watch import wait_for_materials
@@ -113,16 +113,24 @@ def upload_file(
     if length == 0:
         raise UploadError(_("%(path)s is empty", path=path))
     url = state.get(key)
-    offset = client.offset(url) if url else None
-    if url and offset is None:
+    point = client.resume_point(url) if url else None
+    if url and point is None:
         click.echo(_("%(name)s: the unfinished upload expired on the server; starting over", name=path.name), err=True)
-    if offset is None:
-        url = client.create(length, path.name, _TYPES.get(path.suffix.lower(), ""))
+    if point is None:
+        # The sha256 is known already (files are matched by it): declared at creation, it
+        # lets the server hash each byte once and check the file when the last one arrives.
+        url = client.create(length, path.name, _TYPES.get(path.suffix.lower(), ""), sha256)
         state.set(key, url)
-        offset = 0
+        point = (0, sha256)
+    offset, declared = point
     assert url is not None
-    with path.open("rb") as file, _progress(path.name, length, offset, show_progress) as progress:
-        client.send(url, file, length, offset, progress)
+    try:
+        with path.open("rb") as file, _progress(path.name, length, offset, show_progress) as progress:
+            # An upload an older `hub upload` created declared nothing: its chunks keep their checksums.
+            client.send(url, file, length, offset, progress, checksums=declared != sha256)
+    except Sha256Refused:
+        state.set(key, None)  # the server discarded that upload: a re-run starts a new one
+        raise
     described = client.describe(url)
     if described.get("status") != "complete":
         raise UploadError(

@@ -1,9 +1,14 @@
 """The hub's HTTP API from an uploader's machine: tus uploads that resume, and JSON reads.
 
 Runs on an uploader's own machine as well as on the hub: it speaks HTTP only
-(Python's http.client, no extra dependency). Each PATCH carries a SHA-256 of its
-bytes, so the server rejects a chunk damaged on the way (460) and the client sends
-it again; at the end the server's hash of the whole file is compared with ours.
+(Python's http.client, no extra dependency). An upload declares the whole file's
+SHA-256 when it is created (``hub upload`` knows it before it starts), and the server
+checks the file against it when the last byte arrives: then no PATCH needs a checksum
+of its own, so the server hashes every byte once instead of twice, and a PATCH cut
+short keeps the bytes that got through. Without a declared sha256 (resuming an
+upload an older client created), each PATCH carries a SHA-256 of its bytes, so the
+server rejects a chunk damaged on the way (460) and the client sends it again. Either
+way, at the end the server's hash of the whole file is compared with ours.
 Failures that heal by themselves (a dropped connection, 423, a 5xx) are retried
 with growing pauses; the rest stop the command with the hub's own message.
 """
@@ -37,6 +42,10 @@ _READ_BLOCK = MiB
 
 class UploadError(click.ClickException):
     """A failure the user can act on; shown as one line, exit status 1."""
+
+
+class Sha256Refused(UploadError):
+    """The server discarded the upload: the file it received is not the sha256 we declared."""
 
 
 class Transient(Exception):
@@ -164,10 +173,12 @@ class TusClient:
 
     # -- tus -------------------------------------------------------------------
 
-    def create(self, length: int, filename: str, filetype: str = "") -> str:
+    def create(self, length: int, filename: str, filetype: str = "", sha256: str | None = None) -> str:
         metadata = f"filename {base64.b64encode(filename.encode()).decode()}"
         if filetype:
             metadata += f",filetype {base64.b64encode(filetype.encode()).decode()}"
+        if sha256:
+            metadata += f",sha256 {base64.b64encode(sha256.encode()).decode()}"
         reply = self.retrying(
             _("creating the upload"),
             lambda: self.request(
@@ -180,20 +191,45 @@ class TusClient:
 
     def offset(self, url: str) -> int | None:
         """The server's offset, or None when the upload is gone (expired, deleted)."""
+        point = self.resume_point(url)
+        return None if point is None else point[0]
+
+    def resume_point(self, url: str) -> tuple[int, str | None] | None:
+        """The server's offset and the sha256 the upload declared (None if none), or None when it is gone."""
         reply = self.retrying(_("asking for the offset"), lambda: self.request("HEAD", url))
         if reply.status in (404, 410):
             return None
         if reply.status != 200:
             raise UploadError(_("cannot resume: %(why)s", why=reply.message()))
-        return int(reply.headers["upload-offset"])
+        declared = None
+        for pair in reply.headers.get("upload-metadata", "").split(","):
+            key, _space, value = pair.strip().partition(" ")
+            if key == "sha256":
+                with contextlib.suppress(ValueError, UnicodeDecodeError):
+                    declared = base64.b64decode(value).decode().strip().lower()
+        return int(reply.headers["upload-offset"]), declared
 
-    def send(self, url: str, file: IO[bytes], length: int, offset: int, progress: Callable[[int], None]) -> int:
+    def send(
+        self,
+        url: str,
+        file: IO[bytes],
+        length: int,
+        offset: int,
+        progress: Callable[[int], None],
+        checksums: bool = True,
+    ) -> int:
         """PATCH chunks from ``offset`` to the end; returns the final offset.
 
         ``progress`` is told the absolute position as bytes leave, so a resent chunk
-        moves the bar back rather than past 100 %.
+        moves the bar back rather than past 100 %. ``checksums``: each PATCH carries
+        its bytes' SHA-256; leave it off only for an upload that declared the file's.
         """
         refused = 0
+        if not checksums:
+            while offset < length:
+                size = min(self.chunk_size, length - offset)
+                offset, refused = self._send_chunk(url, file, offset, size, None, refused, progress)
+            return offset
         # The checksum goes in the headers, so a chunk is hashed before it is sent; while
         # the server writes one chunk (and the client only waits), the next is hashed on
         # a helper thread. pread() leaves the file position to http.client's reads.
@@ -220,7 +256,7 @@ class TusClient:
         file: IO[bytes],
         offset: int,
         size: int,
-        digest: bytes,
+        digest: bytes | None,
         refused: int,
         progress: Callable[[int], None],
     ) -> tuple[int, int]:
@@ -229,15 +265,17 @@ class TusClient:
             "Content-Type": "application/offset+octet-stream",
             "Upload-Offset": str(offset),
             "Content-Length": str(size),
-            "Upload-Checksum": f"sha256 {base64.b64encode(digest).decode()}",
         }
+        if digest is not None:
+            headers["Upload-Checksum"] = f"sha256 {base64.b64encode(digest).decode()}"
 
         def patch(start: int = offset, size: int = size, headers: dict[str, str] = headers) -> Reply:
             return self.request("PATCH", url, headers, _Region(file, start, size, progress))
 
         # A retried PATCH after a dropped connection is the same PATCH: if the
-        # server kept none of it (it keeps a chunk whole or not at all) it fits;
-        # if it kept some, the answer is 409 and we ask for the offset below.
+        # server kept none of it it fits; if it kept some (all of a checksummed chunk,
+        # or what arrived of one without a checksum), the answer is 409 and we ask for
+        # the offset below.
         reply = self.retrying(_("sending"), patch)
         if reply.status == 204:
             offset = int(reply.headers["upload-offset"])
@@ -249,6 +287,8 @@ class TusClient:
             if server is None:
                 raise UploadError(_("the upload expired on the server; run the command again to start over"))
             offset = server
+        elif reply.status == 422 and _error_code(reply) == "sha256_mismatch":
+            raise Sha256Refused(_("the server discarded the upload: %(why)s", why=reply.message()))
         else:
             raise UploadError(_("the server refused a chunk: %(why)s", why=reply.message()))
         progress(offset)
@@ -271,6 +311,12 @@ class TusClient:
     def json_request(self, what: str, method: str, path: str, body: dict[str, Any]) -> Reply:
         data = json.dumps(body).encode()
         return self.retrying(what, lambda: self.request(method, path, {"Content-Type": "application/json"}, data))
+
+
+def _error_code(reply: Reply) -> str | None:
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        return str(reply.json()["error"]["code"])
+    return None
 
 
 def _sha256_region(file: IO[bytes], start: int, length: int) -> bytes:

@@ -43,7 +43,9 @@ class Upload(Timestamped, Base):
     sha256_state: Mapped[bytes | None] = mapped_column(LargeBinary)
     sha256_offset: Mapped[int] = mapped_column(BigInteger, default=0)
     # "local" or "s3", and what that backend needs to find the bytes again
-    # (a relative file path; or the S3 key, UploadId, part size and parts sent).
+    # (a relative file path; or the S3 key, UploadId, part size and parts sent). An upload
+    # discarded because its bytes did not match its declared sha256 has no bytes left: its
+    # tombstone (status "expired") keeps {"rejected": "sha256"} here, so its URL says why.
     backend: Mapped[str] = mapped_column(String(16))
     backend_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

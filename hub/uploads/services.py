@@ -12,7 +12,10 @@ Rules kept here and nowhere else:
 - the offset a client is told is what storage holds, never a remembered number;
 - one writer per upload at a time (:func:`upload_lock`);
 - a PATCH is checked (declared length, checksum, declared type) before its bytes
-  count; a rejected PATCH leaves the upload exactly as it was before it.
+  count; a rejected PATCH leaves the upload exactly as it was before it;
+- a client may declare the whole file's sha256 at creation (Upload-Metadata ``sha256``):
+  the bytes are then checked against it when the last one arrives, before any blob
+  exists, and an upload whose bytes hash otherwise is discarded whole (422, then 410).
 """
 
 from __future__ import annotations
@@ -59,7 +62,14 @@ from hub.media.storage.base import CHUNK_SIZE
 from hub.search import changes as search_changes
 from hub.uploads import Uploads
 from hub.uploads.models import Upload
-from hub.uploads.storage import UPLOAD_ID, PartialLost, PartialUpload, Sha256State, part_size_for
+from hub.uploads.storage import (
+    UPLOAD_ID,
+    DigestMismatch,
+    PartialLost,
+    PartialUpload,
+    Sha256State,
+    part_size_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +90,10 @@ MAX_METADATA_CHARS = 4096
 _DECLARED_KINDS = {"video": "video", "audio": "audio", "image": "image"}
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 _METADATA_KEY = re.compile(r"[!-+\--~]{1,100}")  # printable ASCII except "," (the pair separator)
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# Put in backend_state of an upload discarded because its bytes did not match its declared
+# sha256: its bytes are gone, and its tombstone (status "expired") says why.
+_REJECTED = "rejected"
 _UPLOAD_PATH = re.compile(rf"{re.escape(PREFIX)}/uploads/([A-Za-z0-9_-]{{32}})/?")
 
 
@@ -157,6 +171,15 @@ class ChecksumMismatch(TusError):
     code = "checksum_mismatch"
 
 
+class Sha256Mismatch(TusError):
+    # Not 460: tus clients answer 460 by sending the chunk again, and no chunk resent can
+    # help here (the damage may be in any earlier PATCH, or the file changed on the
+    # client's disk); the upload is discarded. 422: the request was well-formed, the
+    # file it completed cannot be taken.
+    status = 422
+    code = "sha256_mismatch"
+
+
 class InsufficientStorage(TusError):
     status = 507
     code = "insufficient_storage"
@@ -171,6 +194,8 @@ class UploadMetadata:
     pairs: dict[str, str] = field(default_factory=dict)  # key → base64 value, as received
     filename: str = "upload"
     filetype: str = ""
+    sha256: str | None = None
+    """The whole file's SHA-256 (lowercase hex) the client declared, checked when the last byte arrives."""
 
     def header(self) -> str:
         return ",".join(f"{key} {value}".rstrip() for key, value in self.pairs.items())
@@ -205,7 +230,25 @@ def parse_metadata(header: str) -> UploadMetadata:
         pairs[key] = value
     filename = _decoded(pairs, "filename") if "filename" in pairs else "upload"
     filetype = _decoded(pairs, "filetype").lower() if "filetype" in pairs else ""
-    return UploadMetadata(pairs=pairs, filename=_checked_filename(filename), filetype=_checked_filetype(filetype))
+    sha256 = _checked_sha256(_decoded(pairs, "sha256")) if "sha256" in pairs else None
+    return UploadMetadata(
+        pairs=pairs, filename=_checked_filename(filename), filetype=_checked_filetype(filetype), sha256=sha256
+    )
+
+
+def _checked_sha256(value: str) -> str:
+    digest = value.strip().lower()
+    if not _SHA256_HEX.fullmatch(digest):
+        raise BadUploadRequest(N_("Upload-Metadata sha256 must be the file's SHA-256 as 64 hexadecimal digits."))
+    return digest
+
+
+def declared_sha256(upload: Upload) -> str | None:
+    """The sha256 the client declared at creation (checked there), or None."""
+    encoded = (upload.upload_metadata or {}).get("sha256")
+    if not encoded:
+        return None
+    return base64.b64decode(encoded).decode("utf-8").strip().lower()
 
 
 def _decoded(pairs: dict[str, str], key: str) -> str:
@@ -316,6 +359,13 @@ def _visible(session: Session, actor: User, upload_id: str) -> Upload:
 def get_upload(session: Session, actor: User, upload_id: str, now: datetime | None = None) -> Upload:
     """The actor's school's upload, still alive (else NotFound / UploadGone)."""
     upload = _visible(session, actor, upload_id)
+    if upload.status == "expired" and (upload.backend_state or {}).get(_REJECTED):
+        raise UploadGone(
+            N_(
+                "This upload was discarded: its bytes did not match the sha256 declared when it was created. "
+                "Start the upload again."
+            )
+        )
     if upload.status == "expired" or expires_at(upload) <= (now or utcnow()):
         raise UploadGone(N_("This upload has expired; start the upload again."))
     return upload
@@ -358,13 +408,49 @@ def finish_stalled(session: Session, uploads: Uploads, storage: Storage, actor: 
             return upload
         whole = _resume_sha256(upload, partial)
         # The last PATCH was checked before its bytes were committed; only sending
-        # them on and making the blob were left undone.
+        # them on and making the blob were left undone (and, with a declared sha256,
+        # comparing it: the crash may have come before that too).
         partial.commit(final=True)
-        sha256 = whole.hexdigest() if whole is not None else None
-        _complete(session, uploads, storage, upload, partial.finish(sha256), utcnow())
+        state = dict(upload.backend_state)
+        rejected = _finish(session, uploads, storage, upload, partial, whole, utcnow())
         session.commit()
-    uploads.partials.discard(upload.id, upload.backend_state)
+    uploads.partials.discard(upload.id, state)
+    if rejected is not None:
+        get_upload(session, actor, upload_id)  # raises the tombstone's UploadGone
     return upload
+
+
+def _finish(
+    session: Session,
+    uploads: Uploads,
+    storage: Storage,
+    upload: Upload,
+    partial: PartialUpload,
+    whole: Sha256State | None,
+    now: datetime,
+) -> str | None:
+    """Make the blob of an upload whose bytes all arrived; if they are not the declared ones, their sha256.
+
+    With a running hash (the usual case) the declared sha256 is compared before storage
+    is touched; without one, partial.finish() hashes the file and compares before it
+    stores anything under a content key. Either way a mismatch stores no blob: the upload
+    becomes a tombstone, and the caller discards its bytes after the commit.
+    """
+    declared = declared_sha256(upload)
+    sha256 = whole.hexdigest() if whole is not None else None
+    try:
+        if declared is not None and sha256 is not None and sha256 != declared:
+            raise DigestMismatch(sha256)
+        stored = partial.finish(sha256, declared)
+    except DigestMismatch as exc:
+        log.warning("upload %s: the bytes hash to %s, not the declared %s; discarded", upload.id, exc.actual, declared)
+        upload.status = "expired"
+        upload.sha256_state = None
+        upload.expires_at = now
+        upload.backend_state = {_REJECTED: "sha256"}
+        return exc.actual
+    _complete(session, uploads, storage, upload, stored, now)
+    return None
 
 
 @contextlib.contextmanager
@@ -749,13 +835,21 @@ def append(
         upload.expires_at = now + timedelta(seconds=uploads.settings.expires_seconds)
         if whole is not None:
             upload.sha256_state, upload.sha256_offset = whole.state(), end
-        if final:
-            sha256 = whole.hexdigest() if whole is not None else None
-            _complete(session, uploads, storage, upload, partial.finish(sha256), now)
+        state = dict(upload.backend_state)
+        rejected = _finish(session, uploads, storage, upload, partial, whole, now) if final else None
         session.commit()
     if final:
-        # The blob row is committed: the upload's own copy of the bytes can go.
-        uploads.partials.discard(upload.id, upload.backend_state)
+        # The blob row (or the tombstone) is committed: the upload's own copy of the bytes can go.
+        uploads.partials.discard(upload.id, state)
+    if rejected is not None:
+        raise Sha256Mismatch(
+            N_(
+                "The uploaded file's sha256 is %(actual)s, not %(declared)s as declared when the upload was created; "
+                "the upload was discarded. Check the file and start the upload again."
+            ),
+            actual=rejected,
+            declared=declared_sha256(upload),
+        )
     if pump.error is not None:
         # The client went away mid-body; what arrived is kept and the next HEAD says so.
         raise BadUploadRequest(N_("The request body ended before its Content-Length."))

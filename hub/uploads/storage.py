@@ -65,6 +65,14 @@ _DATA = "data"
 _PART = re.compile(r"part-(\d{5})")
 
 
+class DigestMismatch(Exception):
+    """The finished bytes hash to ``actual``, not to the sha256 the client declared; nothing was stored."""
+
+    def __init__(self, actual: str) -> None:
+        super().__init__(f"the bytes hash to {actual}")
+        self.actual = actual
+
+
 class PartialLost(Exception):
     """The bytes of an unfinished upload are gone from storage (aborted or deleted behind our back)."""
 
@@ -195,8 +203,13 @@ class PartialUpload(Protocol):
         """Bytes ``start``..``stop`` (half-open) if this store can still read them, else None."""
         ...
 
-    def finish(self, sha256: str | None) -> StoredBlob:
-        """Put the complete bytes into blob storage under their sha256 (computed if None)."""
+    def finish(self, sha256: str | None, declared: str | None = None) -> StoredBlob:
+        """Put the complete bytes into blob storage under their sha256 (computed if None).
+
+        ``declared``: the sha256 the client announced. When the hash is computed here,
+        bytes that hash otherwise raise DigestMismatch before anything is stored under a
+        content key (callers that pass ``sha256`` have compared it already).
+        """
         ...
 
 
@@ -411,10 +424,11 @@ class LocalPartial:
     def read(self, start: int, stop: int) -> Iterator[bytes] | None:
         return _read_file_range(self.path, start, stop)
 
-    def finish(self, sha256: str | None) -> StoredBlob:
+    def finish(self, sha256: str | None, declared: str | None = None) -> StoredBlob:
         size = self.path.stat().st_size
         if sha256 is None:
             sha256, size = hash_file(self.path)
+            _check_declared(sha256, declared)
         storage = self.store.storage
         if storage.exists(sha256):
             return StoredBlob(sha256=sha256, size=size, created=False)
@@ -770,11 +784,14 @@ class S3Partial:
             yield from _read_file_range(self._part_path(number + 1), inner, inner + end - position)
             position = end
 
-    def finish(self, sha256: str | None) -> StoredBlob:
+    def finish(self, sha256: str | None, declared: str | None = None) -> StoredBlob:
         storage = self.store.storage
         if not self.assembled:
             local = self.store.local_parts(self.directory.name)
             if not self.parts and sorted(local) == [1]:
+                if sha256 is None and declared is not None:
+                    # store_file() hashes as it stores: check first, so a mismatch stores nothing.
+                    _check_declared(hash_file(self._part_path(1))[0], declared)
                 stored = storage.store_file(self._part_path(1))
                 if sha256 is not None and stored.sha256 != sha256:
                     raise RuntimeError(f"upload hashed to {sha256} but storage read {stored.sha256}")
@@ -797,6 +814,8 @@ class S3Partial:
         size = int(head["ContentLength"])
         if sha256 is None:
             sha256 = self._hash_assembled()
+            # The assembled object is under the upload's own key; discard() deletes it.
+            _check_declared(sha256, declared)
         if storage.exists(sha256):
             return StoredBlob(sha256=sha256, size=size, created=False)
         # Server-side copy to the content key; the assembled object is deleted by
@@ -825,6 +844,11 @@ class S3Partial:
         except self.client.exceptions.ClientError as error:
             if not _is_no_such_upload(error):
                 raise
+
+
+def _check_declared(sha256: str, declared: str | None) -> None:
+    if declared is not None and sha256 != declared:
+        raise DigestMismatch(sha256)
 
 
 def _close_synced(f: Any) -> None:

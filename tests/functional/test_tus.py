@@ -232,10 +232,18 @@ def test_the_upload_listener_serves_uploads_only(server: TusServer) -> None:
     assert requests.get(f"{server.url}/api/v1/openapi.json", timeout=10).status_code == 200
 
 
-def test_interrupted_upload_resumes_from_the_server_offset(server: TusServer, accounts: dict[str, Any]) -> None:
+@pytest.mark.parametrize("declared", [False, True], ids=["no-sha256", "declared-sha256"])
+def test_interrupted_upload_resumes_from_the_server_offset(
+    server: TusServer, accounts: dict[str, Any], declared: bool
+) -> None:
+    # Neither way sends per-chunk checksums; with the file's sha256 declared, the server also
+    # checks the resumed file as a whole when its last byte arrives.
     auth = accounts["auth"]
     data = _video(seed=1)
-    first = _uploader(server, auth, data)
+    metadata = {"filename": "第一课.mp4", "filetype": "video/mp4"}
+    if declared:
+        metadata["sha256"] = hashlib.sha256(data).hexdigest()
+    first = _uploader(server, auth, data, metadata=metadata)
     first.upload(stop_at=2 * CHUNK)
     assert first.get_offset() == 2 * CHUNK
 
@@ -257,6 +265,32 @@ def test_interrupted_upload_resumes_from_the_server_offset(server: TusServer, ac
     assert resumed.offset == (kept if server.streaming else 2 * CHUNK)
     resumed.upload()
     assert _state(server, first.url, auth)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_the_declared_sha256_is_checked_when_the_last_byte_arrives(
+    server: TusServer, accounts: dict[str, Any], db: Session
+) -> None:
+    auth = accounts["auth"]
+    data = _video(seed=7)
+    sha256 = hashlib.sha256(data).hexdigest()
+    meta = {"filename": "第一课.mp4", "filetype": "video/mp4"}
+    right = _uploader(server, auth, data, metadata={**meta, "sha256": sha256})
+    right.upload()
+    assert _state(server, right.url, auth)["sha256"] == sha256
+
+    # Another file under a sha256 that is not its own (say, the file changed on the client's
+    # disk): every chunk is taken, the last one answers 422, and nothing of it is stored.
+    other = _video(seed=8)
+    wrong = _uploader(server, auth, other, metadata={**meta, "sha256": sha256}, retries=0)
+    with pytest.raises(TusCommunicationError) as refused:
+        wrong.upload()
+    assert refused.value.status_code == 422
+    assert b"sha256_mismatch" in refused.value.response_content
+    assert wrong.offset == len(other) - (len(other) % CHUNK or CHUNK)  # up to the last chunk
+    gone = requests.get(wrong.url, headers=auth, timeout=10)
+    assert gone.status_code == 410 and "did not match the sha256" in gone.json()["error"]["message"]
+    assert db.scalar(select(func.count()).select_from(Blob)) == 1  # the right file's, untouched
+    assert db.get(Blob, hashlib.sha256(other).hexdigest()) is None
 
 
 class _Slow(io.BytesIO):

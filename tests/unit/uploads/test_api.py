@@ -119,6 +119,82 @@ def test_checksums(app: Flask, tus: Tus) -> None:
     assert _stored(app, hashlib.sha256(data).hexdigest()) == data
 
 
+def test_a_declared_sha256_replaces_chunk_checksums(app: Flask, tus: Tus, db: Session) -> None:
+    data = mp4_bytes(3 * MiB + 5, seed=31)
+    sha256 = hashlib.sha256(data).hexdigest()
+    # Declared in upper case: hex digits are case-insensitive.
+    url = tus.upload(data, meta=metadata(sha256=sha256.upper()))
+    state = tus.client.get(url, headers=tus.auth).json
+    assert (state["status"], state["sha256"]) == ("complete", sha256)
+    assert _stored(app, sha256) == data
+
+    # Chunk checksums still work beside it (a client may send both).
+    again = tus.new(len(data), meta=metadata(sha256=sha256))
+    for start in range(0, len(data), 2 * MiB):
+        chunk = data[start : start + 2 * MiB]
+        sent = tus.patch(again, start, chunk, Upload_Checksum=f"sha256 {_b64(hashlib.sha256(chunk).digest())}")
+        assert sent.status_code == 204
+    assert tus.client.get(again, headers=tus.auth).json["sha256"] == sha256
+
+
+@pytest.mark.parametrize("hash_state", [True, False], ids=["running-hash", "hashed-at-the-end"])
+def test_a_file_that_is_not_the_declared_sha256_is_discarded(
+    app: Flask, tus: Tus, db: Session, uploads: Any, hash_state: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.uploads.storage import Sha256State
+
+    if not hash_state:  # no saved hash state: partial.finish() hashes the file and compares
+        monkeypatch.setattr(Sha256State, "available", staticmethod(lambda: False))
+    stored_before = mp4_bytes(MiB, seed=32)
+    tus.upload(stored_before)
+    data = mp4_bytes(2 * MiB + 7, seed=33)
+    claimed = hashlib.sha256(b"another file").hexdigest()
+    url = tus.new(len(data), meta=metadata(sha256=claimed))
+    row = db.get(Upload, _upload_id(url))
+    assert row is not None
+    state = dict(row.backend_state)
+    assert tus.patch(url, 0, data[:MiB]).status_code == 204
+    assert tus.patch(url, MiB, data[MiB : 2 * MiB]).status_code == 204  # nothing to compare yet
+
+    last = tus.patch(url, 2 * MiB, data[2 * MiB :])
+    assert last.status_code == 422
+    error = last.json["error"]
+    assert error["code"] == "sha256_mismatch"
+    assert hashlib.sha256(data).hexdigest() in error["message"] and claimed in error["message"]
+    assert "discarded" in error["message"]
+    # Nothing stored: no blob row, no blob, no bytes of the upload; what was stored before is intact.
+    assert db.get(Blob, hashlib.sha256(data).hexdigest()) is None and db.get(Blob, claimed) is None
+    storage: Storage = app.extensions["hub.storage"]
+    assert not storage.exists(hashlib.sha256(data).hexdigest())
+    assert _stored(app, hashlib.sha256(stored_before).hexdigest()) == stored_before
+    from hub.uploads.storage import PartialLost
+
+    with pytest.raises(PartialLost):
+        uploads.partials.open(_upload_id(url), state)
+    # The URL says what happened, to a resuming client as to a person.
+    gone = tus.client.get(url, headers=tus.auth)
+    assert gone.status_code == 410 and "did not match the sha256" in gone.json["error"]["message"]
+    assert tus.head(url).status_code == 410
+    assert tus.patch(url, 2 * MiB, data[2 * MiB :]).status_code == 410
+    assert tus.client.delete(url, headers={**TUS, **tus.auth}).status_code == 410
+
+
+def test_creation_with_the_whole_file_and_a_wrong_sha256(app: Flask, tus: Tus, db: Session) -> None:
+    data = mp4_bytes(5000, seed=34)
+    created = tus.client.post(
+        "/api/v1/uploads/",
+        headers={
+            **PATCH,
+            **tus.auth,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": metadata(sha256="0" * 64),
+        },
+        data=data,
+    )
+    assert created.status_code == 422 and created.json["error"]["code"] == "sha256_mismatch"
+    assert db.scalar(select(func.count()).select_from(Blob)) == 0
+
+
 def test_protocol_status_codes(tus: Tus, client: FlaskClient, school: School) -> None:
     data = mp4_bytes(MiB)
     url = tus.new(len(data))
@@ -243,6 +319,8 @@ def test_bad_upload_offset(tus: Tus, value: str) -> None:
         ("filetype " + _b64(b"application/zip"), "cannot become"),
         ("a " + _b64(b"x") + ",,b " + _b64(b"y"), "empty pair"),
         ("filename " + _b64(b"x" * 5000), "longer"),
+        ("sha256 " + _b64(b"abc"), "64 hexadecimal"),
+        ("sha256 " + _b64(b"g" * 64), "64 hexadecimal"),
     ],
 )
 def test_bad_metadata(tus: Tus, db: Session, header: str, reason: str | None) -> None:

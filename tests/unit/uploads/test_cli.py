@@ -141,31 +141,68 @@ def test_usage_errors(server: str, school: School, tmp_path: Path) -> None:
     assert bad_token.exit_code == 1 and "unknown or revoked" in bad_token.output
 
 
-def test_every_chunk_carries_its_own_checksum(
+def test_the_file_sha256_is_declared_and_chunks_carry_no_checksum(
     server: str, school: School, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Chunks after the first are hashed ahead, while the previous one is on its way.
     import base64
 
     video = tmp_path / "b.mp4"
     data = mp4_bytes(4 * MiB + 3, seed=23)
     video.write_bytes(data)
     real_request = client.TusClient.request
-    sent: list[tuple[int, str]] = []
+    sent: list[tuple[str, Any]] = []
 
     def record(self: client.TusClient, method: str, url: str, headers: Any = None, body: Any = None) -> Any:
+        if method == "POST" and url.endswith("/uploads/"):
+            sent.append(("POST", headers["Upload-Metadata"]))
         if method == "PATCH":
-            sent.append((int(headers["Upload-Offset"]), headers["Upload-Checksum"]))
+            sent.append(("PATCH", (int(headers["Upload-Offset"]), headers.get("Upload-Checksum"))))
         return real_request(self, method, url, headers, body)
 
     monkeypatch.setattr(client.TusClient, "request", record)
     done = _run(server, school, str(video), "--lesson", str(school.lesson_id))
     assert done.exit_code == 0, done.output
-    expected = [
+    sha256 = hashlib.sha256(data).hexdigest()
+    assert sent[0] == (
+        "POST",
+        f"filename {base64.b64encode(b'b.mp4').decode()},filetype "
+        f"{base64.b64encode(b'video/mp4').decode()},sha256 {base64.b64encode(sha256.encode()).decode()}",
+    )
+    # The server checks the whole file when the last byte arrives: one hash per byte there.
+    assert sent[1:] == [("PATCH", (start, None)) for start in range(0, len(data), MiB)]
+
+
+def test_an_upload_created_without_a_declared_sha256_resumes_with_chunk_checksums(
+    server: str, school: School, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As an older `hub upload` left it: created with no sha256, one chunk sent, URL in the state file.
+    import base64
+
+    video = tmp_path / "c.mp4"
+    data = mp4_bytes(3 * MiB, seed=24)
+    video.write_bytes(data)
+    old = client.TusClient(server, _token(school), chunk_size=MiB)
+    url = old.create(len(data), "c.mp4", "video/mp4")
+    with video.open("rb") as file:
+        old._send_chunk(url, file, 0, MiB, hashlib.sha256(data[:MiB]).digest(), 0, lambda _n: None)
+    old.close()
+    state = cli.State.default()
+    state.set(cli._file_key(old, f"lesson:{school.lesson_id}", video), url)
+    real_request = client.TusClient.request
+    checksums: list[tuple[int, str | None]] = []
+
+    def record(self: client.TusClient, method: str, url: str, headers: Any = None, body: Any = None) -> Any:
+        if method == "PATCH":
+            checksums.append((int(headers["Upload-Offset"]), headers.get("Upload-Checksum")))
+        return real_request(self, method, url, headers, body)
+
+    monkeypatch.setattr(client.TusClient, "request", record)
+    done = _run(server, school, str(video), "--lesson", str(school.lesson_id))
+    assert done.exit_code == 0, done.output
+    assert checksums == [
         (start, "sha256 " + base64.b64encode(hashlib.sha256(data[start : start + MiB]).digest()).decode())
-        for start in range(0, len(data), MiB)
+        for start in (MiB, 2 * MiB)
     ]
-    assert sent == expected  # one PATCH per chunk: no 460 and no resend
 
 
 def _folder(tmp_path: Path) -> Path:

@@ -128,7 +128,7 @@ def test_a_stalled_completion_is_finished_by_the_next_head(
     def crashing_open(upload_id: str, state: dict[str, Any]) -> Any:
         partial = original_open(upload_id, state)
 
-        def finish(sha256: str | None) -> Any:
+        def finish(sha256: str | None, declared: str | None = None) -> Any:
             raise OSError("storage went away")
 
         partial.finish = finish  # type: ignore[method-assign]
@@ -142,6 +142,30 @@ def test_a_stalled_completion_is_finished_by_the_next_head(
     assert head.headers["Upload-Offset"] == str(len(data))
     state = tus.client.get(url, headers=tus.auth).json
     assert state["status"] == "complete" and state["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_stalled_completion_of_the_wrong_file_is_discarded_by_the_next_head(
+    app: Flask, tus: Tus, db: Session, uploads: Uploads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server died after the last PATCH's bytes were safe, before it compared the declared sha256.
+    data = mp4_bytes(2 * MiB, seed=8)
+    url = tus.new(len(data), meta=metadata(sha256="1" * 64))
+    assert tus.patch(url, 0, data[:MiB]).status_code == 204
+
+    def killed(*args: Any) -> None:
+        raise OSError("killed")
+
+    monkeypatch.setattr(services, "_finish", killed)
+    with pytest.raises(OSError, match="killed"):
+        tus.patch(url, MiB, data[MiB:])
+    monkeypatch.undo()
+    head = tus.head(url)
+    assert head.status_code == 410
+    described = tus.client.get(url, headers=tus.auth)
+    assert described.status_code == 410 and "did not match the sha256" in described.json["error"]["message"]
+    assert _row(db, url).status == "expired"
+    storage: Storage = app.extensions["hub.storage"]
+    assert not storage.exists(hashlib.sha256(data).hexdigest())
 
 
 def _attach(client: FlaskClient, school: School, url: str, lesson_id: int | None = None, **body: Any) -> Any:
