@@ -156,8 +156,8 @@ class ReachCountyDay(Base):
 
     Keyed by region and county, not county alone: a county's name repeats across regions, and a
     supervisor's area is a region (and county). Counts of a school are rolled under the area it
-    had at roll-up time (:class:`RolledArea`); when a school moves, the roll-up re-makes the rows
-    of both areas. At most counties × 3 rows a day, whatever the number of schools.
+    had at roll-up time (:class:`RolledArea`); when a school moves, the roll-up moves its counts
+    from the old area to the new. At most counties × 3 rows a day, whatever the number of schools.
     """
 
     __tablename__ = "reach_county_day"

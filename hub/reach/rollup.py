@@ -15,9 +15,9 @@ question reads a few thousand rows whatever the number of schools (benchmarks/re
 The area tables depend on where each school is and what each course teaches, which can
 change. They are rolled by the area, subject and grades as recorded in
 ``reach_rolled_area`` and ``reach_rolled_course``; each run first compares those with the
-schools and courses now, and re-makes, over every day, the rows of the areas a school left
-and joined and of the subjects a course left and joined. So the area tables always answer
-as the raw rows joined to today's schools and courses would, as the other tables do.
+schools and courses now, and moves a moved school's counts, over every day, from its old
+area to its new one (a changed course's from its old subject and grades to the new), so
+the area tables always answer as the raw rows joined to today's schools and courses would, as the other tables do.
 
 Which days to re-make:
 - marked ones: whatever records counts calls :func:`mark_days` in its own transaction
@@ -40,6 +40,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -105,8 +106,8 @@ def mark_days(session: Session, days: Iterable[date]) -> None:
 class RollupResult:
     days: list[date]  # the days re-rolled, oldest first
     weeks: int
-    moved_schools: int = 0  # schools whose area changed (their areas re-made over every day)
-    changed_courses: int = 0  # courses whose subject or grades changed (their subjects re-made)
+    moved_schools: int = 0  # schools whose area changed (their counts moved over every day)
+    changed_courses: int = 0  # courses whose subject or grades changed (their counts moved)
 
 
 def changed_days(session: Session, since: date | None) -> set[date]:
@@ -167,10 +168,6 @@ def _grades() -> Any:
     return union_all(*(select(literal_column(str(g), Integer).label("grade")) for g in range(10))).subquery("grades")
 
 
-def _in_areas(areas: set[tuple[str, str]]) -> ColumnElement[bool]:
-    return or_(*(and_(_area_region == region, _area_county == county) for region, county in sorted(areas)))
-
-
 def _county_rows(table: Any, when: Any, where: list[ColumnElement[bool]]) -> Any:
     """Per-school rows of ``table`` summed per ``when``, area and kind."""
     return (
@@ -206,11 +203,15 @@ _SUBJECT_COLUMNS = ["subject", "grade"]
 def _follow_schools_and_courses(session: Session) -> tuple[int, int]:
     """Bring reach_rolled_area and reach_rolled_course up to the schools and courses now.
 
-    A school or course new to them with no counts rolled yet is only recorded; one that
-    changed (or went, or came back with counts already rolled under no area) has the area
-    tables' rows of its old and new area, or old and new subject, re-made over every day
-    from the per-school and course-grain tables. One transaction: the area tables never
-    show a school half moved. Returns (schools moved, courses changed).
+    A school or course new to them with no counts rolled yet is only recorded. One that
+    changed (or went, or came with counts already rolled under no area) has its own rows
+    moved over every day: its per-school or course-grain rows, summed, are taken off the
+    area tables' rows of its old area, or old subject and grades, and added to the new
+    ones. That reads the one school's or course's rows, whatever the province's volume (a
+    re-make of the whole areas or subjects read millions: 14 s and 47 s in
+    benchmarks/reach). One transaction: the area tables never show a school half moved.
+    Schools first, under the courses as rolled; then courses, under the schools' new areas.
+    Returns (schools moved, courses changed).
     """
     _lock(session)
     school = School.__table__
@@ -230,7 +231,6 @@ def _follow_schools_and_courses(session: Session) -> tuple[int, int]:
             ~select(school.c.id).where(school.c.id == RolledArea.school_id).exists()
         )
     ).all()
-    areas: set[tuple[str, str]] = set()
     moved = 0
     new = [row for row in moves if row[3] is None]
     with_rows = _having_rows(session, ReachSchoolWeek.school_id, [row[0] for row in new])
@@ -244,15 +244,13 @@ def _follow_schools_and_courses(session: Session) -> tuple[int, int]:
             session.execute(
                 update(RolledArea).where(RolledArea.school_id == school_id).values(region=region, county=county)
             )
-        areas |= {(old_region, old_county), (region, county)}
+        _move_school(session, school_id, (old_region, old_county), (region, county))
         moved += 1
     for school_id, old_region, old_county in gone:
         session.execute(delete(RolledArea).where(RolledArea.school_id == school_id))
-        areas |= {(old_region, old_county), ("", "")}
+        _move_school(session, school_id, (old_region, old_county), ("", ""))
         moved += 1
     session.flush()
-    if areas:
-        _reroll_areas(session, areas)
 
     course = Course.__table__
     edits = session.execute(
@@ -267,34 +265,31 @@ def _follow_schools_and_courses(session: Session) -> tuple[int, int]:
         )
     ).all()
     deleted = session.execute(
-        select(RolledCourse.course_id, RolledCourse.subject).where(
+        select(RolledCourse.course_id, RolledCourse.subject, RolledCourse.grades_mask).where(
             ~select(course.c.id).where(course.c.id == RolledCourse.course_id).exists()
         )
     ).all()
-    subjects: set[str] = set()
     changed = 0
     used = _having_rows(session, ReachWeek.course_id, [row[0] for row in edits if row[3] is None])
-    for course_id, subject, mask, old_subject, _old_mask in edits:
+    for course_id, subject, mask, old_subject, old_mask in edits:
         if old_subject is None:
             session.add(RolledCourse(course_id=course_id, subject=subject, grades_mask=mask))
             if course_id not in used:
                 continue
+            _move_course(session, course_id, None, (subject, mask))
         else:
             session.execute(
                 update(RolledCourse)
                 .where(RolledCourse.course_id == course_id)
                 .values(subject=subject, grades_mask=mask)
             )
-            subjects.add(old_subject)
-        subjects.add(subject)
+            _move_course(session, course_id, (old_subject, old_mask), (subject, mask))
         changed += 1
-    for course_id, old_subject in deleted:
+    for course_id, old_subject, old_mask in deleted:
         session.execute(delete(RolledCourse).where(RolledCourse.course_id == course_id))
-        subjects.add(old_subject)
+        _move_course(session, course_id, (old_subject, old_mask), None)
         changed += 1
     session.flush()
-    if subjects:
-        _reroll_subjects(session, subjects)
     return moved, changed
 
 
@@ -306,45 +301,92 @@ def _having_rows(session: Session, column: Any, ids: list[int]) -> set[int]:
     return found
 
 
-def _reroll_areas(session: Session, areas: set[tuple[str, str]]) -> None:
-    """Re-make the area tables' rows of ``areas`` over every day, from the per-school and course-grain tables."""
-    for table in (ReachCountyDay, ReachCountyWeek, ReachSubjectDay, ReachSubjectWeek):
+_COUNTY_PAIRS: list[tuple[Any, Any, str]] = [
+    (ReachCountyDay, ReachSchoolDay, "day"),
+    (ReachCountyWeek, ReachSchoolWeek, "week"),
+]
+_SUBJECT_PAIRS: list[tuple[Any, Any, str]] = [(ReachSubjectDay, ReachDay, "day"), (ReachSubjectWeek, ReachWeek, "week")]
+
+
+def _move_school(session: Session, school_id: int, old: tuple[str, str], new: tuple[str, str]) -> None:
+    """Take one school's counts off area ``old`` and add them to area ``new``, in every area table."""
+    for target, source, when in _COUNTY_PAIRS:
+        at = getattr(source, when)
+        found = session.execute(
+            select(at, source.kind, func.sum(source.count))
+            .where(source.school_id == school_id)
+            .group_by(at, source.kind)
+        ).all()
+        rows = [{when: w, "kind": kind, "count": int(n)} for w, kind, n in found]
+        for (region, county), sign in ((old, -1), (new, 1)):
+            _shift(session, target, [{**r, "region": region, "county": county} for r in rows], sign)
+    for target, source, when in _SUBJECT_PAIRS:
+        at = getattr(source, when)
+        grades = _grades()
+        grade = grades.c.grade
+        teaches = or_(grade == 0, RolledCourse.grades_mask.op("&")(literal(1).op("<<")(grade)) != 0)
+        found = session.execute(
+            select(RolledCourse.subject, grade, at, source.kind, func.sum(source.count))
+            .select_from(source)
+            .join(RolledCourse, RolledCourse.course_id == source.course_id)
+            .join(grades, teaches)
+            .where(source.school_id == school_id)
+            .group_by(RolledCourse.subject, grade, at, source.kind)
+        ).all()
+        rows = [
+            {"subject": subject, "grade": g, when: w, "kind": kind, "count": int(n)} for subject, g, w, kind, n in found
+        ]
+        for (region, county), sign in ((old, -1), (new, 1)):
+            _shift(session, target, [{**r, "region": region, "county": county} for r in rows], sign)
+
+
+def _move_course(session: Session, course_id: int, old: tuple[str, int] | None, new: tuple[str, int] | None) -> None:
+    """Take one course's counts off subject and grades ``old`` and add them to ``new`` (None: none)."""
+    for target, source, when in _SUBJECT_PAIRS:
+        at = getattr(source, when)
+        found = session.execute(
+            select(at, _area_region, _area_county, source.kind, func.sum(source.count))
+            .select_from(source)
+            .outerjoin(RolledArea, RolledArea.school_id == source.school_id)
+            .where(source.course_id == course_id)
+            .group_by(at, _area_region, _area_county, source.kind)
+        ).all()
+        for mapping, sign in ((old, -1), (new, 1)):
+            if mapping is None:
+                continue
+            subject, mask = mapping
+            grades = [0, *(g for g in range(1, 10) if mask & (1 << g))]
+            rows = [
+                {"subject": subject, "grade": g, when: w, "region": region, "county": county, "kind": kind,
+                 "count": int(n)}
+                for w, region, county, kind, n in found
+                for g in grades
+            ]  # fmt: skip
+            _shift(session, target, rows, sign)
+
+
+def _shift(session: Session, target: Any, rows: list[dict[str, Any]], sign: int) -> None:
+    """Add ``rows`` to the area table ``target`` (sign 1), or take them off (-1; rows left at 0 go)."""
+    if not rows:
+        return
+    table = target.__table__
+    keys = [c.name for c in table.primary_key.columns]
+    if sign > 0:
+        dialect = session.get_bind().dialect.name
+        statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
         session.execute(
-            delete(table).where(
-                or_(*(and_(table.region == region, table.county == county) for region, county in sorted(areas)))
-            )
+            statement.on_conflict_do_update(
+                index_elements=keys, set_={"count": table.c.count + statement.excluded.count}
+            ),
+            rows,
         )
-    # The schools now in those areas, by their ids: the tables' school indexes then read a
-    # county's rows only. Schools of no area (anonymous, deleted) have no row to name them,
-    # so re-making the area "" reads every row (a deleted school: rare).
-    moved = RolledArea.__table__.alias("moved")
-    schools = select(moved.c.school_id).where(
-        or_(*(and_(moved.c.region == region, moved.c.county == county) for region, county in sorted(areas)))
+        return
+    params = [{**{f"k_{k}": r[k] for k in keys}, "n": r["count"]} for r in rows]
+    match = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys))
+    session.execute(table.update().where(match).values(count=table.c.count - bindparam("n")), params)
+    session.execute(
+        table.delete().where(match, table.c.count <= 0), [{k: v for k, v in p.items() if k != "n"} for p in params]
     )
-
-    def where(table: Any) -> list[ColumnElement[bool]]:
-        return [_in_areas(areas)] if ("", "") in areas else [_in_areas(areas), table.school_id.in_(schools)]
-
-    pairs: list[tuple[Any, Any, str]] = [
-        (ReachCountyDay, ReachSchoolDay, "day"),
-        (ReachCountyWeek, ReachSchoolWeek, "week"),
-    ]
-    for target, source, when in pairs:
-        rows = _county_rows(source, getattr(source, when), where(source))
-        session.execute(insert(target).from_select([when, *_COUNTY_COLUMNS], rows))
-    pairs = [(ReachSubjectDay, ReachDay, "day"), (ReachSubjectWeek, ReachWeek, "week")]
-    for target, source, when in pairs:
-        rows = _subject_rows(source, getattr(source, when), where(source))
-        session.execute(insert(target).from_select([*_SUBJECT_COLUMNS, when, *_COUNTY_COLUMNS], rows))
-
-
-def _reroll_subjects(session: Session, subjects: set[str]) -> None:
-    """Re-make the subject tables' rows of ``subjects`` over every day, from the course-grain tables."""
-    for table in (ReachSubjectDay, ReachSubjectWeek):
-        session.execute(delete(table).where(table.subject.in_(sorted(subjects))))
-    for target, source, when in ((ReachSubjectDay, ReachDay, "day"), (ReachSubjectWeek, ReachWeek, "week")):
-        rows = _subject_rows(source, getattr(source, when), [RolledCourse.subject.in_(sorted(subjects))])
-        session.execute(insert(target).from_select([*_SUBJECT_COLUMNS, when, *_COUNTY_COLUMNS], rows))
 
 
 # -- a week -----------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ def test_a_moved_school_or_a_changed_course_re_rolls_what_it_left_and_joined(db:
     assert (again.days, again.moved_schools, again.changed_courses) == ([], 0, 0)
     assert _area_tables(db) == before  # running it again changes nothing
 
-    # 山村小学 moves from 通渭县 to 陇西县: both counties' rows are re-made, over every day.
+    # 山村小学 moves from 通渭县 to 陇西县: its counts move, over every day.
     db.execute(update(School).where(School.id == w.tongwei.id).values(county="陇西县"))
     db.commit()
     moved = roll(db)
