@@ -78,16 +78,20 @@ def page_policy(media_origins: Iterable[str], own_origins: Iterable[str]) -> str
     `media_origins` may serve images, audio and video (the S3 endpoint); `own_origins`
     are other addresses of this hub (HUB_PUBLIC_URL) that scripts and forms may reach.
     """
+    media_origins, own_origins = list(media_origins), list(own_origins)
     media = " ".join(["'self'", *dict.fromkeys(media_origins)])
     own = " ".join(["'self'", *dict.fromkeys(own_origins)])
+    # stream.js fetches the media's byte ranges itself (Media Source Extensions): the S3 origin too.
+    fetched = " ".join(["'self'", *dict.fromkeys([*own_origins, *media_origins])])
     return "; ".join(
         [
             "default-src 'self'",
             "script-src 'self'",
             "style-src 'self'",
             f"img-src {media}",
-            f"media-src {media}",
-            f"connect-src {own}",
+            # blob: the MediaSource object URL stream.js gives the lesson page's players (MSE).
+            f"media-src {media} blob:",
+            f"connect-src {fetched}",
             f"form-action {own}",
             "object-src 'none'",
             "base-uri 'none'",

@@ -41,6 +41,8 @@ from tests.support.browser import chromium
 BEGIN = "<!-- playback results: written by `python -m benchmarks.media.playback`; edit above or below -->"
 END = "<!-- end of playback results -->"
 OURS = ("video-360p", "video-240p", "audio")
+MSE = " MSE"
+"""Label suffix of a rendition played through hub/static/stream.js (Media Source Extensions)."""
 
 
 def mixed_lesson(work: Path, seconds: float) -> Path:
@@ -218,22 +220,31 @@ def report(
         verdict = f"{len(resumed)}/{len(playback.SEEKS)}"
         if result.error:
             verdict += f" (**{result.error[:90]}**)"
+        if label.endswith(MSE) and result.stream != "mse":
+            verdict += f" (**fell back: {result.stream}**)"
         lines.append(
             f"| {key} | {label} | {size / 1000:.0f} | {size * 8 / seconds / 1000:.1f} "
             f"| {layout.head / 1000:.1f} / {layout.first_frame / 1000:.1f} | {first} | {first_kb} "
             f"| {verdict} | {seek_s} | {seek_kb} |"
         )
     ours = [r for r in rows if r[1] != run.REFERENCE]
-    worst_first = max(ours, key=lambda r: r[4].first_frame_s or 1e9)
+    lines.append("")
+    for name, group in (
+        ("bare `<video src>`", [r for r in ours if not r[1].endswith(MSE)]),
+        ("MSE (hub/static/stream.js)", [r for r in ours if r[1].endswith(MSE)]),
+    ):
+        if not group:
+            continue
+        worst_first = max(group, key=lambda r: r[4].first_frame_s or 1e9)
+        seeks = [s for r in group for s in r[4].seeks]
+        lines.append(
+            f"Budgets (ours, {name}): first frame ≤ {playback.BUDGET_S:g} s — worst {worst_first[0]} {worst_first[1]} "
+            f"{worst_first[4].first_frame_s} s / {(worst_first[4].first_frame_bytes or 0) / 1000:.1f} KB; "
+            f"every seek resumes ≤ {playback.BUDGET_S:g} s — {sum(1 for s in seeks if s.resumed)} of {len(seeks)} "
+            f"resumed, {sum(1 for s in seeks if s.resumed and (s.seconds or 0) <= playback.BUDGET_S)} within "
+            f"{playback.BUDGET_S:g} s.  "
+        )
     seeks = [s for r in ours for s in r[4].seeks]
-    lines += [
-        "",
-        f"Budgets (ours): first frame ≤ {playback.BUDGET_S:g} s — worst {worst_first[0]} {worst_first[1]} "
-        f"{worst_first[4].first_frame_s} s / {(worst_first[4].first_frame_bytes or 0) / 1000:.1f} KB; "
-        f"every seek resumes ≤ {playback.BUDGET_S:g} s — {sum(1 for s in seeks if s.resumed)} of {len(seeks)} "
-        f"resumed, {sum(1 for s in seeks if s.resumed and (s.seconds or 0) <= playback.BUDGET_S)} within "
-        f"{playback.BUDGET_S:g} s.",
-    ]
     slow = [
         f"- {r[0]} {r[1]} seek to {s.at:.0%} ({s.target:.1f} s): {s.seconds} s, {s.bytes / 1000:.0f} KB; "
         + explain(s, r[6])
@@ -241,11 +252,12 @@ def report(
         for s in r[4].seeks
         if not s.resumed or (s.seconds or 0) > playback.BUDGET_S
     ]
-    waited = [s for s in seeks if not s.ranges]
+    waited = [s for r in ours if not r[1].endswith(MSE) for s in r[4].seeks if not s.ranges]
     lines += [
         "",
-        f"Seeks that opened no request of their own and read from the running download: {len(waited)} of "
-        f"{len(seeks)}, {sum(1 for s in waited if (s.seconds or 0) > playback.BUDGET_S)} of them over the budget.",
+        "Bare element's seeks that opened no request of their own and read from the running download: "
+        f"{len(waited)} of {sum(len(r[4].seeks) for r in ours if not r[1].endswith(MSE))}, "
+        f"{sum(1 for s in waited if (s.seconds or 0) > playback.BUDGET_S)} of them over the budget.",
     ]
     if slow:
         lines += ["", "Seeks over the budget:", *slow]
@@ -274,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         "--preload", default="auto", choices=("auto", "metadata", "none"), help="the media element's preload"
     )
     parser.add_argument("--labels", help="comma-separated subset of the encodings to play (default: all four)")
+    parser.add_argument(
+        "--players",
+        default="plain,mse",
+        help="how our renditions play: plain (a bare <video src>), mse (hub/static/stream.js), or both in one run",
+    )
     args = parser.parse_args(argv)
     work, temporary = run.workdir(args.workdir)
     started, load = datetime.now(UTC), "/".join(f"{x:.1f}" for x in os.getloadavg())
@@ -298,14 +315,29 @@ def main(argv: list[str] | None = None) -> int:
             made = {k: [f for f in files if f[0] in args.labels.split(",")] for k, files in made.items()}
         server = serve(out)
         base = f"http://127.0.0.1:{server.server_address[1]}"
+        players = args.players.split(",")
+        if unknown := set(players) - {"plain", "mse"}:
+            parser.error(f"--players: unknown {', '.join(sorted(unknown))}")
+        # Both ways side by side in one run (the machine's load moves the seconds): each of our
+        # renditions as a bare src, then through MSE; the reference (+faststart, no sidx) plain only.
+        made = {
+            key: [
+                (label + (MSE if player == "mse" else ""), file, size)
+                for label, file, size in files
+                for player in players
+                if player == "plain" or label != run.REFERENCE
+            ]
+            for key, files in made.items()
+        }
         media = [
             (f"{key} {label}", f"{base}/{file.name}", "audio" if file.suffix == ".m4a" else "video")
             for key, files in made.items()
             for label, file, _ in files
         ]
+        through_mse = {label for label, _, _ in media if label.endswith(MSE)}
         run.say(f"playing {len(media)} files in Chromium, four tabs at a time")
         with chromium("--autoplay-policy=no-user-gesture-required") as browser:
-            results = playback.measure(browser, f"{base}/index.html", media, preload=args.preload)
+            results = playback.measure(browser, f"{base}/index.html", media, preload=args.preload, mse=through_mse)
         server.shutdown()
         (out / "results.json").write_text(json.dumps([r.as_dict() for r in results], indent=1), encoding="utf-8")
         rows = []

@@ -11,7 +11,10 @@
  *   keeps, so the hub counts one play per device, material and day: hub.reach). A cookie
  *   scoped to the blob URLs tells the hub this browser reports its plays, so the
  *   media requests themselves, which count plays when this file does not run, do not;
- *   a chapter link's player asks for its metadata only after that (data-preload).
+ *   a chapter link's player asks for its metadata only after that (data-preload);
+ * - where the browser can, stream.js (HubStream) plays the same file through Media Source
+ *   Extensions, so a seek fetches the fragment it needs at once; the element keeps its
+ *   plain src wherever that cannot run or fails.
  */
 (function () {
   "use strict";
@@ -109,6 +112,24 @@
     }
   }
 
+  /* The file the element would play: its src, else its first <source> it can play. */
+  function plainSource(player) {
+    var src = player.getAttribute("src");
+    if (!src) {
+      var sources = player.querySelectorAll("source");
+      for (var i = 0; i < sources.length && !src; i++) {
+        var type = sources[i].getAttribute("type");
+        if (!type || player.canPlayType(type)) { src = sources[i].getAttribute("src"); }
+      }
+    }
+    return src ? new URL(src, window.location.href).href : null;
+  }
+
+  /* Load what preload now says: through the stream when there is one (a load() would detach it). */
+  function load(player) {
+    if (player.hubStream) { player.hubStream.wake(); } else { player.load(); }
+  }
+
   function seekTo(player, seconds) {
     var go = function () {
       player.currentTime = seconds;
@@ -118,7 +139,7 @@
     if (player.readyState >= 1) { go(); } else {
       player.addEventListener("loadedmetadata", go, { once: true });
       player.preload = "metadata";
-      player.load();
+      load(player);
     }
   }
 
@@ -126,14 +147,19 @@
     var at = player.currentTime;
     var playing = !player.paused;
     var speed = player.playbackRate;
+    var url = new URL(link.getAttribute("data-src"), window.location.href).href;
     player.querySelectorAll("source").forEach(function (source) { source.remove(); });
-    player.src = link.getAttribute("data-src");
     player.addEventListener("loadedmetadata", function () {
       player.currentTime = at;
       player.playbackRate = speed;
       if (playing) { var p = player.play(); if (p && p.catch) { p.catch(function () {}); } }
     }, { once: true });
-    player.load();
+    // A new source starts paused: ask for its metadata, else preload="none" would leave it empty.
+    if (player.preload === "none") { player.preload = "metadata"; }
+    if (!(window.HubStream && window.HubStream.attach(player, url))) {
+      player.src = url;
+      player.load();
+    }
   }
 
   var list = document.querySelector(".materials[data-plays]");
@@ -147,12 +173,13 @@
     var player = item.querySelector(".player");
     var tools = item.querySelector(".player-tools");
     if (!player || !tools) { return; }
+    if (window.HubStream) { window.HubStream.attach(player, plainSource(player)); }
     // A chapter link's page: show the player at the chapter now that the cookie above marks
     // this browser's requests (the HTML says preload="none" so no request leaves before it).
     var preload = player.getAttribute("data-preload");
     if (preload && player.readyState === 0 && player.paused) {
       player.preload = preload;
-      player.load();
+      load(player);
     }
     rememberPosition(player);
     if (playsUrl) { reportPlay(player, playsUrl); }

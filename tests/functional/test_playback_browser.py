@@ -7,7 +7,11 @@ video), audio only, and very short (3 s). Each video/audio rendition then plays 
 Debian's Chromium (no downloaded browser) in a phone-sized tab of its own opened on
 the lesson's page (so under the hub's Content-Security-Policy, and, in the service
 run, through the redirect to S3), throttled through the DevTools protocol to
-256 kbit/s with 300 ms of latency (tests/support/playback.py).
+256 kbit/s with 300 ms of latency (tests/support/playback.py). Each plays twice, side by
+side in the same run: as a bare element with the file as its src (what plays without
+JavaScript and from a course ZIP), and through the lesson page's hub/static/stream.js (Media
+Source Extensions: the page fetches the fragment a seek needs and aborts what it was reading),
+which must have held to the end (no fallback to the plain src) and meet the same budgets.
 
 Asserted: a first frame after at most what 5 s at 256 kbit/s carries (160 KB), and
 five seeks (10..90 %) that each resume with no media error, each after at most
@@ -66,7 +70,10 @@ CONTENT = {
     "short": lambda p: lesson_video(p / "short.mp4", seconds=3),
 }
 PROFILES = {"video-360p": "video", "video-240p": "video", "audio": "audio"}
-CASES = [(c, p) for c in CONTENT for p in PROFILES if c != "audio" or p == "audio"]
+PLAYERS = ("plain", "mse")
+"""plain: a bare <video src>, what plays without JavaScript (and from a course ZIP); mse: the lesson
+page's hub/static/stream.js (Media Source Extensions), which fetches the fragment a seek needs."""
+CASES = [(c, p, w) for c in CONTENT for p in PROFILES if c != "audio" or p == "audio" for w in PLAYERS]
 BLOCK = 32768
 """Chromium's media cache reads and requests whole blocks of 32 KiB (MultiBuffer, block_size_shift 15)."""
 
@@ -113,19 +120,21 @@ def measured(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
         worker.process.stop()
         worker = None
         media: list[tuple[str, str, str]] = []
-        for content, profile in CASES:
+        for content, profile, player in CASES:
             rendition = next(r for r in ready[content]["renditions"] if r["profile"] == profile)
             assert rendition["status"] == "ready", rendition
-            media.append((f"{content} {profile}", server.url + rendition["url"], PROFILES[profile]))
-            # The fragment index, read from the file as served: where a seek to each time must read.
-            copy = folder / f"{content}-{profile}.mp4"
-            copy.write_bytes(http.get(server.url + rendition["url"], timeout=60).content)
-            fragments[(content, profile)] = mp4.fragment_starts(copy)
+            media.append((f"{content} {profile} {player}", server.url + rendition["url"], PROFILES[profile]))
+            if (content, profile) not in fragments:
+                # The fragment index, read from the file as served: where a seek to each time must read.
+                copy = folder / f"{content}-{profile}.mp4"
+                copy.write_bytes(http.get(server.url + rendition["url"], timeout=60).content)
+                fragments[(content, profile)] = mp4.fragment_starts(copy)
         # Every tab opens on a lesson page: the media element lives under the hub's policy.
         page = f"{server.url}/lessons/{lessons['slides']}"
         with chromium("--autoplay-policy=no-user-gesture-required") as browser:
-            results = playback.measure(browser, page, media)
-        found = {case: (result, fragments[case]) for case, result in zip(CASES, results, strict=True)}
+            # The two ways side by side, each rendition plain then through MSE, in the same run.
+            results = playback.measure(browser, page, media, mse={m[0] for m in media if m[0].endswith(" mse")})
+        found = {case: (result, fragments[case[:2]]) for case, result in zip(CASES, results, strict=True)}
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "playback.json").write_text(
             json.dumps([r.as_dict() for r in results], indent=1, ensure_ascii=False), encoding="utf-8"
@@ -139,12 +148,18 @@ def measured(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
         server.process.stop()
 
 
-@pytest.mark.parametrize(("content", "profile"), CASES, ids=[f"{c}-{p}" for c, p in CASES])
+@pytest.mark.parametrize(("content", "profile", "player"), CASES, ids=[f"{c}-{p}-{w}" for c, p, w in CASES])
 def test_starts_within_budget_and_every_seek_resumes(
-    measured: dict[tuple[str, str], tuple[playback.Playback, list[tuple[float, int]]]], content: str, profile: str
+    measured: dict[tuple[str, str, str], tuple[playback.Playback, list[tuple[float, int]]]],
+    content: str,
+    profile: str,
+    player: str,
 ) -> None:
-    result, fragments = measured[(content, profile)]
+    result, fragments = measured[(content, profile, player)]
     assert result.error is None, result.summary()
+    # The lesson page's stream.js took over (and never gave the element back its plain src), or,
+    # for the no-JavaScript path, the element played the file itself.
+    assert result.stream == ("mse" if player == "mse" else None), result.summary()
     assert result.first_frame_bytes is not None and result.first_frame_bytes <= playback.BUDGET_BYTES, result.summary()
     assert [s.at for s in result.seeks] == list(playback.SEEKS), result.summary()
     failed = [s for s in result.seeks if not s.resumed]

@@ -98,7 +98,9 @@ def page(browser: Any) -> Iterator[Any]:
 def _video_state(page: Any) -> dict[str, Any]:
     return page.evaluate(  # type: ignore[no-any-return]
         "() => { const v = document.querySelector('video.player');"
-        " return {time: v.currentTime, rate: v.playbackRate, src: v.currentSrc, ready: v.readyState}; }"
+        # Through stream.js (MSE) the element's src is a blob: URL; the file it plays is the stream's.
+        " return {time: v.currentTime, rate: v.playbackRate, src: v.hubStream ? v.hubStream.url : v.currentSrc,"
+        " ready: v.readyState, stream: v.getAttribute('data-stream')}; }"
     )
 
 
@@ -199,10 +201,15 @@ def test_quality_links_switch_the_rendition(page: Any, lessons: Lessons) -> None
     page.click(".quality a[data-quality='360p']")
     wait_until(lambda: renditions["video-360p"]["sha256"] in _video_state(page)["src"], 30, "the 360p source")
     _wait_time(page, 10)  # in place: the position stays
+    assert _video_state(page)["stream"] == "mse"  # and still through stream.js
     # Without JavaScript the same link renders the page with 360p first, and "audio only" an <audio>.
     page.goto(lessons.url(1, "?quality=audio"))
     assert page.locator("audio.player").count() == 1 and page.locator("video.player").count() == 0
-    assert renditions["audio"]["sha256"] in page.locator("audio.player").get_attribute("src")
+    played = page.evaluate(
+        "() => { const a = document.querySelector('audio.player');"
+        " return a.hubStream ? a.hubStream.url : a.getAttribute('src'); }"
+    )
+    assert renditions["audio"]["sha256"] in played
 
 
 def test_previous_and_next_lesson(page: Any, lessons: Lessons) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 KBIT_S = 256
@@ -36,6 +37,7 @@ BUDGET_BYTES = int(BUDGET_S * KBIT_S * 1000 / 8)
 """What 5 s at 256 kbit/s carries (160 KB): the deterministic form of the first-frame budget."""
 SEEKS = (0.1, 0.3, 0.5, 0.7, 0.9)
 PHONE = {"width": 360, "height": 740}
+STREAM_JS = Path(__file__).resolve().parents[2] / "hub" / "static" / "stream.js"
 _PHASE_TIMEOUT_S = 120.0
 """Give up on a phase (a stuck player) after this long; a failure, never a budget."""
 
@@ -43,11 +45,11 @@ _PHASE_TIMEOUT_S = 120.0
 _STATE = """() => { const m = window.__media; return m && {
     ready: m.readyState, time: m.currentTime, duration: m.duration, seeking: m.seeking,
     paused: m.paused, ended: m.ended, error: window.__mediaErrors.join('; ') || null,
-    phase: window.__phaseAt, resumed: window.__resumedAt }; }"""
+    phase: window.__phaseAt, resumed: window.__resumedAt, stream: m.getAttribute('data-stream') }; }"""
 # The page marks when each phase began and when it played (on timeupdate, ~4 a second), in
 # wall-clock ms: the Python side polls far less often under load, and the bytes that arrive
 # between the two (read-ahead) must not count against what the first frame or a seek needed.
-_START = """([url, tag, preload]) => {
+_START = """([url, tag, preload, mse]) => {
     const m = document.createElement(tag);
     const now = () => performance.timeOrigin + performance.now();
     window.__media = m; window.__mediaErrors = [];
@@ -63,7 +65,7 @@ _START = """([url, tag, preload]) => {
         m.error ? m.error.code + ' ' + m.error.message : 'error'));
     m.muted = true; m.preload = preload; m.controls = true;
     document.body.appendChild(m);
-    m.src = url;
+    if (!(mse && window.HubStream && window.HubStream.attach(m, url))) m.src = url;
     m.play().catch((e) => { if (e.name !== 'AbortError') window.__mediaErrors.push('play: ' + e); });
 }"""
 _SEEK = """(t) => { const m = window.__media;
@@ -98,6 +100,8 @@ class Playback:
     first_frame_bytes: int | None = None
     duration: float | None = None
     error: str | None = None
+    stream: str | None = None
+    """How it played: "mse" (hub/static/stream.js), "plain: <why>" when that gave up, None: a bare src."""
     first_frame_ranges: list[int] = field(default_factory=list)
     seeks: list[Seek] = field(default_factory=list)
 
@@ -119,20 +123,29 @@ class Playback:
             for s in self.seeks
             if s.seconds is not None or not s.resumed
         )
-        return f"{self.label}: {first}; seeks {seeks}" + (f"; ERROR {self.error}" if self.error else "")
+        how = f" [{self.stream}]" if self.stream else ""
+        return f"{self.label}{how}: {first}; seeks {seeks}" + (f"; ERROR {self.error}" if self.error else "")
 
 
 class _Tab:
     """One measurement: a throttled tab playing one URL, advanced one phase at a time."""
 
     def __init__(
-        self, browser: Any, page_url: str, playback: Playback, seeks: tuple[float, ...], preload: str = "auto"
+        self,
+        browser: Any,
+        page_url: str,
+        playback: Playback,
+        seeks: tuple[float, ...],
+        preload: str = "auto",
+        mse: bool = False,
     ) -> None:
         self.playback = playback
         self.seeks = list(seeks)
         self.context = browser.new_context(viewport=PHONE, is_mobile=True)
         self.page = self.context.new_page()
         self.page.goto(page_url)  # unthrottled: the measurement is of the media alone
+        if mse and not self.page.evaluate("() => !!window.HubStream"):
+            self.page.add_script_tag(path=str(STREAM_JS))  # a page of the benchmark's own, without the hub's
         self.received = 0
         self.arrivals: list[tuple[float, int]] = []
         """(wall-clock ms, bytes) of each chunk the tab received."""
@@ -160,7 +173,7 @@ class _Tab:
         self.started = time.monotonic()
         self.phase_bytes = 0
         self.target: float | None = None  # None: waiting for the first frame
-        self.page.evaluate(_START, [playback.url, playback.kind, preload])
+        self.page.evaluate(_START, [playback.url, playback.kind, preload, mse])
         self.done = False
 
     def _count(self, event: dict[str, Any]) -> None:
@@ -178,8 +191,8 @@ class _Tab:
     def _request(self, event: dict[str, Any]) -> None:
         if self.clock is None and "wallTime" in event:
             self.clock = event["wallTime"] - event["timestamp"]
-        if event.get("type") != "Media":
-            return
+        if event.get("type") not in ("Media", "Fetch"):
+            return  # the element's own requests, or stream.js's fetches
         headers = {k.lower(): v for k, v in event["request"].get("headers", {}).items()}
         found = re.match(r"bytes=(\d+)-", headers.get("range", "bytes=0-"))
         self.ranges.append(int(found[1]) if found else 0)
@@ -194,6 +207,7 @@ class _Tab:
         elapsed = time.monotonic() - self.started
         bytes_now = self.received - self.phase_bytes
         error = state["error"]
+        self.playback.stream = state["stream"]
         if self.target is None:
             if error or elapsed > _PHASE_TIMEOUT_S:
                 self._finish(error or "no first frame")
@@ -262,6 +276,7 @@ def measure(
     at_once: int = 4,
     seeks: tuple[float, ...] = SEEKS,
     preload: str = "auto",
+    mse: bool | set[str] = False,
 ) -> list[Playback]:
     """Play each (label, url, "video"|"audio") in its own throttled tab opened on ``page_url``.
 
@@ -269,12 +284,17 @@ def measure(
     so a media URL the policy does not allow is refused as it would be there).
     At most ``at_once`` tabs play together. ``preload`` is the element's attribute; Chromium
     preloads as for ``auto`` once it plays (MultiBufferDataSource::OnMediaIsPlaying) whatever it says.
+    ``mse``: play through hub/static/stream.js (Media Source Extensions) as the lesson page's
+    players do, instead of a bare ``src`` (True: every one; a set: those labels, so one run
+    can measure both ways side by side); ``Playback.stream`` then says whether it held.
     """
     results = [Playback(label, url, kind) for label, url, kind in media]
     waiting, playing = list(results), []
     while waiting or playing:
         while waiting and len(playing) < at_once:
-            playing.append(_Tab(browser, page_url, waiting.pop(0), seeks, preload))
+            item = waiting.pop(0)
+            through = mse if isinstance(mse, bool) else item.label in mse
+            playing.append(_Tab(browser, page_url, item, seeks, preload, through))
         for tab in playing:
             tab.step()
         playing = [tab for tab in playing if not tab.done]

@@ -226,9 +226,11 @@ def test_the_page_policy_lets_media_come_from_the_s3_endpoint(
         HUB_PUBLIC_URL="https://hub.example.cn/hub",
     )
     policy = _directives(app.test_client().get("/").headers["Content-Security-Policy"])
-    assert policy["media-src"] == ["'self'", s3_endpoint] and policy["img-src"] == ["'self'", s3_endpoint]
+    # blob: the MediaSource object URL of the lesson page's stream.js (never another origin's blob).
+    assert policy["media-src"] == ["'self'", s3_endpoint, "blob:"] and policy["img-src"] == ["'self'", s3_endpoint]
     assert policy["script-src"] == ["'self'"]  # media only: never scripts from the bucket
-    assert policy["connect-src"] == ["'self'", "https://hub.example.cn"]
+    # The lesson page's stream.js fetches the media's byte ranges from the bucket (MSE); forms never go there.
+    assert policy["connect-src"] == ["'self'", "https://hub.example.cn", s3_endpoint]
     assert policy["form-action"] == ["'self'", "https://hub.example.cn"]
     api = _directives(app.test_client().get("/api/v1/courses").headers["Content-Security-Policy"])
     assert api["default-src"] == ["'none'"]
@@ -265,11 +267,11 @@ def test_a_storage_that_cannot_presign_yet_is_asked_again(hub_env: dict[str, str
     policies = app.extensions["hub.security_policies"]
     policies.storage = Flaky()
     first = _directives(app.test_client().get("/").headers["Content-Security-Policy"])
-    assert first["media-src"] == ["'self'"]
+    assert first["media-src"] == ["'self'", "blob:"]
     # The page cache keeps the anonymous home page's first answer: ask the policy again, not the cache.
     app.extensions["hub.page_cache"].clear()
     second = _directives(app.test_client().get("/").headers["Content-Security-Policy"])
-    assert second["media-src"] == ["'self'", "https://media.example.cn:9000"]
+    assert second["media-src"] == ["'self'", "https://media.example.cn:9000", "blob:"]
     app.extensions["hub.page_cache"].clear()
     app.test_client().get("/")
     assert Flaky.calls == 2  # kept once known
@@ -280,4 +282,5 @@ def test_origins() -> None:
 
     assert origin_of("https://user:pw@S3.Example.cn:9000/bucket/key?x=1") == "https://s3.example.cn:9000"
     assert origin_of("") is None and origin_of("file:///etc/passwd") is None
-    assert page_policy(["https://a", "https://a"], []).count("https://a") == 2  # img-src and media-src, once each
+    # img-src, media-src and connect-src (stream.js's range requests), once each
+    assert page_policy(["https://a", "https://a"], []).count("https://a") == 3
