@@ -172,7 +172,7 @@ def encode(key: str, path: Path, out: Path, reuse: bool) -> list[tuple[str, Path
     return made
 
 
-def explain(seek: playback.Seek, starts: list[tuple[float, int]]) -> str:
+def explain(seek: playback.Seek, starts: list[tuple[float, int]], mse: bool = False) -> str:
     """Where a seek got its bytes: a request of its own, or the download already running, and where that was.
 
     Chromium's media cache (MultiBuffer::AddReader) opens no request for a position
@@ -190,6 +190,8 @@ def explain(seek: playback.Seek, starts: list[tuple[float, int]]) -> str:
     )
     if seek.ranges:
         return f"own request from byte {seek.ranges[0]}" + (f" (+{len(seek.ranges) - 1})" if seek.ranges[1:] else "")
+    if mse:  # stream.js keeps a request only when it is about to reach the fragment, or it was buffered
+        return f"no request of its own: buffered, or stream.js kept its running request ({where})"
     return f"read from the running download ({where})"
 
 
@@ -247,7 +249,7 @@ def report(
     seeks = [s for r in ours for s in r[4].seeks]
     slow = [
         f"- {r[0]} {r[1]} seek to {s.at:.0%} ({s.target:.1f} s): {s.seconds} s, {s.bytes / 1000:.0f} KB; "
-        + explain(s, r[6])
+        + explain(s, r[6], r[1].endswith(MSE))
         for r in ours
         for s in r[4].seeks
         if not s.resumed or (s.seconds or 0) > playback.BUDGET_S
