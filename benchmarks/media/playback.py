@@ -1,6 +1,7 @@
 """Benchmark: the renditions played in Debian's Chromium at 256 kbit/s / 300 ms (issue 14).
 
     .venv/bin/python -m benchmarks.media.playback [--quick] [--workdir DIR] [--no-write] [--reuse] [--inputs a,b]
+        [--players plain,mse]
 
 Per content type (slides lesson, camera clip, mixed = the slides lesson with a small
 moving inset, a 45-minute lesson, a 5-second clip), the ladder's ``video-360p``,
@@ -9,7 +10,9 @@ the workers run) and, in the same run, ricecooker's ``--compress`` encoding of t
 same input (:func:`benchmarks.media.run.reference_argv`, ``+faststart``) are served
 over loopback with Range support and played, each in its own throttled tab, by
 :func:`tests.support.playback.measure`: seconds and bytes to the first frame, and
-five seeks (10..90 %) with the seconds and bytes until playback resumed.
+five seeks (10..90 %) with the seconds and bytes until playback resumed. Each of our
+renditions plays twice in the same run: as a bare ``<video src>`` (what plays without
+JavaScript) and through the lesson page's ``hub/static/stream.js`` (Media Source Extensions).
 
 The 45-minute lesson is a cheap stand-in (640x360 drawn slides changing every 30 s,
 a tone, generated in seconds), since what its length tests is the container: the

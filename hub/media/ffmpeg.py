@@ -895,8 +895,10 @@ def _exif_orientation(tiff: bytes) -> int:
 # the file opens with a moov that describes the tracks but no samples, a sidx,
 # then one moof + mdat per fragment. Plain <video src> plays it in every
 # mainstream browser and in Android's own player (it is also DASH's format), so
-# no HLS or MSE player, no JavaScript, one file per rendition to mirror and to
-# put in a course ZIP.
+# no HLS manifest and no JavaScript needed, one file per rendition to mirror and
+# to put in a course ZIP. The lesson page's hub/static/stream.js plays the same
+# file through MSE (it reads the sidx and fetches the fragment a seek needs),
+# only adding to the plain src.
 #
 # How it is laid out, and why, from measurements in Debian's Chromium 156
 # (FFmpegDemuxer), throttled through DevTools to 256 kbit/s and 300 ms, on a
