@@ -13,7 +13,7 @@ import click
 
 from hub.clitext import HubGroup
 from hub.config import ConfigError
-from hub.errors import HubError
+from hub.errors import HubError, render_text
 from hub.uploads.terminal import _
 
 if TYPE_CHECKING:  # `hub --help` and a cron'd `hub sync pull` start fast: each command loads what it runs
@@ -37,14 +37,14 @@ def command_app(*, web: bool = False, schema: bool = True) -> Flask:
     try:
         app = create_app(web=web)
     except ConfigError as exc:
-        raise click.ClickException(_("configuration: %(error)s", error=exc)) from None
+        raise click.ClickException(_("configuration: %(error)s", error=render_text(exc.text, _))) from None
     if schema:
         from hub.db import get_database
         from hub.migrate import schema_problem
 
         problem = schema_problem(get_database(app).engine)
         if problem is not None:
-            raise click.ClickException(problem)
+            raise click.ClickException(render_text(problem, _))
     return app
 
 
@@ -181,7 +181,7 @@ def worker(ctx: click.Context, concurrency: int, beat: bool, queues: str | None)
     try:
         sandbox.prepare(app.extensions["hub.media_limits"].sandbox)
     except sandbox.SandboxUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(render_text(exc.text, _)) from None
     celery = jobs.get_celery(app)
     argv = [
         "worker",

@@ -27,9 +27,33 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hub.errors import Text
+
+
+def N_(message: str) -> str:
+    """hub.i18n.N_ (mark for extraction, translate where shown) without loading Babel and Flask.
+
+    This module loads for every `hub` command, `hub --help` included; hub.i18n costs 150 ms.
+    """
+    return message
+
 
 class ConfigError(ValueError):
-    """A setting has a value the hub cannot use; the message names it."""
+    """A setting has a value the hub cannot use; the message names it.
+
+    Its text is English (logs, tracebacks); :attr:`text` keeps the message id and
+    values, so the command line says it in the terminal's language (hub.cli).
+    """
+
+    def __init__(self, template: str, **params: object) -> None:
+        self.text = Text(template, **params)
+        super().__init__(str(self.text))
+
+
+def _problem(exc: ValueError) -> str:
+    """A parser's complaint: its Text (translated where shown), or Python's own words as they are."""
+    first = exc.args[0] if exc.args else ""
+    return first if isinstance(first, Text) else str(exc)
 
 
 def _path(value: str) -> Path:
@@ -39,14 +63,14 @@ def _path(value: str) -> Path:
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
-        raise ValueError("must be a positive whole number")
+        raise ValueError(Text(N_("must be a positive whole number")))
     return number
 
 
 def _non_negative_int(value: str) -> int:
     number = int(value)
     if number < 0:
-        raise ValueError("must be 0 or a positive whole number")
+        raise ValueError(Text(N_("must be 0 or a positive whole number")))
     return number
 
 
@@ -56,16 +80,16 @@ def _public_key(value: str) -> str:
     try:
         raw = base64.b64decode(value.strip().removeprefix("ed25519:"), validate=True)
     except ValueError:
-        raise ValueError("must be the base64 public key `hub keys generate` printed") from None
+        raise ValueError(Text(N_("must be the base64 public key `hub keys generate` printed"))) from None
     if len(raw) != 32:
-        raise ValueError("an Ed25519 public key is 32 bytes (44 base64 characters)")
+        raise ValueError(Text(N_("an Ed25519 public key is 32 bytes (44 base64 characters)")))
     return value.strip()
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         if int(value) < minimum:
-            raise ValueError(f"must be at least {minimum}")
+            raise ValueError(Text(N_("must be at least %(minimum)s"), minimum=minimum))
         return int(value)
 
     return parse
@@ -74,7 +98,7 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 def _between(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         if not low <= int(value) <= high:
-            raise ValueError(f"must be a whole number from {low} to {high}")
+            raise ValueError(Text(N_("must be a whole number from %(low)s to %(high)s"), low=low, high=high))
         return int(value)
 
     return parse
@@ -83,7 +107,7 @@ def _between(low: int, high: int) -> Callable[[str], int]:
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
+            raise ValueError(Text(N_("must be one of %(allowed)s"), allowed=", ".join(allowed)))
         return value
 
     return parse
@@ -95,14 +119,14 @@ def _flag(value: str) -> bool:
         return True
     if word in ("0", "false", "no", "off"):
         return False
-    raise ValueError("must be on or off (also true/false, yes/no, 1/0)")
+    raise ValueError(Text(N_("must be on or off (also true/false, yes/no, 1/0)")))
 
 
 def _url(*schemes: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         scheme = urlsplit(value).scheme
         if not any(scheme == s or scheme.startswith(s + "+") for s in schemes):
-            raise ValueError(f"must be a URL starting with one of {', '.join(schemes)}")
+            raise ValueError(Text(N_("must be a URL starting with one of %(schemes)s"), schemes=", ".join(schemes)))
         return value
 
     return parse
@@ -120,7 +144,7 @@ def _timezone(value: str) -> str:
     try:
         get_timezone(value)
     except LookupError:
-        raise ValueError("must be a time zone name such as Asia/Shanghai or UTC") from None
+        raise ValueError(Text(N_("must be a time zone name such as Asia/Shanghai or UTC"))) from None
     return value
 
 
@@ -132,7 +156,9 @@ def _mdns_name(value: str) -> str:
         and not name.startswith("-")
         and not name.endswith("-")
     ):
-        raise ValueError("must be a host name of at most 63 letters, digits and hyphens (no dots), e.g. shancun")
+        raise ValueError(
+            Text(N_("must be a host name of at most 63 letters, digits and hyphens (no dots), e.g. shancun"))
+        )
     return name
 
 
@@ -476,7 +502,7 @@ class Settings:
         known = {f"HUB_{f.name.upper()}" for f in fields(cls)}
         unknown = sorted(k for k in (overrides or {}) if k not in known)
         if unknown:
-            raise ConfigError(f"unknown setting {unknown[0]}")
+            raise ConfigError(N_("unknown setting %(name)s"), name=unknown[0])
         values: dict[str, Any] = {}
         data_dir = None
         stored: dict[str, str] = {}
@@ -496,14 +522,16 @@ class Settings:
             try:
                 values[f.name] = f.metadata["parse"](raw)
             except ValueError as exc:
-                raise ConfigError(f"{name}={raw!r}: {exc}") from None
+                raise ConfigError(
+                    N_("%(name)s=%(raw)s: %(problem)s"), name=name, raw=repr(raw), problem=_problem(exc)
+                ) from None
             if f.name == "data_dir":
                 data_dir = values[f.name]
                 stored = read_settings_file(data_dir, known)
         if values["storage"] == "s3" and not values["s3_bucket"]:
-            raise ConfigError("HUB_S3_BUCKET must be set when HUB_STORAGE=s3")
+            raise ConfigError(N_("HUB_S3_BUCKET must be set when HUB_STORAGE=s3"))
         if values["upstream_url"] and not values["upstream_public_key"]:
-            raise ConfigError("HUB_UPSTREAM_PUBLIC_KEY must be set when HUB_UPSTREAM_URL is (mirror mode)")
+            raise ConfigError(N_("HUB_UPSTREAM_PUBLIC_KEY must be set when HUB_UPSTREAM_URL is (mirror mode)"))
         if values["secret_key"] is None:
             values["secret_key"] = _stored_secret(values["data_dir"])
         return cls(**values)
@@ -536,7 +564,7 @@ def read_settings_file(data_dir: Path, known: set[str] | None = None) -> dict[st
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+        raise ConfigError(N_("%(path)s: cannot be read (%(error)s)"), path=str(path), error=exc.strerror) from None
     known = known if known is not None else {f"HUB_{f.name.upper()}" for f in fields(Settings)}
     found: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
@@ -546,7 +574,12 @@ def read_settings_file(data_dir: Path, known: set[str] | None = None) -> dict[st
         name, sep, value = line.partition("=")
         name = name.strip()
         if not sep or name not in known or name == "HUB_DATA_DIR":
-            raise ConfigError(f"{path}, line {number}: not a HUB_X=value line of a known setting: {line[:60]!r}")
+            raise ConfigError(
+                N_("%(path)s, line %(number)s: not a HUB_X=value line of a known setting: %(line)s"),
+                path=str(path),
+                number=number,
+                line=repr(line[:60]),
+            )
         found[name] = value.strip()
     return found
 
@@ -559,7 +592,7 @@ def write_settings_file(data_dir: Path, values: Mapping[str, str], header: str =
     """
     for name, value in values.items():
         if "\n" in value or "\r" in value:
-            raise ConfigError(f"{name}: a setting's value is one line")
+            raise ConfigError(N_("%(name)s: a setting's value is one line"), name=name)
     path = settings_file(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else [header] if header else []

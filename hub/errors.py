@@ -18,6 +18,7 @@ Chinese uploader reads "请至少选择 1 个年级", not a field name in Englis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 # Every service and the CLI import the error classes; Flask, Babel, pydantic and
@@ -57,6 +58,42 @@ def localize(message: str) -> str:
     from flask_babel import gettext
 
     return str(gettext(message))
+
+
+def kept_text(message: str) -> Any:
+    """What a JSON column stores for a sentence: {"template", "values"} for a Text, the text itself otherwise."""
+    if not isinstance(message, Text):
+        return str(message)
+    return {"template": message.template, "values": {name: _value(v) for name, v in message.params.items()}}
+
+
+def _value(value: object) -> Any:
+    if isinstance(value, Text):
+        return kept_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)  # a lazy string, a path: JSON has no place for them
+
+
+def render_text(stored: Any, gettext: Callable[[str], str]) -> str:
+    """A stored sentence (or a Text, or plain text) in the language of `gettext`.
+
+    A translation that does not fit its values (a wrong placeholder in the .po) falls
+    back to the English template: the reader gets the sentence, never an error page.
+    """
+    if isinstance(stored, Text):
+        stored = kept_text(stored)
+    if not isinstance(stored, dict) or not isinstance(stored.get("template"), str):
+        return "" if stored is None else str(stored)
+    template: str = stored["template"]
+    given = stored.get("values") or {}
+    values = {name: render_text(v, gettext) if isinstance(v, dict) else v for name, v in given.items()}
+    if not values:
+        return gettext(template)
+    try:
+        return gettext(template) % values
+    except (KeyError, TypeError, ValueError):
+        return template % values
 
 
 class HubError(Exception):

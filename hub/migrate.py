@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hub.errors import Text
+from hub.i18n import N_
+
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Engine
@@ -61,14 +64,27 @@ def schema_problem(engine: Engine) -> str | None:
     current = current_revision(engine)
     if current == head:
         return None
+    # Text: English where it is logged, in the reader's language where a person reads it (hub.cli).
     if current is None:
-        return f"the database has no schema yet: run `{UPGRADE_COMMAND}` (it creates it), then this command again"
-    if current < head:
-        return (
-            f"the database schema is at revision {current} and this hub needs {head}: "
-            f"run `{UPGRADE_COMMAND}`, then this command again"
+        return Text(
+            N_("the database has no schema yet: run `%(command)s` (it creates it), then this command again"),
+            command=UPGRADE_COMMAND,
         )
-    return (
-        f"the database schema is at revision {current}, newer than this hub's code ({head}): "
-        "update the hub's code, or check HUB_DATABASE_URL"
+    if current < head:
+        return Text(
+            N_(
+                "the database schema is at revision %(current)s and this hub needs %(head)s: "
+                "run `%(command)s`, then this command again"
+            ),
+            current=current,
+            head=head,
+            command=UPGRADE_COMMAND,
+        )
+    return Text(
+        N_(
+            "the database schema is at revision %(current)s, newer than this hub's code (%(head)s): "
+            "update the hub's code, or check HUB_DATABASE_URL"
+        ),
+        current=current,
+        head=head,
     )

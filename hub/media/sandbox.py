@@ -47,6 +47,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.errors import Text
+from hub.i18n import N_
+
 log = logging.getLogger(__name__)
 
 MODES = ("bwrap", "none")
@@ -62,7 +65,15 @@ _TMPFS_BYTES = 64 * 1024**2
 
 
 class SandboxUnavailable(RuntimeError):
-    """The configured sandbox cannot start on this machine; the message says what to do."""
+    """The configured sandbox cannot start on this machine; the message says what to do.
+
+    Raised with a :class:`hub.errors.Text`: ``str()`` is English (the worker's log), and
+    `hub worker`'s pre-flight says it in the terminal's language.
+    """
+
+    @property
+    def text(self) -> str:
+        return self.args[0] if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -225,9 +236,13 @@ def _bwrap_binary() -> str:
     path = shutil.which("bwrap")
     if path is None:
         raise SandboxUnavailable(
-            "bubblewrap (bwrap) is not installed, so decoders cannot be sandboxed. Install Debian's "
-            "package bubblewrap (make install does), or set HUB_DECODER_SANDBOX=none to run decoders "
-            "with resource limits only (weaker: no file-system or network isolation)."
+            Text(
+                N_(
+                    "bubblewrap (bwrap) is not installed, so decoders cannot be sandboxed. Install Debian's "
+                    "package bubblewrap (make install does), or set HUB_DECODER_SANDBOX=none to run decoders "
+                    "with resource limits only (weaker: no file-system or network isolation)."
+                )
+            )
         )
     return path
 
@@ -306,10 +321,16 @@ def check(mode: str) -> None:
         )
     if result.returncode != 0:
         raise SandboxUnavailable(
-            f"The decoder sandbox (bubblewrap) does not start here: {result.stderr.strip() or result.returncode}. "
-            "It needs user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0; "
-            "inside a container, one that allows them). Otherwise set HUB_DECODER_SANDBOX=none to run decoders "
-            "with resource limits only (weaker: no file-system or network isolation)."
+            Text(
+                N_(
+                    "The decoder sandbox (bubblewrap) does not start here: %(error)s. "
+                    "It needs user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+                    "user.max_user_namespaces > 0; inside a container, one that allows them). Otherwise set "
+                    "HUB_DECODER_SANDBOX=none to run decoders with resource limits only (weaker: no file-system "
+                    "or network isolation)."
+                ),
+                error=result.stderr.strip() or str(result.returncode),  # bwrap's own words
+            )
         )
 
 

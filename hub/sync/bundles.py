@@ -45,7 +45,7 @@ from hub.errors import HubError, Invalid
 from hub.i18n import N_
 from hub.locks import LockBusy, file_lock
 from hub.media.storage import Storage, is_sha256
-from hub.sync import archive, services
+from hub.sync import archive, services, wording
 from hub.sync import manifest as mf
 from hub.sync.calendar import PARTIAL
 from hub.sync.client import Progress, PullOptions, PullReport, apply_manifest, sync_lock_path
@@ -376,17 +376,16 @@ def _import_locked(
     try:
         report = _import(app, path, public_key, options, out, run_id)
     except (archive.BundleError, mf.ManifestRefused) as exc:
-        report.status, report.message = "refused", exc.message
+        report.status, report.message = "refused", wording.from_error(exc)
     except HubError as exc:
-        report.status, report.message = "failed", exc.message
+        report.status, report.message = "failed", wording.from_error(exc)
     finally:
         with database.session() as session:
             logged = session.get(SyncRun, run_id)
             if logged is not None:
                 logged.manifest_version = report.manifest_version
                 logged.courses_applied, logged.courses_removed = report.courses_applied, report.courses_removed
-                logged.skipped = "\n".join(report.skipped)
-                services.finish_run(session, logged, report.status, report.message)
+                services.finish_run(session, logged, report.status, report.message, report.skipped)
                 session.commit()
     return report
 

@@ -13,6 +13,7 @@ import click
 
 from hub.clitext import HubGroup
 from hub.errors import HubError
+from hub.sync import wording
 from hub.sync.calendar_cli import calendar_cli
 from hub.uploads.terminal import _
 
@@ -120,7 +121,7 @@ def sync_init(upstream_url: str, public_key: str, token: str, admin_email: str |
     try:
         app = create_app(given, web=False)
     except ConfigError as exc:
-        raise click.ClickException(_("configuration: %(error)s", error=exc)) from None
+        raise click.ClickException(_("configuration: %(error)s", error=wording.render(exc.text, _))) from None
     try:
         version = setup.check_upstream(upstream.url, upstream.public_key, upstream.token)
         click.echo(
@@ -370,9 +371,12 @@ def sync_status(as_json: bool, state_out: Path | None) -> None:
                 files=run["files"],
                 bytes=run["bytes"],
                 transferred=run["transferred"],
-                note=run["message"],
+                # The pull's own words in the terminal's language (English for a row from before).
+                note=wording.message_of(run["wording"], run["message"], _),
             )
         )
+        for line in wording.skipped_of(run["wording"], run["skipped"], _):
+            click.echo("    " + _("skipped: %(reason)s", reason=line))
 
 
 def _run_status(code: str) -> str:
@@ -508,17 +512,17 @@ def bundle_import(path: Path) -> None:
 def _report(report: PullReport, what: str) -> None:
     """What a pull or an import skipped, then its outcome: exit 1 with the message unless it went well."""
     for line in report.skipped:
-        click.echo(_("skipped: %(reason)s", reason=line), err=True)
+        click.echo(_("skipped: %(reason)s", reason=wording.render(line, _)), err=True)
     if not report.ok:
         raise click.ClickException(
             _(
                 "%(what)s %(status)s: %(note)s",
                 what=_("sync") if what == "sync" else _("bundle"),
                 status=_run_status(report.status),
-                note=report.message,
+                note=wording.render(report.message, _),
             )
         )
-    click.echo(report.message)
+    click.echo(wording.render(report.message, _))
 
 
 sync_cli.add_command(calendar_cli)

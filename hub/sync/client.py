@@ -53,13 +53,14 @@ from sqlalchemy import select
 
 from hub.config import Settings
 from hub.db import Database, get_database, utcnow
-from hub.errors import HubError
+from hub.errors import HubError, Text
+from hub.i18n import N_
 from hub.locks import LockBusy, file_lock
 from hub.media import services as media_services
 from hub.media.downloads import MIRROR_HEADER
 from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
-from hub.sync import calendar, counts, servers, services
+from hub.sync import calendar, counts, servers, services, wording
 from hub.sync import manifest as mf
 from hub.sync.models import MirrorCourse, SyncRun
 
@@ -782,8 +783,12 @@ def pull(
         if left <= 0:
             return PullReport(
                 "outside-window",
-                f"Outside the sync window {options.window} ({settings.timezone}): "
-                f"it is {local:%H:%M} there; nothing done.",
+                Text(
+                    N_("Outside the sync window %(window)s (%(zone)s): it is %(time)s there; nothing done."),
+                    window=str(options.window),
+                    zone=settings.timezone,
+                    time=f"{local:%H:%M}",
+                ),
             )
         print(
             f"sync window {options.window} ({settings.timezone}): it is {local:%H:%M}, it closes in {_duration(left)}",
@@ -802,7 +807,7 @@ def pull(
                 print(note, file=out)
             return report
     except LockBusy:
-        return PullReport("busy", "Another `hub sync pull` or `hub bundle import` is running; nothing done.")
+        return PullReport("busy", Text(N_("Another `hub sync pull` or `hub bundle import` is running; nothing done.")))
 
 
 def local_zone(settings: Settings) -> tzinfo:
@@ -885,13 +890,13 @@ def _run(
         )
         return report
     except mf.ManifestRefused as exc:
-        report.status, report.message = "refused", exc.message  # the old state stays
+        report.status, report.message = "refused", wording.from_error(exc)  # the old state stays
         return report
     except SyncError as exc:
-        report.status, report.message = "failed", exc.message
+        report.status, report.message = "failed", wording.from_error(exc)
         return report
     except KeyboardInterrupt:
-        report.status, report.message = "failed", "interrupted"
+        report.status, report.message = "failed", Text(N_("interrupted"))
         raise
     finally:
         with database.session() as session:
@@ -899,9 +904,8 @@ def _run(
             if logged is not None:
                 logged.manifest_version = report.manifest_version
                 logged.courses_applied, logged.courses_removed = report.courses_applied, report.courses_removed
-                logged.skipped = "\n".join(report.skipped)
                 logged.bytes_transferred = max(logged.bytes_transferred, report.bytes_transferred)
-                services.finish_run(session, logged, report.status, report.message)
+                services.finish_run(session, logged, report.status, report.message, report.skipped)
                 session.commit()
 
 
@@ -980,7 +984,7 @@ def fetch_entries(
                     found = _entry(answer, listed, held.get(listed.id, (b"", None))[0])
                 except mf.ManifestRefused as exc:
                     if since is None:
-                        unfetched.append(f"course {listed.id}: {exc.message}")
+                        unfetched.append(_unfetched(listed.id, wording.from_error(exc)))
                         continue
                     found = None
                 if found is None:
@@ -995,16 +999,23 @@ def fetch_entries(
             try:
                 found = _entry(answers.get(listed.id), listed, b"")
             except mf.ManifestRefused as exc:
-                unfetched.append(f"course {listed.id}: {exc.message}")
+                unfetched.append(_unfetched(listed.id, wording.from_error(exc)))
                 continue
             if found is None:
-                unfetched.append(f"course {listed.id}: the upstream sent a patch where the whole entry was asked for")
+                unfetched.append(
+                    _unfetched(listed.id, Text(N_("the upstream sent a patch where the whole entry was asked for")))
+                )
                 continue
             bodies[listed.id], courses[listed.id] = found
     if need:
         out.write(f"{len(courses)} course entries fetched ({patched} as changes to the entry held)\n")
     ordered = [courses[c.id] for c in index.courses if c.id in courses]
     return mf.Manifest(index=index, courses=ordered, bodies=bodies), unfetched
+
+
+def _unfetched(course_id: int, reason: Text) -> Text:
+    """A skip line for a course whose entry could not be had (both parts translated where shown)."""
+    return Text(N_("course %(id)s: %(reason)s"), id=course_id, reason=reason)
 
 
 _ENTRY_PREFIX = b'{"entry":'
@@ -1152,14 +1163,32 @@ def apply_manifest(
                 group.append(link.course_id)
                 group_titles.append(entry.title)
                 held = ", ".join(repr(title) for title in _lessons_needing(entry, set(absent)))
-                report.skipped.append(f"course {entry.id} {entry.title!r}: applied in part; lessons to come: {held}")
+                report.skipped.append(
+                    Text(
+                        N_("course %(id)s '%(title)s': applied in part; lessons to come: %(lessons)s"),
+                        id=entry.id,
+                        title=entry.title,
+                        lessons=held,
+                    )
+                )
                 continue
             if absent:
                 reasons = {failures[s] for s in absent if s in failures}
-                why = "; ".join(sorted(reasons)) if reasons else "not fetched before the run stopped"
+                # The reasons are the transfer's own (network, hash), without a message id.
+                why = "; ".join(sorted(reasons)) if reasons else Text(N_("not fetched before the run stopped"))
                 held = ", ".join(repr(title) for title in _lessons_needing(entry, set(absent)))
                 report.skipped.append(
-                    f"course {entry.id} {entry.title!r}: {len(absent)} files missing ({why}); lessons held back: {held}"
+                    Text(
+                        N_(
+                            "course %(id)s '%(title)s': %(files)d files missing (%(why)s); "
+                            "lessons held back: %(lessons)s"
+                        ),
+                        id=entry.id,
+                        title=entry.title,
+                        files=len(absent),
+                        why=why,
+                        lessons=held,
+                    )
                 )
                 titles["skipped"].append(entry.title)
                 continue
@@ -1194,29 +1223,46 @@ def apply_manifest(
     if failures:
         report.status = "failed"
         first = next(iter(failures.values()))
-        report.message = (
-            f"{len(failures)} files could not be fetched ({first}); the courses that need them were not applied."
+        report.message = Text(
+            N_("%(files)d files could not be fetched (%(first)s); the courses that need them were not applied."),
+            files=len(failures),
+            first=first,
         )
     elif unfetched:
         # An entry that does not hash to its signed revision was altered on the way, or the
         # course changed upstream while this pull ran: either way it is not applied.
         report.status = "failed"
-        report.message = f"{len(unfetched)} course entries could not be used ({unfetched[0]}); those were not applied."
+        report.message = Text(
+            N_("%(entries)d course entries could not be used (%(first)s); those were not applied."),
+            entries=len(unfetched),
+            first=unfetched[0],
+        )
     elif stopped:
         report.status = "partial"
-        report.message = "The time window closed: partial files are kept and the next run resumes them."
+        report.message = Text(N_("The time window closed: partial files are kept and the next run resumes them."))
     elif capped:
         report.status = "partial"
-        report.message = (
-            f"Stopped at the byte cap ({_size(options.max_bytes or 0)}): {len(capped)} files wait for the next run."
+        report.message = Text(
+            N_("Stopped at the byte cap (%(cap)s): %(files)d files wait for the next run."),
+            cap=_size(options.max_bytes or 0),
+            files=len(capped),
         )
     elif report.skipped:
         report.status = "partial"
-        report.message = f"Skipped {len(report.skipped)} courses that do not fit the storage budget or the disk."
+        report.message = Text(
+            N_("Skipped %(courses)d courses that do not fit the storage budget or the disk."),
+            courses=len(report.skipped),
+        )
     else:
-        report.message = (
-            f"Up to date with manifest version {manifest.version}: {report.courses_applied} courses applied, "
-            f"{report.courses_removed} removed, {report.courses_unchanged} unchanged."
+        report.message = Text(
+            N_(
+                "Up to date with manifest version %(version)d: %(applied)d courses applied, "
+                "%(removed)d removed, %(unchanged)d unchanged."
+            ),
+            version=manifest.version,
+            applied=report.courses_applied,
+            removed=report.courses_removed,
+            unchanged=report.courses_unchanged,
         )
     return report
 
@@ -1428,6 +1474,8 @@ def status(app: Flask) -> dict[str, Any]:
                     "transferred": r.bytes_transferred,
                     "message": r.message,
                     "skipped": r.skipped,
+                    # The same sentences as message ids and values, for a reader's language.
+                    "wording": r.wording,
                 }
                 for r in runs
             ],

@@ -44,7 +44,7 @@ from hub.errors import Conflict, HubError
 from hub.i18n import N_
 from hub.locks import LockBusy, file_lock
 from hub.media.storage.local import LocalStorage
-from hub.sync import services
+from hub.sync import services, wording
 from hub.sync.catalog import CatalogOut
 from hub.sync.client import (
     WITH_EXTRAS,
@@ -321,6 +321,18 @@ class RunRow:
     applied: int
     removed: int
     message: str
+    wording: dict[str, Any] | None = None
+
+    @property
+    def summary(self) -> str:
+        """The run's own summary in the request's language (a row from before wording: its English text)."""
+        from flask_babel import gettext
+
+        return wording.message_of(self.wording, self.message, gettext)
+
+    @property
+    def localized(self) -> bool:
+        return bool(self.wording and self.wording.get("message") is not None)
 
     @property
     def percent(self) -> int:
@@ -514,4 +526,5 @@ def _run_row(run: SyncRun) -> RunRow:
         applied=run.courses_applied,
         removed=run.courses_removed,
         message=run.message,
+        wording=run.wording,
     )

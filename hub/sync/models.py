@@ -144,6 +144,9 @@ class SyncRun(Base):
     # Course titles by what the run did with them ("planned", "applied", "removed",
     # "skipped"), written as it goes: the admin page names courses, not counts.
     courses: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
+    # `message` and `skipped` as message ids and values (hub.sync.wording), rendered in the
+    # reader's language at display time; None on rows written before it (shown as English).
+    wording: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ReportedCount(Base):

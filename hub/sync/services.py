@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from hub.accounts.models import Pairing, School, User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
-from hub.errors import Conflict, HubError, Invalid, NotFound
+from hub.errors import Conflict, HubError, Invalid, NotFound, Text
 from hub.i18n import N_
 from hub.inputs import parse_int
 from hub.media.models import Blob, Rendition
@@ -34,6 +34,7 @@ from hub.media.storage import BlobBatch, Storage
 from hub.search import changes as search_changes
 from hub.subtitles.models import Subtitle
 from hub.sync import manifest as mf
+from hub.sync import wording
 from hub.sync.models import (
     Change,
     ManifestState,
@@ -384,7 +385,13 @@ def fit_budget(session: Session, storage: Storage, work: Plan, room: int | None)
         need = sum(f.size for f in extra.values())
         if used + need > room:
             skipped.append(
-                f"course {course.id} {course.title!r} ({_size(need)} more than the {_size(room - used)} left)"
+                Text(
+                    N_("course %(id)s '%(title)s' (%(need)s more than the %(left)s left)"),
+                    id=course.id,
+                    title=course.title,
+                    need=_size(need),
+                    left=_size(room - used),
+                )
             )
             skipped_titles.append(course.title)
             continue
@@ -766,9 +773,18 @@ def start_run(session: Session, source: str) -> SyncRun:
     return run
 
 
-def finish_run(session: Session, run: SyncRun, status: str, message: str = "") -> None:
+def finish_run(
+    session: Session, run: SyncRun, status: str, message: str = "", skipped: Sequence[str] | None = None
+) -> None:
+    """Close a run: its English text for logs and old readers, its wording for each reader's language.
+
+    `skipped` None leaves the run's skip lines as they are (a run closed for its dead process).
+    """
     run.status = status
     run.message = message[:4000]
+    if skipped is not None:
+        run.skipped = "\n".join(skipped)
+    run.wording = wording.kept(message, skipped)
     run.finished_at = utcnow()
     session.flush()
 
@@ -781,5 +797,10 @@ def close_abandoned_runs(session: Session) -> int:
     """Runs left "running" by a killed process: marked failed so the log tells the truth."""
     rows = list(session.scalars(select(SyncRun).where(SyncRun.status == "running")))
     for run in rows:
-        finish_run(session, run, "failed", run.message or "interrupted (the process stopped before it finished)")
+        finish_run(
+            session,
+            run,
+            "failed",
+            run.message or Text(N_("interrupted (the process stopped before it finished)")),
+        )
     return len(rows)

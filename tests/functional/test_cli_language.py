@@ -133,3 +133,37 @@ def test_search_check_of_a_fresh_hub(hub_env: dict[str, str], db: Session) -> No
     assert not english_words(zh.stdout + zh.stderr), zh.stdout + zh.stderr
     en = run(hub_env, "C", "search", "check")
     assert en.returncode == 1 and "index: missing" in en.stdout and "does not match" in en.stderr, en.stdout
+
+
+def test_sync_status_says_each_run_in_the_terminals_language(hub_env: dict[str, str], db: Session) -> None:
+    from hub.errors import Text
+    from hub.sync import services
+
+    # A run as a pull closes it (hub.sync.wording), and one from before the wording was kept.
+    summary = Text(
+        "Skipped %(courses)d courses that do not fit the storage budget or the disk.",
+        courses=1,
+    )
+    skipped = Text(
+        "course %(id)s '%(title)s' (%(need)s more than the %(left)s left)",
+        id=8,
+        title="二次函数",
+        need="1.2 MB",
+        left="0 B",
+    )
+    services.finish_run(db, services.start_run(db, "pull"), "partial", summary, [skipped])
+    old = services.start_run(db, "pull")
+    services.finish_run(db, old, "ok")
+    old.message, old.wording = "Up to date with manifest version 2: 1 courses applied, 0 removed, 0 unchanged.", None
+    db.commit()
+
+    zh = run(hub_env, "zh_CN.UTF-8", "sync", "status")
+    assert zh.returncode == 0, zh.stderr
+    assert "跳过了 1 门超出存储预算或磁盘空间的课程。" in zh.stdout, zh.stdout
+    assert "已跳过：课程 8《二次函数》（比剩余的 0 B 多需 1.2 MB）" in zh.stdout, zh.stdout
+    # The old row's English, as it is: nothing else in the output is English.
+    assert "Up to date with manifest version 2: 1 courses applied, 0 removed, 0 unchanged." in zh.stdout
+    assert not english_words(zh.stdout.replace(old.message, "")), zh.stdout
+    en = run(hub_env, "C", "sync", "status")
+    assert en.returncode == 0 and str(summary) in en.stdout and f"skipped: {skipped}" in en.stdout, en.stdout
+    assert not chinese(en.stdout.replace("二次函数", "")), en.stdout

@@ -316,6 +316,9 @@ def test_an_admin_chooses_content_pulls_now_and_watches_it_arrive(hubs: Hubs, ga
     runs = _section(page, "runs")
     assert "完成" in runs and "已更新：一元二次方程" in runs and "从上级平台拉取" in runs
     assert " ok " not in f" {runs} " and "running" not in runs
+    # The pull's own summary, stored as its message id and values, in the page's language.
+    assert re.search(r"已与清单版本 \d+ 同步：应用 1 门课程，移除 0 门，0 门未变。", runs), runs
+    assert "Up to date" not in runs
     with hubs.session() as session:
         run = session.scalars(select(SyncRun).order_by(SyncRun.id.desc())).first()
         assert run is not None and run.status == "ok"
@@ -341,6 +344,7 @@ def test_an_admin_chooses_content_pulls_now_and_watches_it_arrive(hubs: Hubs, ga
     english_page = admin.get(page_url, headers={"Accept-Language": "en"}, cookies={"hub_lang": "en"}).text
     runs = _section(english_page, "runs")
     assert "done" in runs and "Applied: 二次函数" in runs and "Removed: 一元二次方程" in runs
+    assert re.search(r"Up to date with manifest version \d+: 1 courses applied, 1 removed, 0 unchanged\.", runs), runs
     assert "Fits" in _course_item(english_page, english) or "Does not fit" in _course_item(english_page, english)
 
 
