@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import click
 
+from hub.clitext import HubGroup
+from hub.uploads.terminal import _
 
-@click.group("reach")
+
+# Help texts are help=_(...), not docstrings: Click would show a docstring untranslated.
+@click.group("reach", cls=HubGroup, help=_("The reach dashboard."))
 def reach_cli() -> None:
-    """The reach dashboard."""
+    pass
 
 
-@reach_cli.command("rollup")
+@reach_cli.command(
+    "rollup", help=_("Re-roll the days whose raw usage counts changed; safe to run while the worker runs.")
+)
 @click.option(
     "--all",
     "everything",
     is_flag=True,
-    help="Compare every day's raw counts with the roll-ups, not only the last HUB_REACH_CHECK_DAYS "
-    "(after restoring a backup, or counts carried in late).",
+    help=_(
+        "Compare every day's raw counts with the roll-ups, not only the last HUB_REACH_CHECK_DAYS "
+        "(after restoring a backup, or counts carried in late)."
+    ),
 )
 def rollup_command(everything: bool) -> None:
-    """Re-roll the days whose raw usage counts changed; safe to run while the worker runs."""
     from hub.cli import command_app
     from hub.db import get_database
     from hub.reach import rollup
@@ -31,7 +38,13 @@ def rollup_command(everything: bool) -> None:
         )
     if result.days:
         click.echo(
-            f"re-rolled {len(result.days)} day(s) in {result.weeks} week(s): {result.days[0]} to {result.days[-1]}"
+            _(
+                "re-rolled %(days)s day(s) in %(weeks)s week(s): %(first)s to %(last)s",
+                days=len(result.days),
+                weeks=result.weeks,
+                first=result.days[0],
+                last=result.days[-1],
+            )
         )
     else:
-        click.echo("the roll-ups are up to date")
+        click.echo(_("the roll-ups are up to date"))

@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from hub.clitext import HubCommand
 from hub.uploads.client import MiB, Sha256Refused, TusClient, UploadError, sha256_file
 from hub.uploads.plan import FilePlan, LessonPlan, plan_folder, plan_lesson
 from hub.uploads.terminal import _, print_json, status_label, stderr_is_terminal, stdout_is_terminal
@@ -374,38 +375,51 @@ def connection_options(required_token: bool) -> Callable[[Callable[..., Any]], C
             envvar="HUB_TOKEN",
             required=required_token,
             default=None if required_token else "",
-            help="API token from `hub token create` (or HUB_TOKEN).",
+            help=_("API token from `hub token create` (or HUB_TOKEN)."),
         )(command)
         return click.option(
             "--url",
             envvar="HUB_PUBLIC_URL",
             default="http://127.0.0.1:8000",
             show_default=True,
-            help="The hub's address (or HUB_PUBLIC_URL).",
+            help=_("The hub's address (or HUB_PUBLIC_URL)."),
         )(command)
 
     return decorate
 
 
-@click.command("upload")
+# Help texts are help=_(...), not docstrings: Click would show a docstring untranslated.
+@click.command(
+    "upload",
+    cls=HubCommand,  # its line in `hub --help` is the help's first sentence in Chinese too
+    help=_(
+        "Upload FILE to a lesson (--lesson), or a course folder (--course): resumable, retried, checked.\n\n"
+        "A folder: each sub-folder is a lesson of its files, each loose file a lesson of its own. Lessons are "
+        "matched by title and files by content (sha256) against what the hub already has, so running the same "
+        "command again (after an interruption, from another computer) uploads only what is missing. When the "
+        "course follows a textbook, a lesson named as a chapter, section or 课时 of it (秒的认识, or 1.1 秒的认识) "
+        "is placed there.\n\n"
+        "Exit status: 0 done; 1 an error, or with --wait a material failed; 3 --timeout ran out."
+    ),
+)
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--lesson", type=int, help="Lesson to add FILE to.")
-@click.option("--course", type=int, help="With a folder: course to add its lessons to.")
-@click.option("--title", default="", help="Material title (default: the file name).")
+@click.option("--lesson", type=int, help=_("Lesson to add FILE to."))
+@click.option("--course", type=int, help=_("With a folder: course to add its lessons to."))
+@click.option("--title", default="", help=_("Material title (default: the file name)."))
 @connection_options(required_token=True)
-@click.option("--chunk-size", default=32, show_default=True, type=click.IntRange(1, 512), help="MiB per request.")
-@click.option("--retries", default=10, show_default=True, type=click.IntRange(0, 1000), help="Retries per request.")
-@click.option("--dry-run", is_flag=True, help="Print what would be created and uploaded; change nothing.")
-@click.option("--wait", is_flag=True, help="Then wait until every material's renditions are ready or failed.")
+@click.option("--chunk-size", default=32, show_default=True, type=click.IntRange(1, 512), help=_("MiB per request."))
+@click.option("--retries", default=10, show_default=True, type=click.IntRange(0, 1000), help=_("Retries per request."))
+@click.option("--dry-run", is_flag=True, help=_("Print what would be created and uploaded; change nothing."))
+@click.option("--wait", is_flag=True, help=_("Then wait until every material's renditions are ready or failed."))
 @click.option(
     "--timeout",
     default=7200,
     show_default=True,
     type=click.IntRange(1),
-    help="With --wait: seconds to wait at most (exit status 3 when they run out).",
+    help=_("With --wait: seconds to wait at most (exit status 3 when they run out)."),
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: the plan, what was done, the wait.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help=_("Print one JSON document: the plan, what was done, the wait."))
+@click.option("--quiet", is_flag=True, help=_("No progress bar."))
 def upload(
     path: Path,
     lesson: int | None,
@@ -421,17 +435,6 @@ def upload(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Upload FILE to a lesson (--lesson), or a course folder (--course): resumable, retried, checked.
-
-    A folder: each sub-folder is a lesson of its files, each loose file a lesson of
-    its own. Lessons are matched by title and files by content (sha256) against
-    what the hub already has, so running the same command again (after an
-    interruption, from another computer) uploads only what is missing. When the
-    course follows a textbook, a lesson named as a chapter, section or 课时 of it
-    (秒的认识, or 1.1 秒的认识) is placed there.
-
-    Exit status: 0 done; 1 an error, or with --wait a material failed; 3 --timeout ran out.
-    """
     if path.is_dir() and course is None:
         raise click.UsageError(_("a folder needs --course ID (each sub-folder becomes a lesson)"))
     if not path.is_dir() and lesson is None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from hub.clitext import HubGroup
 from hub.uploads.cli import connection_options, human_size
 from hub.uploads.client import TusClient
 from hub.uploads.terminal import _, in_brackets, language, print_json, status_label, stdout_is_terminal
@@ -19,9 +20,10 @@ from hub.vocab import SUBJECTS
 PER_PAGE = 100  # the API's largest page
 
 
-@click.group("course")
+# Help texts are help=_(...), not docstrings: Click would show a docstring untranslated.
+@click.group("course", cls=HubGroup, help=_("Courses on a hub: list them, show one with its lessons and materials."))
 def course_cli() -> None:
-    """Courses on a hub: list them, show one with its lessons and materials."""
+    pass
 
 
 def _subject(code: str) -> str:
@@ -29,18 +31,19 @@ def _subject(code: str) -> str:
     return zh if language() == "zh" else en
 
 
-@course_cli.command("list")
-@click.option("--mine", is_flag=True, help="Only my school's courses, drafts and withdrawn ones too (needs --token).")
+@course_cli.command("list", help=_("Courses: id, status, lessons, subject and title."))
+@click.option(
+    "--mine", is_flag=True, help=_("Only my school's courses, drafts and withdrawn ones too (needs --token).")
+)
 @click.option(
     "--status",
     type=click.Choice(["published", "draft", "withdrawn", "all"]),
     default=None,
-    help="Only courses with this status (default: all with --mine, else published).",
+    help=_("Only courses with this status (default: all with --mine, else published)."),
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the courses as one JSON document.")
+@click.option("--json", "as_json", is_flag=True, help=_("Print the courses as one JSON document."))
 @connection_options(required_token=False)
 def course_list(mine: bool, status: str | None, as_json: bool, url: str, token: str) -> None:
-    """Courses: id, status, lessons, subject and title."""
     if mine and not token:
         raise click.UsageError(_("--mine needs --token (or HUB_TOKEN)"))
     client = TusClient(url, token)
@@ -90,12 +93,11 @@ def _by_status(items: list[dict[str, Any]]) -> str:
     return in_brackets([_("%(n)s %(status)s", n=n, status=status_label(s)) for s, n in sorted(counts.items())])
 
 
-@course_cli.command("show")
+@course_cli.command("show", help=_("A course with its lessons, materials, their statuses and renditions."))
 @click.argument("course_id", metavar="ID", type=click.IntRange(1))
-@click.option("--json", "as_json", is_flag=True, help="Print the course and its lessons as one JSON document.")
+@click.option("--json", "as_json", is_flag=True, help=_("Print the course and its lessons as one JSON document."))
 @connection_options(required_token=False)
 def course_show(course_id: int, as_json: bool, url: str, token: str) -> None:
-    """A course with its lessons, materials, their statuses and renditions."""
     client = TusClient(url, token)
     try:
         course = client.get_json(f"/api/v1/courses/{course_id}")
