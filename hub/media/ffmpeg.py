@@ -955,6 +955,19 @@ def _exif_orientation(tiff: bytes) -> int:
 #     10 min drawn slides, 360p      59.1 -> 14.4 KB  2.63 -> 1.69 s   -0.05 %
 #     10 min drawn slides, 240p      47.6 -> 12.5 KB  2.75 -> 1.81 s   -0.03 %
 #
+#   Camera renditions (5 s GOPs) get keyframes at 2, 4 and 7 s (ENCODER_REVISION 5): through
+#   MSE (hub/static/stream.js) the first picture waits for the whole first fragment, not only
+#   its audio run. The reason against 1-2 s above holds there for a lone cut: a 5 s camera
+#   fragment (~110 KB at 360p) takes ~3.5 s at 256 kbit/s, longer than 2 s of buffer, so 2 + 2
+#   + 3 s before the usual GOPs. The bare element reads samples as they come and loses little.
+#   Old and new encodes played side by side, 256 kbit/s and 300 ms, load 5-12 (2026-12-04):
+#
+#                                   first fragment   first frame MSE   bare             file
+#     120 s camera clip, 360p       110.0 -> 41.7 KB  4.18 -> 2.37 s   2.55 -> 2.54 s   +0.4 %
+#     120 s camera clip, 240p        69.9 -> 30.2 KB  3.08 -> 1.79 s   2.47 -> 1.43 s   +0.6 %
+#     150 s mixed lesson, 360p       47.5 -> 23.9 KB  2.30 -> 1.69 s   1.64 -> 1.66 s   +1.0 %
+#     5 s clip, 360p (one fragment) 108.1 -> 47.2 KB  4.08 -> 2.22 s   2.47 -> 2.48 s   +13 %
+#
 # - No mfra at the end (skip_trailer): Chromium read the last 32 KB block for it
 #   before playing (one more round trip and up to 32 KB); the sidx at the start
 #   already indexes every fragment.
@@ -969,6 +982,8 @@ _VIDEO_MOVFLAGS = _MOVFLAGS + "+frag_keyframe"
 _AUDIO_FRAGMENT_US = 2_000_000
 _FIRST_FRAGMENT_S = 4
 """The first fragment of a long-GOP (slides) rendition ends here (see _first_fragment)."""
+_SHORT_GOP_KEYS = (2, 4, 7)
+"""Forced keyframes (s) of a short-GOP (camera) rendition: fragments of 2, 2, 3 s (see _first_fragment)."""
 
 
 def transcode(
@@ -1133,17 +1148,25 @@ def _video_argv(
 
 
 def _first_fragment(encoding: VideoEncoding) -> dict[str, Any]:
-    """A keyframe at _FIRST_FRAGMENT_S when the GOPs are longer (slides): a short first fragment.
+    """Keyframes that make the first fragment short: at _FIRST_FRAGMENT_S for long GOPs, _SHORT_GOP_KEYS for short.
 
-    The first picture comes after its fragment's whole audio run (audio first, see _MOVFLAGS):
-    with a 20 s slide GOP that run is 20 s of speech (~54 KB at 360p) before the player can
-    show anything. An IDR at 4 s ends the first fragment there (~11 KB of sound); the next
-    GOP then runs its usual length. Not at 1-2 s: the second fragment's audio run must
-    arrive before its pictures too, and at 256 kbit/s it would not before the first ran out.
+    The first picture comes after its fragment's whole audio run (audio first, see _MOVFLAGS),
+    and through MSE (hub/static/stream.js) after the whole fragment: Chromium's MSE parser hands
+    a fragment's samples over only once its mdat has arrived. With a 20 s slide GOP the audio
+    run is 20 s of speech (~54 KB at 360p): an IDR at 4 s ends the first fragment there
+    (~11 KB of sound); the next GOP then runs its usual length. With a 5 s camera GOP the whole
+    first fragment (~120 KB at 360p, the 5 s clip's only one) came before the first picture
+    through MSE: IDRs at 2, 4 and 7 s end it at 2 s (~45 KB). Not 2 s and then the usual 5 s:
+    through MSE each next fragment must have arrived whole before the ones before it have played,
+    and at 256 kbit/s a 5 s camera fragment (~180 kbit/s) takes ~3.5 s, longer than 2 s or 4 s
+    of buffer; 2 + 2 + 3 s keeps each arrival ahead (see the table above _MOVFLAGS). Slides'
+    fragments are cheap (~2.7 KB/s of speech plus a still picture), so one cut at 4 s suffices.
     """
-    if encoding.keyint_s < 2 * _FIRST_FRAGMENT_S:
-        return {}
-    return {"force_key_frames": f"{_FIRST_FRAGMENT_S:g}", "forced-idr": 1}
+    if encoding.keyint_s >= 2 * _FIRST_FRAGMENT_S:
+        return {"force_key_frames": f"{_FIRST_FRAGMENT_S:g}", "forced-idr": 1}
+    if encoding.keyint_s > _SHORT_GOP_KEYS[0]:
+        return {"force_key_frames": ",".join(f"{at:g}" for at in _SHORT_GOP_KEYS), "forced-idr": 1}
+    return {}
 
 
 def plan_video(

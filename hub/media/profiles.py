@@ -48,12 +48,13 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Literal, Protocol
 
-ENCODER_REVISION = 4
+ENCODER_REVISION = 5
 """Goes up when hub.media.ffmpeg (or hub.media.quality's per-title choices) changes what a
 profile's command writes (muxing, filters) without a setting here changing: it is part of
 every :attr:`Profile.fingerprint`. 2: per-title plans (issue 14's quality floor). 3: each
 fragment's audio starts at its keyframe (hub.media.fmp4, issue 14's seeks). 4: a keyframe at
-4 s in long-GOP (slides) renditions, so the first fragment is short (issue 14's first frame)."""
+4 s in long-GOP (slides) renditions, so the first fragment is short (issue 14's first frame).
+5: keyframes at 2, 4 and 7 s in short-GOP (camera) renditions, for the same through MSE."""
 
 MediaKind = Literal["video", "audio", "image", "document"]
 """What an original is, as :func:`hub.media.ffmpeg.probe` classifies it."""
