@@ -172,10 +172,13 @@ def test_lesson_page_plays_and_prices_renditions(app: Flask, db: Session, lesson
     small = next(r for r in done.renditions if r.profile == "video-240p")
     assert f'<source src="/api/v1/blobs/{small.blob_sha256}?m={material.id}&amp;use=play"' in html
     assert "poster=" in html
-    # The player works without JavaScript; the one script only adds (speed, seeking in place).
+    # The player works without JavaScript; the scripts only add (stream.js: seeking through
+    # Media Source Extensions; player.js: speed, seeking in place), both deferred, no inline one.
     # (The JSON-LD block is data for harvesters, not a script.)
     scripts = re.findall(r"<script(?! type=\"application/ld\+json\")[^>]*>", html)
-    assert scripts == [re.search(r'<script src="/static/player\.js\?v=\w+" defer>', html)[0]]
+    assert scripts == [
+        re.search(rf'<script src="/static/{name}\.js\?v=\w+" defer>', html)[0] for name in ("stream", "player")
+    ]
     assert "256 kbit/s" in html and " 秒</td>" in html  # a few seconds' download for a 3 s clip
 
 
