@@ -169,7 +169,7 @@
     this.on("play", function () { self.wake(); });
     this.on("seeking", function () { self.seeking(); });
     this.on("timeupdate", function () { self.pump(); });
-    this.on("error", function () { if (!self.done) { self.fallback("media error " + (media.error && media.error.code)); } });
+    this.on("error", function () { if (!self.done) { self.fallback("media-error-" + (media.error && media.error.code)); } });
     media.setAttribute("data-stream", "mse");
     media.src = this.objectUrl;
   }
@@ -186,7 +186,8 @@
     URL.revokeObjectURL(this.objectUrl);
   };
 
-  /* Back to the plain URL, where the element was, playing if it was. */
+  /* Back to the plain URL, where the element was, playing if it was. `why` is a short code for
+     developers (data-stream and the console), never shown to the reader: no words to translate. */
   Stream.prototype.fallback = function (why) {
     if (this.done) { return; }
     var media = this.media;
@@ -195,7 +196,7 @@
     this.stop();
     media.hubStream = null;
     media.setAttribute("data-stream", "plain: " + why);
-    if (window.console) { window.console.warn("player: plain src (" + why + ")"); }
+    if (window.console) { window.console.warn("stream.js:", why); }
     if (at > 0) {
       media.addEventListener("loadedmetadata", function () { media.currentTime = at; }, { once: true });
     }
@@ -218,7 +219,7 @@
       }
       return response;
     }).then(function (response) {
-      if (response.status !== 206) { throw new Error("HTTP " + response.status + " for a range"); }
+      if (response.status !== 206) { throw new Error("range-http-" + response.status); }
       if (!self.resolved && response.url && response.url !== self.url) { self.resolved = response.url; }
       return response;
     });
@@ -252,7 +253,7 @@
     var self = this;
     this.buffer = this.source.addSourceBuffer(this.mime);
     this.buffer.addEventListener("updateend", function () { self.drain(); });
-    this.buffer.addEventListener("error", function () { self.fallback("SourceBuffer error"); });
+    this.buffer.addEventListener("error", function () { self.fallback("sourcebuffer-error"); });
     this.source.duration = this.fragments[this.fragments.length - 1].until;
     this.enqueue(this.head.subarray(0, this.initEnd), 0);  // ftyp and moov: no fragment's end
   };
@@ -278,18 +279,18 @@
       var top = boxes(b, 0, b.length);
       var moov = top.filter(function (x) { return x.type === "moov"; })[0];
       var sidxs = top.filter(function (x) { return x.type === "sidx" && x.end <= b.length; });
-      if (!moov || moov.end > b.length || !sidxs.length) { throw new Error("no moov and sidx at the start"); }
+      if (!moov || moov.end > b.length || !sidxs.length) { throw new Error("no-moov-sidx-at-start"); }
       var list = tracks(b, moov);
       var codecs = list.map(function (t) { return t.codec; });
-      if (!codecs.length || codecs.indexOf(null) >= 0) { throw new Error("codecs not read"); }
+      if (!codecs.length || codecs.indexOf(null) >= 0) { throw new Error("codecs-unread"); }
       var mime = (list.some(function (t) { return t.handler === "vide"; }) ? "video" : "audio") +
         '/mp4; codecs="' + codecs.join(",") + '"';
-      if (!window.MediaSource.isTypeSupported(mime)) { throw new Error("unsupported " + mime); }
+      if (!window.MediaSource.isTypeSupported(mime)) { throw new Error("unsupported: " + mime); }
       // Times from the video track's sidx (fragments start at its keyframes), else the first.
       var video = list.filter(function (t) { return t.handler === "vide"; })[0];
       var sidx = sidxs.filter(function (s) { return video && u32(b, s.body + 4) === video.id; })[0] || sidxs[0];
       self.fragments = fragments(b, sidx);
-      if (!self.fragments || !self.fragments.length) { throw new Error("an empty sidx"); }
+      if (!self.fragments || !self.fragments.length) { throw new Error("empty-sidx"); }
       self.head = b;
       self.initEnd = moov.end;
       self.mime = mime;
@@ -440,7 +441,7 @@
         return reader.read().then(function (chunk) {
           if (self.request !== request) { reader.cancel().catch(function () {}); return; }
           if (chunk.done) {
-            if (request.next < end) { throw new Error("a range ended early"); }
+            if (request.next < end) { throw new Error("range-ended-early"); }
             self.request = null;
             self.pump();
             return;
@@ -463,7 +464,7 @@
       if (media.hubStream) { media.hubStream.stop(); media.hubStream = null; }
       if (!window.MediaSource || !window.fetch || !window.AbortController || !url ||
           !/^https?:$/.test(window.location.protocol) || !window.MediaSource.isTypeSupported('video/mp4; codecs="avc1.42E01E,mp4a.40.2"')) {
-        media.setAttribute("data-stream", "plain: no MediaSource here");
+        media.setAttribute("data-stream", "plain: no-mediasource");
         return null;
       }
       media.hubStream = new Stream(media, url);
