@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.search.generate import Query, generate, make_queries
-from benchmarks.search.run import load_database
+from benchmarks.search.run import load_database, run_measured
 
 UNBOUNDED_MB = 1_000_000
 
@@ -34,19 +33,11 @@ def rebuild(data_dir: Path, budget_mb: int) -> tuple[float, float, int]:
     env = {**os.environ, "HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING"}
     env["HUB_SEARCH_REBUILD_MB"] = str(budget_mb)
     hub = Path(sys.executable).with_name("hub")
-    # A grandchild measures itself: RUSAGE_CHILDREN keeps the largest child ever waited for.
-    probe = (
-        "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
-    )
-    command = [sys.executable, "-c", probe, str(hub), "search", "rebuild"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    seconds, rss = (float(x) for x in done.stdout.split())
+    child = run_measured([str(hub), "search", "rebuild"], env)
     index = data_dir / "index"
     generation = (index / "CURRENT").read_text().strip()
     segments = len(list((index / generation).glob("*.seg")))
-    return seconds, rss, segments
+    return child.seconds, child.peak_mb, segments
 
 
 def query_p95(data_dir: Path, queries: list[Query]) -> float:

@@ -31,6 +31,7 @@ import cProfile
 import gc
 import hashlib
 import io
+import json
 import os
 import platform
 import pstats
@@ -233,24 +234,46 @@ def run_hub(app: Any, queries: list[Query], profile_dir: Path | None) -> EngineR
 
 
 def _rebuild_command(app: Any) -> tuple[float, int, float, float]:
-    """Rebuild with the product's own command in a child: (seconds, documents, its peak RSS in MB, CPU seconds).
-
-    A child of its own, so its peak memory is the rebuild's, not this process's (which
-    holds the whole generated catalog, and for the references every analysed document).
-    """
+    """Rebuild with the product's own command in a child: (seconds, documents, its peak RSS in MB, CPU seconds)."""
     settings = app.extensions["hub.settings"]
     env = {**os.environ, "HUB_DATA_DIR": str(settings.data_dir), "HUB_LOG_LEVEL": "WARNING"}
     hub = Path(sys.executable).with_name("hub")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run([str(hub), "search", "rebuild"], env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    if done.returncode != 0:
-        raise RuntimeError(f"hub search rebuild failed: {done.stderr.strip()}")
-    documents = int(done.stdout.split("rebuilt: ", 1)[1].split()[0])
-    return seconds, documents, after.ru_maxrss / 1024, cpu
+    child = run_measured([str(hub), "search", "rebuild"], env)
+    documents = int(child.stdout.split("rebuilt: ", 1)[1].split()[0])
+    return child.seconds, documents, child.peak_mb, child.cpu_s
+
+
+@dataclass
+class ChildRun:
+    seconds: float
+    peak_mb: float
+    cpu_s: float
+    stdout: str
+
+
+# Started from a small interpreter, the command's rusage is its own. Started straight from
+# this process it is not: subprocess starts children with vfork, and at exec Linux carries
+# the shared address space's high-water mark into the child's ru_maxrss, so a child of a
+# 3 GB benchmark process "peaks" at 3 GB even if it is `true` (this is how the 1,000,000-
+# lesson run of 2026-12-04 reported 2,796 MB for a rebuild: the benchmark process's size).
+_PROBE = (
+    "import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+    "done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print(json.dumps([done.returncode, time.perf_counter() - t, u.ru_maxrss / 1024, "
+    "u.ru_utime + u.ru_stime, done.stdout, done.stderr]))"
+)
+
+
+def run_measured(command: list[str], env: dict[str, str]) -> ChildRun:
+    """Run ``command`` to completion: its wall time, its own peak RSS and CPU time; raise if it fails."""
+    probe = subprocess.run([sys.executable, "-c", _PROBE, *command], env=env, capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise RuntimeError(f"{command[0]} could not be measured: {probe.stderr.strip()}")
+    returncode, seconds, peak_mb, cpu_s, stdout, stderr = json.loads(probe.stdout)
+    if returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {stderr.strip()}")
+    return ChildRun(seconds, peak_mb, cpu_s, stdout)
 
 
 def _dump(profiler: cProfile.Profile, path: Path) -> None:
