@@ -13,7 +13,7 @@ import click
 
 from hub.clitext import HubGroup
 from hub.config import ConfigError
-from hub.errors import HubError, render_text
+from hub.errors import HubError, Text, render_text
 from hub.uploads.terminal import _
 
 if TYPE_CHECKING:  # `hub --help` and a cron'd `hub sync pull` start fast: each command loads what it runs
@@ -56,7 +56,7 @@ def _session(app: Flask) -> Iterator[Session]:
         try:
             yield session
         except HubError as exc:
-            raise click.ClickException(_(exc.template, **exc.params)) from None
+            raise click.ClickException(render_text(Text(exc.template, **exc.params), _)) from None
 
 
 # Help texts are help=_(...), not docstrings: Click would show a docstring untranslated.

@@ -48,13 +48,40 @@ class Text(str):
     def localized(self) -> str:
         from flask_babel import gettext
 
-        return str(gettext(self.template, **self.params))
+        return str(gettext(self.template, **localized_values(self.params)))
+
+
+def localized_values(params: dict[str, object]) -> dict[str, object]:
+    """``params`` with each :class:`Text` among them (a reason inside a sentence) in the language of the moment."""
+    return {name: value.localized() if isinstance(value, Text) else value for name, value in params.items()}
+
+
+def details(message: object) -> list[str]:
+    """The operator's detail kept beside a reader's sentence (a socket's own words), however deep it sits.
+
+    A reason such as :func:`hub.sync.network.reason` keeps the exception's text as the value
+    ``detail``, which its template does not show: the reader gets a sentence in their
+    language, the log and the English column of a run get the words to look up.
+    """
+    if not isinstance(message, Text):
+        return []
+    found = [str(message.params["detail"])] if message.params.get("detail") else []
+    for value in message.params.values():
+        found += details(value)
+    return found
+
+
+def english(message: str) -> str:
+    """A message as an operator reads it: its English text with any details behind it in brackets."""
+    return str(message) + "".join(f" [{detail}]" for detail in details(message))
 
 
 def localize(message: str) -> str:
     """A message (a :class:`Text`, or a template marked with N_) in the language of the moment."""
     if isinstance(message, Text):
         return message.localized()
+    if not message:
+        return ""  # gettext("") is the catalog's header
     from flask_babel import gettext
 
     return str(gettext(message))
@@ -113,7 +140,7 @@ class HubError(Exception):
         """The message in the reader's language, for pages."""
         from flask_babel import gettext
 
-        return str(gettext(self.template, **self.params))
+        return str(gettext(self.template, **localized_values(self.params)))
 
     def localized_fields(self) -> dict[str, str]:
         """Each field's message in the reader's language, as a sentence that names the field by its label."""
@@ -284,7 +311,7 @@ def error_response(
     from flask import jsonify, render_template
     from flask_babel import gettext
 
-    text = str(gettext(message, **params))
+    text = str(gettext(message, **localized_values(params)))
     localized = localized_fields(fields or {})
     if _wants_json():
         return jsonify({"error": {"code": code, "message": text, "fields": localized}}), status

@@ -402,6 +402,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.jinja_env.filters.update(
         filesize=filesize, duration=duration, clock=clock, download_time=download_time, date=date, when=when
     )
+    from hub.errors import localize
+
+    app.jinja_env.filters["localize"] = localize  # a Text (a reason kept with its values) in the reader's language
     app.jinja_env.globals["quality_note"] = quality_note
 
     @app.context_processor

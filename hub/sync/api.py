@@ -27,7 +27,8 @@ from hub.accounts.auth import require_sync_client, require_user
 from hub.api import PREFIX, Strict, no_content, operation, parse_query
 from hub.config import Settings
 from hub.db import request_session
-from hub.errors import HubError, Invalid
+from hub.errors import HubError, Invalid, Text
+from hub.i18n import N_
 from hub.inputs import Cursor, Id
 from hub.media.storage import Storage
 from hub.sync import catalog, counts, servers, services
@@ -184,7 +185,7 @@ def create_subscription(body: SubscriptionIn) -> SubscriptionOut:
     user = require_sync_client()
     session = request_session()
     if body.grades is not None and body.subject is None:
-        raise Invalid("Grades go with a subject.", {"grades": "needs subject"})
+        raise Invalid(N_("Grades go with a subject."), {"grades": N_("needs subject")})
     sub = services.subscribe(
         session,
         user.school,
@@ -230,7 +231,9 @@ def get_manifest() -> Response:
     try:
         key = mf.load_private_key(settings.sync_signing_key)
     except HubError as exc:
-        raise NoSigningKey(f"This hub cannot sign manifests yet: {exc.message}") from None
+        raise NoSigningKey(
+            N_("This hub cannot sign manifests yet: %(reason)s"), reason=Text(exc.template, **exc.params)
+        ) from None
     session = request_session()
     envelope = services.issue_manifest(
         session,
@@ -331,7 +334,9 @@ def post_blob_batch(body: BlobBatchIn) -> Response:
     blobs = services.readable_blobs(session, actor, body.sha256)
     total = sum(b.size for b in blobs)
     if total > BATCH_MAX_BYTES:
-        raise Invalid(f"Ask for at most {BATCH_MAX_BYTES} bytes per batch; these are {total}.")
+        raise Invalid(
+            N_("Ask for at most %(most)d bytes per batch; these are %(total)d."), most=BATCH_MAX_BYTES, total=total
+        )
     sizes = [(b.sha256, b.size) for b in blobs]
     # Opened now, so a blob missing from storage fails the request before it starts.
     parts = [storage.open_range(sha, 0, None) for sha, _size in sizes]

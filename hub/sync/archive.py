@@ -42,7 +42,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol, cast
 
-from hub.errors import Invalid
+from hub.errors import Invalid, Text
+from hub.i18n import N_
 
 FAT32_LIMIT = 4 * 1024**3 - 1
 """The largest file a FAT32 drive holds: 4 GiB minus one byte."""
@@ -96,26 +97,38 @@ class BundleSource(Protocol):
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a safe relative POSIX path inside a bundle, else raise BundleError."""
     if not name:
-        raise BundleError("The bundle holds an entry with an empty name.")
+        raise BundleError(N_("The bundle holds an entry with an empty name."))
     shown = repr(name[:200])
     if len(name) > _MAX_NAME:
-        raise BundleError(f"The bundle entry {shown} has a name longer than {_MAX_NAME} characters.")
+        raise BundleError(
+            N_("The bundle entry %(name)s has a name longer than %(most)s characters."), name=shown, most=_MAX_NAME
+        )
     if name.startswith("/"):
-        raise BundleError(f"The bundle entry {shown} has an absolute path.")
+        raise BundleError(N_("The bundle entry %(name)s has an absolute path."), name=shown)
     bad = sorted(set(name) & _FORBIDDEN)
     if bad:
         raise BundleError(
-            f"The bundle entry {shown} contains {', '.join(repr(c) for c in bad)}, "
-            "which is not allowed in bundle names (backslashes, drive letters, characters FAT32 cannot store)."
+            N_(
+                "The bundle entry %(name)s contains %(characters)s, which is not allowed in bundle names "
+                "(backslashes, drive letters, characters FAT32 cannot store)."
+            ),
+            name=shown,
+            characters=", ".join(repr(c) for c in bad),
         )
     for part in name.split("/"):
         if part in ("", ".", ".."):
-            raise BundleError(f"The bundle entry {shown} has an empty, '.' or '..' path component.")
+            raise BundleError(N_("The bundle entry %(name)s has an empty, '.' or '..' path component."), name=shown)
         if len(part) > _MAX_COMPONENT:
-            raise BundleError(f"The bundle entry {shown} has a path component longer than {_MAX_COMPONENT}.")
+            raise BundleError(
+                N_("The bundle entry %(name)s has a path component longer than %(most)s."),
+                name=shown,
+                most=_MAX_COMPONENT,
+            )
         if part[-1] in ". ":
             # FAT32 and Windows drop a trailing dot or space: "a." and "a" would be the same file.
-            raise BundleError(f"The bundle entry {shown} has a path component ending in a dot or a space.")
+            raise BundleError(
+                N_("The bundle entry %(name)s has a path component ending in a dot or a space."), name=shown
+            )
     return name
 
 
@@ -134,7 +147,10 @@ def _fold(files: list[str], directories: Iterable[str]) -> dict[str, list[str]]:
         # FAT32 drives (and macOS, Windows) do not tell case apart.
         key = name.casefold()
         if key in seen:
-            raise BundleError(f"The bundle holds {name!r} twice (names that differ only in case count as the same).")
+            raise BundleError(
+                N_("The bundle holds %(name)s twice (names that differ only in case count as the same)."),
+                name=repr(name),
+            )
         seen[key] = name
 
     singles: dict[str, str] = {}
@@ -149,14 +165,19 @@ def _fold(files: list[str], directories: Iterable[str]) -> dict[str, list[str]]:
         logical, index, suffix = part
         validate_name(logical)
         if suffix != f"{index:03d}":
-            raise BundleError(f"The bundle part {name!r} is not numbered like {logical}.{index:03d}.")
+            raise BundleError(
+                N_("The bundle part %(name)s is not numbered like %(name2)s.%(index)s."),
+                name=repr(name),
+                name2=logical,
+                index=f"{index:03d}",
+            )
         parts.setdefault(logical, {})[index] = name
         order.setdefault(logical)
 
     folded: dict[str, list[str]] = {}
     for logical in order:
         if logical in singles and logical in parts:
-            raise BundleError(f"The bundle holds {logical!r} both whole and split into parts.")
+            raise BundleError(N_("The bundle holds %(name)s both whole and split into parts."), name=repr(logical))
         if logical in singles:
             folded[logical] = [singles[logical]]
             continue
@@ -164,7 +185,10 @@ def _fold(files: list[str], directories: Iterable[str]) -> dict[str, list[str]]:
         for index in range(len(numbered)):
             if index not in numbered:
                 raise BundleError(
-                    f"The bundle is missing {logical}.{index:03d}: the parts of {logical!r} are not contiguous."
+                    N_("The bundle is missing %(name)s.%(index)s: the parts of %(name2)s are not contiguous."),
+                    name=logical,
+                    index=f"{index:03d}",
+                    name2=repr(logical),
                 )
         folded[logical] = [numbered[i] for i in range(len(numbered))]
 
@@ -174,7 +198,7 @@ def _fold(files: list[str], directories: Iterable[str]) -> dict[str, list[str]]:
     parents.update(directories)
     clash = sorted((set(folded) | set(files)) & parents)
     if clash:
-        raise BundleError(f"The bundle entry {clash[0]!r} is both a file and a directory.")
+        raise BundleError(N_("The bundle entry %(name)s is both a file and a directory."), name=repr(clash[0]))
     return folded
 
 
@@ -194,8 +218,12 @@ class _Budget:
             if count > self.left:
                 self.left = 0
                 raise BundleError(
-                    f"Reading {name!r} goes over the limit of {self.max_bytes:,} bytes for this bundle "
-                    "(counted as decompressed, whatever sizes the archive declares)."
+                    N_(
+                        "Reading %(name)s goes over the limit of %(most)s bytes for this bundle "
+                        "(counted as decompressed, whatever sizes the archive declares)."
+                    ),
+                    name=repr(name),
+                    most=f"{self.max_bytes:,}",
                 )
             self.left -= count
 
@@ -211,8 +239,17 @@ _DAMAGED = (
 )
 
 
-def _damaged(what: str, exc: BaseException) -> BundleError:
-    return BundleError(f"The bundle {what} cannot be read: {exc}")
+def _damaged(where: str, exc: BaseException) -> BundleError:
+    """A bundle that cannot be read at ``where`` (a file's name, the archive, its path), and why, in a few words.
+
+    The library's own words (zlib's, tarfile's, the drive's errno) stay as the detail for the technician.
+    """
+    if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.errno is not None:
+        why = N_("the drive could not read it (a bad sector, or the drive was pulled out)")
+    else:
+        why = N_("its data is damaged or it is not a bundle")
+    reason = Text(why, detail=f"{type(exc).__name__}: {exc}")
+    return BundleError(N_("The bundle cannot be read at %(where)s: %(reason)s."), where=where, reason=reason)
 
 
 class _JoinedReader(io.RawIOBase):
@@ -282,7 +319,7 @@ class _Source:
     def open(self, name: str) -> BinaryIO:
         stored = self._folded.get(name)
         if stored is None:
-            raise BundleError(f"The bundle has no file {name!r}.")
+            raise BundleError(N_("The bundle has no file %(name)s."), name=repr(name))
         openers: list[Callable[[], IO[bytes]]] = [partial(self._open_stored, part) for part in stored]
         return io.BufferedReader(_JoinedReader(name, openers, self._budget, self._lock), buffer_size=_CHUNK)
 
@@ -292,7 +329,7 @@ class _Source:
 
 def _count(entries: int, max_entries: int) -> None:
     if entries > max_entries:
-        raise BundleError(f"The bundle holds more than {max_entries:,} entries.")
+        raise BundleError(N_("The bundle holds more than %(most)s entries."), most=f"{max_entries:,}")
 
 
 class _DirectorySource(_Source):
@@ -318,13 +355,17 @@ class _DirectorySource(_Source):
             # O_NONBLOCK: a fifo put in a file's place must not hang the import.
             fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=at)
         except OSError as exc:
-            raise BundleError(f"The bundle file {name!r} cannot be opened (is it a link?): {exc.strerror}") from exc
+            raise BundleError(
+                N_("The bundle file %(name)s cannot be opened (is it a link?)."),
+                name=repr(name),
+                detail=f"{type(exc).__name__}: {exc}",
+            ) from exc
         finally:
             for fd_ in fds:
                 os.close(fd_)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise BundleError(f"The bundle entry {name!r} is not a regular file.")
+            raise BundleError(N_("The bundle entry %(name)s is not a regular file."), name=repr(name))
         return os.fdopen(fd, "rb", buffering=0)
 
     def close(self) -> None:
@@ -344,14 +385,18 @@ def _walk(root: Path, max_entries: int) -> tuple[list[str], list[str]]:
             _count(len(files) + len(directories) + 1, max_entries)
             name = validate_name(f"{prefix}/{entry.name}" if prefix else entry.name)
             if entry.is_symlink():
-                raise BundleError(f"The bundle entry {name!r} is a symbolic link; bundles may not contain links.")
+                raise BundleError(
+                    N_("The bundle entry %(name)s is a symbolic link; bundles may not contain links."), name=repr(name)
+                )
             if entry.is_dir(follow_symlinks=False):
                 directories.append(name)
                 pending.append(name)
             elif entry.is_file(follow_symlinks=False):
                 files.append(name)
             else:
-                raise BundleError(f"The bundle entry {name!r} is a device, fifo or socket, not a file.")
+                raise BundleError(
+                    N_("The bundle entry %(name)s is a device, fifo or socket, not a file."), name=repr(name)
+                )
     files.sort()
     return files, directories
 
@@ -363,7 +408,7 @@ class _ZipSource(_Source):
         try:
             self._zip = zipfile.ZipFile(path)
         except _DAMAGED as exc:
-            raise _damaged("ZIP file", exc) from exc
+            raise _damaged(Path(path).name, exc) from exc
         try:
             infos = self._zip.infolist()
             _count(len(infos), max_entries)
@@ -394,14 +439,19 @@ def _check_zip_entry(info: zipfile.ZipInfo) -> None:
     # zipfile turns backslashes into slashes on Windows only; look at the raw name too.
     name = info.orig_filename
     if "\\" in name:
-        raise BundleError(f"The bundle entry {name[:200]!r} contains a backslash.")
+        raise BundleError(N_("The bundle entry %(name)s contains a backslash."), name=repr(name[:200]))
     kind = stat.S_IFMT(info.external_attr >> 16)
     if kind == stat.S_IFLNK:
-        raise BundleError(f"The bundle entry {name[:200]!r} is a symbolic link; bundles may not contain links.")
+        raise BundleError(
+            N_("The bundle entry %(name)s is a symbolic link; bundles may not contain links."),
+            name=repr(name[:200]),
+        )
     if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-        raise BundleError(f"The bundle entry {name[:200]!r} is a device, fifo or socket, not a file.")
+        raise BundleError(
+            N_("The bundle entry %(name)s is a device, fifo or socket, not a file."), name=repr(name[:200])
+        )
     if info.flag_bits & 0x1:
-        raise BundleError(f"The bundle entry {name[:200]!r} is encrypted.")
+        raise BundleError(N_("The bundle entry %(name)s is encrypted."), name=repr(name[:200]))
 
 
 def _check_zip_directory(raw: IO[bytes], max_entries: int) -> None:
@@ -412,22 +462,24 @@ def _check_zip_directory(raw: IO[bytes], max_entries: int) -> None:
     tail = raw.read(tail_size)
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or len(tail) - at < 22:
-        raise BundleError("The bundle is not a readable ZIP file (no end of central directory).")
+        raise BundleError(N_("The bundle is not a readable ZIP file (no end of central directory)."))
     _, _, _, _, entries, directory_size, _, _ = struct.unpack("<4s4H2LH", tail[at : at + 22])
     if entries == 0xFFFF or directory_size == 0xFFFFFFFF:
         # ZIP64: the real counts are in the ZIP64 end record the locator points to.
         locator = tail[at - 20 : at] if at >= 20 else b""
         if len(locator) != 20 or not locator.startswith(b"PK\x06\x07"):
-            raise BundleError("The bundle is not a readable ZIP file (bad ZIP64 locator).")
+            raise BundleError(N_("The bundle is not a readable ZIP file (bad ZIP64 locator)."))
         (offset,) = struct.unpack("<Q", locator[8:16])
         raw.seek(offset)
         record = raw.read(56)
         if len(record) != 56 or not record.startswith(b"PK\x06\x06"):
-            raise BundleError("The bundle is not a readable ZIP file (bad ZIP64 end record).")
+            raise BundleError(N_("The bundle is not a readable ZIP file (bad ZIP64 end record)."))
         entries, directory_size = struct.unpack("<2Q", record[32:48])
     _count(entries, max_entries)
     if directory_size > max_entries * _MAX_CENTRAL_RECORD:
-        raise BundleError(f"The bundle's ZIP directory is larger than {max_entries:,} entries can need.")
+        raise BundleError(
+            N_("The bundle's ZIP directory is larger than %(most)s entries can need."), most=f"{max_entries:,}"
+        )
 
 
 class _TarSource(_Source):
@@ -456,7 +508,7 @@ class _TarSource(_Source):
                 except BundleError:
                     raise
                 except _DAMAGED as exc:
-                    raise _damaged("tar file", exc) from exc
+                    raise _damaged(path.name, exc) from exc
                 if member is None:
                     break
                 entries += 1
@@ -487,11 +539,11 @@ def _check_tar_member(member: tarfile.TarInfo) -> str:
     name = member.name
     shown = repr(name[:200])
     if member.issym() or member.islnk():
-        raise BundleError(f"The bundle entry {shown} is a link; bundles may not contain links.")
+        raise BundleError(N_("The bundle entry %(name)s is a link; bundles may not contain links."), name=shown)
     if member.ischr() or member.isblk() or member.isfifo():
-        raise BundleError(f"The bundle entry {shown} is a device or fifo, not a file.")
+        raise BundleError(N_("The bundle entry %(name)s is a device or fifo, not a file."), name=shown)
     if not (member.isreg() or member.isdir()) or member.issparse():
-        raise BundleError(f"The bundle entry {shown} is not a plain file or directory.")
+        raise BundleError(N_("The bundle entry %(name)s is not a plain file or directory."), name=shown)
     return validate_name(name.rstrip("/") if member.isdir() else name)
 
 
@@ -520,7 +572,9 @@ class _BoundedStream:
         self._limit = limit
 
     def _refuse(self) -> BundleError:
-        return BundleError(f"The bundle's tar stream is longer than its limit of {self._limit:,} bytes allows.")
+        return BundleError(
+            N_("The bundle's tar stream is longer than its limit of %(most)s bytes allows."), most=f"{self._limit:,}"
+        )
 
     def read(self, size: int = -1) -> bytes:
         position = self._stream.tell()
@@ -556,7 +610,7 @@ def _kind(path: Path) -> str:
         return "zip"
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")) or head[257:262] == b"ustar":
         return "tar"
-    raise BundleError(f"{path} is not a bundle directory, ZIP file or tar file.")
+    raise BundleError(N_("%(path)s is not a bundle directory, ZIP file or tar file."), path=path)
 
 
 @contextmanager
@@ -571,7 +625,7 @@ def open_bundle(path: Path, *, max_bytes: int, max_entries: int) -> Iterator[Bun
         if path.is_dir():
             source = _DirectorySource(path, max_bytes, max_entries)
         elif not path.is_file():
-            raise BundleError(f"{path} is not a bundle directory or archive file.")
+            raise BundleError(N_("%(path)s is not a bundle directory or archive file."), path=path)
         elif _kind(path) == "zip":
             source = _ZipSource(path, max_bytes, max_entries)
         else:
@@ -594,11 +648,11 @@ _FILE_MODE = 0o644
 def _inside(root: Path, name: str) -> Path:
     validate_name(name)
     if _part_of(name) is not None:
-        raise BundleError(f"{name!r} would be read back as a split part; choose another name.")
+        raise BundleError(N_("%(name)s would be read back as a split part; choose another name."), name=repr(name))
     target = root / name
     # A directory inside root that is a symlink could still lead out of it.
     if not target.parent.resolve().is_relative_to(root.resolve()):
-        raise BundleError(f"{name!r} would be written outside {root}.")
+        raise BundleError(N_("%(name)s would be written outside %(root)s."), name=repr(name), root=root)
     return target
 
 
@@ -616,7 +670,7 @@ def write_file(root: Path, name: str, chunks: Iterable[bytes], part_bytes: int =
     target = _inside(root, name)
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.parent.resolve().is_relative_to(root.resolve()):
-        raise BundleError(f"{name!r} would be written outside {root}.")
+        raise BundleError(N_("%(name)s would be written outside %(root)s."), name=repr(name), root=root)
 
     temps: list[Path] = []
     try:
@@ -695,7 +749,9 @@ def pack(root: Path, archive_path: Path) -> None:
     archive_path = Path(archive_path)
     suffix = archive_path.name.lower()
     if archive_path.resolve().is_relative_to(root.resolve()):
-        raise BundleError(f"{archive_path} is inside the bundle {root}; write it elsewhere.")
+        raise BundleError(
+            N_("%(path)s is inside the bundle %(root)s; write it elsewhere."), path=archive_path, root=root
+        )
     files, _ = _walk(root, max_entries=2**63)
     fd, temp_name = tempfile.mkstemp(dir=archive_path.parent, prefix=".tmp-", suffix=".pack")
     temp = Path(temp_name)
@@ -711,7 +767,9 @@ def pack(root: Path, archive_path: Path) -> None:
                     for name in files:
                         tar.add(root / name, arcname=name, recursive=False, filter=_anonymous)
             else:
-                raise BundleError(f"{archive_path.name}: bundle archives end in .zip, .tar, .tar.gz or .tgz.")
+                raise BundleError(
+                    N_("%(name)s: bundle archives end in .zip, .tar, .tar.gz or .tgz."), name=archive_path.name
+                )
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temp, _FILE_MODE)

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from hub.accounts.models import Pairing, School
 from hub.config import Settings
 from hub.db import get_database, utcnow
-from hub.errors import HubError, Invalid
+from hub.errors import HubError, Invalid, Text
 from hub.i18n import N_
 from hub.locks import LockBusy, file_lock
 from hub.media.storage import Storage, is_sha256
@@ -50,6 +50,7 @@ from hub.sync import manifest as mf
 from hub.sync.calendar import PARTIAL
 from hub.sync.client import Progress, PullOptions, PullReport, apply_manifest, sync_lock_path
 from hub.sync.models import MirrorCourse, SyncRun
+from hub.uploads.terminal import _
 
 MANIFEST_NAME = "manifest.json"
 ACK_NAME = "counts-ack.json"
@@ -139,15 +140,19 @@ def read_state_file(path: Path) -> StateFile:
     try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError) as exc:
-        raise Invalid(f"{path} is not a readable state file: {exc}") from None
+        raise Invalid(
+            N_("%(path)s is not a readable state file."), path=path, detail=f"{type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or not isinstance(data.get("blobs"), list):
-        raise Invalid(f"{path} is not a state file written by `hub sync status --state-out`.")
+        raise Invalid(N_("%(path)s is not a state file written by `hub sync status --state-out`."), path=path)
     blobs = data["blobs"]
     if not all(is_sha256(b) for b in blobs):
-        raise Invalid(f"{path} lists something that is not a sha256.")
+        raise Invalid(N_("%(path)s lists something that is not a sha256."), path=path)
     counts, server = data.get("counts"), data.get("server")
     if counts is not None and not (isinstance(counts, dict) and isinstance(counts.get("counts"), list)):
-        raise Invalid(f"{path}: its download counts are not a report written by `hub sync status --state-out`.")
+        raise Invalid(
+            N_("%(path)s: its download counts are not a report written by `hub sync status --state-out`."), path=path
+        )
     return StateFile(set(blobs), counts, server if isinstance(server, dict) else None)
 
 
@@ -190,7 +195,7 @@ def receive_state(app: Flask, school_name: str, state: StateFile) -> StateReceiv
         try:
             parts = [counts.CountReportIn.model_validate(p) for p in counts.report_parts(state.counts, limits.max_rows)]
         except (ValidationError, KeyError, TypeError):
-            raise Invalid("The state file's download counts are not a report this hub can read.") from None
+            raise Invalid(N_("The state file's download counts are not a report this hub can read.")) from None
         for part in parts:
             # Commits batch by batch; usage rows are recorded as come by USB.
             received = counts.receive_counts(session, school, part, limits, source="usb")
@@ -276,19 +281,23 @@ def export_bundle(
             public_key = key.public_key()
         else:
             if not settings.upstream_public_key:
-                raise Invalid("Name the school to export for (--school), or run this on a synced school server.")
+                raise Invalid(N_("Name the school to export for (--school), or run this on a synced school server."))
             public_key = mf.load_public_key(settings.upstream_public_key)
             found = services.stored_manifest(session, public_key)
             if found is None:
-                raise Invalid("This school server has not synced yet: there is no manifest to export.")
+                raise Invalid(N_("This school server has not synced yet: there is no manifest to export."))
             index, envelope = found
             held = services.held_entries(session, [c.id for c in index.courses])
             bodies = {cid: body for cid, (body, _issued) in held.items()}
     absent = [c.id for c in index.courses if c.id not in bodies]
     if absent:
         raise HubError(
-            f"{len(absent)} courses of the manifest (first: {absent[0]}) are not applied on this hub yet; "
-            "sync first, then export."
+            N_(
+                "%(courses)d courses of the manifest (first: %(first)s) are not applied on this hub yet; "
+                "sync first, then export."
+            ),
+            courses=len(absent),
+            first=absent[0],
         )
     document = mf.document(envelope, [bodies[c.id] for c in index.courses])
     # Checked like an import checks it: an entry that does not match the index is never carried.
@@ -307,7 +316,10 @@ def export_bundle(
             written["left_out"] += 1
             continue
         if not storage.exists(sha):
-            raise HubError(f"Blob {sha[:12]}… of the manifest is not in this hub's storage; the bundle is incomplete.")
+            raise HubError(
+                N_("Blob %(file)s of the manifest is not in this hub's storage; the bundle is incomplete."),
+                file=f"{sha[:12]}…",
+            )
         todo.append(file)
 
     def copy(file: mf.ManifestFile) -> None:
@@ -339,7 +351,7 @@ def _files_still_coming(database: Any, manifest: mf.Manifest) -> set[str]:
 def _read_limited(stream: IO[bytes], limit: int) -> bytes:
     data = stream.read(limit + 1)
     if len(data) > limit:
-        raise archive.BundleError("The bundle's manifest is larger than any this hub accepts.")
+        raise archive.BundleError(N_("The bundle's manifest is larger than any this hub accepts."))
     return data
 
 
@@ -353,14 +365,16 @@ def import_bundle(app: Flask, path: Path, *, out: IO[str], options: PullOptions 
     """
     settings: Settings = app.extensions["hub.settings"]
     if not settings.upstream_public_key:
-        raise Invalid("Set HUB_UPSTREAM_PUBLIC_KEY (the upstream's public key) before importing bundles.")
+        raise Invalid(N_("Set HUB_UPSTREAM_PUBLIC_KEY (the upstream's public key) before importing bundles."))
     public_key = mf.load_public_key(settings.upstream_public_key)
     options = options or PullOptions.from_settings(settings, report_counts=False)
     try:
         with file_lock(sync_lock_path(settings)):
             return _import_locked(app, path, public_key, options, out)
     except LockBusy:
-        return PullReport("failed", "A `hub sync pull` or another import is running; try again when it has finished.")
+        return PullReport(
+            "failed", Text(N_("A `hub sync pull` or another import is running; try again when it has finished."))
+        )
 
 
 def _import_locked(
@@ -398,7 +412,11 @@ def _import(
     # First look: only the manifest, with a budget that fits nothing else.
     with archive.open_bundle(path, max_bytes=mf.MAX_DOCUMENT_BYTES, max_entries=_first_look_entries()) as source:
         if MANIFEST_NAME not in source.names():
-            raise archive.BundleError(f"{path} has no {MANIFEST_NAME}: not a bundle, or its export did not finish.")
+            raise archive.BundleError(
+                N_("%(path)s has no %(name)s: not a bundle, or its export did not finish."),
+                path=path,
+                name=MANIFEST_NAME,
+            )
         with source.open(MANIFEST_NAME) as stream:
             document = _read_limited(stream, mf.MAX_DOCUMENT_BYTES)
         carried = ACK_NAME in source.names()
@@ -416,23 +434,34 @@ def _import(
             strangers = sorted(set(names) - allowed)
             if strangers:
                 raise archive.BundleError(
-                    f"The bundle holds {len(strangers)} entries its manifest does not list "
-                    f"(first: {strangers[0][:100]!r}); nothing was imported."
+                    N_(
+                        "The bundle holds %(entries)d entries its manifest does not list (first: %(first)s); "
+                        "nothing was imported."
+                    ),
+                    entries=len(strangers),
+                    first=repr(strangers[0][:100]),
                 )
             session.commit()  # the manifest is accepted only once the bundle's contents are known to be its own
             present = set(names)
-            out.write(f"bundle manifest version {manifest.version}: {len(manifest.courses)} courses\n")
+            out.write(
+                _(
+                    "bundle manifest version %(version)s: %(courses)s courses",
+                    version=manifest.version,
+                    courses=len(manifest.courses),
+                )
+                + "\n"
+            )
             if carried:
                 _acknowledge_carried(session, source, out)
 
-            def store_missing(missing: dict[str, mf.ManifestFile], progress: Progress) -> dict[str, str]:
-                failures: dict[str, str] = {}
+            def store_missing(missing: dict[str, mf.ManifestFile], progress: Progress) -> dict[str, Text]:
+                failures: dict[str, Text] = {}
                 pending: deque[tuple[str, Future[None]]] = deque()
 
                 def settle(sha: str, future: Future[None]) -> None:
                     exc = future.exception()
                     if isinstance(exc, services.BlobMismatch):
-                        failures[sha] = exc.message
+                        failures[sha] = wording.from_error(exc)
                     elif exc is not None:
                         raise exc
 
@@ -442,7 +471,7 @@ def _import(
                     for sha, file in missing.items():
                         name = blob_name(sha)
                         if name not in present:
-                            failures[sha] = "not in this bundle"
+                            failures[sha] = Text(N_("not in this bundle"))
                             continue
                         with source.open(name) as stream:
                             counted = cast(IO[bytes], _Counting(stream, progress))
@@ -482,12 +511,17 @@ def _acknowledge_carried(session: Session, source: Any, out: IO[str]) -> None:
     except (ValueError, RecursionError):
         carried = None
     if not isinstance(carried, dict):
-        out.write("the bundle's acknowledgement of download counts is unreadable; they go with the next state file\n")
+        out.write(
+            _("the bundle's acknowledgement of download counts is unreadable; they go with the next state file") + "\n"
+        )
         return
     acknowledged = counts.acknowledge_carried_report(session, carried)
     session.commit()
     if acknowledged:
-        out.write(f"the upstream recorded {acknowledged} downloads from this school's state file\n")
+        out.write(
+            _("the upstream recorded %(downloads)s downloads from this school's state file", downloads=acknowledged)
+            + "\n"
+        )
 
 
 IN_MEMORY_BYTES = 8 * 1024 * 1024

@@ -469,7 +469,8 @@ def _public_json(base_url: str, path: str) -> Any:
     import urllib.error
     import urllib.request
 
-    from hub.errors import HubError
+    from hub.errors import HubError, Text
+    from hub.sync import network
 
     if not base_url.startswith(("http://", "https://")):
         raise HubError(N_("The upstream's textbooks could not be read (%(reason)s)."), reason=base_url)
@@ -478,14 +479,28 @@ def _public_json(base_url: str, path: str) -> Any:
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - http(s) only, checked above
             raw = response.read(MAX_BOOK_BYTES + 1)
-    except (OSError, urllib.error.URLError) as exc:
-        raise HubError(N_("The upstream's textbooks could not be read (%(reason)s)."), reason=str(exc)) from None
+    except urllib.error.HTTPError as exc:
+        reason = network.answered(exc.code)
+        raise HubError(N_("The upstream's textbooks could not be read (%(reason)s)."), reason=reason) from None
+    except urllib.error.URLError as exc:  # the socket's error inside
+        cause = exc.reason if isinstance(exc.reason, BaseException) else exc
+        reason = network.reason(cause, url)
+        raise HubError(N_("The upstream's textbooks could not be read (%(reason)s)."), reason=reason) from None
+    except OSError as exc:
+        raise HubError(
+            N_("The upstream's textbooks could not be read (%(reason)s)."), reason=network.reason(exc, url)
+        ) from None
     if len(raw) > MAX_BOOK_BYTES:
-        raise HubError(N_("The upstream's textbooks could not be read (%(reason)s)."), reason="too large")
+        raise HubError(
+            N_("The upstream's textbooks could not be read (%(reason)s)."),
+            reason=Text(N_("larger than any this hub accepts")),
+        )
     try:
         data = json.loads(raw)
     except ValueError:
-        raise HubError(N_("The upstream's textbooks could not be read (%(reason)s)."), reason="not JSON") from None
+        raise HubError(
+            N_("The upstream's textbooks could not be read (%(reason)s)."), reason=Text(N_("not JSON data"))
+        ) from None
     return data if isinstance(data, dict) else {}
 
 

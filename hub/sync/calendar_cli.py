@@ -12,6 +12,7 @@ import click
 
 from hub.clitext import HubGroup
 from hub.errors import HubError
+from hub.sync import wording
 from hub.uploads.terminal import _
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def _app() -> Flask:
 
 
 def _fail(exc: HubError) -> click.ClickException:
-    return click.ClickException(_(exc.template, **exc.params))
+    return click.ClickException(wording.render(wording.from_error(exc), _))
 
 
 def _today(app: Flask) -> date:
@@ -78,7 +79,7 @@ def calendar_set(textbook: str, start: date) -> None:
                 brought = calendar.fetch_books(session, upstream, [textbook])
                 session.commit()
             except HubError as exc:
-                click.echo(_(exc.template, **exc.params), err=True)
+                click.echo(wording.render(wording.from_error(exc), _), err=True)
                 return
             if brought:
                 click.echo(_("Textbook %(textbook)s fetched from the upstream.", textbook=textbook))

@@ -30,7 +30,8 @@ def _app(*, schema: bool = True) -> Flask:
 
 
 def _fail(exc: HubError) -> click.ClickException:
-    return click.ClickException(_(exc.template, **exc.params))
+    # A reason inside the sentence (why the upstream could not be reached) is translated too.
+    return click.ClickException(wording.render(wording.from_error(exc), _))
 
 
 # -- keys ------------------------------------------------------------------------------
@@ -298,7 +299,7 @@ def sync_pull(max_rate: str | None, window: str | None, parallel: int | None, ma
         rate = parse_rate(max_rate) if max_rate else None
         parsed_window = Window.parse(window) if window else None
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.BadParameter(wording.render(exc.args[0], _)) from None
     app = _app()
     options = PullOptions.from_settings(
         app.extensions["hub.settings"], max_rate=rate, window=parsed_window, parallel=parallel, max_bytes=cap

@@ -60,9 +60,10 @@ from hub.media import services as media_services
 from hub.media.downloads import MIRROR_HEADER
 from hub.media.storage import Storage
 from hub.media.storage.local import LocalStorage
-from hub.sync import calendar, counts, servers, services, wording
+from hub.sync import calendar, counts, network, servers, services, wording
 from hub.sync import manifest as mf
 from hub.sync.models import MirrorCourse, SyncRun
+from hub.uploads.terminal import _
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,12 @@ class SyncError(HubError):
 
 
 class UpstreamRefused(SyncError):
-    """The upstream answered an error status (`answered`): the message is its own."""
+    """The upstream answered an error status (`answered`); `said` is its own message, in the language asked for."""
 
-    def __init__(self, message: str, answered: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, answered: int, said: str = "", **params: object) -> None:
+        super().__init__(message, None, **params)
         self.answered = answered
+        self.said = said
 
 
 class Stopped(Exception):
@@ -116,9 +118,11 @@ class Window:
             start = datetime.strptime(first.strip(), "%H:%M").time()
             end = datetime.strptime(second.strip(), "%H:%M").time()
         except ValueError:
-            raise ValueError(f"a window is HH:MM-HH:MM, e.g. 22:00-06:00, not {text!r}") from None
+            raise ValueError(
+                Text(N_("a window is HH:MM-HH:MM, e.g. 22:00-06:00, not %(text)s"), text=repr(text))
+            ) from None
         if start == end:
-            raise ValueError("a window needs different start and end times")
+            raise ValueError(Text(N_("a window needs different start and end times")))
         return cls(start, end)
 
     def contains(self, moment: clock) -> bool:
@@ -149,10 +153,12 @@ def parse_rate(text: str) -> int:
     try:
         number = float(value[: len(value) - len(unit)])
     except ValueError:
-        raise ValueError(f"a rate is bytes per second like 500k or 2M, not {text!r}") from None
+        raise ValueError(
+            Text(N_("a rate is bytes per second like 500k or 2M, not %(text)s"), text=repr(text))
+        ) from None
     rate = int(number * _RATE_UNITS[unit])
     if rate < 1024:
-        raise ValueError("a rate below 1k per second would never finish a video")
+        raise ValueError(Text(N_("a rate below 1k per second would never finish a video")))
     return rate
 
 
@@ -163,9 +169,9 @@ def parse_size(text: str) -> int:
     try:
         number = float(value[: len(value) - len(unit)])
     except ValueError:
-        raise ValueError(f"a size is bytes like 300M or 2G, not {text!r}") from None
+        raise ValueError(Text(N_("a size is bytes like 300M or 2G, not %(text)s"), text=repr(text))) from None
     if number < 0:
-        raise ValueError("a size cannot be negative")
+        raise ValueError(Text(N_("a size cannot be negative")))
     return int(number * _RATE_UNITS[unit])
 
 
@@ -254,9 +260,14 @@ class Progress:
         rate = self.transferred / elapsed
         left = max(self.bytes_total - self.bytes_done, 0)
         eta = _duration(left / rate) if rate > 0 else "?"
-        return (
-            f"{_size(self.bytes_done)} / {_size(self.bytes_total)}, "
-            f"{self.files_done}/{self.files_total} files, {_size(rate)}/s, {eta} left"
+        return _(
+            "%(done)s / %(total)s, %(files_done)s/%(files_total)s files, %(rate)s/s, %(eta)s left",
+            done=_size(self.bytes_done),
+            total=_size(self.bytes_total),
+            files_done=self.files_done,
+            files_total=self.files_total,
+            rate=_size(rate),
+            eta=eta,
         )
 
 
@@ -329,16 +340,17 @@ def _copy_progress(run: SyncRun, progress: Progress) -> None:
 class Upstream:
     """The upstream hub over HTTP: one keep-alive connection per thread, bearer token on each request."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = TIMEOUT) -> None:
+    def __init__(self, base_url: str, token: str, timeout: float = TIMEOUT, language: str | None = None) -> None:
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SyncError(f"HUB_UPSTREAM_URL must be an http(s) URL, not {base_url!r}.")
+            raise SyncError(N_("HUB_UPSTREAM_URL must be an http(s) URL, not %(url)s."), url=repr(base_url))
         self.scheme = parts.scheme
         self.host = parts.hostname
         self.port = parts.port
         self.prefix = parts.path
         self.token = token
         self.timeout = timeout
+        self.language = language
         self._local = threading.local()
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -360,6 +372,8 @@ class Upstream:
     ) -> http.client.HTTPResponse:
         """Send a request on this thread's connection (reconnecting once if the server closed it)."""
         all_headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json", **(headers or {})}
+        if self.language:  # the upstream's own messages (a refused subscription) in the reader's language
+            all_headers.setdefault("Accept-Language", self.language)
         if body is not None:
             all_headers.setdefault("Content-Type", "application/json")
         for attempt in (1, 2):
@@ -381,15 +395,22 @@ class Upstream:
             raw = response.read()
         except (OSError, http.client.HTTPException) as exc:
             self.reset()
-            raise SyncError(f"The upstream could not be reached ({exc}).") from None
+            raise SyncError(
+                N_("The upstream could not be reached: %(reason)s."), reason=network.reason(exc, f"{method} {path}")
+            ) from None
         if response.status >= 400:
+            said = _error_message(raw)
             raise UpstreamRefused(
-                f"The upstream answered {response.status} to {method} {path}: {_error_message(raw)}", response.status
+                N_("The upstream refused %(request)s: %(reason)s."),
+                response.status,
+                said,
+                request=f"{method} {path}",
+                reason=network.answered(response.status, said),
             )
         try:
             return json.loads(raw) if raw else None
         except ValueError:
-            raise SyncError(f"The upstream's answer to {path} is not JSON.") from None
+            raise SyncError(N_("The upstream's answer to %(path)s is not JSON."), path=path) from None
 
     def manifest(self, known_version: int | None = None) -> bytes | None:
         """The signed manifest (index), or None when it is still `known_version` (HTTP 304)."""
@@ -401,7 +422,10 @@ class Upstream:
         if status == 304 and known_version is not None:
             return None
         if status != 200:
-            raise SyncError(f"The upstream refused the manifest ({status}): {_error_message(raw)}")
+            raise SyncError(
+                N_("The upstream refused the manifest: %(reason)s."),
+                reason=network.answered(status, _error_message(raw)),
+            )
         return raw
 
     def entries(self, course_ids: list[int], since: datetime | None) -> dict[int, tuple[bytes, Any]]:
@@ -413,14 +437,17 @@ class Upstream:
         path = "/api/v1/sync/courses" + WITH_EXTRAS
         status, raw = self.fetch("POST", path, json.dumps(body).encode(), headers, MAX_ENTRIES_BYTES)
         if status != 200:
-            raise SyncError(f"The upstream refused the course entries ({status}): {_error_message(raw)}")
+            raise SyncError(
+                N_("The upstream refused the course entries: %(reason)s."),
+                reason=network.answered(status, _error_message(raw)),
+            )
         found: dict[int, tuple[bytes, Any]] = {}
         for line in raw.splitlines():
             try:
                 data = json.loads(line)
                 found[int(data["id"])] = (line, data)
             except (ValueError, KeyError, TypeError, RecursionError):
-                raise SyncError("The upstream's course entries are not JSON lines.") from None
+                raise SyncError(N_("The upstream's course entries are not JSON lines.")) from None
         return found
 
     def fetch(
@@ -434,9 +461,11 @@ class Upstream:
                 self.reset()
         except (OSError, http.client.HTTPException) as exc:
             self.reset()
-            raise SyncError(f"The upstream could not be reached ({exc}).") from None
+            raise SyncError(
+                N_("The upstream could not be reached: %(reason)s."), reason=network.reason(exc, f"{method} {path}")
+            ) from None
         if len(raw) > limit:
-            raise SyncError(f"The upstream's answer to {path} is larger than any this hub accepts.")
+            raise SyncError(N_("The upstream's answer to %(path)s is larger than any this hub accepts."), path=path)
         if (response.getheader("Content-Encoding") or "").lower() == "gzip":
             raw = gunzip_bounded(raw, limit)
         return response.status, raw
@@ -462,9 +491,9 @@ def gunzip_bounded(data: bytes, limit: int) -> bytes:
     try:
         out = decompressor.decompress(data, limit + 1)
     except zlib.error as exc:
-        raise SyncError(f"The upstream's compressed answer is damaged ({exc}).") from None
+        raise SyncError(N_("The upstream's compressed answer is damaged."), detail=f"zlib: {exc}") from None
     if len(out) > limit or decompressor.unconsumed_tail:
-        raise SyncError("The upstream's answer decompresses to more than any this hub accepts.")
+        raise SyncError(N_("The upstream's answer decompresses to more than any this hub accepts."))
     return out
 
 
@@ -521,7 +550,12 @@ def fetch_blob(transfer: Transfer, file: mf.ManifestFile) -> None:
         except (OSError, http.client.HTTPException) as exc:
             transfer.upstream.reset()
             if attempt == ATTEMPTS:
-                raise SyncError(f"Could not download {file.sha256[:12]}… after {ATTEMPTS} tries: {exc}") from None
+                raise SyncError(
+                    N_("Could not download %(file)s after %(tries)d tries: %(reason)s."),
+                    file=f"{file.sha256[:12]}…",
+                    tries=ATTEMPTS,
+                    reason=network.reason(exc, f"GET {file.sha256[:12]}…"),
+                ) from None
             time.sleep(min(0.2 * 2**attempt, 5))
     try:
         with partial.open("rb") as f:
@@ -570,11 +604,20 @@ def _fetch_into(transfer: Transfer, file: mf.ManifestFile, partial: Path) -> Non
         raise http.client.HTTPException("the upstream does not have the bytes resumed from; starting over")
     elif response.status != 200:
         raw = response.read()
-        raise SyncError(f"The upstream answered {response.status} for {file.sha256[:12]}…: {_error_message(raw)}")
+        raise SyncError(
+            N_("The upstream could not send %(file)s: %(reason)s."),
+            file=f"{file.sha256[:12]}…",
+            reason=network.answered(response.status, _error_message(raw)),
+        )
     length = int(response.getheader("Content-Length") or file.size - have)
     if have + length != file.size:
         response.read()
-        raise SyncError(f"The upstream's {file.sha256[:12]}… is {have + length} bytes, the manifest says {file.size}.")
+        raise SyncError(
+            N_("The upstream's %(file)s is %(size)d bytes, the manifest says %(expected)d."),
+            file=f"{file.sha256[:12]}…",
+            size=have + length,
+            expected=file.size,
+        )
     transfer.partial_dir.mkdir(parents=True, exist_ok=True)
     with partial.open("ab" if have else "wb") as out:
         transfer.read_into(response, out, length, digest)
@@ -596,7 +639,8 @@ def _check_digest(digest: Any, file: mf.ManifestFile, partial: Path) -> None:
     if digest.hexdigest() != file.sha256:
         partial.unlink(missing_ok=True)
         raise services.BlobMismatch(
-            f"The bytes received for {file.sha256[:12]}… do not match their hash: refused, nothing kept."
+            N_("The bytes received for %(file)s do not match their hash: refused, nothing kept."),
+            file=f"{file.sha256[:12]}…",
         )
 
 
@@ -613,11 +657,14 @@ def fetch_batch(transfer: Transfer, files: list[mf.ManifestFile]) -> None:
             transfer.upstream.reset()
             if attempt == ATTEMPTS:
                 raise SyncError(
-                    f"Could not download {len(remaining)} small files after {ATTEMPTS} tries: {exc}"
+                    N_("Could not download %(files)d small files after %(tries)d tries: %(reason)s."),
+                    files=len(remaining),
+                    tries=ATTEMPTS,
+                    reason=network.reason(exc, "POST /api/v1/sync/blobs"),
                 ) from None
             time.sleep(min(0.2 * 2**attempt, 5))
     if remaining:
-        raise SyncError(f"The upstream did not send {len(remaining)} of the files asked for.")
+        raise SyncError(N_("The upstream did not send %(files)d of the files asked for."), files=len(remaining))
 
 
 def _fetch_batch_once(transfer: Transfer, files: list[mf.ManifestFile]) -> list[mf.ManifestFile]:
@@ -626,7 +673,9 @@ def _fetch_batch_once(transfer: Transfer, files: list[mf.ManifestFile]) -> list[
     if response.status != 200:
         raw = response.read()
         raise SyncError(
-            f"The upstream refused a batch of {len(files)} files ({response.status}): {_error_message(raw)}"
+            N_("The upstream refused a batch of %(files)d files: %(reason)s."),
+            files=len(files),
+            reason=network.answered(response.status, _error_message(raw)),
         )
     wanted = {f.sha256: f for f in files}
     remaining = dict(wanted)
@@ -637,7 +686,7 @@ def _fetch_batch_once(transfer: Transfer, files: list[mf.ManifestFile]) -> list[
     batch_context = transfer.storage.batch()
     batch = batch_context.__enter__()
     try:
-        for _ in range(len(files)):
+        for _file in range(len(files)):
             header = response.readline(200)
             if not header:
                 break
@@ -648,7 +697,11 @@ def _fetch_batch_once(transfer: Transfer, files: list[mf.ManifestFile]) -> list[
                 raise http.client.HTTPException(f"bad batch header {header[:80]!r}") from None
             file = wanted.get(sha)
             if file is None or size != file.size:
-                raise SyncError(f"The upstream sent {sha[:12]}… ({size} bytes), which was not asked for.")
+                raise SyncError(
+                    N_("The upstream sent %(file)s (%(size)d bytes), which was not asked for."),
+                    file=f"{sha[:12]}…",
+                    size=size,
+                )
             buffer = io.BytesIO()
             transfer.read_into(response, buffer, size)
             buffer.seek(0)
@@ -673,7 +726,7 @@ def _fetch_batch_once(transfer: Transfer, files: list[mf.ManifestFile]) -> list[
 
 def download(
     transfer: Transfer, missing: dict[str, mf.ManifestFile], parallel: int, *, in_order: bool = False
-) -> dict[str, str]:
+) -> dict[str, Text]:
     """Fetch every missing blob; returns the failures (sha256 → reason). Raises Stopped when the window closed.
 
     Without `in_order`, large files start first (the longest downloads overlap the most);
@@ -700,7 +753,7 @@ def download(
         current.append(file)
         current_bytes += file.size
     jobs = [(job, shas or [f.sha256 for f in job.args[1]]) for job, shas in jobs]
-    failures: dict[str, str] = {}
+    failures: dict[str, Text] = {}
     stopped = False
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="sync-fetch") as pool:
         futures = {pool.submit(job): shas for job, shas in jobs}
@@ -712,7 +765,7 @@ def download(
                     stopped = True
                 except HubError as exc:
                     for sha in futures[future]:
-                        failures[sha] = exc.message
+                        failures[sha] = wording.from_error(exc)
         except BaseException:
             transfer.stop.set()  # Ctrl-C: let the threads finish their current chunk and go
             raise
@@ -767,11 +820,13 @@ def pull(
     """
     settings: Settings = app.extensions["hub.settings"]
     if not settings.upstream_url:
-        raise SyncError("This hub is not a mirror: set HUB_UPSTREAM_URL and HUB_UPSTREAM_PUBLIC_KEY.")
+        raise SyncError(N_("This hub is not a mirror: set HUB_UPSTREAM_URL and HUB_UPSTREAM_PUBLIC_KEY."))
     if not settings.upstream_token:
         raise SyncError(
-            "Set HUB_UPSTREAM_TOKEN to a sync token of this school's user on the upstream "
-            "(`hub token create EMAIL --kind sync` there)."
+            N_(
+                "Set HUB_UPSTREAM_TOKEN to a sync token of this school's user on the upstream "
+                "(`hub token create EMAIL --kind sync` there)."
+            )
         )
     public_key = mf.load_public_key(settings.upstream_public_key)
     out = out or sys.stderr
@@ -791,7 +846,13 @@ def pull(
                 ),
             )
         print(
-            f"sync window {options.window} ({settings.timezone}): it is {local:%H:%M}, it closes in {_duration(left)}",
+            _(
+                "sync window %(window)s (%(zone)s): it is %(time)s, it closes in %(left)s",
+                window=str(options.window),
+                zone=settings.timezone,
+                time=f"{local:%H:%M}",
+                left=_duration(left),
+            ),
             file=out,
         )
         deadline = time.monotonic() + left
@@ -865,8 +926,14 @@ def _run(
             index = _accept(database, envelope, public_key)
         report.manifest_version = index.version
         out.write(
-            f"manifest version {index.version}: {len(index.courses)} courses; "
-            f"{changes} catalog changes upstream since the last pull\n"
+            _(
+                "manifest version %(version)s: %(courses)s courses; "
+                "%(changes)s catalog changes upstream since the last pull",
+                version=index.version,
+                courses=len(index.courses),
+                changes=changes,
+            )
+            + "\n"
         )
         manifest, unfetched = fetch_entries(upstream, database, index, out)
         if unfetched:
@@ -877,7 +944,10 @@ def _run(
             if newer is not None:
                 index = _accept(database, newer, public_key)
                 report.manifest_version = index.version
-                out.write(f"the catalog changed during this pull; manifest version {index.version}\n")
+                out.write(
+                    _("the catalog changed during this pull; manifest version %(version)s", version=index.version)
+                    + "\n"
+                )
                 manifest, unfetched = fetch_entries(upstream, database, index, out, fetched=manifest)
         _fetch_calendar_books(database, app.extensions["hub.settings"].upstream_url, out)
         if options.report_counts:
@@ -922,10 +992,11 @@ def _fetch_calendar_books(database: Database, upstream_url: str, out: IO[str]) -
             brought = calendar.fetch_books(session, upstream_url, keys)
             session.commit()
         except HubError as exc:
-            out.write(f"textbooks of the teaching calendars not fetched ({exc.message})\n")
+            reason = wording.render(wording.from_error(exc), _)
+            out.write(_("textbooks of the teaching calendars not fetched (%(reason)s)", reason=reason) + "\n")
             return
     if brought:
-        out.write(f"textbooks of the teaching calendars fetched: {', '.join(brought)}\n")
+        out.write(_("textbooks of the teaching calendars fetched: %(books)s", books=_(", ").join(brought)) + "\n")
 
 
 def _accept(database: Database, envelope: bytes, public_key: Ed25519PublicKey) -> mf.Index:
@@ -1008,7 +1079,14 @@ def fetch_entries(
                 continue
             bodies[listed.id], courses[listed.id] = found
     if need:
-        out.write(f"{len(courses)} course entries fetched ({patched} as changes to the entry held)\n")
+        out.write(
+            _(
+                "%(entries)s course entries fetched (%(patched)s as changes to the entry held)",
+                entries=len(courses),
+                patched=patched,
+            )
+            + "\n"
+        )
     ordered = [courses[c.id] for c in index.courses if c.id in courses]
     return mf.Manifest(index=index, courses=ordered, bodies=bodies), unfetched
 
@@ -1026,7 +1104,7 @@ def _entry(
 ) -> tuple[bytes, mf.ManifestCourse] | None:
     """(canonical bytes, entry) from one answer line; None when a patch does not fit what is held."""
     if answer is None:
-        raise mf.ManifestRefused("the upstream did not send its entry (withdrawn or changed meanwhile); next pull")
+        raise mf.ManifestRefused(N_("the upstream did not send its entry (withdrawn or changed meanwhile); next pull"))
     line, data = answer
     if isinstance(data, dict) and "entry" in data and line.startswith(_ENTRY_PREFIX):
         # The entry's bytes as the upstream hashed them: no need to encode them again.
@@ -1048,7 +1126,7 @@ def apply_manifest(
     run_id: int,
     fetcher: Upstream | None,
     deadline: float | None = None,
-    store_missing: Callable[[dict[str, mf.ManifestFile], Progress], dict[str, str]] | None = None,
+    store_missing: Callable[[dict[str, mf.ManifestFile], Progress], dict[str, Text]] | None = None,
     unfetched: Sequence[str] = (),
 ) -> PullReport:
     """Plan, fetch what is missing (from `fetcher`, or with `store_missing` for a bundle), apply, tidy up.
@@ -1091,16 +1169,19 @@ def apply_manifest(
             logged.files_total, logged.bytes_total = len(fetching), sum(f.size for f in fetching.values())
         session.commit()
     progress = Progress(files_total=len(fetching), bytes_total=sum(f.size for f in fetching.values()))
-    failures: dict[str, str] = {}
+    failures: dict[str, Text] = {}
     stopped = False
+    waiting = _("byte cap: %(files)s files wait for the next run", files=len(capped)) + "\n"
     if capped and not fetching:
-        out.write(f"byte cap: {len(capped)} files wait for the next run\n")
+        out.write(waiting)
     if fetching:
-        out.write(f"{len(fetching)} files to fetch ({_size(progress.bytes_total)})\n")
+        out.write(
+            _("%(files)s files to fetch (%(size)s)", files=len(fetching), size=_size(progress.bytes_total)) + "\n"
+        )
         if schedule:
-            out.write(f"teaching calendar: {len(due_first)} files of the lessons due first\n")
+            out.write(_("teaching calendar: %(files)s files of the lessons due first", files=len(due_first)) + "\n")
         if capped:
-            out.write(f"byte cap: {len(capped)} files wait for the next run\n")
+            out.write(waiting)
         with Reporter(progress, database, run_id, out):
             try:
                 if store_missing is not None:
@@ -1173,9 +1254,7 @@ def apply_manifest(
                 )
                 continue
             if absent:
-                reasons = {failures[s] for s in absent if s in failures}
-                # The reasons are the transfer's own (network, hash), without a message id.
-                why = "; ".join(sorted(reasons)) if reasons else Text(N_("not fetched before the run stopped"))
+                why = _first_reason([failures[s] for s in absent if s in failures])
                 held = ", ".join(repr(title) for title in _lessons_needing(entry, set(absent)))
                 report.skipped.append(
                     Text(
@@ -1265,6 +1344,17 @@ def apply_manifest(
             unchanged=report.courses_unchanged,
         )
     return report
+
+
+def _first_reason(reasons: Sequence[Text]) -> Text:
+    """Why a course's files are missing: the first distinct reason, and how many others there were."""
+    distinct = sorted(set(reasons))
+    if not distinct:
+        return Text(N_("not fetched before the run stopped"))
+    first = next(r for r in reasons if r == distinct[0])  # the Text itself, with its template and values
+    if len(distinct) == 1:
+        return first
+    return Text(N_("%(reason)s, and %(others)d other reasons"), reason=first, others=len(distinct) - 1)
 
 
 def _order_missing(
@@ -1368,9 +1458,10 @@ def _index_applied(app: Flask, course_ids: list[int], out: IO[str]) -> None:
         with get_database(app).session() as session:
             search.index_courses(session, app.extensions["hub.search"], course_ids, wait=INDEX_WAIT)
     except search.IndexBusy as exc:
-        out.write(f"search index not updated ({exc}); `hub search rebuild` catches it up\n")
+        log.info("search index not updated: %s", exc)
+        out.write(_("search index not updated; `hub search rebuild` catches it up") + "\n")
         return
-    out.write(f"search index updated: {len(course_ids)} courses\n")
+    out.write(_("search index updated: %(courses)s courses", courses=len(course_ids)) + "\n")
 
 
 def _drop_stale_partials(partial_dir: Path, missing: dict[str, mf.ManifestFile]) -> None:
@@ -1425,9 +1516,9 @@ def send_counts(database: Database, upstream: Upstream, rows: int = REPORT_ROWS)
             if exc.answered == 413 and rows > 1:
                 rows = max(1, rows // 2)
                 continue
-            return _counts_note(sent, added, exc.message)
+            return _counts_note(sent, added, wording.from_error(exc))
         except SyncError as exc:
-            return _counts_note(sent, added, exc.message)
+            return _counts_note(sent, added, wording.from_error(exc))
         with database.session() as session:
             report = counts.acknowledge_count_report(session, part)
             session.commit()
@@ -1437,16 +1528,16 @@ def send_counts(database: Database, upstream: Upstream, rows: int = REPORT_ROWS)
     return _counts_note(sent, added, used=used)
 
 
-def _counts_note(sent: int, added: int, failure: str = "", used: int = 0) -> str:
-    note = f"sent {sent} downloads upstream ({added} counted)" if sent else ""
+def _counts_note(sent: int, added: int, failure: Text | None = None, used: int = 0) -> str:
+    """What the pull's output says about the counts, in the terminal's language."""
+    notes = [_("sent %(sent)s downloads upstream (%(added)s counted)", sent=sent, added=added)] if sent else []
     if used:
         # Plays, downloads and course ZIPs per lesson (hub.reach), in the same report.
-        uses = f"sent {used} plays, downloads and course ZIPs per lesson upstream"
-        note = f"{note}; {uses}" if note else uses
-    if failure:
-        unsent = f"download counts not sent ({failure}); they go with the next pull"
-        return f"{note}; {unsent}" if note else unsent
-    return note
+        notes.append(_("sent %(used)s plays, downloads and course ZIPs per lesson upstream", used=used))
+    if failure is not None:
+        reason = wording.render(failure, _)
+        notes.append(_("download counts not sent (%(reason)s); they go with the next pull", reason=reason))
+    return _("; ").join(notes)
 
 
 def status(app: Flask) -> dict[str, Any]:

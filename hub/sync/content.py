@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, has_request_context
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -40,11 +40,11 @@ from hub.accounts.models import School
 from hub.catalog.models import Course
 from hub.config import Settings
 from hub.db import get_database, utcnow
-from hub.errors import Conflict, HubError
-from hub.i18n import N_
+from hub.errors import Conflict, HubError, Text
+from hub.i18n import N_, current_locale
 from hub.locks import LockBusy, file_lock
 from hub.media.storage.local import LocalStorage
-from hub.sync import services, wording
+from hub.sync import network, services, wording
 from hub.sync.catalog import CatalogOut
 from hub.sync.client import (
     WITH_EXTRAS,
@@ -92,7 +92,7 @@ class Catalog:
     offer: CatalogOut | None
     fetched_at: datetime | None
     problem: str = ""  # "" | "unreachable" | "refused" | "invalid"
-    detail: str = ""  # the technical reason, for the technician
+    detail: str = ""  # why, in a few words (a Text, translated where shown; its own detail for the technician)
 
 
 def _cache_path(settings: Settings) -> Path:
@@ -133,7 +133,9 @@ def _upstream(settings: Settings, timeout: float = CATALOG_TIMEOUT) -> Upstream:
         raise NotAMirror(
             N_("Set HUB_UPSTREAM_TOKEN to a sync token of this school's user on the upstream to change subscriptions.")
         )
-    return Upstream(settings.upstream_url, settings.upstream_token, timeout=timeout)
+    # Asked in the reader's language: the upstream's own words (a refused subscription) are shown as they come.
+    language = current_locale() if has_request_context() else None
+    return Upstream(settings.upstream_url, settings.upstream_token, timeout=timeout, language=language)
 
 
 def upstream_catalog(settings: Settings, *, refresh: bool = False) -> Catalog:
@@ -154,16 +156,18 @@ def upstream_catalog(settings: Settings, *, refresh: bool = False) -> Catalog:
             "GET", "/api/v1/sync/catalog" + WITH_EXTRAS, None, {"Accept-Encoding": "gzip"}, MAX_CATALOG_BYTES
         )
     except NotAMirror as exc:
-        return Catalog(kept.offer, kept.fetched_at, "refused", exc.message)
+        return Catalog(kept.offer, kept.fetched_at, "refused", wording.from_error(exc))
     except SyncError as exc:
-        return Catalog(kept.offer, kept.fetched_at, "unreachable", exc.message)
+        return Catalog(kept.offer, kept.fetched_at, "unreachable", wording.from_error(exc))
     if status != 200:
-        return Catalog(kept.offer, kept.fetched_at, "refused", f"HTTP {status}: {raw[:200].decode(errors='replace')}")
+        reason = network.answered(status, raw[:200].decode(errors="replace"))
+        return Catalog(kept.offer, kept.fetched_at, "refused", reason)
     try:
         data = json.loads(gunzip_bounded(raw, MAX_CATALOG_BYTES) if raw[:2] == b"\x1f\x8b" else raw)
         offer = CatalogOut.model_validate(data)
     except (ValueError, ValidationError, SyncError) as exc:
-        return Catalog(kept.offer, kept.fetched_at, "invalid", str(exc)[:300])
+        reason = Text(N_("the upstream's catalog is not one this hub can read"), detail=str(exc)[:300])
+        return Catalog(kept.offer, kept.fetched_at, "invalid", reason)
     _write_cache(settings, data, now)
     _stale_path(settings).unlink(missing_ok=True)
     return Catalog(offer, now)
@@ -204,11 +208,12 @@ def _change(settings: Settings, method: str, path: str, body: dict[str, Any] | N
     try:
         _upstream(settings).json(method, path, body)
     except UpstreamRefused as exc:
-        raise UpstreamUnavailable(N_("The upstream refused the change: %(reason)s"), reason=exc.message) from None
+        said = exc.said or wording.from_error(exc)  # the upstream's own message, in the language asked for
+        raise UpstreamUnavailable(N_("The upstream refused the change: %(reason)s"), reason=said) from None
     except SyncError as exc:
         raise UpstreamUnavailable(
             N_("The upstream could not be reached; nothing changed. Try again when the link is up (%(reason)s)."),
-            reason=exc.message,
+            reason=wording.from_error(exc),
         ) from None
     finally:
         # Whatever happened, the next page view asks the upstream what is subscribed now.

@@ -103,7 +103,8 @@ from sqlalchemy.orm import Session, joinedload
 
 from hub.accounts.models import School
 from hub.catalog.models import Course, Lesson, Material
-from hub.errors import HubError
+from hub.errors import HubError, Text
+from hub.i18n import N_
 from hub.media.chapters import MAX_CHAPTERS, clean_chapters
 from hub.media.models import Blob, Rendition
 from hub.media.profiles import original_stands_in
@@ -147,6 +148,11 @@ class ManifestRefused(HubError):
 
     status = 422
     code = "manifest_refused"
+
+
+def _first_line(exc: Exception) -> str:
+    """A validator's message, for the technician (hub.errors.details): its first line is enough."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 # -- the payload, validated ----------------------------------------------------------
@@ -856,7 +862,7 @@ def entry_from(data: Any, expected: IndexCourse) -> ManifestCourse:
     try:
         body = canonical_json(data)
     except (TypeError, ValueError, RecursionError):
-        raise ManifestRefused(f"The entry of course {expected.id} is not JSON data.") from None
+        raise ManifestRefused(N_("The entry of course %(id)s is not JSON data."), id=expected.id) from None
     return entry_from_bytes(body, expected, data)
 
 
@@ -864,7 +870,8 @@ def entry_from_bytes(body: bytes, expected: IndexCourse, data: Any = None) -> Ma
     """A course entry from its canonical bytes, if they hash to the revision the signed index gives."""
     if hashlib.sha256(body).hexdigest() != expected.revision:
         raise ManifestRefused(
-            f"The entry of course {expected.id} does not match the signed index (its sha256 differs): refused."
+            N_("The entry of course %(id)s does not match the signed index (its sha256 differs): refused."),
+            id=expected.id,
         )
     try:
         parsed = json.loads(body) if data is None else data
@@ -872,9 +879,11 @@ def entry_from_bytes(body: bytes, expected: IndexCourse, data: Any = None) -> Ma
             raise ValueError("not an entry")
         course = ManifestCourse.model_validate({**parsed, "revision": expected.revision})
     except (ValueError, ValidationError) as exc:
-        raise ManifestRefused(f"The entry of course {expected.id} is not valid: {exc}".splitlines()[0]) from None
+        raise ManifestRefused(
+            N_("The entry of course %(id)s is not valid."), id=expected.id, detail=_first_line(exc)
+        ) from None
     if course.id != expected.id or course.version != expected.version:
-        raise ManifestRefused(f"The entry of course {expected.id} is not the one the signed index lists.")
+        raise ManifestRefused(N_("The entry of course %(id)s is not the one the signed index lists."), id=expected.id)
     return course
 
 
@@ -924,11 +933,13 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
-        raise HubError(f"There is no signing key at {path}; run `hub keys generate`.") from None
+        raise HubError(N_("There is no signing key at %(path)s; run `hub keys generate`."), path=str(path)) from None
     except ValueError as exc:
-        raise HubError(f"The signing key at {path} cannot be read: {exc}") from None
+        raise HubError(
+            N_("The signing key at %(path)s cannot be read."), path=str(path), detail=_first_line(exc)
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise HubError(f"The signing key at {path} is not an Ed25519 key.")
+        raise HubError(N_("The signing key at %(path)s is not an Ed25519 key."), path=str(path))
     return key
 
 
@@ -945,9 +956,9 @@ def load_public_key(text: str) -> Ed25519PublicKey:
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("not base64") from None
+        raise ValueError(Text(N_("not base64"))) from None
     if len(raw) != 32:
-        raise ValueError("an Ed25519 public key is 32 bytes (44 base64 characters)")
+        raise ValueError(Text(N_("an Ed25519 public key is 32 bytes (44 base64 characters)")))
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
@@ -996,14 +1007,14 @@ def verify(
     never reach the validator.
     """
     if len(envelope_bytes) > MAX_ENVELOPE_BYTES:
-        raise ManifestRefused("The manifest is larger than any this hub accepts.")
+        raise ManifestRefused(N_("The manifest is larger than any this hub accepts."))
     newline = envelope_bytes.find(b"\n", 0, _MAX_HEADER)
     try:
         if newline < 0:
             raise ValueError("no header line")
         envelope = _Envelope.model_validate(json.loads(envelope_bytes[:newline]))
     except (ValueError, UnicodeDecodeError, ValidationError):
-        raise ManifestRefused("The manifest is not signed (no valid signature header).") from None
+        raise ManifestRefused(N_("The manifest is not signed (no valid signature header).")) from None
     payload = envelope_bytes[newline + 1 :]
     try:
         if hashlib.sha256(payload).hexdigest() != envelope.sha256:
@@ -1012,22 +1023,30 @@ def verify(
         public_key.verify(signature, _SIGNED_PREFIX + envelope.sha256.encode())
     except (binascii.Error, ValueError, InvalidSignature):
         raise ManifestRefused(
-            "The manifest's signature does not match the upstream's public key (HUB_UPSTREAM_PUBLIC_KEY): "
-            "it was altered, or signed by another key."
+            N_(
+                "The manifest's signature does not match the upstream's public key (HUB_UPSTREAM_PUBLIC_KEY): "
+                "it was altered, or signed by another key."
+            )
         ) from None
     try:
         manifest = Index.model_validate_json(payload)
     except (ValueError, ValidationError) as exc:
-        raise ManifestRefused(f"The signed manifest is not a valid manifest: {exc}".splitlines()[0]) from None
+        raise ManifestRefused(N_("The signed manifest is not a valid manifest."), detail=_first_line(exc)) from None
     if len({c.id for c in manifest.courses}) != len(manifest.courses):
-        raise ManifestRefused("The signed manifest lists a course twice.")
+        raise ManifestRefused(N_("The signed manifest lists a course twice."))
     if not_older_than is not None and manifest.version < not_older_than:
         raise ManifestRefused(
-            f"The manifest is version {manifest.version}, older than version {not_older_than} already seen: "
-            "a replay of an old state."
+            N_(
+                "The manifest is version %(version)d, older than version %(seen)d already seen: "
+                "a replay of an old state."
+            ),
+            version=manifest.version,
+            seen=not_older_than,
         )
     if manifest.expires_at <= now:
-        raise ManifestRefused(f"The manifest expired at {_iso(manifest.expires_at)}; fetch or export a fresh one.")
+        raise ManifestRefused(
+            N_("The manifest expired at %(when)s; fetch or export a fresh one."), when=_iso(manifest.expires_at)
+        )
     return manifest
 
 
@@ -1044,11 +1063,11 @@ def verify_document(
 ) -> tuple[Manifest, bytes]:
     """The manifest a document carries and its signed envelope; every entry checked against the index."""
     if len(data) > MAX_DOCUMENT_BYTES:
-        raise ManifestRefused("The manifest is larger than any this hub accepts.")
+        raise ManifestRefused(N_("The manifest is larger than any this hub accepts."))
     first = data.find(b"\n", 0, _MAX_HEADER)
     second = data.find(b"\n", first + 1) if first >= 0 else -1
     if second < 0:
-        raise ManifestRefused("The manifest is not signed (no valid signature header).")
+        raise ManifestRefused(N_("The manifest is not signed (no valid signature header)."))
     envelope = data[:second]
     index = verify(envelope, public_key, not_older_than=not_older_than, now=now)
     lines = data[second + 1 :].split(b"\n")
@@ -1056,7 +1075,9 @@ def verify_document(
         lines.pop()
     if len(lines) != len(index.courses):
         raise ManifestRefused(
-            f"The manifest holds {len(lines)} course entries; its signed index lists {len(index.courses)}."
+            N_("The manifest holds %(entries)d course entries; its signed index lists %(listed)d."),
+            entries=len(lines),
+            listed=len(index.courses),
         )
     courses = [entry_from_bytes(line, listed) for line, listed in zip(lines, index.courses, strict=True)]
     bodies = {listed.id: line for line, listed in zip(lines, index.courses, strict=True)}

@@ -101,7 +101,11 @@ def report_quietly(app: Flask, upstream: Upstream, via: str) -> str:
     try:
         send_report(app, upstream, via)
     except SyncError as exc:
-        return f"state not reported upstream ({exc.message}); it goes with the next pull"
+        from hub.sync import wording
+        from hub.uploads.terminal import _
+
+        reason = wording.render(wording.from_error(exc), _)
+        return _("state not reported upstream (%(reason)s); it goes with the next pull", reason=reason)
     return ""
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from hub.accounts.models import Pairing, School, User
 from hub.catalog.models import Course, Lesson, Material
 from hub.db import utcnow
-from hub.errors import Conflict, HubError, Invalid, NotFound, Text
+from hub.errors import Conflict, HubError, Invalid, NotFound, Text, english
 from hub.i18n import N_
 from hub.inputs import parse_int
 from hub.media.models import Blob, Rendition
@@ -95,19 +95,26 @@ def subscribe(
     """
     given = [course_id is not None, subject is not None, paired_with is not None, textbook is not None]
     if sum(given) != 1:
-        raise Invalid("Subscribe to exactly one of: a course, a subject with grades, a paired school or a textbook.")
+        raise Invalid(
+            N_("Subscribe to exactly one of: a course, a subject with grades, a paired school or a textbook.")
+        )
     values: dict[str, Any]
     if course_id is not None:
         course = session.get(Course, course_id)
         if course is None or course.status != "published":
-            raise NotFound(f"There is no published course {course_id}.")
+            raise NotFound(N_("There is no published course %(id)s."), id=course_id)
         values = {"kind": "course", "course_id": course_id}
     elif subject is not None:
         if subject not in SUBJECTS:
-            raise Invalid(f"Unknown subject {subject!r}; use one of {', '.join(SUBJECTS)}.", {"subject": "unknown"})
+            raise Invalid(
+                N_("Unknown subject %(subject)s; use one of %(subjects)s."),
+                {"subject": N_("unknown")},
+                subject=repr(subject),
+                subjects=", ".join(SUBJECTS),
+            )
         low, high = grades or (1, 9)
         if not 1 <= low <= high <= 9:
-            raise Invalid("Grades are a range A-B within 1-9, A not above B.", {"grades": "1-9"})
+            raise Invalid(N_("Grades are a range A-B within 1-9, A not above B."), {"grades": "1-9"})
         values = {"kind": "subject", "subject": subject, "grade_min": low, "grade_max": high}
     elif textbook is not None:
         from hub.textbooks.models import Textbook
@@ -122,14 +129,18 @@ def subscribe(
         if famous is None and school_id is not None:
             famous = session.get(School, school_id)
         if famous is None:
-            raise NotFound(f"There is no school {paired_with!r}.")
+            raise NotFound(N_("There is no school %(name)s."), name=repr(paired_with))
         paired = session.scalar(
             select(Pairing.id).where(Pairing.famous_school_id == famous.id, Pairing.rural_school_id == school.id)
         )
         if paired is None:
             raise Conflict(
-                f"{school.name} is not paired with {famous.name}; an admin pairs schools first "
-                f'(on the upstream: hub school pair "{famous.name}" "{school.name}").'
+                N_(
+                    "%(school)s is not paired with %(famous)s; an admin pairs schools first "
+                    '(on the upstream: hub school pair "%(famous)s" "%(school)s").'
+                ),
+                school=school.name,
+                famous=famous.name,
             )
         values = {"kind": "paired", "paired_school_id": famous.id}
     existing = session.scalar(
@@ -152,7 +163,7 @@ def list_subscriptions(session: Session, school_id: int) -> list[Subscription]:
 def unsubscribe(session: Session, school_id: int, subscription_id: int) -> None:
     subscription = session.get(Subscription, subscription_id)
     if subscription is None or subscription.school_id != school_id:
-        raise NotFound(f"There is no subscription {subscription_id}.")
+        raise NotFound(N_("There is no subscription %(id)s."), id=subscription_id)
     session.delete(subscription)
     session.flush()
 
@@ -231,7 +242,9 @@ def course_entries(
     left out: the school server reports it and asks again next time.
     """
     if len(course_ids) > MAX_ENTRIES:
-        raise Invalid(f"Ask for at most {MAX_ENTRIES} course entries at a time.", {"courses": "too many"})
+        raise Invalid(
+            N_("Ask for at most %(most)d course entries at a time."), {"courses": N_("too many")}, most=MAX_ENTRIES
+        )
     selected = set(mf.select_course_ids(session, list_subscriptions(session, school.id)))
     wanted = sorted({cid for cid in course_ids if cid in selected})
     if since is None:
@@ -269,7 +282,7 @@ def readable_blobs(session: Session, actor: User | None, shas: Sequence[str]) ->
     rows = {b.sha256: b for b in session.scalars(select(Blob).where(Blob.sha256.in_(visible)))} if visible else {}
     missing = next((sha for sha in wanted if sha not in rows), None)
     if missing is not None:
-        raise NotFound(f"There is no such file ({missing[:12]}…).")
+        raise NotFound(N_("There is no such file (%(file)s)."), file=f"{missing[:12]}…")
     return [rows[sha] for sha in wanted]
 
 
@@ -450,16 +463,23 @@ class BlobMismatch(HubError):
     code = "blob_mismatch"
 
 
+def _mismatch(expected: mf.ManifestFile, sha256: str, size: int) -> BlobMismatch:
+    return BlobMismatch(
+        N_("A file that should be %(file)s (%(size)d bytes) hashed to %(got)s (%(got_size)d bytes): refused."),
+        file=f"{expected.sha256[:12]}…",
+        size=expected.size,
+        got=f"{sha256[:12]}…",
+        got_size=size,
+    )
+
+
 def store_verified(storage: Storage, fileobj: IO[bytes], expected: mf.ManifestFile) -> None:
     """Store bytes only if they hash to `expected`; otherwise nothing new stays in storage."""
     stored = storage.store(fileobj)
     if stored.sha256 != expected.sha256 or stored.size != expected.size:
         if stored.created:
             storage.delete(stored.sha256)
-        raise BlobMismatch(
-            f"A file that should be {expected.sha256[:12]}… ({expected.size} bytes) hashed to "
-            f"{stored.sha256[:12]}… ({stored.size} bytes): refused."
-        )
+        raise _mismatch(expected, stored.sha256, stored.size)
 
 
 def add_verified(batch: BlobBatch, fileobj: IO[bytes], expected: mf.ManifestFile) -> None:
@@ -468,10 +488,7 @@ def add_verified(batch: BlobBatch, fileobj: IO[bytes], expected: mf.ManifestFile
     if stored.sha256 != expected.sha256 or stored.size != expected.size:
         if stored.created:
             batch.discard(stored.sha256)
-        raise BlobMismatch(
-            f"A file that should be {expected.sha256[:12]}… ({expected.size} bytes) hashed to "
-            f"{stored.sha256[:12]}… ({stored.size} bytes): refused."
-        )
+        raise _mismatch(expected, stored.sha256, stored.size)
 
 
 def apply_course(
@@ -497,7 +514,9 @@ def apply_course(
     """
     absent = [sha for sha in entry.files() if not (present is not None and sha in present) and not storage.exists(sha)]
     if absent:
-        raise Conflict(f"Course {entry.id} still lacks {len(absent)} files; it is not applied.")
+        raise Conflict(
+            N_("Course %(id)s still lacks %(files)d files; it is not applied."), id=entry.id, files=len(absent)
+        )
     school = _local_school(session, entry.school)
     link = session.get(MirrorCourse, entry.id)
     course = session.get(Course, link.course_id) if link is not None else None
@@ -781,9 +800,10 @@ def finish_run(
     `skipped` None leaves the run's skip lines as they are (a run closed for its dead process).
     """
     run.status = status
-    run.message = message[:4000]
+    # The English column is the technician's: a network reason carries the socket's own words.
+    run.message = english(message)[:4000]
     if skipped is not None:
-        run.skipped = "\n".join(skipped)
+        run.skipped = "\n".join(english(line) for line in skipped)
     run.wording = wording.kept(message, skipped)
     run.finished_at = utcnow()
     session.flush()

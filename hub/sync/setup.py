@@ -30,7 +30,9 @@ from sqlalchemy import select
 from hub.config import Settings, write_settings_file
 from hub.db import get_database, utcnow
 from hub.errors import HubError
+from hub.i18n import N_
 from hub.sync import manifest as mf
+from hub.sync import wording
 from hub.sync.client import SyncError, Upstream
 
 CHECK_TIMEOUT = 30.0
@@ -75,31 +77,48 @@ def check_upstream(url: str, public_key: str, token: str) -> int:
     try:
         key = mf.load_public_key(public_key)
     except ValueError:
-        raise InitRefused("--public-key is not the base64 key `hub keys generate` printed on the upstream.") from None
+        raise InitRefused(
+            N_("--public-key is not the base64 key `hub keys generate` printed on the upstream.")
+        ) from None
     try:
         upstream = Upstream(url, token, timeout=CHECK_TIMEOUT)
-    except SyncError as exc:
-        raise InitRefused(exc.message.replace("HUB_UPSTREAM_URL", "--upstream")) from None
+    except SyncError:
+        raise InitRefused(N_("--upstream must be an http(s) URL, not %(url)s."), url=repr(url)) from None
     status, raw = _get(upstream, url)
     if status in (401, 403):
         raise InitRefused(
-            f"The upstream at {url} refused the token ({status}): give --token a sync token of this school's user "
-            "there (hub token create EMAIL --kind sync)."
+            N_(
+                "The upstream at %(url)s refused the token (HTTP %(status)s): give --token a sync token of this "
+                "school's user there (hub token create EMAIL --kind sync)."
+            ),
+            url=url,
+            status=status,
         )
     if status == 404:
-        raise InitRefused(f"{url} answered 404 to the sync API: is it the upstream hub's address?")
+        raise InitRefused(N_("%(url)s answered 404 to the sync API: is it the upstream hub's address?"), url=url)
     if status == 503:
-        raise InitRefused(f"The upstream at {url} cannot sign manifests yet: run `hub keys generate` there.")
+        raise InitRefused(
+            N_("The upstream at %(url)s cannot sign manifests yet: run `hub keys generate` there."), url=url
+        )
     if status != 200:
-        raise InitRefused(f"The upstream at {url} answered {status} to the manifest request; try again later.")
+        raise InitRefused(
+            N_("The upstream at %(url)s answered HTTP %(status)s to the manifest request; try again later."),
+            url=url,
+            status=status,
+        )
     try:
         index = mf.verify(raw, key, not_older_than=None, now=utcnow())
     except mf.ManifestRefused as exc:
-        if "signature" not in exc.message:  # expired, malformed: the key may be right
-            raise InitRefused(f"The upstream's manifest is refused: {exc.message} Nothing was written.") from None
+        if "signature" not in exc.template:  # expired, malformed: the key may be right
+            raise InitRefused(
+                N_("The upstream's manifest is refused: %(reason)s Nothing was written."),
+                reason=wording.from_error(exc),
+            ) from None
         raise InitRefused(
-            "The upstream's manifest is not signed by the key given (--public-key): check it; it is the last line "
-            "`hub keys generate` printed on the upstream. Nothing was written."
+            N_(
+                "The upstream's manifest is not signed by the key given (--public-key): check it; it is the last "
+                "line `hub keys generate` printed on the upstream. Nothing was written."
+            )
         ) from None
     return index.version
 
@@ -108,7 +127,11 @@ def _get(upstream: Upstream, url: str) -> tuple[int, bytes]:
     try:
         return upstream.fetch("GET", "/api/v1/sync/manifest", None, {"Accept-Encoding": "gzip"}, mf.MAX_ENVELOPE_BYTES)
     except SyncError as exc:
-        raise InitRefused(f"Cannot reach the upstream at {url}: {exc.message} Nothing was written.") from None
+        raise InitRefused(
+            N_("Cannot reach the upstream at %(url)s: %(reason)s Nothing was written."),
+            url=url,
+            reason=wording.from_error(exc),
+        ) from None
 
 
 def host_name_for(school_name: str) -> str:
@@ -133,7 +156,9 @@ def init_school_server(
     upgrade(settings.database_url)
     answer = send_report(app, Upstream(upstream.url, upstream.token, timeout=CHECK_TIMEOUT), "init")
     if answer is None or not isinstance(answer.get("school"), dict):
-        raise InitRefused(f"The upstream at {upstream.url} is older than this hub (no /api/v1/sync/status): update it.")
+        raise InitRefused(
+            N_("The upstream at %(url)s is older than this hub (no /api/v1/sync/status): update it."), url=upstream.url
+        )
     identity: dict[str, Any] = answer["school"]
     name = str(identity.get("name", "")).strip()
     host = settings.mdns_name or host_name_for(name)

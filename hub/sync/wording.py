@@ -12,7 +12,9 @@ and the reader's gettext renders it at display time.
 Sentences are :class:`hub.errors.Text` (a ``str`` that keeps its template): code that
 only logs or compares the text is unchanged. A value may itself be a Text (a reason
 inside a sentence), kept and rendered the same way; any other value is shown as it is
-(course titles, sizes, a reason from the network that has no message id).
+(course titles, sizes). A network failure is one of hub.sync.network's few reasons: the
+socket's own words ride along as its ``detail`` value, which no template shows, for the
+English column and the log (hub.errors.english).
 """
 
 from __future__ import annotations

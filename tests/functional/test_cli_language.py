@@ -175,3 +175,65 @@ def test_sync_status_says_each_run_in_the_terminals_language(hub_env: dict[str, 
     en = run(hub_env, "C", "sync", "status")
     assert en.returncode == 0 and str(summary) in en.stdout and f"skipped: {skipped}" in en.stdout, en.stdout
     assert not chinese(en.stdout.replace("二次函数", "")), en.stdout
+
+
+def _school_server(hub_env: dict[str, str]) -> dict[str, str]:
+    """A school server whose upstream's port is closed: nothing listens there."""
+    import socket
+
+    from hub.sync import manifest as mf
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return {
+        **hub_env,
+        "HUB_UPSTREAM_URL": f"http://127.0.0.1:{port}",
+        "HUB_UPSTREAM_PUBLIC_KEY": mf.public_key_text(mf.generate_private_key()),
+        "HUB_UPSTREAM_TOKEN": "t",
+    }
+
+
+def test_a_pull_that_cannot_reach_its_upstream_says_why_in_chinese(hub_env: dict[str, str], db: Session) -> None:
+    env = _school_server(hub_env)
+    zh = run(env, "zh_CN.UTF-8", "sync", "pull")
+    assert zh.returncode == 1, zh.stderr
+    assert "同步失败：无法连接上级平台：上级平台拒绝连接（它是否在运行？）。" in zh.stderr, zh.stderr
+    assert not english_words(zh.stderr), (english_words(zh.stderr), zh.stderr)
+    en = run(env, "C", "sync", "pull")
+    assert en.returncode == 1 and "refused the connection (is it running?)" in en.stderr, en.stderr
+    assert not chinese(en.stderr), en.stderr
+
+    # Read later, in the reader's language; the socket's own words stay in the English column for the technician.
+    status = run(env, "zh_CN.UTF-8", "sync", "status")
+    assert status.returncode == 0 and "上级平台拒绝连接" in status.stdout, status.stdout
+    assert not english_words(status.stdout), (english_words(status.stdout), status.stdout)
+    runs = json.loads(run(env, "zh_CN.UTF-8", "sync", "status", "--json").stdout)["runs"]
+    assert runs and all("ConnectionRefusedError" in r["message"] for r in runs), runs
+
+
+def test_a_bad_manifest_and_damaged_bundles_are_refused_in_chinese(
+    hub_env: dict[str, str], db: Session, tmp_path: Path
+) -> None:
+    env = _school_server(hub_env)
+    unsigned = tmp_path / "usb"
+    unsigned.mkdir()
+    (unsigned / "manifest.json").write_bytes(b'{"version": 3, "courses": []}\n')
+    garbage = os.urandom(4096)
+    zipped, tarred = tmp_path / "bundle.zip", tmp_path / "bundle.tar.gz"
+    zipped.write_bytes(b"PK\x03\x04" + garbage)  # begins like a ZIP, cut before its directory
+    tarred.write_bytes(b"\x1f\x8b\x08\x00" + garbage)  # a gzip header, then bytes no gzip wrote
+    expected = {
+        unsigned: ("清单没有签名", "is not signed"),
+        zipped: ("不是可读的 ZIP 文件", "not a readable ZIP file"),
+        tarred: ("数据已损坏，或者它不是数据包", "its data is damaged or it is not a bundle"),
+    }
+    for path, (zh_text, en_text) in expected.items():
+        zh = run(env, "zh_CN.UTF-8", "bundle", "import", str(path))
+        assert zh.returncode == 1 and zh_text in zh.stderr and "错误：" in zh.stderr, zh.stderr
+        assert not english_words(zh.stderr), (path.name, english_words(zh.stderr), zh.stderr)
+        en = run(env, "C", "bundle", "import", str(path))
+        assert en.returncode == 1 and en_text in en.stderr, en.stderr
+    status = run(env, "zh_CN.UTF-8", "sync", "status")
+    assert status.returncode == 0 and "清单没有签名" in status.stdout, status.stdout
+    assert not english_words(status.stdout), (english_words(status.stdout), status.stdout)

@@ -143,7 +143,7 @@ def test_an_unreachable_upstream_writes_nothing(school_env: dict[str, str]) -> N
 def test_a_refused_token_writes_nothing(upstream: Upstream, school_env: dict[str, str]) -> None:
     result = _init(school_env, upstream.url, upstream.key, "not-a-token")
     assert result.exit_code == 1
-    assert "refused the token (401)" in result.output
+    assert "refused the token (HTTP 401)" in result.output
     assert "hub.conf" not in _written(school_env)
 
 

@@ -113,11 +113,6 @@ def test_every_message_the_upload_script_uses_is_rendered_in_both_languages(app:
 
 # ---------------------------------------------------------------- API errors
 
-# Raised for operators of school servers, read in the `hub sync`/`hub bundle` command's output
-# (English, like the rest of the CLI) and under the sync page's "technical details": not yet
-# translated, and named here so that nothing else joins them unnoticed.
-_ENGLISH_FOR_OPERATORS = ("sync/",)
-
 
 def _error_classes() -> set[str]:
     import importlib
@@ -158,8 +153,7 @@ def test_every_error_message_is_a_template_the_catalog_translates() -> None:
     found = {
         str(path.relative_to(hub_dir)): lines
         for path in sorted(hub_dir.rglob("*.py"))
-        if not str(path.relative_to(hub_dir)).startswith(_ENGLISH_FOR_OPERATORS)
-        and (lines := untranslatable_raises(path.read_text(encoding="utf-8"), classes))
+        if (lines := untranslatable_raises(path.read_text(encoding="utf-8"), classes))
     }
     assert not found, f"mark these messages with N_ and pass values as parameters (%(name)s): {found}"
 

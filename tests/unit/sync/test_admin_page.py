@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import re
+import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from hub.sync import services
-from tests.conftest import Accounts
+from hub import create_app
+from hub.db import get_database
+from hub.sync import client, services
+from hub.sync import manifest as mf
+from tests.conftest import Accounts, hub_settings
+from tests.support.chinese import english_words
 
 
 def _csrf(html: str) -> str:
@@ -54,3 +62,43 @@ def test_the_page_forms_need_their_csrf_token_and_a_mirror(app: Flask, make: Acc
     refused = browser.post("/admin/sync/pull", data={"csrf_token": token}, headers={"Accept-Language": "en"})
     assert refused.status_code == 409 and "not a school server" in refused.text  # this hub mirrors nothing
     assert browser.post("/admin/sync/subscriptions", data={"csrf_token": token}).status_code == 422
+
+
+@pytest.fixture
+def school_server(hub_env: dict[str, str]) -> Iterator[Flask]:
+    """A school server whose upstream's port is closed: nothing listens there."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    upstream = {
+        "HUB_UPSTREAM_URL": f"http://127.0.0.1:{port}",
+        "HUB_UPSTREAM_PUBLIC_KEY": mf.public_key_text(mf.generate_private_key()),
+        "HUB_UPSTREAM_TOKEN": "t",
+    }
+    app = create_app({**hub_settings(hub_env), **upstream})
+    yield app
+    get_database(app).engine.dispose()
+
+
+def test_an_unreachable_upstream_is_said_in_chinese_on_the_page(school_server: Flask) -> None:
+    """A pull against a closed port, the catalog that cannot be fetched, a subscription that cannot be sent."""
+    report = client.pull(school_server, client.PullOptions(), out=io.StringIO())
+    assert report.status == "failed" and "refused the connection" in report.message
+    with get_database(school_server).session() as session:
+        make = Accounts(session)
+        make.user("admin@shancun.cn", make.school("山村小学", "rural"), "admin", password="a long password")
+    browser = school_server.test_client()
+    token = _csrf(browser.get("/login").text)
+    browser.post("/login", data={"email": "admin@shancun.cn", "password": "a long password", "csrf_token": token})
+    zh = {"Accept-Language": "zh-CN"}
+    page = browser.get("/admin/sync/", headers=zh).text
+    # The run's summary under its technical details, and why the catalog is not shown.
+    assert page.count("上级平台拒绝连接（它是否在运行？）") >= 2, page
+    assert not english_words(page), english_words(page)
+    form = {"csrf_token": _csrf(page), "course": "1"}
+    refused = browser.post("/admin/sync/subscriptions", data=form, headers=zh)
+    assert refused.status_code >= 400 and "上级平台拒绝连接" in refused.text, refused.text
+    assert not english_words(refused.text), english_words(refused.text)
+    english = browser.get("/admin/sync/", headers={"Accept-Language": "en"}).text
+    assert "the upstream refused the connection (is it running?)" in english
+    assert "ConnectionRefusedError" not in page + english  # the socket's words are the technician's, not the page's

@@ -45,8 +45,8 @@ def test_skip_lines_and_a_reason_inside_a_sentence_are_translated_too() -> None:
     )
     stored = json.loads(json.dumps(wording.kept(Text("interrupted"), [line, budget])))
     assert wording.skipped_of(stored, "", ZH) == [
-        # The reason has no zh entry yet: its English, inside the Chinese sentence.
-        "课程 7：the upstream did not send its entry (withdrawn or changed meanwhile); next pull",
+        # The reason inside the sentence is translated too.
+        "课程 7：上级平台没有发送它的条目（其间已撤下或有更改）；下次同步再取",
         "课程 8《二次函数》（比剩余的 0 B 多需 1.2 MB）",
     ]
     assert wording.skipped_of(stored, "", EN) == [str(line), str(budget)]
