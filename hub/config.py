@@ -310,6 +310,12 @@ class Settings:
         _positive_int,
         "1024",
     )
+    search_rebuild_processes: int = setting(
+        "Processes a search rebuild analyses documents in once the catalog outgrows one index segment "
+        "(HUB_SEARCH_REBUILD_MB of postings), sharing that memory; 0: one per core; 1: the rebuilding process only.",
+        _non_negative_int,
+        "0",
+    )
     streamed_downloads: int = setting(
         "Most course ZIPs streamed from S3 storage at once (each holds a web server thread); more get a 503.",
         _positive_int,

@@ -195,7 +195,11 @@ def run_hub(app: Any, queries: list[Query], profile_dir: Path | None) -> EngineR
         else:
             result.build_s, result.documents, rss_mb, cpu_s = _rebuild_command(app)
             budget = os.environ.get("HUB_SEARCH_REBUILD_MB", "the default")
-            result.notes.append(f"`hub search rebuild` peak RSS: {rss_mb:.0f} MB (HUB_SEARCH_REBUILD_MB {budget})")
+            result.notes.append(
+                f"`hub search rebuild` peak RSS: {rss_mb:.0f} MB, all its processes together "
+                f"(HUB_SEARCH_REBUILD_MB {budget}, HUB_SEARCH_REBUILD_PROCESSES "
+                f"{os.environ.get('HUB_SEARCH_REBUILD_PROCESSES', 'the default')})"
+            )
             # CPU seconds hardly depend on the machine's load; wall seconds on a shared machine do.
             result.notes.append(f"`hub search rebuild` CPU: {cpu_s:.0f} s (user + system), {result.build_s:.0f} s wall")
         result.size_bytes = dir_size(engine.index.root)
@@ -234,46 +238,38 @@ def run_hub(app: Any, queries: list[Query], profile_dir: Path | None) -> EngineR
 
 
 def _rebuild_command(app: Any) -> tuple[float, int, float, float]:
-    """Rebuild with the product's own command in a child: (seconds, documents, its peak RSS in MB, CPU seconds)."""
+    """Rebuild with the product's own command in a child: (seconds, documents, peak RSS in MB, CPU seconds).
+
+    Memory and CPU are the rebuild's and its part builders' together.
+    """
     settings = app.extensions["hub.settings"]
     env = {**os.environ, "HUB_DATA_DIR": str(settings.data_dir), "HUB_LOG_LEVEL": "WARNING"}
     hub = Path(sys.executable).with_name("hub")
     child = run_measured([str(hub), "search", "rebuild"], env)
     documents = int(child.stdout.split("rebuilt: ", 1)[1].split()[0])
-    return child.seconds, documents, child.peak_mb, child.cpu_s
+    return child.seconds, documents, child.tree_peak_mb, child.cpu_s
 
 
 @dataclass
 class ChildRun:
     seconds: float
-    peak_mb: float
-    cpu_s: float
+    peak_mb: float  # the largest single process's peak
+    tree_peak_mb: float  # the command and its descendants together, sampled
+    cpu_s: float  # user + system, descendants included
     stdout: str
-
-
-# Started from a small interpreter, the command's rusage is its own. Started straight from
-# this process it is not: subprocess starts children with vfork, and at exec Linux carries
-# the shared address space's high-water mark into the child's ru_maxrss, so a child of a
-# 3 GB benchmark process "peaks" at 3 GB even if it is `true` (this is how the 1,000,000-
-# lesson run of 2026-12-04 reported 2,796 MB for a rebuild: the benchmark process's size).
-_PROBE = (
-    "import json, resource, subprocess, sys, time; t = time.perf_counter(); "
-    "done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
-    "print(json.dumps([done.returncode, time.perf_counter() - t, u.ru_maxrss / 1024, "
-    "u.ru_utime + u.ru_stime, done.stdout, done.stderr]))"
-)
 
 
 def run_measured(command: list[str], env: dict[str, str]) -> ChildRun:
     """Run ``command`` to completion: its wall time, its own peak RSS and CPU time; raise if it fails."""
-    probe = subprocess.run([sys.executable, "-c", _PROBE, *command], env=env, capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-m", "benchmarks.childrun", *command], env=env, capture_output=True, text=True
+    )
     if probe.returncode != 0:
         raise RuntimeError(f"{command[0]} could not be measured: {probe.stderr.strip()}")
-    returncode, seconds, peak_mb, cpu_s, stdout, stderr = json.loads(probe.stdout)
-    if returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {stderr.strip()}")
-    return ChildRun(seconds, peak_mb, cpu_s, stdout)
+    done = json.loads(probe.stdout)
+    if done["returncode"] != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done['stderr'].strip()}")
+    return ChildRun(done["seconds"], done["peak_mb"], done["tree_peak_mb"], done["cpu_s"], done["stdout"])
 
 
 def _dump(profiler: cProfile.Profile, path: Path) -> None:

@@ -68,11 +68,16 @@ class SearchEngine:
     """The search index of one hub instance: stored at ``app.extensions["hub.search"]``."""
 
     def __init__(
-        self, index: SearchIndex | Path, cache_bytes: int = 64 * 1024 * 1024, rebuild_memory_mb: int = 1024
+        self,
+        index: SearchIndex | Path,
+        cache_bytes: int = 64 * 1024 * 1024,
+        rebuild_memory_mb: int = 1024,
+        rebuild_processes: int = 1,
     ) -> None:
         """``index`` may be just its directory: the index and its query engine are then made on first use."""
         self._index = index
         self._rebuild_memory_mb = rebuild_memory_mb
+        self._rebuild_processes = rebuild_processes
         self._query: QueryEngine | None = None
         self._cache_bytes = cache_bytes
         self._make_lock = threading.Lock()
@@ -91,7 +96,9 @@ class SearchEngine:
             if isinstance(self._index, Path):
                 from hub.search.index import SearchIndex
 
-                self._index = SearchIndex(self._index, rebuild_memory_mb=self._rebuild_memory_mb)
+                self._index = SearchIndex(
+                    self._index, rebuild_memory_mb=self._rebuild_memory_mb, rebuild_processes=self._rebuild_processes
+                )
             return self._index
 
     @property
@@ -187,10 +194,13 @@ class SearchEngine:
 
 def init_app(app: Flask, settings: Settings) -> SearchEngine:
     """Create the engine; no index is opened or built here (start-up stays instant)."""
+    from hub.serving import default_processes
+
     engine = SearchEngine(
         settings.index_dir,
         cache_bytes=settings.search_cache_mb * 1024 * 1024,
         rebuild_memory_mb=settings.search_rebuild_mb,
+        rebuild_processes=settings.search_rebuild_processes or default_processes(),
     )
 
     def rebuild() -> object:

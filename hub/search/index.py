@@ -28,9 +28,12 @@ rebuild, never from a bundle or another hub.
 from __future__ import annotations
 
 import contextlib
+import gc
 import heapq
+import itertools
 import json
 import logging
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -40,10 +43,13 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty as QueueEmpty
+from queue import Full as QueueFull
 from typing import Any
 
 import whoosh  # type: ignore[import-untyped]
 from whoosh import index as whoosh_index
+from whoosh.filedb.filestore import FileStorage  # type: ignore[import-untyped]
 from whoosh.searching import Searcher  # type: ignore[import-untyped]
 from whoosh.util.numeric import byte_to_length, length_to_byte  # type: ignore[import-untyped]
 from whoosh.writing import LockError, SegmentWriter  # type: ignore[import-untyped]
@@ -61,6 +67,8 @@ LOCK = "write.lock"
 # Memory a posting costs while a rebuild pools it (its tuple, float, value bytes and list
 # slot): about 105 bytes measured at 10,000 lessons (~220 postings a document), plus headroom.
 BYTES_PER_POSTING = 150
+
+PART_BATCH = 100  # documents handed to a part builder at a time (~280 KB pickled)
 
 
 class IndexBusy(Exception):
@@ -93,9 +101,10 @@ class Stamp:
 class SearchIndex:
     """A directory of index generations; thread-safe within a process."""
 
-    def __init__(self, root: Path, *, rebuild_memory_mb: int = 1024) -> None:
+    def __init__(self, root: Path, *, rebuild_memory_mb: int = 1024, rebuild_processes: int = 1) -> None:
         self.root = root
         self.rebuild_memory_mb = rebuild_memory_mb
+        self.rebuild_processes = rebuild_processes
         self._lock = threading.RLock()
         self._searcher: Searcher | None = None
         self._generation = ""
@@ -251,39 +260,30 @@ class SearchIndex:
         Streams: the postings of at most ``rebuild_memory_mb`` are held at a time; each
         time the budget is reached they are written out as one segment and the next
         segment starts (see :class:`BulkWriter`), so memory stays flat whatever the
-        catalog's size. The segments are left as they are, not merged: Whoosh's merge
-        re-sorts every posting in Python (slower than the build itself), and a query
-        over a few dozen segments costs little more than over one (the facet bitmaps
-        are cached per segment; benchmarks/search/RESULTS.md).
+        catalog's size. The segments are then merged into one (:class:`_MergeWriter`).
+
+        In parallel where it pays: when the catalog outgrows one segment (so the segments
+        are merged anyway) and ``rebuild_processes`` > 1, the rest of the documents go to
+        that many part builders, processes that analyse them and write segments with a
+        share of the memory budget each, while this one reads and hands them out; the
+        merge then reads every segment. In a daemonic process (which may not start
+        children) the rebuild stays here.
         """
         generation = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         path = self.root / generation
         path.mkdir(parents=True)
-        count = 0
         budget = self.rebuild_memory_mb * 1024 * 1024 // BYTES_PER_POSTING
+        parallel = self.rebuild_processes > 1 and not multiprocessing.current_process().daemon
         try:
             ix = whoosh_index.create_in(str(path), make_schema())
-            writer: BulkWriter | None = None
             try:
-                for document in documents:
-                    if writer is None:
-                        writer = BulkWriter(ix)
-                    writer.add_document(**document)
-                    count += 1
-                    if writer.postings >= budget:
-                        writer.commit(merge=False)
-                        writer = None
-                if writer is not None:
-                    writer.commit(merge=False)
-                    writer = None
-                if len(ix._segments()) > 1:
-                    writer = _MergeWriter(ix)
-                    writer.merge_all()
-                    writer = None
-            except BaseException:
-                if writer is not None:
-                    writer.cancel()
-                raise
+                documents = iter(documents)
+                count = _build_streamed(ix, documents, budget, one_segment=parallel)
+                if parallel and (following := next(documents, None)) is not None:
+                    parts = itertools.chain([following], documents)
+                    count += _build_in_parallel(ix, path, parts, self.rebuild_processes, budget)
+                elif len(ix._segments()) > 1:
+                    _merge(ix, [(ix.storage, segment) for segment in ix._segments()])
             finally:
                 ix.close()
             stamp = {
@@ -317,6 +317,133 @@ class SearchIndex:
         self.close()
         if self.root.exists():
             shutil.rmtree(self.root)
+
+
+def _build_streamed(ix: Any, documents: Iterator[Document], budget: int, one_segment: bool = False) -> int:
+    """Add documents to ``ix``, a segment written each time ``budget`` postings are pooled; how many were added.
+
+    With ``one_segment``, stop after the first segment that reaches the budget and leave
+    the rest of ``documents`` unread.
+    """
+    count = 0
+    writer: BulkWriter | None = None
+    try:
+        for document in documents:
+            if writer is None:
+                writer = BulkWriter(ix)
+            writer.add_document(**document)
+            count += 1
+            if writer.postings >= budget:
+                writer.commit(merge=False)
+                writer = None
+                if one_segment:
+                    break
+        if writer is not None:
+            writer.commit(merge=False)
+            writer = None
+    except BaseException:
+        if writer is not None:
+            writer.cancel()
+        raise
+    return count
+
+
+def _merge(ix: Any, sources: list[tuple[Any, Any]]) -> None:
+    """Replace every segment of ``ix`` by one holding ``sources``' documents ((storage, segment) pairs)."""
+    writer = _MergeWriter(ix)
+    try:
+        writer.merge_all(sources)
+    except BaseException:
+        writer.cancel()
+        raise
+
+
+def _build_in_parallel(ix: Any, path: Path, documents: Iterable[Document], processes: int, budget: int) -> int:
+    """Hand ``documents`` out in batches to ``processes`` part builders, then merge theirs and ``ix``'s segments.
+
+    Each part is an index of its own in ``path/part-N`` (Whoosh lets one writer at a time
+    commit to an index), removed once merged. Documents go through one bounded queue that
+    every part reads from, so a slow part takes fewer batches and the reader here never
+    runs more than a few batches ahead.
+    """
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of the caller's threads or sockets
+    queue: Any = context.Queue(maxsize=2 * processes)
+    parts = [path / f"part-{n}" for n in range(processes)]
+    workers = [
+        context.Process(target=_build_part, args=(str(part), queue, budget // processes), name=f"hub-search-part-{n}")
+        for n, part in enumerate(parts)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        count = 0
+        for batch in _batches(documents, PART_BATCH):
+            _hand_out(queue, batch, workers)
+            count += len(batch)
+        for _ in workers:
+            _hand_out(queue, None, workers)
+        for worker in workers:
+            worker.join()
+        if failed := [worker.exitcode for worker in workers if worker.exitcode != 0]:
+            raise RuntimeError(f"search rebuild: a part builder failed (exit code {failed[0]})")
+        sources = [(ix.storage, segment) for segment in ix._segments()]
+        for part in parts:
+            storage = FileStorage(str(part))
+            part_ix = whoosh_index.open_dir(str(part))
+            sources += [(storage, segment) for segment in part_ix._segments()]
+            part_ix.close()
+        _merge(ix, sources)
+        return count
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+            if worker.pid is not None:
+                worker.join()
+        queue.close()
+        for part in parts:
+            shutil.rmtree(part, ignore_errors=True)
+
+
+def _batches(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    iterator = iter(documents)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _hand_out(queue: Any, batch: list[Document] | None, workers: list[Any]) -> None:
+    while True:
+        try:
+            queue.put(batch, timeout=1.0)
+            return
+        except QueueFull:
+            if dead := [worker for worker in workers if not worker.is_alive()]:
+                raise RuntimeError(f"search rebuild: a part builder stopped (exit code {dead[0].exitcode})") from None
+
+
+def _build_part(folder: str, queue: Any, budget: int) -> None:
+    """A part builder's process: analyse the batches it takes and write them as segments of its own index."""
+    gc.disable()  # millions of small acyclic objects: see hub.search.services._no_cyclic_gc
+    parent = multiprocessing.parent_process()
+
+    def documents() -> Iterator[Document]:
+        while True:
+            try:
+                batch = queue.get(timeout=5.0)
+            except QueueEmpty:
+                if parent is not None and not parent.is_alive():
+                    raise SystemExit(1) from None  # the rebuild was killed: do not linger
+                continue
+            if batch is None:
+                return
+            yield from batch
+
+    os.mkdir(folder)
+    ix = whoosh_index.create_in(folder, make_schema())
+    try:
+        _build_streamed(ix, iter(documents()), budget)
+    finally:
+        ix.close()
 
 
 class _TermPool:
@@ -438,14 +565,16 @@ class _MergeWriter(BulkWriter):
     (Whoosh's own merge re-pools and sorts every posting.)
     """
 
-    def merge_all(self) -> None:
-        from whoosh.filedb.filestore import FileStorage  # type: ignore[import-untyped]
+    def merge_all(self, sources: list[tuple[Any, Any]]) -> None:
+        """Write one segment with the documents of ``sources`` ((storage, segment) pairs) and drop every other."""
         from whoosh.reading import SegmentReader  # type: ignore[import-untyped]
 
         # Read the segments with plain reads, not mmap: each is read once from start to
         # end, and mapped pages would count in the rebuild's memory (the whole index by the end).
-        storage = FileStorage(self.storage.folder, supports_mmap=False)
-        readers = [SegmentReader(storage, self.schema, segment) for segment in self.segments]
+        readers = [
+            SegmentReader(FileStorage(storage.folder, supports_mmap=False), self.schema, segment)
+            for storage, segment in sources
+        ]
         try:
             fieldnames = set(self.schema.names())
             scorable = [name for name, field in self._fields.items() if field.scorable]

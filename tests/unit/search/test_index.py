@@ -187,9 +187,9 @@ def test_rebuild_streams_into_segments_merged_into_the_same_index(
     merged: list[int] = []
     merge_all = index_module._MergeWriter.merge_all
 
-    def counting(writer: index_module._MergeWriter) -> None:
-        merged.append(len(writer.segments))
-        merge_all(writer)
+    def counting(writer: index_module._MergeWriter, sources: list[tuple[object, object]]) -> None:
+        merged.append(len(sources))
+        merge_all(writer, sources)
 
     monkeypatch.setattr(index_module._MergeWriter, "merge_all", counting)
     catalog = generate(400)
@@ -210,3 +210,59 @@ def test_rebuild_streams_into_segments_merged_into_the_same_index(
         assert ra.total == rb.total and ra.facets == rb.facets, query.text
         ranked = [(h.key, round(h.score, 6)) for h in ra.hits]
         assert ranked == [(h.key, round(h.score, 6)) for h in rb.hits], query.text
+
+
+def test_parallel_rebuild_gives_the_same_index_as_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks.search.generate import generate, make_queries
+
+    parallel_runs: list[int] = []
+    build_in_parallel = index_module._build_in_parallel
+
+    def recording(ix: object, path: Path, documents: object, processes: int, budget: int) -> int:
+        parallel_runs.append(processes)
+        return build_in_parallel(ix, path, documents, processes, budget)
+
+    monkeypatch.setattr(index_module, "_build_in_parallel", recording)
+    catalog = generate(400)
+    one = SearchIndex(tmp_path / "one")
+    two = SearchIndex(tmp_path / "two", rebuild_memory_mb=1, rebuild_processes=2)  # ~7,000 postings a segment
+    small = SearchIndex(tmp_path / "small", rebuild_processes=2)  # fits one segment: no part builders
+    for index in (one, two, small):
+        with index.writer_lock():
+            assert index.rebuild(doc for c in catalog.courses for doc in course_documents(c)) == 420
+    assert parallel_runs == [2]
+    generation = tmp_path / "two" / two.current_generation()
+    assert not list(generation.glob("part-*"))  # the parts' own indexes are gone once merged
+    with one.searcher() as a, two.searcher() as b:
+        assert len(b.reader().leaf_readers()) == 1
+        assert b.doc_count() == a.doc_count() == 420
+        assert sorted(b.all_stored_fields(), key=lambda d: d["key"]) == sorted(
+            a.all_stored_fields(), key=lambda d: d["key"]
+        )
+    engine_one, engine_two = QueryEngine(one), QueryEngine(two)
+    for query in make_queries(catalog, 60):
+        ra, rb = engine_one.run(SearchParams(q=query.text)), engine_two.run(SearchParams(q=query.text))
+        assert ra.total == rb.total and ra.facets == rb.facets, query.text
+        # Documents sit in another order, so equal scores may rank in another order: compare
+        # the scores in rank order, and each document's score wherever both list it.
+        assert [round(h.score, 6) for h in ra.hits] == [round(h.score, 6) for h in rb.hits], query.text
+        scores = {h.key: round(h.score, 6) for h in ra.hits}
+        assert all(scores[h.key] == round(h.score, 6) for h in rb.hits if h.key in scores), query.text
+
+
+def test_a_failing_part_builder_fails_the_rebuild_and_keeps_the_live_index(tmp_path: Path) -> None:
+    from benchmarks.search.generate import generate
+
+    index = build(tmp_path / "ix", CATALOG[:2])
+    live = index.current_generation()
+    index.rebuild_memory_mb, index.rebuild_processes = 1, 2
+    good = [doc for course in generate(200).courses for doc in course_documents(course)]
+    broken = {**good[0], "key": "lesson:999999", "title": 3.5}  # analysing a number raises in a part builder
+
+    with index.writer_lock(), pytest.raises(RuntimeError, match="part builder"):
+        index.rebuild(iter(good + [broken]))
+    assert index.current_generation() == live
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir() if p.is_dir()) == [live]
+    assert QueryEngine(index).run(SearchParams(q="古诗")).total > 0
