@@ -262,7 +262,7 @@ def test_a_failing_part_builder_fails_the_rebuild_and_keeps_the_live_index(tmp_p
     broken = {**good[0], "key": "lesson:999999", "title": 3.5}  # analysing a number raises in a part builder
 
     with index.writer_lock(), pytest.raises(RuntimeError, match="part builder"):
-        index.rebuild(iter(good + [broken]))
+        index.rebuild(iter([*good, broken]))
     assert index.current_generation() == live
     assert sorted(p.name for p in (tmp_path / "ix").iterdir() if p.is_dir()) == [live]
     assert QueryEngine(index).run(SearchParams(q="古诗")).total > 0
