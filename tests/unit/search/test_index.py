@@ -212,9 +212,7 @@ def test_rebuild_streams_into_segments_merged_into_the_same_index(
         assert ranked == [(h.key, round(h.score, 6)) for h in rb.hits], query.text
 
 
-def test_parallel_rebuild_gives_the_same_index_as_one_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_parallel_rebuild_gives_the_same_index_as_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks.search.generate import generate, make_queries
 
     parallel_runs: list[int] = []
