@@ -400,6 +400,9 @@ def _build_in_parallel(ix: Any, path: Path, documents: Iterable[Document], proce
                 worker.kill()
             if worker.pid is not None:
                 worker.join()
+        # Nothing is left to flush on success (every part read up to its end marker); after a
+        # failure, waiting for the queue's feeder thread to flush into a dead pipe would hang.
+        queue.cancel_join_thread()
         queue.close()
         for part in parts:
             shutil.rmtree(part, ignore_errors=True)
@@ -417,7 +420,8 @@ def _hand_out(queue: Any, batch: list[Document] | None, workers: list[Any]) -> N
             queue.put(batch, timeout=1.0)
             return
         except QueueFull:
-            if dead := [worker for worker in workers if not worker.is_alive()]:
+            # A part that read its end marker exits with 0 while the others still read.
+            if dead := [worker for worker in workers if worker.exitcode not in (None, 0)]:
                 raise RuntimeError(f"search rebuild: a part builder stopped (exit code {dead[0].exitcode})") from None
 
 
