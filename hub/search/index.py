@@ -28,6 +28,7 @@ rebuild, never from a bundle or another hub.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import heapq
 import itertools
@@ -37,6 +38,7 @@ import multiprocessing
 import os
 import secrets
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -68,6 +70,7 @@ LOCK = "write.lock"
 # slot): about 105 bytes measured at 10,000 lessons (~220 postings a document), plus headroom.
 BYTES_PER_POSTING = 150
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
 PART_BATCH = 100  # documents handed to a part builder at a time (~280 KB pickled)
 
 
@@ -408,6 +411,23 @@ def _build_in_parallel(ix: Any, path: Path, documents: Iterable[Document], proce
             shutil.rmtree(part, ignore_errors=True)
 
 
+def _die_with_parent() -> None:
+    """Have the kernel kill this process when the rebuilder dies (Linux; elsewhere the queue's poll notices).
+
+    Polling alone is not enough: a rebuilder killed while its queue's feeder thread was
+    writing a batch leaves half a message in the pipe, and a part reading it waits for the
+    rest forever, since the other parts hold the pipe's write end open too.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():  # died before the prctl
+        os._exit(1)
+
+
 def _batches(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
     iterator = iter(documents)
     while batch := list(itertools.islice(iterator, size)):
@@ -427,6 +447,7 @@ def _hand_out(queue: Any, batch: list[Document] | None, workers: list[Any]) -> N
 
 def _build_part(folder: str, queue: Any, budget: int) -> None:
     """A part builder's process: analyse the batches it takes and write them as segments of its own index."""
+    _die_with_parent()
     gc.disable()  # millions of small acyclic objects: see hub.search.services._no_cyclic_gc
     parent = multiprocessing.parent_process()
 

@@ -264,3 +264,51 @@ def test_a_failing_part_builder_fails_the_rebuild_and_keeps_the_live_index(tmp_p
     assert index.current_generation() == live
     assert sorted(p.name for p in (tmp_path / "ix").iterdir() if p.is_dir()) == [live]
     assert QueryEngine(index).run(SearchParams(q="古诗")).total > 0
+
+
+def test_part_builders_stop_when_the_rebuild_is_killed(tmp_path: Path) -> None:
+    # A rebuild whose documents stop coming once its part builders run, then is killed.
+    script = textwrap.dedent(
+        f"""
+        import multiprocessing, time
+        from pathlib import Path
+        from benchmarks.search.generate import generate
+        from hub.search.documents import course_documents
+        from hub.search.index import SearchIndex
+
+        def documents():
+            for course in generate(200).courses:
+                yield from course_documents(course)
+            while not multiprocessing.active_children():
+                time.sleep(0.05)
+            print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+            time.sleep(120)
+            yield from ()
+
+        index = SearchIndex(Path({str(tmp_path / "ix")!r}), rebuild_memory_mb=1, rebuild_processes=2)
+        with index.writer_lock():
+            index.rebuild(documents())
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    try:
+        assert child.stdout is not None
+        parts = [int(pid) for pid in child.stdout.readline().split()]
+        assert len(parts) == 2
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+    def running(pid: int) -> bool:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+
+    deadline = time.monotonic() + 60
+    while any(running(pid) for pid in parts) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(running(pid) for pid in parts)
