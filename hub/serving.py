@@ -93,6 +93,80 @@ def uploads_only(app: Any) -> Callable[[dict[str, Any], Any], Any]:
     return only_uploads
 
 
+class SocketBody:
+    """A PATCH body read straight from the connection's socket (``wsgi.input`` of the upload listener).
+
+    cheroot hands the app its ``KnownLengthRFile``, which reads through a pure-Python
+    buffered reader (``_pyio``): every MiB of a tus PATCH was assembled from socket
+    reads in Python and copied into a new bytes object, which on this VM cost more CPU
+    than the SHA-256 of the same bytes (benchmarks/uploads/RESULTS.md, issue 19). This
+    adds ``readinto``, which werkzeug's LimitedStream and the tus pump use: the bytes
+    cheroot already buffered come first, then ``recv_into`` the caller's buffer, with
+    the socket's timeout (UPLOAD_IDLE_SECONDS) as before. The wrapped reader's
+    ``remaining`` is kept true, so cheroot still knows how much body is left to skip
+    when the app stops early (a refused PATCH).
+    """
+
+    def __init__(self, rfile: Any, sock: socket.socket) -> None:
+        self._rfile = rfile  # cheroot.server.KnownLengthRFile
+        self._buffered = rfile.rfile  # cheroot.makefile.StreamReader, the connection's
+        self._sock = sock
+
+    @property
+    def remaining(self) -> int:
+        return int(self._rfile.remaining)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(view.nbytes, self._rfile.remaining)
+        if want <= 0:
+            return 0
+        if self._buffered.has_data():
+            # At most what is buffered: read1 makes no socket read while bytes are buffered.
+            data = self._buffered.read1(want)
+            got = len(data)
+            view[:got] = data
+        else:
+            got = self._sock.recv_into(view[:want])
+            self._buffered.bytes_read += got
+        self._rfile.remaining -= got
+        return got
+
+    def read(self, size: int | None = None) -> bytes:
+        return bytes(self._rfile.read(size))
+
+    def readline(self, size: int | None = None) -> bytes:
+        return bytes(self._rfile.readline(size))
+
+    def readlines(self, sizehint: int = 0) -> list[bytes]:
+        return list(self._rfile.readlines(sizehint))
+
+    def close(self) -> None:
+        self._rfile.close()
+
+    def __iter__(self) -> Any:
+        return iter(self._rfile)
+
+
+def _socket_body_gateway() -> Any:
+    """cheroot's WSGI 1.0 gateway, giving the app a :class:`SocketBody` for bodies of known length."""
+    from cheroot import server as cheroot_server
+    from cheroot import wsgi
+
+    class SocketBodyGateway(wsgi.Gateway_10):
+        def get_environ(self) -> Any:
+            environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
+            rfile = self.req.rfile
+            # Chunked bodies keep cheroot's own reader (it parses the chunk framing);
+            # TLS sockets keep it too, since an SSL socket's own buffer is not cheroot's.
+            sock = self.req.conn.socket
+            if isinstance(rfile, cheroot_server.KnownLengthRFile) and type(sock) is socket.socket:
+                environ["wsgi.input"] = SocketBody(rfile, sock)
+            return environ
+
+    return SocketBodyGateway
+
+
 def upload_server(app: Any, host: str, port: int, threads: int) -> Any:
     """A cheroot server for the tus route: the PATCH body is read from the socket as the app asks.
 
@@ -116,6 +190,7 @@ def upload_server(app: Any, host: str, port: int, threads: int) -> Any:
         timeout=UPLOAD_IDLE_SECONDS,
         request_queue_size=64,
     )
+    server.gateway = _socket_body_gateway()
     server.prepare()  # binds now: a port in use fails `hub serve` at start, not later in a thread
     return server
 

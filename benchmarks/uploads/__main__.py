@@ -24,9 +24,11 @@ import hashlib
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,6 +71,25 @@ class Result:
     cpu_user: float  # of which user: Python and hashing; the rest is the kernel's (copies, page cache, fsync)
     client_cpu: float  # this process's CPU seconds for the upload (the client, its hashing thread included)
     load: float  # 1-minute load average when the upload ended
+    round: int = 1
+
+
+@dataclass
+class Reference:
+    """What each round measures before its uploads: `cp` and the loopback floor, into cold pages."""
+
+    round: int
+    cp_cold: float
+    floor: Floor
+    floor_hashed: Floor
+    load: float
+
+
+def measure_references(number: int, source: Path, work: Path, chunk: int) -> Reference:
+    cp_cold = time_cp_cold(source, work)
+    floor = loopback_floor(source, work, chunk, hashed=False)
+    floor_hashed = loopback_floor(source, work, chunk, hashed=True)
+    return Reference(number, cp_cold, floor, floor_hashed, os.getloadavg()[0])
 
 
 def cpu_split(pid: int) -> tuple[float, float]:
@@ -84,8 +105,6 @@ def cpu_seconds(pid: int) -> float:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -154,6 +173,89 @@ def time_cp(source: Path, work: Path, runs: int = 3) -> tuple[float, float]:
         synced.append(time.perf_counter() - started)
         copy.unlink()
     return min(plain), min(synced)
+
+
+# The VM frees pages back to its host ~2 s after the guest frees them (virtio-balloon free
+# page reporting); the next write into such a page faults on the host, which made a write
+# into the page cache ~10x dearer in system time (1.0-1.3 s per 512 MiB against 0.1 s into
+# pages freed a moment before). An upload writes seconds' worth of new pages, so it always
+# pays that; `cp`'s best of three reuses the pages its previous copy just freed. The cold
+# references wait this long first, so they start where an upload starts.
+COLD_PAUSE = 3.0
+
+
+def time_cp_cold(source: Path, work: Path) -> float:
+    """One `cp` into pages the VM has handed back to its host (see COLD_PAUSE)."""
+    copy = work / "copy-cold.bin"
+    time.sleep(COLD_PAUSE)
+    started = time.perf_counter()
+    subprocess.run(["cp", str(source), str(copy)], check=True)
+    seconds = time.perf_counter() - started
+    copy.unlink()
+    return seconds
+
+
+@dataclass
+class Floor:
+    seconds: float
+    receiver_cpu: float  # the receiving thread's CPU seconds (user + system)
+
+
+def loopback_floor(source: Path, work: Path, chunk: int, hashed: bool) -> Floor:
+    """The least an upload server can do: raw bytes over a loopback socket into a new file.
+
+    The sender is sendfile(2), as `hub upload`; the receiver reads into one reused MiB
+    with recv_into, writes it, fsyncs after every ``chunk`` bytes and at the end (as the
+    hub fsyncs each PATCH before it answers) and, if ``hashed``, feeds SHA-256 the same
+    MiB. No HTTP, no Python per byte beyond that loop, no database: what is left when
+    every overhead of the hub is gone, on the same machine, in the same run.
+    """
+    size = source.stat().st_size
+    target = work / "floor.bin"
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    cpu: list[float] = []
+
+    def receive() -> None:
+        connection, _ = listener.accept()
+        started = time.thread_time()
+        digest = hashlib.sha256() if hashed else None
+        buffer = memoryview(bytearray(MiB))
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        received = since_sync = 0
+        while received < size:
+            n = connection.recv_into(buffer, min(MiB, size - received))
+            if not n:
+                raise SystemExit("the floor's sender went away")
+            if digest is not None:
+                digest.update(buffer[:n])
+            written = 0
+            while written < n:
+                written += os.write(fd, buffer[written:n])
+            received += n
+            since_sync += n
+            if since_sync >= chunk:
+                os.fsync(fd)
+                since_sync = 0
+        os.fsync(fd)
+        os.close(fd)
+        connection.sendall(b"k")
+        connection.close()
+        cpu.append(time.thread_time() - started)
+
+    time.sleep(COLD_PAUSE)
+    thread = threading.Thread(target=receive)
+    thread.start()
+    started = time.perf_counter()
+    with socket.create_connection(listener.getsockname()) as sender, source.open("rb") as file:
+        sender.sendfile(file)
+        sender.recv(1)
+    seconds = time.perf_counter() - started
+    thread.join()
+    listener.close()
+    target.unlink()
+    return Floor(seconds, cpu[0])
 
 
 def _children(pid: int) -> list[int]:
@@ -265,7 +367,9 @@ def run_backend(backend: str, server_kind: str, mode: str, source: Path, sha256:
     )
 
 
-def report(size: int, chunk: int, cp: tuple[float, float], results: list[Result], load: float) -> str:
+def report(
+    size: int, chunk: int, cp: tuple[float, float], results: list[Result], load: float, references: list[Reference]
+) -> str:
     cp_rate = size / cp[0] / MB
     lines = [
         "## Results",
@@ -279,18 +383,39 @@ def report(size: int, chunk: int, cp: tuple[float, float], results: list[Result]
         " at creation (Upload-Metadata), no chunk checksum. MB = 10^6 bytes.",
         "",
         f"Reference, same file, same run: `cp` {cp_rate:.0f} MB/s ({cp[0]:.2f} s);"
-        f" `cp` + fsync of the copy {size / cp[1] / MB:.0f} MB/s ({cp[1]:.2f} s).",
+        f" `cp` + fsync of the copy {size / cp[1] / MB:.0f} MB/s ({cp[1]:.2f} s)"
+        " (best of three, each copy into the pages the one before it had just freed).",
         "",
-        "| backend | server | mode | time | MB/s | time ÷ cp | time ÷ cp+fsync | server RSS before"
-        " | server peak RSS | growth | server CPU | of which user | client CPU | load | sha256 checked |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "Per round, before its uploads, after a pause of"
+        f" {COLD_PAUSE:.0f} s (so into pages the VM had handed back, as an upload writes): `cp` once, and the"
+        " loopback floor: the same file by sendfile over a loopback socket into a new file, received with"
+        f" recv_into a reused MiB, fsync every {chunk // MiB} MiB, without and with SHA-256 of the bytes.",
+        "",
+        "| round | cold `cp` | floor | floor + SHA-256 | floor receiver CPU (plain / SHA-256) | load |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for ref in references:
+        lines.append(
+            f"| {ref.round} | {ref.cp_cold:.2f} s | {ref.floor.seconds:.2f} s | {ref.floor_hashed.seconds:.2f} s"
+            f" | {ref.floor.receiver_cpu:.2f} s / {ref.floor_hashed.receiver_cpu:.2f} s | {ref.load:.1f} |"
+        )
+    by_round = {ref.round: ref for ref in references}
+    lines += [
+        "",
+        "| round | backend | server | mode | time | MB/s | time ÷ cp | time ÷ cold cp | time ÷ floor + SHA-256"
+        " | server RSS before | server peak RSS | growth | server CPU | of which user | client CPU | load"
+        " | sha256 checked |",
+        "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| --- |",
     ]
     for r in results:
         rate = size / r.seconds / MB
         growth = (r.rss_peak - r.rss_before) / MB
+        ref = by_round[r.round]
         lines.append(
-            f"| {r.backend} | {r.server} | {r.mode} | {r.seconds:.2f} s | {rate:.0f} | {cp_rate / rate:.1f}x"
-            f" | {r.seconds / cp[1]:.1f}x | {r.rss_before / MB:.0f} MB"
+            f"| {r.round} | {r.backend} | {r.server} | {r.mode} | {r.seconds:.2f} s | {rate:.0f}"
+            f" | {cp_rate / rate:.1f}x | {r.seconds / ref.cp_cold:.1f}x | {r.seconds / ref.floor_hashed.seconds:.1f}x"
+            f" | {r.rss_before / MB:.0f} MB"
             f" | {r.rss_peak / MB:.0f} MB | {growth:.0f} MB | {r.cpu:.2f} s | {r.cpu_user:.2f} s | {r.client_cpu:.2f} s"
             f" | {r.load:.1f} | {'yes' if r.verified else 'NO'} |"
         )
@@ -300,7 +425,7 @@ def report(size: int, chunk: int, cp: tuple[float, float], results: list[Result]
         "",
         "Server CPU: the serving process's user + system seconds for the upload; of which user: Python and"
         " SHA-256 (the rest is the kernel's: socket, page cache, fsync). Client CPU: the benchmark's own"
-        " process, i.e. `hub upload`'s client with its chunk hashing. Load: the 1-minute load average"
+        " process, i.e. `hub upload`'s client (its chunk hashing in mode `checksum`). Load: the 1-minute load average"
         " when the row's upload ended (the machine is shared).",
         "",
         "Reproduce: `.venv/bin/python -m benchmarks.uploads` (options: `--size-mib`, `--backends`, `--servers`,"
@@ -339,14 +464,19 @@ def main() -> None:
         for mode in args.modes.split(","):
             if mode not in MODES:
                 raise SystemExit(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
+        references: list[Reference] = []
         # Round after round, the modes side by side: a change in the machine's load falls on both.
-        for _round in range(args.rounds):
+        for number in range(1, args.rounds + 1):
+            print(f"round {number}: cold cp and the loopback floor", file=sys.stderr)
+            references.append(measure_references(number, source, work, chunk))
             for backend in args.backends.split(","):
                 for server in args.servers.split(","):
                     for mode in args.modes.split(","):
                         print(f"uploading to {backend} storage through {server}, {mode}", file=sys.stderr)
-                        results.append(run_backend(backend, server, mode, source, sha256, work, chunk))
-        section = report(size, chunk, cp, results, load)
+                        result = run_backend(backend, server, mode, source, sha256, work, chunk)
+                        result.round = number
+                        results.append(result)
+        section = report(size, chunk, cp, results, load, references)
         print(section)
         if not args.no_write:
             replace_results(RESULTS, "Upload benchmark", section)

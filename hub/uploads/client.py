@@ -68,14 +68,33 @@ class Reply:
 
 
 class _Region:
-    """Bytes ``start``..``start+length`` of an open file, read by http.client as the request body."""
+    """Bytes ``start``..``start+length`` of an open file: the body of one PATCH.
+
+    From a regular file the bytes go to the socket with sendfile(2) (:meth:`send_to`):
+    the kernel copies them from the page cache to the socket, where reading them into
+    Python first took a new MiB of memory per read and most of the client's CPU
+    (benchmarks/uploads/RESULTS.md, issue 19). Anything else (a pipe, an in-memory
+    file, TLS) is read by http.client through :meth:`read`.
+    """
 
     def __init__(self, file: IO[bytes], start: int, length: int, progress: Callable[[int], None]) -> None:
         self._file = file
         self._position = start
         self._end = start + length
         self._progress = progress
+        self.length = length
+        self.fileno = _fileno(file)
         file.seek(start)
+
+    def send_to(self, sock: Any) -> None:
+        """Send the bytes with sendfile, a MiB at a time so the progress bar moves."""
+        while self._position < self._end:
+            count = min(_READ_BLOCK, self._end - self._position)
+            sent = sock.sendfile(self._file, self._position, count)
+            if not sent:
+                raise UploadError(_("the file got shorter while uploading it"))
+            self._position += sent
+            self._progress(self._position)
 
     def read(self, size: int = -1) -> bytes:
         remaining = self._end - self._position
@@ -141,12 +160,23 @@ class TusClient:
             sent["Authorization"] = f"Bearer {self.token}"
         try:
             connection = self._connect()
-            connection.request(method, path, body=body, headers=sent)
+            if isinstance(body, _Region) and body.fileno is not None and self._origin[0] == "http":
+                sent["Content-Length"] = str(body.length)
+                connection.putrequest(method, path)
+                for name, value in sent.items():
+                    connection.putheader(name, value)
+                connection.endheaders()  # connects if needed
+                body.send_to(connection.sock)
+            else:
+                connection.request(method, path, body=body, headers=sent)
             response = connection.getresponse()
             reply = Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise Transient(f"{type(exc).__name__}: {exc}") from exc
+        except UploadError:
+            self.close()  # the request was cut short: the connection is of no more use
+            raise
         if reply.headers.get("connection", "").lower() == "close":
             self.close()
         if reply.status == 423 or reply.status >= 500:

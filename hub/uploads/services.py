@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -64,6 +65,7 @@ from hub.uploads import Uploads
 from hub.uploads.models import Upload
 from hub.uploads.storage import (
     UPLOAD_ID,
+    Chunk,
     DigestMismatch,
     PartialLost,
     PartialUpload,
@@ -661,16 +663,24 @@ class _Pump:
     the stream, or, from a server that streams the body (the upload listener, whose
     stream just ends when the connection does), fewer bytes than ``expected``.
 
+    The body is read with ``readinto`` into a few buffers taken from a small pool and
+    reused, not into a new bytes object per MiB: on this VM a fresh MiB costs 256 page
+    faults, and allocating, copying and freeing a MiB per read was ~15 % of the upload
+    server's CPU (benchmarks/uploads/RESULTS.md, issue 19). Each chunk handed on is a
+    memoryview of one of them, valid until the next one is asked for: the stores write
+    it before they ask (a buffered file copies what it keeps).
+
     The hashes run on a helper thread while the caller writes the same chunk to disk:
     hashlib and OpenSSL release the GIL, so on two cores hashing costs no wall time.
-    At most ``_AHEAD`` chunks wait for their hash, which bounds memory; :meth:`drain`
-    waits for the last ones.
+    At most ``_AHEAD`` chunks wait for their hash, which bounds memory (``_AHEAD`` + 1
+    buffers: the one being filled is never one still being hashed); :meth:`drain`
+    waits for the last ones and gives the buffers back.
     """
 
     _AHEAD = 4
 
     def __init__(
-        self, body: IO[bytes], limit: int, sinks: list[Callable[[bytes], None]], expected: int | None = None
+        self, body: IO[bytes], limit: int, sinks: list[Callable[[Chunk], None]], expected: int | None = None
     ) -> None:
         self.body = body
         self.limit = limit
@@ -681,15 +691,36 @@ class _Pump:
         self.error: Exception | None = None
         self._hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-hash")
         self._pending: deque[Future[None]] = deque()
+        self._buffers = _take_buffers(self._AHEAD + 1) if hasattr(body, "readinto") else None
 
-    def _feed(self, chunk: bytes) -> None:
+    def _feed(self, chunk: Chunk) -> None:
         for sink in self.sinks:
             sink(chunk)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def _read(self, turn: int) -> Chunk:
+        """The next chunk: up to CHUNK_SIZE bytes, fewer only at the end of the body."""
+        want = min(CHUNK_SIZE, self.limit - self.received)
+        if self.expected is not None:
+            # Never ask past Content-Length: werkzeug's LimitedStream would read into a
+            # temporary buffer instead of ours.
+            want = min(want, max(self.expected - self.received, 1))
+        if self._buffers is None:
+            return self.body.read(want)
+        view = memoryview(self._buffers[turn % len(self._buffers)])[:want]
+        filled = 0
+        while filled < want:
+            got = self.body.readinto(view[filled:])  # type: ignore[attr-defined]
+            if not got:
+                break
+            filled += got
+        return view[:filled]
+
+    def __iter__(self) -> Iterator[Chunk]:
+        turn = 0
         try:
             while self.received < self.limit:
-                chunk = self.body.read(min(CHUNK_SIZE, self.limit - self.received))
+                chunk = self._read(turn)
+                turn += 1
                 if not chunk:
                     if self.expected is not None and self.received < self.expected:
                         self.error = ClientDisconnected()
@@ -711,6 +742,29 @@ class _Pump:
                 self._pending.popleft().result()
         finally:
             self._hashing.shutdown(wait=True, cancel_futures=True)
+            if self._buffers is not None:
+                _give_buffers(self._buffers)
+                self._buffers = None
+
+
+# Body buffers kept between PATCHes (see _Pump): a few sets, so memory stays flat however
+# many PATCHes arrive; a PATCH that finds none makes its own.
+_BUFFER_SETS_KEPT = 2
+_buffer_sets: list[list[bytearray]] = []
+_buffer_lock = threading.Lock()
+
+
+def _take_buffers(count: int) -> list[bytearray]:
+    with _buffer_lock:
+        if _buffer_sets and len(_buffer_sets[-1]) == count:
+            return _buffer_sets.pop()
+    return [bytearray(CHUNK_SIZE) for _ in range(count)]
+
+
+def _give_buffers(buffers: list[bytearray]) -> None:
+    with _buffer_lock:
+        if len(_buffer_sets) < _BUFFER_SETS_KEPT:
+            _buffer_sets.append(buffers)
 
 
 def _resume_sha256(upload: Upload, partial: PartialUpload) -> Sha256State | None:
@@ -799,7 +853,7 @@ def append(
         head = bytearray()
         if offset < check_until and offset > 0:
             head.extend(b"".join(partial.read(0, offset) or []))
-        sinks: list[Callable[[bytes], None]] = []
+        sinks: list[Callable[[Chunk], None]] = []
         if whole is not None:
             sinks.append(whole.update)
         chunk_hash = hashlib.new(checksum.algorithm) if checksum else None

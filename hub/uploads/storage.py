@@ -65,6 +65,10 @@ _DATA = "data"
 _PART = re.compile(r"part-(\d{5})")
 
 
+Chunk = bytes | memoryview
+"""What an upload's bytes arrive in: the tus pump hands out views of buffers it reuses."""
+
+
 class DigestMismatch(Exception):
     """The finished bytes hash to ``actual``, not to the sha256 the client declared; nothing was stored."""
 
@@ -157,8 +161,16 @@ class Sha256State:
     def available() -> bool:
         return _library().lib is not None
 
-    def update(self, data: bytes) -> None:
-        self._lib.lib.SHA256_Update(self._ctx, data, len(data))
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        if isinstance(data, bytes):
+            self._lib.lib.SHA256_Update(self._ctx, data, len(data))
+            return
+        # The upload pump hands out views of its reusable buffers: hash them where they lie.
+        view = memoryview(data).cast("B")
+        if view.readonly:
+            view = memoryview(bytearray(view))
+        if view.nbytes:
+            self._lib.lib.SHA256_Update(self._ctx, (ctypes.c_char * view.nbytes).from_buffer(view), view.nbytes)
 
     def state(self) -> bytes:
         return self._ctx.raw[: _Sha256Lib.STATE_SIZE]
@@ -187,7 +199,7 @@ class PartialUpload(Protocol):
     offset: int
     """Bytes stored and committed so far (a crashed PATCH already undone)."""
 
-    def append(self, chunks: Iterable[bytes]) -> int:
+    def append(self, chunks: Iterable[Chunk]) -> int:
         """Write ``chunks`` at :attr:`offset`, durably, as provisional bytes; return how many."""
         ...
 
@@ -398,7 +410,7 @@ class LocalPartial:
         _remove_marker(self.pending)
         self.offset = offset
 
-    def append(self, chunks: Iterable[bytes]) -> int:
+    def append(self, chunks: Iterable[Chunk]) -> int:
         _write_marker(self.pending, self.offset)
         written = 0
         with self.path.open("r+b") as f:
@@ -697,7 +709,7 @@ class S3Partial:
                     os.fsync(f.fileno())
         _remove_marker(self.pending)
 
-    def append(self, chunks: Iterable[bytes]) -> int:
+    def append(self, chunks: Iterable[Chunk]) -> int:
         _write_marker(self.pending, self.offset)
         position = self.offset
         current: Any = None

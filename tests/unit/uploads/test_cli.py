@@ -172,6 +172,43 @@ def test_the_file_sha256_is_declared_and_chunks_carry_no_checksum(
     assert sent[1:] == [("PATCH", (start, None)) for start in range(0, len(data), MiB)]
 
 
+def test_chunks_leave_with_sendfile_and_arrive_byte_identical(
+    server: str, school: School, db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    video = tmp_path / "c.mp4"
+    data = mp4_bytes(2 * MiB + 5, seed=24)
+    video.write_bytes(data)
+    real_sendfile = socket.socket.sendfile
+    sent: list[tuple[int | None, int | None]] = []
+
+    def spy(sock: socket.socket, file: Any, offset: int = 0, count: int | None = None) -> int:
+        sent.append((offset, count))
+        return real_sendfile(sock, file, offset, count)
+
+    monkeypatch.setattr(socket.socket, "sendfile", spy)
+    done = _run(server, school, str(video), "--lesson", str(school.lesson_id))
+    assert done.exit_code == 0, done.output
+    # Every byte of the file went by sendfile, a MiB at a time, none twice.
+    assert sent == [(start, min(MiB, len(data) - start)) for start in range(0, len(data), MiB)]
+    material = db.scalars(select(Material).order_by(Material.id.desc())).first()
+    assert material is not None and material.original_sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_file_that_shrinks_while_it_is_sent_stops_the_upload(tmp_path: Path) -> None:
+    import socket
+
+    path = tmp_path / "d.mp4"
+    path.write_bytes(b"x" * 1000)
+    left, right = socket.socketpair()
+    with left, right, path.open("rb") as file:
+        region = client._Region(file, 0, 5000, lambda _position: None)
+        with pytest.raises(client.UploadError, match="shorter"):
+            region.send_to(left)
+        assert right.recv(5000) == b"x" * 1000
+
+
 def test_an_upload_created_without_a_declared_sha256_resumes_with_chunk_checksums(
     server: str, school: School, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
