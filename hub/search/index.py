@@ -466,7 +466,7 @@ def _build_part(folder: str, queue: Any, budget: int) -> None:
     os.mkdir(folder)
     ix = whoosh_index.create_in(folder, make_schema())
     try:
-        _build_streamed(ix, iter(documents()), budget)
+        _build_streamed(ix, documents(), budget)
     finally:
         ix.close()
 
