@@ -71,6 +71,18 @@ class PlaySeen(Base):
 
 # -- roll-ups: what the dashboard reads (hub.reach.rollup fills them) ----------------------
 
+# COVERING: the weekly tables are written a week at a time, so one school's rows of a year lie
+# on as many heap pages as it has rows, and a county's ~84 schools with a subject filter over a
+# year would read ~44,000 of them: PostgreSQL read all of reach_week instead (0.4-1.3 s at
+# 10,000 schools, benchmarks/reach). Their school index therefore holds every column a
+# county's question reads (school, week, course, kind, count), so it is answered by an
+# index-only scan of the few pages where one school's entries sit together. That needs the
+# pages marked all-visible by VACUUM: migration 0023 has autovacuum visit these tables after
+# every 10,000 rows changed (about every roll-up) instead of after a fifth of the table. The
+# daily tables keep a plain index: a period reads at most 12 edge days of them, a few rows per
+# school and day, and a covering index there would be nearly as large as the table.
+# Plain key columns, not INCLUDE, so SQLite uses the same index as a covering one.
+
 
 class ReachDay(Base):
     """Raw counts of one day summed over materials and sources: per school, course, lesson and kind.
@@ -102,7 +114,8 @@ class ReachWeek(Base):
     __tablename__ = "reach_week"
     __table_args__ = (
         Index("ix_reach_week_course_id_week", "course_id", "week"),
-        Index("ix_reach_week_school_id_week", "school_id", "week"),
+        # Covering (COVERING above): a county's schools with a subject or grade filter.
+        Index("ix_reach_week_school_id_week_covering", "school_id", "week", "course_id", "kind", "count"),
     )
 
     week: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -140,7 +153,8 @@ class ReachSchoolWeek(Base):
     """One ISO week per school and kind, over every course: at most 10,000 × 52 × 3 rows a year in a province."""
 
     __tablename__ = "reach_school_week"
-    __table_args__ = (Index("ix_reach_school_week_school_id_week", "school_id", "week"),)
+    # Covering (COVERING above): a county's schools.
+    __table_args__ = (Index("ix_reach_school_week_school_id_week_covering", "school_id", "week", "kind", "count"),)
 
     week: Mapped[date] = mapped_column(Date, primary_key=True)
     school_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
