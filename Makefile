@@ -60,9 +60,11 @@ test: install lint pytest  ## lint, type-check and run the whole suite on the em
 # One test process per core: most tests wait on a worker, a server or a browser rather
 # than compute. Each process gets its own PostgreSQL database and Redis db (tests/conftest.py);
 # whole files go to one process, so a file's module fixtures (a hub + worker) start once.
+# --no-loadscope-reorder keeps tests/conftest.py's order, the longest files first (xdist's
+# own puts the files with most tests first, which left the slowest one running alone at the end).
 # `make test PYTEST_PROCESSES=0` runs in this process alone.
 PYTEST_PROCESSES ?= auto
-PYTEST := $(BIN)/python -m pytest -n $(PYTEST_PROCESSES) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 pytest: install
 	$(PYTEST)

@@ -75,6 +75,54 @@ def _worker_broker(url: str) -> str:
     return parts.set(database=str(number)).render_as_string(hide_password=False)
 
 
+# -- the order modules start in (pytest-xdist, ``--dist loadfile --no-loadscope-reorder``) -------
+#
+# Whole files go to one process (tests/functional/conftest.py starts a hub and a worker once per
+# module), in the collection's order. xdist's own order puts the files with most tests first,
+# whatever their length: a long file with few tests could start last and run alone while the other
+# processes sat idle. So the longest start first: as the last run on this checkout timed them
+# (pytest's cache, written below), else as timed when this was written, else the files marked slow.
+
+_MODULE_SECONDS = "hub/module-seconds"
+"""Cache key: {module path: seconds its tests took (setup, call and teardown)}."""
+_FRESH_CHECKOUT_SECONDS = {
+    "tests/functional/test_playback_browser.py": 130,
+    "tests/functional/test_uploads_phone.py": 130,
+    "tests/functional/test_outbox.py": 90,
+}
+"""The longest files as the service run timed them (2026-12, one process, load 5-12): the order
+where pytest's cache has none (CI's fresh checkout). The cache's times replace them once there."""
+_measured: dict[str, float] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return  # one process runs everything anyway: keep the files' order
+    cache = getattr(config, "cache", None)
+    seconds: dict[str, float] = {**_FRESH_CHECKOUT_SECONDS, **(cache.get(_MODULE_SECONDS, {}) if cache else {})}
+    slow: dict[str, bool] = {}
+    count: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        slow[module] = slow.get(module, False) or item.get_closest_marker("slow") is not None
+        count[module] = count.get(module, 0) + 1
+    # Every process computes the same order from the same cache file: xdist checks that they collected alike.
+    first = {m: i for i, m in enumerate(sorted(count, key=lambda m: (-seconds.get(m, 0), not slow[m], -count[m], m)))}
+    items.sort(key=lambda item: first[item.nodeid.split("::", 1)[0]])  # stable: a module's own order stays
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    module = report.nodeid.split("::", 1)[0]
+    _measured[module] = _measured.get(module, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    cache = getattr(session.config, "cache", None)
+    if "PYTEST_XDIST_WORKER" in os.environ or cache is None or not _measured:
+        return  # the controlling process sees every report (xdist forwards them): it writes alone
+    cache.set(_MODULE_SECONDS, {**cache.get(_MODULE_SECONDS, {}), **{m: round(s, 1) for m, s in _measured.items()}})
+
+
 DATABASE_URL = _worker_database(os.environ.get("HUB_TEST_DATABASE_URL", ""))
 BROKER_URL = _worker_broker(os.environ.get("HUB_TEST_BROKER_URL", ""))
 STORAGE = os.environ.get("HUB_TEST_STORAGE", "local")

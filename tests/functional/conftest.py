@@ -83,7 +83,8 @@ def wait_processed(fetch: Callable[[], dict[str, Any]], what: str, timeout: floa
         state.update(fetch())
         return state["status"] in ("ready", "failed")
 
-    wait_until(processed, timeout, what, interval=1)
+    # A quarter of a second: a test waits on several of these, and a transcode of a short clip takes a few.
+    wait_until(processed, timeout, what, interval=0.25)
     return state
 
 
@@ -147,11 +148,20 @@ class Process:
 
 
 class LiveServer:
-    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+    """``hub serve`` on a free port; up when built, or, with ``wait=False``, once :meth:`wait` returns.
+
+    ``wait=False`` lets a fixture start the server and a worker at once (each takes seconds to
+    import the hub and Celery) and then wait for both.
+    """
+
+    def __init__(self, env: dict[str, str], tmp_path: Path, wait: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = Process([*HUB, "serve", "--port", str(self.port)], env, tmp_path / "serve.log")
+        if wait:
+            self.wait()
 
+    def wait(self) -> None:
         def up() -> bool:
             if self.process.popen.poll() is not None:
                 pytest.fail(f"the server exited:\n{self.process.output()}")
@@ -178,13 +188,25 @@ def live_server(hub_env: dict[str, str], tmp_path: Path) -> Iterator[LiveServer]
 
 
 class Worker:
+    """``hub worker``: ready when built, or, with ``wait=False``, once :meth:`wait` returns."""
+
     def __init__(
-        self, env: dict[str, str], log: Path, beat: bool = False, queues: str = "", concurrency: int = 1
+        self,
+        env: dict[str, str],
+        log: Path,
+        beat: bool = False,
+        queues: str = "",
+        concurrency: int = 1,
+        wait: bool = True,
     ) -> None:
         args = [*HUB, "worker", "--concurrency", str(concurrency), "--beat" if beat else "--no-beat"]
         if queues:
             args += ["--queues", queues]
         self.process = Process(args, env, log)
+        if wait:
+            self.wait()
+
+    def wait(self) -> None:
         with self.process.stopped_on_failure():
             wait_until(
                 lambda: "ready." in self.process.output() or self.process.popen.poll() is not None,

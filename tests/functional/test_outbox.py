@@ -60,10 +60,12 @@ class Api:
 def test_sweeper_resends_what_a_dead_broker_refused(
     hub_env: dict[str, str], tmp_path: Path, start_worker: Callable[..., Worker], make: Accounts, db: Session
 ) -> None:
-    # The worker (and its beat) run first, on the real broker, sweeping every second.
-    start_worker(beat=True, HUB_OUTBOX_RESEND_AFTER="1")
-    server = LiveServer({**hub_env, "HUB_BROKER_URL": DEAD_BROKER}, tmp_path)
+    # The worker (and its beat) run on the real broker, sweeping every second; the server
+    # starts meanwhile (each takes seconds to import the hub) and is used once both are up.
+    server = LiveServer({**hub_env, "HUB_BROKER_URL": DEAD_BROKER}, tmp_path, wait=False)
     try:
+        start_worker(beat=True, HUB_OUTBOX_RESEND_AFTER="1")
+        server.wait()
         api = Api(server, make.bearer(make.user("up@x.cn", make.school(), "uploader")))
         course = api("POST", "/courses", json={**COURSE, "title": "离线时发布的课程"})
         api("POST", f"/courses/{course['id']}/lessons", json={"title": "古诗三首"})
@@ -104,9 +106,10 @@ def test_work_queued_during_a_broker_outage_is_done_after_it_without_a_restart(
     outage_seconds = 30
     outage = BrokerOutage(hub_env)
     settings = {"HUB_OUTBOX_RESEND_AFTER": "1", "HUB_MEDIA_LEASE": "1"}
-    worker = start_worker(beat=True, **{**outage.env, **settings})
-    server = LiveServer({**outage.env, **settings}, tmp_path)
+    server = LiveServer({**outage.env, **settings}, tmp_path, wait=False)
     try:
+        worker = start_worker(beat=True, **{**outage.env, **settings})
+        server.wait()
         api = Api(server, make.bearer(make.user("up@x.cn", make.school(), "uploader")))
         course = api("POST", "/courses", json={**COURSE, "title": "停电那天的课"})
         lesson = api("POST", f"/courses/{course['id']}/lessons", json={"title": "荷塘月色"})["id"]

@@ -84,9 +84,12 @@ def measured(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     """{(content, profile): Playback} for every case, measured once for the module."""
     folder = tmp_path_factory.mktemp("playback-media")
     auth = uploader_bearer(module_env)
-    server = LiveServer(module_env, folder)
-    worker: Worker | None = None
+    # The worker starts with the server and transcodes each lesson as it arrives, while the
+    # next one is generated and uploaded.
+    server = LiveServer(module_env, folder, wait=False)
+    worker: Worker | None = Worker(module_env, folder / "worker.log", concurrency=2, wait=False)
     try:
+        server.wait()
         http = requests.Session()
         http.headers.update(auth)
 
@@ -104,7 +107,8 @@ def measured(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
                 material = api("POST", f"/lessons/{lesson['id']}/materials", data={"title": content}, files={"file": f})
             lessons[content], materials[content] = lesson["id"], material["id"]
         api("POST", f"/courses/{course['id']}/publish")
-        worker = Worker(module_env, folder / "worker.log", concurrency=2)
+        assert worker is not None
+        worker.wait()
         ready: dict[str, dict[str, Any]] = {}
 
         def processed() -> bool:
@@ -116,7 +120,7 @@ def measured(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
                         ready[content] = state
             return len(ready) == len(materials)
 
-        wait_until(processed, 600, "the lessons to be transcoded", interval=1)
+        wait_until(processed, 600, "the lessons to be transcoded", interval=0.5)
         fragments: dict[tuple[str, str], list[tuple[float, int]]] = {}
         worker.process.stop()
         worker = None

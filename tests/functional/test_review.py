@@ -61,9 +61,12 @@ def hub(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     finally:
         get_database(app).engine.dispose()
     logs = tmp_path_factory.mktemp("review-logs")
-    server = LiveServer(env, logs)
-    worker = Worker(env, logs / "worker.log")
+    # Both start at once (each takes seconds to import the hub), and both stop if either fails to.
+    server = LiveServer(env, logs, wait=False)
+    worker = Worker(env, logs / "worker.log", wait=False)
     try:
+        server.wait()
+        worker.wait()
         yield Hub(server, *people)
     finally:
         worker.process.stop()

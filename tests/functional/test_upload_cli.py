@@ -61,9 +61,12 @@ class Hub:
 @pytest.fixture(scope="module")
 def hub(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     logs = tmp_path_factory.mktemp("logs")
-    server = LiveServer(module_env, logs)
-    worker = Worker(module_env, logs / "worker.log")
+    # Both start at once (each takes seconds to import the hub), and both stop if either fails to.
+    server = LiveServer(module_env, logs, wait=False)
+    worker = Worker(module_env, logs / "worker.log", wait=False)
     try:
+        server.wait()
+        worker.wait()
         yield Hub(server, uploader_bearer(module_env), logs / "cache")
     finally:
         worker.process.stop()

@@ -68,11 +68,13 @@ def site(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
             auth = make.bearer(make.user(EMAIL, make.school(), "uploader", password=PASSWORD))
     finally:
         get_database(app).engine.dispose()
-    server = LiveServer(module_env, files)
+    # Both start at once: each takes seconds to import the hub (and Celery).
+    server = LiveServer(module_env, files, wait=False)
+    worker = Worker(module_env, files / "worker.log", wait=False)
     link = SlowLink(("127.0.0.1", server.port))
-    worker: Worker | None = None
     try:
-        worker = Worker(module_env, files / "worker.log")
+        server.wait()
+        worker.wait()
         course = requests.post(server.api("/courses"), json=COURSE, headers=auth, timeout=30).json()
         lesson = requests.post(
             server.api(f"/courses/{course['id']}/lessons"), json={"title": "配方法"}, headers=auth, timeout=30
@@ -80,8 +82,7 @@ def site(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         yield Site(server, link, auth, course["id"], lesson["id"], files)
     finally:
         link.close()
-        if worker is not None:
-            worker.process.stop()
+        worker.process.stop()
         server.process.stop()
 
 
