@@ -16,13 +16,12 @@ English is Click's own text.
 from __future__ import annotations
 
 import gettext
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from hub.uploads.terminal import _, language
+from hub.uploads.terminal import language
 
 
 def N_(message: str) -> str:  # marks a string for `make messages`; Click translates it where shown
@@ -73,13 +72,9 @@ CLICK_WORDS = (
 
 def _catalog_directory() -> Path:
     """Where the compiled catalogs are: the same place hub.uploads.terminal compiles them to."""
-    from hub.i18n import SOURCE_DIR
+    from hub.catalogs import command_catalog_dir
 
-    _("Usage:")  # compiles them (beside the .po, or into the user's cache when the package is read-only)
-    if (SOURCE_DIR / "zh" / "LC_MESSAGES" / "messages.mo").exists():
-        return SOURCE_DIR
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "oer-hub" / "translations"
+    return command_catalog_dir()  # compiled beside the .po, or into the user's cache when the package is read-only
 
 
 def speak_the_terminal_language() -> None:

@@ -21,19 +21,17 @@ Sizes, durations and dates are formatted here too, so that "12.3 MB",
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from datetime import datetime
-from io import BytesIO
 from pathlib import Path
 from typing import Any, cast
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from flask import Blueprint, Flask, has_request_context, redirect, request, url_for
 from flask_babel import Babel, format_date, format_datetime, format_decimal, get_locale, gettext, lazy_gettext
 from werkzeug.wrappers import Request, Response
 
+from hub.catalogs import SOURCE_DIR as SOURCE_DIR
+from hub.catalogs import compile_catalogs as compile_catalogs
 from hub.config import Settings
 from hub.inputs import safe_next
 from hub.vocab import CATEGORIES, GRADE_NAMES, SUBJECTS
@@ -43,7 +41,6 @@ DEFAULT_LOCALE = "zh"
 COOKIE = "hub_lang"
 API_PREFIX = "/api/"
 COOKIE_MAX_AGE = 365 * 24 * 3600
-SOURCE_DIR = Path(__file__).parent / "translations"
 LANGUAGE_NAMES = {"zh": "中文", "en": "English"}  # each in its own language: never translated
 
 blueprint = Blueprint("i18n", __name__)
@@ -79,23 +76,6 @@ def locale_of(request: Request) -> str:
 
 def current_locale() -> str:
     return str(get_locale() or DEFAULT_LOCALE).split("_")[0]
-
-
-def compile_catalogs(source: Path, target: Path) -> None:
-    """Compile every ``source/<lang>/LC_MESSAGES/*.po`` newer than its ``.mo`` under ``target``."""
-    for po in sorted(source.glob("*/LC_MESSAGES/*.po")):
-        mo = target / po.relative_to(source).with_suffix(".mo")
-        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
-            continue
-        with po.open("rb") as f:
-            catalog = read_po(f, locale=po.parent.parent.name)
-        data = BytesIO()
-        write_mo(data, catalog)  # fuzzy entries stay out: an unchecked guess is worse than English
-        mo.parent.mkdir(parents=True, exist_ok=True)
-        # Web server and worker may start together: each writes its own file, the rename is atomic.
-        partial = mo.with_name(f".{mo.name}.{os.getpid()}")
-        partial.write_bytes(data.getvalue())
-        os.replace(partial, mo)
 
 
 def _translation_dir(data_dir: Path) -> Path:

@@ -40,7 +40,7 @@ from hub.accounts.models import School
 from hub.catalog.models import Course
 from hub.config import Settings
 from hub.db import get_database, utcnow
-from hub.errors import Conflict, HubError, Text
+from hub.errors import Conflict, HubError, Text, english
 from hub.i18n import N_, current_locale
 from hub.locks import LockBusy, file_lock
 from hub.media.storage.local import LocalStorage
@@ -257,7 +257,7 @@ def _pull_now(app: Flask) -> None:
     with app.app_context(), (settings.sync_dir / "pull-now.log").open("w") as out:
         try:
             report = pull(app, PullOptions.from_settings(settings), out=out)
-            out.write(f"{report.status}: {report.message}\n")
+            out.write(f"{report.status}: {english(report.message)}\n")  # the technician's file: English, with details
         except Exception:  # a thread has nobody to raise to: the log says what happened
             log.exception("pull started from the content page failed")
 

@@ -20,6 +20,7 @@ machine, which is what a try-out wants and tests use).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -27,6 +28,9 @@ from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING
 
 from hub.config import Settings
+from hub.uploads.terminal import _
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from zeroconf import ServiceInfo
@@ -90,7 +94,7 @@ def announce(settings: Settings, host: str, port: int, out: IO[str]) -> Iterator
         return
     addresses = addresses_for(host)
     if not addresses:
-        print(f"mDNS: not announced (no IPv4 address for {host})", file=out)
+        print(_("mDNS: not announced (no IPv4 address for %(host)s)", host=host), file=out)
         yield None
         return
     from zeroconf import InterfaceChoice, IPVersion, NonUniqueNameException, Zeroconf
@@ -101,7 +105,8 @@ def announce(settings: Settings, host: str, port: int, out: IO[str]) -> Iterator
     try:
         zeroconf = Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
     except OSError as exc:  # no multicast on this network: the hub still serves, by address
-        print(f"mDNS: not announced ({exc})", file=out)
+        log.info("mDNS: zeroconf could not start: %s", exc)
+        print(_("mDNS: not announced (this network does not carry multicast)"), file=out)
         yield None
         return
     registered = threading.Event()
@@ -112,11 +117,13 @@ def announce(settings: Settings, host: str, port: int, out: IO[str]) -> Iterator
             # the host name stays, and the first server keeps answering NAME.local.
             zeroconf.register_service(info, allow_name_change=True)
         except (NonUniqueNameException, OSError) as exc:
-            print(f"mDNS: not announced ({exc})", file=out)
+            log.info("mDNS: the service was not registered: %s", exc)
+            print(_("mDNS: not announced (the name could not be registered on this network)"), file=out)
             return
         registered.set()
         where = ", ".join(addresses)
-        print(f"announced on the LAN as http://{name}.local{'' if port == 80 else f':{port}'}/ ({where})", file=out)
+        url = f"http://{name}.local{'' if port == 80 else f':{port}'}/"
+        print(_("announced on the LAN as %(url)s (%(addresses)s)", url=url, addresses=where), file=out)
 
     # In the background: probing the name takes some 1.7 s, which the pages need not wait for.
     announcer = threading.Thread(target=register, name="mdns-announce", daemon=True)

@@ -22,7 +22,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from gettext import NullTranslations
+from gettext import GNUTranslations, NullTranslations
 from typing import Any
 
 import click
@@ -45,18 +45,14 @@ def language(environ: Mapping[str, str] = os.environ) -> str:
 def _translations(lang: str) -> NullTranslations:
     if lang == "en":
         return NullTranslations()  # the message ids are English
-    from babel.support import Translations
+    # The .mo read with the standard library: no Flask, no Babel (hub.catalogs) for `hub --help`.
+    from hub.catalogs import command_catalog_dir
 
-    from hub.i18n import SOURCE_DIR, compile_catalogs
-
-    directory = SOURCE_DIR
     try:
-        compile_catalogs(SOURCE_DIR, SOURCE_DIR)
-    except OSError:  # an installed, read-only package: compile into the user's cache instead
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        directory = type(SOURCE_DIR)(cache) / "oer-hub" / "translations"
-        compile_catalogs(SOURCE_DIR, directory)
-    return Translations.load(str(directory), [lang])
+        with (command_catalog_dir() / lang / "LC_MESSAGES" / "messages.mo").open("rb") as f:
+            return GNUTranslations(f)
+    except FileNotFoundError:  # a language without a catalog: the message ids
+        return NullTranslations()
 
 
 def _(message: str, **values: Any) -> str:

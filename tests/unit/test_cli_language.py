@@ -137,3 +137,25 @@ def bare():
         "'it '",
         "bare's docstring is its help: pass help=_(...)",
     ], found
+
+
+def test_chinese_help_reads_the_catalog_without_the_web_app() -> None:
+    """`hub --help` in Chinese reads the compiled catalog (hub.catalogs), not through Flask or Babel."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from hub.cli import main\n"
+        "try:\n"
+        "    main(['sync', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('flask', 'flask_babel', 'babel.support', 'hub.i18n') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "LANG": "zh_CN.UTF-8", "LANGUAGE": "", "LC_ALL": "", "LC_MESSAGES": ""}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    *help_lines, loaded = done.stdout.splitlines()
+    assert "用法：" in "\n".join(help_lines), done.stdout  # the Chinese help, read from the catalog
+    assert loaded == "[]", loaded
