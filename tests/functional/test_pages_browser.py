@@ -55,9 +55,12 @@ class Site:
 def site(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     logs = tmp_path_factory.mktemp("browser-logs")
     auth = uploader_bearer(module_env)
-    server = LiveServer(module_env, logs)
-    worker: Worker | None = None
+    # The worker starts with the server (each takes seconds to import the hub) and is waited for
+    # once the material it is to transcode is uploaded.
+    server = LiveServer(module_env, logs, wait=False)
+    worker = Worker(module_env, logs / "worker.log", wait=False)
     try:
+        server.wait()
         http = requests.Session()
         http.headers.update(auth)
 
@@ -81,7 +84,7 @@ def site(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         api("POST", f"/courses/{other['id']}/lessons", json={"title": "古诗三首"})
         api("POST", f"/courses/{other['id']}/publish")
 
-        worker = Worker(module_env, logs / "worker.log")
+        worker.wait()
         state = wait_processed(lambda: api("GET", f"/materials/{material['id']}"), "the video to be transcoded")
         assert state["status"] == "ready", state
 
@@ -92,8 +95,7 @@ def site(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         wait_until(indexed, 60, "the worker to index the course", interval=0.5)
         yield Site(server, course["id"], lesson["id"], other["id"], state)
     finally:
-        if worker is not None:
-            worker.process.stop()
+        worker.process.stop()
         server.process.stop()
 
 

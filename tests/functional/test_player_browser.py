@@ -46,9 +46,12 @@ def lessons(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     logs = tmp_path_factory.mktemp("player-logs")
     env = module_env
     auth = uploader_bearer(env)
-    server = LiveServer(env, logs)
-    worker: Worker | None = None
+    # The worker starts with the server (each takes seconds to import the hub) and is waited for
+    # once the material it is to transcode is uploaded.
+    server = LiveServer(env, logs, wait=False)
+    worker = Worker(env, logs / "worker.log", wait=False)
     try:
+        server.wait()
         http = requests.Session()
         http.headers.update(auth)
 
@@ -66,13 +69,12 @@ def lessons(module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         with video.open("rb") as f:
             material = api("POST", f"/lessons/{ids[1]}/materials", data={"title": "配方法讲解"}, files={"file": f})
         api("POST", f"/courses/{course['id']}/publish")
-        worker = Worker(env, logs / "worker.log")
+        worker.wait()
         state = wait_processed(lambda: api("GET", f"/materials/{material['id']}"), "the slides video to be transcoded")
         assert state["status"] == "ready" and len(state["chapters"]) == 3, state
         yield Lessons(server, ids, state)
     finally:
-        if worker is not None:
-            worker.process.stop()
+        worker.process.stop()
         server.process.stop()
 
 

@@ -54,9 +54,12 @@ def site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     logs = tmp_path_factory.mktemp("subtitles-logs")
     http = requests.Session()
     http.headers.update(uploader_bearer(env))
-    server = LiveServer(env, logs)
-    worker: Worker | None = None
+    # The worker starts with the server (each takes seconds to import the hub) and is waited for
+    # once the material it is to transcode is uploaded.
+    server = LiveServer(env, logs, wait=False)
+    worker = Worker(env, logs / "worker.log", wait=False)
     try:
+        server.wait()
 
         def api(method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
             response = http.request(method, server.api(path), timeout=30, **kwargs)
@@ -68,7 +71,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         with lesson_video(logs / "lesson.mp4", seconds=4).open("rb") as f:
             material = api("POST", f"/lessons/{lesson['id']}/materials", 201, data={"title": "讲解"}, files={"file": f})
         api("POST", f"/courses/{course['id']}/publish")
-        worker = Worker(env, logs / "worker.log")
+        worker.wait()
         state = wait_processed(lambda: api("GET", f"/materials/{material['id']}"), "the video to be transcoded")
         assert state["status"] == "ready", state
 
@@ -89,8 +92,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         wait_until(indexed, 60, "the worker to index the subtitles", interval=0.5)
         yield Site(server, course["id"], lesson["id"], material["id"], tracks)
     finally:
-        if worker is not None:
-            worker.process.stop()
+        worker.process.stop()
         server.process.stop()
         next(env_iter, None)
 
