@@ -59,6 +59,7 @@ from whoosh.writing import LockError, SegmentWriter  # type: ignore[import-untyp
 from hub.locks import LockBusy, file_lock
 from hub.search.documents import Document
 from hub.search.schema import SCHEMA_VERSION, make_schema
+from hub.search.scoring import BM25F
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class SearchIndex:
             raise IndexUnavailable(f"search index {state.status}: {state.detail or self.root}")
         try:
             ix = whoosh_index.open_dir(str(self.root / state.generation))
-            searcher = ix.searcher()
+            searcher = ix.searcher(weighting=BM25F())
         except Exception as exc:
             raise IndexUnavailable(f"search index corrupt: {type(exc).__name__}: {exc}") from exc
         self.close()
