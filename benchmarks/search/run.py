@@ -174,7 +174,7 @@ def load_database(catalog: Catalog, data_dir: Path) -> Any:
 # -- hub (Whoosh) -------------------------------------------------------------
 
 
-def run_hub(app: Any, queries: list[Query], profile_dir: Path | None) -> EngineResult:
+def run_hub(app: Any, queries: list[Query], profile_dir: Path | None, rebuild: bool = True) -> EngineResult:
     from hub.db import get_database
     from hub.search import SearchEngine, services
     from hub.search.query import SearchParams
@@ -192,6 +192,10 @@ def run_hub(app: Any, queries: list[Query], profile_dir: Path | None) -> EngineR
             profiler.disable()
             _dump(profiler, profile_dir / "rebuild.txt")  # type: ignore[operator]
             result.documents = report.documents
+        elif not rebuild:
+            result.notes.append("index of an earlier run reused (--queries-only): no build measured")
+            with engine.index.searcher() as searcher:
+                result.documents = int(searcher.doc_count())
         else:
             result.build_s, result.documents, rss_mb, cpu_s = _rebuild_command(app)
             budget = os.environ.get("HUB_SEARCH_REBUILD_MB", "the default")
@@ -573,7 +577,8 @@ def report(lessons: int, catalog: Catalog, queries: list[Query], results: list[E
         p10, r20 = r.quality()
         _, r20zh = r.quality(chinese)
         lines.append(
-            f"| {r.name} | {r.build_s:.1f} s | {r.documents / r.build_s:,.0f} | {r.size_bytes / 1e6:.0f} MB "
+            f"| {r.name} | {f'{r.build_s:.1f} s' if r.build_s else '–'} "
+            f"| {f'{r.documents / r.build_s:,.0f}' if r.build_s else '–'} | {r.size_bytes / 1e6:.0f} MB "
             f"| {r.pct(0.5):.1f} ms | {r.pct(0.95):.1f} ms | {r.pct(0.5, True):.1f} ms | {r.pct(0.95, True):.1f} ms "
             f"| {p10:.3f} | {r20:.3f} | {r20zh:.3f} |"
         )
@@ -614,13 +619,23 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="write cProfile tops of rebuild and queries here (slows the run: its times are not comparable)",
     )
+    parser.add_argument(
+        "--queries-only",
+        action="store_true",
+        help="time the hub's queries (cold in this new process, then warm) on the catalog and index an earlier "
+        "run left in --work, without building anything (no references)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="also write the markdown report to this file")
     args = parser.parse_args(argv)
+    if args.queries_only:
+        if not (args.work and (args.work / "hub" / "index").is_dir()):
+            parser.error("--queries-only needs --work with a hub index an earlier run left there")
+        args.no_references = True
     if not args.no_references and (why := missing_references()):
         parser.error(why)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="hub-search-bench-"))
-    if work.exists() and args.work:
+    if work.exists() and args.work and not args.queries_only:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     if args.profile:
@@ -631,11 +646,16 @@ def main(argv: list[str] | None = None) -> int:
         queries = make_queries(catalog, args.queries)
         extra = [f"catalog generated in {time.perf_counter() - started:.1f} s"]
         print(f"{time.strftime('%H:%M:%S')} {extra[-1]}", flush=True)
-        started = time.perf_counter()
-        app = load_database(catalog, work / "hub")
-        extra.append(f"database loaded in {time.perf_counter() - started:.1f} s (not part of any build time)")
-        print(f"{time.strftime('%H:%M:%S')} {extra[-1]}", flush=True)
-        results = [run_hub(app, queries, args.profile)]
+        if args.queries_only:
+            from hub import create_app
+
+            app = create_app({"HUB_DATA_DIR": str(work / "hub"), "HUB_LOG_LEVEL": "WARNING"})
+        else:
+            started = time.perf_counter()
+            app = load_database(catalog, work / "hub")
+            extra.append(f"database loaded in {time.perf_counter() - started:.1f} s (not part of any build time)")
+            print(f"{time.strftime('%H:%M:%S')} {extra[-1]}", flush=True)
+        results = [run_hub(app, queries, args.profile, rebuild=not args.queries_only)]
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         extra.append(f"peak RSS of the benchmark process (catalog, queries): {peak_mb:.0f} MB")
         print(
