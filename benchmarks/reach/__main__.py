@@ -22,6 +22,12 @@ The database is dropped and re-made: point it at a scratch database only. ``--re
 keeps a database this benchmark generated before (raw rows and all): it upgrades the
 schema, drops the roll-ups and rolls everything up again; with ``--rolled`` it keeps the
 roll-ups as well and only times the questions (the roll-up line then says so).
+
+To time the questions alone on a quiet machine, the slow part can run before: ``--prepare``
+stops after the roll-up and its VACUUM (generating, or with ``--reuse`` re-rolling, as
+above); ``--questions-only`` then asks only the questions (and their raw GROUP BY) of the
+database a ``--prepare`` run left, with no roll-up, VACUUM, safety run or upkeep before or
+after them.
 """
 
 from __future__ import annotations
@@ -292,6 +298,25 @@ def _upkeep(session: Session, today: date, after_reroll: Callable[[], None]) -> 
         timed(what)
 
 
+def _roll_up(engine: Engine, session: Session, made: dict[str, Any], today: date, rolled_before: bool) -> None:
+    """Roll everything up, VACUUM (ANALYZE) the roll-ups and run the safety run, each timed."""
+    started = time.perf_counter()
+    rolled = rollup.roll_up(session, check_days=None, everything=True, today=today)
+    roll_s = time.perf_counter() - started
+    session.commit()
+    print(f"VACUUM (ANALYZE) of the roll-ups: {_vacuum(engine):.1f} s (autovacuum here: "
+          f"{session.execute(text('SHOW autovacuum')).scalar_one()})")  # fmt: skip
+    sizes = ", ".join(f"{t.__tablename__} {session.scalar(select(func.count()).select_from(t)):,}" for t in ROLLUPS)
+    # With --rolled, the roll-ups were made before: a run over every day re-rolls none that match.
+    print(f"roll-up{' (kept; days that differed from the raw rows re-rolled)' if rolled_before else ''}: "
+          f"{len(rolled.days)} days in {roll_s:.1f} s ({made['raw_rows'] / roll_s:,.0f} raw rows/s); "
+          f"rows: {sizes}")  # fmt: skip
+    started = time.perf_counter()
+    again = rollup.roll_up(session, check_days=30, today=today)
+    print(f"safety run over 30 days with nothing changed: {time.perf_counter() - started:.2f} s, "
+          f"{len(again.days)} days re-rolled")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--schools", type=int, default=10_000)
@@ -304,12 +329,26 @@ def main() -> None:
         action="store_true",
         help="with --reuse: keep the roll-ups made before, re-rolling only the days that differ from the raw rows",
     )
+    parser.add_argument(
+        "--prepare", action="store_true", help="stop after the roll-up and its VACUUM: nothing is timed"
+    )
+    parser.add_argument(
+        "--questions-only",
+        action="store_true",
+        help="only ask the questions of a database a --prepare run left (no roll-up, VACUUM or upkeep)",
+    )
     args = parser.parse_args()
+    if args.prepare and args.questions_only:
+        parser.error("--prepare and --questions-only exclude each other")
+    if args.questions_only:
+        args.reuse = args.rolled = True
     url = os.environ.get("HUB_BENCH_DATABASE_URL")
     if not url or not url.startswith("postgresql"):
         raise SystemExit("set HUB_BENCH_DATABASE_URL to a scratch PostgreSQL database (it is wiped)")
     today = date.today()
-    if args.reuse:
+    if args.questions_only:
+        pass  # The schema as the --prepare run left it: a migration here would change what is timed.
+    elif args.reuse:
         upgrade(url)
     else:
         _reset(url)
@@ -324,6 +363,12 @@ def main() -> None:
                 )
             )
             session.commit()
+        # The marker of a finished --prepare run: days rolled (the roll-up's own bookkeeping).
+        if args.questions_only and not (
+            session.scalar(text("SELECT to_regclass('reach_rolled_day')"))
+            and session.scalar(text("SELECT count(*) FROM reach_rolled_day"))
+        ):
+            raise SystemExit("--questions-only: nothing is rolled up in this database; run with --prepare first")
         if args.reuse:
             made = {
                 "raw_rows": session.execute(text("SELECT count(*) FROM usage_count")).scalar_one(),
@@ -335,21 +380,12 @@ def main() -> None:
             made = _generate(session, args.schools, args.rows, args.days, today)
             print(f"generated: {args.schools} schools, {made['famous'] * 10} courses, {made['raw_rows']:,} raw rows "
                   f"in {made['generate_s']:.0f} s")  # fmt: skip
-        started = time.perf_counter()
-        rolled = rollup.roll_up(session, check_days=None, everything=True, today=today)
-        roll_s = time.perf_counter() - started
-        session.commit()
-        print(f"VACUUM (ANALYZE) of the roll-ups: {_vacuum(engine):.1f} s (autovacuum here: "
-              f"{session.execute(text('SHOW autovacuum')).scalar_one()})")  # fmt: skip
-        sizes = ", ".join(f"{t.__tablename__} {session.scalar(select(func.count()).select_from(t)):,}" for t in ROLLUPS)
-        # With --rolled, the roll-ups were made before: a run over every day re-rolls none that match.
-        print(f"roll-up{' (kept; days that differed from the raw rows re-rolled)' if args.rolled else ''}: "
-              f"{len(rolled.days)} days in {roll_s:.1f} s ({made['raw_rows'] / roll_s:,.0f} raw rows/s); "
-              f"rows: {sizes}")  # fmt: skip
-        started = time.perf_counter()
-        again = rollup.roll_up(session, check_days=30, today=today)
-        print(f"safety run over 30 days with nothing changed: {time.perf_counter() - started:.2f} s, "
-              f"{len(again.days)} days re-rolled")  # fmt: skip
+        if not args.questions_only:
+            _roll_up(engine, session, made, today, args.rolled)
+        if args.prepare:
+            print("prepared: run again with --questions-only to time the questions")
+            engine.dispose()
+            return
 
         end = today
         start = end - timedelta(days=27)
@@ -442,6 +478,9 @@ def main() -> None:
             assert plays == trend == sum(raw.values()), (name, plays, trend, sum(raw.values()))
             print(f"| {name} | {d50:.0f} ms | {d95:.0f} ms | {r50:.0f} ms | {r95:.0f} ms | {r95 / d95:.1f}× |")
         print(f"load average after: {os.getloadavg()[0]:.1f}")
+        if args.questions_only:
+            engine.dispose()
+            return
 
         def county_again() -> None:
             # The pages those days' roll-up wrote are not all-visible until VACUUM: their
