@@ -475,8 +475,10 @@ def test_a_stalled_connection_never_blocks_the_client_that_takes_over(
         except ConnectionError:
             reply = ""
     if server.streaming:
-        # nginx's client_body_timeout ended the silent request long ago: closed, or 408.
-        assert reply == "" or reply.startswith("HTTP/1.1 408"), reply[:200]
+        # Usually nginx's client_body_timeout ended the silent request long ago: closed, or 408.
+        # On a loaded machine the new client can also finish before the old request reached the
+        # listener at all; then its bytes arrive after the upload is complete and are refused.
+        assert reply == "" or reply.startswith(("HTTP/1.1 408", "HTTP/1.1 403", "HTTP/1.1 409")), reply[:200]
     else:
         assert reply.startswith("HTTP/1.1 403") or reply.startswith("HTTP/1.1 409"), reply[:200]
     state = _state(server, first.url, auth)
