@@ -313,7 +313,7 @@ class Settings:
     search_rebuild_processes: int = setting(
         "Processes a search rebuild analyses documents in once the catalog outgrows one index segment "
         "(HUB_SEARCH_REBUILD_MB of postings), sharing that memory; 0: one per core; 1: the rebuilding process only "
-        "(each more adds ~400 MB; at 1,000,000 lessons 2 processes took 0.8x the time with 2.0 GB instead of 1.5 GB).",
+        "(each more adds ~0.5 GB; at 1,000,000 lessons 2 processes took 0.8x the time with 2.0 GB instead of 1.5 GB).",
         _non_negative_int,
         "1",
     )

@@ -392,9 +392,8 @@ def _build_in_parallel(ix: Any, path: Path, documents: Iterable[Document], proce
             raise RuntimeError(f"search rebuild: a part builder failed (exit code {failed[0]})")
         sources = [(ix.storage, segment) for segment in ix._segments()]
         for part in parts:
-            storage = FileStorage(str(part))
             part_ix = whoosh_index.open_dir(str(part))
-            sources += [(storage, segment) for segment in part_ix._segments()]
+            sources += [(part_ix.storage, segment) for segment in part_ix._segments()]
             part_ix.close()
         _merge(ix, sources)
         return count
